@@ -1,0 +1,100 @@
+//! First start as idempotent "ensure" steps: the state directory (0700) and the data key (0600,
+//! or from config or a systemd credential). TLS material is ensured by `tls`; nothing is overwritten.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::config::Config;
+use crate::secret::{SecretError, read_secret_file, write_new_secret_file};
+use crate::store::{DataKey, SealError};
+
+/// Name of the systemd credential (`LoadCredential=data-key:…`) that carries the data key.
+pub const DATA_KEY_CREDENTIAL: &str = "data-key";
+/// File name of the generated data key in the state directory.
+pub const DATA_KEY_FILE: &str = "data.key";
+/// File name of the store in the state directory.
+pub const STORE_FILE: &str = "plantwire.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot prepare state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("the data key from {source_name} is not 32 bytes (raw) or base64 of 32 bytes")]
+    BadKey { source_name: String },
+    #[error("cannot create the data key {path}: {source}")]
+    WriteKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// Creates the state directory if missing and makes it private to this user.
+pub fn ensure_state_dir(path: &Path) -> Result<(), BootstrapError> {
+    let err = |source| BootstrapError::StateDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    Ok(())
+}
+
+/// Finds the data key: config value, config file, systemd credential, or the state directory,
+/// where it is created on first start.
+pub fn ensure_data_key(config: &Config, state_dir: &Path) -> Result<DataKey, BootstrapError> {
+    if let Some(b64) = &config.storage.data_key {
+        return parse_key(b64.as_bytes(), "storage.data_key");
+    }
+    if let Some(path) = &config.storage.data_key_file {
+        return parse_key(&read_secret_file(path)?, &path.display().to_string());
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(DATA_KEY_CREDENTIAL);
+        if path.exists() {
+            let raw = std::fs::read(&path).map_err(|source| SecretError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            return parse_key(&raw, "systemd credential data-key");
+        }
+    }
+    let path = state_dir.join(DATA_KEY_FILE);
+    if path.exists() {
+        return parse_key(&read_secret_file(&path)?, &path.display().to_string());
+    }
+    let raw = DataKey::generate_bytes()?;
+    let text = format!("{}\n", STANDARD.encode(raw));
+    write_new_secret_file(&path, text.as_bytes()).map_err(|source| BootstrapError::WriteKey {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(path = %path.display(), "created a new data key; back it up separately from the store");
+    Ok(DataKey::from_bytes(&raw)?)
+}
+
+fn parse_key(raw: &[u8], source_name: &str) -> Result<DataKey, BootstrapError> {
+    let bad = || BootstrapError::BadKey {
+        source_name: source_name.to_string(),
+    };
+    if raw.len() == 32 {
+        return Ok(DataKey::from_bytes(raw)?);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| bad())?.trim();
+    let bytes = STANDARD.decode(text).map_err(|_| bad())?;
+    if bytes.len() != 32 {
+        return Err(bad());
+    }
+    Ok(DataKey::from_bytes(&bytes)?)
+}

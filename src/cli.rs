@@ -1,0 +1,317 @@
+//! The command line: clap definitions and dispatch. Offline commands open the same store and call
+//! the same domain functions as the server; when the server holds the store they say so.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::{Config, Overrides};
+use crate::state::{AppState, Core};
+use crate::tls::TlsSetup;
+
+#[derive(Debug, Parser)]
+#[command(name = "plantwire", version, about = "Secure messaging and event log for plant networks")]
+pub struct Cli {
+    /// Config file (default: /etc/plantwire/plantwire.toml when it exists).
+    #[arg(long, global = true, env = "PLANTWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory (overrides the config file and environment).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (repeatable); overrides server.listen.
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Audit tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage devices (machines that publish events). Works with the server stopped.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load every layer, validate, and print the effective configuration.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the log from the oldest kept entry: decrypt, re-hash, check links; exit 1 on a problem.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its API token (shown only once).
+    Add { name: String },
+    /// List devices.
+    List,
+    /// Revoke a device's token.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable appends per second and acknowledgement latency through the sequencer.
+    Append {
+        /// Directory on the disk to measure (scratch stores are removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Producer counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,64,256")]
+        producers: Vec<usize>,
+        /// Appends per producer count.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// Body size of each append in bytes.
+        #[arg(long, default_value_t = 200)]
+        body_bytes: usize,
+        /// Most appends per commit.
+        #[arg(long, default_value_t = 1024)]
+        max_batch: usize,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("plantwire: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli, listen: Vec<SocketAddr>) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        state_dir: cli.state_dir.clone(),
+        listen,
+    };
+    Ok(Config::load(cli.config.as_deref(), &overrides)?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("plantwire")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Version => {
+            println!("plantwire {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen } => {
+            let config = load_config(&cli, listen.clone())?;
+            crate::telemetry::init(&config.log.level);
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let config = load_config(&cli, Vec::new())?;
+            let mut shown = config.clone();
+            if shown.storage.data_key.is_some() {
+                shown.storage.data_key = Some("<redacted>".into());
+            }
+            println!("# configuration is valid\n{}", toml::to_string_pretty(&shown)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { json },
+        } => {
+            let config = load_config(&cli, Vec::new())?;
+            audit_verify(&config, *json)
+        }
+        Command::Device { command } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            runtime()?.block_on(device(config, command))
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Append {
+                    dir,
+                    producers,
+                    count,
+                    body_bytes,
+                    max_batch,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let b = crate::bench::AppendBench {
+                dir: dir.clone(),
+                producers: producers.clone(),
+                count: *count,
+                body_bytes: *body_bytes,
+                max_batch: *max_batch,
+            };
+            runtime()?.block_on(bench_append(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first, so a signal that arrives during start-up is not lost.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let listen = config.server.listen.clone();
+    let core = Core::open(config, Arc::new(SystemClock))?;
+    let tls = TlsSetup::load(&core.config, &core.state_dir, &core.site)?;
+    let listeners = crate::server::bind(&listen)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        site = %core.site,
+        state_dir = %core.state_dir.display(),
+        "plantwire starting"
+    );
+    let state = AppState::new(core, tls);
+    let reloader = state.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Err(e) = reloader.tls().reload() {
+                tracing::error!(error = %e, "TLS reload failed; keeping the current certificate");
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    };
+    crate::server::run(listeners, state, shutdown).await;
+    Ok(())
+}
+
+fn audit_verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let (mut store, key, site) = crate::state::open_offline(config)?;
+    let integrity = store.check_integrity();
+    let mut report = crate::log::verify(&store, &site, &key)?;
+    match integrity {
+        Ok(true) => {}
+        Ok(false) | Err(_) if report.problem.is_none() => {
+            let detail = match integrity {
+                Err(e) => e.to_string(),
+                _ => "page checksums did not verify".into(),
+            };
+            report.problem = Some(crate::log::Problem::StoreDamaged { detail });
+        }
+        _ => {}
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("site:    {}", report.site);
+        println!("entries: {}", report.entries);
+        if let (Some(first), Some(last)) = (report.first_seq, report.last_seq) {
+            println!("range:   {first}..={last}");
+        }
+        if let Some(head) = &report.head {
+            println!("head:    {head}");
+        }
+        match &report.problem {
+            None => println!("result:  OK, the chain verifies"),
+            Some(p) => println!("result:  FAILED: {p}"),
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn device(config: Config, command: &DeviceCommand) -> anyhow::Result<ExitCode> {
+    let core = Core::open(config, Arc::new(SystemClock))?;
+    let by = format!("cli:{}", whoami());
+    let result = match command {
+        DeviceCommand::Add { name } => {
+            crate::devices::add(&core.sequencer, name, &by)
+                .await
+                .map(|(_, token)| {
+                    println!("device {name} added; its API token (shown only now):\n{token}");
+                })
+        }
+        DeviceCommand::Revoke { name } => crate::devices::revoke(&core.sequencer, name, &by)
+            .await
+            .map(|_| println!("device {name} revoked")),
+        DeviceCommand::List => {
+            for d in crate::devices::list(&core.store)? {
+                let status = if d.revoked_at_us.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
+            }
+            Ok(())
+        }
+    };
+    core.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn whoami() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn bench_append(b: crate::bench::AppendBench) -> anyhow::Result<()> {
+    let fsync = crate::bench::fsync_latency(&b.dir, 200)?;
+    println!(
+        "disk fsync (4 KiB write + fdatasync) in {}: p50 {} µs, p99 {} µs, max {} µs",
+        b.dir.display(),
+        fsync.p50_us,
+        fsync.p99_us,
+        fsync.max_us
+    );
+    println!("producers  appends   seconds  appends/s   p50 µs   p99 µs   max µs");
+    for r in crate::bench::run_append(&b).await? {
+        println!(
+            "{:>9} {:>8} {:>9.2} {:>10.0} {:>8} {:>8} {:>8}",
+            r.producers, r.appends, r.seconds, r.per_second, r.latency.p50_us, r.latency.p99_us, r.latency.max_us
+        );
+    }
+    Ok(())
+}

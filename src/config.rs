@@ -1,0 +1,346 @@
+//! Layered, strict configuration: defaults, then the TOML file, then `PLANTWIRE_*` environment
+//! (`__` nests), then command-line flags. Unknown keys are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/plantwire/plantwire.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Format version of this file; must be 1.
+    pub version: u32,
+    /// Site (tenant) name: lower-case letters, digits, `-`, `_`, `.`; defaults to the host name.
+    pub site: Option<String>,
+    /// State directory; defaults to `$STATE_DIRECTORY` under systemd, else `./plantwire-data`.
+    pub state_dir: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub max_connections: usize,
+    pub handshake_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub keep_alive_secs: u64,
+    pub drain_timeout_secs: u64,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    /// Answer plaintext HTTP on the TLS port with a bare redirect to https (else just close).
+    pub redirect_plaintext: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; when unset, a site CA and server certificate are generated.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file` (a secret: must not be world-readable).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate to offer at `/ca.crt` when `cert_file` is set.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data key, base64 (32 bytes). Prefer `data_key_file` or a systemd credential.
+    pub data_key: Option<String>,
+    /// A file holding the data key (raw 32 bytes or base64); must not be world-readable.
+    pub data_key_file: Option<PathBuf>,
+    /// Appends that may wait for the writer before callers get 503.
+    pub queue_capacity: usize,
+    /// Most appends committed in one transaction.
+    pub max_batch: usize,
+    /// redb page cache.
+    pub cache_mib: usize,
+    /// Committed entries kept for live subscribers that fall behind.
+    pub hub_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `plantwire=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Most events in one batch request.
+    pub max_batch: usize,
+    /// Largest serialized event.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            site: None,
+            state_dir: None,
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8443))],
+            max_connections: 1024,
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 30,
+            keep_alive_secs: 60,
+            drain_timeout_secs: 10,
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 64 << 10,
+            redirect_plaintext: true,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_key: None,
+            data_key_file: None,
+            queue_capacity: 8192,
+            max_batch: 1024,
+            cache_mib: 64,
+            hub_capacity: 4096,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1000,
+            max_event_bytes: 16 << 10,
+        }
+    }
+}
+
+/// Values given as command-line flags; they override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Config {
+    /// Loads the layers. `path` is `--config`; without it the default path is used if present.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
+            Some(p) => fig = fig.merge(Toml::file_exact(p)),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
+            }
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("PLANTWIRE_").split("__").ignore(&["config"]));
+        if let Some(dir) = &overrides.state_dir {
+            fig = fig.merge(Serialized::default("state_dir", dir));
+        }
+        if !overrides.listen.is_empty() {
+            fig = fig.merge(Serialized::default("server.listen", &overrides.listen));
+        }
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses one TOML document on its own (no environment), as `config check` of a file does.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != 1 {
+            return Err(invalid("version", "must be 1"));
+        }
+        if let Some(site) = &self.site {
+            validate_site(site)?;
+        }
+        let s = &self.server;
+        if s.listen.is_empty() {
+            return Err(invalid("server.listen", "needs at least one address"));
+        }
+        bounded("server.max_connections", s.max_connections, 1, 1_000_000)?;
+        bounded("server.handshake_timeout_secs", s.handshake_timeout_secs, 1, 300)?;
+        bounded("server.header_read_timeout_secs", s.header_read_timeout_secs, 1, 600)?;
+        bounded("server.keep_alive_secs", s.keep_alive_secs, 1, 3600)?;
+        bounded("server.drain_timeout_secs", s.drain_timeout_secs, 0, 600)?;
+        bounded("server.max_body_bytes", s.max_body_bytes, 1024, 256 << 20)?;
+        bounded("server.max_header_bytes", s.max_header_bytes, 8192, 1 << 20)?;
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => return Err(invalid("tls.key_file", "required when tls.cert_file is set")),
+            (None, Some(_)) => return Err(invalid("tls.cert_file", "required when tls.key_file is set")),
+            _ => {}
+        }
+        if self.tls.ca_file.is_some() && self.tls.cert_file.is_none() {
+            return Err(invalid("tls.ca_file", "only used together with tls.cert_file"));
+        }
+        let st = &self.storage;
+        if st.data_key.is_some() && st.data_key_file.is_some() {
+            return Err(invalid("storage.data_key", "set either data_key or data_key_file, not both"));
+        }
+        bounded("storage.queue_capacity", st.queue_capacity, 1, 1_000_000)?;
+        bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
+        bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
+        bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", e.to_string()))?;
+        bounded("events.max_batch", self.events.max_batch, 1, 100_000)?;
+        bounded("events.max_event_bytes", self.events.max_event_bytes, 256, 1 << 20)?;
+        Ok(())
+    }
+
+    /// The state directory after defaults.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        // systemd may pass several, separated by ':'; the first is ours.
+        match std::env::var_os("STATE_DIRECTORY") {
+            Some(v) if !v.is_empty() => {
+                let s = v.to_string_lossy().into_owned();
+                PathBuf::from(s.split(':').next().unwrap_or_default())
+            }
+            _ => PathBuf::from("plantwire-data"),
+        }
+    }
+
+    /// The site name after defaults: configured, or derived from the host name.
+    pub fn site(&self) -> String {
+        if let Some(site) = &self.site {
+            return site.clone();
+        }
+        let host = gethostname::gethostname().to_string_lossy().to_lowercase();
+        let cleaned: String = host
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .take(64)
+            .collect();
+        if cleaned.is_empty() { "site".into() } else { cleaned }
+    }
+}
+
+fn validate_site(site: &str) -> Result<(), ConfigError> {
+    let ok = !site.is_empty()
+        && site.len() <= 64
+        && site
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("site", "1-64 characters of a-z, 0-9, '-', '_', '.'"))
+    }
+}
+
+fn bounded<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    v: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(key, format!("{v} is outside {min}..={max}")));
+    }
+    Ok(())
+}
+
+/// Figment's message plus where the value came from (file and key).
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let mut s = e.to_string();
+            if let Some(meta) = &e.metadata {
+                if let Some(src) = &meta.source {
+                    s.push_str(&format!(" (in {src})"));
+                }
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("version = 1\n[server]\nlisten_port = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn both_key_forms_refused() {
+        let err = Config::from_toml_str(
+            "[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("storage.data_key"), "{err}");
+    }
+
+    #[test]
+    fn bad_site_refused() {
+        assert!(Config::from_toml_str("site = \"Plant 1\"\n").is_err());
+        assert!(Config::from_toml_str("site = \"plant-1\"\n").is_ok());
+    }
+}

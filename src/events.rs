@@ -1,0 +1,174 @@
+//! Events published by machines: their shape, validation, and the append of one or many in a
+//! single commit (a batch is all-or-nothing and gets consecutive seqs).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Rejection;
+use crate::log::{NewEntry, Sequencer, SubmitError};
+
+pub const KIND_EVENT: &str = "event";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Debug,
+    #[default]
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+}
+
+/// A scalar attribute value; placeholders in templates are filled from these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// One event as a machine sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// What raised it, e.g. `pump-7` or `plc-3/di-12`.
+    pub source: String,
+    /// A dotted type such as `pressure.high`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub severity: Severity,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttrValue>,
+    /// When it happened by the device's clock (UTC µs); the log's own `ts` is the server's.
+    #[serde(default)]
+    pub occurred_at_us: Option<i64>,
+}
+
+/// What is stored as the body of an `event` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventBody {
+    pub device: String,
+    #[serde(flatten)]
+    pub event: EventIn,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch: usize,
+    pub max_event_bytes: usize,
+}
+
+const MAX_SOURCE: usize = 128;
+const MAX_TYPE: usize = 128;
+const MAX_MESSAGE: usize = 4096;
+const MAX_ATTRS: usize = 64;
+const MAX_ATTR_KEY: usize = 64;
+const MAX_ATTR_TEXT: usize = 1024;
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// Checks one event against the limits; the message says which field is wrong.
+pub fn validate(ev: &EventIn, limits: &Limits) -> Result<(), Rejection> {
+    let bad = |msg: &str| Err(Rejection::invalid("invalid_event", msg));
+    if ev.source.is_empty() || ev.source.len() > MAX_SOURCE || has_control(&ev.source) {
+        return bad("source must be 1-128 characters without control characters");
+    }
+    let type_ok = !ev.event_type.is_empty()
+        && ev.event_type.len() <= MAX_TYPE
+        && ev
+            .event_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+    if !type_ok {
+        return bad("type must be 1-128 characters of A-Z a-z 0-9 . _ - : /");
+    }
+    if ev.message.len() > MAX_MESSAGE {
+        return bad("message is longer than 4096 bytes");
+    }
+    if ev.attributes.len() > MAX_ATTRS {
+        return bad("at most 64 attributes");
+    }
+    for (k, v) in &ev.attributes {
+        if k.is_empty() || k.len() > MAX_ATTR_KEY || has_control(k) {
+            return bad("attribute names must be 1-64 characters without control characters");
+        }
+        if let AttrValue::Text(t) = v
+            && t.len() > MAX_ATTR_TEXT
+        {
+            return bad("attribute text values are at most 1024 bytes");
+        }
+        if let AttrValue::Float(f) = v
+            && !f.is_finite()
+        {
+            return bad("attribute numbers must be finite");
+        }
+    }
+    let size = serde_json::to_vec(ev).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > limits.max_event_bytes {
+        return Err(Rejection::invalid(
+            "event_too_large",
+            format!("the event is {size} bytes; the limit is {}", limits.max_event_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// The stream a device's events go to.
+pub fn stream_of(device: &str) -> String {
+    format!("events/{device}")
+}
+
+/// Validates every event, then appends them all in one commit; returns their seqs in order.
+pub async fn publish(
+    seq: &Sequencer,
+    device: &str,
+    events: Vec<EventIn>,
+    limits: &Limits,
+) -> Result<Vec<u64>, SubmitError> {
+    if events.is_empty() {
+        return Err(SubmitError::Rejected(Rejection::invalid("empty_batch", "no events given")));
+    }
+    if events.len() > limits.max_batch {
+        return Err(SubmitError::Rejected(Rejection::invalid(
+            "batch_too_large",
+            format!("at most {} events per batch", limits.max_batch),
+        )));
+    }
+    let stream = stream_of(device);
+    let author = format!("device:{device}");
+    let mut entries = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        validate(&event, limits).map_err(|mut r| {
+            if i > 0 || limits.max_batch > 1 {
+                r.message = format!("events[{i}]: {}", r.message);
+            }
+            SubmitError::Rejected(r)
+        })?;
+        let body = EventBody {
+            device: device.to_string(),
+            event,
+        };
+        entries.push(
+            NewEntry::json(KIND_EVENT, &stream, &author, &body)
+                .map_err(|e| SubmitError::Storage(e.to_string()))?,
+        );
+    }
+    seq.submit(move |tx| {
+        let mut seqs = Vec::with_capacity(entries.len());
+        for e in &entries {
+            seqs.push(tx.append(e.clone())?);
+        }
+        Ok(seqs)
+    })
+    .await
+}

@@ -1,0 +1,51 @@
+//! Public operational endpoints: liveness, readiness, and the site CA certificate.
+//! They reveal nothing beyond "up", "ready" and the public CA.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// The process is alive and serving.
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Ready to take work: listening, store open, writer running, not shutting down.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if state.is_ready() {
+        Ok(Json(Health { status: "ready" }))
+    } else {
+        Err(ApiError::unavailable("not ready"))
+    }
+}
+
+/// The CA certificate to install so clients trust this server.
+pub async fn ca_cert(State(state): State<AppState>) -> Response {
+    match state.tls().ca_pem() {
+        Some(pem) => {
+            let mut res = (StatusCode::OK, pem.to_string()).into_response();
+            let h = res.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"plantwire-ca.crt\""),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res
+        }
+        None => ApiError::not_found().into_response(),
+    }
+}

@@ -1,0 +1,22 @@
+//! plantwire: secure messaging and an append-only, hash-chained event log for plant networks.
+//! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
+
+pub mod bench;
+pub mod bootstrap;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod log;
+pub mod secret;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::Config;
+pub use state::{AppState, Core};

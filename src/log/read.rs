@@ -1,0 +1,61 @@
+//! Reading entries back: decode the stored record, open the sealed body, rebuild the `Entry`.
+//! Used by history, replay and the audit walk alike.
+
+use std::sync::Arc;
+
+use crate::store::{DataKey, LogRecord, ReadTx, StoreError};
+
+use super::entry::{Entry, seal_aad};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("entry {seq}: the record cannot be decoded: {reason}")]
+    Decode { seq: u64, reason: String },
+    #[error("entry {seq}: the body does not open: {reason}")]
+    Unseal { seq: u64, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Rebuilds one entry from its stored bytes.
+pub fn decode_entry(
+    site: &Arc<str>,
+    key: &DataKey,
+    seq: u64,
+    raw: &[u8],
+) -> Result<Entry, ReadError> {
+    let rec = LogRecord::decode(raw).map_err(|e| ReadError::Decode {
+        seq,
+        reason: e.to_string(),
+    })?;
+    let body = key
+        .open(&seal_aad(site, seq), &rec.sealed)
+        .map_err(|e| ReadError::Unseal {
+            seq,
+            reason: e.to_string(),
+        })?;
+    Ok(Entry {
+        site: site.clone(),
+        seq,
+        ts: rec.ts,
+        kind: rec.kind,
+        stream: rec.stream,
+        author: rec.author,
+        body,
+        prev: rec.prev,
+        hash: rec.hash,
+    })
+}
+
+/// Reads one entry by seq.
+pub fn entry(
+    rtx: &ReadTx,
+    site: &Arc<str>,
+    key: &DataKey,
+    seq: u64,
+) -> Result<Option<Entry>, ReadError> {
+    match rtx.log_raw(seq)? {
+        Some(raw) => decode_entry(site, key, seq, &raw).map(Some),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,275 @@
+//! The single writer: takes jobs from a bounded queue, runs a batch of them in one redb write
+//! transaction (group commit), answers each caller only after the durable commit, then feeds the hub.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::Rejection;
+use crate::store::{DataKey, Store, StoreError};
+
+use super::hub::Hub;
+use super::tx::{AppendError, ChainState, Tx};
+
+/// Why a submitted job did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: retry later. Nothing was queued.
+    #[error("the write queue is full")]
+    Busy,
+    #[error(transparent)]
+    Rejected(Rejection),
+    #[error("the sequencer is shutting down")]
+    ShuttingDown,
+    /// The commit failed; nothing of the batch was stored.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl From<AppendError> for SubmitError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Rejected(r) => SubmitError::Rejected(r),
+            AppendError::Storage(s) => SubmitError::Storage(s.to_string()),
+        }
+    }
+}
+
+/// Tuning of the sequencer; both are bounded by config validation.
+#[derive(Debug, Clone, Copy)]
+pub struct SequencerConfig {
+    /// Jobs that may wait; beyond this, `submit` answers `Busy`.
+    pub queue_capacity: usize,
+    /// Most jobs committed in one transaction.
+    pub max_batch: usize,
+}
+
+/// A unit of work run inside the batch transaction. `run` may be called again after a rollback
+/// caused by another job, so it must not keep state between calls except its output.
+trait Job: Send {
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), AppendError>;
+    fn committed(self: Box<Self>);
+    fn failed(self: Box<Self>, err: SubmitError);
+}
+
+struct FnJob<F, T> {
+    f: F,
+    out: Option<T>,
+    done: oneshot::Sender<Result<T, SubmitError>>,
+}
+
+impl<F, T> Job for FnJob<F, T>
+where
+    F: FnMut(&mut Tx<'_>) -> Result<T, AppendError> + Send,
+    T: Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), AppendError> {
+        self.out = Some((self.f)(tx)?);
+        Ok(())
+    }
+
+    fn committed(self: Box<Self>) {
+        let result = self
+            .out
+            .ok_or_else(|| SubmitError::Storage("job produced no output".into()));
+        // The caller may have gone away; the commit stands either way.
+        let _ = self.done.send(result);
+    }
+
+    fn failed(self: Box<Self>, err: SubmitError) {
+        let _ = self.done.send(Err(err));
+    }
+}
+
+/// The handle callers submit through. Cheap to clone.
+#[derive(Clone)]
+pub struct Sequencer {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("queued", &(self.queue.max_capacity() - self.queue.capacity()))
+            .finish()
+    }
+}
+
+impl Sequencer {
+    /// Starts the writer task. It stops after `stop` is cancelled and the queue is drained.
+    pub fn start(
+        store: Arc<Store>,
+        key: Arc<DataKey>,
+        site: Arc<str>,
+        clock: Arc<dyn Clock>,
+        hub: Hub,
+        config: SequencerConfig,
+        stop: CancellationToken,
+    ) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let chain = ChainState::from_head(store.read()?.chain_head()?);
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let writer = Writer {
+            store,
+            key,
+            site,
+            clock,
+            hub,
+            chain,
+            max_batch: config.max_batch.max(1),
+        };
+        let task = tokio::spawn(writer.run(rx, stop));
+        Ok((Self { queue: tx }, task))
+    }
+
+    /// Runs `f` in the next batch and returns its output once the batch is durably committed.
+    /// `f` may run more than once (after a rollback caused by another job), and must check its
+    /// rules before it writes: a rejection after a write costs the whole batch a retry.
+    pub async fn submit<T, F>(&self, f: F) -> Result<T, SubmitError>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, AppendError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(FnJob { f, out: None, done });
+        self.queue.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::ShuttingDown,
+        })?;
+        wait.await.map_err(|_| SubmitError::ShuttingDown)?
+    }
+
+    /// Jobs waiting in the queue right now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+struct Writer {
+    store: Arc<Store>,
+    key: Arc<DataKey>,
+    site: Arc<str>,
+    clock: Arc<dyn Clock>,
+    hub: Hub,
+    chain: ChainState,
+    max_batch: usize,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Job>>, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                job = rx.recv() => job,
+                () = stop.cancelled() => {
+                    // Refuse new work, then commit what was already accepted into the queue.
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            let mut batch = Vec::with_capacity(self.max_batch.min(256));
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let outcome = tokio::task::spawn_blocking(move || {
+                let result = self.commit_batch(batch);
+                (self, result)
+            })
+            .await;
+            match outcome {
+                Ok((writer, ())) => self = writer,
+                Err(e) => {
+                    // A job panicked; the chain state went with it. Stop taking work.
+                    tracing::error!(error = %e, "sequencer batch panicked; writer stopped");
+                    rx.close();
+                    return;
+                }
+            }
+        }
+        tracing::debug!("sequencer stopped");
+    }
+
+    /// Commits as many jobs of `batch` as pass their rules, in one durable transaction.
+    fn commit_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
+        let mut rejected: Vec<(Box<dyn Job>, Rejection)> = Vec::new();
+        let now = self.clock.now_us();
+        loop {
+            let mut wtx = match self.store.write() {
+                Ok(w) => w,
+                Err(e) => return fail_all(batch, rejected, &e.to_string()),
+            };
+            let mut tx = Tx::new(&mut wtx, self.chain, &self.key, &self.site, now);
+            let mut clean_rejects = Vec::new();
+            let mut dirty_reject = None;
+            let mut storage_error = None;
+            for (i, job) in batch.iter_mut().enumerate() {
+                tx.views().clear_dirty();
+                match job.run(&mut tx) {
+                    Ok(()) => {}
+                    Err(AppendError::Rejected(r)) if tx.views().is_dirty() => {
+                        dirty_reject = Some((i, r));
+                        break;
+                    }
+                    Err(AppendError::Rejected(r)) => clean_rejects.push((i, r)),
+                    Err(AppendError::Storage(e)) => {
+                        storage_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = storage_error {
+                drop(tx);
+                let _ = wtx.abort();
+                return fail_all(batch, rejected, &e.to_string());
+            }
+            if let Some((i, r)) = dirty_reject {
+                // Roll back and run the batch again without the job that wrote before refusing.
+                drop(tx);
+                let _ = wtx.abort();
+                rejected.push((batch.remove(i), r));
+                continue;
+            }
+            for (i, r) in clean_rejects.into_iter().rev() {
+                rejected.push((batch.remove(i), r));
+            }
+            let finished = tx.finish();
+            let (chain, entries) = match finished {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = wtx.abort();
+                    return fail_all(batch, rejected, &e.to_string());
+                }
+            };
+            if entries.is_empty() && batch.is_empty() {
+                let _ = wtx.abort();
+            } else if let Err(e) = wtx.commit() {
+                tracing::error!(error = %e, "commit failed");
+                return fail_all(batch, rejected, &e.to_string());
+            }
+            self.chain = chain;
+            for job in batch {
+                job.committed();
+            }
+            for (job, r) in rejected {
+                job.failed(SubmitError::Rejected(r));
+            }
+            self.hub.publish(entries);
+            return;
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Box<dyn Job>>, rejected: Vec<(Box<dyn Job>, Rejection)>, err: &str) {
+    for job in batch {
+        job.failed(SubmitError::Storage(err.to_string()));
+    }
+    for (job, r) in rejected {
+        job.failed(SubmitError::Rejected(r));
+    }
+}

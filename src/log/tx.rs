@@ -1,0 +1,150 @@
+//! The chain-aware write transaction a sequencer job runs in: appends get their seq, timestamp,
+//! hash and sealed body here, and view updates go through `views()` in the same redb transaction.
+
+use std::sync::Arc;
+
+use crate::error::Rejection;
+use crate::store::{ChainHead, DataKey, LogRecord, StoreError, WriteTx};
+
+use super::entry::{
+    Entry, MAX_BODY_LEN, MAX_KIND_LEN, MAX_NAME_LEN, NewEntry, canonical, chain_hash, seal_aad,
+};
+
+/// Where the chain stands: the next seq to give and the hash it links to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainState {
+    pub next_seq: u64,
+    pub head: [u8; 32],
+    pub last_ts: i64,
+}
+
+impl ChainState {
+    pub fn from_head(head: Option<ChainHead>) -> Self {
+        match head {
+            Some(h) => Self {
+                next_seq: h.seq + 1,
+                head: h.hash,
+                last_ts: h.ts,
+            },
+            None => Self {
+                next_seq: 1,
+                head: super::entry::GENESIS,
+                last_ts: 0,
+            },
+        }
+    }
+}
+
+/// Why an append failed inside a job.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+pub struct Tx<'a> {
+    store: &'a mut WriteTx,
+    chain: ChainState,
+    key: &'a DataKey,
+    site: &'a Arc<str>,
+    now_us: i64,
+    entries: Vec<Entry>,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(
+        store: &'a mut WriteTx,
+        chain: ChainState,
+        key: &'a DataKey,
+        site: &'a Arc<str>,
+        now_us: i64,
+    ) -> Self {
+        Self {
+            store,
+            chain,
+            key,
+            site,
+            now_us: now_us.max(chain.last_ts),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The timestamp every entry of this batch carries.
+    pub fn now_us(&self) -> i64 {
+        self.now_us
+    }
+
+    pub fn site(&self) -> &str {
+        self.site
+    }
+
+    /// The view tables, in the same transaction as the appends.
+    pub fn views(&mut self) -> &mut WriteTx {
+        self.store
+    }
+
+    /// Appends one entry and returns its seq. Limits are checked before anything is written.
+    pub fn append(&mut self, e: NewEntry) -> Result<u64, AppendError> {
+        if e.kind.is_empty() || e.kind.len() > MAX_KIND_LEN {
+            return Err(Rejection::invalid("invalid_kind", "entry kind is empty or too long").into());
+        }
+        if e.stream.len() > MAX_NAME_LEN || e.author.len() > MAX_NAME_LEN {
+            return Err(Rejection::invalid("too_long", "stream or author is too long").into());
+        }
+        if e.body.len() > MAX_BODY_LEN {
+            return Err(Rejection::invalid("too_large", "entry body is too large").into());
+        }
+        let seq = self.chain.next_seq;
+        let canon = canonical(
+            self.site, seq, self.now_us, &e.kind, &e.stream, &e.author, &e.body,
+        );
+        let hash = chain_hash(&self.chain.head, &canon);
+        let sealed = self
+            .key
+            .seal(&seal_aad(self.site, seq), &e.body)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let record = LogRecord {
+            ts: self.now_us,
+            kind: e.kind,
+            stream: e.stream,
+            author: e.author,
+            prev: self.chain.head,
+            hash,
+            sealed,
+        };
+        let bytes = record
+            .encode()
+            .map_err(|err| Rejection::invalid("too_long", err.to_string()))?;
+        self.store.put_log(seq, &bytes)?;
+        self.store.put_stream_index(&record.stream, seq)?;
+        self.entries.push(Entry {
+            site: self.site.clone(),
+            seq,
+            ts: self.now_us,
+            kind: record.kind,
+            stream: record.stream,
+            author: record.author,
+            body: e.body,
+            prev: self.chain.head,
+            hash,
+        });
+        self.chain.next_seq += 1;
+        self.chain.head = hash;
+        self.chain.last_ts = self.now_us;
+        Ok(seq)
+    }
+
+    /// Writes the chain head into `meta` and hands back what the batch appended.
+    pub(crate) fn finish(self) -> Result<(ChainState, Vec<Entry>), StoreError> {
+        if let Some(last) = self.entries.last() {
+            self.store.set_chain_head(&ChainHead {
+                seq: last.seq,
+                hash: last.hash,
+                ts: last.ts,
+            })?;
+        }
+        Ok((self.chain, self.entries))
+    }
+}

@@ -1,0 +1,146 @@
+//! The audit walk: from the oldest kept entry to the head, decode, open, re-hash and check links,
+//! and name the first entry that does not match. It reads only; it never repairs.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::store::{DataKey, Store, StoreError};
+
+use super::entry::GENESIS;
+use super::read::{ReadError, decode_entry};
+
+/// The outcome of a walk over the log.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub site: String,
+    pub entries: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Hex hash of the last entry that verified.
+    pub head: Option<String>,
+    /// The first problem found, if any.
+    pub problem: Option<Problem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// The store file itself failed redb's page checks.
+    StoreDamaged { detail: String },
+    /// A record could not be decoded or its body did not open.
+    Unreadable { seq: u64, detail: String },
+    /// The stored hash is not SHA-256(prev ‖ canonical entry).
+    HashMismatch { seq: u64 },
+    /// The entry's `prev` is not the hash of the entry before it.
+    BrokenLink { seq: u64 },
+    /// A seq is missing.
+    Gap { expected: u64, found: u64 },
+    /// The chain head recorded in meta is not the last entry.
+    HeadMismatch { seq: u64 },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::StoreDamaged { detail } => write!(f, "the store file is damaged: {detail}"),
+            Problem::Unreadable { seq, detail } => write!(f, "entry {seq} is unreadable: {detail}"),
+            Problem::HashMismatch { seq } => {
+                write!(f, "entry {seq} does not match its hash (its content was altered)")
+            }
+            Problem::BrokenLink { seq } => {
+                write!(f, "entry {seq} does not link to the hash of entry {}", seq - 1)
+            }
+            Problem::Gap { expected, found } => {
+                write!(f, "entry {expected} is missing (next stored entry is {found})")
+            }
+            Problem::HeadMismatch { seq } => {
+                write!(f, "the recorded chain head ({seq}) is not the last entry")
+            }
+        }
+    }
+}
+
+/// Walks the whole log. Storage errors that stop the walk become `StoreDamaged`.
+pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyReport, StoreError> {
+    let mut report = VerifyReport {
+        site: site.to_string(),
+        entries: 0,
+        first_seq: None,
+        last_seq: None,
+        head: None,
+        problem: None,
+    };
+    let rtx = store.read()?;
+    let recorded_head = rtx.chain_head()?;
+    let mut prev_hash: Option<[u8; 32]> = None;
+    let mut expected_seq: Option<u64> = None;
+    let walk = rtx.scan_log(0, |seq, raw| {
+        report.entries += 1;
+        report.first_seq.get_or_insert(seq);
+        report.last_seq = Some(seq);
+        if let Some(expected) = expected_seq
+            && seq != expected
+        {
+            report.problem = Some(Problem::Gap {
+                expected,
+                found: seq,
+            });
+            return false;
+        }
+        let entry = match decode_entry(site, key, seq, raw) {
+            Ok(e) => e,
+            Err(ReadError::Decode { reason, .. } | ReadError::Unseal { reason, .. }) => {
+                report.problem = Some(Problem::Unreadable {
+                    seq,
+                    detail: reason,
+                });
+                return false;
+            }
+            Err(ReadError::Store(e)) => {
+                report.problem = Some(Problem::StoreDamaged {
+                    detail: e.to_string(),
+                });
+                return false;
+            }
+        };
+        // The oldest kept entry is trusted to link where it says, unless it is the genesis entry.
+        let link_ok = match prev_hash {
+            Some(p) => entry.prev == p,
+            None => seq != 1 || entry.prev == GENESIS,
+        };
+        if !link_ok {
+            report.problem = Some(Problem::BrokenLink { seq });
+            return false;
+        }
+        if entry.computed_hash() != entry.hash {
+            report.problem = Some(Problem::HashMismatch { seq });
+            return false;
+        }
+        prev_hash = Some(entry.hash);
+        report.head = Some(hex::encode(entry.hash));
+        expected_seq = Some(seq + 1);
+        true
+    });
+    if let Err(e) = walk {
+        report.problem.get_or_insert(Problem::StoreDamaged {
+            detail: e.to_string(),
+        });
+    }
+    if report.problem.is_none() {
+        let last = report.last_seq.zip(prev_hash);
+        let recorded = recorded_head.map(|h| (h.seq, h.hash));
+        if last != recorded {
+            report.problem = Some(Problem::HeadMismatch {
+                seq: recorded.map(|r| r.0).unwrap_or(0),
+            });
+        }
+    }
+    Ok(report)
+}

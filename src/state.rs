@@ -1,0 +1,193 @@
+//! What the process holds once started: the `Core` (store, key, sequencer, hub) that the CLI and
+//! the server share, and the `AppState` the HTTP layer gets. Built once, passed explicitly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bootstrap::{self, BootstrapError, STORE_FILE};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::log::{Hub, Sequencer, SequencerConfig};
+use crate::store::{DataKey, Store, StoreError};
+use crate::tls::{TlsError, TlsSetup};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The storage side of plantwire, usable with or without the HTTP server.
+pub struct Core {
+    pub config: Arc<Config>,
+    pub site: Arc<str>,
+    pub state_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub key: Arc<DataKey>,
+    pub clock: Arc<dyn Clock>,
+    pub hub: Hub,
+    pub sequencer: Sequencer,
+    stop: CancellationToken,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("site", &self.site)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Ensures the state directory and data key, opens the store and starts the sequencer.
+    /// Must be called inside a Tokio runtime.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let state_dir = config.state_dir();
+        bootstrap::ensure_state_dir(&state_dir)?;
+        let key = Arc::new(bootstrap::ensure_data_key(&config, &state_dir)?);
+        let site: Arc<str> = config.site().into();
+        let store = Arc::new(Store::open(
+            &state_dir.join(STORE_FILE),
+            config.storage.cache_mib << 20,
+        )?);
+        store.bind_identity(&site, &key)?;
+        let hub = Hub::new(config.storage.hub_capacity);
+        let stop = CancellationToken::new();
+        let (sequencer, writer) = Sequencer::start(
+            store.clone(),
+            key.clone(),
+            site.clone(),
+            clock.clone(),
+            hub.clone(),
+            SequencerConfig {
+                queue_capacity: config.storage.queue_capacity,
+                max_batch: config.storage.max_batch,
+            },
+            stop.clone(),
+        )?;
+        Ok(Self {
+            config: Arc::new(config),
+            site,
+            state_dir,
+            store,
+            key,
+            clock,
+            hub,
+            sequencer,
+            stop,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Stops the sequencer after it has committed everything already queued.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = writer.await;
+        }
+    }
+
+    pub fn events_limits(&self) -> crate::events::Limits {
+        crate::events::Limits {
+            max_batch: self.config.events.max_batch,
+            max_event_bytes: self.config.events.max_event_bytes,
+        }
+    }
+}
+
+/// Opens the store without starting a writer, for read-only offline commands (audit verify).
+/// Refuses to create anything: a missing key or store is an error.
+pub fn open_offline(config: &Config) -> Result<(Store, DataKey, Arc<str>), StartError> {
+    let state_dir = config.state_dir();
+    let path = state_dir.join(STORE_FILE);
+    if !path.exists() {
+        return Err(StartError::Other(format!("no store at {}", path.display())));
+    }
+    let has_key = config.storage.data_key.is_some()
+        || config.storage.data_key_file.is_some()
+        || std::env::var_os("CREDENTIALS_DIRECTORY").is_some()
+        || state_dir.join(bootstrap::DATA_KEY_FILE).exists();
+    if !has_key {
+        return Err(StartError::Other(format!(
+            "no data key for the store in {}",
+            state_dir.display()
+        )));
+    }
+    let key = bootstrap::ensure_data_key(config, &state_dir)?;
+    let store = Store::open(&path, config.storage.cache_mib << 20)?;
+    let site: Arc<str> = config.site().into();
+    store.bind_identity(&site, &key)?;
+    Ok((store, key, site))
+}
+
+/// Everything a request handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Core,
+    tls: TlsSetup,
+    ready: AtomicBool,
+    started: Instant,
+}
+
+impl AppState {
+    pub fn new(core: Core, tls: TlsSetup) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                core,
+                tls,
+                ready: AtomicBool::new(false),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.core.config
+    }
+
+    pub fn tls(&self) -> &TlsSetup {
+        &self.inner.tls
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+}

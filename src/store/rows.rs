@@ -1,0 +1,96 @@
+//! Stored row types for the view tables, each with a leading version byte, separate from API types.
+//! Views are updated in the same transaction as the log entry that changes them.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+const ROW_V1: u8 = 1;
+
+/// The chain head kept in `meta`: v1 = version u8 | seq u64 BE | hash [32] | ts i64 BE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub ts: i64,
+}
+
+impl ChainHead {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(49);
+        out.push(ROW_V1);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.ts.to_be_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        if b.len() != 49 || b[0] != ROW_V1 {
+            return Err(StoreError::Corrupt("chain head".into()));
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&b[1..9]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&b[9..41]);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[41..49]);
+        Ok(Self {
+            seq: u64::from_be_bytes(seq),
+            hash,
+            ts: i64::from_be_bytes(ts),
+        })
+    }
+}
+
+/// A machine identity allowed to publish events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRow {
+    pub name: String,
+    /// SHA-256 of the API token; the token itself is never stored.
+    #[serde(with = "hex_32")]
+    pub token_hash: [u8; 32],
+    pub created_at_us: i64,
+    pub created_by: String,
+    pub revoked_at_us: Option<i64>,
+}
+
+impl DeviceRow {
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        versioned_json(self)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        from_versioned_json(b, "device")
+    }
+}
+
+fn versioned_json<T: Serialize>(row: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![ROW_V1];
+    serde_json::to_writer(&mut out, row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+fn from_versioned_json<T: for<'de> Deserialize<'de>>(b: &[u8], what: &str) -> Result<T, StoreError> {
+    match b.split_first() {
+        Some((&ROW_V1, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        }
+        _ => Err(StoreError::Corrupt(format!("{what}: unknown row version"))),
+    }
+}
+
+mod hex_32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
