@@ -79,7 +79,9 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
     std::fs::create_dir_all(&b.dir)?;
     let mut results = Vec::new();
     for &producers in &b.producers {
-        let scratch = tempfile::Builder::new().prefix("plantwire-bench-").tempdir_in(&b.dir)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("plantwire-bench-")
+            .tempdir_in(&b.dir)?;
         let store = Arc::new(Store::open(&scratch.path().join("bench.redb"), 64 << 20)?);
         let key = Arc::new(DataKey::from_bytes(&DataKey::generate_bytes()?)?);
         let site: Arc<str> = "bench".into();

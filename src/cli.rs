@@ -15,7 +15,11 @@ use crate::state::{AppState, Core};
 use crate::tls::TlsSetup;
 
 #[derive(Debug, Parser)]
-#[command(name = "plantwire", version, about = "Secure messaging and event log for plant networks")]
+#[command(
+    name = "plantwire",
+    version,
+    about = "Secure messaging and event log for plant networks"
+)]
 pub struct Cli {
     /// Config file (default: /etc/plantwire/plantwire.toml when it exists).
     #[arg(long, global = true, env = "PLANTWIRE_CONFIG")]
@@ -153,7 +157,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if shown.storage.data_key.is_some() {
                 shown.storage.data_key = Some("<redacted>".into());
             }
-            println!("# configuration is valid\n{}", toml::to_string_pretty(&shown)?);
+            println!(
+                "# configuration is valid\n{}",
+                toml::to_string_pretty(&shown)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -267,25 +274,28 @@ fn audit_verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
 async fn device(config: Config, command: &DeviceCommand) -> anyhow::Result<ExitCode> {
     let core = Core::open(config, Arc::new(SystemClock))?;
     let by = format!("cli:{}", whoami());
-    let result = match command {
-        DeviceCommand::Add { name } => {
-            crate::devices::add(&core.sequencer, name, &by)
+    let result =
+        match command {
+            DeviceCommand::Add { name } => crate::devices::add(&core.sequencer, name, &by)
                 .await
                 .map(|(_, token)| {
                     println!("device {name} added; its API token (shown only now):\n{token}");
-                })
-        }
-        DeviceCommand::Revoke { name } => crate::devices::revoke(&core.sequencer, name, &by)
-            .await
-            .map(|_| println!("device {name} revoked")),
-        DeviceCommand::List => {
-            for d in crate::devices::list(&core.store)? {
-                let status = if d.revoked_at_us.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
+                }),
+            DeviceCommand::Revoke { name } => crate::devices::revoke(&core.sequencer, name, &by)
+                .await
+                .map(|_| println!("device {name} revoked")),
+            DeviceCommand::List => {
+                for d in crate::devices::list(&core.store)? {
+                    let status = if d.revoked_at_us.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
+                }
+                Ok(())
             }
-            Ok(())
-        }
-    };
+        };
     core.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
@@ -310,7 +320,13 @@ async fn bench_append(b: crate::bench::AppendBench) -> anyhow::Result<()> {
     for r in crate::bench::run_append(&b).await? {
         println!(
             "{:>9} {:>8} {:>9.2} {:>10.0} {:>8} {:>8} {:>8}",
-            r.producers, r.appends, r.seconds, r.per_second, r.latency.p50_us, r.latency.p99_us, r.latency.max_us
+            r.producers,
+            r.appends,
+            r.seconds,
+            r.per_second,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            r.latency.max_us
         );
     }
     Ok(())

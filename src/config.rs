@@ -190,9 +190,7 @@ impl Config {
         if !overrides.listen.is_empty() {
             fig = fig.merge(Serialized::default("server.listen", &overrides.listen));
         }
-        let config: Config = fig
-            .extract()
-            .map_err(|e| ConfigError::Parse(describe(e)))?;
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -219,23 +217,49 @@ impl Config {
             return Err(invalid("server.listen", "needs at least one address"));
         }
         bounded("server.max_connections", s.max_connections, 1, 1_000_000)?;
-        bounded("server.handshake_timeout_secs", s.handshake_timeout_secs, 1, 300)?;
-        bounded("server.header_read_timeout_secs", s.header_read_timeout_secs, 1, 600)?;
+        bounded(
+            "server.handshake_timeout_secs",
+            s.handshake_timeout_secs,
+            1,
+            300,
+        )?;
+        bounded(
+            "server.header_read_timeout_secs",
+            s.header_read_timeout_secs,
+            1,
+            600,
+        )?;
         bounded("server.keep_alive_secs", s.keep_alive_secs, 1, 3600)?;
         bounded("server.drain_timeout_secs", s.drain_timeout_secs, 0, 600)?;
         bounded("server.max_body_bytes", s.max_body_bytes, 1024, 256 << 20)?;
         bounded("server.max_header_bytes", s.max_header_bytes, 8192, 1 << 20)?;
         match (&self.tls.cert_file, &self.tls.key_file) {
-            (Some(_), None) => return Err(invalid("tls.key_file", "required when tls.cert_file is set")),
-            (None, Some(_)) => return Err(invalid("tls.cert_file", "required when tls.key_file is set")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls.key_file",
+                    "required when tls.cert_file is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls.cert_file",
+                    "required when tls.key_file is set",
+                ));
+            }
             _ => {}
         }
         if self.tls.ca_file.is_some() && self.tls.cert_file.is_none() {
-            return Err(invalid("tls.ca_file", "only used together with tls.cert_file"));
+            return Err(invalid(
+                "tls.ca_file",
+                "only used together with tls.cert_file",
+            ));
         }
         let st = &self.storage;
         if st.data_key.is_some() && st.data_key_file.is_some() {
-            return Err(invalid("storage.data_key", "set either data_key or data_key_file, not both"));
+            return Err(invalid(
+                "storage.data_key",
+                "set either data_key or data_key_file, not both",
+            ));
         }
         bounded("storage.queue_capacity", st.queue_capacity, 1, 1_000_000)?;
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
@@ -244,7 +268,12 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         bounded("events.max_batch", self.events.max_batch, 1, 100_000)?;
-        bounded("events.max_event_bytes", self.events.max_event_bytes, 256, 1 << 20)?;
+        bounded(
+            "events.max_event_bytes",
+            self.events.max_event_bytes,
+            256,
+            1 << 20,
+        )?;
         Ok(())
     }
 
@@ -271,10 +300,20 @@ impl Config {
         let host = gethostname::gethostname().to_string_lossy().to_lowercase();
         let cleaned: String = host
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(64)
             .collect();
-        if cleaned.is_empty() { "site".into() } else { cleaned }
+        if cleaned.is_empty() {
+            "site".into()
+        } else {
+            cleaned
+        }
     }
 }
 
@@ -287,7 +326,10 @@ fn validate_site(site: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid("site", "1-64 characters of a-z, 0-9, '-', '_', '.'"))
+        Err(invalid(
+            "site",
+            "1-64 characters of a-z, 0-9, '-', '_', '.'",
+        ))
     }
 }
 
@@ -331,10 +373,8 @@ mod tests {
 
     #[test]
     fn both_key_forms_refused() {
-        let err = Config::from_toml_str(
-            "[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n",
-        )
-        .unwrap_err();
+        let err = Config::from_toml_str("[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n")
+            .unwrap_err();
         assert!(err.to_string().contains("storage.data_key"), "{err}");
     }
 

@@ -79,7 +79,9 @@ pub async fn add(seq: &Sequencer, name: &str, by: &str) -> Result<(u64, String),
     let at = seq
         .submit(move |tx| {
             if tx.views().device(&name)?.is_some() {
-                return Err(Rejection::conflict("device_exists", "a device with this name exists").into());
+                return Err(
+                    Rejection::conflict("device_exists", "a device with this name exists").into(),
+                );
             }
             let row = DeviceRow {
                 name: name.clone(),
@@ -105,7 +107,9 @@ pub async fn revoke(seq: &Sequencer, name: &str, by: &str) -> Result<u64, Submit
             return Err(Rejection::not_found("no_such_device", "no device with this name").into());
         };
         if row.revoked_at_us.is_some() {
-            return Err(Rejection::conflict("already_revoked", "this device is already revoked").into());
+            return Err(
+                Rejection::conflict("already_revoked", "this device is already revoked").into(),
+            );
         }
         row.revoked_at_us = Some(tx.now_us());
         tx.views().put_device(&row)?;

@@ -134,7 +134,9 @@ pub fn default_code(status: StatusCode) -> (&'static str, &'static str) {
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed here"),
         StatusCode::CONFLICT => ("conflict", "conflicts with the current state"),
         StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "unsupported content type")
+        }
         StatusCode::UNPROCESSABLE_ENTITY => ("bad_request", "the request is malformed"),
         StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
         StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "temporarily unavailable"),

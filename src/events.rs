@@ -113,11 +113,16 @@ pub fn validate(ev: &EventIn, limits: &Limits) -> Result<(), Rejection> {
             return bad("attribute numbers must be finite");
         }
     }
-    let size = serde_json::to_vec(ev).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(ev)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_event_bytes {
         return Err(Rejection::invalid(
             "event_too_large",
-            format!("the event is {size} bytes; the limit is {}", limits.max_event_bytes),
+            format!(
+                "the event is {size} bytes; the limit is {}",
+                limits.max_event_bytes
+            ),
         ));
     }
     Ok(())
@@ -136,7 +141,10 @@ pub async fn publish(
     limits: &Limits,
 ) -> Result<Vec<u64>, SubmitError> {
     if events.is_empty() {
-        return Err(SubmitError::Rejected(Rejection::invalid("empty_batch", "no events given")));
+        return Err(SubmitError::Rejected(Rejection::invalid(
+            "empty_batch",
+            "no events given",
+        )));
     }
     if events.len() > limits.max_batch {
         return Err(SubmitError::Rejected(Rejection::invalid(

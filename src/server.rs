@@ -29,9 +29,14 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, crate::state::Star
         .map(|addr| {
             let std = std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| crate::state::StartError::Bind { addr: *addr, source })?;
-            TcpListener::from_std(std)
-                .map_err(|source| crate::state::StartError::Bind { addr: *addr, source })
+                .map_err(|source| crate::state::StartError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            TcpListener::from_std(std).map_err(|source| crate::state::StartError::Bind {
+                addr: *addr,
+                source,
+            })
         })
         .collect()
 }
@@ -100,7 +105,10 @@ where
     drain.cancel();
     tracker.close();
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain deadline passed; closing the remaining connections");
         hard_stop.cancel();
         tracker.wait().await;
@@ -173,10 +181,13 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
             return;
         }
     };
-    let app = ctx.app.clone().map_request(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req
-    });
+    let app = ctx
+        .app
+        .clone()
+        .map_request(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
     let service = TowerToHyperService::new(app);
     let conn = ctx
         .builder
@@ -228,7 +239,9 @@ async fn redirect_plaintext(mut stream: TcpStream, deadline: Duration) {
     let head = String::from_utf8_lossy(&buf[..len]);
     let host = head.lines().skip(1).find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("host").then(|| value.trim().to_string())
+        name.trim()
+            .eq_ignore_ascii_case("host")
+            .then(|| value.trim().to_string())
     });
     let valid = |h: &str| {
         !h.is_empty()

@@ -14,7 +14,9 @@ pub fn init(level: &str) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(journal) => {
-                let _ = registry.with(journal.with_syslog_identifier("plantwire".into())).try_init();
+                let _ = registry
+                    .with(journal.with_syslog_identifier("plantwire".into()))
+                    .try_init();
                 return;
             }
             Err(e) => eprintln!("plantwire: journald unavailable ({e}); logging to stderr"),

@@ -46,6 +46,12 @@ pub async fn publish_batch(
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<(StatusCode, Json<PublishedBatch>), ApiError> {
     let core = state.core();
-    let seqs = events::publish(&core.sequencer, &device.name, batch.events, &core.events_limits()).await?;
+    let seqs = events::publish(
+        &core.sequencer,
+        &device.name,
+        batch.events,
+        &core.events_limits(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
 }

@@ -1,10 +1,10 @@
 //! Public operational endpoints: liveness, readiness, and the site CA certificate.
 //! They reveal nothing beyond "up", "ready" and the public CA.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 use crate::error::ApiError;

@@ -62,7 +62,8 @@ pub async fn finish(mut req: Request, next: Next) -> Response {
         *res.body_mut() = Body::from(body);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {

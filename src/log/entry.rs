@@ -85,8 +85,9 @@ pub fn canonical(
     author: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(1 + 16 + 20 + site.len() + kind.len() + stream.len() + author.len() + body.len());
+    let mut out = Vec::with_capacity(
+        1 + 16 + 20 + site.len() + kind.len() + stream.len() + author.len() + body.len(),
+    );
     out.push(CANONICAL_VERSION);
     put_bytes(&mut out, site.as_bytes());
     out.extend_from_slice(&seq.to_be_bytes());

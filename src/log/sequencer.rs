@@ -93,7 +93,10 @@ pub struct Sequencer {
 impl std::fmt::Debug for Sequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sequencer")
-            .field("queued", &(self.queue.max_capacity() - self.queue.capacity()))
+            .field(
+                "queued",
+                &(self.queue.max_capacity() - self.queue.capacity()),
+            )
             .finish()
     }
 }

@@ -88,7 +88,9 @@ impl<'a> Tx<'a> {
     /// Appends one entry and returns its seq. Limits are checked before anything is written.
     pub fn append(&mut self, e: NewEntry) -> Result<u64, AppendError> {
         if e.kind.is_empty() || e.kind.len() > MAX_KIND_LEN {
-            return Err(Rejection::invalid("invalid_kind", "entry kind is empty or too long").into());
+            return Err(
+                Rejection::invalid("invalid_kind", "entry kind is empty or too long").into(),
+            );
         }
         if e.stream.len() > MAX_NAME_LEN || e.author.len() > MAX_NAME_LEN {
             return Err(Rejection::invalid("too_long", "stream or author is too long").into());
@@ -98,7 +100,13 @@ impl<'a> Tx<'a> {
         }
         let seq = self.chain.next_seq;
         let canon = canonical(
-            self.site, seq, self.now_us, &e.kind, &e.stream, &e.author, &e.body,
+            self.site,
+            seq,
+            self.now_us,
+            &e.kind,
+            &e.stream,
+            &e.author,
+            &e.body,
         );
         let hash = chain_hash(&self.chain.head, &canon);
         let sealed = self

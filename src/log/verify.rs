@@ -52,13 +52,23 @@ impl std::fmt::Display for Problem {
             Problem::StoreDamaged { detail } => write!(f, "the store file is damaged: {detail}"),
             Problem::Unreadable { seq, detail } => write!(f, "entry {seq} is unreadable: {detail}"),
             Problem::HashMismatch { seq } => {
-                write!(f, "entry {seq} does not match its hash (its content was altered)")
+                write!(
+                    f,
+                    "entry {seq} does not match its hash (its content was altered)"
+                )
             }
             Problem::BrokenLink { seq } => {
-                write!(f, "entry {seq} does not link to the hash of entry {}", seq - 1)
+                write!(
+                    f,
+                    "entry {seq} does not link to the hash of entry {}",
+                    seq - 1
+                )
             }
             Problem::Gap { expected, found } => {
-                write!(f, "entry {expected} is missing (next stored entry is {found})")
+                write!(
+                    f,
+                    "entry {expected} is missing (next stored entry is {found})"
+                )
             }
             Problem::HeadMismatch { seq } => {
                 write!(f, "the recorded chain head ({seq}) is not the last entry")

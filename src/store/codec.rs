@@ -34,7 +34,12 @@ pub struct LogRecord {
 impl LogRecord {
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(
-            1 + 8 + 5 + self.kind.len() + self.stream.len() + self.author.len() + 80
+            1 + 8
+                + 5
+                + self.kind.len()
+                + self.stream.len()
+                + self.author.len()
+                + 80
                 + self.sealed.ciphertext.len(),
         );
         out.push(RECORD_VERSION);

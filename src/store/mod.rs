@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
 pub use codec::{CodecError, LogRecord};
@@ -46,11 +45,15 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
-    #[error("store schema version {found} is newer than this build supports ({supported}); refusing to downgrade")]
+    #[error(
+        "store schema version {found} is newer than this build supports ({supported}); refusing to downgrade"
+    )]
     Downgrade { found: u32, supported: u32 },
     #[error("this store belongs to site {stored:?}, but the configuration says {configured:?}")]
     SiteMismatch { stored: String, configured: String },
-    #[error("the data key does not match the one this store was created with (fingerprint mismatch)")]
+    #[error(
+        "the data key does not match the one this store was created with (fingerprint mismatch)"
+    )]
     KeyMismatch,
     #[error("a stored row is malformed: {0}")]
     Corrupt(String),
@@ -217,7 +220,12 @@ impl ReadTx {
     }
 
     /// The seqs of one stream, ascending, starting after `after`, at most `limit`.
-    pub fn stream_seqs(&self, stream: &str, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    pub fn stream_seqs(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
         let idx = self.txn.open_table(STREAM_INDEX)?;
         let mut out = Vec::new();
         for row in idx.range((stream, after.saturating_add(1))..=(stream, u64::MAX))? {
@@ -232,7 +240,9 @@ impl ReadTx {
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
         let t = self.txn.open_table(DEVICES)?;
-        t.get(name)?.map(|v| DeviceRow::decode(v.value())).transpose()
+        t.get(name)?
+            .map(|v| DeviceRow::decode(v.value()))
+            .transpose()
     }
 
     pub fn device_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRow>, StoreError> {
@@ -278,7 +288,9 @@ impl WriteTx {
 
     pub fn put_stream_index(&mut self, stream: &str, seq: u64) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn.open_table(STREAM_INDEX)?.insert((stream, seq), ())?;
+        self.txn
+            .open_table(STREAM_INDEX)?
+            .insert((stream, seq), ())?;
         Ok(())
     }
 
@@ -292,7 +304,10 @@ impl WriteTx {
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
         let t = self.txn.open_table(DEVICES)?;
-        let row = t.get(name)?.map(|v| DeviceRow::decode(v.value())).transpose()?;
+        let row = t
+            .get(name)?
+            .map(|v| DeviceRow::decode(v.value()))
+            .transpose()?;
         Ok(row)
     }
 

@@ -71,7 +71,10 @@ fn versioned_json<T: Serialize>(row: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-fn from_versioned_json<T: for<'de> Deserialize<'de>>(b: &[u8], what: &str) -> Result<T, StoreError> {
+fn from_versioned_json<T: for<'de> Deserialize<'de>>(
+    b: &[u8],
+    what: &str,
+) -> Result<T, StoreError> {
     match b.split_first() {
         Some((&ROW_V1, rest)) => {
             serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))

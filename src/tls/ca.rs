@@ -49,17 +49,26 @@ impl Names {
     pub fn of_this_host() -> Self {
         let mut names = Names::default();
         let host = gethostname::gethostname().to_string_lossy().to_lowercase();
-        if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-            names.dns.insert(format!("{}.local", host.split('.').next().unwrap_or(&host)));
+        if !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            names
+                .dns
+                .insert(format!("{}.local", host.split('.').next().unwrap_or(&host)));
             names.dns.insert(host);
         }
         names.dns.insert("localhost".into());
         names.ips.insert(IpAddr::from([127, 0, 0, 1]));
-        names.ips.insert(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        names
+            .ips
+            .insert(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
         if let Ok(ifaces) = if_addrs::get_if_addrs() {
             for iface in ifaces {
                 let ip = iface.ip();
-                let link_local_v6 = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                let link_local_v6 =
+                    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if !link_local_v6 {
                     names.ips.insert(ip);
                 }
@@ -181,7 +190,12 @@ pub fn ensure_server_cert(
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
-        names.dns.iter().next().cloned().unwrap_or_else(|| "plantwire".into()),
+        names
+            .dns
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "plantwire".into()),
     );
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -191,7 +205,9 @@ pub fn ensure_server_cert(
     params.not_after = now + Duration::days(825);
     params.serial_number = Some(random_serial()?);
     let issuer = Issuer::from_ca_cert_der(&ca.cert_der, &ca.key).map_err(TlsError::Generate)?;
-    let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(TlsError::Generate)?;
     let chain = format!("{}{}", cert.pem(), ca.cert_pem);
     write_private(&key_path, &key.serialize_pem())?;
     write_private(&cert_path, &chain)?;

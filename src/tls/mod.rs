@@ -70,8 +70,10 @@ impl TlsSetup {
     /// Uses the configured certificate, or ensures the site CA and a server certificate in
     /// `<state_dir>/tls`.
     pub fn load(config: &Config, state_dir: &Path, site: &str) -> Result<Self, TlsError> {
-        let (certified, source, ca_pem, site_ca) = match (&config.tls.cert_file, &config.tls.key_file)
-        {
+        let (certified, source, ca_pem, site_ca) = match (
+            &config.tls.cert_file,
+            &config.tls.key_file,
+        ) {
             (Some(cert), Some(key)) => {
                 let ck = load_pair(cert, key)?;
                 let ca_pem = match &config.tls.ca_file {
@@ -104,7 +106,8 @@ impl TlsSetup {
                     fingerprint = %fingerprint(&site_ca.cert_der),
                     "site CA (SHA-256); compare it when you install /ca.crt"
                 );
-                let (chain, key) = ca::ensure_server_cert(&dir, &site_ca, &ca::Names::of_this_host())?;
+                let (chain, key) =
+                    ca::ensure_server_cert(&dir, &site_ca, &ca::Names::of_this_host())?;
                 let ck = certified_key(chain.as_bytes(), key.as_bytes(), &dir)?;
                 let ca_pem = Some(site_ca.cert_pem.clone());
                 (ck, Source::Generated, ca_pem, Some(site_ca))
@@ -175,9 +178,7 @@ pub fn fingerprint(der: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-fn build_server_config(
-    resolver: Arc<CertResolver>,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn build_server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -203,7 +204,8 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8], origin: &Path) -> Result<Certi
     if certs.is_empty() {
         return Err(TlsError::Pem(origin.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::Pem(origin.to_path_buf()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| TlsError::Pem(origin.to_path_buf()))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider
         .key_provider

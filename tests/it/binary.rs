@@ -1,0 +1,369 @@
+//! The real binary: config errors stop the start with a message naming the problem, SIGHUP swaps a
+//! configured certificate, SIGKILL under load loses nothing acknowledged, and the CLI is clear.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_plantwire");
+
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PLANTWIRE_") || k == "RUST_LOG" || k == "JOURNAL_STREAM" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("plantwire.toml");
+    let text = format!(
+        "version = 1\nsite = \"bin-test\"\nstate_dir = \"{}\"\n{extra}\n",
+        dir.join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn default_server_section() -> &'static str {
+    "[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
+}
+
+/// A running `plantwire serve`, with its stderr collected.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(config: &Path) -> Self {
+        let mut child = command(&["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start ({other:?}): {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not exit in time: {:?}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+fn stderr_of(args: &[&str]) -> (bool, String) {
+    let out = command(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn bad_config_stops_the_start_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+
+    std::fs::write(&cfg, "version = 1\n[server\nlisten = 3\n").unwrap();
+    let (ok, err) = stderr_of(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml"), "{err}");
+
+    std::fs::write(
+        &cfg,
+        "version = 1\n[server]\nlisten_on = [\"127.0.0.1:0\"]\n",
+    )
+    .unwrap();
+    let (ok, err) = stderr_of(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("listen_on"), "{err}");
+
+    // A world-readable secret file.
+    let key = dir.path().join("server.key");
+    let cert = dir.path().join("server.crt");
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let c = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&kp)
+        .unwrap();
+    std::fs::write(&cert, c.pem()).unwrap();
+    std::fs::write(&key, kp.serialize_pem()).unwrap();
+    set_mode(&key, 0o644);
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            default_server_section(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let (ok, err) = stderr_of(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains(key.to_str().unwrap()) && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    // An unknown key from the environment is named too; a known one overrides the file.
+    let cfg = write_config(dir.path(), default_server_section());
+    let out = command(&["config", "check", "--config", cfg.to_str().unwrap()])
+        .env("PLANTWIRE_SERVER__BOGUS_LIMIT", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_limit"));
+    let out = command(&["config", "check", "--config", cfg.to_str().unwrap()])
+        .env("PLANTWIRE_SERVER__MAX_CONNECTIONS", "77")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("max_connections = 77"));
+}
+
+#[test]
+fn the_sample_config_is_valid() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/plantwire.toml");
+    let text = std::fs::read_to_string(sample).unwrap();
+    plantwire::Config::from_toml_str(&text).unwrap();
+    let (ok, out) = stderr_of(&["config", "check", "--config", sample]);
+    assert!(ok, "{out}");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn issue_leaf(ca: &rcgen::Issuer<'_, rcgen::KeyPair>, dir: &Path) -> String {
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&kp, ca)
+        .unwrap();
+    // Replace atomically, as a certificate tool would.
+    for (name, pem) in [
+        ("server.crt", cert.pem()),
+        ("server.key", kp.serialize_pem()),
+    ] {
+        let tmp = dir.join(format!("{name}.new"));
+        std::fs::write(&tmp, pem).unwrap();
+        set_mode(&tmp, 0o600);
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+    plantwire::tls::fingerprint(cert.der())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_certificate_is_served_and_sighup_swaps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let first = issue_leaf(&issuer, dir.path());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[tls]\ncert_file = \"{d}/server.crt\"\nkey_file = \"{d}/server.key\"\nca_file = \"{d}/ca.pem\"\n",
+            default_server_section(),
+            d = dir.path().display()
+        ),
+    );
+    let server = Running::start(&cfg);
+    let client = Client::new(server.addr, &ca_cert.pem());
+    let served = |client: Client| async move {
+        let tls = client.tls().await;
+        plantwire::tls::fingerprint(&tls.get_ref().1.peer_certificates().unwrap()[0])
+    };
+    assert_eq!(served(client.clone()).await, first);
+    assert_eq!(client.get("/ca.crt").await.body, ca_cert.pem().as_bytes());
+
+    // An open keep-alive connection from before the swap.
+    let (mut old, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client.tls().await))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+
+    let second = issue_leaf(&issuer, dir.path());
+    assert_ne!(first, second);
+    server.signal("-HUP");
+    let mut now_served = String::new();
+    for _ in 0..200 {
+        now_served = served(client.clone()).await;
+        if now_served == second {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(now_served, second, "{}", server.log_text());
+    let res = old
+        .send_request(
+            client
+                .request(hyper::Method::GET, "/healthz")
+                .body(http_body_util::Full::<bytes::Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the old connection survives the reload");
+    drop(old);
+    server.signal("-TERM");
+    assert!(server.wait(Duration::from_secs(15)).success());
+}
+
+fn random_below(n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u64::from_le_bytes(b) % n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), default_server_section());
+    let out = command(&["device", "add", "pump", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let mut acked_total = 0;
+    for round in 0..4 {
+        let server = Running::start(&cfg);
+        let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
+        let client = Client::new(server.addr, &ca);
+        let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+        let mut producers = Vec::new();
+        for p in 0..6 {
+            let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
+            producers.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let msg = format!("round {round} producer {p} event {i}");
+                    let Some(res) = client.try_event(&token, &msg).await else {
+                        return;
+                    };
+                    if res.status == 201 {
+                        let seq = res.json()["seq"].as_u64().unwrap();
+                        acked.lock().unwrap().push((seq, msg));
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
+        let mut server = server;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        for p in producers {
+            p.await.unwrap();
+        }
+        let acked = acked.lock().unwrap().clone();
+        acked_total += acked.len();
+
+        // Every acknowledged entry is there, whole, with its content.
+        let config = plantwire::Config::load(Some(&cfg), &Default::default()).unwrap();
+        let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
+        let rtx = store.read().unwrap();
+        for (seq, msg) in &acked {
+            let entry = plantwire::log::read::entry(&rtx, &site, &key, *seq)
+                .unwrap()
+                .unwrap_or_else(|| panic!("acknowledged seq {seq} is missing after SIGKILL"));
+            let body: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+            assert_eq!(body["message"], msg.as_str());
+        }
+        let report = plantwire::log::verify(&store, &site, &key).unwrap();
+        assert!(report.ok(), "round {round}: {report:?}");
+        drop(rtx);
+        drop(store);
+        let (ok, out) = stderr_of(&["audit", "verify", "--config", cfg.to_str().unwrap()]);
+        assert!(ok, "{out}");
+    }
+    eprintln!("acknowledged appends across the SIGKILL rounds: {acked_total}");
+    assert!(acked_total > 0, "the load produced acknowledged appends");
+}
+
+#[test]
+fn offline_commands_say_when_the_server_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), default_server_section());
+    let server = Running::start(&cfg);
+    let (ok, err) = stderr_of(&["device", "add", "x", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("in use by another process"), "{err}");
+    let (ok, err) = stderr_of(&["audit", "verify", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("is `plantwire serve` running?"), "{err}");
+    server.signal("-TERM");
+    assert!(server.wait(Duration::from_secs(15)).success());
+    let (ok, out) = stderr_of(&["audit", "verify", "--config", cfg.to_str().unwrap()]);
+    assert!(ok && out.contains("OK"), "{out}");
+}

@@ -1,0 +1,9 @@
+//! The one integration-test crate: every test starts the real server (in process on port 0, or the
+//! real binary) and talks to it over real TLS against a real redb file in a temp dir.
+
+mod support;
+
+mod binary;
+mod errors;
+mod log;
+mod tls;

@@ -1,0 +1,162 @@
+//! TLS-only listener: pinned-CA handshakes, ALPN, plaintext refusal, certificate persistence.
+
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::support::{TestServer, client_config, provider, roots};
+
+#[tokio::test]
+async fn tls13_handshake_with_pinned_site_ca_and_alpn() {
+    let server = TestServer::start().await;
+    let ca = server.state().tls().ca_pem().unwrap().to_string();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots(&ca))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS 1.3 handshake against the pinned site CA");
+    let (_, conn) = tls.get_ref();
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+    // The served leaf is the one the server reports.
+    let leaf = &conn.peer_certificates().unwrap()[0];
+    assert_eq!(
+        plantwire::tls::fingerprint(leaf),
+        server.state().tls().served_fingerprint()
+    );
+
+    // HTTP/2 over that connection answers.
+    let (mut send, h2conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(h2conn);
+    let res = send
+        .send_request(
+            hyper::Request::get(format!("https://localhost:{}/healthz", server.addr.port()))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), hyper::Version::HTTP_2);
+
+    // TLS 1.2 with an AEAD suite also works; the IP address SAN covers 127.0.0.1.
+    let cfg12 = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots(&ca))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(cfg12))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS 1.2 handshake");
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_trusts_another_ca_is_refused() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let foreign_ca = other.state().tls().ca_pem().unwrap().to_string();
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let result = TlsConnector::from(Arc::new(client_config(&foreign_ca, &[])))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await;
+    assert!(
+        result.is_err(),
+        "a certificate from another site CA must not verify"
+    );
+    server.stop().await;
+    other.stop().await;
+}
+
+async fn raw_exchange(addr: std::net::SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(payload).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tcp.read_to_end(&mut out),
+    )
+    .await
+    .expect("the server closes a plaintext connection")
+    .ok();
+    out
+}
+
+#[tokio::test]
+async fn plaintext_http_gets_no_data() {
+    let server = TestServer::start().await;
+    let res = raw_exchange(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: gateway.local:8443\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8(res).unwrap();
+    assert!(text.starts_with("HTTP/1.1 301 "), "{text}");
+    assert!(
+        text.contains("Location: https://gateway.local:8443/\r\n"),
+        "{text}"
+    );
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(body.is_empty(), "a redirect carries no body: {body:?}");
+    assert!(!text.contains("ok"), "no data from the app: {text}");
+
+    // No usable Host: the connection is just closed.
+    let res = raw_exchange(server.addr, b"GET / HTTP/1.1\r\nHost: <evil>\r\n\r\n").await;
+    assert!(res.is_empty(), "{:?}", String::from_utf8_lossy(&res));
+    let res = raw_exchange(server.addr, b"\x00\x01garbage\r\n\r\n").await;
+    assert!(res.is_empty());
+
+    // With redirects off, plaintext is simply closed.
+    let quiet = TestServer::start_with(|c| c.server.redirect_plaintext = false).await;
+    let res = raw_exchange(quiet.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(res.is_empty());
+    server.stop().await;
+    quiet.stop().await;
+}
+
+#[tokio::test]
+async fn generated_certificate_survives_a_restart_and_ca_is_downloadable() {
+    let server = TestServer::start().await;
+    let fp = server.state().tls().served_fingerprint();
+    let ca = server.state().tls().ca_pem().unwrap().to_string();
+    let res = server.client().get("/ca.crt").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers["content-type"], "application/x-pem-file");
+    assert_eq!(res.body, ca.as_bytes());
+    let tls_dir = server.path().join("tls");
+    for f in ["ca.crt", "ca.key", "server.crt", "server.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(tls_dir.join(f)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let dir = server.stop().await;
+    let again = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(again.state().tls().served_fingerprint(), fp);
+    assert_eq!(again.state().tls().ca_pem().unwrap(), ca);
+    assert_eq!(again.client().get("/healthz").await.status, 200);
+    again.stop().await;
+}
