@@ -124,7 +124,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
                     let t = Instant::now();
                     loop {
                         let e = e.clone();
-                        match seq.submit(move |tx| Ok(tx.append(e.clone())?)).await {
+                        match seq.submit(move |tx| tx.append(e.clone())).await {
                             Ok(_) => break,
                             Err(crate::log::SubmitError::Busy) => {
                                 tokio::time::sleep(Duration::from_micros(200)).await;

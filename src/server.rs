@@ -156,31 +156,12 @@ async fn accept_loop(
 }
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>) {
-    let _ = stream.set_nodelay(true);
-    let handshake = Duration::from_secs(ctx.cfg.handshake_timeout_secs);
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
-        _ => return,
-    }
-    // A TLS record starts with 0x16 (handshake). Anything else is not for us.
-    if first[0] != 0x16 {
-        if ctx.cfg.redirect_plaintext {
-            redirect_plaintext(stream, handshake).await;
-        }
-        return;
-    }
-    let tls = match tokio::time::timeout(handshake, ctx.acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
+    // A connection that has not finished its handshake when shutdown starts is simply dropped.
+    let tls = tokio::select! {
+        tls = accept_tls(stream, peer, &ctx) => tls,
+        () = ctx.drain.cancelled() => None,
     };
+    let Some(tls) = tls else { return };
     let app = ctx
         .app
         .clone()
@@ -211,6 +192,40 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Peeks at the first byte: a TLS handshake is accepted within the deadline; plaintext gets the
+/// bare redirect (or nothing) and `None`.
+async fn accept_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let _ = stream.set_nodelay(true);
+    let handshake = Duration::from_secs(ctx.cfg.handshake_timeout_secs);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    // A TLS record starts with 0x16 (handshake). Anything else is not for us.
+    if first[0] != 0x16 {
+        if ctx.cfg.redirect_plaintext {
+            redirect_plaintext(stream, handshake).await;
+        }
+        return None;
+    }
+    match tokio::time::timeout(handshake, ctx.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -181,12 +181,12 @@ impl Writer {
                 }
             }
             let outcome = tokio::task::spawn_blocking(move || {
-                let result = self.commit_batch(batch);
-                (self, result)
+                self.commit_batch(batch);
+                self
             })
             .await;
             match outcome {
-                Ok((writer, ())) => self = writer,
+                Ok(writer) => self = writer,
                 Err(e) => {
                     // A job panicked; the chain state went with it. Stop taking work.
                     tracing::error!(error = %e, "sequencer batch panicked; writer stopped");

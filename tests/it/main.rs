@@ -1,6 +1,9 @@
 //! The one integration-test crate: every test starts the real server (in process on port 0, or the
 //! real binary) and talks to it over real TLS against a real redb file in a temp dir.
 
+// Tests may unwrap: a panic is a test failure with a location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod binary;

@@ -27,9 +27,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A config for tests: loopback port 0, the given state dir, a fixed site.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.site = Some("test-site".into());
-    c.state_dir = Some(dir.to_path_buf());
+    let mut c = Config {
+        site: Some("test-site".into()),
+        state_dir: Some(dir.to_path_buf()),
+        ..Config::default()
+    };
     c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.server.drain_timeout_secs = 2;
     c.log.level = "warn".into();

@@ -160,3 +160,73 @@ async fn generated_certificate_survives_a_restart_and_ca_is_downloadable() {
     assert_eq!(again.client().get("/healthz").await.status, 200);
     again.stop().await;
 }
+
+/// Reads until the server closes; `None` if it is still open after `limit`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: u64) -> Option<usize> {
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(limit);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(n),
+            Ok(Ok(k)) => n += k,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_connection_cap_refuses_extra_connections_at_once() {
+    let server = TestServer::start_with(|c| {
+        c.server.handshake_timeout_secs = 60;
+        c.server.max_connections = 2;
+    })
+    .await;
+    // Two peers that never finish a handshake hold both slots (for up to the 60 s deadline).
+    let mut held_a = TcpStream::connect(server.addr).await.unwrap();
+    let _held_b = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third.write_all(b"\x16\x03\x01").await.ok();
+    assert_eq!(
+        closed_within(&mut third, 10).await,
+        Some(0),
+        "over the cap: closed unanswered"
+    );
+    assert_eq!(
+        closed_within(&mut held_a, 1).await,
+        None,
+        "the held slots stay open"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_dropped() {
+    let server = TestServer::start_with(|c| {
+        c.server.handshake_timeout_secs = 1;
+        c.server.header_read_timeout_secs = 1;
+    })
+    .await;
+    // A TCP peer that never starts TLS is closed at the handshake deadline.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(
+        closed_within(&mut silent, 10).await,
+        Some(0),
+        "handshake deadline"
+    );
+
+    // An idle keep-alive HTTP/1.1 connection is closed after the header-read deadline.
+    let mut tls = server.client().tls().await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(
+        closed_within(&mut tls, 10).await.is_some(),
+        "idle connection closed"
+    );
+    server.stop().await;
+}
