@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::clock::SystemClock;
 use crate::config::{Config, Overrides};
 use crate::state::{AppState, Core};
-use crate::tls::TlsSetup;
+use crate::store::{Role, UserStatus};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Manage people's accounts. Works with the server stopped.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -87,6 +92,53 @@ pub enum DeviceCommand {
     List,
     /// Revoke a device's token.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an active account with a one-time password (printed once).
+    Add {
+        username: String,
+        #[arg(long, value_enum, default_value = "operator")]
+        role: CliRole,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Give an account a new one-time password (printed once).
+    Passwd { username: String },
+    /// Change an account's role.
+    Role {
+        username: String,
+        #[arg(value_enum)]
+        role: CliRole,
+    },
+    /// Disable an account: its sessions end at once.
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// Approve a registration request.
+    Approve { username: String },
+    /// Recover the `admin` account: active, admin, new one-time password.
+    ResetAdmin,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CliRole {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl From<CliRole> for Role {
+    fn from(r: CliRole) -> Self {
+        match r {
+            CliRole::Viewer => Role::Viewer,
+            CliRole::Operator => Role::Operator,
+            CliRole::Admin => Role::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +221,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli, Vec::new())?;
             audit_verify(&config, *json)
         }
+        Command::User { command } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            runtime()?.block_on(user(config, command))
+        }
         Command::Device { command } => {
             let config = load_config(&cli, Vec::new())?;
             crate::telemetry::init("warn");
@@ -204,17 +261,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let listen = config.server.listen.clone();
-    let core = Core::open(config, Arc::new(SystemClock))?;
-    let tls = TlsSetup::load(&core.config, &core.state_dir, &core.site)?;
-    let listeners = crate::server::bind(&listen)?;
+    let (state, listeners) = AppState::prepare(config, Arc::new(SystemClock)).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        site = %core.site,
-        state_dir = %core.state_dir.display(),
+        site = %state.core().site,
+        state_dir = %state.core().state_dir.display(),
         "plantwire starting"
     );
-    let state = AppState::new(core, tls);
     let reloader = state.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -299,6 +352,81 @@ async fn device(config: Config, command: &DeviceCommand) -> anyhow::Result<ExitC
     core.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn user(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
+    let core = Core::open(config, Arc::new(SystemClock))?;
+    let by = format!("cli:{}", whoami());
+    let result = user_command(&core, command, &by).await;
+    core.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::Result<()> {
+    use crate::users;
+    match command {
+        UserCommand::Add {
+            username,
+            role,
+            display_name,
+        } => {
+            let otp = crate::auth::password::random_password()?;
+            let hash = core.auth.hasher.hash(&otp).await?;
+            users::create(
+                core,
+                users::NewUser {
+                    username: username.clone(),
+                    display_name: display_name.clone().unwrap_or_else(|| username.clone()),
+                    password_hash: hash,
+                    role: (*role).into(),
+                    status: UserStatus::Active,
+                    must_change_password: true,
+                },
+                by,
+            )
+            .await?;
+            println!(
+                "user {username} added; one-time password (change it at first sign-in):\n{otp}"
+            );
+        }
+        UserCommand::List => {
+            for u in users::list(core, None)? {
+                println!(
+                    "{}\t{:?}\t{:?}\t{}",
+                    u.username, u.role, u.status, u.display_name
+                );
+            }
+        }
+        UserCommand::Passwd { username } => {
+            let otp = users::reset_password(core, username, by).await?;
+            println!("new one-time password for {username}:\n{otp}");
+        }
+        UserCommand::Role { username, role } => {
+            users::set_role(core, username, (*role).into(), by).await?;
+            println!("{username} is now {role:?}");
+        }
+        UserCommand::Disable { username } => {
+            users::set_status(core, username, UserStatus::Disabled, by).await?;
+            println!("{username} disabled");
+        }
+        UserCommand::Enable { username } => {
+            users::set_status(core, username, UserStatus::Active, by).await?;
+            println!("{username} enabled");
+        }
+        UserCommand::Approve { username } => {
+            users::set_status(core, username, UserStatus::Active, by).await?;
+            println!("{username} approved");
+        }
+        UserCommand::ResetAdmin => {
+            let otp = users::reset_admin(core, by).await?;
+            println!(
+                "admin recovered; one-time password (also in {}):\n{otp}",
+                core.state_dir.join(users::ADMIN_PASSWORD_FILE).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn whoami() -> String {

@@ -42,6 +42,41 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub events: EventsConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Only admins create accounts.
+    Closed,
+    /// Anyone may ask; the account stays disabled until an admin approves it.
+    Approval,
+    /// Anyone may create an active account.
+    Open,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub registration: Registration,
+    /// Lifetime of an access token (JWT).
+    pub access_ttl_secs: u64,
+    /// Lifetime of a session (refresh token family) without use.
+    pub refresh_ttl_secs: u64,
+    /// Clock skew tolerated when checking token times.
+    pub leeway_secs: u64,
+    /// argon2id memory in KiB (OWASP minimum 19456). Lower only in tests.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; each needs `argon2_memory_kib` of memory.
+    pub max_concurrent_hashes: usize,
+    /// Failed logins from one address for one user before delays start.
+    pub throttle_after: u32,
+    /// Longest delay a throttled login waits, seconds.
+    pub throttle_max_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +149,24 @@ impl Default for Config {
             storage: StorageConfig::default(),
             log: LogConfig::default(),
             events: EventsConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            registration: Registration::Approval,
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            leeway_secs: 30,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 2,
+            throttle_after: 5,
+            throttle_max_secs: 900,
         }
     }
 }
@@ -267,6 +320,26 @@ impl Config {
         bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
+        let a = &self.auth;
+        bounded("auth.access_ttl_secs", a.access_ttl_secs, 30, 24 * 3600)?;
+        bounded(
+            "auth.refresh_ttl_secs",
+            a.refresh_ttl_secs,
+            300,
+            365 * 24 * 3600,
+        )?;
+        bounded("auth.leeway_secs", a.leeway_secs, 0, 300)?;
+        bounded("auth.argon2_memory_kib", a.argon2_memory_kib, 8, 4 << 20)?;
+        bounded("auth.argon2_iterations", a.argon2_iterations, 1, 100)?;
+        bounded("auth.argon2_parallelism", a.argon2_parallelism, 1, 16)?;
+        bounded(
+            "auth.max_concurrent_hashes",
+            a.max_concurrent_hashes,
+            1,
+            256,
+        )?;
+        bounded("auth.throttle_after", a.throttle_after, 1, 1000)?;
+        bounded("auth.throttle_max_secs", a.throttle_max_secs, 1, 24 * 3600)?;
         bounded("events.max_batch", self.events.max_batch, 1, 100_000)?;
         bounded(
             "events.max_event_bytes",

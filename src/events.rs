@@ -55,10 +55,16 @@ pub struct EventIn {
 /// What is stored as the body of an `event` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventBody {
-    pub device: String,
+    /// Who published it: `device:<name>` or `user:<name>`.
+    pub by: String,
     #[serde(flatten)]
     pub event: EventIn,
 }
+
+/// The stream operators' manual events go to.
+pub const MANUAL_STREAM: &str = "events/manual";
+/// Most log records one listing request reads.
+const LIST_SCAN_LIMIT: usize = 20_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -133,10 +139,12 @@ pub fn stream_of(device: &str) -> String {
     format!("events/{device}")
 }
 
-/// Validates every event, then appends them all in one commit; returns their seqs in order.
+/// Validates every event, then appends them all to `stream` in one commit, authored by `by`;
+/// returns their seqs in order.
 pub async fn publish(
     seq: &Sequencer,
-    device: &str,
+    by: &str,
+    stream: &str,
     events: Vec<EventIn>,
     limits: &Limits,
 ) -> Result<Vec<u64>, SubmitError> {
@@ -152,8 +160,6 @@ pub async fn publish(
             format!("at most {} events per batch", limits.max_batch),
         )));
     }
-    let stream = stream_of(device);
-    let author = format!("device:{device}");
     let mut entries = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
         validate(&event, limits).map_err(|mut r| {
@@ -163,11 +169,11 @@ pub async fn publish(
             SubmitError::Rejected(r)
         })?;
         let body = EventBody {
-            device: device.to_string(),
+            by: by.to_string(),
             event,
         };
         entries.push(
-            NewEntry::json(KIND_EVENT, &stream, &author, &body)
+            NewEntry::json(KIND_EVENT, stream, by, &body)
                 .map_err(|e| SubmitError::Storage(e.to_string()))?,
         );
     }
@@ -179,4 +185,45 @@ pub async fn publish(
         Ok(seqs)
     })
     .await
+}
+
+/// An event as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub ts_us: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// Events with seq > `after`, oldest first, at most `limit` (reads a bounded part of the log).
+pub fn list(
+    core: &crate::state::Core,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, crate::store::StoreError> {
+    let rtx = core.store.read()?;
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut failure = None;
+    rtx.scan_log(after.saturating_add(1), |seq, raw| {
+        scanned += 1;
+        match crate::log::read::decode_entry(&core.site, &core.key, seq, raw) {
+            Ok(e) if e.kind == KIND_EVENT => match serde_json::from_slice::<EventBody>(&e.body) {
+                Ok(body) => out.push(StoredEvent {
+                    seq,
+                    ts_us: e.ts,
+                    body,
+                }),
+                Err(err) => failure = Some(format!("entry {seq}: {err}")),
+            },
+            Ok(_) => {}
+            Err(err) => failure = Some(err.to_string()),
+        }
+        failure.is_none() && out.len() < limit && scanned < LIST_SCAN_LIMIT
+    })?;
+    match failure {
+        Some(f) => Err(crate::store::StoreError::Corrupt(f)),
+        None => Ok(out),
+    }
 }

@@ -1,6 +1,7 @@
 //! plantwire: secure messaging and an append-only, hash-chained event log for plant networks.
 //! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
 
+pub mod auth;
 pub mod bench;
 pub mod bootstrap;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod users;
 
 pub use config::Config;
 pub use state::{AppState, Core};

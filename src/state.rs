@@ -27,6 +27,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
+    #[error("first start: {0}")]
+    FirstAdmin(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -47,6 +51,7 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub hub: Hub,
     pub sequencer: Sequencer,
+    pub auth: Arc<crate::auth::Auth>,
     stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -73,6 +78,7 @@ impl Core {
             config.storage.cache_mib << 20,
         )?);
         store.bind_identity(&site, &key)?;
+        let auth = Arc::new(crate::auth::Auth::new(&config.auth, &state_dir)?);
         let hub = Hub::new(config.storage.hub_capacity);
         let stop = CancellationToken::new();
         let (sequencer, writer) = Sequencer::start(
@@ -96,6 +102,7 @@ impl Core {
             clock,
             hub,
             sequencer,
+            auth,
             stop,
             writer: Mutex::new(Some(writer)),
         })
@@ -156,6 +163,22 @@ struct Inner {
 }
 
 impl AppState {
+    /// Everything `serve` does before it serves: open the core, make sure an admin exists, set up
+    /// TLS and bind the listeners. Tests call this too, so they start what production starts.
+    pub async fn prepare(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Vec<tokio::net::TcpListener>), StartError> {
+        let listen = config.server.listen.clone();
+        let core = Core::open(config, clock)?;
+        crate::users::ensure_first_admin(&core)
+            .await
+            .map_err(|e| StartError::FirstAdmin(e.to_string()))?;
+        let tls = TlsSetup::load(&core.config, &core.state_dir, &core.site)?;
+        let listeners = crate::server::bind(&listen)?;
+        Ok((Self::new(core, tls), listeners))
+    }
+
     pub fn new(core: Core, tls: TlsSetup) -> Self {
         Self {
             inner: Arc::new(Inner {

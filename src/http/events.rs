@@ -2,13 +2,13 @@
 //! durable commit. A full writer queue answers 503 with Retry-After.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{ApiJson, DeviceAuth};
+use super::extract::{ApiJson, DeviceAuth, Operator, RequireRole, Viewer};
 use crate::error::ApiError;
-use crate::events::{self, EventIn};
+use crate::events::{self, EventIn, StoredEvent};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -35,7 +35,9 @@ pub async fn publish_one(
     let core = state.core();
     let mut limits = core.events_limits();
     limits.max_batch = 1;
-    let seqs = events::publish(&core.sequencer, &device.name, vec![event], &limits).await?;
+    let by = format!("device:{}", device.name);
+    let stream = events::stream_of(&device.name);
+    let seqs = events::publish(&core.sequencer, &by, &stream, vec![event], &limits).await?;
     let seq = seqs.first().copied().unwrap_or_default();
     Ok((StatusCode::CREATED, Json(Published { seq })))
 }
@@ -46,12 +48,59 @@ pub async fn publish_batch(
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<(StatusCode, Json<PublishedBatch>), ApiError> {
     let core = state.core();
+    let by = format!("device:{}", device.name);
+    let stream = events::stream_of(&device.name);
+    let limits = core.events_limits();
+    let seqs = events::publish(&core.sequencer, &by, &stream, batch.events, &limits).await?;
+    Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
+}
+
+/// An operator records an event by hand (a field reading, an observation).
+pub async fn publish_manual(
+    State(state): State<AppState>,
+    RequireRole(me, _): RequireRole<Operator>,
+    ApiJson(event): ApiJson<EventIn>,
+) -> Result<(StatusCode, Json<Published>), ApiError> {
+    let core = state.core();
+    let mut limits = core.events_limits();
+    limits.max_batch = 1;
+    let by = format!("user:{}", crate::users::key(&me.user.username));
     let seqs = events::publish(
         &core.sequencer,
-        &device.name,
-        batch.events,
-        &core.events_limits(),
+        &by,
+        events::MANUAL_STREAM,
+        vec![event],
+        &limits,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Published {
+            seq: seqs.first().copied().unwrap_or_default(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub after: u64,
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct EventList {
+    pub events: Vec<StoredEvent>,
+}
+
+/// Events after a seq, oldest first; any signed-in role may read them.
+pub async fn list(
+    State(state): State<AppState>,
+    _me: RequireRole<Viewer>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let events = events::list(state.core(), q.after, limit)?;
+    Ok(Json(EventList { events }))
 }

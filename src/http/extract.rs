@@ -44,6 +44,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request("bad_body", "the request body could not be read")
             }
         })?;
+        // Every request body is an object; serde would otherwise also take a positional array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(ApiJson)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
@@ -57,16 +64,152 @@ impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("a device API token is required"))?;
-        match devices::authenticate(&state.core().store, token)? {
+        match devices::authenticate(&state.core().store, &token)? {
             Some(device) => Ok(DeviceAuth(device)),
             None => Err(ApiError::unauthorized("unknown or revoked device token")),
         }
+    }
+}
+
+/// Cookie names for browser sessions.
+pub const ACCESS_COOKIE: &str = "pw_access";
+pub const REFRESH_COOKIE: &str = "pw_refresh";
+
+/// Paths a user with a one-time password may still use.
+const ALLOWED_BEFORE_PASSWORD_CHANGE: [&str; 3] = [
+    "/api/v1/auth/password",
+    "/api/v1/auth/me",
+    "/api/v1/auth/logout",
+];
+
+/// The value of cookie `name`, from any `Cookie` header.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
+}
+
+/// Whether the request carries any credential at all (used by the route guard).
+pub fn has_credentials(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || cookie(headers, ACCESS_COOKIE).is_some()
+}
+
+/// A cookie-authenticated, state-changing request must come from a page of this server.
+pub fn check_same_origin(parts: &Parts) -> Result<(), ApiError> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(o), Some(h)) if o.eq_ignore_ascii_case(&format!("https://{h}")) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            "a cookie-authenticated request must come from this server's own pages",
+        )),
+    }
+}
+
+/// The signed-in person, by `Authorization: Bearer` or the access cookie.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: crate::store::UserRow,
+    pub claims: crate::auth::AccessClaims,
+    pub via_cookie: bool,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (token, via_cookie) = match bearer(&parts.headers) {
+            Some(t) => (t, false),
+            None => match cookie(&parts.headers, ACCESS_COOKIE) {
+                Some(t) => (t, true),
+                None => return Err(ApiError::unauthorized("sign in first")),
+            },
+        };
+        let unsafe_method = !matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        if via_cookie && unsafe_method {
+            check_same_origin(parts)?;
+        }
+        let (user, claims) = crate::auth::sessions::authenticate(state.core(), &token)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        if user.must_change_password && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&parts.uri.path())
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "set a new password first (POST /api/v1/auth/password)",
+            ));
+        }
+        Ok(Self {
+            user,
+            claims,
+            via_cookie,
+        })
+    }
+}
+
+/// A minimum role, as a type.
+pub trait MinRole {
+    const ROLE: crate::store::Role;
+}
+
+#[derive(Debug)]
+pub struct Viewer;
+#[derive(Debug)]
+pub struct Operator;
+#[derive(Debug)]
+pub struct Admin;
+
+impl MinRole for Viewer {
+    const ROLE: crate::store::Role = crate::store::Role::Viewer;
+}
+impl MinRole for Operator {
+    const ROLE: crate::store::Role = crate::store::Role::Operator;
+}
+impl MinRole for Admin {
+    const ROLE: crate::store::Role = crate::store::Role::Admin;
+}
+
+/// A signed-in person with at least role `R`.
+#[derive(Debug)]
+pub struct RequireRole<R>(pub CurrentUser, pub std::marker::PhantomData<R>);
+
+impl<R: MinRole + Send + Sync> FromRequestParts<AppState> for RequireRole<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        if current.user.role < R::ROLE {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "your role does not allow this",
+            ));
+        }
+        Ok(Self(current, std::marker::PhantomData))
     }
 }

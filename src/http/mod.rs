@@ -1,32 +1,199 @@
-//! The HTTP surface: every route in one table, and the layers every response passes through
-//! (request id, JSON error bodies, security headers, body limit, access log).
+//! The HTTP surface: every route in one table with its access level (an explicit public
+//! allow-list; everything else needs credentials), and the layers every response passes through.
 
+mod auth;
 mod events;
 mod extract;
 mod health;
 mod middleware;
+mod users;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use extract::{ApiJson, DeviceAuth};
+pub use extract::{
+    ACCESS_COOKIE, Admin, ApiJson, CurrentUser, DeviceAuth, MinRole, Operator, REFRESH_COOKIE,
+    RequireRole, Viewer,
+};
 pub use middleware::RequestId;
 
-/// Builds the router. Public routes are listed first; everything under `/api/v1` authenticates.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The allow-list: no credentials needed.
+    Public,
+    /// A device API token.
+    Device,
+    /// A signed-in person (the handler checks the role).
+    User,
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Access::{Device, Public, User};
+    let r =
+        |method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>| {
+            (
+                RouteSpec {
+                    method,
+                    path,
+                    access,
+                },
+                handler,
+            )
+        };
+    vec![
+        // Public.
+        r(Method::GET, "/healthz", Public, get(health::healthz)),
+        r(Method::GET, "/readyz", Public, get(health::readyz)),
+        r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
+        r(
+            Method::POST,
+            "/api/v1/auth/login",
+            Public,
+            post(auth::login),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            Public,
+            post(auth::refresh),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/auth/register",
+            Public,
+            post(auth::register),
+        ),
+        // Devices.
+        r(
+            Method::POST,
+            "/api/v1/events",
+            Device,
+            post(events::publish_one),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/events/batch",
+            Device,
+            post(events::publish_batch),
+        ),
+        // People.
+        r(Method::GET, "/api/v1/auth/me", User, get(auth::me)),
+        r(
+            Method::POST,
+            "/api/v1/auth/logout",
+            User,
+            post(auth::logout),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/auth/password",
+            User,
+            post(auth::password),
+        ),
+        r(Method::GET, "/api/v1/events", User, get(events::list)),
+        r(
+            Method::POST,
+            "/api/v1/events/manual",
+            User,
+            post(events::publish_manual),
+        ),
+        r(Method::GET, "/api/v1/users", User, get(users::search)),
+        r(
+            Method::GET,
+            "/api/v1/users/{username}",
+            User,
+            get(users::profile),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/users",
+            User,
+            get(users::admin_list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users",
+            User,
+            post(users::admin_create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users/{username}/approve",
+            User,
+            post(users::admin_approve),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users/{username}/disable",
+            User,
+            post(users::admin_disable),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users/{username}/enable",
+            User,
+            post(users::admin_enable),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/admin/users/{username}/role",
+            User,
+            put(users::admin_role),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users/{username}/reset-password",
+            User,
+            post(users::admin_reset_password),
+        ),
+    ]
+}
+
+/// The route table without handlers (for docs and for tests that walk every route).
+pub fn route_specs() -> Vec<RouteSpec> {
+    table().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// Every non-public route refuses a request that carries no credential at all, before any
+/// handler runs; the handlers' extractors then check the credential itself.
+async fn require_credentials(req: Request, next: Next) -> Response {
+    if extract::has_credentials(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized("authentication required").into_response()
+    }
+}
+
+/// Builds the router from the table.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().server.max_body_bytes;
-    Router::new()
-        // Public: health, readiness and the site CA certificate.
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/ca.crt", get(health::ca_cert))
-        // Devices (API token).
-        .route("/api/v1/events", post(events::publish_one))
-        .route("/api/v1/events/batch", post(events::publish_batch))
+    let mut router = Router::new();
+    for (spec, handler) in table() {
+        let handler = match spec.access {
+            Access::Public => handler,
+            Access::Device | Access::User => {
+                handler.route_layer(axum::middleware::from_fn(require_credentials))
+            }
+        };
+        router = router.route(spec.path, handler);
+    }
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))

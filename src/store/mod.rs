@@ -14,7 +14,7 @@ use redb::{
 };
 
 pub use codec::{CodecError, LogRecord};
-pub use rows::{ChainHead, DeviceRow};
+pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
 
@@ -32,6 +32,13 @@ pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("d
 /// SHA-256 of an API token ([32]) → device name.
 pub(crate) const DEVICE_TOKENS: TableDefinition<&[u8], &str> =
     TableDefinition::new("devicetokens_hash_name");
+/// lower-cased username → rows::UserRow v1.
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_username_row");
+/// session id → rows::SessionRow v1.
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_id_row");
+/// SHA-256 of any refresh token ever issued ([32]) → session id; finds the family of a reused token.
+pub(crate) const REFRESH_TOKENS: TableDefinition<&[u8], &str> =
+    TableDefinition::new("refreshtokens_hash_session");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -253,6 +260,30 @@ impl ReadTx {
         self.device(&name)
     }
 
+    pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
+        let t = self.txn.open_table(USERS)?;
+        t.get(key)?.map(|v| UserRow::decode(v.value())).transpose()
+    }
+
+    /// Visits every user in key order until `visit` returns false.
+    pub fn scan_users(&self, mut visit: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
+        let t = self.txn.open_table(USERS)?;
+        for row in t.iter()? {
+            let (_, v) = row?;
+            if !visit(UserRow::decode(v.value())?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let t = self.txn.open_table(SESSIONS)?;
+        t.get(id)?
+            .map(|v| SessionRow::decode(v.value()))
+            .transpose()
+    }
+
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let t = self.txn.open_table(DEVICES)?;
         let mut out = Vec::new();
@@ -325,6 +356,66 @@ impl WriteTx {
                 tokens.remove(row.token_hash.as_slice())?;
             }
         }
+        Ok(())
+    }
+
+    pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
+        let t = self.txn.open_table(USERS)?;
+        let row = t
+            .get(key)?
+            .map(|v| UserRow::decode(v.value()))
+            .transpose()?;
+        Ok(row)
+    }
+
+    /// Whether any active admin exists.
+    pub fn has_active_admin(&self) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(USERS)?;
+        for row in t.iter()? {
+            let (_, v) = row?;
+            let u = UserRow::decode(v.value())?;
+            if u.role == Role::Admin && u.status == UserStatus::Active {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Stores a user under its lower-cased username.
+    pub fn put_user(&mut self, row: &UserRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        let key = row.username.to_lowercase();
+        self.txn
+            .open_table(USERS)?
+            .insert(key.as_str(), row.encode()?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let t = self.txn.open_table(SESSIONS)?;
+        let row = t
+            .get(id)?
+            .map(|v| SessionRow::decode(v.value()))
+            .transpose()?;
+        Ok(row)
+    }
+
+    /// The session a refresh token (by hash) was ever issued for.
+    pub fn session_of_refresh(&self, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let t = self.txn.open_table(REFRESH_TOKENS)?;
+        let id = t.get(hash.as_slice())?.map(|v| v.value().to_string());
+        Ok(id)
+    }
+
+    /// Stores a session and records its current refresh token.
+    pub fn put_session(&mut self, row: &SessionRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(SESSIONS)?
+            .insert(row.id.as_str(), row.encode()?.as_slice())?;
+        self.txn
+            .open_table(REFRESH_TOKENS)?
+            .insert(row.current_refresh.as_slice(), row.id.as_str())?;
         Ok(())
     }
 

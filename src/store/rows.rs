@@ -97,3 +97,75 @@ mod hex_32 {
         Ok(out)
     }
 }
+
+/// A person's role; the order is the order of privilege.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// Asked to register; waits for an admin.
+    Pending,
+    Active,
+    Disabled,
+}
+
+/// A person who signs in. Keyed by the lower-cased username.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    /// As the user chose it (case kept); unique case-insensitively.
+    pub username: String,
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    pub status: UserStatus,
+    /// Set for one-time passwords: nothing but a password change is allowed.
+    pub must_change_password: bool,
+    /// Bumped by password, role and status changes: older tokens and sessions stop working.
+    pub auth_version: u64,
+    pub created_at_us: i64,
+    pub last_seen_us: Option<i64>,
+}
+
+impl UserRow {
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        versioned_json(self)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        from_versioned_json(b, "user")
+    }
+}
+
+/// A session: one chain of rotating refresh tokens from one login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    /// Lower-cased username.
+    pub user: String,
+    /// The user's `auth_version` when the session began.
+    pub auth_version: u64,
+    /// SHA-256 of the only refresh token that may be used next.
+    #[serde(with = "hex_32")]
+    pub current_refresh: [u8; 32],
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+    pub revoked_at_us: Option<i64>,
+}
+
+impl SessionRow {
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        versioned_json(self)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        from_versioned_json(b, "session")
+    }
+}

@@ -3,15 +3,17 @@
 
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
-use super::{DEVICE_TOKENS, DEVICES, LOG, META, STREAM_INDEX, StoreError};
+use super::{
+    DEVICE_TOKENS, DEVICES, LOG, META, REFRESH_TOKENS, SESSIONS, STREAM_INDEX, StoreError, USERS,
+};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes the store from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_v1];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_v1, add_accounts_v2];
 
 fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(META)?;
@@ -19,6 +21,14 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(STREAM_INDEX)?;
     txn.open_table(DEVICES)?;
     txn.open_table(DEVICE_TOKENS)?;
+    Ok(())
+}
+
+/// v2: people and their sessions.
+fn add_accounts_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(USERS)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(REFRESH_TOKENS)?;
     Ok(())
 }
 

@@ -367,3 +367,65 @@ fn offline_commands_say_when_the_server_holds_the_store() {
     let (ok, out) = stderr_of(&["audit", "verify", "--config", cfg.to_str().unwrap()]);
     assert!(ok && out.contains("OK"), "{out}");
 }
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = command(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_cli_works_offline_and_recovers_the_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
+            default_server_section()
+        ),
+    );
+    let c = cfg.to_str().unwrap();
+    let out = stdout_of(&["user", "add", "Grete", "--role", "viewer", "--config", c]);
+    let otp = out.lines().last().unwrap().trim().to_string();
+    assert_eq!(otp.len(), 20);
+    stdout_of(&["user", "role", "grete", "operator", "--config", c]);
+    let list = stdout_of(&["user", "list", "--config", c]);
+    assert!(list.contains("Grete\tOperator\tActive"), "{list}");
+    let out = stdout_of(&["user", "reset-admin", "--config", c]);
+    let admin_otp = out.lines().last().unwrap().trim().to_string();
+    let file = std::fs::read_to_string(
+        dir.path()
+            .join("state")
+            .join(plantwire::users::ADMIN_PASSWORD_FILE),
+    )
+    .unwrap();
+    assert_eq!(file.trim(), admin_otp);
+
+    // The server takes it from here: both one-time passwords sign in (and must be changed).
+    let server = Running::start(&cfg);
+    let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
+    let client = Client::new(server.addr, &ca);
+    for (user, pw) in [("grete", &otp), ("admin", &admin_otp)] {
+        let res = client
+            .post_json(
+                "/api/v1/auth/login",
+                None,
+                &serde_json::json!({"username": user, "password": pw}),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{user}");
+        assert_eq!(res.json()["user"]["must_change_password"], true);
+    }
+    // While it runs, the CLI says what to do instead of failing obscurely.
+    let (ok, err) = stderr_of(&["user", "disable", "grete", "--config", c]);
+    assert!(!ok);
+    assert!(err.contains("is `plantwire serve` running?"), "{err}");
+    server.signal("-TERM");
+    assert!(server.wait(Duration::from_secs(15)).success());
+    stdout_of(&["user", "disable", "grete", "--config", c]);
+    assert!(stdout_of(&["user", "list", "--config", c]).contains("Grete\tOperator\tDisabled"));
+}

@@ -34,7 +34,14 @@ async fn errors_have_stable_codes_and_change_nothing() {
     );
     assert_security_headers(&res.headers);
 
-    let res = client.get("/api/v1/events").await;
+    let res = client
+        .send(
+            client
+                .request(Method::PUT, "/healthz")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (405, "method_not_allowed")

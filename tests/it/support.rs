@@ -10,10 +10,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use plantwire::clock::SystemClock;
+use plantwire::clock::{Clock, SystemClock};
 use plantwire::config::Config;
-use plantwire::state::{AppState, Core};
-use plantwire::tls::TlsSetup;
+use plantwire::state::AppState;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -35,6 +34,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.server.drain_timeout_secs = 2;
     c.log.level = "warn".into();
+    // Cheap hashing for tests only; production keeps the OWASP parameters.
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
     c
 }
 
@@ -56,14 +58,20 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir, f: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(dir, Arc::new(SystemClock), f).await
+    }
+
+    /// Starts with a given clock (a `ManualClock` lets tests move time).
+    pub async fn start_full(
+        dir: TempDir,
+        clock: Arc<dyn Clock>,
+        f: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = test_config(dir.path());
         f(&mut config);
         config.validate().unwrap();
-        let core = Core::open(config, Arc::new(SystemClock)).unwrap();
-        let tls = TlsSetup::load(&core.config, &core.state_dir, &core.site).unwrap();
-        let listeners = plantwire::server::bind(&core.config.server.listen.clone()).unwrap();
+        let (state, listeners) = AppState::prepare(config, clock).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
-        let state = AppState::new(core, tls);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(plantwire::server::run(
             listeners,
@@ -99,6 +107,34 @@ impl TestServer {
             .await
             .unwrap()
             .1
+    }
+
+    /// The first admin's one-time password, from the file first start wrote.
+    pub fn admin_otp(&self) -> String {
+        std::fs::read_to_string(self.path().join(plantwire::users::ADMIN_PASSWORD_FILE))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Creates an active user with a known password (no forced change) and returns nothing.
+    pub async fn user(&self, name: &str, role: plantwire::store::Role, password: &str) {
+        let core = self.state().core();
+        let hash = core.auth.hasher.hash(password).await.unwrap();
+        plantwire::users::create(
+            core,
+            plantwire::users::NewUser {
+                username: name.into(),
+                display_name: format!("{name} display"),
+                password_hash: hash,
+                role,
+                status: plantwire::store::UserStatus::Active,
+                must_change_password: false,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
     }
 
     /// Stops the server (drain, writer flush, store closed) and hands back the state dir.
@@ -140,6 +176,8 @@ impl Resp {
 pub struct Client {
     pub addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
+    /// Source address to connect from (any 127.0.0.0/8 address works on loopback).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// A root store holding only the given CA certificate(s).
@@ -167,11 +205,31 @@ impl Client {
         Self {
             addr,
             config: Arc::new(client_config(ca_pem, &[b"http/1.1"])),
+            source: None,
+        }
+    }
+
+    /// The same client, connecting from another loopback address.
+    pub fn with_source(&self, ip: &str) -> Self {
+        Self {
+            source: Some(ip.parse().unwrap()),
+            ..self.clone()
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        match self.source {
+            None => TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let sock = tokio::net::TcpSocket::new_v4()?;
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(self.addr).await
+            }
         }
     }
 
     pub async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tcp = self.connect().await.unwrap();
         TlsConnector::from(self.config.clone())
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
@@ -185,7 +243,7 @@ impl Client {
 
     /// Like `send`, but a failed connection or request is `None` (for crash tests).
     pub async fn try_send(&self, req: Request<Full<Bytes>>) -> Option<Resp> {
-        let tcp = TcpStream::connect(self.addr).await.ok()?;
+        let tcp = self.connect().await.ok()?;
         let tls = TlsConnector::from(self.config.clone())
             .connect(ServerName::try_from("localhost").ok()?, tcp)
             .await

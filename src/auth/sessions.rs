@@ -1,0 +1,422 @@
+//! Sessions: sign-in with throttling, rotating refresh tokens with reuse detection (reuse of an
+//! old token ends the whole session), sign-out, password change, and checking an access token.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::password::check_policy;
+use super::tokens::{ACCESS_AUDIENCE, AccessClaims, new_refresh_token, new_session_id};
+use crate::error::Rejection;
+use crate::log::{NewEntry, SubmitError};
+use crate::state::Core;
+use crate::store::{SessionRow, StoreError, UserRow, UserStatus};
+use crate::users;
+
+pub const STREAM: &str = "security";
+pub const KIND_LOGIN: &str = "auth.login";
+pub const KIND_LOGIN_FAILED: &str = "auth.login_failed";
+pub const KIND_LOCKOUT: &str = "auth.lockout";
+pub const KIND_REFRESH_REUSE: &str = "auth.refresh_reuse";
+pub const KIND_LOGOUT: &str = "auth.logout";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error("too many failed attempts; retry in {0} s")]
+    Throttled(u64),
+    #[error("this account waits for an administrator's approval")]
+    Pending,
+    #[error("this account is disabled")]
+    Disabled,
+    #[error("the token is invalid")]
+    InvalidToken,
+    #[error("the session has ended; sign in again")]
+    SessionEnded,
+    #[error(transparent)]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Submit(SubmitError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<SubmitError> for AuthError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Rejected(r) => AuthError::Rejected(r),
+            other => AuthError::Submit(other),
+        }
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+/// Tokens handed to a client after sign-in, refresh or a password change.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub session_id: String,
+    pub user: UserRow,
+}
+
+#[derive(Serialize)]
+struct Attempt<'a> {
+    username: &'a str,
+    from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockout_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct SessionEvent<'a> {
+    username: &'a str,
+    session: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+}
+
+fn entry<T: Serialize>(kind: &str, author: &str, body: &T) -> Result<NewEntry, AuthError> {
+    NewEntry::json(kind, STREAM, author, body).map_err(|e| AuthError::Internal(e.to_string()))
+}
+
+/// Checks a username and password and opens a session.
+pub async fn login(
+    core: &Core,
+    username: &str,
+    password: &str,
+    from: IpAddr,
+) -> Result<Issued, AuthError> {
+    if username.is_empty() || username.len() > 64 || password.is_empty() || password.len() > 1024 {
+        return Err(AuthError::Rejected(Rejection::invalid(
+            "invalid_login",
+            "username and password must be given, at most 64 and 1024 bytes",
+        )));
+    }
+    let auth = &core.auth;
+    let k = users::key(username);
+    let user_addr = format!("{k}|{from}");
+    let addr = from.to_string();
+    let now = core.clock.now_us();
+    for (t, key) in [
+        (&auth.by_user_addr, user_addr.as_str()),
+        (&auth.by_addr, addr.as_str()),
+        (&auth.by_user, k.as_str()),
+    ] {
+        t.check(key, now).map_err(AuthError::Throttled)?;
+    }
+    let user = core.store.read()?.user(&k)?;
+    let ok = auth
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await;
+    if !ok {
+        let waits = [
+            auth.by_user_addr.fail(&user_addr, now),
+            auth.by_addr.fail(&addr, now),
+            auth.by_user.fail(&k, now),
+        ];
+        let lockout = waits.into_iter().flatten().max();
+        let shown: String = username.chars().take(64).collect();
+        let mut entries = vec![entry(
+            KIND_LOGIN_FAILED,
+            "anonymous",
+            &Attempt {
+                username: &shown,
+                from: addr.clone(),
+                lockout_secs: None,
+            },
+        )?];
+        if let Some(secs) = lockout {
+            entries.push(entry(
+                KIND_LOCKOUT,
+                "anonymous",
+                &Attempt {
+                    username: &shown,
+                    from: addr.clone(),
+                    lockout_secs: Some(secs),
+                },
+            )?);
+        }
+        core.sequencer
+            .submit(move |tx| {
+                for e in &entries {
+                    tx.append(e.clone())?;
+                }
+                Ok(())
+            })
+            .await?;
+        return Err(AuthError::BadCredentials);
+    }
+    let Some(user) = user else {
+        return Err(AuthError::BadCredentials);
+    };
+    match user.status {
+        UserStatus::Pending => return Err(AuthError::Pending),
+        UserStatus::Disabled => return Err(AuthError::Disabled),
+        UserStatus::Active => {}
+    }
+    auth.by_user_addr.succeed(&user_addr);
+    open_session(core, &user, Some(from)).await
+}
+
+/// Starts a new session (a new refresh-token family) for `user`.
+async fn open_session(
+    core: &Core,
+    user: &UserRow,
+    from: Option<IpAddr>,
+) -> Result<Issued, AuthError> {
+    let (refresh, refresh_hash) =
+        new_refresh_token().map_err(|e| AuthError::Internal(e.to_string()))?;
+    let sid = new_session_id().map_err(|e| AuthError::Internal(e.to_string()))?;
+    let k = users::key(&user.username);
+    let ttl_us = secs_to_us(core.config.auth.refresh_ttl_secs);
+    let event = entry(
+        KIND_LOGIN,
+        &format!("user:{k}"),
+        &SessionEvent {
+            username: &user.username,
+            session: &sid,
+            from: from.map(|f| f.to_string()),
+        },
+    )?;
+    let expected_version = user.auth_version;
+    let sid_job = sid.clone();
+    let row = core
+        .sequencer
+        .submit(move |tx| {
+            let Some(mut row) = tx.views().user(&k)? else {
+                return Err(Rejection::not_found("no_such_user", "no user with this name").into());
+            };
+            if row.auth_version != expected_version || row.status != UserStatus::Active {
+                return Err(Rejection::conflict(
+                    "account_changed",
+                    "the account changed; sign in again",
+                )
+                .into());
+            }
+            let now = tx.now_us();
+            row.last_seen_us = Some(now);
+            tx.views().put_session(&SessionRow {
+                id: sid_job.clone(),
+                user: k.clone(),
+                auth_version: row.auth_version,
+                current_refresh: refresh_hash,
+                created_at_us: now,
+                expires_at_us: now.saturating_add(ttl_us),
+                revoked_at_us: None,
+            })?;
+            tx.views().put_user(&row)?;
+            tx.append(event.clone())?;
+            Ok(row)
+        })
+        .await?;
+    issue(core, row, sid, refresh)
+}
+
+fn secs_to_us(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+fn issue(core: &Core, user: UserRow, sid: String, refresh: String) -> Result<Issued, AuthError> {
+    let now_s = core.clock.now_us() / 1_000_000;
+    let ttl = core.config.auth.access_ttl_secs;
+    let claims = AccessClaims {
+        iss: core.site.to_string(),
+        aud: ACCESS_AUDIENCE.into(),
+        sub: users::key(&user.username),
+        sid: sid.clone(),
+        role: user.role,
+        ver: user.auth_version,
+        iat: now_s,
+        exp: now_s + i64::try_from(ttl).unwrap_or(900),
+    };
+    let access_token = core
+        .auth
+        .keys
+        .issue(&claims)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    Ok(Issued {
+        access_token,
+        expires_in: ttl,
+        refresh_token: refresh,
+        session_id: sid,
+        user,
+    })
+}
+
+enum Refreshed {
+    Rotated(UserRow, String),
+    Reused,
+    Ended,
+}
+
+/// Exchanges a refresh token for new tokens. The old one stops working; presenting it again
+/// ends the whole session.
+pub async fn refresh(core: &Core, token: &str) -> Result<Issued, AuthError> {
+    if !token.starts_with(super::tokens::REFRESH_PREFIX) || token.len() > 128 {
+        return Err(AuthError::InvalidToken);
+    }
+    let presented = crate::devices::hash_token(token);
+    let (next, next_hash) = new_refresh_token().map_err(|e| AuthError::Internal(e.to_string()))?;
+    let ttl_us = secs_to_us(core.config.auth.refresh_ttl_secs);
+    let outcome = core
+        .sequencer
+        .submit(move |tx| {
+            let Some(sid) = tx.views().session_of_refresh(&presented)? else {
+                return Err(Rejection::invalid("invalid_token", "unknown refresh token").into());
+            };
+            let Some(mut session) = tx.views().session(&sid)? else {
+                return Err(Rejection::invalid("invalid_token", "unknown refresh token").into());
+            };
+            let now = tx.now_us();
+            if session.revoked_at_us.is_some() || session.expires_at_us < now {
+                return Ok(Refreshed::Ended);
+            }
+            let user = tx.views().user(&session.user)?;
+            if session.current_refresh != presented {
+                // An old token came back: someone holds a copy. End the session for everyone.
+                session.revoked_at_us = Some(now);
+                tx.views().put_session(&session)?;
+                let e = NewEntry::json(
+                    KIND_REFRESH_REUSE,
+                    STREAM,
+                    "system",
+                    &SessionEvent {
+                        username: &session.user,
+                        session: &session.id,
+                        from: None,
+                    },
+                )
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                tx.append(e)?;
+                return Ok(Refreshed::Reused);
+            }
+            let Some(mut user) = user.filter(|u| {
+                u.status == UserStatus::Active && u.auth_version == session.auth_version
+            }) else {
+                session.revoked_at_us = Some(now);
+                tx.views().put_session(&session)?;
+                return Ok(Refreshed::Ended);
+            };
+            session.current_refresh = next_hash;
+            session.expires_at_us = now.saturating_add(ttl_us);
+            tx.views().put_session(&session)?;
+            user.last_seen_us = Some(now);
+            tx.views().put_user(&user)?;
+            Ok(Refreshed::Rotated(user, session.id))
+        })
+        .await
+        .map_err(|e| match e {
+            SubmitError::Rejected(_) => AuthError::InvalidToken,
+            other => AuthError::Submit(other),
+        })?;
+    match outcome {
+        Refreshed::Rotated(user, sid) => issue(core, user, sid, next),
+        Refreshed::Reused => Err(AuthError::InvalidToken),
+        Refreshed::Ended => Err(AuthError::SessionEnded),
+    }
+}
+
+/// Ends a session at once: its access and refresh tokens stop working.
+pub async fn logout(core: &Core, session_id: &str, username: &str) -> Result<(), AuthError> {
+    let sid = session_id.to_string();
+    let e = entry(
+        KIND_LOGOUT,
+        &format!("user:{}", users::key(username)),
+        &SessionEvent {
+            username,
+            session: session_id,
+            from: None,
+        },
+    )?;
+    core.sequencer
+        .submit(move |tx| {
+            if let Some(mut s) = tx.views().session(&sid)?
+                && s.revoked_at_us.is_none()
+            {
+                s.revoked_at_us = Some(tx.now_us());
+                tx.views().put_session(&s)?;
+                tx.append(e.clone())?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Checks an access token against the signature, the clock, the session and the user as stored
+/// now, so sign-out, disabling, role and password changes take effect at once.
+pub fn authenticate(core: &Core, token: &str) -> Result<(UserRow, AccessClaims), AuthError> {
+    let now_us = core.clock.now_us();
+    let leeway = i64::try_from(core.config.auth.leeway_secs).unwrap_or(30);
+    let claims = core
+        .auth
+        .keys
+        .verify(token, &core.site, now_us / 1_000_000, leeway)
+        .map_err(|e| match e {
+            super::tokens::TokenError::Expired => AuthError::SessionEnded,
+            _ => AuthError::InvalidToken,
+        })?;
+    let rtx = core.store.read()?;
+    let session = rtx.session(&claims.sid)?.ok_or(AuthError::InvalidToken)?;
+    if session.user != claims.sub
+        || session.revoked_at_us.is_some()
+        || session.expires_at_us < now_us
+    {
+        return Err(AuthError::SessionEnded);
+    }
+    let user = rtx.user(&claims.sub)?.ok_or(AuthError::InvalidToken)?;
+    if user.status != UserStatus::Active {
+        return Err(AuthError::Disabled);
+    }
+    if user.auth_version != claims.ver || session.auth_version != claims.ver {
+        return Err(AuthError::SessionEnded);
+    }
+    Ok((user, claims))
+}
+
+/// Changes one's own password after checking the current one; all other sessions end, and a new
+/// session is opened for the caller.
+pub async fn change_password(
+    core: &Core,
+    user: &UserRow,
+    current: &str,
+    new: &str,
+    from: Option<IpAddr>,
+) -> Result<Issued, AuthError> {
+    if !core
+        .auth
+        .hasher
+        .verify(current, Some(&user.password_hash))
+        .await
+    {
+        return Err(AuthError::Rejected(Rejection::forbidden(
+            "wrong_password",
+            "the current password is wrong",
+        )));
+    }
+    check_policy(new, &user.username).map_err(AuthError::Rejected)?;
+    if new == current {
+        return Err(AuthError::Rejected(Rejection::invalid(
+            "same_password",
+            "choose a password different from the current one",
+        )));
+    }
+    let hash = core
+        .auth
+        .hasher
+        .hash(new)
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let by = format!("user:{}", users::key(&user.username));
+    let updated = users::set_password_hash(core, &user.username, hash, false, &by).await?;
+    open_session(core, &updated, from).await
+}

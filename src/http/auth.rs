@@ -1,0 +1,298 @@
+//! Sign-in, refresh, sign-out, "me", password change and registration. Browsers get HttpOnly,
+//! Secure, SameSite=Strict cookies (`session: "cookie"`); other clients get tokens in the body.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{
+    ACCESS_COOKIE, ApiJson, CurrentUser, REFRESH_COOKIE, check_same_origin, cookie,
+};
+use crate::auth::{AuthError, Issued, sessions};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{Role, UserRow, UserStatus};
+use crate::users;
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong username or password",
+            ),
+            AuthError::Throttled(secs) => ApiError {
+                retry_after_secs: Some(secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed sign-ins; wait before trying again",
+                )
+            },
+            AuthError::Pending => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_pending",
+                "this account waits for an administrator's approval",
+            ),
+            AuthError::Disabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "this account is disabled",
+            ),
+            AuthError::InvalidToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token is invalid",
+            ),
+            AuthError::SessionEnded => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_ended",
+                "the session has ended; sign in again",
+            ),
+            AuthError::Rejected(r) => r.into(),
+            AuthError::Submit(s) => s.into(),
+            AuthError::Internal(detail) => ApiError::internal(&detail),
+        }
+    }
+}
+
+/// How the client wants its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Tokens in the response body, sent back as `Authorization: Bearer`.
+    #[default]
+    Token,
+    /// HttpOnly cookies, for browsers.
+    Cookie,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub session: SessionMode,
+}
+
+/// What a person sees of their own account.
+#[derive(Serialize)]
+pub struct Me {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub must_change_password: bool,
+    pub site: String,
+}
+
+impl Me {
+    pub fn of(u: &UserRow, site: &str) -> Self {
+        Self {
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+            status: u.status,
+            must_change_password: u.must_change_password,
+            site: site.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub user: Me,
+}
+
+fn set_cookie(res: &mut Response, name: &str, value: &str, path: &str, max_age: u64) {
+    let c = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    );
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn clear_cookies(res: &mut Response) {
+    set_cookie(res, ACCESS_COOKIE, "", "/", 0);
+    set_cookie(res, REFRESH_COOKIE, "", "/api/v1/auth", 0);
+}
+
+fn respond(state: &AppState, issued: Issued, mode: SessionMode) -> Response {
+    let me = Me::of(&issued.user, &state.core().site);
+    let cookie_mode = mode == SessionMode::Cookie;
+    let body = TokenResponse {
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        access_token: (!cookie_mode).then(|| issued.access_token.clone()),
+        refresh_token: (!cookie_mode).then(|| issued.refresh_token.clone()),
+        user: me,
+    };
+    let mut res = Json(body).into_response();
+    if cookie_mode {
+        set_cookie(
+            &mut res,
+            ACCESS_COOKIE,
+            &issued.access_token,
+            "/",
+            issued.expires_in,
+        );
+        let refresh_ttl = state.config().auth.refresh_ttl_secs;
+        set_cookie(
+            &mut res,
+            REFRESH_COOKIE,
+            &issued.refresh_token,
+            "/api/v1/auth",
+            refresh_ttl,
+        );
+    }
+    res
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    parts: Parts,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if req.session == SessionMode::Cookie {
+        check_same_origin(&parts)?;
+    }
+    let issued = sessions::login(state.core(), &req.username, &req.password, peer.ip()).await?;
+    Ok(respond(&state, issued, req.session))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Refresh by the cookie (browsers, same origin required) or by a JSON body.
+pub async fn refresh(
+    State(state): State<AppState>,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (token, mode) = match cookie(&parts.headers, REFRESH_COOKIE) {
+        Some(t) if body.is_empty() => {
+            check_same_origin(&parts)?;
+            (t, SessionMode::Cookie)
+        }
+        _ => {
+            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(ApiError::bad_request(
+                    "invalid_json",
+                    "the body must be a JSON object",
+                ));
+            }
+            let req: RefreshRequest = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+            })?;
+            (req.refresh_token, SessionMode::Token)
+        }
+    };
+    match sessions::refresh(state.core(), &token).await {
+        Ok(issued) => Ok(respond(&state, issued, mode)),
+        Err(e) => {
+            let mut res = ApiError::from(e).into_response();
+            if mode == SessionMode::Cookie {
+                clear_cookies(&mut res);
+            }
+            Ok(res)
+        }
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Response, ApiError> {
+    sessions::logout(state.core(), &me.claims.sid, &me.user.username).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    clear_cookies(&mut res);
+    Ok(res)
+}
+
+pub async fn me(State(state): State<AppState>, me: CurrentUser) -> Json<Me> {
+    Json(Me::of(&me.user, &state.core().site))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+pub async fn password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    me: CurrentUser,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let issued = sessions::change_password(
+        state.core(),
+        &me.user,
+        &req.current_password,
+        &req.new_password,
+        Some(peer.ip()),
+    )
+    .await?;
+    let mode = if me.via_cookie {
+        SessionMode::Cookie
+    } else {
+        SessionMode::Token
+    };
+    Ok(respond(&state, issued, mode))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub display_name: String,
+    pub password: String,
+}
+
+#[derive(Serialize)]
+pub struct Registered {
+    pub username: String,
+    pub status: UserStatus,
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let row = users::register(
+        state.core(),
+        &req.username,
+        &req.display_name,
+        &req.password,
+    )
+    .await?;
+    let status = if row.status == UserStatus::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(Registered {
+            username: row.username,
+            status: row.status,
+        }),
+    ))
+}

@@ -1,0 +1,257 @@
+//! People directory for signed-in users (search, profile) and user administration for admins:
+//! list, create, approve, disable, enable, role, one-time password reset.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Admin, ApiJson, RequireRole, Viewer};
+use crate::error::{ApiError, Rejection};
+use crate::state::AppState;
+use crate::store::{Role, UserRow, UserStatus};
+use crate::users;
+
+/// What any signed-in user sees of another.
+#[derive(Serialize)]
+pub struct Profile {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+impl From<&UserRow> for Profile {
+    fn from(u: &UserRow) -> Self {
+        Self {
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+        }
+    }
+}
+
+/// What an admin sees.
+#[derive(Serialize)]
+pub struct AdminView {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub must_change_password: bool,
+    pub created_at_us: i64,
+    pub last_seen_us: Option<i64>,
+}
+
+impl From<&UserRow> for AdminView {
+    fn from(u: &UserRow) -> Self {
+        Self {
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+            status: u.status,
+            must_change_password: u.must_change_password,
+            created_at_us: u.created_at_us,
+            last_seen_us: u.last_seen_us,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct Profiles {
+    pub users: Vec<Profile>,
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    _me: RequireRole<Viewer>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Profiles>, ApiError> {
+    if q.q.chars().count() > 64 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q is at most 64 characters",
+        ));
+    }
+    let limit = q.limit.unwrap_or(20).clamp(1, 100);
+    let found = users::search(state.core(), &q.q, limit)?;
+    Ok(Json(Profiles {
+        users: found.iter().map(Profile::from).collect(),
+    }))
+}
+
+pub async fn profile(
+    State(state): State<AppState>,
+    _me: RequireRole<Viewer>,
+    Path(username): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    match users::get(state.core(), &username)? {
+        Some(u) if u.status == UserStatus::Active => Ok(Json(Profile::from(&u))),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Serialize)]
+pub struct AdminList {
+    pub users: Vec<AdminView>,
+}
+
+pub async fn admin_list(
+    State(state): State<AppState>,
+    _admin: RequireRole<Admin>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<AdminList>, ApiError> {
+    let all = users::list(state.core(), q.status)?;
+    Ok(Json(AdminList {
+        users: all.iter().map(AdminView::from).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+#[derive(Serialize)]
+pub struct WithPassword {
+    pub user: AdminView,
+    /// Shown only now; it must be changed at first sign-in.
+    pub one_time_password: String,
+}
+
+pub async fn admin_create(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<WithPassword>), ApiError> {
+    let core = state.core();
+    let otp = crate::auth::password::random_password().map_err(|e| ApiError::internal(&e))?;
+    let hash = core
+        .auth
+        .hasher
+        .hash(&otp)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let row = users::create(
+        core,
+        users::NewUser {
+            username: req.username,
+            display_name: req.display_name,
+            password_hash: hash,
+            role: req.role,
+            status: UserStatus::Active,
+            must_change_password: true,
+        },
+        &by(&admin.user),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WithPassword {
+            user: AdminView::from(&row),
+            one_time_password: otp,
+        }),
+    ))
+}
+
+fn by(u: &UserRow) -> String {
+    format!("user:{}", users::key(&u.username))
+}
+
+fn not_self(admin: &UserRow, target: &str) -> Result<(), ApiError> {
+    if users::key(&admin.username) == users::key(target) {
+        return Err(Rejection::forbidden(
+            "cannot_change_self",
+            "you cannot do this to your own account",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn set_status(
+    state: &AppState,
+    admin: &UserRow,
+    target: &str,
+    s: UserStatus,
+) -> Result<Json<AdminView>, ApiError> {
+    let row = users::set_status(state.core(), target, s, &by(admin)).await?;
+    Ok(Json(AdminView::from(&row)))
+}
+
+pub async fn admin_approve(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(username): Path<String>,
+) -> Result<Json<AdminView>, ApiError> {
+    let current = users::get(state.core(), &username)?.ok_or_else(ApiError::not_found)?;
+    if current.status != UserStatus::Pending {
+        return Err(
+            Rejection::conflict("not_pending", "this account is not waiting for approval").into(),
+        );
+    }
+    set_status(&state, &admin.user, &username, UserStatus::Active).await
+}
+
+pub async fn admin_disable(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(username): Path<String>,
+) -> Result<Json<AdminView>, ApiError> {
+    not_self(&admin.user, &username)?;
+    set_status(&state, &admin.user, &username, UserStatus::Disabled).await
+}
+
+pub async fn admin_enable(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(username): Path<String>,
+) -> Result<Json<AdminView>, ApiError> {
+    set_status(&state, &admin.user, &username, UserStatus::Active).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub role: Role,
+}
+
+pub async fn admin_role(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(username): Path<String>,
+    ApiJson(req): ApiJson<RoleChange>,
+) -> Result<Json<AdminView>, ApiError> {
+    not_self(&admin.user, &username)?;
+    let row = users::set_role(state.core(), &username, req.role, &by(&admin.user)).await?;
+    Ok(Json(AdminView::from(&row)))
+}
+
+pub async fn admin_reset_password(
+    State(state): State<AppState>,
+    RequireRole(admin, _): RequireRole<Admin>,
+    Path(username): Path<String>,
+) -> Result<Json<WithPassword>, ApiError> {
+    let otp = users::reset_password(state.core(), &username, &by(&admin.user)).await?;
+    let row = users::get(state.core(), &username)?.ok_or_else(ApiError::not_found)?;
+    Ok(Json(WithPassword {
+        user: AdminView::from(&row),
+        one_time_password: otp,
+    }))
+}

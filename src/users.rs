@@ -1,0 +1,386 @@
+//! People: usernames and their rules, creation, roles, status, passwords, registration, search and
+//! the first admin. Every change is a log entry (without the password) in the same commit.
+
+use serde::Serialize;
+
+use crate::auth::password::{self, check_policy};
+use crate::config::Registration;
+use crate::error::Rejection;
+use crate::log::{NewEntry, SubmitError};
+use crate::state::Core;
+use crate::store::{Role, StoreError, UserRow, UserStatus};
+
+pub const STREAM: &str = "admin/users";
+pub const KIND_CREATED: &str = "user.created";
+pub const KIND_PASSWORD_CHANGED: &str = "user.password_changed";
+pub const KIND_PASSWORD_RESET: &str = "user.password_reset";
+pub const KIND_ROLE_CHANGED: &str = "user.role_changed";
+pub const KIND_STATUS_CHANGED: &str = "user.status_changed";
+/// Name of the first admin account.
+pub const FIRST_ADMIN: &str = "admin";
+/// File in the state directory that receives the first admin's one-time password.
+pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+pub fn key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// 3-32 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn validate_username(name: &str) -> Result<(), Rejection> {
+    let ok = (3..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "invalid_username",
+            "a username is 3-32 characters of letters, digits, '.', '_', '-', starting with a letter or digit",
+        ))
+    }
+}
+
+pub fn validate_display_name(name: &str) -> Result<(), Rejection> {
+    let n = name.chars().count();
+    if (1..=64).contains(&n) && !name.chars().any(char::is_control) && !name.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "invalid_display_name",
+            "a display name is 1-64 characters without control characters",
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct Created<'a> {
+    username: &'a str,
+    display_name: &'a str,
+    role: Role,
+    status: UserStatus,
+}
+
+#[derive(Serialize)]
+struct Changed<'a> {
+    username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<UserStatus>,
+}
+
+/// What a new account starts with.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub must_change_password: bool,
+}
+
+fn json_entry<T: Serialize>(kind: &str, by: &str, body: &T) -> Result<NewEntry, SubmitError> {
+    NewEntry::json(kind, STREAM, by, body).map_err(|e| SubmitError::Storage(e.to_string()))
+}
+
+/// Creates an account; a username taken in any letter case is a conflict.
+pub async fn create(core: &Core, new: NewUser, by: &str) -> Result<UserRow, SubmitError> {
+    validate_username(&new.username).map_err(SubmitError::Rejected)?;
+    validate_display_name(&new.display_name).map_err(SubmitError::Rejected)?;
+    let entry = json_entry(
+        KIND_CREATED,
+        by,
+        &Created {
+            username: &new.username,
+            display_name: &new.display_name,
+            role: new.role,
+            status: new.status,
+        },
+    )?;
+    core.sequencer
+        .submit(move |tx| {
+            if tx.views().user(&key(&new.username))?.is_some() {
+                return Err(Rejection::conflict("username_taken", "this username is taken").into());
+            }
+            let row = UserRow {
+                username: new.username.clone(),
+                display_name: new.display_name.clone(),
+                password_hash: new.password_hash.clone(),
+                role: new.role,
+                status: new.status,
+                must_change_password: new.must_change_password,
+                auth_version: 1,
+                created_at_us: tx.now_us(),
+                last_seen_us: None,
+            };
+            tx.views().put_user(&row)?;
+            tx.append(entry.clone())?;
+            Ok(row)
+        })
+        .await
+}
+
+/// Applies `change` to an existing user and logs `kind`. `bump` ends its tokens and sessions.
+async fn update(
+    core: &Core,
+    username: &str,
+    by: &str,
+    kind: &'static str,
+    bump: bool,
+    mut change: impl FnMut(&mut UserRow) -> Result<(), Rejection> + Send + 'static,
+) -> Result<UserRow, SubmitError> {
+    let k = key(username);
+    let by = by.to_string();
+    core.sequencer
+        .submit(move |tx| {
+            let Some(mut row) = tx.views().user(&k)? else {
+                return Err(Rejection::not_found("no_such_user", "no user with this name").into());
+            };
+            change(&mut row)?;
+            if bump {
+                row.auth_version += 1;
+            }
+            let body = Changed {
+                username: &row.username,
+                role: (kind == KIND_ROLE_CHANGED).then_some(row.role),
+                status: (kind == KIND_STATUS_CHANGED).then_some(row.status),
+            };
+            let entry = NewEntry::json(kind, STREAM, &by, &body)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.views().put_user(&row)?;
+            tx.append(entry)?;
+            Ok(row)
+        })
+        .await
+}
+
+pub async fn set_role(
+    core: &Core,
+    username: &str,
+    role: Role,
+    by: &str,
+) -> Result<UserRow, SubmitError> {
+    update(core, username, by, KIND_ROLE_CHANGED, true, move |row| {
+        row.role = role;
+        Ok(())
+    })
+    .await
+}
+
+/// Approve (pending → active), disable, or enable an account.
+pub async fn set_status(
+    core: &Core,
+    username: &str,
+    status: UserStatus,
+    by: &str,
+) -> Result<UserRow, SubmitError> {
+    update(core, username, by, KIND_STATUS_CHANGED, true, move |row| {
+        if status == UserStatus::Pending {
+            return Err(Rejection::invalid(
+                "invalid_status",
+                "an account cannot be set back to pending",
+            ));
+        }
+        row.status = status;
+        Ok(())
+    })
+    .await
+}
+
+/// Sets a new password hash. `one_time` marks it for change at next sign-in (admin resets).
+pub async fn set_password_hash(
+    core: &Core,
+    username: &str,
+    hash: String,
+    one_time: bool,
+    by: &str,
+) -> Result<UserRow, SubmitError> {
+    let kind = if one_time {
+        KIND_PASSWORD_RESET
+    } else {
+        KIND_PASSWORD_CHANGED
+    };
+    update(core, username, by, kind, true, move |row| {
+        row.password_hash = hash.clone();
+        row.must_change_password = one_time;
+        Ok(())
+    })
+    .await
+}
+
+/// Makes a one-time password for `username` and stores its hash; returns the password.
+pub async fn reset_password(core: &Core, username: &str, by: &str) -> Result<String, SubmitError> {
+    let otp = password::random_password().map_err(|e| SubmitError::Storage(e.to_string()))?;
+    let hash = core
+        .auth
+        .hasher
+        .hash(&otp)
+        .await
+        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    set_password_hash(core, username, hash, true, by).await?;
+    Ok(otp)
+}
+
+/// Self-service registration under the configured policy.
+pub async fn register(
+    core: &Core,
+    username: &str,
+    display_name: &str,
+    password_text: &str,
+) -> Result<UserRow, SubmitError> {
+    let status = match core.config.auth.registration {
+        Registration::Closed => {
+            return Err(SubmitError::Rejected(Rejection::forbidden(
+                "registration_closed",
+                "registration is closed; ask an administrator for an account",
+            )));
+        }
+        Registration::Approval => UserStatus::Pending,
+        Registration::Open => UserStatus::Active,
+    };
+    validate_username(username).map_err(SubmitError::Rejected)?;
+    validate_display_name(display_name).map_err(SubmitError::Rejected)?;
+    check_policy(password_text, username).map_err(SubmitError::Rejected)?;
+    let hash = core
+        .auth
+        .hasher
+        .hash(password_text)
+        .await
+        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    create(
+        core,
+        NewUser {
+            username: username.to_string(),
+            display_name: display_name.to_string(),
+            password_hash: hash,
+            role: Role::Operator,
+            status,
+            must_change_password: false,
+        },
+        &format!("user:{}", key(username)),
+    )
+    .await
+}
+
+/// First start: when no active admin exists, create (or reset) `admin` with a one-time password,
+/// written to a 0600 file in the state directory and printed once to the log.
+pub async fn ensure_first_admin(core: &Core) -> Result<Option<String>, SubmitError> {
+    let exists = {
+        let rtx = core
+            .store
+            .read()
+            .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        let mut any = false;
+        rtx.scan_users(|u| {
+            any = u.role == Role::Admin && u.status == UserStatus::Active;
+            !any
+        })
+        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        any
+    };
+    if exists {
+        return Ok(None);
+    }
+    let otp = reset_admin(core, "bootstrap").await?;
+    tracing::warn!(
+        username = FIRST_ADMIN,
+        password = %otp,
+        file = %core.state_dir.join(ADMIN_PASSWORD_FILE).display(),
+        "created the first admin with a one-time password; it must be changed at first sign-in"
+    );
+    Ok(Some(otp))
+}
+
+/// Recovers the `admin` account: active, admin role, a new one-time password (also written to the
+/// password file). Returns the password.
+pub async fn reset_admin(core: &Core, by: &str) -> Result<String, SubmitError> {
+    let otp = password::random_password().map_err(|e| SubmitError::Storage(e.to_string()))?;
+    let hash = core
+        .auth
+        .hasher
+        .hash(&otp)
+        .await
+        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    let existing = core
+        .store
+        .read()
+        .and_then(|r| r.user(FIRST_ADMIN))
+        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    match existing {
+        None => {
+            create(
+                core,
+                NewUser {
+                    username: FIRST_ADMIN.into(),
+                    display_name: "Administrator".into(),
+                    password_hash: hash,
+                    role: Role::Admin,
+                    status: UserStatus::Active,
+                    must_change_password: true,
+                },
+                by,
+            )
+            .await?;
+        }
+        Some(_) => {
+            update(
+                core,
+                FIRST_ADMIN,
+                by,
+                KIND_PASSWORD_RESET,
+                true,
+                move |row| {
+                    row.password_hash = hash.clone();
+                    row.must_change_password = true;
+                    row.role = Role::Admin;
+                    row.status = UserStatus::Active;
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+    }
+    let path = core.state_dir.join(ADMIN_PASSWORD_FILE);
+    let _ = std::fs::remove_file(&path);
+    crate::secret::write_new_secret_file(&path, format!("{otp}\n").as_bytes())
+        .map_err(|e| SubmitError::Storage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(otp)
+}
+
+/// Prefix search on username and display name (case-insensitive), active users only.
+pub fn search(core: &Core, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreError> {
+    let q = q.to_lowercase();
+    let mut out = Vec::new();
+    core.store.read()?.scan_users(|u| {
+        let hit = u.username.to_lowercase().starts_with(&q)
+            || u.display_name.to_lowercase().starts_with(&q)
+            || u.display_name
+                .to_lowercase()
+                .split_whitespace()
+                .any(|w| w.starts_with(&q));
+        if hit && u.status == UserStatus::Active {
+            out.push(u);
+        }
+        out.len() < limit
+    })?;
+    Ok(out)
+}
+
+/// All users (admin listing), optionally only those with `status`.
+pub fn list(core: &Core, status: Option<UserStatus>) -> Result<Vec<UserRow>, StoreError> {
+    let mut out = Vec::new();
+    core.store.read()?.scan_users(|u| {
+        if status.is_none_or(|s| s == u.status) {
+            out.push(u);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+pub fn get(core: &Core, username: &str) -> Result<Option<UserRow>, StoreError> {
+    core.store.read()?.user(&key(username))
+}
