@@ -371,8 +371,7 @@ async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::R
             role,
             display_name,
         } => {
-            let otp = crate::auth::password::random_password()?;
-            let hash = core.auth.hasher.hash(&otp).await?;
+            let (otp, hash) = users::one_time_password(core).await?;
             users::create(
                 core,
                 users::NewUser {

@@ -211,8 +211,8 @@ pub async fn set_password_hash(
     .await
 }
 
-/// Makes a one-time password for `username` and stores its hash; returns the password.
-pub async fn reset_password(core: &Core, username: &str, by: &str) -> Result<String, SubmitError> {
+/// A fresh one-time password and its hash.
+pub async fn one_time_password(core: &Core) -> Result<(String, String), SubmitError> {
     let otp = password::random_password().map_err(|e| SubmitError::Storage(e.to_string()))?;
     let hash = core
         .auth
@@ -220,6 +220,12 @@ pub async fn reset_password(core: &Core, username: &str, by: &str) -> Result<Str
         .hash(&otp)
         .await
         .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    Ok((otp, hash))
+}
+
+/// Makes a one-time password for `username` and stores its hash; returns the password.
+pub async fn reset_password(core: &Core, username: &str, by: &str) -> Result<String, SubmitError> {
+    let (otp, hash) = one_time_password(core).await?;
     set_password_hash(core, username, hash, true, by).await?;
     Ok(otp)
 }
@@ -297,13 +303,7 @@ pub async fn ensure_first_admin(core: &Core) -> Result<Option<String>, SubmitErr
 /// Recovers the `admin` account: active, admin role, a new one-time password (also written to the
 /// password file). Returns the password.
 pub async fn reset_admin(core: &Core, by: &str) -> Result<String, SubmitError> {
-    let otp = password::random_password().map_err(|e| SubmitError::Storage(e.to_string()))?;
-    let hash = core
-        .auth
-        .hasher
-        .hash(&otp)
-        .await
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    let (otp, hash) = one_time_password(core).await?;
     let existing = core
         .store
         .read()

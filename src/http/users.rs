@@ -141,13 +141,7 @@ pub async fn admin_create(
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<WithPassword>), ApiError> {
     let core = state.core();
-    let otp = crate::auth::password::random_password().map_err(|e| ApiError::internal(&e))?;
-    let hash = core
-        .auth
-        .hasher
-        .hash(&otp)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let (otp, hash) = users::one_time_password(core).await?;
     let row = users::create(
         core,
         users::NewUser {
