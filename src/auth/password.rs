@@ -1,11 +1,12 @@
 //! Password hashing (argon2id, pinned parameters from config) off the async threads with bounded
 //! concurrency, and the password policy. Passwords are never logged or stored in clear.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::SaltString;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
-use tokio::sync::Semaphore;
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuthConfig;
 use crate::error::Rejection;
@@ -26,15 +27,24 @@ pub enum HashError {
     Join,
 }
 
-/// Hashes and verifies with a cap on simultaneous hashes: each one takes `memory_kib` of RAM,
-/// and a gateway has little of it.
+/// Requests waiting for a hashing thread; beyond this, callers wait to enqueue.
+const QUEUE: usize = 1024;
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+
+/// Work for a hashing thread, given that thread's argon2 memory.
+type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Hashes and verifies on a fixed set of threads (`max_concurrent_hashes`), each owning one
+/// argon2 memory area that it reuses: memory for hashing is bounded by threads × `memory_kib`
+/// whatever the load, and the allocator never churns 19 MiB blocks.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
-    permits: Arc<Semaphore>,
+    work: mpsc::Sender<Work>,
     /// A hash of a random password, verified against when a user does not exist, so that a
-    /// missing user costs the same time as a wrong password.
-    decoy: Arc<String>,
+    /// missing user costs the same time as a wrong password. Made on first need.
+    decoy: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl std::fmt::Debug for PasswordHasherPool {
@@ -49,58 +59,140 @@ impl PasswordHasherPool {
             cfg.argon2_memory_kib,
             cfg.argon2_iterations,
             cfg.argon2_parallelism,
-            None,
+            Some(OUTPUT_LEN),
         )
         .map_err(|e| HashError::Argon2(e.to_string()))?;
-        let decoy = hash_blocking(&params, &random_password()?)?;
+        let (work, queue) = mpsc::channel::<Work>(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..cfg.max_concurrent_hashes.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        // Ends when the last pool handle is dropped.
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .blocking_recv();
+                        match next {
+                            Some(job) => job(&mut memory),
+                            None => break,
+                        }
+                    }
+                })
+                .map_err(|_| HashError::Join)?;
+        }
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(cfg.max_concurrent_hashes.max(1))),
-            decoy: Arc::new(decoy),
+            work,
+            decoy: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    /// Runs `f` on a hashing thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (done, wait) = oneshot::channel();
+        let job: Work = Box::new(move |memory| {
+            let _ = done.send(f(memory));
+        });
+        self.work.send(job).await.map_err(|_| HashError::Join)?;
+        wait.await.map_err(|_| HashError::Join)
     }
 
     /// The PHC string of `password`.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashError::Join)?;
         let params = self.params.clone();
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
-            .await
-            .map_err(|_| HashError::Join)?
+        self.run(move |memory| hash_with(&params, &password, memory))
+            .await?
     }
 
     /// Whether `password` matches `phc`; with `None` it checks against a decoy and says no.
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let known = phc.is_some();
-        let phc = phc.map_or_else(|| self.decoy.as_str().to_string(), str::to_string);
+        let phc = match phc {
+            Some(p) => p.to_string(),
+            None => match self
+                .decoy
+                .get_or_try_init(|| async { self.hash(&random_password()?).await })
+                .await
+            {
+                Ok(d) => d.clone(),
+                Err(_) => return false,
+            },
+        };
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&phc)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self
+            .run(move |memory| verify_with(&password, &phc, memory))
+            .await
+            .unwrap_or(false);
         ok && known
     }
 }
 
-fn hash_blocking(params: &Params, password: &str) -> Result<String, HashError> {
-    let mut salt = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).map_err(|_| HashError::Random)?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError::Argon2(e.to_string()))?;
+/// argon2id into `out`, growing the thread's memory once if it is too small.
+fn compute(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), HashError> {
+    let need = params.block_count();
+    if memory.len() < need {
+        memory.resize(need, Block::default());
+    }
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..need])
         .map_err(|e| HashError::Argon2(e.to_string()))
+}
+
+fn hash_with(
+    params: &Params,
+    password: &str,
+    memory: &mut Vec<Block>,
+) -> Result<String, HashError> {
+    let mut salt = [0u8; SALT_LEN];
+    aws_lc_rs::rand::fill(&mut salt).map_err(|_| HashError::Random)?;
+    let mut out = [0u8; OUTPUT_LEN];
+    compute(params, password.as_bytes(), &salt, &mut out, memory)?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    ))
+}
+
+/// Recomputes with the parameters and salt stored in `phc` and compares in constant time.
+fn verify_with(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    if parsed.algorithm != ARGON2ID_IDENT || parsed.version != Some(0x13) {
+        return false;
+    }
+    let (Ok(params), Some(expected), Some(salt)) =
+        (Params::try_from(&parsed), parsed.hash, parsed.salt)
+    else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    if compute(&params, password.as_bytes(), salt, &mut out, memory).is_err() {
+        return false;
+    }
+    aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok()
 }
 
 /// A random one-time password: 20 characters from an alphabet without look-alikes.
@@ -165,5 +257,43 @@ mod tests {
         assert!(pool.verify("correct horse battery", Some(&h)).await);
         assert!(!pool.verify("wrong horse battery", Some(&h)).await);
         assert!(!pool.verify("correct horse battery", None).await);
+    }
+
+    /// Our PHC strings are standard: the reference implementation verifies ours and we verify its.
+    #[tokio::test]
+    async fn phc_strings_interoperate_with_the_reference_implementation() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+        let cfg = AuthConfig {
+            argon2_memory_kib: 256,
+            argon2_iterations: 2,
+            ..AuthConfig::default()
+        };
+        let pool = PasswordHasherPool::new(&cfg).unwrap();
+        let ours = pool.hash("pump room seven").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"pump room seven", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"pump room eight", &parsed)
+                .is_err()
+        );
+        let salt = SaltString::encode_b64(&[9u8; 16]).unwrap();
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(128, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"valve", &salt)
+        .unwrap()
+        .to_string();
+        assert!(pool.verify("valve", Some(&theirs)).await);
+        assert!(!pool.verify("valves", Some(&theirs)).await);
+        // Another algorithm is not accepted.
+        let argon2i = theirs.replace("$argon2id$", "$argon2i$");
+        assert!(!pool.verify("valve", Some(&argon2i)).await);
     }
 }
