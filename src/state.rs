@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -159,7 +158,6 @@ struct Inner {
     core: Core,
     tls: TlsSetup,
     ready: AtomicBool,
-    started: Instant,
 }
 
 impl AppState {
@@ -185,7 +183,6 @@ impl AppState {
                 core,
                 tls,
                 ready: AtomicBool::new(false),
-                started: Instant::now(),
             }),
         }
     }
@@ -208,9 +205,5 @@ impl AppState {
 
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::SeqCst);
-    }
-
-    pub fn uptime(&self) -> std::time::Duration {
-        self.inner.started.elapsed()
     }
 }

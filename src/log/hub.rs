@@ -30,8 +30,4 @@ impl Hub {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
         self.tx.subscribe()
     }
-
-    pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
-    }
 }

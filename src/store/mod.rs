@@ -166,11 +166,6 @@ impl Store {
     pub fn check_integrity(&mut self) -> Result<bool, StoreError> {
         Ok(self.db.check_integrity()?)
     }
-
-    /// Size of the store file in bytes.
-    pub fn file_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
-    }
 }
 
 /// A consistent read view; never waits on the writer.
@@ -224,25 +219,6 @@ impl ReadTx {
             }
         }
         Ok(())
-    }
-
-    /// The seqs of one stream, ascending, starting after `after`, at most `limit`.
-    pub fn stream_seqs(
-        &self,
-        stream: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<u64>, StoreError> {
-        let idx = self.txn.open_table(STREAM_INDEX)?;
-        let mut out = Vec::new();
-        for row in idx.range((stream, after.saturating_add(1))..=(stream, u64::MAX))? {
-            let (k, _) = row?;
-            out.push(k.value().1);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
@@ -366,19 +342,6 @@ impl WriteTx {
             .map(|v| UserRow::decode(v.value()))
             .transpose()?;
         Ok(row)
-    }
-
-    /// Whether any active admin exists.
-    pub fn has_active_admin(&self) -> Result<bool, StoreError> {
-        let t = self.txn.open_table(USERS)?;
-        for row in t.iter()? {
-            let (_, v) = row?;
-            let u = UserRow::decode(v.value())?;
-            if u.role == Role::Admin && u.status == UserStatus::Active {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Stores a user under its lower-cased username.

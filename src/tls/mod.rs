@@ -63,17 +63,13 @@ pub struct TlsSetup {
     server_config: Arc<rustls::ServerConfig>,
     source: Source,
     ca_pem: Option<String>,
-    site_ca: Option<ca::SiteCa>,
 }
 
 impl TlsSetup {
     /// Uses the configured certificate, or ensures the site CA and a server certificate in
     /// `<state_dir>/tls`.
     pub fn load(config: &Config, state_dir: &Path, site: &str) -> Result<Self, TlsError> {
-        let (certified, source, ca_pem, site_ca) = match (
-            &config.tls.cert_file,
-            &config.tls.key_file,
-        ) {
+        let (certified, source, ca_pem) = match (&config.tls.cert_file, &config.tls.key_file) {
             (Some(cert), Some(key)) => {
                 let ck = load_pair(cert, key)?;
                 let ca_pem = match &config.tls.ca_file {
@@ -90,7 +86,7 @@ impl TlsSetup {
                     cert: cert.clone(),
                     key: key.clone(),
                 };
-                (ck, source, ca_pem, None)
+                (ck, source, ca_pem)
             }
             _ => {
                 let dir = state_dir.join("tls");
@@ -110,7 +106,7 @@ impl TlsSetup {
                     ca::ensure_server_cert(&dir, &site_ca, &ca::Names::of_this_host())?;
                 let ck = certified_key(chain.as_bytes(), key.as_bytes(), &dir)?;
                 let ca_pem = Some(site_ca.cert_pem.clone());
-                (ck, Source::Generated, ca_pem, Some(site_ca))
+                (ck, Source::Generated, ca_pem)
             }
         };
         let resolver = Arc::new(CertResolver {
@@ -122,7 +118,6 @@ impl TlsSetup {
             server_config,
             source,
             ca_pem,
-            site_ca,
         };
         tracing::info!(fingerprint = %setup.served_fingerprint(), "serving TLS certificate (SHA-256)");
         Ok(setup)
@@ -149,11 +144,6 @@ impl TlsSetup {
     /// The CA certificate clients can install to trust this server, when known.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
-    }
-
-    /// The site CA, when the server made its own.
-    pub fn site_ca(&self) -> Option<&ca::SiteCa> {
-        self.site_ca.as_ref()
     }
 
     /// SHA-256 fingerprint of the leaf certificate served right now.
