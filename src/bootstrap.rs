@@ -38,6 +38,15 @@ pub enum BootstrapError {
     },
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error("no data key for the store in {0} (config, credential or data.key)")]
+    NoKey(PathBuf),
+}
+
+/// Whether `ensure_data_key` may make a new key when none is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    Create,
+    Refuse,
 }
 
 /// Creates the state directory if missing and makes it private to this user.
@@ -52,8 +61,12 @@ pub fn ensure_state_dir(path: &Path) -> Result<(), BootstrapError> {
 }
 
 /// Finds the data key: config value, config file, systemd credential, or the state directory,
-/// where it is created on first start.
-pub fn ensure_data_key(config: &Config, state_dir: &Path) -> Result<DataKey, BootstrapError> {
+/// where it is created on first start (unless `missing` says to refuse).
+pub fn ensure_data_key(
+    config: &Config,
+    state_dir: &Path,
+    missing: MissingKey,
+) -> Result<DataKey, BootstrapError> {
     if let Some(b64) = &config.storage.data_key {
         return parse_key(b64.as_bytes(), "storage.data_key");
     }
@@ -73,6 +86,9 @@ pub fn ensure_data_key(config: &Config, state_dir: &Path) -> Result<DataKey, Boo
     let path = state_dir.join(DATA_KEY_FILE);
     if path.exists() {
         return parse_key(&read_secret_file(&path)?, &path.display().to_string());
+    }
+    if missing == MissingKey::Refuse {
+        return Err(BootstrapError::NoKey(state_dir.to_path_buf()));
     }
     let raw = DataKey::generate_bytes()?;
     let text = format!("{}\n", STANDARD.encode(raw));

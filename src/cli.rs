@@ -290,16 +290,15 @@ fn audit_verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let (mut store, key, site) = crate::state::open_offline(config)?;
     let integrity = store.check_integrity();
     let mut report = crate::log::verify(&store, &site, &key)?;
-    match integrity {
-        Ok(true) => {}
-        Ok(false) | Err(_) if report.problem.is_none() => {
-            let detail = match integrity {
-                Err(e) => e.to_string(),
-                _ => "page checksums did not verify".into(),
-            };
+    if report.problem.is_none() {
+        let damaged = match integrity {
+            Ok(true) => None,
+            Ok(false) => Some("page checksums did not verify".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(detail) = damaged {
             report.problem = Some(crate::log::Problem::StoreDamaged { detail });
         }
-        _ => {}
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

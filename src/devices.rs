@@ -1,13 +1,13 @@
 //! Machine identities: named devices that publish events with an API token. The token is shown
 //! once at creation and stored only as its SHA-256; revocation takes effect on the next request.
 
-use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::error::Rejection;
 use crate::log::{NewEntry, Sequencer, SubmitError};
+use crate::secret::token_hash;
 use crate::store::{DeviceRow, Store, StoreError};
 
 pub const KIND_ADDED: &str = "device.added";
@@ -46,12 +46,6 @@ pub fn validate_name(name: &str) -> Result<(), Rejection> {
     }
 }
 
-pub fn hash_token(token: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    out
-}
-
 fn new_token() -> Result<String, SubmitError> {
     let mut raw = [0u8; 32];
     aws_lc_rs::rand::fill(&mut raw)
@@ -63,7 +57,7 @@ fn new_token() -> Result<String, SubmitError> {
 pub async fn add(seq: &Sequencer, name: &str, by: &str) -> Result<(u64, String), SubmitError> {
     validate_name(name).map_err(SubmitError::Rejected)?;
     let token = new_token()?;
-    let token_hash = hash_token(&token);
+    let token_hash = token_hash(&token);
     let entry = NewEntry::json(
         KIND_ADDED,
         STREAM,
@@ -123,7 +117,7 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Option<DeviceRow>, Sto
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
     }
-    let row = store.read()?.device_by_token_hash(&hash_token(token))?;
+    let row = store.read()?.device_by_token_hash(&token_hash(token))?;
     Ok(row.filter(|d| d.revoked_at_us.is_none()))
 }
 

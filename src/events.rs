@@ -161,9 +161,10 @@ pub async fn publish(
         )));
     }
     let mut entries = Vec::with_capacity(events.len());
+    let batch = events.len() > 1;
     for (i, event) in events.into_iter().enumerate() {
         validate(&event, limits).map_err(|mut r| {
-            if i > 0 || limits.max_batch > 1 {
+            if batch {
                 r.message = format!("events[{i}]: {}", r.message);
             }
             SubmitError::Rejected(r)

@@ -37,6 +37,16 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, SecretError> {
     })
 }
 
+/// How a bearer token (device API token, refresh token) is stored: its SHA-256. The tokens carry
+/// 256 random bits, so a fast hash is enough; the token itself is never stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    out
+}
+
 /// Writes a new secret file with mode 0600, durably; refuses to overwrite an existing one.
 pub fn write_new_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -70,7 +70,11 @@ impl Core {
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let state_dir = config.state_dir();
         bootstrap::ensure_state_dir(&state_dir)?;
-        let key = Arc::new(bootstrap::ensure_data_key(&config, &state_dir)?);
+        let key = Arc::new(bootstrap::ensure_data_key(
+            &config,
+            &state_dir,
+            bootstrap::MissingKey::Create,
+        )?);
         let site: Arc<str> = config.site().into();
         let store = Arc::new(Store::open(
             &state_dir.join(STORE_FILE),
@@ -131,17 +135,7 @@ pub fn open_offline(config: &Config) -> Result<(Store, DataKey, Arc<str>), Start
     if !path.exists() {
         return Err(StartError::Other(format!("no store at {}", path.display())));
     }
-    let has_key = config.storage.data_key.is_some()
-        || config.storage.data_key_file.is_some()
-        || std::env::var_os("CREDENTIALS_DIRECTORY").is_some()
-        || state_dir.join(bootstrap::DATA_KEY_FILE).exists();
-    if !has_key {
-        return Err(StartError::Other(format!(
-            "no data key for the store in {}",
-            state_dir.display()
-        )));
-    }
-    let key = bootstrap::ensure_data_key(config, &state_dir)?;
+    let key = bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse)?;
     let store = Store::open(&path, config.storage.cache_mib << 20)?;
     let site: Arc<str> = config.site().into();
     store.bind_identity(&site, &key)?;

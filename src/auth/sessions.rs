@@ -264,7 +264,7 @@ pub async fn refresh(core: &Core, token: &str) -> Result<Issued, AuthError> {
     if !token.starts_with(super::tokens::REFRESH_PREFIX) || token.len() > 128 {
         return Err(AuthError::InvalidToken);
     }
-    let presented = crate::devices::hash_token(token);
+    let presented = crate::secret::token_hash(token);
     let (next, next_hash) = new_refresh_token().map_err(|e| AuthError::Internal(e.to_string()))?;
     let ttl_us = secs_to_us(core.config.auth.refresh_ttl_secs);
     let outcome = core

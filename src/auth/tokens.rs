@@ -121,7 +121,7 @@ pub fn new_refresh_token() -> Result<(String, [u8; 32]), TokenError> {
     let mut raw = [0u8; 32];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| TokenError::Invalid)?;
     let token = format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
-    let hash = crate::devices::hash_token(&token);
+    let hash = crate::secret::token_hash(&token);
     Ok((token, hash))
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{
-    ACCESS_COOKIE, ApiJson, CurrentUser, REFRESH_COOKIE, check_same_origin, cookie,
+    ACCESS_COOKIE, ApiJson, CurrentUser, REFRESH_COOKIE, check_same_origin, cookie, parse_object,
 };
 use crate::auth::{AuthError, Issued, sessions};
 use crate::error::ApiError;
@@ -194,15 +194,7 @@ pub async fn refresh(
             (t, SessionMode::Cookie)
         }
         _ => {
-            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-                return Err(ApiError::bad_request(
-                    "invalid_json",
-                    "the body must be a JSON object",
-                ));
-            }
-            let req: RefreshRequest = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
-            })?;
+            let req: RefreshRequest = parse_object(&body)?;
             (req.refresh_token, SessionMode::Token)
         }
     };

@@ -33,8 +33,7 @@ pub async fn publish_one(
     ApiJson(event): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
     let core = state.core();
-    let mut limits = core.events_limits();
-    limits.max_batch = 1;
+    let limits = core.events_limits();
     let by = format!("device:{}", device.name);
     let stream = events::stream_of(&device.name);
     let seqs = events::publish(&core.sequencer, &by, &stream, vec![event], &limits).await?;
@@ -62,8 +61,7 @@ pub async fn publish_manual(
     ApiJson(event): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
     let core = state.core();
-    let mut limits = core.events_limits();
-    limits.max_batch = 1;
+    let limits = core.events_limits();
     let by = format!("user:{}", crate::users::key(&me.user.username));
     let seqs = events::publish(
         &core.sequencer,

@@ -44,17 +44,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request("bad_body", "the request body could not be read")
             }
         })?;
-        // Every request body is an object; serde would otherwise also take a positional array.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the body must be a JSON object",
-            ));
-        }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+        parse_object(&bytes).map(ApiJson)
     }
+}
+
+/// Parses a request body that must be a JSON object of shape `T` (400 `invalid_json` otherwise);
+/// serde alone would also take a positional array for a struct.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
 /// An active device, authenticated by `Authorization: Bearer pwd_…`.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
 
 pub use codec::{CodecError, LogRecord};
@@ -199,10 +199,6 @@ impl ReadTx {
         let first = log.first()?.map(|(k, _)| k.value());
         let last = log.last()?.map(|(k, _)| k.value());
         Ok(first.zip(last))
-    }
-
-    pub fn log_len(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(LOG)?.len()?)
     }
 
     /// Visits the raw records with seq >= `from` in order until `visit` returns false.
