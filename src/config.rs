@@ -43,6 +43,7 @@ pub struct Config {
     pub log: LogConfig,
     pub events: EventsConfig,
     pub auth: AuthConfig,
+    pub chat: ChatConfig,
 }
 
 /// Who may create an account.
@@ -150,6 +151,7 @@ impl Default for Config {
             log: LogConfig::default(),
             events: EventsConfig::default(),
             auth: AuthConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -204,6 +206,51 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+        }
+    }
+}
+
+/// Who may open a direct conversation with whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectMessages {
+    /// Any user of the site.
+    Anyone,
+    /// Only users who accepted each other's contact request.
+    Contacts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Longest message text, in bytes.
+    pub max_message_bytes: usize,
+    pub direct_messages: DirectMessages,
+    /// Most members of one group or channel.
+    pub max_members: usize,
+    /// Largest attachment, in bytes.
+    pub max_attachment_bytes: usize,
+    /// Largest WebSocket frame a client may send.
+    pub ws_max_frame_bytes: usize,
+    /// Open WebSocket connections per user.
+    pub ws_max_per_user: usize,
+    /// Seconds between server pings; a peer silent for 3 intervals is dropped.
+    pub ws_ping_secs: u64,
+    /// A frame the client does not take within this many seconds ends the connection.
+    pub ws_send_timeout_secs: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 << 10,
+            direct_messages: DirectMessages::Anyone,
+            max_members: 1000,
+            max_attachment_bytes: 5 << 20,
+            ws_max_frame_bytes: 64 << 10,
+            ws_max_per_user: 16,
+            ws_ping_secs: 20,
+            ws_send_timeout_secs: 10,
         }
     }
 }
@@ -347,6 +394,24 @@ impl Config {
             256,
             1 << 20,
         )?;
+        let c = &self.chat;
+        bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;
+        bounded("chat.max_members", c.max_members, 2, 100_000)?;
+        bounded(
+            "chat.max_attachment_bytes",
+            c.max_attachment_bytes,
+            1 << 10,
+            512 << 20,
+        )?;
+        bounded(
+            "chat.ws_max_frame_bytes",
+            c.ws_max_frame_bytes,
+            c.max_message_bytes + 1024,
+            4 << 20,
+        )?;
+        bounded("chat.ws_max_per_user", c.ws_max_per_user, 1, 1000)?;
+        bounded("chat.ws_ping_secs", c.ws_ping_secs, 1, 3600)?;
+        bounded("chat.ws_send_timeout_secs", c.ws_send_timeout_secs, 1, 3600)?;
         Ok(())
     }
 

@@ -56,6 +56,16 @@ impl Rejection {
     }
 }
 
+/// What every error response carries, as documented in the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// Stable, machine-readable, e.g. `no_such_conversation`.
+    pub code: String,
+    /// For people.
+    pub error: String,
+    pub request_id: String,
+}
+
 /// The body of an error response; the HTTP layer adds the request id when it writes it.
 #[derive(Debug, Clone)]
 pub struct ErrorBody {

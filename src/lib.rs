@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;

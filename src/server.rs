@@ -104,11 +104,12 @@ where
     drop(ctx);
     drain.cancel();
     tracker.close();
+    let sockets = state.sockets();
+    sockets.closing.cancel();
+    sockets.tasks.close();
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
-    if tokio::time::timeout(deadline, tracker.wait())
-        .await
-        .is_err()
-    {
+    let both = async { tokio::join!(tracker.wait(), sockets.tasks.wait()) };
+    if tokio::time::timeout(deadline, both).await.is_err() {
         tracing::warn!("drain deadline passed; closing the remaining connections");
         hard_stop.cancel();
         tracker.wait().await;

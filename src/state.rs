@@ -51,6 +51,8 @@ pub struct Core {
     pub hub: Hub,
     pub sequencer: Sequencer,
     pub auth: Arc<crate::auth::Auth>,
+    /// Live connections, presence and typing (never persisted).
+    pub live: Arc<crate::chat::Live>,
     stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -83,6 +85,7 @@ impl Core {
         store.bind_identity(&site, &key)?;
         let auth = Arc::new(crate::auth::Auth::new(&config.auth, &state_dir)?);
         let hub = Hub::new(config.storage.hub_capacity);
+        let config_ws_max = config.chat.ws_max_per_user;
         let stop = CancellationToken::new();
         let (sequencer, writer) = Sequencer::start(
             store.clone(),
@@ -106,6 +109,7 @@ impl Core {
             hub,
             sequencer,
             auth,
+            live: Arc::new(crate::chat::Live::new(config_ws_max)),
             stop,
             writer: Mutex::new(Some(writer)),
         })
@@ -152,6 +156,15 @@ struct Inner {
     core: Core,
     tls: TlsSetup,
     ready: AtomicBool,
+    sockets: Sockets,
+}
+
+/// Upgraded connections (WebSockets) live outside hyper's graceful shutdown: they watch
+/// `closing` to send their close frame, and the server waits on `tasks` within its drain deadline.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    pub closing: CancellationToken,
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -177,6 +190,7 @@ impl AppState {
                 core,
                 tls,
                 ready: AtomicBool::new(false),
+                sockets: Sockets::default(),
             }),
         }
     }
@@ -191,6 +205,10 @@ impl AppState {
 
     pub fn tls(&self) -> &TlsSetup {
         &self.inner.tls
+    }
+
+    pub fn sockets(&self) -> &Sockets {
+        &self.inner.sockets
     }
 
     pub fn is_ready(&self) -> bool {

@@ -384,3 +384,18 @@ pub fn list(core: &Core, status: Option<UserStatus>) -> Result<Vec<UserRow>, Sto
 pub fn get(core: &Core, username: &str) -> Result<Option<UserRow>, StoreError> {
     core.store.read()?.user(&key(username))
 }
+
+/// Records when the user's last live connection closed: a view update without a log entry, so
+/// presence costs no entry per heartbeat.
+pub async fn touch_last_seen(core: &Core, username: &str) -> Result<(), SubmitError> {
+    let k = key(username);
+    core.sequencer
+        .submit(move |tx| {
+            if let Some(mut row) = tx.views().user(&k)? {
+                row.last_seen_us = Some(tx.now_us());
+                tx.views().put_user(&row)?;
+            }
+            Ok(())
+        })
+        .await
+}

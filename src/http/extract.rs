@@ -115,16 +115,20 @@ pub fn has_credentials(headers: &axum::http::HeaderMap) -> bool {
 
 /// A cookie-authenticated, state-changing request must come from a page of this server.
 pub fn check_same_origin(parts: &Parts) -> Result<(), ApiError> {
-    let host = parts
-        .headers
+    check_origin(&parts.headers, &parts.uri)
+}
+
+/// The same check from the headers and URI alone (WebSocket upgrades).
+pub fn check_origin(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<(), ApiError> {
+    let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
+        .or_else(|| uri.authority().map(|a| a.to_string()));
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match (origin, host) {
         (Some(o), Some(h)) if o.eq_ignore_ascii_case(&format!("https://{h}")) => Ok(()),
         _ => Err(ApiError::new(

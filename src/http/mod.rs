@@ -1,19 +1,26 @@
 //! The HTTP surface: every route in one table with its access level (an explicit public
 //! allow-list; everything else needs credentials), and the layers every response passes through.
 
+mod attachments;
 mod auth;
+mod contacts;
+mod conversations;
 mod events;
 mod extract;
 mod health;
+mod messages;
 mod middleware;
+pub mod openapi;
+mod presence;
 mod users;
+mod ws;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -61,6 +68,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/healthz", Public, get(health::healthz)),
         r(Method::GET, "/readyz", Public, get(health::readyz)),
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
+        r(
+            Method::GET,
+            "/api/v1/openapi.json",
+            Public,
+            get(openapi::document),
+        ),
         r(
             Method::POST,
             "/api/v1/auth/login",
@@ -162,6 +175,150 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             post(users::admin_reset_password),
         ),
+        // Conversations and messages.
+        r(
+            Method::GET,
+            "/api/v1/conversations",
+            User,
+            get(conversations::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations",
+            User,
+            post(conversations::create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/direct/{username}",
+            User,
+            post(conversations::open_direct),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/channels",
+            User,
+            get(conversations::channels),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/conversations/{id}",
+            User,
+            get(conversations::get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/conversations/{id}/name",
+            User,
+            put(conversations::rename),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/members",
+            User,
+            post(conversations::add_members),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/conversations/{id}/members/{username}",
+            User,
+            delete(conversations::remove_member),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/join",
+            User,
+            post(conversations::join),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/leave",
+            User,
+            post(conversations::leave),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/conversations/{id}/messages",
+            User,
+            get(messages::history),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/messages",
+            User,
+            post(messages::send),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/conversations/{id}/messages/{seq}",
+            User,
+            put(messages::edit),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/conversations/{id}/messages/{seq}",
+            User,
+            delete(messages::redact),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/messages/{seq}/reactions",
+            User,
+            post(messages::react),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
+            User,
+            delete(messages::unreact),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/read",
+            User,
+            post(messages::read),
+        ),
+        // Contacts, presence, attachments, the live socket.
+        r(Method::GET, "/api/v1/contacts", User, get(contacts::list)),
+        r(
+            Method::POST,
+            "/api/v1/contacts/requests",
+            User,
+            post(contacts::request),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/contacts/requests/{username}/accept",
+            User,
+            post(contacts::accept),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/contacts/requests/{username}/reject",
+            User,
+            post(contacts::reject),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/contacts/{username}",
+            User,
+            delete(contacts::remove),
+        ),
+        r(Method::GET, "/api/v1/presence", User, get(presence::list)),
+        // Uploads stream through their own bound (chat.max_attachment_bytes), not the body limit.
+        r(
+            Method::POST,
+            "/api/v1/attachments",
+            User,
+            post(attachments::upload).layer(DefaultBodyLimit::disable()),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/attachments/{id}",
+            User,
+            get(attachments::download),
+        ),
+        r(Method::GET, "/api/v1/ws", User, get(ws::upgrade)),
     ]
 }
 

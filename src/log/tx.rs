@@ -80,6 +80,16 @@ impl<'a> Tx<'a> {
         self.site
     }
 
+    /// The data key, for view rows that hold content and are sealed like entry bodies.
+    pub fn key(&self) -> &DataKey {
+        self.key
+    }
+
+    /// The seq the next append will get; everything below it is (or is about to be) committed.
+    pub fn next_seq(&self) -> u64 {
+        self.chain.next_seq
+    }
+
     /// The view tables, in the same transaction as the appends.
     pub fn views(&mut self) -> &mut WriteTx {
         self.store

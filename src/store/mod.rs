@@ -1,6 +1,8 @@
 //! The redb file: the table registry, opening with lock detection, and typed read/write transactions.
 //! Only this module names redb types; callers speak in records and rows, never in tables.
 
+mod chat;
+mod chat_rows;
 mod codec;
 mod rows;
 mod schema;
@@ -13,6 +15,10 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+pub use chat_rows::{
+    AttachmentRef, AttachmentRow, ContactRow, ContactState, ConvKind, ConvRow, MAX_SPANS,
+    MemberRole, MemberRow, MessageRow, Span,
+};
 pub use codec::{CodecError, LogRecord};
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
@@ -39,6 +45,38 @@ pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// SHA-256 of any refresh token ever issued ([32]) → session id; finds the family of a reused token.
 pub(crate) const REFRESH_TOKENS: TableDefinition<&[u8], &str> =
     TableDefinition::new("refreshtokens_hash_session");
+/// conversation id → chat_rows::ConvRow v1.
+pub(crate) const CONVS: TableDefinition<&str, &[u8]> = TableDefinition::new("convs_id_row");
+/// (conversation id, lower-cased username) → chat_rows::MemberRow v1, past members included.
+pub(crate) const MEMBERS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("members_convuser_row");
+/// (lower-cased username, conversation id) → (): every conversation a user is or was in.
+pub(crate) const USER_CONVS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("userconvs_userconv_unit");
+/// lower-cased channel name → conversation id.
+pub(crate) const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("channels_name_conv");
+/// (conversation id, seq of the message) → chat_rows::MessageRow v1, sealed with the data key
+/// (`DataKey::seal_bytes`, AAD `msg/<conv>/<seq>`).
+pub(crate) const MESSAGES: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("messages_convseq_sealedrow");
+/// (lower-cased username, client idempotency key) → seq of the message that key created.
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("idempotency_userkey_seq");
+/// (lower-cased username, conversation id, seq) → (): messages that mention the user.
+pub(crate) const MENTIONS: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("mentions_userconvseq_unit");
+/// (owner, other), both lower-cased usernames → chat_rows::ContactRow v1; both sides are stored.
+pub(crate) const CONTACTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("contacts_ownerother_row");
+/// attachment id → chat_rows::AttachmentRow v1.
+pub(crate) const ATTACHMENTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("attachments_id_row");
+/// (attachment id, chunk number from 0) → up to 64 KiB of content, sealed (AAD `att/<id>/<n>`).
+pub(crate) const ATTACHMENT_CHUNKS: TableDefinition<(&str, u32), &[u8]> =
+    TableDefinition::new("attachmentchunks_idn_sealed");
+/// (attachment id, conversation id) → (): where an attachment was posted.
+pub(crate) const ATTACHMENT_CONVS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("attachmentconvs_idconv_unit");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -65,13 +65,13 @@ impl DeviceRow {
     }
 }
 
-fn versioned_json<T: Serialize>(row: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn versioned_json<T: Serialize>(row: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![ROW_V1];
     serde_json::to_writer(&mut out, row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(out)
 }
 
-fn from_versioned_json<T: for<'de> Deserialize<'de>>(
+pub(super) fn from_versioned_json<T: for<'de> Deserialize<'de>>(
     b: &[u8],
     what: &str,
 ) -> Result<T, StoreError> {
@@ -99,7 +99,9 @@ mod hex_32 {
 }
 
 /// A person's role; the order is the order of privilege.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -107,7 +109,7 @@ pub enum Role {
     Admin,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {
     /// Asked to register; waits for an admin.

@@ -4,16 +4,18 @@
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
 use super::{
-    DEVICE_TOKENS, DEVICES, LOG, META, REFRESH_TOKENS, SESSIONS, STREAM_INDEX, StoreError, USERS,
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENTS, CHANNELS, CONTACTS, CONVS, DEVICE_TOKENS,
+    DEVICES, IDEMPOTENCY, LOG, MEMBERS, MENTIONS, MESSAGES, META, REFRESH_TOKENS, SESSIONS,
+    STREAM_INDEX, StoreError, USER_CONVS, USERS,
 };
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` takes the store from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_v1, add_accounts_v2];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_v1, add_accounts_v2, add_chat_v3];
 
 fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(META)?;
@@ -29,6 +31,22 @@ fn add_accounts_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(USERS)?;
     txn.open_table(SESSIONS)?;
     txn.open_table(REFRESH_TOKENS)?;
+    Ok(())
+}
+
+/// v3: conversations, messages, contacts and attachments.
+fn add_chat_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(CONVS)?;
+    txn.open_table(MEMBERS)?;
+    txn.open_table(USER_CONVS)?;
+    txn.open_table(CHANNELS)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(MENTIONS)?;
+    txn.open_table(CONTACTS)?;
+    txn.open_table(ATTACHMENTS)?;
+    txn.open_table(ATTACHMENT_CHUNKS)?;
+    txn.open_table(ATTACHMENT_CONVS)?;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub enum SealError {
     Seal,
     #[error("the sealed body does not open with this key (wrong key, or the record was altered)")]
     Open,
+    #[error("a sealed value is too short")]
+    Truncated,
     #[error("the record was sealed with key id {found:08x}, this store's key is {expected:08x}")]
     KeyId { found: u32, expected: u32 },
 }
@@ -102,6 +104,37 @@ impl DataKey {
         })
     }
 
+    /// Seals a view value into one byte string: key id u32 BE | nonce [12] | ciphertext and tag.
+    pub fn seal_bytes(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let s = self.seal(aad, plaintext)?;
+        let mut out = Vec::with_capacity(4 + NONCE_LEN + s.ciphertext.len());
+        out.extend_from_slice(&s.key_id.to_be_bytes());
+        out.extend_from_slice(&s.nonce);
+        out.extend_from_slice(&s.ciphertext);
+        Ok(out)
+    }
+
+    /// Opens what `seal_bytes` made.
+    pub fn open_bytes(&self, aad: &[u8], bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+        if bytes.len() < 4 + NONCE_LEN {
+            return Err(SealError::Truncated);
+        }
+        let (id, rest) = bytes.split_at(4);
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let mut key_id = [0u8; 4];
+        key_id.copy_from_slice(id);
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(nonce);
+        self.open(
+            aad,
+            &Sealed {
+                key_id: u32::from_be_bytes(key_id),
+                nonce: n,
+                ciphertext: ciphertext.to_vec(),
+            },
+        )
+    }
+
     pub fn open(&self, aad: &[u8], sealed: &Sealed) -> Result<Vec<u8>, SealError> {
         if sealed.key_id != self.id {
             return Err(SealError::KeyId {
@@ -139,6 +172,13 @@ mod tests {
         assert!(matches!(
             other.open(b"site/1", &sealed),
             Err(SealError::KeyId { .. })
+        ));
+        let bytes = key.seal_bytes(b"row", b"view").unwrap();
+        assert_eq!(key.open_bytes(b"row", &bytes).unwrap(), b"view");
+        assert!(key.open_bytes(b"other", &bytes).is_err());
+        assert!(matches!(
+            key.open_bytes(b"row", &bytes[..10]),
+            Err(SealError::Truncated)
         ));
     }
 }

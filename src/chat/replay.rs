@@ -1,0 +1,157 @@
+//! Who sees which entry: a connection's live filter (membership changes apply at their seq) and
+//! the replay plan (every entry a user could see after `since`), with redacted text scrubbed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::contacts::pair_of_stream;
+use super::{CONV_STREAM_PREFIX, ChatBody};
+use crate::log::Entry;
+use crate::state::Core;
+use crate::store::{ReadTx, StoreError};
+
+/// Most entries one replay sends; a client further behind is told to reload from history.
+pub const MAX_REPLAY: usize = 50_000;
+
+/// A user's live view: the conversations they are in now.
+#[derive(Debug, Clone)]
+pub struct Visibility {
+    user: String,
+    convs: HashSet<String>,
+}
+
+impl Visibility {
+    /// The user's active memberships in this read snapshot.
+    pub fn load(rtx: &ReadTx, user: &str) -> Result<Self, StoreError> {
+        let mut convs = HashSet::new();
+        for id in rtx.user_convs(user)? {
+            if rtx.member(&id, user)?.is_some_and(|m| m.active) {
+                convs.insert(id);
+            }
+        }
+        Ok(Self {
+            user: user.to_string(),
+            convs,
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn is_member(&self, conv: &str) -> bool {
+        self.convs.contains(conv)
+    }
+
+    /// The conversations, for presence audiences.
+    pub fn convs(&self) -> Arc<[String]> {
+        self.convs.iter().cloned().collect()
+    }
+
+    /// Whether the user sees `e`, applying membership changes in seq order: the user sees the
+    /// entry that adds them and the one that removes them, nothing of the conversation after.
+    pub fn admit(&mut self, e: &Entry) -> bool {
+        if let Some(conv) = e.stream.strip_prefix(CONV_STREAM_PREFIX) {
+            if matches!(
+                e.kind.as_str(),
+                "chat.created" | "chat.joined" | "chat.left"
+            ) && let Ok(body) = serde_json::from_slice::<ChatBody>(&e.body)
+            {
+                match body {
+                    ChatBody::Created { members: users, .. } | ChatBody::Joined { users, .. }
+                        if users.contains(&self.user) =>
+                    {
+                        self.convs.insert(conv.to_string());
+                        return true;
+                    }
+                    ChatBody::Left { users, .. } if users.contains(&self.user) => {
+                        return self.convs.remove(conv);
+                    }
+                    _ => {}
+                }
+            }
+            return self.convs.contains(conv);
+        }
+        pair_of_stream(&e.stream).is_some_and(|(a, b)| a == self.user || b == self.user)
+    }
+}
+
+/// What a resuming client gets.
+#[derive(Debug)]
+pub enum Plan {
+    /// These seqs, in order.
+    Seqs(Vec<u64>),
+    /// More than `MAX_REPLAY`: reload conversations from history, then stream live.
+    TooFar,
+}
+
+/// Every seq in `(since, head]` the user could see at the time it was written.
+pub fn plan(rtx: &ReadTx, user: &str, since: u64, head: u64) -> Result<Plan, StoreError> {
+    let from = since.saturating_add(1);
+    let mut seqs = Vec::new();
+    for id in rtx.user_convs(user)? {
+        let Some(m) = rtx.member(&id, user)? else {
+            continue;
+        };
+        let stream = super::conv_stream(&id);
+        for seq in rtx.stream_seqs(&stream, from, head, MAX_REPLAY + 1)? {
+            if m.saw(seq) {
+                seqs.push(seq);
+            }
+        }
+        if seqs.len() > MAX_REPLAY {
+            return Ok(Plan::TooFar);
+        }
+    }
+    for c in rtx.contacts(user)? {
+        let stream = super::contacts::contact_stream(user, &c.other);
+        seqs.extend(rtx.stream_seqs(&stream, from, head, MAX_REPLAY + 1)?);
+        if seqs.len() > MAX_REPLAY {
+            return Ok(Plan::TooFar);
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    Ok(Plan::Seqs(seqs))
+}
+
+/// The body to send on replay: a message (or an edit of one) that was redacted since loses its
+/// text and attachments. `None` means send the stored body as it is.
+pub fn scrub(core: &Core, rtx: &ReadTx, e: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
+    if !matches!(e.kind.as_str(), "chat.message" | "chat.edited") {
+        return Ok(None);
+    }
+    let Ok(mut body) = serde_json::from_slice::<ChatBody>(&e.body) else {
+        return Ok(None);
+    };
+    let (conv, target) = match &body {
+        ChatBody::Message { conv, .. } => (conv.clone(), e.seq),
+        ChatBody::Edited { conv, target, .. } => (conv.clone(), *target),
+        _ => return Ok(None),
+    };
+    let redacted = super::messages::read_message(core, rtx, &conv, target)?
+        .is_some_and(|m| m.redacted_seq.is_some());
+    if !redacted {
+        return Ok(None);
+    }
+    match &mut body {
+        ChatBody::Message {
+            text,
+            attachments,
+            mentions,
+            ..
+        } => {
+            text.clear();
+            attachments.clear();
+            mentions.clear();
+        }
+        ChatBody::Edited { text, mentions, .. } => {
+            text.clear();
+            mentions.clear();
+        }
+        _ => {}
+    }
+    serde_json::to_vec(&body)
+        .map(Some)
+        .map_err(|err| StoreError::Corrupt(err.to_string()))
+}

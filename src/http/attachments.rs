@@ -1,0 +1,199 @@
+//! Attachment routes: upload (raw body or multipart, bounded while it streams, never trusted for
+//! its type) and download (members only, `nosniff`, a safe `Content-Disposition`, a sandbox CSP).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::extract::{RequireRole, Viewer};
+use crate::chat::Actor;
+use crate::chat::attachments::{self, AttachmentInfo};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The file name to show (raw uploads; multipart takes the part's file name).
+    pub name: Option<String>,
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("attachments are at most {limit} bytes"),
+    )
+}
+
+/// Reads a body stream, refusing as soon as it passes `limit`.
+async fn read_bounded<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("bad_body", "the upload was cut short"))?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The first file part of a multipart body, bounded like a raw body.
+async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), ApiError> {
+    let mut form = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+    loop {
+        let field = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+        let Some(mut field) = field else {
+            return Err(ApiError::bad_request(
+                "no_file",
+                "the form has no file part",
+            ));
+        };
+        let Some(name) = field.file_name().map(str::to_string) else {
+            // Skip other fields, but read them within the same bound.
+            let mut seen = 0usize;
+            while let Some(c) = field
+                .chunk()
+                .await
+                .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
+            {
+                seen += c.len();
+                if seen > limit {
+                    return Err(too_large(limit));
+                }
+            }
+            continue;
+        };
+        let mut data = Vec::new();
+        while let Some(c) = field
+            .chunk()
+            .await
+            .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
+        {
+            if data.len() + c.len() > limit {
+                return Err(too_large(limit));
+            }
+            data.extend_from_slice(&c);
+        }
+        return Ok((name, data));
+    }
+}
+
+/// Uploads a file (raw body, or multipart/form-data with one file part). Its type is found by
+/// content; only images, PDF and text are kept.
+#[utoipa::path(post, path = "/api/v1/attachments", tag = "attachments", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = AttachmentInfo), (status = 413), (status = 415)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    RequireRole(me, _): RequireRole<Viewer>,
+    Query(q): Query<UploadQuery>,
+    req: Request,
+) -> Result<(StatusCode, Json<AttachmentInfo>), ApiError> {
+    let actor = Actor::of(&me.user);
+    actor.require_poster()?;
+    let limit = state.config().chat.max_attachment_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Multipart framing adds a little; the file itself is checked exactly below.
+    if declared.is_some_and(|n| n > limit as u64 + 16 * 1024) {
+        return Err(too_large(limit));
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let (name, data) = if is_multipart {
+        first_file(req, limit).await?
+    } else {
+        let data = read_bounded(req.into_body().into_data_stream(), limit).await?;
+        (q.name.unwrap_or_default(), data)
+    };
+    let info = attachments::store(state.core(), &actor, &name, data)
+        .await
+        .map_err(|e| match e {
+            crate::log::SubmitError::Rejected(r) if r.code == "unsupported_type" => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, r.code, r.message)
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `filename*` per RFC 8187: UTF-8, percent-encoded.
+fn rfc8187(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Downloads an attachment: for its uploader and members of a conversation it was posted in.
+#[utoipa::path(get, path = "/api/v1/attachments/{id}", tag = "attachments",
+    params(("id" = String, Path)), responses((status = 200, content_type = "application/octet-stream"), (status = 404)))]
+pub async fn download(
+    State(state): State<AppState>,
+    RequireRole(me, _): RequireRole<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::not_found());
+    }
+    let (row, data) = attachments::fetch(state.core(), &Actor::of(&me.user).user, &id)?;
+    let inline = row.mime.starts_with("image/");
+    let ascii: String = row
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let disposition = format!(
+        "{}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        if inline { "inline" } else { "attachment" },
+        rfc8187(&row.name)
+    );
+    let mut res = Body::from(data).into_response();
+    let h = res.headers_mut();
+    let value =
+        |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::internal(&"attachment header"));
+    h.insert(header::CONTENT_TYPE, value(&row.mime)?);
+    h.insert(header::CONTENT_DISPOSITION, value(&disposition)?);
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; img-src 'self'; sandbox"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
+    h.insert(header::ETAG, value(&format!("\"{}\"", row.sha256))?);
+    Ok(res)
+}

@@ -1,0 +1,344 @@
+//! Typed access to the messaging view tables, for read transactions and for the sequencer's write
+//! transaction alike (the read half is one macro so both see the same rows the same way).
+
+use redb::ReadableTable;
+
+use super::{
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENTS, AttachmentRow, CHANNELS, CONTACTS, CONVS,
+    ContactRow, ConvRow, IDEMPOTENCY, MEMBERS, MENTIONS, MESSAGES, MemberRow, ReadTx, STREAM_INDEX,
+    StoreError, USER_CONVS, WriteTx,
+};
+
+/// Most rows one listing call returns, whatever the caller asks.
+const MAX_LIST: usize = 10_000;
+
+macro_rules! chat_reads {
+    () => {
+        pub fn conv(&self, id: &str) -> Result<Option<ConvRow>, StoreError> {
+            let t = self.txn.open_table(CONVS)?;
+            let row = t.get(id)?.map(|v| ConvRow::decode(v.value())).transpose()?;
+            Ok(row)
+        }
+
+        pub fn member(&self, conv: &str, user: &str) -> Result<Option<MemberRow>, StoreError> {
+            let t = self.txn.open_table(MEMBERS)?;
+            let row = t
+                .get((conv, user))?
+                .map(|v| MemberRow::decode(v.value()))
+                .transpose()?;
+            Ok(row)
+        }
+
+        /// Every member row of a conversation, past members included, by username.
+        pub fn members(&self, conv: &str) -> Result<Vec<MemberRow>, StoreError> {
+            let t = self.txn.open_table(MEMBERS)?;
+            let mut out = Vec::new();
+            for row in t.range((conv, "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != conv || out.len() >= MAX_LIST {
+                    break;
+                }
+                out.push(MemberRow::decode(v.value())?);
+            }
+            Ok(out)
+        }
+
+        /// Ids of every conversation the user is or was in.
+        pub fn user_convs(&self, user: &str) -> Result<Vec<String>, StoreError> {
+            let t = self.txn.open_table(USER_CONVS)?;
+            let mut out = Vec::new();
+            for row in t.range((user, "")..)? {
+                let (k, _) = row?;
+                let (u, c) = k.value();
+                if u != user || out.len() >= MAX_LIST {
+                    break;
+                }
+                out.push(c.to_string());
+            }
+            Ok(out)
+        }
+
+        pub fn channel(&self, name: &str) -> Result<Option<String>, StoreError> {
+            let t = self.txn.open_table(CHANNELS)?;
+            let id = t.get(name)?.map(|v| v.value().to_string());
+            Ok(id)
+        }
+
+        /// Every channel as (lower-cased name, conversation id).
+        pub fn channels(&self) -> Result<Vec<(String, String)>, StoreError> {
+            let t = self.txn.open_table(CHANNELS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                if out.len() >= MAX_LIST {
+                    break;
+                }
+                out.push((k.value().to_string(), v.value().to_string()));
+            }
+            Ok(out)
+        }
+
+        /// The sealed row of one message.
+        pub fn message_sealed(&self, conv: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            let t = self.txn.open_table(MESSAGES)?;
+            let v = t.get((conv, seq))?.map(|v| v.value().to_vec());
+            Ok(v)
+        }
+
+        /// Sealed message rows with `from <= seq <= to`, newest first when `newest_first`,
+        /// at most `limit`.
+        pub fn messages_sealed(
+            &self,
+            conv: &str,
+            from: u64,
+            to: u64,
+            newest_first: bool,
+            limit: usize,
+        ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+            let t = self.txn.open_table(MESSAGES)?;
+            let mut out = Vec::new();
+            if from > to {
+                return Ok(out);
+            }
+            let range = t.range((conv, from)..=(conv, to))?;
+            let mut push = |row: Result<
+                (
+                    redb::AccessGuard<'_, (&str, u64)>,
+                    redb::AccessGuard<'_, &[u8]>,
+                ),
+                redb::StorageError,
+            >|
+             -> Result<bool, StoreError> {
+                let (k, v) = row?;
+                out.push((k.value().1, v.value().to_vec()));
+                Ok(out.len() < limit.min(MAX_LIST))
+            };
+            if newest_first {
+                for row in range.rev() {
+                    if !push(row)? {
+                        break;
+                    }
+                }
+            } else {
+                for row in range {
+                    if !push(row)? {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        }
+
+        pub fn idempotent(&self, user: &str, key: &str) -> Result<Option<u64>, StoreError> {
+            let t = self.txn.open_table(IDEMPOTENCY)?;
+            let v = t.get((user, key))?.map(|v| v.value());
+            Ok(v)
+        }
+
+        /// Messages in `conv` after `after` that mention `user`.
+        pub fn mention_count(&self, user: &str, conv: &str, after: u64) -> Result<u64, StoreError> {
+            let t = self.txn.open_table(MENTIONS)?;
+            let mut n = 0u64;
+            for row in t.range((user, conv, after.saturating_add(1))..=(user, conv, u64::MAX))? {
+                row?;
+                n += 1;
+            }
+            Ok(n)
+        }
+
+        pub fn contact(&self, owner: &str, other: &str) -> Result<Option<ContactRow>, StoreError> {
+            let t = self.txn.open_table(CONTACTS)?;
+            let row = t
+                .get((owner, other))?
+                .map(|v| ContactRow::decode(v.value()))
+                .transpose()?;
+            Ok(row)
+        }
+
+        /// Every contact row owned by `owner`, in any state.
+        pub fn contacts(&self, owner: &str) -> Result<Vec<ContactRow>, StoreError> {
+            let t = self.txn.open_table(CONTACTS)?;
+            let mut out = Vec::new();
+            for row in t.range((owner, "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != owner || out.len() >= MAX_LIST {
+                    break;
+                }
+                out.push(ContactRow::decode(v.value())?);
+            }
+            Ok(out)
+        }
+
+        pub fn attachment(&self, id: &str) -> Result<Option<AttachmentRow>, StoreError> {
+            let t = self.txn.open_table(ATTACHMENTS)?;
+            let row = t
+                .get(id)?
+                .map(|v| AttachmentRow::decode(v.value()))
+                .transpose()?;
+            Ok(row)
+        }
+
+        /// Conversations an attachment was posted in.
+        pub fn attachment_convs(&self, id: &str) -> Result<Vec<String>, StoreError> {
+            let t = self.txn.open_table(ATTACHMENT_CONVS)?;
+            let mut out = Vec::new();
+            for row in t.range((id, "")..)? {
+                let (k, _) = row?;
+                let (a, c) = k.value();
+                if a != id || out.len() >= MAX_LIST {
+                    break;
+                }
+                out.push(c.to_string());
+            }
+            Ok(out)
+        }
+    };
+}
+
+impl ReadTx {
+    chat_reads!();
+
+    /// One sealed chunk of an attachment.
+    pub fn attachment_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_CHUNKS)?;
+        let v = t.get((id, n))?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
+    /// Seqs of `stream` with `from <= seq <= to`, oldest first, at most `limit`.
+    pub fn stream_seqs(
+        &self,
+        stream: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let t = self.txn.open_table(STREAM_INDEX)?;
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for row in t.range((stream, from)..=(stream, to))? {
+            let (k, _) = row?;
+            out.push(k.value().1);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl WriteTx {
+    chat_reads!();
+
+    pub fn put_conv(&mut self, row: &ConvRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(CONVS)?
+            .insert(row.id.as_str(), row.encode()?.as_slice())?;
+        Ok(())
+    }
+
+    /// Stores a member row and indexes the conversation under the user.
+    pub fn put_member(&mut self, row: &MemberRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(MEMBERS)?.insert(
+            (row.conv.as_str(), row.user.as_str()),
+            row.encode()?.as_slice(),
+        )?;
+        self.txn
+            .open_table(USER_CONVS)?
+            .insert((row.user.as_str(), row.conv.as_str()), ())?;
+        Ok(())
+    }
+
+    pub fn put_channel(&mut self, name: &str, conv: &str) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(CHANNELS)?.insert(name, conv)?;
+        Ok(())
+    }
+
+    pub fn remove_channel(&mut self, name: &str) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(CHANNELS)?.remove(name)?;
+        Ok(())
+    }
+
+    pub fn put_message_sealed(
+        &mut self,
+        conv: &str,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(MESSAGES)?.insert((conv, seq), sealed)?;
+        Ok(())
+    }
+
+    pub fn put_idempotent(&mut self, user: &str, key: &str, seq: u64) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(IDEMPOTENCY)?.insert((user, key), seq)?;
+        Ok(())
+    }
+
+    pub fn put_mention(&mut self, user: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(MENTIONS)?
+            .insert((user, conv, seq), ())?;
+        Ok(())
+    }
+
+    pub fn remove_mention(&mut self, user: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(MENTIONS)?.remove((user, conv, seq))?;
+        Ok(())
+    }
+
+    pub fn put_contact(&mut self, row: &ContactRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(CONTACTS)?.insert(
+            (row.owner.as_str(), row.other.as_str()),
+            row.encode()?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    pub fn put_attachment(&mut self, row: &AttachmentRow) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(ATTACHMENTS)?
+            .insert(row.id.as_str(), row.encode()?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_attachment_chunk(
+        &mut self,
+        id: &str,
+        n: u32,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(ATTACHMENT_CHUNKS)?
+            .insert((id, n), sealed)?;
+        Ok(())
+    }
+
+    pub fn put_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn
+            .open_table(ATTACHMENT_CONVS)?
+            .insert((id, conv), ())?;
+        Ok(())
+    }
+}
+
+impl WriteTx {
+    pub fn remove_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(ATTACHMENT_CONVS)?.remove((id, conv))?;
+        Ok(())
+    }
+}
