@@ -408,7 +408,12 @@ async fn roles_are_enforced_and_every_private_route_needs_auth() {
         .iter()
         .filter(|s| s.access != plantwire::http::Access::Public)
     {
-        let path = spec.path.replace("{username}", "vera");
+        let path = spec
+            .path
+            .replace("{username}", "vera")
+            .replace("{id}", "g-00")
+            .replace("{seq}", "1")
+            .replace("{emoji}", "x");
         let req = c
             .request(spec.method.clone(), &path)
             .header("content-type", "application/json")

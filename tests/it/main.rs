@@ -4,10 +4,13 @@
 // Tests may unwrap: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chat_support;
 mod support;
 
 mod auth;
 mod binary;
+mod chat;
+mod chat_live;
 mod errors;
 mod log;
 mod tls;
