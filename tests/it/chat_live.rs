@@ -299,7 +299,7 @@ async fn a_slow_consumer_is_cut_off_and_the_others_get_everything() {
     sock.set_recv_buffer_size(4096).unwrap();
     let tcp = sock.connect(slow.client.addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(crate::support::client_config(
-        &server.state().tls().ca_pem().unwrap(),
+        server.state().tls().ca_pem().unwrap(),
         &[b"http/1.1"],
     )))
     .connect(
