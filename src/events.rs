@@ -10,7 +10,7 @@ use crate::log::{NewEntry, Sequencer, SubmitError};
 
 pub const KIND_EVENT: &str = "event";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Debug,
@@ -23,7 +23,7 @@ pub enum Severity {
 }
 
 /// A scalar attribute value; placeholders in templates are filled from these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AttrValue {
     Bool(bool),
@@ -33,7 +33,7 @@ pub enum AttrValue {
 }
 
 /// One event as a machine sends it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
     /// What raised it, e.g. `pump-7` or `plc-3/di-12`.
@@ -53,7 +53,7 @@ pub struct EventIn {
 }
 
 /// What is stored as the body of an `event` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventBody {
     /// Who published it: `device:<name>` or `user:<name>`.
     pub by: String,
@@ -189,7 +189,7 @@ pub async fn publish(
 }
 
 /// An event as read back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub seq: u64,
     pub ts_us: i64,

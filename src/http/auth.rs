@@ -64,7 +64,7 @@ impl From<AuthError> for ApiError {
 }
 
 /// How the client wants its session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionMode {
     /// Tokens in the response body, sent back as `Authorization: Bearer`.
@@ -74,7 +74,7 @@ pub enum SessionMode {
     Cookie,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -84,7 +84,7 @@ pub struct LoginRequest {
 }
 
 /// What a person sees of their own account.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub username: String,
     pub display_name: String,
@@ -107,7 +107,7 @@ impl Me {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: u64,
@@ -163,6 +163,7 @@ fn respond(state: &AppState, issued: Issued, mode: SessionMode) -> Response {
     res
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorResponse), (status = 429, body = crate::error::ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -176,13 +177,14 @@ pub async fn login(
     Ok(respond(&state, issued, req.session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 /// Refresh by the cookie (browsers, same origin required) or by a JSON body.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorResponse)))]
 pub async fn refresh(
     State(state): State<AppState>,
     parts: Parts,
@@ -210,6 +212,7 @@ pub async fn refresh(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)))]
 pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Response, ApiError> {
     sessions::logout(state.core(), &me.claims.sid, &me.user.username).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -217,17 +220,19 @@ pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Re
     Ok(res)
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, me: CurrentUser) -> Json<Me> {
     Json(Me::of(&me.user, &state.core().site))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange, responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::ErrorResponse)))]
 pub async fn password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -250,7 +255,7 @@ pub async fn password(
     Ok(respond(&state, issued, mode))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub username: String,
@@ -258,12 +263,13 @@ pub struct RegisterRequest {
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub username: String,
     pub status: UserStatus,
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses((status = 201, body = Registered), (status = 403, body = crate::error::ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,

@@ -11,22 +11,23 @@ use crate::error::ApiError;
 use crate::events::{self, EventIn, StoredEvent};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Published {
     pub seq: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     pub events: Vec<EventIn>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PublishedBatch {
     pub seqs: Vec<u64>,
 }
 
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 503, body = crate::error::ErrorResponse, description = "the write queue is full; retry after Retry-After")))]
 pub async fn publish_one(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
@@ -41,6 +42,7 @@ pub async fn publish_one(
     Ok((StatusCode::CREATED, Json(Published { seq })))
 }
 
+#[utoipa::path(post, path = "/api/v1/events/batch", tag = "events", request_body = EventBatch, responses((status = 201, body = PublishedBatch)))]
 pub async fn publish_batch(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
@@ -55,6 +57,7 @@ pub async fn publish_batch(
 }
 
 /// An operator records an event by hand (a field reading, an observation).
+#[utoipa::path(post, path = "/api/v1/events/manual", tag = "events", request_body = EventIn, responses((status = 201, body = Published)))]
 pub async fn publish_manual(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Operator>,
@@ -79,7 +82,7 @@ pub async fn publish_manual(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -87,12 +90,13 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventList {
     pub events: Vec<StoredEvent>,
 }
 
 /// Events after a seq, oldest first; any signed-in role may read them.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListQuery), responses((status = 200, body = EventList)))]
 pub async fn list(
     State(state): State<AppState>,
     _me: RequireRole<Viewer>,

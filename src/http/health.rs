@@ -10,17 +10,19 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     status: &'static str,
 }
 
 /// The process is alive and serving.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// Ready to take work: listening, store open, writer running, not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorResponse)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     if state.is_ready() {
         Ok(Json(Health { status: "ready" }))
@@ -30,6 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 }
 
 /// The CA certificate to install so clients trust this server.
+#[utoipa::path(get, path = "/ca.crt", tag = "health", responses((status = 200, content_type = "application/x-pem-file", description = "the site CA certificate")))]
 pub async fn ca_cert(State(state): State<AppState>) -> Response {
     match state.tls().ca_pem() {
         Some(pem) => {

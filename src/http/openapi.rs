@@ -4,12 +4,37 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{attachments, contacts, conversations, messages, presence, ws};
+use super::{
+    attachments, auth, contacts, conversations, events, health, messages, presence, users, ws,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "plantwire", description = "Secure messaging and event log for plant networks. The WebSocket frames are described in docs/protocol.md."),
     paths(
+        health::healthz,
+        health::readyz,
+        health::ca_cert,
+        document,
+        auth::login,
+        auth::refresh,
+        auth::register,
+        auth::logout,
+        auth::me,
+        auth::password,
+        events::publish_one,
+        events::publish_batch,
+        events::publish_manual,
+        events::list,
+        users::search,
+        users::profile,
+        users::admin_list,
+        users::admin_create,
+        users::admin_approve,
+        users::admin_disable,
+        users::admin_enable,
+        users::admin_role,
+        users::admin_reset_password,
         conversations::list,
         conversations::create,
         conversations::open_direct,
@@ -48,7 +73,7 @@ struct Security;
 impl utoipa::Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{
-            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         };
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -64,6 +89,27 @@ impl utoipa::Modify for Security {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::ACCESS_COOKIE))),
         );
+        // Each operation's requirement comes from the route table, so the two cannot disagree.
+        for spec in super::route_specs() {
+            let Some(item) = doc.paths.paths.get_mut(spec.path) else {
+                continue;
+            };
+            let op = match spec.method.as_str() {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "PUT" => item.put.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else { continue };
+            let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+            let cookie = SecurityRequirement::new("cookie", Vec::<String>::new());
+            op.security = match spec.access {
+                super::Access::Public => Some(Vec::new()),
+                super::Access::Device => Some(vec![bearer]),
+                super::Access::User => Some(vec![bearer, cookie]),
+            };
+        }
     }
 }
 
@@ -72,7 +118,8 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// `GET /api/v1/openapi.json`.
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1 JSON")))]
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(spec())
 }

@@ -13,7 +13,7 @@ use crate::store::{Role, UserRow, UserStatus};
 use crate::users;
 
 /// What any signed-in user sees of another.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub username: String,
     pub display_name: String,
@@ -31,7 +31,7 @@ impl From<&UserRow> for Profile {
 }
 
 /// What an admin sees.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AdminView {
     pub username: String,
     pub display_name: String,
@@ -56,7 +56,7 @@ impl From<&UserRow> for AdminView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     #[serde(default)]
@@ -64,11 +64,12 @@ pub struct SearchQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Profiles {
     pub users: Vec<Profile>,
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(SearchQuery), responses((status = 200, body = Profiles)))]
 pub async fn search(
     State(state): State<AppState>,
     _me: RequireRole<Viewer>,
@@ -87,6 +88,7 @@ pub async fn search(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), responses((status = 200, body = Profile), (status = 404, body = crate::error::ErrorResponse)))]
 pub async fn profile(
     State(state): State<AppState>,
     _me: RequireRole<Viewer>,
@@ -98,17 +100,18 @@ pub async fn profile(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub status: Option<UserStatus>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AdminList {
     pub users: Vec<AdminView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", params(ListQuery), responses((status = 200, body = AdminList)))]
 pub async fn admin_list(
     State(state): State<AppState>,
     _admin: RequireRole<Admin>,
@@ -120,7 +123,7 @@ pub async fn admin_list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
@@ -128,13 +131,14 @@ pub struct CreateUser {
     pub role: Role,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WithPassword {
     pub user: AdminView,
     /// Shown only now; it must be changed at first sign-in.
     pub one_time_password: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", request_body = CreateUser, responses((status = 201, body = WithPassword)))]
 pub async fn admin_create(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,
@@ -189,6 +193,7 @@ async fn set_status(
     Ok(Json(AdminView::from(&row)))
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/approve", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = AdminView)))]
 pub async fn admin_approve(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,
@@ -203,6 +208,7 @@ pub async fn admin_approve(
     set_status(&state, &admin.user, &username, UserStatus::Active).await
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/disable", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = AdminView)))]
 pub async fn admin_disable(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,
@@ -212,6 +218,7 @@ pub async fn admin_disable(
     set_status(&state, &admin.user, &username, UserStatus::Disabled).await
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/enable", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = AdminView)))]
 pub async fn admin_enable(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,
@@ -220,12 +227,13 @@ pub async fn admin_enable(
     set_status(&state, &admin.user, &username, UserStatus::Active).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     pub role: Role,
 }
 
+#[utoipa::path(put, path = "/api/v1/admin/users/{username}/role", tag = "admin", params(("username" = String, Path)), request_body = RoleChange, responses((status = 200, body = AdminView)))]
 pub async fn admin_role(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,
@@ -237,6 +245,7 @@ pub async fn admin_role(
     Ok(Json(AdminView::from(&row)))
 }
 
+#[utoipa::path(post, path = "/api/v1/admin/users/{username}/reset-password", tag = "admin", params(("username" = String, Path)), responses((status = 200, body = WithPassword)))]
 pub async fn admin_reset_password(
     State(state): State<AppState>,
     RequireRole(admin, _): RequireRole<Admin>,

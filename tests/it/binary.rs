@@ -429,3 +429,65 @@ async fn user_cli_works_offline_and_recovers_the_admin() {
     stdout_of(&["user", "disable", "grete", "--config", c]);
     assert!(stdout_of(&["user", "list", "--config", c]).contains("Grete\tOperator\tDisabled"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_acknowledged_over_the_socket_survives_sigkill() {
+    use crate::chat_support::{Api, PW};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
+            default_server_section()
+        ),
+    );
+    let c = cfg.to_str().unwrap();
+    let out = stdout_of(&["user", "add", "alice", "--config", c]);
+    let otp = out.lines().last().unwrap().trim().to_string();
+
+    let server = Running::start(&cfg);
+    let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
+    let client = Client::new(server.addr, &ca);
+    let first = Api::login(&client, "alice", &otp).await;
+    let res = first
+        .post(
+            "/api/v1/auth/password",
+            serde_json::json!({"current_password": otp, "new_password": PW}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    let alice = Api::login(&client, "alice", PW).await;
+    let res = alice
+        .post(
+            "/api/v1/conversations",
+            serde_json::json!({"kind": "channel", "name": "control-room"}),
+        )
+        .await;
+    let ch = res.json()["id"].as_str().unwrap().to_string();
+    let mut ws = alice.ws().await;
+    ws.send(serde_json::json!({"type": "send", "conv": ch, "key": "k1", "text": "valve 3 closed"}))
+        .await;
+    let ack = ws.next_of("ack").await;
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL right after the ack
+    server.child.wait().unwrap();
+    let seq = ack["seq"].as_u64().unwrap();
+
+    let server = Running::start(&cfg);
+    let client = Client::new(server.addr, &ca);
+    let alice = Api::login(&client, "alice", PW).await;
+    let h = alice.history(&ch, "").await;
+    assert_eq!(h["messages"][0]["seq"], seq);
+    assert_eq!(h["messages"][0]["text"], "valve 3 closed");
+    // And the retry a client makes after reconnecting does not duplicate it.
+    assert_eq!(alice.say(&ch, "k1", "valve 3 closed").await, seq);
+    assert_eq!(
+        alice.history(&ch, "").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    server.signal("-TERM");
+    assert!(server.wait(Duration::from_secs(10)).success());
+}

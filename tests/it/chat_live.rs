@@ -54,7 +54,10 @@ async fn messages_reach_members_live_in_order_after_the_commit() {
     }
     let h = bob.history(&g, "?limit=200").await;
     assert_eq!(h["messages"].as_array().unwrap().len(), 20);
-    server.stop().await;
+    // Shutdown closes open sockets (1001) within the drain.
+    let stopping = tokio::spawn(server.stop());
+    wb.until_closed(Duration::from_secs(10)).await;
+    stopping.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,4 +13,5 @@ mod chat;
 mod chat_live;
 mod errors;
 mod log;
+mod openapi;
 mod tls;
