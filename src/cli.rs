@@ -161,6 +161,34 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1024)]
         max_batch: usize,
     },
+    /// Fan-out over WebSockets against a running server: users in one group, closed-loop senders,
+    /// delivery latency at every receiver, lost messages, and optionally many idle sockets.
+    Chat {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        addr: std::net::SocketAddr,
+        /// The site CA to trust (`<state>/tls/ca.crt`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// A file holding the `admin` password (the first start's one-time password works).
+        #[arg(long)]
+        admin_password_file: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        #[arg(long, default_value_t = 2000)]
+        messages: usize,
+        /// Idle WebSocket connections to open afterwards (the server's per-user limit applies).
+        #[arg(long, default_value_t = 0)]
+        idle: usize,
+        /// The server's pid, to report its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Directory on the server's disk, to measure fsync latency for the targets.
+        #[arg(long)]
+        fsync_dir: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -250,6 +278,38 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_batch: *max_batch,
             };
             runtime()?.block_on(bench_append(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Chat {
+                    addr,
+                    ca,
+                    admin_password_file,
+                    users,
+                    senders,
+                    messages,
+                    idle,
+                    server_pid,
+                    fsync_dir,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let admin_password = std::fs::read_to_string(admin_password_file)
+                .with_context(|| format!("reading {}", admin_password_file.display()))?
+                .trim()
+                .to_string();
+            let b = crate::bench::chat::ChatBench {
+                addr: *addr,
+                ca_file: ca.clone(),
+                admin_password,
+                users: *users,
+                senders: *senders,
+                messages: *messages,
+                idle: *idle,
+                server_pid: *server_pid,
+            };
+            runtime()?.block_on(bench_chat(b, fsync_dir.clone()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -431,6 +491,72 @@ fn whoami() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn bench_chat(
+    b: crate::bench::chat::ChatBench,
+    fsync_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let fsync = match &fsync_dir {
+        Some(d) => Some(crate::bench::fsync_latency(d, 200)?),
+        None => None,
+    };
+    let r = crate::bench::chat::run(&b).await?;
+    println!(
+        "{} users in one group over TLS WebSockets, {} closed-loop senders, {} messages",
+        b.users, b.senders, r.acked
+    );
+    println!(
+        "acknowledged sends/s: {:.0} ({:.2} s); ack latency p50 {} µs, p99 {} µs, max {} µs",
+        r.sends_per_second, r.seconds, r.ack.p50_us, r.ack.p99_us, r.ack.max_us
+    );
+    println!(
+        "delivery latency (send to arrival, {} receivers): p50 {} µs, p99 {} µs, max {} µs",
+        b.users - b.senders,
+        r.delivery.p50_us,
+        r.delivery.p99_us,
+        r.delivery.max_us
+    );
+    println!("deliveries: {}; lost: {}", r.deliveries, r.lost);
+    if let Some(f) = fsync {
+        let bound = b.senders as f64 * 1e6 / f.p50_us.max(1) as f64;
+        println!(
+            "disk fsync: p50 {} µs, p99 {} µs; {} senders / fsync p50 = {:.0}/s, 80% = {:.0}/s ({}); delivery p99 target 2 x fsync p99 + 5 ms = {} µs ({})",
+            f.p50_us,
+            f.p99_us,
+            b.senders,
+            bound,
+            0.8 * bound,
+            if r.sends_per_second >= 0.8 * bound {
+                "met"
+            } else {
+                "missed"
+            },
+            2 * f.p99_us + 5000,
+            if r.delivery.p99_us <= 2 * f.p99_us + 5000 {
+                "met"
+            } else {
+                "missed"
+            },
+        );
+    }
+    if r.idle_connected > 0 {
+        let kib =
+            |v: Option<u64>| v.map_or("?".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+        println!(
+            "idle sockets: {}; server RSS before {} and with them {}",
+            r.idle_connected,
+            kib(r.rss_before_idle_kib),
+            kib(r.rss_with_idle_kib)
+        );
+        if let Some(d) = r.idle_delivery {
+            println!(
+                "fan-out to every idle socket: p50 {} µs, p99 {} µs, max {} µs",
+                d.p50_us, d.p99_us, d.max_us
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn bench_append(b: crate::bench::AppendBench) -> anyhow::Result<()> {

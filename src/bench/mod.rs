@@ -1,6 +1,8 @@
 //! `plantwire bench append`: durable append throughput and acknowledgement latency through the
 //! real sequencer and store, for several producer counts, beside the disk's own fsync latency.
 
+pub mod chat;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

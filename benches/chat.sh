@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The chat fan-out workload against a real release server on loopback (over TLS):
+# 20 users in one group on WebSockets, 4 closed-loop senders, 2,000 messages, then 1,000 idle sockets.
+# Usage: cargo build --release && benches/chat.sh [extra `plantwire bench chat` flags]
+set -eu
+B="${PLANTWIRE_BIN:-$(dirname "$0")/../target/release/plantwire}"
+D=$(mktemp -d /var/tmp/pwchat.XXXX)
+PORT=18556
+ulimit -n 8192
+# 1,000 idle sockets over 20 users need more than the default 16 per user.
+PLANTWIRE_CHAT__WS_MAX_PER_USER=64 PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 \
+  $B serve --state-dir "$D" --listen 127.0.0.1:$PORT 2>"$D/log" & PID=$!
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
+for _ in $(seq 1 100); do grep -q "listening" "$D/log" && break; sleep 0.1; done
+echo "server idle after start: $(grep -E 'VmRSS' /proc/$PID/status | tr -s ' ')"
+$B bench chat --addr 127.0.0.1:$PORT --ca "$D/tls/ca.crt" \
+  --admin-password-file "$D/initial-admin-password" \
+  --server-pid $PID --fsync-dir "$D" --idle "${IDLE:-1000}" "$@"
