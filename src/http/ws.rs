@@ -17,7 +17,7 @@ use super::extract::{CurrentUser, check_origin};
 use crate::chat::messages::{self, SendMessage};
 use crate::chat::presence::{Connection, TYPING_TTL_MS};
 use crate::chat::replay::{self, Plan, Visibility};
-use crate::chat::{Actor, Ephemeral, PresenceStatus};
+use crate::chat::{Actor, Ephemeral, PresenceStatus, validate_conv_id};
 use crate::error::ApiError;
 use crate::log::Entry;
 use crate::state::AppState;
@@ -409,6 +409,15 @@ impl Conn {
                 return self.reply_error(head.id, "bad_frame", &msg).await;
             }
         };
+        let conv = match &frame {
+            ClientFrame::Send { conv, .. }
+            | ClientFrame::Read { conv, .. }
+            | ClientFrame::Typing { conv } => Some(conv.as_str()),
+            _ => None,
+        };
+        if let Some(Err(r)) = conv.map(validate_conv_id) {
+            return self.reply_error(head.id, r.code, &r.message).await;
+        }
         let ok = match frame {
             ClientFrame::Subscribe { since } => self.subscribe(since).await,
             ClientFrame::Send {
