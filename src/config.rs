@@ -401,7 +401,7 @@ impl Config {
             "chat.max_attachment_bytes",
             c.max_attachment_bytes,
             1 << 10,
-            512 << 20,
+            64 << 20,
         )?;
         bounded(
             "chat.ws_max_frame_bytes",

@@ -112,7 +112,8 @@ where
     if tokio::time::timeout(deadline, both).await.is_err() {
         tracing::warn!("drain deadline passed; closing the remaining connections");
         hard_stop.cancel();
-        tracker.wait().await;
+        sockets.abort.cancel();
+        tokio::join!(tracker.wait(), sockets.tasks.wait());
     }
     state.core().close().await;
     tracing::info!("stopped");

@@ -160,10 +160,13 @@ struct Inner {
 }
 
 /// Upgraded connections (WebSockets) live outside hyper's graceful shutdown: they watch
-/// `closing` to send their close frame, and the server waits on `tasks` within its drain deadline.
+/// `closing` to send their close frame, the server waits on `tasks` within its drain deadline,
+/// then cancels `abort`.
 #[derive(Debug, Default)]
 pub struct Sockets {
     pub closing: CancellationToken,
+    /// Cancelled at the drain deadline: sockets still open are dropped.
+    pub abort: CancellationToken,
     pub tasks: tokio_util::task::TaskTracker,
 }
 

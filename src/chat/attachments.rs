@@ -68,7 +68,21 @@ pub fn sniff(data: &[u8], name: &str) -> Option<&'static str> {
     }
 }
 
-/// A file name safe to show and to put in a header: no path, no control characters or quotes.
+/// The extensions a file of this type may keep; the first is added when the name has none of them.
+fn extensions(mime: &str) -> &'static [&'static str] {
+    match mime {
+        "image/png" => &["png"],
+        "image/jpeg" => &["jpg", "jpeg"],
+        "image/gif" => &["gif"],
+        "image/webp" => &["webp"],
+        "application/pdf" => &["pdf"],
+        "text/csv" => &["csv"],
+        _ => &["txt", "log", "text"],
+    }
+}
+
+/// A file name safe to show and to put in a header: no path, no control characters or quotes,
+/// and an extension that matches the sniffed type (so `run.bat` that is text saves as `run.bat.txt`).
 pub fn clean_name(name: &str, mime: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base
@@ -77,19 +91,20 @@ pub fn clean_name(name: &str, mime: &str) -> String {
         .take(MAX_NAME)
         .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    if cleaned.is_empty() {
-        let ext = match mime {
-            "image/png" => "png",
-            "image/jpeg" => "jpg",
-            "image/gif" => "gif",
-            "image/webp" => "webp",
-            "application/pdf" => "pdf",
-            "text/csv" => "csv",
-            _ => "txt",
-        };
-        format!("attachment.{ext}")
+    let allowed = extensions(mime);
+    let stem = if cleaned.is_empty() {
+        "attachment".to_string()
     } else {
         cleaned
+    };
+    let ext = stem
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if allowed.contains(&ext.as_str()) {
+        stem
+    } else {
+        format!("{stem}.{}", allowed[0])
     }
 }
 
@@ -192,8 +207,8 @@ pub(crate) fn usable(tx: &mut Tx<'_>, id: &str, user: &str) -> Result<Attachment
     })
 }
 
-/// The attachment and its content, if `user` may see it (404 otherwise, to reveal nothing).
-pub fn fetch(core: &Core, user: &str, id: &str) -> Result<(AttachmentRow, Vec<u8>), SubmitError> {
+/// The attachment, if `user` may see it (404 otherwise, to reveal nothing).
+pub fn open_for(core: &Core, user: &str, id: &str) -> Result<AttachmentRow, SubmitError> {
     let storage = super::conversations::storage;
     let not_found = || {
         SubmitError::Rejected(Rejection::not_found(
@@ -206,15 +221,18 @@ pub fn fetch(core: &Core, user: &str, id: &str) -> Result<(AttachmentRow, Vec<u8
     if !may_access_read(&rtx, &row, user).map_err(storage)? {
         return Err(not_found());
     }
-    let mut data = Vec::with_capacity(row.size as usize);
-    for n in 0..row.chunks {
-        let sealed = rtx
-            .attachment_chunk(id, n)
-            .map_err(storage)?
-            .ok_or_else(|| SubmitError::Storage(format!("attachment {id} lacks chunk {n}")))?;
-        data.extend(open_chunk(&core.key, id, n, &sealed).map_err(storage)?);
-    }
-    Ok((row, data))
+    Ok(row)
+}
+
+/// Chunk `n` of an attachment, opened. Each call takes its own snapshot (chunks never change), so
+/// a slow download pins nothing.
+pub fn chunk(core: &Core, row: &AttachmentRow, n: u32) -> Result<Vec<u8>, StoreError> {
+    let sealed = core
+        .store
+        .read()?
+        .attachment_chunk(&row.id, n)?
+        .ok_or_else(|| StoreError::Corrupt(format!("attachment {} lacks chunk {n}", row.id)))?;
+    open_chunk(&core.key, &row.id, n, &sealed)
 }
 
 fn open_chunk(key: &DataKey, id: &str, n: u32, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
@@ -238,8 +256,14 @@ mod tests {
 
     #[test]
     fn names_lose_paths_and_quotes() {
-        assert_eq!(clean_name("../../etc/pa\"ss;wd", "text/plain"), "passwd");
+        assert_eq!(
+            clean_name("../../etc/pa\"ss;wd", "text/plain"),
+            "passwd.txt"
+        );
         assert_eq!(clean_name("", "image/png"), "attachment.png");
-        assert_eq!(clean_name("C:\\x\\..hidden", "text/plain"), "hidden");
+        assert_eq!(clean_name("C:\\x\\..hidden", "text/plain"), "hidden.txt");
+        assert_eq!(clean_name("page.html", "text/plain"), "page.html.txt");
+        assert_eq!(clean_name("Gauge.JPEG", "image/jpeg"), "Gauge.JPEG");
+        assert_eq!(clean_name("x.png", "image/jpeg"), "x.png.jpg");
     }
 }

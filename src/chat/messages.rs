@@ -230,7 +230,7 @@ pub async fn send(
     let mode = core.config.chat.direct_messages;
     core.sequencer
         .submit(move |tx| {
-            if let Some(seq) = tx.views().idempotent(&me, &msg.key)? {
+            if let Some(seq) = tx.views().idempotent(&me, &id, &msg.key)? {
                 return Ok(Sent {
                     conv: id.clone(),
                     seq,
@@ -286,7 +286,7 @@ pub async fn send(
                 reactions: BTreeMap::new(),
             };
             seal_row(tx, &id, &row)?;
-            tx.views().put_idempotent(&me, &msg.key, seq)?;
+            tx.views().put_idempotent(&me, &id, &msg.key, seq)?;
             for m in &mentions {
                 tx.views().put_mention(m, &id, seq)?;
             }
@@ -354,6 +354,17 @@ pub async fn edit(
                     mentions: mentions.clone(),
                 },
             )?;
+            // Mentions follow the text: the message counts for whom it mentions now.
+            for m in &row.mentions {
+                if !mentions.contains(m) {
+                    tx.views().remove_mention(m, &id, target)?;
+                }
+            }
+            for m in &mentions {
+                if !row.mentions.contains(m) {
+                    tx.views().put_mention(m, &id, target)?;
+                }
+            }
             row.text = text.clone();
             row.mentions = mentions;
             row.edited_seq = Some(seq);
@@ -504,6 +515,8 @@ pub async fn mark_read(
                     Rejection::invalid("invalid_seq", "seq is beyond the end of the log").into(),
                 );
             }
+            // Read entries do not move `last_seq`, so marking read cannot feed on itself.
+            let seq = seq.min(c.last_seq);
             if seq <= m.last_read_seq {
                 return Ok(ReadMarker {
                     conv: id.clone(),

@@ -85,28 +85,35 @@ pub enum Plan {
     TooFar,
 }
 
-/// Every seq in `(since, head]` the user could see at the time it was written.
+/// Every seq in `(since, head]` the user could see at the time it was written: per conversation,
+/// only the stretches they were a member for are read, so history before they joined costs nothing.
 pub fn plan(rtx: &ReadTx, user: &str, since: u64, head: u64) -> Result<Plan, StoreError> {
     let from = since.saturating_add(1);
     let mut seqs = Vec::new();
+    let take = |stream: &str, lo: u64, hi: u64, seqs: &mut Vec<u64>| -> Result<bool, StoreError> {
+        if lo > hi {
+            return Ok(true);
+        }
+        let room = MAX_REPLAY + 1 - seqs.len();
+        seqs.extend(rtx.stream_seqs(stream, lo, hi, room)?);
+        Ok(seqs.len() <= MAX_REPLAY)
+    };
     for id in rtx.user_convs(user)? {
         let Some(m) = rtx.member(&id, user)? else {
             continue;
         };
         let stream = super::conv_stream(&id);
-        for seq in rtx.stream_seqs(&stream, from, head, MAX_REPLAY + 1)? {
-            if m.saw(seq) {
-                seqs.push(seq);
+        for span in &m.spans {
+            let lo = from.max(span.from);
+            let hi = span.to.map_or(head, |to| to.min(head));
+            if !take(&stream, lo, hi, &mut seqs)? {
+                return Ok(Plan::TooFar);
             }
-        }
-        if seqs.len() > MAX_REPLAY {
-            return Ok(Plan::TooFar);
         }
     }
     for c in rtx.contacts(user)? {
         let stream = super::contacts::contact_stream(user, &c.other);
-        seqs.extend(rtx.stream_seqs(&stream, from, head, MAX_REPLAY + 1)?);
-        if seqs.len() > MAX_REPLAY {
+        if !take(&stream, from, head, &mut seqs)? {
             return Ok(Plan::TooFar);
         }
     }

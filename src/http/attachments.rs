@@ -162,7 +162,12 @@ pub async fn download(
     if id.len() > 64 {
         return Err(ApiError::not_found());
     }
-    let (row, data) = attachments::fetch(state.core(), &Actor::of(&me.user).user, &id)?;
+    let row = attachments::open_for(state.core(), &Actor::of(&me.user).user, &id)?;
+    let mime = if row.mime.starts_with("text/") {
+        format!("{}; charset=utf-8", row.mime)
+    } else {
+        row.mime.clone()
+    };
     let inline = row.mime.starts_with("image/");
     let ascii: String = row
         .name
@@ -180,11 +185,25 @@ pub async fn download(
         if inline { "inline" } else { "attachment" },
         rfc8187(&row.name)
     );
-    let mut res = Body::from(data).into_response();
+    let (size, etag, chunks) = (row.size, format!("\"{}\"", row.sha256), row.chunks);
+    let st = state.clone();
+    let body = futures_util::stream::iter(0..chunks).then(move |n| {
+        let (st, row) = (st.clone(), row.clone());
+        async move {
+            attachments::chunk(st.core(), &row, n)
+                .map(bytes::Bytes::from)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "attachment read failed");
+                    std::io::Error::other("attachment read failed")
+                })
+        }
+    });
+    let mut res = Body::from_stream(body).into_response();
     let h = res.headers_mut();
     let value =
         |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::internal(&"attachment header"));
-    h.insert(header::CONTENT_TYPE, value(&row.mime)?);
+    h.insert(header::CONTENT_TYPE, value(&mime)?);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     h.insert(header::CONTENT_DISPOSITION, value(&disposition)?);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -194,6 +213,6 @@ pub async fn download(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=86400"),
     );
-    h.insert(header::ETAG, value(&format!("\"{}\"", row.sha256))?);
+    h.insert(header::ETAG, value(&etag)?);
     Ok(res)
 }

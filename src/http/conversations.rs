@@ -46,7 +46,7 @@ pub struct NewMembers {
 }
 
 fn detail(state: &AppState, actor: &Actor, id: &str) -> Result<Json<ConvDetail>, ApiError> {
-    Ok(Json(conversations::get(state.core(), &actor.user, id)?))
+    Ok(Json(conversations::get(state.core(), actor, id)?))
 }
 
 /// My conversations, most recently active first, with unread and mention counts.

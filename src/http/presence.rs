@@ -42,21 +42,8 @@ pub async fn list(
 ) -> Result<Json<PresenceList>, ApiError> {
     let core = state.core();
     let me = Actor::of(&me.user).user;
+    let mut peers = crate::chat::conversations::peers(core, &me)?;
     let rtx = core.store.read()?;
-    let mut peers = BTreeSet::new();
-    for conv in rtx.user_convs(&me)? {
-        if !rtx.member(&conv, &me)?.is_some_and(|m| m.active) {
-            continue;
-        }
-        for m in rtx.members(&conv)? {
-            if m.active {
-                peers.insert(m.user);
-            }
-        }
-        if peers.len() > 10_000 {
-            break;
-        }
-    }
     if let Some(list) = q.users {
         let wanted: BTreeSet<String> = list
             .split(',')

@@ -28,8 +28,10 @@ pub const PROTOCOL: u32 = 1;
 /// Close codes beyond the standard ones.
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_SESSION_ENDED: u16 = 4401;
-/// The most conversations one connection remembers typing rate limits for.
-const TYPING_MEMORY: usize = 256;
+/// Typing signals one connection may pass on per second, over all conversations.
+const TYPING_PER_SECOND: u32 = 5;
+/// Entries read per snapshot while replaying.
+const REPLAY_BATCH: usize = 256;
 
 /// Frames the client sends. `id`, when given, is echoed in the reply.
 #[derive(Debug, Deserialize)]
@@ -145,7 +147,8 @@ pub async fn upgrade(
         let head = rtx.chain_head()?.map_or(0, |h| h.seq);
         (Visibility::load(&rtx, &actor.user)?, head)
     };
-    // Subscribe before anything else can commit unseen: entries after `head` arrive here.
+    // Follow the hub from this snapshot on, so membership changes keep typing and presence right
+    // before the client subscribes; `subscribe` takes a fresh receiver and snapshot for entries.
     let hub = core.hub.subscribe();
     let conn = core.live.connect(&actor.user, vis.convs()).map_err(|e| {
         ApiError::new(
@@ -180,7 +183,12 @@ pub async fn upgrade(
                 subscribed: false,
                 typing: HashMap::new(),
             };
-            c.run(head).await;
+            let abort = c.state.sockets().abort.clone();
+            tokio::select! {
+                () = c.run(head) => {}
+                // Past the drain deadline: the task ends; the registry entry goes with `Drop`.
+                () = abort.cancelled() => {}
+            }
             drop(token);
         }))
 }
@@ -208,6 +216,28 @@ struct Conn {
 enum End {
     Gone,
     Close(u16, &'static str),
+}
+
+/// Renders a batch of replayed entries, scrubbing what was redacted since.
+fn replay_frames(core: &crate::state::Core, seqs: &[u64]) -> Result<Vec<String>, ReplayError> {
+    let rtx = core.store.read()?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let Some(entry) = crate::log::read::entry(&rtx, &core.site, &core.key, seq)? else {
+            continue;
+        };
+        let body = replay::scrub(core, &rtx, &entry)?;
+        out.push(entry_frame(&entry, body.as_deref()));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Read(#[from] crate::log::read::ReadError),
 }
 
 fn frame_text(f: &ServerFrame<'_>) -> String {
@@ -496,14 +526,13 @@ impl Conn {
         if self.actor.role < Role::Operator || !self.vis.is_member(&conv) {
             return;
         }
+        // At most one signal per conversation per second, and TYPING_PER_SECOND in all: the map
+        // only holds the last second, so it stays that small.
         let now = Instant::now();
-        if let Some(last) = self.typing.get(&conv)
-            && now.duration_since(*last) < Duration::from_secs(1)
-        {
+        self.typing
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+        if self.typing.contains_key(&conv) || self.typing.len() >= TYPING_PER_SECOND as usize {
             return;
-        }
-        if self.typing.len() >= TYPING_MEMORY {
-            self.typing.clear();
         }
         self.state.core().live.typing(&conv, &self.actor.user);
         self.typing.insert(conv, now);
@@ -589,23 +618,28 @@ impl Conn {
                     .await;
             }
         };
-        for seq in seqs {
-            let entry = match crate::log::read::entry(&rtx, &core.site, &core.key, seq) {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
+        drop(rtx);
+        // Entries never change once written, so each batch reads from a fresh snapshot: a slow
+        // reader does not pin an old one while it takes its frames.
+        for batch in seqs.chunks(REPLAY_BATCH) {
+            if self.state.sockets().closing.is_cancelled() {
+                return false;
+            }
+            let frames = match replay_frames(core, batch) {
+                Ok(f) => f,
                 Err(e) => {
-                    tracing::error!(seq, error = %e, "replay read failed");
+                    tracing::error!(error = %e, "replay read failed");
                     return self
                         .error(None, "internal", "internal error; see the server log")
                         .await;
                 }
             };
-            let body = replay::scrub(core, &rtx, &entry).unwrap_or(None);
-            if !self.send_text(entry_frame(&entry, body.as_deref())).await {
-                return false;
+            for f in frames {
+                if !self.send_text(f).await {
+                    return false;
+                }
             }
         }
-        drop(rtx);
         self.send_frame(&ServerFrame::CaughtUp { head }).await
     }
 }

@@ -129,9 +129,14 @@ macro_rules! chat_reads {
             Ok(out)
         }
 
-        pub fn idempotent(&self, user: &str, key: &str) -> Result<Option<u64>, StoreError> {
+        pub fn idempotent(
+            &self,
+            user: &str,
+            conv: &str,
+            key: &str,
+        ) -> Result<Option<u64>, StoreError> {
             let t = self.txn.open_table(IDEMPOTENCY)?;
-            let v = t.get((user, key))?.map(|v| v.value());
+            let v = t.get((user, conv, key))?.map(|v| v.value());
             Ok(v)
         }
 
@@ -276,9 +281,17 @@ impl WriteTx {
         Ok(())
     }
 
-    pub fn put_idempotent(&mut self, user: &str, key: &str, seq: u64) -> Result<(), StoreError> {
+    pub fn put_idempotent(
+        &mut self,
+        user: &str,
+        conv: &str,
+        key: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn.open_table(IDEMPOTENCY)?.insert((user, key), seq)?;
+        self.txn
+            .open_table(IDEMPOTENCY)?
+            .insert((user, conv, key), seq)?;
         Ok(())
     }
 
@@ -326,19 +339,27 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Counts one more message in `conv` carrying the attachment.
     pub fn put_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn
-            .open_table(ATTACHMENT_CONVS)?
-            .insert((id, conv), ())?;
+        let mut t = self.txn.open_table(ATTACHMENT_CONVS)?;
+        let n = t.get((id, conv))?.map_or(0, |v| v.value());
+        t.insert((id, conv), n.saturating_add(1))?;
         Ok(())
     }
 }
 
 impl WriteTx {
+    /// Counts one message fewer; at zero the conversation's members lose access.
     pub fn remove_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn.open_table(ATTACHMENT_CONVS)?.remove((id, conv))?;
+        let mut t = self.txn.open_table(ATTACHMENT_CONVS)?;
+        let n = t.get((id, conv))?.map_or(0, |v| v.value());
+        if n <= 1 {
+            t.remove((id, conv))?;
+        } else {
+            t.insert((id, conv), n - 1)?;
+        }
         Ok(())
     }
 }

@@ -59,9 +59,10 @@ pub(crate) const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("c
 /// (`DataKey::seal_bytes`, AAD `msg/<conv>/<seq>`).
 pub(crate) const MESSAGES: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("messages_convseq_sealedrow");
-/// (lower-cased username, client idempotency key) → seq of the message that key created.
-pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
-    TableDefinition::new("idempotency_userkey_seq");
+/// (lower-cased username, conversation id, client idempotency key) → seq of the message that key
+/// created there.
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("idempotency_userconvkey_seq");
 /// (lower-cased username, conversation id, seq) → (): messages that mention the user.
 pub(crate) const MENTIONS: TableDefinition<(&str, &str, u64), ()> =
     TableDefinition::new("mentions_userconvseq_unit");
@@ -74,9 +75,9 @@ pub(crate) const ATTACHMENTS: TableDefinition<&str, &[u8]> =
 /// (attachment id, chunk number from 0) → up to 64 KiB of content, sealed (AAD `att/<id>/<n>`).
 pub(crate) const ATTACHMENT_CHUNKS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("attachmentchunks_idn_sealed");
-/// (attachment id, conversation id) → (): where an attachment was posted.
-pub(crate) const ATTACHMENT_CONVS: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("attachmentconvs_idconv_unit");
+/// (attachment id, conversation id) → how many unredacted messages there carry it (u32).
+pub(crate) const ATTACHMENT_CONVS: TableDefinition<(&str, &str), u32> =
+    TableDefinition::new("attachmentconvs_idconv_count");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

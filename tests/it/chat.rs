@@ -65,6 +65,17 @@ async fn conversations_messages_and_who_may_do_what() {
     assert_eq!(again.json()["seq"], seqs[2]);
     assert_eq!(again.json()["duplicate"], true);
 
+    // Keys are scoped to a conversation: the same key elsewhere is a new message.
+    let elsewhere = alice.say(&dm, "k2", "same key, other conversation").await;
+    assert_ne!(elsewhere, seqs[2]);
+    let dm_text = &bob.history(&dm, "").await["messages"][0]["text"];
+    assert_eq!(dm_text, "same key, other conversation");
+    // Viewers cannot open conversations either.
+    let r = vera
+        .post("/api/v1/conversations/direct/bob", json!({}))
+        .await;
+    assert_eq!(r.error_code(), "read_only");
+
     let h = bob.history(&g, "").await;
     let texts: Vec<&str> = h["messages"]
         .as_array()
@@ -228,6 +239,18 @@ async fn conversations_messages_and_who_may_do_what() {
     let adam = Api::login(&server.client(), "adam", crate::chat_support::PW).await;
     let path = format!("/api/v1/conversations/{g}/messages/{}", seqs[3]);
     assert_eq!(adam.call(Method::DELETE, &path, None).await.status, 200);
+    // An admin manages a conversation they are not in, and gets its details back.
+    let rename = format!("/api/v1/conversations/{g}/name");
+    let r = adam
+        .call(Method::PUT, &rename, Some(json!({"name": "Pump 7"})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        adam.get(&format!("/api/v1/conversations/{g}/messages"))
+            .await
+            .status,
+        404
+    );
 
     // Membership: the owner removes, others cannot; a removed member reads nothing more.
     let rm = format!("/api/v1/conversations/{g}/members/carol");
@@ -486,6 +509,56 @@ async fn unread_mentions_and_read_receipts_add_up() {
         )
         .await;
     assert_eq!(unread_of(&bob.ok("/api/v1/conversations").await, &g).1, 0);
+    let r = bob
+        .post(
+            &format!("/api/v1/conversations/{g}/read"),
+            json!({"seq": c2}),
+        )
+        .await;
+    assert_eq!(r.json()["unread"], 0);
+    // Marking read up to one's own read entry writes nothing: markers cannot feed on themselves.
+    let head = || {
+        server
+            .state()
+            .core()
+            .store
+            .read()
+            .unwrap()
+            .chain_head()
+            .unwrap()
+            .unwrap()
+            .seq
+    };
+    let before = head();
+    let r = bob
+        .post(
+            &format!("/api/v1/conversations/{g}/read"),
+            json!({"seq": before}),
+        )
+        .await;
+    assert_eq!(r.json()["last_read_seq"], c2);
+    assert_eq!(head(), before);
+    // Mentions follow edits: added by an edit counts, removed by one does not.
+    let a4 = alice.say(&g, "a4", "no mention yet").await;
+    assert_eq!(
+        unread_of(&bob.ok("/api/v1/conversations").await, &g),
+        (1, 0)
+    );
+    let edit = format!("/api/v1/conversations/{g}/messages/{a4}");
+    alice
+        .call(Method::PUT, &edit, Some(json!({"text": "now @bob"})))
+        .await;
+    assert_eq!(
+        unread_of(&bob.ok("/api/v1/conversations").await, &g),
+        (1, 1)
+    );
+    alice
+        .call(Method::PUT, &edit, Some(json!({"text": "never mind"})))
+        .await;
+    assert_eq!(
+        unread_of(&bob.ok("/api/v1/conversations").await, &g),
+        (1, 0)
+    );
     server.stop().await;
 }
 
@@ -710,6 +783,19 @@ async fn attachments_are_sniffed_bounded_and_members_only() {
     tokio::spawn(conn);
     let res = sender.send_request(req).await.unwrap();
     assert_eq!(res.status(), 413);
+
+    // Text is kept as text, and its name cannot pass for something else.
+    let r = upload(alice, "run.bat", b"@echo off\r\necho hi\r\n".to_vec()).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["name"], "run.bat.txt");
+    let text_id = r.json()["id"].as_str().unwrap().to_string();
+    let got = alice.get(&format!("/api/v1/attachments/{text_id}")).await;
+    assert_eq!(got.headers["content-type"], "text/plain; charset=utf-8");
+    let disposition = got.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"run.bat.txt\""),
+        "{disposition}"
+    );
 
     // Multipart works too, and keeps the part's file name.
     let body = [

@@ -466,3 +466,51 @@ async fn cookie_websockets_need_this_servers_origin() {
     assert_eq!(Ws::connect(&c, &[]).await.err(), Some(401));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_shows_only_what_was_seen_while_a_member() {
+    let server = TestServer::start().await;
+    let p = people(&server, &["alice", "dave"], &[]).await;
+    let (alice, dave) = (&p[0], &p[1]);
+    let r = alice
+        .post(
+            "/api/v1/conversations",
+            json!({"kind": "channel", "name": "spans"}),
+        )
+        .await;
+    let ch = r.json()["id"].as_str().unwrap().to_string();
+    alice.say(&ch, "m1", "before dave").await;
+    let join = format!("/api/v1/conversations/{ch}/join");
+    let leave = format!("/api/v1/conversations/{ch}/leave");
+    dave.post(&join, json!({})).await;
+    let m2 = alice.say(&ch, "m2", "dave is here").await;
+    dave.post(&leave, json!({})).await;
+    alice.say(&ch, "m3", "dave is away").await;
+    dave.post(&join, json!({})).await;
+    let m4 = alice.say(&ch, "m4", "dave is back").await;
+
+    let mut w = dave.ws().await;
+    let all = w.subscribe(0).await;
+    let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "chat.joined",
+            "chat.message",
+            "chat.left",
+            "chat.joined",
+            "chat.message"
+        ]
+    );
+    assert_eq!(all[1]["seq"], m2);
+    assert_eq!(all[4]["seq"], m4);
+    // History over REST is the conversation's, for a current member.
+    assert_eq!(
+        dave.history(&ch, "").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    server.stop().await;
+}
