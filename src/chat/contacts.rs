@@ -163,27 +163,31 @@ pub async fn request(core: &Core, actor: &Actor, other: &str) -> Result<ContactS
     .await
 }
 
+/// Accepts or turns down `other`'s pending request.
+fn answer(
+    tx: &mut Tx<'_>,
+    me: &str,
+    other: &str,
+    current: ContactState,
+    accept: bool,
+) -> Result<ContactState, AppendError> {
+    if current != ContactState::Incoming {
+        return Err(Rejection::not_found("no_request", "no pending request from this user").into());
+    }
+    let (from, to) = (me.to_string(), other.to_string());
+    let (state, body) = if accept {
+        (ContactState::Accepted, ContactBody::Accepted { from, to })
+    } else {
+        (ContactState::None, ContactBody::Rejected { from, to })
+    };
+    change(tx, me, other, state, state, body)?;
+    Ok(state)
+}
+
 /// Accepts `other`'s pending request.
 pub async fn accept(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
     act(core, actor, other, |tx, me, other, current| {
-        if current != ContactState::Incoming {
-            return Err(
-                Rejection::not_found("no_request", "no pending request from this user").into(),
-            );
-        }
-        let body = ContactBody::Accepted {
-            from: me.into(),
-            to: other.into(),
-        };
-        change(
-            tx,
-            me,
-            other,
-            ContactState::Accepted,
-            ContactState::Accepted,
-            body,
-        )?;
-        Ok(ContactState::Accepted)
+        answer(tx, me, other, current, true)
     })
     .await
 }
@@ -191,17 +195,7 @@ pub async fn accept(core: &Core, actor: &Actor, other: &str) -> Result<ContactSt
 /// Turns down `other`'s pending request.
 pub async fn reject(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
     act(core, actor, other, |tx, me, other, current| {
-        if current != ContactState::Incoming {
-            return Err(
-                Rejection::not_found("no_request", "no pending request from this user").into(),
-            );
-        }
-        let body = ContactBody::Rejected {
-            from: me.into(),
-            to: other.into(),
-        };
-        change(tx, me, other, ContactState::None, ContactState::None, body)?;
-        Ok(ContactState::None)
+        answer(tx, me, other, current, false)
     })
     .await
 }

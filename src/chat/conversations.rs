@@ -307,6 +307,33 @@ fn may_manage(actor: &Actor, row: Option<&MemberRow>) -> bool {
     actor.is_admin() || row.is_some_and(|m| m.active && m.role == MemberRole::Owner)
 }
 
+/// Adds `users` (none of them members now) with one `chat.joined` entry by `by`.
+fn add_users(
+    tx: &mut Tx<'_>,
+    c: &mut ConvRow,
+    users: Vec<String>,
+    by: &str,
+    max: usize,
+) -> Result<(), AppendError> {
+    if c.member_count as usize + users.len() > max {
+        return Err(
+            Rejection::conflict("conversation_full", format!("at most {max} members")).into(),
+        );
+    }
+    let body = ChatBody::Joined {
+        conv: c.id.clone(),
+        users: users.clone(),
+        by: by.to_string(),
+    };
+    let seq = append(tx, by, &body)?;
+    for u in &users {
+        admit(tx, c, u, MemberRole::Member, seq)?;
+    }
+    c.last_seq = seq;
+    tx.views().put_conv(c)?;
+    Ok(())
+}
+
 /// Joins a channel. Joining one already joined changes nothing.
 pub async fn join(core: &Core, actor: &Actor, conv: &str) -> Result<ConvRow, SubmitError> {
     let me = actor.user.clone();
@@ -321,25 +348,7 @@ pub async fn join(core: &Core, actor: &Actor, conv: &str) -> Result<ConvRow, Sub
             if tx.views().member(&id, &me)?.is_some_and(|m| m.active) {
                 return Ok(c);
             }
-            if c.member_count as usize >= max {
-                return Err(Rejection::conflict(
-                    "conversation_full",
-                    format!("at most {max} members"),
-                )
-                .into());
-            }
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Joined {
-                    conv: id.clone(),
-                    users: vec![me.clone()],
-                    by: me.clone(),
-                },
-            )?;
-            admit(tx, &mut c, &me, MemberRole::Member, seq)?;
-            c.last_seq = seq;
-            tx.views().put_conv(&c)?;
+            add_users(tx, &mut c, vec![me.clone()], &me, max)?;
             Ok(c)
         })
         .await
@@ -400,27 +409,7 @@ pub async fn add_members(
             if new.is_empty() {
                 return Ok(c);
             }
-            if c.member_count as usize + new.len() > max {
-                return Err(Rejection::conflict(
-                    "conversation_full",
-                    format!("at most {max} members"),
-                )
-                .into());
-            }
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Joined {
-                    conv: id.clone(),
-                    users: new.clone(),
-                    by: me.clone(),
-                },
-            )?;
-            for u in &new {
-                admit(tx, &mut c, u, MemberRole::Member, seq)?;
-            }
-            c.last_seq = seq;
-            tx.views().put_conv(&c)?;
+            add_users(tx, &mut c, new, &me, max)?;
             Ok(c)
         })
         .await
