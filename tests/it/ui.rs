@@ -343,3 +343,59 @@ async fn a_message_typed_while_the_server_is_down_arrives_once_after_restart() {
     drop(driver);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sign_in_forces_a_new_password_and_an_expired_access_cookie_is_refreshed() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let clock = std::sync::Arc::new(plantwire::clock::ManualClock::new(now_us));
+    let server =
+        TestServer::start_full(tempfile::TempDir::new().unwrap(), clock.clone(), |_| {}).await;
+    let base = origin(&server);
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let b = driver.session(&spki_hash(&server).await).await;
+
+    b.goto(&format!("{base}/")).await;
+    b.type_into("#login-form input[name=username]", "admin")
+        .await;
+    b.type_into("#login-form input[name=password]", &server.admin_otp())
+        .await;
+    b.click("#login-form button[type=submit]").await;
+    b.find("#password-form").await;
+    b.screenshot(&shots_dir().join("desktop-first-password.png"))
+        .await;
+    b.type_into("#password-form input[name=new_password]", PW)
+        .await;
+    b.click("#password-form button[type=submit]").await;
+    wait_online(&b).await;
+    let admin = Api::login(&server.client(), "admin", PW).await;
+    assert_eq!(
+        admin.ok("/api/v1/auth/me").await["must_change_password"],
+        false
+    );
+
+    // Past the access token's life: the next call gets 401, refreshes by cookie and retries.
+    b.performance_log().await;
+    clock.advance_us(16 * 60 * 1_000_000);
+    b.click("[data-nav='/people']").await;
+    b.find("#contacts h3").await;
+    assert_eq!(
+        b.js("return !!document.getElementById('login-form')", json!([]))
+            .await,
+        false
+    );
+    let refreshed = b.performance_log().await.iter().any(|e| {
+        e["message"]["method"] == "Network.requestWillBeSent"
+            && e["message"]["params"]["request"]["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/api/v1/auth/refresh"))
+    });
+    assert!(refreshed, "no refresh request was made");
+    b.quit().await;
+}
