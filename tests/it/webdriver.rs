@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,11 +32,13 @@ fn which(name: &str) -> Option<PathBuf> {
 /// The chromedriver and browser to use, or `None` (with a printed reason) when this machine has
 /// none. Under `PLANTWIRE_CI=1` a missing browser fails the test instead.
 pub fn find_browser() -> Option<(PathBuf, PathBuf)> {
-    let driver = std::env::var_os("CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| which("chromedriver"));
-    let browser = std::env::var_os("CHROME")
-        .map(PathBuf::from)
+    let given = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    };
+    let driver = given("CHROMEDRIVER").or_else(|| which("chromedriver"));
+    let browser = given("CHROME")
         .or_else(|| which("chromium"))
         .or_else(|| which("chromium-browser"))
         .or_else(|| which("google-chrome"));
@@ -47,7 +50,11 @@ pub fn find_browser() -> Option<(PathBuf, PathBuf)> {
             if std::env::var("PLANTWIRE_CI").as_deref() == Ok("1") {
                 panic!("PLANTWIRE_CI=1 and {msg}: not found");
             }
-            eprintln!("SKIPPED: {msg}; not found on this machine");
+            // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {msg}; not found on this machine"
+            );
             None
         }
     }
