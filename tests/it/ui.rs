@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::chat_support::{Api, PW};
 use crate::support::TestServer;
-use crate::webdriver::{Driver, ENTER, Session, find_browser};
+use crate::webdriver::{Driver, ENTER, Session, TAB, find_browser};
 use plantwire::store::Role;
 
 /// One browser at a time: the machines running these tests have few cores.
@@ -68,6 +68,23 @@ async fn wait_message(b: &Session<'_>, text: &str) -> Value {
         json!([text]),
     )
     .await
+}
+
+/// Clicks the action button (by its label or aria-label) of the delivered message with this text.
+async fn act(s: &Session<'_>, text: &str, label: &str) {
+    s.wait_for(
+        label,
+        "document.querySelectorAll('[data-test-target]').forEach(e => e.removeAttribute('data-test-target'));
+         const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
+           .find(l => l.querySelector('.text')?.textContent === arguments[0]);
+         const b = li && [...li.querySelectorAll('.actions button')]
+           .find(x => x.textContent === arguments[1] || x.getAttribute('aria-label') === arguments[1]);
+         if (b) b.setAttribute('data-test-target', '1');
+         return !!b",
+        json!([text, label]),
+    )
+    .await;
+    s.click("[data-test-target='1']").await;
 }
 
 async fn users(server: &TestServer) -> (Api, Api, String) {
@@ -134,6 +151,60 @@ async fn two_operators_chat_live_in_real_browsers() {
         b.js("return window.__samePage === true", json!([])).await,
         true
     );
+
+    // Reactions, replies, edits, @mention completion and deletes, each seen by the other side.
+    act(&b, "hello from alice", "React 👍").await;
+    a.wait_for(
+        "reaction",
+        "return [...document.querySelectorAll('#messages .react')].some(r => r.textContent === '👍 1')",
+        json!([]),
+    )
+    .await;
+    act(&b, "hello from alice", "Reply").await;
+    b.type_into("#composer", "agreed").await;
+    b.type_into("#composer", ENTER).await;
+    a.wait_for(
+        "reply quote",
+        "const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
+           .find(l => l.querySelector('.text')?.textContent === 'agreed');
+         return li && li.querySelector('.quote')?.textContent.includes('alice: hello from alice')",
+        json!([]),
+    )
+    .await;
+    act(&a, "hello from alice", "Edit").await;
+    a.type_into("#composer", ", edited").await;
+    a.type_into("#composer", ENTER).await;
+    wait_message(&b, "hello from alice, edited").await;
+    a.type_into("#composer", "ping @b").await;
+    a.find(".suggest button").await;
+    a.type_into("#composer", TAB).await;
+    assert_eq!(
+        a.js(
+            "return document.getElementById('composer').value",
+            json!([])
+        )
+        .await,
+        "ping @bob "
+    );
+    a.type_into("#composer", "now").await;
+    a.type_into("#composer", ENTER).await;
+    wait_message(&b, "ping @bob now").await;
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#messages .mention.me')].map(e => e.textContent)",
+            json!([])
+        )
+        .await,
+        json!(["@bob"])
+    );
+    act(&a, "ping @bob now", "Delete").await;
+    a.accept_alert().await;
+    b.wait_for(
+        "deleted",
+        "return !![...document.querySelectorAll('#messages .text.deleted')].length",
+        json!([]),
+    )
+    .await;
 
     // Hostile text is shown as text and runs nothing.
     let hostile = "<img src=x onerror=alert(1)> and <script>window.__pwned=1</script>";
@@ -263,7 +334,7 @@ async fn two_operators_chat_live_in_real_browsers() {
         .iter()
         .map(|m| m["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(texts.len(), 5, "{texts:?}");
+    assert_eq!(texts.len(), 7, "{texts:?}");
     a.quit().await;
     b.quit().await;
 }

@@ -20,6 +20,7 @@ use tempfile::TempDir;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub const ENTER: &str = "\u{E007}";
+pub const TAB: &str = "\u{E004}";
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -278,6 +279,12 @@ impl Session<'_> {
             .await
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// Accepts an open `confirm()` dialog.
+    pub async fn accept_alert(&self) {
+        self.ok(Method::POST, "/alert/accept", Some(json!({})))
+            .await;
     }
 
     pub async fn screenshot(&self, path: &Path) {
