@@ -21,17 +21,17 @@ export function adminScreen() {
         role.addEventListener('change', () => act(() => put(`${base}/role`, { role: role.value }), 'Role changed'));
         return h('tr', { dataset: { user: u.username } },
           h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, role), h('td', {}, u.status),
-          h('td', { class: 'row' },
+          h('td', {}, h('div', { class: 'row' },
             u.status === 'pending' ? h('button', { class: 'primary', onclick: () => act(() => post(`${base}/approve`), 'Approved') }, 'Approve') : null,
             !self && u.status === 'active' ? h('button', { onclick: () => act(() => post(`${base}/disable`), 'Disabled') }, 'Disable') : null,
             !self && u.status === 'disabled' ? h('button', { onclick: () => act(() => post(`${base}/enable`), 'Enabled') }, 'Enable') : null,
-            !self ? h('button', { onclick: () => act(() => post(`${base}/reset-password`)) }, 'Reset password') : null));
+            !self ? h('button', { onclick: () => act(() => post(`${base}/reset-password`)) }, 'Reset password') : null)));
       }));
     } catch (e) { toast(e.message, 'error'); }
   };
   paint();
-  const uname = h('input', { required: true, 'aria-label': 'Username' });
-  const dname = h('input', { required: true, 'aria-label': 'Display name' });
+  const uname = h('input', { required: true, 'aria-label': 'Username', placeholder: 'username', autocapitalize: 'none' });
+  const dname = h('input', { required: true, 'aria-label': 'Display name', placeholder: 'display name' });
   const role = h('select', { 'aria-label': 'Role' }, ['operator', 'viewer', 'admin'].map((x) => h('option', { value: x }, x)));
   const form = h('form', { class: 'card inline' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
   form.addEventListener('submit', (e) => {

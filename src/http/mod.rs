@@ -31,7 +31,6 @@ pub use extract::{
     RequireRole, Viewer,
 };
 pub use middleware::RequestId;
-pub use ui::UI_CSP;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
