@@ -12,6 +12,7 @@ mod messages;
 mod middleware;
 pub mod openapi;
 mod presence;
+mod ui;
 mod users;
 mod ws;
 
@@ -350,14 +351,14 @@ pub fn router(state: AppState) -> Router {
         };
         router = router.route(spec.path, handler);
     }
+    // The UI is the fallback rather than rows of the table: its paths are not API routes (the
+    // OpenAPI document and `route_specs()` list only those), and it answers `/api/*` with the
+    // same JSON 404 as before.
+    let ui = std::sync::Arc::new(ui::Ui::build());
     router
-        .fallback(not_found)
+        .fallback(move |req: Request| async move { ui.serve(&req) })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::finish))
         .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found()
 }

@@ -15,3 +15,6 @@ mod errors;
 mod log;
 mod openapi;
 mod tls;
+mod ui;
+mod ui_assets;
+mod webdriver;

@@ -1,0 +1,46 @@
+// Administration of accounts: approve, role, disable/enable, reset password, create.
+
+import { h, clear, toast } from './dom.js';
+import { get, post, put, enc } from './api.js';
+import { S } from './model.js';
+
+export function adminScreen() {
+  const table = h('tbody');
+  const secret = h('p', { class: 'ok', role: 'status' });
+  const act = async (f, msg) => {
+    try { const r = await f(); if (r && r.one_time_password) secret.textContent = `One-time password for ${r.user.username}: ${r.one_time_password} (shown once)`; else if (msg) toast(msg); paint(); } catch (e) { toast(e.message, 'error'); }
+  };
+  const paint = async () => {
+    try {
+      const r = await get('/api/v1/admin/users');
+      clear(table, r.users.map((u) => {
+        const self = u.username === S.me.username;
+        const base = `/api/v1/admin/users/${enc(u.username)}`;
+        const role = h('select', { 'aria-label': `Role of ${u.username}`, disabled: self },
+          ['viewer', 'operator', 'admin'].map((x) => h('option', { value: x, selected: x === u.role }, x)));
+        role.addEventListener('change', () => act(() => put(`${base}/role`, { role: role.value }), 'Role changed'));
+        return h('tr', { dataset: { user: u.username } },
+          h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, role), h('td', {}, u.status),
+          h('td', {}, h('div', { class: 'row' },
+            u.status === 'pending' ? h('button', { class: 'primary', onclick: () => act(() => post(`${base}/approve`), 'Approved') }, 'Approve') : null,
+            !self && u.status === 'active' ? h('button', { onclick: () => act(() => post(`${base}/disable`), 'Disabled') }, 'Disable') : null,
+            !self && u.status === 'disabled' ? h('button', { onclick: () => act(() => post(`${base}/enable`), 'Enabled') }, 'Enable') : null,
+            !self ? h('button', { onclick: () => act(() => post(`${base}/reset-password`)) }, 'Reset password') : null)));
+      }));
+    } catch (e) { toast(e.message, 'error'); }
+  };
+  paint();
+  const uname = h('input', { required: true, 'aria-label': 'Username', placeholder: 'username', autocapitalize: 'none' });
+  const dname = h('input', { required: true, 'aria-label': 'Display name', placeholder: 'display name' });
+  const role = h('select', { 'aria-label': 'Role' }, ['operator', 'viewer', 'admin'].map((x) => h('option', { value: x }, x)));
+  const form = h('form', { class: 'card inline' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    act(() => post('/api/v1/admin/users', { username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }));
+  });
+  return {
+    el: h('div', { class: 'screen' }, h('h2', {}, 'Accounts'), secret,
+      h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['User', 'Name', 'Role', 'Status', ''].map((x) => h('th', {}, x)))), table)),
+      form),
+  };
+}

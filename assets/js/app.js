@@ -1,0 +1,136 @@
+// Entry point: signs in (or shows the sign-in screen), builds the shell, wires the live link
+// to the model, routes between screens by path (the server answers every UI path with index.html).
+
+import { h, clear, toast } from './dom.js';
+import { get, setSignedOutHandler, ApiError } from './api.js';
+import { S, emit, on, apply, loadConvs, setTyping, convTitle } from './model.js';
+import { Live } from './live.js';
+import * as outbox from './outbox.js';
+import { loginScreen, passwordScreen } from './login.js';
+import { convList, openConversation } from './chat.js';
+import { peopleScreen, channelsScreen } from './people.js';
+import { profileScreen } from './profile.js';
+import { adminScreen } from './admin.js';
+
+const root = document.getElementById('root');
+export let live = null;
+
+function signedOut() {
+  if (live) live.stop();
+  live = null;
+  S.me = null;
+  history.replaceState(null, '', '/');
+  clear(root, loginScreen(start));
+}
+setSignedOutHandler(signedOut);
+
+async function start() {
+  let me;
+  try {
+    me = await get('/api/v1/auth/me');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) { signedOut(); return; }
+    if (e instanceof ApiError && e.code === 'password_change_required') {
+      clear(root, passwordScreen(start, true));
+      return;
+    }
+    clear(root, h('p', { class: 'center' }, 'Cannot reach the server; retrying…'));
+    setTimeout(start, 3000);
+    return;
+  }
+  if (me.must_change_password) { clear(root, passwordScreen(start, true)); return; }
+  S.me = me;
+  outbox.setOwner(me.username);
+  shell();
+  live = new Live({
+    onState: (s) => { S.conn = s; emit('conn'); },
+    onFirstHello: async () => { await loadConvs(); },
+    onResync: async () => { await loadConvs(); emit('resync'); },
+    onEntry: (e) => notify(apply(e)),
+    onAck: () => emit('outbox'),
+    onSendError: (key, f) => { toast(`Not sent: ${f.message || f.code}`, 'error'); emit('outbox'); },
+    onError: (e) => toast(e.message, 'error'),
+    onSignedOut: signedOut,
+    onFrame: (f) => {
+      if (f.type === 'typing') setTyping(f.conv, f.user, f.expires_in_ms);
+      else if (f.type === 'presence') { S.presence.set(f.user, f.status); emit('convs'); }
+      else if (f.type === 'read_ack') {
+        const c = S.convs.get(f.conv);
+        if (c) { c.unread = f.unread; c.last_read_seq = f.last_read_seq; if (!f.unread) c.mentions = 0; }
+        emit('convs');
+      }
+    },
+  });
+  live.start();
+  route();
+}
+
+function notify(r) {
+  if (!r || !document.hidden || r.msg.author === S.me.username) return;
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  const c = S.convs.get(r.conv);
+  const mention = r.msg.mentions.includes(S.me.username);
+  if ((c && c.kind === 'direct') || mention) {
+    const n = new Notification(`${r.msg.author} · ${convTitle(c)}`, { body: r.msg.text.slice(0, 140), tag: r.conv });
+    n.onclick = () => { window.focus(); go(`/c/${encodeURIComponent(r.conv)}`); };
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (live) live.send({ type: 'presence', status: document.hidden ? 'away' : 'online' });
+  if (!document.hidden) emit('visible');
+});
+
+function connLabel(s) {
+  return { online: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…', offline: 'Offline — messages are kept' }[s] || s;
+}
+
+function shell() {
+  const conn = h('span', { id: 'conn', role: 'status', 'aria-live': 'polite' });
+  const paint = () => { conn.dataset.state = S.conn; conn.textContent = connLabel(S.conn); };
+  paint();
+  on('conn', paint);
+  const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
+  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/profile', 'Me')];
+  if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
+  clear(root,
+    h('header', { class: 'bar' },
+      h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
+      conn,
+      h('nav', { 'aria-label': 'Main' }, links)),
+    h('main', { id: 'main' },
+      h('aside', { id: 'side', 'aria-label': 'Conversations' }, convList(go)),
+      h('section', { id: 'pane' })),
+    h('div', { id: 'toasts', 'aria-live': 'polite' }));
+}
+
+export function go(path) {
+  if (location.pathname !== path) history.pushState(null, '', path);
+  route();
+}
+window.addEventListener('popstate', () => { if (S.me) route(); });
+
+let closeView = null;
+function route() {
+  const pane = document.getElementById('pane');
+  if (!pane) return;
+  if (closeView) { closeView(); closeView = null; }
+  const p = location.pathname;
+  S.current = null;
+  document.body.classList.toggle('pane-open', p !== '/');
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')));
+  }
+  let view;
+  if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
+  else if (p === '/people') view = peopleScreen(go);
+  else if (p === '/channels') view = channelsScreen(go);
+  else if (p === '/profile') view = profileScreen(signedOut);
+  else if (p === '/admin') view = adminScreen();
+  else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
+  clear(pane, view.el);
+  closeView = view.close || null;
+  emit('convs');
+}
+
+start();

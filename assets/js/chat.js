@@ -1,0 +1,243 @@
+// The conversation list (badges, presence dots) and one conversation: live messages, history
+// on scroll, pending outbox items, typing, "seen by", edit/delete, reactions, replies, mentions.
+
+import { h, clear, richText, time, toast } from './dom.js';
+import { post, put, del, enc } from './api.js';
+import { S, on, emit, convTitle, loadHistory, loadDetail, sorted, msgMap, typingNow } from './model.js';
+import * as outbox from './outbox.js';
+import { live } from './app.js';
+import { attachmentView, uploader } from './files.js';
+
+const EMOJI = ['👍', '✅', '👀', '❗'];
+
+export function convList(go) {
+  const ul = h('ul', { class: 'convs', id: 'conv-list' });
+  const paint = () => {
+    const items = [...S.convs.values()].sort((a, b) => (b.last_seq || 0) - (a.last_seq || 0));
+    clear(ul, items.length ? items.map((c) => {
+      const dot = c.kind === 'direct'
+        ? h('span', { class: `dot ${S.presence.get(c.peer) || 'offline'}`, title: S.presence.get(c.peer) || 'offline' })
+        : h('span', { class: 'dot none' });
+      const last = c.last_message;
+      return h('li', {},
+        h('a', {
+          href: `/c/${enc(c.id)}`, class: `conv-item${c.id === S.current ? ' active' : ''}`, dataset: { id: c.id },
+          onclick: (e) => { e.preventDefault(); go(`/c/${enc(c.id)}`); },
+        },
+        dot,
+        h('span', { class: 'conv-main' },
+          h('span', { class: 'conv-name' }, convTitle(c)),
+          h('span', { class: 'conv-last' }, last ? `${last.author}: ${last.redacted ? 'deleted' : last.text || '📎'}` : '')),
+        c.mentions ? h('span', { class: 'badge mention', title: 'mentions' }, `@${c.mentions}`) : null,
+        c.unread ? h('span', { class: 'badge unread', title: 'unread' }, String(c.unread)) : null));
+    }) : h('li', { class: 'muted' }, 'No conversations yet.'));
+  };
+  paint();
+  on('convs', paint);
+  return ul;
+}
+
+export function openConversation(id, go) {
+  S.current = id;
+  const c0 = S.convs.get(id);
+  const title = h('h2', { class: 'conv-title' }, convTitle(c0) || id);
+  const list = h('ol', { class: 'messages', id: 'messages', 'aria-live': 'polite' });
+  const scroller = h('div', { class: 'scroller' }, h('button', { class: 'link more', id: 'older' }, 'Load older messages'), list);
+  const typing = h('p', { class: 'typing', id: 'typing' });
+  const seen = h('p', { class: 'seen', id: 'seen' });
+  const replyBar = h('div', { class: 'reply-bar', hidden: true });
+  const files = uploader();
+  const ta = h('textarea', { id: 'composer', rows: 2, placeholder: 'Message — Enter to send, Shift+Enter for a new line', 'aria-label': 'Message' });
+  const suggest = h('ul', { class: 'suggest', role: 'listbox', hidden: true });
+  const sendBtn = h('button', { class: 'primary', type: 'submit' }, 'Send');
+  const form = h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
+  const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title), scroller, typing, seen, form);
+  let replyTo = null;
+  let editing = null;
+  const unsubs = [];
+
+  const setReply = (m) => {
+    replyTo = m ? m.seq : null;
+    replyBar.hidden = !m;
+    if (m) clear(replyBar, h('span', {}, `Replying to ${m.author}: `, h('q', {}, m.text.slice(0, 80))), h('button', { type: 'button', class: 'link', onclick: () => setReply(null) }, 'Cancel'));
+    ta.focus();
+  };
+
+  const msgEl = (m) => {
+    const mine = m.author === S.me.username;
+    const parent = m.reply_to ? msgMap(id).get(m.reply_to) : null;
+    const reacts = Object.entries(m.reactions || {}).map(([emoji, who]) =>
+      h('button', { class: `react${who.includes(S.me.username) ? ' mine' : ''}`, title: who.join(', '), onclick: () => toggleReact(m, emoji) }, `${emoji} ${who.length}`));
+    const actions = m.redacted ? [] : [
+      h('button', { class: 'act', onclick: () => setReply(m) }, 'Reply'),
+      ...EMOJI.map((e) => h('button', { class: 'act', 'aria-label': `React ${e}`, onclick: () => toggleReact(m, e) }, e)),
+      mine ? h('button', { class: 'act', onclick: () => startEdit(m) }, 'Edit') : null,
+      mine || S.me.role === 'admin' ? h('button', { class: 'act', onclick: () => redact(m) }, 'Delete') : null,
+    ];
+    return h('li', { class: `msg${mine ? ' mine' : ''}`, dataset: { seq: m.seq } },
+      h('div', { class: 'meta' }, h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
+      m.reply_to ? h('div', { class: 'quote' }, parent ? `↪ ${parent.author}: ${parent.text.slice(0, 80)}` : '↪ an earlier message') : null,
+      m.redacted ? h('div', { class: 'text deleted' }, 'message deleted') : h('div', { class: 'text' }, richText(m.text, S.me.username)),
+      (m.attachments || []).map(attachmentView),
+      reacts.length ? h('div', { class: 'reacts' }, reacts) : null,
+      h('div', { class: 'actions' }, actions));
+  };
+
+  const pendingEl = (p) => h('li', { class: 'msg mine pending', dataset: { key: p.key } },
+    h('div', { class: 'meta' }, h('strong', {}, S.me.username), ' ', h('span', { class: 'state' }, S.conn === 'online' ? 'sending…' : 'pending — will send when connected')),
+    h('div', { class: 'text' }, p.text),
+    (p.attachments || []).map(attachmentView));
+
+  const paint = () => {
+    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    const msgs = sorted(id);
+    const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
+    clear(list, msgs.map(msgEl), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
+    scroller.querySelector('#older').hidden = !S.hasMore.get(id);
+    if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+    paintSeen();
+    markRead();
+  };
+
+  const paintSeen = () => {
+    const c = S.convs.get(id);
+    const msgs = sorted(id);
+    const last = msgs[msgs.length - 1];
+    if (!c || !c.members || !last) { seen.textContent = ''; return; }
+    const who = c.members.filter((m) => m.username !== S.me.username && m.last_read_seq >= last.seq).map((m) => m.username);
+    seen.textContent = who.length ? `Seen by ${who.join(', ')}` : '';
+  };
+
+  const paintTyping = () => {
+    const who = typingNow(id).filter((u) => u !== S.me.username);
+    typing.textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
+  };
+
+  let readSent = 0;
+  const markRead = () => {
+    if (document.hidden) return;
+    const msgs = sorted(id);
+    const last = msgs[msgs.length - 1];
+    const c = S.convs.get(id);
+    if (!last || !c || last.seq <= readSent) return;
+    if (last.seq <= (c.last_read_seq || 0) && !c.unread) return;
+    readSent = last.seq;
+    if (!live || !live.send({ type: 'read', conv: id, seq: last.seq })) {
+      post(`/api/v1/conversations/${enc(id)}/read`, { seq: last.seq }).catch(() => { readSent = 0; });
+    }
+    c.unread = 0; c.mentions = 0;
+    emit('convs');
+  };
+
+  async function toggleReact(m, emoji) {
+    const mineNow = (m.reactions[emoji] || []).includes(S.me.username);
+    try {
+      if (mineNow) await del(`/api/v1/conversations/${enc(id)}/messages/${m.seq}/reactions/${enc(emoji)}`);
+      else await post(`/api/v1/conversations/${enc(id)}/messages/${m.seq}/reactions`, { emoji });
+    } catch (e) { toast(e.message, 'error'); }
+  }
+
+  function startEdit(m) {
+    editing = m.seq;
+    ta.value = m.text;
+    sendBtn.textContent = 'Save edit';
+    ta.focus();
+  }
+
+  async function redact(m) {
+    if (!confirm('Delete this message for everyone?')) return;
+    try { await del(`/api/v1/conversations/${enc(id)}/messages/${m.seq}`); } catch (e) { toast(e.message, 'error'); }
+  }
+
+  async function submit() {
+    const text = ta.value.replace(/\s+$/, '');
+    if (editing !== null) {
+      const seq = editing;
+      editing = null;
+      sendBtn.textContent = 'Send';
+      ta.value = '';
+      try { await put(`/api/v1/conversations/${enc(id)}/messages/${seq}`, { text }); } catch (e) { toast(e.message, 'error'); }
+      return;
+    }
+    const attachments = files.take();
+    if (!text.trim() && !attachments.length) return;
+    outbox.add({ conv: id, key: outbox.newKey(), text, reply_to: replyTo, attachments, ts: Date.now() });
+    ta.value = '';
+    setReply(null);
+    paint();
+    scroller.scrollTop = scroller.scrollHeight;
+    if (live) live.flush();
+  }
+
+  form.addEventListener('submit', (e) => { e.preventDefault(); submit(); });
+  let lastTyping = 0;
+  ta.addEventListener('keydown', (e) => {
+    if (!suggest.hidden && (e.key === 'Tab' || e.key === 'Enter')) {
+      const first = suggest.querySelector('button');
+      if (first) { e.preventDefault(); first.click(); return; }
+    }
+    if (e.key === 'Escape') { suggest.hidden = true; setReply(null); }
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); submit(); }
+  });
+  ta.addEventListener('input', () => {
+    const now = Date.now();
+    if (now - lastTyping > 2000 && ta.value && live) { lastTyping = now; live.send({ type: 'typing', conv: id }); }
+    mentionSuggest();
+  });
+  ta.addEventListener('paste', (e) => {
+    const fl = [...(e.clipboardData ? e.clipboardData.files : [])];
+    if (fl.length) { e.preventDefault(); fl.forEach(files.add); }
+  });
+  el.addEventListener('dragover', (e) => { e.preventDefault(); el.classList.add('drop'); });
+  el.addEventListener('dragleave', () => el.classList.remove('drop'));
+  el.addEventListener('drop', (e) => {
+    e.preventDefault();
+    el.classList.remove('drop');
+    [...e.dataTransfer.files].forEach(files.add);
+  });
+
+  function mentionSuggest() {
+    const upto = ta.value.slice(0, ta.selectionStart);
+    const m = upto.match(/@([A-Za-z0-9._-]*)$/);
+    const c = S.convs.get(id);
+    if (!m || !c || !c.members) { suggest.hidden = true; return; }
+    const q = m[1].toLowerCase();
+    const hits = c.members.map((x) => x.username).filter((u) => u !== S.me.username && u.toLowerCase().startsWith(q)).slice(0, 6);
+    suggest.hidden = !hits.length;
+    clear(suggest, hits.map((u) => h('li', {}, h('button', {
+      type: 'button', role: 'option',
+      onclick: () => {
+        const start = upto.length - m[0].length;
+        ta.value = `${ta.value.slice(0, start)}@${u} ${ta.value.slice(ta.selectionStart)}`;
+        suggest.hidden = true;
+        ta.focus();
+      },
+    }, `@${u}`))));
+  }
+
+  scroller.querySelector('#older').addEventListener('click', async () => {
+    const first = sorted(id)[0];
+    const h0 = scroller.scrollHeight;
+    try { await loadHistory(id, first ? first.seq : undefined); } catch (e) { toast(e.message, 'error'); }
+    scroller.scrollTop = scroller.scrollHeight - h0;
+  });
+  scroller.addEventListener('scroll', () => {
+    if (scroller.scrollTop < 40 && S.hasMore.get(id)) scroller.querySelector('#older').click();
+  });
+
+  unsubs.push(on('msgs', (c) => { if (c === id) paint(); }));
+  unsubs.push(on('outbox', paint));
+  unsubs.push(on('conn', paint));
+  unsubs.push(on('typing', (c) => { if (c === id) paintTyping(); }));
+  unsubs.push(on('seen', (c) => { if (c === id) paintSeen(); }));
+  unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); } }));
+  unsubs.push(on('visible', markRead));
+  unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
+
+  loadDetail(id).catch((e) => toast(e.message, 'error'));
+  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { scroller.scrollTop = scroller.scrollHeight; }).catch((e) => toast(e.message, 'error'));
+  else setTimeout(paint, 0);
+  setTimeout(() => ta.focus(), 0);
+  return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
+}

@@ -1,0 +1,99 @@
+// People: user search, contacts and contact requests, new direct message and new group;
+// channels: browse, join, create.
+
+import { h, clear, toast } from './dom.js';
+import { get, post, del, enc } from './api.js';
+import { on, loadConvs, S } from './model.js';
+
+async function openDirect(u, go) {
+  try {
+    const c = await post(`/api/v1/conversations/direct/${enc(u)}`);
+    await loadConvs();
+    go(`/c/${enc(c.id)}`);
+  } catch (e) { toast(e.message, 'error'); }
+}
+
+export function peopleScreen(go) {
+  const results = h('ul', { class: 'plain', id: 'user-results' });
+  const q = h('input', { type: 'search', id: 'user-search', placeholder: 'Search people by name', 'aria-label': 'Search people' });
+  let t = null;
+  q.addEventListener('input', () => {
+    clearTimeout(t);
+    t = setTimeout(async () => {
+      if (!q.value.trim()) { clear(results); return; }
+      try {
+        const r = await get(`/api/v1/users?q=${enc(q.value.trim())}&limit=20`);
+        clear(results, r.users.filter((u) => u.username !== S.me.username).map((u) => h('li', { class: 'row' },
+          h('span', { class: 'grow' }, `${u.display_name} (${u.username})`),
+          h('button', { onclick: () => openDirect(u.username, go) }, 'Message'),
+          h('button', { onclick: () => request(u.username) }, 'Add contact'))));
+      } catch (e) { toast(e.message, 'error'); }
+    }, 200);
+  });
+  const contacts = h('div', { id: 'contacts' });
+  const paint = async () => {
+    try {
+      const r = await get('/api/v1/contacts');
+      clear(contacts,
+        h('h3', {}, `Requests for me (${r.incoming.length})`),
+        h('ul', { class: 'plain' }, r.incoming.map((c) => h('li', { class: 'row' }, h('span', { class: 'grow' }, `${c.display_name} (${c.username})`),
+          h('button', { class: 'primary', onclick: () => act(`/api/v1/contacts/requests/${enc(c.username)}/accept`) }, 'Accept'),
+          h('button', { onclick: () => act(`/api/v1/contacts/requests/${enc(c.username)}/reject`) }, 'Reject')))),
+        h('h3', {}, `Contacts (${r.contacts.length})`),
+        h('ul', { class: 'plain' }, r.contacts.map((c) => h('li', { class: 'row' },
+          h('span', { class: `dot ${S.presence.get(c.username) || 'offline'}` }),
+          h('span', { class: 'grow' }, `${c.display_name} (${c.username})`),
+          h('button', { onclick: () => openDirect(c.username, go) }, 'Message'),
+          h('button', { onclick: () => { if (confirm(`Remove ${c.username}?`)) del(`/api/v1/contacts/${enc(c.username)}`).then(paint, (e) => toast(e.message, 'error')); } }, 'Remove')))),
+        h('h3', {}, `Waiting for them (${r.outgoing.length})`),
+        h('ul', { class: 'plain' }, r.outgoing.map((c) => h('li', {}, `${c.display_name} (${c.username})`))));
+    } catch (e) { toast(e.message, 'error'); }
+  };
+  const act = (path) => post(path).then(paint, (e) => toast(e.message, 'error'));
+  const request = (u) => post('/api/v1/contacts/requests', { username: u }).then(() => { toast(`Request sent to ${u}`); paint(); }, (e) => toast(e.message, 'error'));
+  paint();
+  const off = on('contacts', paint);
+
+  const gname = h('input', { id: 'group-name', required: true, maxlength: 64, 'aria-label': 'Group name' });
+  const gmembers = h('input', { id: 'group-members', placeholder: 'usernames, comma separated', 'aria-label': 'Members' });
+  const group = h('form', { class: 'card inline' }, h('h3', {}, 'New group'), h('label', {}, 'Name ', gname), h('label', {}, 'Members ', gmembers), h('button', { class: 'primary' }, 'Create group'));
+  group.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const members = gmembers.value.split(/[\s,]+/).filter(Boolean);
+      const c = await post('/api/v1/conversations', { kind: 'group', name: gname.value, members });
+      await loadConvs();
+      go(`/c/${enc(c.id)}`);
+    } catch (x) { toast(x.message, 'error'); }
+  });
+  const el = h('div', { class: 'screen' }, h('h2', {}, 'People'), q, results, contacts, group);
+  return { el, close: off };
+}
+
+export function channelsScreen(go) {
+  const list = h('ul', { class: 'plain', id: 'channel-list' });
+  const paint = async () => {
+    try {
+      const r = await get('/api/v1/channels');
+      clear(list, r.channels.length ? r.channels.map((c) => h('li', { class: 'row' },
+        h('span', { class: 'grow' }, `#${c.name} · ${c.member_count} members`),
+        c.joined
+          ? h('button', { onclick: () => go(`/c/${enc(c.id)}`) }, 'Open')
+          : h('button', { class: 'primary', onclick: async () => {
+            try { await post(`/api/v1/conversations/${enc(c.id)}/join`); await loadConvs(); go(`/c/${enc(c.id)}`); } catch (e) { toast(e.message, 'error'); }
+          } }, 'Join'))) : h('li', { class: 'muted' }, 'No channels yet.'));
+    } catch (e) { toast(e.message, 'error'); }
+  };
+  paint();
+  const name = h('input', { id: 'channel-name', required: true, pattern: '#?[a-z0-9_-]{1,48}', 'aria-label': 'Channel name' });
+  const form = h('form', { class: 'card inline' }, h('h3', {}, 'New channel'), h('label', {}, 'Name ', name), h('button', { class: 'primary' }, 'Create channel'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const c = await post('/api/v1/conversations', { kind: 'channel', name: name.value });
+      await loadConvs();
+      go(`/c/${enc(c.id)}`);
+    } catch (x) { toast(x.message, 'error'); }
+  });
+  return { el: h('div', { class: 'screen' }, h('h2', {}, 'Channels'), list, form) };
+}

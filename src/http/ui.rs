@@ -1,0 +1,159 @@
+//! The operator web UI: files from `assets/` embedded at compile time, served under a versioned
+//! path (`/assets/<version>/…`, immutable) with `index.html` (no-cache) as the SPA fallback. It never
+//! answers `/api/*` (those stay JSON 404s) and never sends HTML to a client that did not ask for it.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use include_dir::{Dir, include_dir};
+use std::collections::HashMap;
+
+use crate::error::ApiError;
+
+static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets");
+
+/// The placeholder in `index.html` replaced by the versioned asset prefix.
+const PREFIX_MARK: &str = "/assets/__VERSION__/";
+
+/// The UI's policy: scripts, styles and connections only from this origin (`'self'` covers the
+/// same host's `wss:` in CSP 3); images also from `blob:`/`data:` for previews before upload.
+pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' blob: data:; connect-src 'self'; manifest-src 'self'; frame-ancestors 'none'; \
+base-uri 'none'; form-action 'self'";
+
+struct Asset {
+    body: bytes::Bytes,
+    mime: &'static str,
+    etag: HeaderValue,
+}
+
+/// The embedded files, hashed once when the router is built.
+pub struct Ui {
+    version: String,
+    index: Asset,
+    files: HashMap<String, Asset>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+fn mime_of(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, e)| e) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("json") | Some("webmanifest") => "application/manifest+json",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+fn asset(body: Vec<u8>, mime: &'static str) -> Asset {
+    let tag = format!("\"{}\"", &sha256_hex(&body)[..32]);
+    Asset {
+        body: bytes::Bytes::from(body),
+        mime,
+        etag: HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\"")),
+    }
+}
+
+fn walk<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
+    out.extend(dir.files());
+    for d in dir.dirs() {
+        walk(d, out);
+    }
+}
+
+impl Ui {
+    /// Hashes every embedded file; the version is the hash of all of them, so any change to any
+    /// file gives every URL a new name and browsers may cache each one forever.
+    pub fn build() -> Self {
+        let mut all = Vec::new();
+        walk(&ASSETS, &mut all);
+        all.sort_by_key(|f| f.path());
+        let mut whole = Vec::new();
+        let mut files = HashMap::new();
+        let mut index_src = Vec::new();
+        for f in all {
+            let path = f.path().to_string_lossy().replace('\\', "/");
+            if path == "index.html" {
+                index_src = f.contents().to_vec();
+                continue;
+            }
+            if path.ends_with(".md") {
+                continue;
+            }
+            whole.extend_from_slice(path.as_bytes());
+            whole.extend_from_slice(sha256_hex(f.contents()).as_bytes());
+            files.insert(path.clone(), asset(f.contents().to_vec(), mime_of(&path)));
+        }
+        whole.extend_from_slice(&index_src);
+        let version = sha256_hex(&whole)[..16].to_string();
+        let index = String::from_utf8_lossy(&index_src)
+            .replace(PREFIX_MARK, &format!("/assets/{version}/"));
+        Self {
+            version,
+            index: asset(index.into_bytes(), "text/html; charset=utf-8"),
+            files,
+        }
+    }
+
+    /// The router's fallback: UI files, the SPA fallback, or the API's JSON 404.
+    pub fn serve(&self, req: &Request) -> Response {
+        let path = req.uri().path();
+        if (req.method() != Method::GET && req.method() != Method::HEAD)
+            || path == "/api"
+            || path.starts_with("/api/")
+        {
+            return ApiError::not_found().into_response();
+        }
+        if let Some(rest) = path.strip_prefix("/assets/") {
+            return match rest.split_once('/') {
+                Some((v, file)) if v == self.version => match self.files.get(file) {
+                    Some(a) => respond(a, req.headers(), "public, max-age=31536000, immutable"),
+                    None => ApiError::not_found().into_response(),
+                },
+                _ => ApiError::not_found().into_response(),
+            };
+        }
+        let wants_html = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if path == "/" || path == "/index.html" || wants_html {
+            let mut res = respond(&self.index, req.headers(), "no-cache");
+            if let Ok(v) = HeaderValue::from_str(UI_CSP) {
+                res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            return res;
+        }
+        ApiError::not_found().into_response()
+    }
+}
+
+fn respond(a: &Asset, headers: &HeaderMap, cache: &'static str) -> Response {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == a.etag)
+        });
+    let mut res = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(a.body.clone()));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(a.mime));
+        r
+    };
+    let h = res.headers_mut();
+    h.insert(header::ETAG, a.etag.clone());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    res
+}
