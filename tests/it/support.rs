@@ -24,6 +24,13 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Whether the tests run in CI (`CI` set and not `false`/`0`, as `.ci/run` and most CI systems
+/// do): there, a test whose tools are missing fails instead of skipping. Not a `PLANTWIRE_`
+/// variable, because those are server configuration.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
 /// A config for tests: loopback port 0, the given state dir, a fixed site.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config {

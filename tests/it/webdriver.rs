@@ -31,7 +31,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// The chromedriver and browser to use, or `None` (with a printed reason) when this machine has
-/// none. Under `PLANTWIRE_CI=1` a missing browser fails the test instead.
+/// none. In CI (`CI` set, as `.ci/run` does) a missing browser fails the test instead.
 pub fn find_browser() -> Option<(PathBuf, PathBuf)> {
     let given = |var: &str| {
         std::env::var_os(var)
@@ -48,8 +48,8 @@ pub fn find_browser() -> Option<(PathBuf, PathBuf)> {
         _ => {
             let msg = "browser tests need `chromium` and `chromedriver` \
                        (apt-get install chromium chromium-driver)";
-            if std::env::var("PLANTWIRE_CI").as_deref() == Ok("1") {
-                panic!("PLANTWIRE_CI=1 and {msg}: not found");
+            if crate::support::in_ci() {
+                panic!("running in CI (CI is set) and {msg}: not found");
             }
             // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
             let _ = writeln!(
