@@ -43,6 +43,47 @@ pub struct Config {
     pub log: LogConfig,
     pub events: EventsConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+    pub discovery: DiscoveryConfig,
+}
+
+/// `/metrics`: who may scrape it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// A file holding a bearer token that may scrape (a secret: must not be world-readable).
+    /// Admins signed in may always scrape.
+    pub token_file: Option<PathBuf>,
+}
+
+/// mDNS announcement of `_plantwire._tcp.local.`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Announce this server on the LAN.
+    pub enabled: bool,
+    /// Interface names to announce on; empty means every non-loopback interface.
+    pub interfaces: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_file: None,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interfaces: Vec::new(),
+        }
+    }
 }
 
 /// Who may create an account.
@@ -150,6 +191,8 @@ impl Default for Config {
             log: LogConfig::default(),
             events: EventsConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
+            discovery: DiscoveryConfig::default(),
         }
     }
 }
@@ -340,6 +383,17 @@ impl Config {
         )?;
         bounded("auth.throttle_after", a.throttle_after, 1, 1000)?;
         bounded("auth.throttle_max_secs", a.throttle_max_secs, 1, 24 * 3600)?;
+        for name in &self.discovery.interfaces {
+            let ok = !name.is_empty()
+                && name.len() <= 15
+                && name.chars().all(|c| c.is_ascii_graphic() && c != '/');
+            if !ok {
+                return Err(invalid(
+                    "discovery.interfaces",
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+        }
         bounded("events.max_batch", self.events.max_batch, 1, 100_000)?;
         bounded(
             "events.max_event_bytes",

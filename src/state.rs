@@ -51,6 +51,7 @@ pub struct Core {
     pub hub: Hub,
     pub sequencer: Sequencer,
     pub auth: Arc<crate::auth::Auth>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -84,6 +85,7 @@ impl Core {
         let auth = Arc::new(crate::auth::Auth::new(&config.auth, &state_dir)?);
         let hub = Hub::new(config.storage.hub_capacity);
         let stop = CancellationToken::new();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (sequencer, writer) = Sequencer::start(
             store.clone(),
             key.clone(),
@@ -93,6 +95,7 @@ impl Core {
             SequencerConfig {
                 queue_capacity: config.storage.queue_capacity,
                 max_batch: config.storage.max_batch,
+                metrics: metrics.clone(),
             },
             stop.clone(),
         )?;
@@ -106,6 +109,7 @@ impl Core {
             hub,
             sequencer,
             auth,
+            metrics,
             stop,
             writer: Mutex::new(Some(writer)),
         })

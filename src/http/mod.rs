@@ -5,6 +5,7 @@ mod auth;
 mod events;
 mod extract;
 mod health;
+mod metrics;
 mod middleware;
 mod users;
 
@@ -61,6 +62,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/healthz", Public, get(health::healthz)),
         r(Method::GET, "/readyz", Public, get(health::readyz)),
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
+        r(Method::GET, "/api/v1/site", Public, get(health::site)),
         r(
             Method::POST,
             "/api/v1/auth/login",
@@ -92,7 +94,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Device,
             post(events::publish_batch),
         ),
-        // People.
+        // People (or, for /metrics, the scraper's token).
+        r(Method::GET, "/metrics", User, get(metrics::metrics)),
         r(Method::GET, "/api/v1/auth/me", User, get(auth::me)),
         r(
             Method::POST,
@@ -195,6 +198,10 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::finish))

@@ -4,10 +4,16 @@
 // Tests may unwrap: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod process;
 mod support;
 
+mod artifacts;
 mod auth;
+mod backup;
 mod binary;
+mod discovery;
 mod errors;
 mod log;
+mod metrics;
+mod notify;
 mod tls;
