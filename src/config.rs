@@ -279,7 +279,13 @@ impl Config {
             }
             None => {}
         }
-        fig = fig.merge(Env::prefixed("PLANTWIRE_").split("__").ignore(&["config"]));
+        // PLANTWIRE_CONFIG is the --config flag; PLANTWIRE_CI and PLANTWIRE_ARTIFACTS belong to
+        // CI and the tests, not to a configuration.
+        fig = fig.merge(Env::prefixed("PLANTWIRE_").split("__").ignore(&[
+            "config",
+            "ci",
+            "artifacts",
+        ]));
         if let Some(dir) = &overrides.state_dir {
             fig = fig.merge(Serialized::default("state_dir", dir));
         }

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Admin, RequireRole};
+use super::extract::{Admin, RequireRole, bearer};
 use crate::error::ApiError;
 use crate::secret::{read_secret_file, token_hash};
 use crate::state::AppState;
@@ -61,7 +61,7 @@ async fn authorize(state: &AppState, parts: &mut Parts) -> Result<(), ApiError> 
     if !cfg.enabled {
         return Err(ApiError::not_found());
     }
-    if let (Some(path), Some(given)) = (&cfg.token_file, bearer(parts)) {
+    if let (Some(path), Some(given)) = (&cfg.token_file, bearer(&parts.headers)) {
         let expected = read_secret_file(path).map_err(|e| ApiError::internal(&e))?;
         let expected = String::from_utf8_lossy(&expected);
         // Compare hashes, so the time taken says nothing about the token.
@@ -77,13 +77,4 @@ async fn authorize(state: &AppState, parts: &mut Parts) -> Result<(), ApiError> 
     RequireRole::<Admin>::from_request_parts(parts, state)
         .await
         .map(|_| ())
-}
-
-fn bearer(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string())
 }

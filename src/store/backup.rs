@@ -88,45 +88,47 @@ pub struct HeadInfo {
     pub ts_us: i64,
 }
 
-/// The tables a backup carries, in order. A new table must be added here and to `load_all`;
-/// `write_backup` refuses to run while the store has a table missing from this list.
+/// Runs `$f($arg, TABLE, $out)?` for every table a backup carries, in backup order. A new table
+/// is added here, once; `write_backup` refuses to run while the store has a table missing here.
+macro_rules! each_table {
+    ($f:ident($arg:expr, $out:expr)) => {{
+        $f($arg, META, $out)?;
+        $f($arg, LOG, $out)?;
+        $f($arg, STREAM_INDEX, $out)?;
+        $f($arg, DEVICES, $out)?;
+        $f($arg, DEVICE_TOKENS, $out)?;
+        $f($arg, USERS, $out)?;
+        $f($arg, SESSIONS, $out)?;
+        $f($arg, REFRESH_TOKENS, $out)?;
+    }};
+}
+
+fn push_name<K: Key + 'static, V: Value + 'static>(
+    _: (),
+    def: TableDefinition<K, V>,
+    out: &mut Vec<String>,
+) -> Result<(), BackupError> {
+    out.push(def.name().to_string());
+    Ok(())
+}
+
 fn table_names() -> Vec<String> {
-    [
-        META.name(),
-        LOG.name(),
-        STREAM_INDEX.name(),
-        DEVICES.name(),
-        DEVICE_TOKENS.name(),
-        USERS.name(),
-        SESSIONS.name(),
-        REFRESH_TOKENS.name(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut names = Vec::new();
+    // push_name cannot fail; the macro's `?` only needs a Result around it.
+    let _: Result<(), BackupError> = (|| {
+        each_table!(push_name((), &mut names));
+        Ok(())
+    })();
+    names
 }
 
 fn dump_all(rtx: &ReadTransaction, w: &mut RowWriter<'_>) -> Result<(), BackupError> {
-    dump(rtx, META, w)?;
-    dump(rtx, LOG, w)?;
-    dump(rtx, STREAM_INDEX, w)?;
-    dump(rtx, DEVICES, w)?;
-    dump(rtx, DEVICE_TOKENS, w)?;
-    dump(rtx, USERS, w)?;
-    dump(rtx, SESSIONS, w)?;
-    dump(rtx, REFRESH_TOKENS, w)?;
+    each_table!(dump(rtx, w));
     Ok(())
 }
 
 fn load_all(db: &Database, r: &mut RowReader<'_>) -> Result<(), BackupError> {
-    load(db, META, r)?;
-    load(db, LOG, r)?;
-    load(db, STREAM_INDEX, r)?;
-    load(db, DEVICES, r)?;
-    load(db, DEVICE_TOKENS, r)?;
-    load(db, USERS, r)?;
-    load(db, SESSIONS, r)?;
-    load(db, REFRESH_TOKENS, r)?;
+    each_table!(load(db, r));
     Ok(())
 }
 

@@ -23,32 +23,28 @@ fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-fn binary(target: &str) -> Option<PathBuf> {
-    let p = artifacts_dir().join(target).join("release/plantwire");
+/// `path` below the artifacts dir, if built; else skips (locally) or fails (CI) naming `how`.
+fn artifact(path: &str, how: &str) -> Option<PathBuf> {
+    let p = artifacts_dir().join(path);
     if p.exists() {
-        Some(p)
-    } else if skip(&format!(
-        "{} is missing (packaging/build.sh {target})",
-        p.display()
-    )) {
-        None
-    } else {
-        unreachable!()
+        return Some(p);
     }
+    assert!(skip(&format!("{} is missing ({how})", p.display())));
+    None
+}
+
+fn binary(target: &str) -> Option<PathBuf> {
+    artifact(
+        &format!("{target}/release/plantwire"),
+        &format!("packaging/build.sh {target}"),
+    )
 }
 
 fn dist_file(name: &str) -> Option<PathBuf> {
-    let p = artifacts_dir().join("dist").join(name);
-    if p.exists() {
-        Some(p)
-    } else if skip(&format!(
-        "{} is missing (packaging/build.sh <target> --package)",
-        p.display()
-    )) {
-        None
-    } else {
-        unreachable!()
-    }
+    artifact(
+        &format!("dist/{name}"),
+        "packaging/build.sh <target> --package",
+    )
 }
 
 fn stdout(cmd: &mut Command) -> String {
