@@ -240,6 +240,10 @@ fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() 
         .collect();
     assert!(addrs.contains(&ns.addr_a(1).as_str()), "{added}");
     assert!(
+        addrs.iter().any(|a| a.contains(':')),
+        "IPv6 is announced too: {added}"
+    );
+    assert!(
         !addrs.iter().any(|a| a.starts_with("127.") || *a == "::1"),
         "loopback is not announced: {added}"
     );
