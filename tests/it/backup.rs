@@ -232,6 +232,30 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
     newer[last] = b'9';
     let out = restore(&newer, "newer schema");
     assert!(out.contains("newer than this build"), "{out}");
+    // A data key that is not the backup's is refused before anything is written.
+    let target = tempfile::tempdir().unwrap();
+    let cfg_k = write_config(target.path(), default_server_section());
+    std::fs::create_dir_all(target.path().join("state")).unwrap();
+    let other_key = target.path().join("state/data.key");
+    let mut raw = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut raw).unwrap();
+    use base64::Engine;
+    std::fs::write(
+        &other_key,
+        base64::engine::general_purpose::STANDARD.encode(raw),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = run(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--config",
+        cfg_k.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("not the key of this backup"), "{out}");
+    assert!(!target.path().join("state/plantwire.redb").exists());
+
     // Another site's backup is refused before anything is written.
     let target = tempfile::tempdir().unwrap();
     let cfg3 = target.path().join("other.toml");
