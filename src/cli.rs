@@ -64,6 +64,24 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// List the plantwire servers announced on the LAN by mDNS, with their fingerprints.
+    Discover {
+        /// Seconds to listen.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent backup of the store to FILE (through the running server when it runs).
+    Backup { file: PathBuf },
+    /// Restore a backup into the state directory (server stopped).
+    Restore {
+        file: PathBuf,
+        /// Replace an existing store (it is kept beside as plantwire.redb.before-restore-<time>).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -229,6 +247,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Discover { timeout, json } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::edge::discover(&config, std::time::Duration::from_secs(*timeout), *json)
+        }
+        Command::Backup { file } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            crate::edge::backup(&config, file)
+        }
+        Command::Restore { file, force } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            crate::edge::restore(&config, file, *force)
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -328,6 +360,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state_dir = %state.core().state_dir.display(),
         "plantwire starting"
     );
+    let extras = crate::edge::ServeExtras::start(&state, &listeners)?;
     let reloader = state.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -341,6 +374,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
+        extras.stop().await;
     };
     crate::server::run(listeners, state, shutdown).await;
     Ok(())

@@ -44,6 +44,47 @@ pub struct Config {
     pub events: EventsConfig,
     pub auth: AuthConfig,
     pub chat: ChatConfig,
+    pub metrics: MetricsConfig,
+    pub discovery: DiscoveryConfig,
+}
+
+/// `/metrics`: who may scrape it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// A file holding a bearer token that may scrape (a secret: must not be world-readable).
+    /// Admins signed in may always scrape.
+    pub token_file: Option<PathBuf>,
+}
+
+/// mDNS announcement of `_plantwire._tcp.local.`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Announce this server on the LAN.
+    pub enabled: bool,
+    /// Interface names to announce on; empty means every non-loopback interface.
+    pub interfaces: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_file: None,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interfaces: Vec::new(),
+        }
+    }
 }
 
 /// Who may create an account.
@@ -152,6 +193,8 @@ impl Default for Config {
             events: EventsConfig::default(),
             auth: AuthConfig::default(),
             chat: ChatConfig::default(),
+            metrics: MetricsConfig::default(),
+            discovery: DiscoveryConfig::default(),
         }
     }
 }
@@ -283,7 +326,13 @@ impl Config {
             }
             None => {}
         }
-        fig = fig.merge(Env::prefixed("PLANTWIRE_").split("__").ignore(&["config"]));
+        // PLANTWIRE_CONFIG is the --config flag; PLANTWIRE_ARTIFACTS tells the tests where CI put
+        // the release artifacts; neither is configuration.
+        fig = fig.merge(
+            Env::prefixed("PLANTWIRE_")
+                .split("__")
+                .ignore(&["config", "artifacts"]),
+        );
         if let Some(dir) = &overrides.state_dir {
             fig = fig.merge(Serialized::default("state_dir", dir));
         }
@@ -387,6 +436,17 @@ impl Config {
         )?;
         bounded("auth.throttle_after", a.throttle_after, 1, 1000)?;
         bounded("auth.throttle_max_secs", a.throttle_max_secs, 1, 24 * 3600)?;
+        for name in &self.discovery.interfaces {
+            let ok = !name.is_empty()
+                && name.len() <= 15
+                && name.chars().all(|c| c.is_ascii_graphic() && c != '/');
+            if !ok {
+                return Err(invalid(
+                    "discovery.interfaces",
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+        }
         bounded("events.max_batch", self.events.max_batch, 1, 100_000)?;
         bounded(
             "events.max_event_bytes",

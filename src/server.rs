@@ -48,6 +48,7 @@ struct ConnCtx {
     cfg: ServerConfig,
     drain: CancellationToken,
     hard_stop: CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, drains open connections for up to
@@ -81,6 +82,7 @@ where
         cfg: cfg.clone(),
         drain: drain.clone(),
         hard_stop: hard_stop.clone(),
+        metrics: state.core().metrics.clone(),
     });
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let mut accept_loops = Vec::new();
@@ -94,8 +96,11 @@ where
         )));
     }
     state.set_ready(true);
+    // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
+    let lifecycle = crate::service::Lifecycle::ready(&state);
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining open ones");
+    lifecycle.stopping().await;
     state.set_ready(false);
     stop_accepting.cancel();
     for l in accept_loops {
@@ -138,9 +143,10 @@ async fn accept_loop(
             Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let ctx = ctx.clone();
+                    let open = ctx.metrics.connection();
                     tracker.spawn(async move {
                         serve_connection(stream, peer, ctx).await;
-                        drop(permit);
+                        drop((open, permit));
                     });
                 }
                 Err(_) => {

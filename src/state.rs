@@ -53,6 +53,7 @@ pub struct Core {
     pub auth: Arc<crate::auth::Auth>,
     /// Live connections, presence and typing (never persisted).
     pub live: Arc<crate::chat::Live>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,6 +88,7 @@ impl Core {
         let hub = Hub::new(config.storage.hub_capacity);
         let config_ws_max = config.chat.ws_max_per_user;
         let stop = CancellationToken::new();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (sequencer, writer) = Sequencer::start(
             store.clone(),
             key.clone(),
@@ -96,6 +98,7 @@ impl Core {
             SequencerConfig {
                 queue_capacity: config.storage.queue_capacity,
                 max_batch: config.storage.max_batch,
+                metrics: metrics.clone(),
             },
             stop.clone(),
         )?;
@@ -110,6 +113,7 @@ impl Core {
             sequencer,
             auth,
             live: Arc::new(crate::chat::Live::new(config_ws_max)),
+            metrics,
             stop,
             writer: Mutex::new(Some(writer)),
         })

@@ -98,6 +98,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
             SequencerConfig {
                 queue_capacity: producers.max(1) * 4,
                 max_batch: b.max_batch,
+                metrics: Arc::new(crate::metrics::Metrics::new()),
             },
             stop.clone(),
         )?;

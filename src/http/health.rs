@@ -1,5 +1,5 @@
 //! Public operational endpoints: liveness, readiness, and the site CA certificate.
-//! They reveal nothing beyond "up", "ready" and the public CA.
+//! They reveal nothing beyond "up", "ready", the site name and the public certificates.
 
 use axum::Json;
 use axum::extract::State;
@@ -29,6 +29,26 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     } else {
         Err(ApiError::unavailable("not ready"))
     }
+}
+
+/// What a client needs before it signs in: which site this is and the fingerprint of the
+/// certificate served right now, to compare with what the browser or `plantwire discover` shows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SiteInfo {
+    site: String,
+    version: &'static str,
+    /// SHA-256 of the served certificate (DER), upper-case hex pairs joined by ':'.
+    fingerprint: String,
+}
+
+/// The site, the version, and the fingerprint of the certificate served now (to compare by eye).
+#[utoipa::path(get, path = "/api/v1/site", tag = "health", responses((status = 200, body = SiteInfo)))]
+pub async fn site(State(state): State<AppState>) -> Json<SiteInfo> {
+    Json(SiteInfo {
+        site: state.core().site.to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        fingerprint: state.tls().served_fingerprint(),
+    })
 }
 
 /// The CA certificate to install so clients trust this server.

@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod health;
 mod messages;
+mod metrics;
 mod middleware;
 pub mod openapi;
 mod presence;
@@ -69,6 +70,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/healthz", Public, get(health::healthz)),
         r(Method::GET, "/readyz", Public, get(health::readyz)),
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
+        r(Method::GET, "/api/v1/site", Public, get(health::site)),
         r(
             Method::GET,
             "/api/v1/openapi.json",
@@ -106,7 +108,8 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Device,
             post(events::publish_batch),
         ),
-        // People.
+        // People (or, for /metrics, the scraper's token).
+        r(Method::GET, "/metrics", User, get(metrics::metrics)),
         r(Method::GET, "/api/v1/auth/me", User, get(auth::me)),
         r(
             Method::POST,
@@ -357,6 +360,10 @@ pub fn router(state: AppState) -> Router {
     let ui = std::sync::Arc::new(ui::Ui::build());
     router
         .fallback(move |req: Request| async move { ui.serve(&req) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::finish))

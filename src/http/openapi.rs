@@ -5,7 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    attachments, auth, contacts, conversations, events, health, messages, presence, users, ws,
+    attachments, auth, contacts, conversations, events, health, messages, metrics, presence, users,
+    ws,
 };
 
 #[derive(OpenApi)]
@@ -15,6 +16,8 @@ use super::{
         health::healthz,
         health::readyz,
         health::ca_cert,
+        health::site,
+        metrics::metrics,
         document,
         auth::login,
         auth::refresh,

@@ -184,6 +184,8 @@ pub async fn upgrade(
                 typing: HashMap::new(),
             };
             let abort = c.state.sockets().abort.clone();
+            // Counted in `websocket_clients` for as long as the task lives.
+            let _gauge = c.state.core().metrics.websocket_client();
             tokio::select! {
                 () = c.run(head) => {}
                 // Past the drain deadline: the task ends; the registry entry goes with `Drop`.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::Rejection;
+use crate::metrics::Metrics;
 use crate::store::{DataKey, Store, StoreError};
 
 use super::hub::Hub;
@@ -38,13 +39,15 @@ impl From<AppendError> for SubmitError {
     }
 }
 
-/// Tuning of the sequencer; both are bounded by config validation.
-#[derive(Debug, Clone, Copy)]
+/// Tuning of the sequencer (both bounded by config validation) and where it reports commits.
+#[derive(Debug, Clone)]
 pub struct SequencerConfig {
     /// Jobs that may wait; beyond this, `submit` answers `Busy`.
     pub queue_capacity: usize,
     /// Most jobs committed in one transaction.
     pub max_batch: usize,
+    /// Commit latency, batch size and append count go here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A unit of work run inside the batch transaction. `run` may be called again after a rollback
@@ -120,6 +123,7 @@ impl Sequencer {
             site,
             clock,
             hub,
+            metrics: config.metrics,
             chain,
             max_batch: config.max_batch.max(1),
         };
@@ -156,6 +160,7 @@ struct Writer {
     site: Arc<str>,
     clock: Arc<dyn Clock>,
     hub: Hub,
+    metrics: Arc<Metrics>,
     chain: ChainState,
     max_batch: usize,
 }
@@ -202,6 +207,7 @@ impl Writer {
     fn commit_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
         let mut rejected: Vec<(Box<dyn Job>, Rejection)> = Vec::new();
         let now = self.clock.now_us();
+        let started = std::time::Instant::now();
         loop {
             let mut wtx = match self.store.write() {
                 Ok(w) => w,
@@ -254,6 +260,8 @@ impl Writer {
             } else if let Err(e) = wtx.commit() {
                 tracing::error!(error = %e, "commit failed");
                 return fail_all(batch, rejected, &e.to_string());
+            } else if !entries.is_empty() {
+                self.metrics.commit(started.elapsed(), entries.len());
             }
             self.chain = chain;
             for job in batch {

@@ -1,6 +1,7 @@
 //! The redb file: the table registry, opening with lock detection, and typed read/write transactions.
 //! Only this module names redb types; callers speak in records and rows, never in tables.
 
+pub mod backup;
 mod chat;
 mod chat_rows;
 mod codec;

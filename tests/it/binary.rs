@@ -1,111 +1,12 @@
 //! The real binary: config errors stop the start with a message naming the problem, SIGHUP swaps a
 //! configured certificate, SIGKILL under load loses nothing acknowledged, and the CLI is clear.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::process::{Running, command, default_server_section, write_config};
 use crate::support::Client;
-
-const BIN: &str = env!("CARGO_BIN_EXE_plantwire");
-
-fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PLANTWIRE_") || k == "RUST_LOG" || k == "JOURNAL_STREAM" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("plantwire.toml");
-    let text = format!(
-        "version = 1\nsite = \"bin-test\"\nstate_dir = \"{}\"\n{extra}\n",
-        dir.join("state").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn default_server_section() -> &'static str {
-    "[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
-}
-
-/// A running `plantwire serve`, with its stderr collected.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(config: &Path) -> Self {
-        let mut child = command(&["serve", "--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(addr)) => addr,
-            other => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start ({other:?}): {:?}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Self { child, addr, log }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "server did not exit in time: {:?}",
-                    self.log.lock().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
 
 fn stderr_of(args: &[&str]) -> (bool, String) {
     let out = command(args).output().unwrap();

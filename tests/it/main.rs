@@ -5,14 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat_support;
+mod process;
 mod support;
 
+mod artifacts;
 mod auth;
+mod backup;
 mod binary;
 mod chat;
 mod chat_live;
+mod discovery;
 mod errors;
 mod log;
+mod metrics;
+mod notify;
 mod openapi;
 mod tls;
 mod ui;

@@ -1,0 +1,268 @@
+//! What `serve` runs beside the HTTPS server on an edge box (the mDNS announcement and the control
+//! socket), and the CLI commands built on them: `discover`, `backup`, `restore`.
+
+use std::io::{BufReader, BufWriter};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::bootstrap::{self, STORE_FILE};
+use crate::config::Config;
+use crate::control::ControlSocket;
+use crate::discovery::Announcer;
+use crate::state::AppState;
+use crate::store::backup::{self, Manifest};
+use crate::store::{SCHEMA_VERSION, Store};
+
+/// The announcement and the control socket of a running server.
+#[derive(Debug)]
+pub struct ServeExtras {
+    announcer: Option<Announcer>,
+    control: Option<ControlSocket>,
+}
+
+impl ServeExtras {
+    /// Announces the first listener's port by mDNS (when enabled) and opens the control socket.
+    /// Neither is needed to serve: a failure is logged and the server runs without it.
+    pub fn start(state: &AppState, listeners: &[tokio::net::TcpListener]) -> anyhow::Result<Self> {
+        let cfg = &state.config().discovery;
+        let port = listeners
+            .first()
+            .map(|l| l.local_addr())
+            .transpose()?
+            .map(|a| a.port());
+        let announcer = match (cfg.enabled, port) {
+            (true, Some(port)) => {
+                match Announcer::start(
+                    cfg,
+                    &state.core().site,
+                    port,
+                    &state.tls().served_fingerprint(),
+                ) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mDNS announcement unavailable");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let control = match ControlSocket::start(state) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket unavailable; `plantwire backup` needs it while serving");
+                None
+            }
+        };
+        Ok(Self { announcer, control })
+    }
+
+    /// At the start of shutdown: goodbye on mDNS, close the control socket.
+    pub async fn stop(self) {
+        if let Some(a) = self.announcer {
+            let _ = tokio::task::spawn_blocking(move || a.goodbye()).await;
+        }
+        if let Some(c) = self.control {
+            c.stop().await;
+        }
+    }
+}
+
+/// `plantwire discover`: listens for `timeout` and prints what it heard.
+pub fn discover(config: &Config, timeout: Duration, json: bool) -> anyhow::Result<ExitCode> {
+    let found = crate::discovery::browse(&config.discovery, timeout)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        println!("no plantwire server answered within {}s", timeout.as_secs());
+    }
+    for i in &found {
+        let addrs: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
+        println!("{}", i.name);
+        println!("  site:        {}", i.site.as_deref().unwrap_or("?"));
+        println!("  version:     {}", i.version.as_deref().unwrap_or("?"));
+        println!("  host:        {}", i.host);
+        println!("  addresses:   {}", addrs.join(", "));
+        println!("  port:        {}", i.port);
+        println!("  fingerprint: {}", i.fingerprint.as_deref().unwrap_or("?"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(m: &Manifest) -> String {
+    let head = match &m.chain_head {
+        Some(h) => format!("entries up to seq {} (hash {})", h.seq, h.hash),
+        None => "an empty log".to_string(),
+    };
+    format!(
+        "site {}, schema {}, {head}, taken at {} by plantwire {}",
+        m.site,
+        m.schema_version,
+        utc(m.created_at_us),
+        m.plantwire_version
+    )
+}
+
+/// `plantwire backup FILE`: through the running server's control socket, else (server stopped)
+/// from the store directly. Written to `FILE.partial`, verified, then renamed; mode 0600.
+pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    let state_dir = config.state_dir();
+    let partial = PathBuf::from(format!("{}.partial", file.display()));
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    // The backup holds sealed bodies but clear metadata (names, hashes): keep it private.
+    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut out = BufWriter::with_capacity(256 << 10, out);
+    let via = match crate::control::request_backup(&state_dir, &mut out) {
+        Ok(true) => "the running server",
+        Ok(false) => {
+            let path = state_dir.join(STORE_FILE);
+            if !path.exists() {
+                bail!("no store at {} and no server running", path.display());
+            }
+            let store = Store::open(&path, config.storage.cache_mib << 20)?;
+            store.write_backup(
+                &mut out,
+                crate::clock::Clock::now_us(&crate::clock::SystemClock),
+            )?;
+            "the store (server stopped)"
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.into());
+        }
+    };
+    let file_handle = out.into_inner().map_err(|e| e.into_error())?;
+    file_handle.sync_all()?;
+    drop(file_handle);
+    let manifest = match backup::verify(&mut BufReader::new(std::fs::File::open(&partial)?)) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            bail!("the backup did not verify, nothing written: {e}");
+        }
+    };
+    std::fs::rename(&partial, file)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    println!("backup written to {} from {via}", file.display());
+    println!("{}", describe(&manifest));
+    println!(
+        "the data key is not in the backup: keep it separately (see docs/deployment.md, \"Backup and restore\")"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plantwire restore FILE`: into the configured state directory, with the server stopped.
+pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let manifest = backup::read_manifest(&mut BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?,
+    ))?;
+    println!("backup: {}", describe(&manifest));
+    if manifest.site != config.site() {
+        bail!(
+            "the backup is of site {:?} but this configuration says {:?}; set `site = \"{}\"` first",
+            manifest.site,
+            config.site(),
+            manifest.site
+        );
+    }
+    let state_dir = config.state_dir();
+    bootstrap::ensure_state_dir(&state_dir)?;
+    // The key is never in a backup: if one is configured here it must be the backup's.
+    let key = match bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse) {
+        Ok(k) => Some(k),
+        Err(bootstrap::BootstrapError::NoKey(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let (Some(k), Some(fp)) = (&key, &manifest.data_key_fingerprint) {
+        if &hex::encode(k.fingerprint()) != fp {
+            bail!(
+                "the data key configured here is not the key of this backup (fingerprint {fp}); put the backup's key in place"
+            );
+        }
+    }
+    let dest = state_dir.join(STORE_FILE);
+    if dest.exists() {
+        if !force {
+            bail!(
+                "{} exists; stop the server and pass --force to replace it (it is kept beside)",
+                dest.display()
+            );
+        }
+        // Opening it proves no server holds it.
+        drop(Store::open(&dest, 1 << 20)?);
+    }
+    let staging = state_dir.join(format!("{STORE_FILE}.restoring"));
+    let _ = std::fs::remove_file(&staging);
+    let restored = backup::restore(&mut BufReader::new(std::fs::File::open(file)?), &staging)?;
+    // Bring an older schema up to date now, so a failure shows here and not at the next start.
+    drop(Store::open(&staging, 1 << 20)?);
+    if dest.exists() {
+        let aside = state_dir.join(format!(
+            "{STORE_FILE}.before-restore-{}",
+            crate::clock::Clock::now_us(&crate::clock::SystemClock)
+        ));
+        std::fs::rename(&dest, &aside)?;
+        println!("the previous store is kept as {}", aside.display());
+    }
+    std::fs::rename(&staging, &dest)?;
+    std::fs::File::open(&state_dir)?.sync_all()?;
+    println!(
+        "restored into {} (schema {} -> {SCHEMA_VERSION})",
+        dest.display(),
+        restored.schema_version
+    );
+    match key {
+        Some(_) => {
+            println!("run `plantwire audit verify` to check the chain, then start the server")
+        }
+        None => println!(
+            "no data key here yet: put the backup's key in place (data.key, data_key_file or the data-key credential) before starting"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a UTC µs timestamp (days to civil date after H. Hinnant).
+fn utc(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(951_782_400_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc(1_795_000_000_123_456), "2026-11-18T11:06:40Z");
+    }
+}

@@ -1,0 +1,194 @@
+//! The metrics registry of one server: counters, gauges and histograms that the listener, the
+//! router and the sequencer update, rendered as Prometheus text. Held by `Core`; never global.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of `plantwire_http_requests_total`: the route template (never the raw path, so the
+/// label set stays bounded), the method and the status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    target: String,
+}
+
+/// Every metric plantwire exports. Cheap handles: clone the `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    open_connections: Gauge,
+    ws_clients: Gauge,
+    appends: Counter,
+    commit_seconds: Histogram,
+    batch_size: Histogram,
+    queue_depth: Gauge,
+    store_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("plantwire");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "TCP connections open now (TLS handshake included)",
+            open_connections.clone(),
+        );
+        let ws_clients = Gauge::default();
+        registry.register(
+            "websocket_clients",
+            "WebSocket clients connected now",
+            ws_clients.clone(),
+        );
+        let appends = Counter::default();
+        registry.register(
+            "log_appends",
+            "Log entries durably committed",
+            appends.clone(),
+        );
+        // 50 µs .. ~0.4 s: an fsync on flash is a few hundred µs, a slow SD card tens of ms.
+        let commit_seconds = Histogram::new([
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            0.5,
+        ]);
+        registry.register(
+            "log_commit_seconds",
+            "Time of one group commit (write transaction through fsync)",
+            commit_seconds.clone(),
+        );
+        let batch_size = Histogram::new([
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+        ]);
+        registry.register(
+            "log_commit_batch_size",
+            "Entries appended per group commit",
+            batch_size.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "log_queue_depth",
+            "Appends waiting for the writer",
+            queue_depth.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_size_bytes",
+            "Size of the store file",
+            store_bytes.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                target: target_triple().to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "Version and target of this binary", build);
+        Self {
+            registry,
+            requests,
+            open_connections,
+            ws_clients,
+            appends,
+            commit_seconds,
+            batch_size,
+            queue_depth,
+            store_bytes,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, method: &str, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn connection(self: &Arc<Self>) -> GaugeGuard {
+        GaugeGuard::new(self.open_connections.clone())
+    }
+
+    /// Counts a WebSocket client as connected until the guard is dropped.
+    pub fn websocket_client(self: &Arc<Self>) -> GaugeGuard {
+        GaugeGuard::new(self.ws_clients.clone())
+    }
+
+    /// Records one durable group commit of `entries` appends that took `took`.
+    pub fn commit(&self, took: Duration, entries: usize) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.batch_size.observe(entries as f64);
+        self.appends.inc_by(entries as u64);
+    }
+
+    /// The text exposition, with the sampled gauges set to the given values first.
+    pub fn render(&self, queue_depth: usize, store_bytes: u64) -> Result<String, std::fmt::Error> {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.store_bytes
+            .set(i64::try_from(store_bytes).unwrap_or(i64::MAX));
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Increments a gauge now and decrements it when dropped.
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn new(g: Gauge) -> Self {
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The target this binary was built for, as `<arch>-<os>-<env>`.
+fn target_triple() -> &'static str {
+    match (std::env::consts::ARCH, cfg!(target_env = "musl")) {
+        ("x86_64", true) => "x86_64-linux-musl",
+        ("x86_64", false) => "x86_64-linux-gnu",
+        ("aarch64", true) => "aarch64-linux-musl",
+        ("aarch64", false) => "aarch64-linux-gnu",
+        ("arm", _) => "armv7-linux-gnueabihf",
+        (arch, _) => arch,
+    }
+}

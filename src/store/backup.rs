@@ -1,0 +1,532 @@
+//! Backups: every table copied row by row from one read transaction (a consistent snapshot that
+//! never blocks the writer), and restore into a new file. Sealed bodies stay sealed; no key inside.
+//!
+//! Format v1, all integers big-endian:
+//!   "PWBACKUP" | format u32 (=1) | manifest length u32 | manifest (JSON, `Manifest`)
+//!   then per row: 0x01 | table index u16 (into manifest.tables) | key len u32 | key | value len u32 | value
+//!   then 0x00 | row count u64 | SHA-256 of every byte before it ([32]).
+//! Tables are written whole, one after the other, in the order of `manifest.tables`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use aws_lc_rs::digest::{Context, SHA256};
+use redb::{
+    Database, Durability, Key, MultimapTableHandle, ReadTransaction, ReadableDatabase,
+    ReadableTable, TableDefinition, TableError, TableHandle, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENTS, CHANNELS, CONTACTS, CONVS, ChainHead,
+    DEVICE_TOKENS, DEVICES, IDEMPOTENCY, LOG, MEMBERS, MENTIONS, MESSAGES, META, REFRESH_TOKENS,
+    SCHEMA_VERSION, SESSIONS, STREAM_INDEX, Store, StoreError, USER_CONVS, USERS,
+};
+
+const MAGIC: &[u8; 8] = b"PWBACKUP";
+const FORMAT: u32 = 1;
+const ROW: u8 = 1;
+const END: u8 = 0;
+/// No stored key or value comes near this; a larger length means a damaged file.
+const MAX_FIELD: u32 = 64 << 20;
+const MAX_MANIFEST: u32 = 1 << 20;
+/// Rows per write transaction while restoring, so memory stays bounded on a big log.
+const RESTORE_CHUNK: usize = 50_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("not a plantwire backup (bad magic)")]
+    NotABackup,
+    #[error("backup format {0} is not supported by this build (it reads format {FORMAT})")]
+    Format(u32),
+    #[error(
+        "the backup has schema version {found}, newer than this build supports ({supported}); use a newer plantwire"
+    )]
+    NewerSchema { found: u32, supported: u32 },
+    #[error("the backup is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the backup checksum does not match: the file is damaged or truncated")]
+    Checksum,
+    #[error(
+        "the store has table {0:?} that backups do not know; refusing to write an incomplete backup"
+    )]
+    UnknownTable(String),
+    #[error("{0} already exists")]
+    Exists(std::path::PathBuf),
+    #[error("backup I/O: {0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<E: Into<redb::Error>> From<E> for BackupError {
+    fn from(e: E) -> Self {
+        BackupError::Store(StoreError::from(e))
+    }
+}
+
+/// What a backup holds, written before the rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub schema_version: u32,
+    pub site: String,
+    /// The last entry in the backup; every entry up to it is included.
+    pub chain_head: Option<HeadInfo>,
+    /// When the snapshot was taken (UTC µs).
+    pub created_at_us: i64,
+    pub plantwire_version: String,
+    /// Hex of the data key's fingerprint (never the key): which key the backup needs.
+    pub data_key_fingerprint: Option<String>,
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    pub seq: u64,
+    /// Hex SHA-256 of the entry.
+    pub hash: String,
+    pub ts_us: i64,
+}
+
+/// Runs `$f($arg, TABLE, $out)?` for every table a backup carries, in backup order. A new table
+/// is added here, once; `write_backup` refuses to run while the store has a table missing here.
+macro_rules! each_table {
+    ($f:ident($arg:expr, $out:expr)) => {{
+        $f($arg, META, $out)?;
+        $f($arg, LOG, $out)?;
+        $f($arg, STREAM_INDEX, $out)?;
+        $f($arg, DEVICES, $out)?;
+        $f($arg, DEVICE_TOKENS, $out)?;
+        $f($arg, USERS, $out)?;
+        $f($arg, SESSIONS, $out)?;
+        $f($arg, REFRESH_TOKENS, $out)?;
+        $f($arg, CONVS, $out)?;
+        $f($arg, MEMBERS, $out)?;
+        $f($arg, USER_CONVS, $out)?;
+        $f($arg, CHANNELS, $out)?;
+        $f($arg, MESSAGES, $out)?;
+        $f($arg, IDEMPOTENCY, $out)?;
+        $f($arg, MENTIONS, $out)?;
+        $f($arg, CONTACTS, $out)?;
+        $f($arg, ATTACHMENTS, $out)?;
+        $f($arg, ATTACHMENT_CHUNKS, $out)?;
+        $f($arg, ATTACHMENT_CONVS, $out)?;
+    }};
+}
+
+fn push_name<K: Key + 'static, V: Value + 'static>(
+    _: (),
+    def: TableDefinition<K, V>,
+    out: &mut Vec<String>,
+) -> Result<(), BackupError> {
+    out.push(def.name().to_string());
+    Ok(())
+}
+
+fn table_names() -> Vec<String> {
+    let mut names = Vec::new();
+    // push_name cannot fail; the macro's `?` only needs a Result around it.
+    let _: Result<(), BackupError> = (|| {
+        each_table!(push_name((), &mut names));
+        Ok(())
+    })();
+    names
+}
+
+fn dump_all(rtx: &ReadTransaction, w: &mut RowWriter<'_>) -> Result<(), BackupError> {
+    each_table!(dump(rtx, w));
+    Ok(())
+}
+
+fn load_all(db: &Database, r: &mut RowReader<'_>) -> Result<(), BackupError> {
+    each_table!(load(db, r));
+    Ok(())
+}
+
+/// Writes while hashing.
+struct HashingWriter<'a> {
+    out: &'a mut dyn Write,
+    hash: Context,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+struct RowWriter<'a> {
+    out: HashingWriter<'a>,
+    names: Vec<String>,
+    rows: u64,
+}
+
+impl RowWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), BackupError> {
+        self.out.write_all(bytes).map_err(BackupError::Io)
+    }
+
+    fn row(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
+        let index = self
+            .names
+            .iter()
+            .position(|n| n == table)
+            .ok_or_else(|| BackupError::UnknownTable(table.to_string()))?;
+        let index = u16::try_from(index).map_err(|_| BackupError::UnknownTable(table.into()))?;
+        let len = |b: &[u8]| {
+            u32::try_from(b.len())
+                .ok()
+                .filter(|l| *l <= MAX_FIELD)
+                .ok_or_else(|| BackupError::Corrupt(format!("a row of {table} is too large")))
+        };
+        let (klen, vlen) = (len(key)?, len(value)?);
+        self.put(&[ROW])?;
+        self.put(&index.to_be_bytes())?;
+        self.put(&klen.to_be_bytes())?;
+        self.put(key)?;
+        self.put(&vlen.to_be_bytes())?;
+        self.put(value)?;
+        self.rows += 1;
+        Ok(())
+    }
+}
+
+fn dump<K: Key + 'static, V: Value + 'static>(
+    rtx: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    w: &mut RowWriter<'_>,
+) -> Result<(), BackupError> {
+    let table = match rtx.open_table(def) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let (k, v) = (k.value(), v.value());
+        w.row(
+            def.name(),
+            K::as_bytes(&k).as_ref(),
+            V::as_bytes(&v).as_ref(),
+        )?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Writes a backup of everything committed when it starts, from one read transaction: the
+    /// writer goes on committing meanwhile, and none of that enters the backup.
+    pub fn write_backup(&self, out: &mut dyn Write, now_us: i64) -> Result<Manifest, BackupError> {
+        let rtx = self.db.begin_read()?;
+        let names = table_names();
+        for t in rtx.list_tables()? {
+            if !names.iter().any(|n| n == t.name()) {
+                return Err(BackupError::UnknownTable(t.name().to_string()));
+            }
+        }
+        if let Some(t) = rtx.list_multimap_tables()?.next() {
+            return Err(BackupError::UnknownTable(t.name().to_string()));
+        }
+        let manifest = {
+            let meta = rtx.open_table(META)?;
+            let get = |k: &str| -> Result<Option<Vec<u8>>, BackupError> {
+                Ok(meta.get(k)?.map(|v| v.value().to_vec()))
+            };
+            let schema_version = get("schema_version")?
+                .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| BackupError::Corrupt("the store has no schema version".into()))?;
+            let head = get("chain_head")?
+                .map(|b| ChainHead::decode(&b))
+                .transpose()?;
+            Manifest {
+                format: FORMAT,
+                schema_version,
+                site: get("site")?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+                chain_head: head.map(|h| HeadInfo {
+                    seq: h.seq,
+                    hash: hex::encode(h.hash),
+                    ts_us: h.ts,
+                }),
+                created_at_us: now_us,
+                plantwire_version: env!("CARGO_PKG_VERSION").to_string(),
+                data_key_fingerprint: get("data_key_fp")?.map(hex::encode),
+                tables: names.clone(),
+            }
+        };
+        let json = serde_json::to_vec(&manifest)
+            .map_err(|e| BackupError::Corrupt(format!("manifest: {e}")))?;
+        let mut w = RowWriter {
+            out: HashingWriter {
+                out,
+                hash: Context::new(&SHA256),
+            },
+            names,
+            rows: 0,
+        };
+        w.put(MAGIC)?;
+        w.put(&FORMAT.to_be_bytes())?;
+        w.put(&(json.len() as u32).to_be_bytes())?;
+        w.put(&json)?;
+        dump_all(&rtx, &mut w)?;
+        w.put(&[END])?;
+        let rows = w.rows.to_be_bytes();
+        w.put(&rows)?;
+        let digest = w.out.hash.clone().finish();
+        w.out
+            .out
+            .write_all(digest.as_ref())
+            .map_err(BackupError::Io)?;
+        w.out.flush().map_err(BackupError::Io)?;
+        Ok(manifest)
+    }
+}
+
+/// Reads while hashing.
+struct HashingReader<'a> {
+    input: &'a mut dyn Read,
+    hash: Context,
+}
+
+impl HashingReader<'_> {
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), BackupError> {
+        self.input.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                BackupError::Checksum
+            } else {
+                BackupError::Io(e)
+            }
+        })?;
+        self.hash.update(buf);
+        Ok(())
+    }
+
+    fn u8(&mut self) -> Result<u8, BackupError> {
+        let mut b = [0u8; 1];
+        self.exact(&mut b)?;
+        Ok(b[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, BackupError> {
+        let mut b = [0u8; 2];
+        self.exact(&mut b)?;
+        Ok(u16::from_be_bytes(b))
+    }
+
+    fn u32(&mut self) -> Result<u32, BackupError> {
+        let mut b = [0u8; 4];
+        self.exact(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn field(&mut self, limit: u32) -> Result<Vec<u8>, BackupError> {
+        let len = self.u32()?;
+        if len > limit {
+            return Err(BackupError::Corrupt(format!("a field of {len} bytes")));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.exact(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Reads the header and manifest; refuses other formats and newer schemas.
+fn read_header(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic).map_err(|_| BackupError::NotABackup)?;
+    if &magic != MAGIC {
+        return Err(BackupError::NotABackup);
+    }
+    let format = r.u32()?;
+    if format != FORMAT {
+        return Err(BackupError::Format(format));
+    }
+    let json = r.field(MAX_MANIFEST)?;
+    let manifest: Manifest = serde_json::from_slice(&json)
+        .map_err(|e| BackupError::Corrupt(format!("manifest: {e}")))?;
+    if manifest.schema_version > SCHEMA_VERSION {
+        return Err(BackupError::NewerSchema {
+            found: manifest.schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let known = table_names();
+    if let Some(t) = manifest.tables.iter().find(|t| !known.contains(t)) {
+        return Err(BackupError::Corrupt(format!("unknown table {t:?}")));
+    }
+    Ok(manifest)
+}
+
+/// Reads only the manifest (no checksum check).
+pub fn read_manifest(input: &mut dyn Read) -> Result<Manifest, BackupError> {
+    read_header(&mut HashingReader {
+        input,
+        hash: Context::new(&SHA256),
+    })
+}
+
+struct RowReader<'a> {
+    input: HashingReader<'a>,
+    tables: Vec<String>,
+    /// The table index of the row whose tag and index were read but not its key and value.
+    pending: Option<u16>,
+    ended: bool,
+    rows: u64,
+}
+
+impl RowReader<'_> {
+    /// The table of the next row, or None at the end marker.
+    fn peek(&mut self) -> Result<Option<&str>, BackupError> {
+        if self.pending.is_none() && !self.ended {
+            match self.input.u8()? {
+                ROW => self.pending = Some(self.input.u16()?),
+                END => self.ended = true,
+                other => return Err(BackupError::Corrupt(format!("row tag {other}"))),
+            }
+        }
+        match self.pending {
+            Some(i) => self
+                .tables
+                .get(usize::from(i))
+                .map(|s| Some(s.as_str()))
+                .ok_or_else(|| BackupError::Corrupt(format!("table index {i}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn take(&mut self) -> Result<(Vec<u8>, Vec<u8>), BackupError> {
+        self.pending = None;
+        self.rows += 1;
+        Ok((self.input.field(MAX_FIELD)?, self.input.field(MAX_FIELD)?))
+    }
+}
+
+/// Reads a whole backup without restoring it: format, manifest, row framing, table order, row
+/// count and checksum. What `plantwire backup` runs on the file it wrote before it says "done".
+pub fn verify(input: &mut dyn Read) -> Result<Manifest, BackupError> {
+    let mut hr = HashingReader {
+        input,
+        hash: Context::new(&SHA256),
+    };
+    let manifest = read_header(&mut hr)?;
+    let mut rows = RowReader {
+        input: hr,
+        tables: manifest.tables.clone(),
+        pending: None,
+        ended: false,
+        rows: 0,
+    };
+    let mut last_table = 0usize;
+    while let Some(table) = rows.peek()? {
+        let index = manifest.tables.iter().position(|t| t == table).unwrap_or(0);
+        if index < last_table {
+            return Err(BackupError::Corrupt("rows out of table order".into()));
+        }
+        last_table = index;
+        rows.take()?;
+    }
+    finish(&mut rows)?;
+    Ok(manifest)
+}
+
+/// After the end marker: the row count, the checksum, and nothing more.
+fn finish(rows: &mut RowReader<'_>) -> Result<(), BackupError> {
+    let mut count = [0u8; 8];
+    rows.input.exact(&mut count)?;
+    let expected = rows.input.hash.clone().finish();
+    let mut stored = [0u8; 32];
+    rows.input
+        .input
+        .read_exact(&mut stored)
+        .map_err(|_| BackupError::Checksum)?;
+    if stored.as_slice() != expected.as_ref() {
+        return Err(BackupError::Checksum);
+    }
+    if u64::from_be_bytes(count) != rows.rows {
+        return Err(BackupError::Corrupt("row count".into()));
+    }
+    let mut extra = [0u8; 1];
+    if rows.input.input.read(&mut extra).map_err(BackupError::Io)? != 0 {
+        return Err(BackupError::Corrupt("data after the checksum".into()));
+    }
+    Ok(())
+}
+
+fn load<K: Key + 'static, V: Value + 'static>(
+    db: &Database,
+    def: TableDefinition<K, V>,
+    r: &mut RowReader<'_>,
+) -> Result<(), BackupError> {
+    while r.peek()? == Some(def.name()) {
+        let mut wtx = db.begin_write()?;
+        wtx.set_durability(Durability::None)
+            .map_err(|e| BackupError::Corrupt(e.to_string()))?;
+        {
+            let mut table = wtx.open_table(def)?;
+            let mut n = 0;
+            while n < RESTORE_CHUNK && r.peek()? == Some(def.name()) {
+                let (k, v) = r.take()?;
+                table.insert(K::from_bytes(&k), V::from_bytes(&v))?;
+                n += 1;
+            }
+        }
+        wtx.commit()?;
+    }
+    Ok(())
+}
+
+/// Restores a backup into a new store file at `dest`, which must not exist. The checksum is
+/// checked at the end; on any failure the partial file is removed and nothing else is touched.
+pub fn restore(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupError> {
+    if dest.exists() {
+        return Err(BackupError::Exists(dest.to_path_buf()));
+    }
+    let result = restore_into(input, dest);
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupError> {
+    let mut hr = HashingReader {
+        input,
+        hash: Context::new(&SHA256),
+    };
+    let manifest = read_header(&mut hr)?;
+    let db = Database::create(dest).map_err(|e| BackupError::Store(StoreError::from(e)))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
+            .map_err(BackupError::Io)?;
+    }
+    let mut rows = RowReader {
+        input: hr,
+        tables: manifest.tables.clone(),
+        pending: None,
+        ended: false,
+        rows: 0,
+    };
+    load_all(&db, &mut rows)?;
+    if rows.peek()?.is_some() {
+        return Err(BackupError::Corrupt(
+            "rows out of table order or of an unknown table".into(),
+        ));
+    }
+    finish(&mut rows)?;
+    // Make everything durable with one final immediate commit.
+    let mut wtx = db.begin_write()?;
+    wtx.set_durability(Durability::Immediate)
+        .map_err(|e| BackupError::Corrupt(e.to_string()))?;
+    wtx.commit()?;
+    Ok(manifest)
+}

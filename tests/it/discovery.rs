@@ -1,0 +1,322 @@
+//! mDNS between two network namespaces joined by a veth pair (made here, as root): the real
+//! binary announces in one; python-zeroconf (a peer we did not write) and `plantwire discover`
+//! resolve it from the other; the fingerprint matches the served certificate; goodbye on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::process::{BIN, Running, clean, skip, write_config};
+use crate::support::TestServer;
+
+const WATCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/zeroconf_watch.py");
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces `<id>a` and `<id>b` joined by a veth pair, with 10.x and fd00:: addresses of
+/// their own. Removed on drop, also when the test fails.
+struct Namespaces {
+    a: String,
+    b: String,
+    a_if: String,
+    subnet: u8,
+}
+
+impl Namespaces {
+    fn create() -> Self {
+        let mut r = [0u8; 3];
+        aws_lc_rs::rand::fill(&mut r).unwrap();
+        let id = format!("pw{}", hex::encode(r));
+        let ns = Self {
+            a: format!("{id}a"),
+            b: format!("{id}b"),
+            a_if: format!("{id}a"),
+            subnet: 100 + r[0] % 100,
+        };
+        ip(&["netns", "add", &ns.a]);
+        ip(&["netns", "add", &ns.b]);
+        let b_if = format!("{id}b");
+        ip(&[
+            "link", "add", &ns.a_if, "type", "veth", "peer", "name", &b_if,
+        ]);
+        ip(&["link", "set", &ns.a_if, "netns", &ns.a]);
+        ip(&["link", "set", &b_if, "netns", &ns.b]);
+        for (name, dev, host) in [(&ns.a, &ns.a_if, 1), (&ns.b, &b_if, 2)] {
+            ip(&[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &format!("10.{}.0.{host}/24", ns.subnet),
+                "dev",
+                dev,
+            ]);
+            ip(&[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &format!("fd00:{}::{host}/64", ns.subnet),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+            ip(&["-n", name, "link", "set", dev, "up"]);
+        }
+        ns
+    }
+
+    fn addr_a(&self, host: u8) -> String {
+        format!("10.{}.0.{host}", self.subnet)
+    }
+
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        // Deleting a namespace removes its end of the veth, and with it the pair.
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The zeroconf watcher in namespace B; killed on drop.
+struct Watcher {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Watcher {
+    fn start(ns: &Namespaces) -> Self {
+        let mut child = ns
+            .exec(&ns.b, "python3")
+            .args([WATCHER, "120"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let w = Self { child, lines };
+        let first = w.next_matching(Duration::from_secs(30), |v| v["event"] == "browsing");
+        assert!(first.is_some(), "the zeroconf watcher did not start");
+        w
+    }
+
+    /// The next event for which `pred` holds, within `limit`.
+    fn next_matching(&self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return Some(v),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prerequisites_missing() -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        return Some("network namespaces need root".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) is not installed".into());
+    }
+    let zeroconf = Command::new("python3")
+        .args(["-c", "import zeroconf"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !zeroconf {
+        return Some("python3 with zeroconf (pip install zeroconf) is not installed".into());
+    }
+    None
+}
+
+fn served_cert_fingerprint(state: &std::path::Path) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(state.join("tls/server.crt")).unwrap();
+    let leaf = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .unwrap()
+        .unwrap();
+    plantwire::tls::fingerprint(&leaf)
+}
+
+#[test]
+fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() {
+    if let Some(why) = prerequisites_missing() {
+        if skip(&why) {
+            return;
+        }
+    }
+    let ns = Namespaces::create();
+    let watcher = Watcher::start(&ns);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[server]\nlisten = [\"[::]:0\"]\ndrain_timeout_secs = 3\n",
+    );
+    let mut cmd = ns.exec(&ns.a, BIN);
+    cmd.args(["serve", "--config", cfg.to_str().unwrap()]);
+    clean(&mut cmd).env("PLANTWIRE_DISCOVERY__ENABLED", "true");
+    let server = Running::spawn(cmd);
+    let fp = served_cert_fingerprint(&dir.path().join("state"));
+
+    let is_ours = |v: &Value| {
+        v["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("bin-test ("))
+    };
+    let added = watcher
+        .next_matching(Duration::from_secs(30), |v| {
+            v["event"] != "removed" && is_ours(v)
+        })
+        .unwrap_or_else(|| panic!("zeroconf did not resolve it: {}", server.log_text()));
+    assert!(
+        added["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("._plantwire._tcp.local."),
+        "{added}"
+    );
+    assert_eq!(added["port"], server.addr.port(), "{added}");
+    assert_eq!(added["txt"]["site"], "bin-test", "{added}");
+    assert_eq!(
+        added["txt"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{added}"
+    );
+    assert_eq!(added["txt"]["fp"], fp.as_str(), "{added}");
+    assert_eq!(
+        added["served_fp"],
+        fp.as_str(),
+        "the announced fingerprint is the certificate served at the announced address"
+    );
+    let addrs: Vec<&str> = added["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(addrs.contains(&ns.addr_a(1).as_str()), "{added}");
+    assert!(
+        addrs.iter().any(|a| a.contains(':')),
+        "IPv6 is announced too: {added}"
+    );
+    assert!(
+        !addrs.iter().any(|a| a.starts_with("127.") || *a == "::1"),
+        "loopback is not announced: {added}"
+    );
+
+    // `plantwire discover` from the other namespace finds the same.
+    let mut discover = ns.exec(&ns.b, BIN);
+    discover.args(["discover", "--timeout", "4", "--json"]);
+    clean(&mut discover);
+    let out = discover.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let me = found
+        .iter()
+        .find(|i| i["site"] == "bin-test")
+        .unwrap_or_else(|| panic!("discover did not find it: {found:?}"));
+    assert_eq!(me["fingerprint"], fp.as_str());
+    assert_eq!(me["port"], server.addr.port());
+    assert!(
+        me["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == ns.addr_a(1).as_str()),
+        "{me}"
+    );
+
+    // A new address on the interface is announced without a restart.
+    let extra = ns.addr_a(3);
+    ip(&[
+        "-n",
+        &ns.a,
+        "addr",
+        "add",
+        &format!("{extra}/24"),
+        "dev",
+        &ns.a_if,
+    ]);
+    let updated = watcher.next_matching(Duration::from_secs(40), |v| {
+        is_ours(v)
+            && v["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == extra.as_str()))
+    });
+    assert!(
+        updated.is_some(),
+        "the new address was not announced: {}",
+        server.log_text()
+    );
+
+    // SIGTERM: goodbye packets remove it at once (the PTR record's TTL is 75 minutes otherwise).
+    server.signal("-TERM");
+    let removed = watcher.next_matching(Duration::from_secs(20), |v| {
+        v["event"] == "removed" && is_ours(v)
+    });
+    assert!(removed.is_some(), "no goodbye: {}", server.log_text());
+    assert!(server.wait(Duration::from_secs(15)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_endpoint_shows_the_served_fingerprint_without_signing_in() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let tls = c.tls().await;
+    let served = plantwire::tls::fingerprint(&tls.get_ref().1.peer_certificates().unwrap()[0]);
+    let res = c.get("/api/v1/site").await;
+    assert_eq!(res.status, 200);
+    let v = res.json();
+    assert_eq!(v["site"], "test-site");
+    assert_eq!(v["fingerprint"], served.as_str());
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    server.stop().await;
+}

@@ -1,0 +1,158 @@
+//! Running real plantwire processes: the binary under test (or a cross-built one under qemu, or in
+//! a network namespace), with a clean environment, a config in a temp dir and stderr collected.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_plantwire");
+
+/// Removes what the caller's environment could leak into a child: config overrides, log routing,
+/// systemd's notify socket. mDNS stays off unless a test turns it on, so no test announces on
+/// the host's own network.
+pub fn clean(c: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PLANTWIRE_")
+            || matches!(
+                k.as_str(),
+                "RUST_LOG"
+                    | "JOURNAL_STREAM"
+                    | "NOTIFY_SOCKET"
+                    | "WATCHDOG_USEC"
+                    | "WATCHDOG_PID"
+                    | "STATE_DIRECTORY"
+                    | "CREDENTIALS_DIRECTORY"
+            )
+        {
+            c.env_remove(k);
+        }
+    }
+    c.env("PLANTWIRE_DISCOVERY__ENABLED", "false")
+}
+
+/// The binary under test with `args`.
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    clean(&mut c);
+    c
+}
+
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("plantwire.toml");
+    let text = format!(
+        "version = 1\nsite = \"bin-test\"\nstate_dir = \"{}\"\n{extra}\n",
+        dir.join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn default_server_section() -> &'static str {
+    "[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
+}
+
+/// A running `plantwire serve`, with its stderr collected.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// The binary under test, serving `config`.
+    pub fn start(config: &Path) -> Self {
+        Self::spawn(command(&["serve", "--config", config.to_str().unwrap()]))
+    }
+
+    /// Spawns `cmd` (a `serve`) and waits until it logs its listening address.
+    pub fn spawn(mut cmd: Command) -> Self {
+        Self::spawn_within(&mut cmd, Duration::from_secs(30))
+    }
+
+    pub fn spawn_within(cmd: &mut Command, limit: Duration) -> Self {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(limit) {
+            Ok(Ok(addr)) => addr,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not start ({other:?}): {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    pub fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not exit in time: {:?}",
+                    self.log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails midway must not leave a server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Skips (returns true) when `why` applies locally; panics in CI, where nothing may be skipped.
+pub fn skip(why: &str) -> bool {
+    if crate::support::in_ci() {
+        panic!("running in CI (CI is set) but this test cannot run: {why}");
+    }
+    eprintln!("SKIPPED (set up by .ci/run; in CI, with CI=true, this is a failure): {why}");
+    true
+}
