@@ -302,6 +302,21 @@ fn random_id_for(prefix: &str) -> Result<String, SubmitError> {
     super::random_id(prefix).map_err(|e| SubmitError::Storage(e.to_string()))
 }
 
+/// The conversation and the actor's active membership, for members and for site admins (who
+/// manage conversations they are not in); 404 for anyone else.
+fn managed(
+    tx: &mut Tx<'_>,
+    id: &str,
+    actor: &Actor,
+) -> Result<(ConvRow, Option<MemberRow>), AppendError> {
+    let c = tx.views().conv(id)?.ok_or_else(no_conversation)?;
+    let mine = tx.views().member(id, &actor.user)?.filter(|m| m.active);
+    if mine.is_none() && !actor.is_admin() {
+        return Err(no_conversation().into());
+    }
+    Ok((c, mine))
+}
+
 /// Whether `actor` may manage members and the name: the owner, or a site admin.
 fn may_manage(actor: &Actor, row: Option<&MemberRow>) -> bool {
     actor.is_admin() || row.is_some_and(|m| m.active && m.role == MemberRole::Owner)
@@ -377,11 +392,7 @@ pub async fn add_members(
     }
     core.sequencer
         .submit(move |tx| {
-            let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
-            let mine = tx.views().member(&id, &me)?;
-            if !mine.as_ref().is_some_and(|m| m.active) && !actor.is_admin() {
-                return Err(no_conversation().into());
-            }
+            let (mut c, mine) = managed(tx, &id, &actor)?;
             match c.kind {
                 ConvKind::Direct => {
                     return Err(Rejection::invalid(
@@ -511,11 +522,7 @@ pub async fn rename(
     let raw = name.to_string();
     core.sequencer
         .submit(move |tx| {
-            let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
-            let mine = tx.views().member(&id, &me)?;
-            if !mine.as_ref().is_some_and(|m| m.active) && !actor.is_admin() {
-                return Err(no_conversation().into());
-            }
+            let (mut c, mine) = managed(tx, &id, &actor)?;
             if !may_manage(&actor, mine.as_ref()) {
                 return Err(Rejection::forbidden("not_owner", "only the owner renames").into());
             }
