@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use std::time::Duration;
 use serde::Deserialize;
 
 use super::extract::{RequireRole, Viewer};
@@ -30,6 +31,31 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// After a refusal, how much more of the body is read and thrown away so that a client still
+/// sending can read the 413 instead of a reset; past this the connection is simply closed.
+const LINGER_BYTES: usize = 4 << 20;
+/// And for how long at most in all,
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// or until the client pauses this long.
+const LINGER_IDLE: Duration = Duration::from_millis(250);
+
+/// Reads and discards what is left of a refused body, within the bounds above.
+async fn linger<S, E>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    let drain = async {
+        let mut seen = 0usize;
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(LINGER_IDLE, stream.next()).await {
+            seen += chunk.len();
+            if seen > LINGER_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
 /// Reads a body stream, refusing as soon as it passes `limit`.
 async fn read_bounded<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
 where
@@ -40,6 +66,7 @@ where
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("bad_body", "the upload was cut short"))?;
         if out.len() + chunk.len() > limit {
+            linger(&mut stream).await;
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
@@ -73,6 +100,7 @@ async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), Api
             {
                 seen += c.len();
                 if seen > limit {
+                    linger(&mut field).await;
                     return Err(too_large(limit));
                 }
             }
@@ -85,6 +113,7 @@ async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), Api
             .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
         {
             if data.len() + c.len() > limit {
+                linger(&mut field).await;
                 return Err(too_large(limit));
             }
             data.extend_from_slice(&c);
@@ -114,6 +143,15 @@ pub async fn upload(
         .and_then(|v| v.parse::<u64>().ok());
     // Multipart framing adds a little; the file itself is checked exactly below.
     if declared.is_some_and(|n| n > limit as u64 + 16 * 1024) {
+        // A client that waits for `100 Continue` sends nothing more; any other has already
+        // started sending, and reads the answer more surely once what is in flight is drained.
+        let waits = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            linger(&mut req.into_body().into_data_stream()).await;
+        }
         return Err(too_large(limit));
     }
     let is_multipart = req

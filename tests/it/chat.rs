@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use http_body_util::{Full, StreamBody};
 use hyper::Method;
 use hyper::body::Frame;
@@ -760,6 +761,21 @@ async fn attachments_are_sniffed_bounded_and_members_only() {
         .unwrap();
     assert_eq!(res.status(), 413);
     drop(tx);
+    // A client that waits for `100 Continue` is refused at once and is never invited to send.
+    let mut tls = alice.client.tls().await;
+    let head = format!(
+        "POST /api/v1/attachments?name=big.png HTTP/1.1\r\nhost: localhost\r\n\
+         authorization: Bearer {}\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        alice.token,
+        10u64 << 20
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut answer))
+        .await
+        .expect("answered without a body")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413", "{}", String::from_utf8_lossy(&answer));
     // Over the limit without a declared length (chunked): cut off while streaming.
     let (tx2, rx2) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
