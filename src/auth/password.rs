@@ -1,7 +1,8 @@
 //! Password hashing (argon2id, pinned parameters from config) off the async threads with bounded
 //! concurrency, and the password policy. Passwords are never logged or stored in clear.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use base64::Engine;
@@ -27,6 +28,9 @@ pub enum HashError {
     Join,
 }
 
+/// A hashing thread idle this long frees its memory area: a burst of sign-ins reuses it, an idle
+/// server (after the first admin's hash at first start, or a sign-in now and then) holds none.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// Requests waiting for a hashing thread; beyond this, callers wait to enqueue.
 const QUEUE: usize = 1024;
 const SALT_LEN: usize = 16;
@@ -36,8 +40,8 @@ const OUTPUT_LEN: usize = 32;
 type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// Hashes and verifies on a fixed set of threads (`max_concurrent_hashes`), each owning one
-/// argon2 memory area that it reuses: memory for hashing is bounded by threads × `memory_kib`
-/// whatever the load, and the allocator never churns 19 MiB blocks.
+/// argon2 memory area that it reuses while there is work and frees when idle: memory for hashing
+/// is bounded by threads × `memory_kib` whatever the load, and is given back when there is none.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
@@ -63,25 +67,16 @@ impl PasswordHasherPool {
         )
         .map_err(|e| HashError::Argon2(e.to_string()))?;
         let (work, queue) = mpsc::channel::<Work>(QUEUE);
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for i in 0..cfg.max_concurrent_hashes.max(1) {
             let queue = queue.clone();
+            let clock = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|_| HashError::Join)?;
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    let mut memory: Vec<Block> = Vec::new();
-                    loop {
-                        // Ends when the last pool handle is dropped.
-                        let next = queue
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .blocking_recv();
-                        match next {
-                            Some(job) => job(&mut memory),
-                            None => break,
-                        }
-                    }
-                })
+                .spawn(move || serve(&clock, &queue))
                 .map_err(|_| HashError::Join)?;
         }
         Ok(Self {
@@ -132,6 +127,27 @@ impl PasswordHasherPool {
             .await
             .unwrap_or(false);
         ok && known
+    }
+}
+
+/// A hashing thread's loop: runs jobs with its memory area, and gives the area back after
+/// [`RELEASE_AFTER`] without work. Ends when the last pool handle is dropped.
+fn serve(clock: &tokio::runtime::Runtime, queue: &tokio::sync::Mutex<mpsc::Receiver<Work>>) {
+    let mut memory: Vec<Block> = Vec::new();
+    loop {
+        let next = clock.block_on(async {
+            let wait = async { queue.lock().await.recv().await };
+            if memory.is_empty() {
+                Ok(wait.await)
+            } else {
+                tokio::time::timeout(RELEASE_AFTER, wait).await
+            }
+        });
+        match next {
+            Ok(Some(job)) => job(&mut memory),
+            Ok(None) => break,
+            Err(_idle) => memory = Vec::new(),
+        }
     }
 }
 
