@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::extract::{CurrentUser, check_origin};
 use crate::chat::messages::{self, SendMessage};
@@ -28,6 +29,8 @@ pub const PROTOCOL: u32 = 1;
 /// Close codes beyond the standard ones.
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_SESSION_ENDED: u16 = 4401;
+/// Live entries written to one socket before a flush, when the hub holds several at once.
+const LIVE_BATCH: usize = 64;
 /// Typing signals one connection may pass on per second, over all conversations.
 const TYPING_PER_SECOND: u32 = 5;
 /// Entries read per snapshot while replaying.
@@ -327,22 +330,11 @@ impl Conn {
                         Some(Ok(_)) => {}
                     }
                 }
-                entry = self.hub.recv() => match entry {
-                    Ok(e) => {
-                        if e.seq <= self.live_from {
-                            continue;
-                        }
-                        if self.vis.admit(&e) && self.subscribed && !self.send_text(entry_frame(&e, None)).await {
-                            return End::Gone;
-                        }
+                entry = self.hub.recv() => {
+                    if let Some(end) = self.on_entries(entry).await {
+                        return end;
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::info!(user = %self.actor.user, missed = n, "websocket client too slow; disconnecting");
-                        let _ = self.error(None, "too_slow", "you fell behind; reconnect and subscribe from your last seq").await;
-                        return End::Close(CLOSE_TOO_SLOW, "too slow");
-                    }
-                    Err(RecvError::Closed) => return End::Close(1001, "server shutting down"),
-                },
+                }
                 signal = ephemeral.recv() => match signal {
                     Ok(s) => {
                         if !self.on_ephemeral(&s).await {
@@ -370,6 +362,50 @@ impl Conn {
         }
     }
 
+    /// Sends `first` and whatever else the hub already holds (up to [`LIVE_BATCH`]) that this
+    /// user may see, then flushes once: one write for a burst instead of one per entry.
+    async fn on_entries(&mut self, first: Result<Arc<Entry>, RecvError>) -> Option<End> {
+        let mut next = Some(first);
+        let mut fed = 0usize;
+        while let Some(entry) = next.take() {
+            match entry {
+                Ok(e) => {
+                    if e.seq > self.live_from && self.vis.admit(&e) && self.subscribed {
+                        let frame = Message::Text(entry_frame(&e, None).into());
+                        if !self.feed(frame).await {
+                            return Some(End::Gone);
+                        }
+                        fed += 1;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::info!(user = %self.actor.user, missed = n, "websocket client too slow; disconnecting");
+                    let _ = self
+                        .error(
+                            None,
+                            "too_slow",
+                            "you fell behind; reconnect and subscribe from your last seq",
+                        )
+                        .await;
+                    return Some(End::Close(CLOSE_TOO_SLOW, "too slow"));
+                }
+                Err(RecvError::Closed) => return Some(End::Close(1001, "server shutting down")),
+            }
+            if fed < LIVE_BATCH {
+                next = match self.hub.try_recv() {
+                    Ok(e) => Some(Ok(e)),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                };
+            }
+        }
+        if fed > 0 && !self.flush().await {
+            return Some(End::Gone);
+        }
+        None
+    }
+
     /// Whether the user is still active and the session neither revoked nor outdated.
     fn session_alive(&self) -> bool {
         let core = self.state.core();
@@ -388,12 +424,30 @@ impl Conn {
     }
 
     async fn send(&mut self, m: Message) -> bool {
+        self.within_deadline(|socket| socket.send(m)).await
+    }
+
+    /// Queues a frame in the socket's bounded write buffer (written out once it fills).
+    async fn feed(&mut self, m: Message) -> bool {
+        self.within_deadline(|socket| socket.feed(m)).await
+    }
+
+    async fn flush(&mut self) -> bool {
+        self.within_deadline(|socket| socket.flush()).await
+    }
+
+    /// Runs a write on the socket within the configured send deadline.
+    async fn within_deadline<'a, F>(&'a mut self, op: impl FnOnce(&'a mut WebSocket) -> F) -> bool
+    where
+        F: Future<Output = Result<(), axum::Error>> + 'a,
+    {
         let limit = Duration::from_secs(self.state.config().chat.ws_send_timeout_secs);
-        match tokio::time::timeout(limit, self.socket.send(m)).await {
+        let user = &self.actor.user;
+        match tokio::time::timeout(limit, op(&mut self.socket)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
-                tracing::info!(user = %self.actor.user, "websocket client did not take a frame in time; disconnecting");
+                tracing::info!(user = %user, "websocket client did not take a frame in time; disconnecting");
                 false
             }
         }
