@@ -3,9 +3,11 @@
 # Usage: cargo build --release && benches/login-memory.sh
 set -u
 B="${PLANTWIRE_BIN:-$(dirname "$0")/../target/release/plantwire}"
+# Every other PLANTWIRE_* variable is server configuration, and unknown keys are refused.
+unset PLANTWIRE_BIN
 D=$(mktemp -d /var/tmp/pwm.XXXX)
 OTP=$($B user add meter --role operator --state-dir $D 2>/dev/null | tail -1)
-$B serve --state-dir $D --listen 127.0.0.1:18555 2>$D/log & PID=$!
+PLANTWIRE_DISCOVERY__ENABLED=false $B serve --state-dir $D --listen 127.0.0.1:18555 2>$D/log & PID=$!
 for i in $(seq 1 50); do grep -q "listening" $D/log && break; sleep 0.1; done
 sleep 0.5
 echo "idle: $(grep -E 'VmRSS|VmHWM' /proc/$PID/status | tr -s ' ' | tr '\n' ' ')"
