@@ -414,7 +414,9 @@ impl Config {
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
         bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
         bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+        self.log
+            .level
+            .parse::<tracing_subscriber::filter::Targets>()
             .map_err(|e| invalid("log.level", e.to_string()))?;
         let a = &self.auth;
         bounded("auth.access_ttl_secs", a.access_ttl_secs, 30, 24 * 3600)?;

@@ -7,8 +7,8 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use std::time::Duration;
 use serde::Deserialize;
+use std::time::Duration;
 
 use super::extract::{RequireRole, Viewer};
 use crate::chat::Actor;

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use http_body_util::{Full, StreamBody};
 use hyper::Method;
 use hyper::body::Frame;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::chat_support::{Api, people};
 use crate::support::TestServer;
@@ -775,7 +775,12 @@ async fn attachments_are_sniffed_bounded_and_members_only() {
         .await
         .expect("answered without a body")
         .unwrap();
-    assert_eq!(&answer, b"HTTP/1.1 413", "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 413",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     // Over the limit without a declared length (chunked): cut off while streaming.
     let (tx2, rx2) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
