@@ -21,6 +21,27 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// A log filter: comma-separated `target=level` directives and bare default levels. Span and
+/// field filters (`[…]`, `{…}`) and empty pieces are refused rather than silently matching nothing.
+pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    let mut pieces = Vec::new();
+    for piece in spec.split(',').map(str::trim) {
+        if piece.is_empty() {
+            return Err(format!("`{spec}` has an empty directive"));
+        }
+        if piece.contains(|c: char| "[]{}".contains(c) || c.is_whitespace()) {
+            return Err(format!(
+                "`{piece}`: only `target=level` and bare levels are supported"
+            ));
+        }
+        pieces.push(piece);
+    }
+    pieces
+        .join(",")
+        .parse()
+        .map_err(|e| format!("`{spec}`: {e}"))
+}
+
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -414,10 +435,7 @@ impl Config {
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
         bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
         bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
-        self.log
-            .level
-            .parse::<tracing_subscriber::filter::Targets>()
-            .map_err(|e| invalid("log.level", e.to_string()))?;
+        log_filter(&self.log.level).map_err(|e| invalid("log.level", e))?;
         let a = &self.auth;
         bounded("auth.access_ttl_secs", a.access_ttl_secs, 30, 24 * 3600)?;
         bounded(
@@ -563,6 +581,23 @@ fn describe(e: figment::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_filters_take_targets_and_levels_only() {
+        for ok in ["info", "warn,plantwire=debug", " info , redb=warn "] {
+            assert!(super::log_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "info,",
+            "info,,debug",
+            "plantwire[request]=debug",
+            "x[{a=1}]=debug",
+            "plantwire=loud",
+        ] {
+            assert!(super::log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

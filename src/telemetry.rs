@@ -8,10 +8,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(level: &str) {
     // `target=level` directives only (no span or field filters): no regex engine in the binary.
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<Targets>().ok())
-        .or_else(|| level.parse::<Targets>().ok())
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|v| {
+        crate::config::log_filter(&v)
+            .inspect_err(|e| eprintln!("plantwire: RUST_LOG ignored: {e}"))
+            .ok()
+    });
+    let filter = from_env
+        .or_else(|| crate::config::log_filter(level).ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let registry = tracing_subscriber::registry().with(filter);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
