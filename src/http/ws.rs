@@ -29,7 +29,7 @@ pub const PROTOCOL: u32 = 1;
 /// Close codes beyond the standard ones.
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_SESSION_ENDED: u16 = 4401;
-/// Live entries written to one socket before a flush, when the hub holds several at once.
+/// Hub entries taken at once for one socket (and written with one flush) when it holds several.
 const LIVE_BATCH: usize = 64;
 /// Typing signals one connection may pass on per second, over all conversations.
 const TYPING_PER_SECOND: u32 = 5;
@@ -362,12 +362,15 @@ impl Conn {
         }
     }
 
-    /// Sends `first` and whatever else the hub already holds (up to [`LIVE_BATCH`]) that this
-    /// user may see, then flushes once: one write for a burst instead of one per entry.
+    /// Sends `first` and whatever else the hub already holds (up to [`LIVE_BATCH`] entries, seen
+    /// or not) that this user may see, then flushes once: one write for a burst instead of one
+    /// per entry, and a bounded amount of work before the task yields.
     async fn on_entries(&mut self, first: Result<Arc<Entry>, RecvError>) -> Option<End> {
         let mut next = Some(first);
+        let mut taken = 0usize;
         let mut fed = 0usize;
         while let Some(entry) = next.take() {
+            taken += 1;
             match entry {
                 Ok(e) => {
                     if e.seq > self.live_from && self.vis.admit(&e) && self.subscribed {
@@ -391,7 +394,7 @@ impl Conn {
                 }
                 Err(RecvError::Closed) => return Some(End::Close(1001, "server shutting down")),
             }
-            if fed < LIVE_BATCH {
+            if taken < LIVE_BATCH {
                 next = match self.hub.try_recv() {
                     Ok(e) => Some(Ok(e)),
                     Err(TryRecvError::Empty) => None,
