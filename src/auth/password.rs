@@ -28,8 +28,9 @@ pub enum HashError {
     Join,
 }
 
-/// A hashing thread idle this long frees its memory area: a burst of sign-ins reuses it, an idle
-/// server (after the first admin's hash at first start, or a sign-in now and then) holds none.
+/// A hashing thread idle this long frees its memory area. Jobs go round the threads in turn, so a
+/// thread keeps its area while sign-ins come faster than one per this time ÷ threads (a burst);
+/// an idle server (after the first admin's hash at first start) holds none.
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// Requests waiting for a hashing thread; beyond this, callers wait to enqueue.
 const QUEUE: usize = 1024;
@@ -70,14 +71,23 @@ impl PasswordHasherPool {
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for i in 0..cfg.max_concurrent_hashes.max(1) {
             let queue = queue.clone();
-            let clock = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .map_err(|_| HashError::Join)?;
+            // The thread builds its own timer runtime and says whether it could.
+            let (ready, started) = std::sync::mpsc::sync_channel::<bool>(1);
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || serve(&clock, &queue))
+                .spawn(move || {
+                    let clock = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build();
+                    let _ = ready.send(clock.is_ok());
+                    if let Ok(clock) = clock {
+                        serve(&clock, &queue);
+                    }
+                })
                 .map_err(|_| HashError::Join)?;
+            if started.recv() != Ok(true) {
+                return Err(HashError::Join);
+            }
         }
         Ok(Self {
             params,
