@@ -39,11 +39,15 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// or until the client pauses this long.
 const LINGER_IDLE: Duration = Duration::from_millis(250);
 
-/// Reads and discards what is left of a refused body, within the bounds above.
-async fn linger<S, E>(stream: &mut S)
+/// Reads and discards what is left of a refused body, within the bounds above. Only HTTP/1 needs
+/// it: HTTP/2 resets just the stream, and draining would only invite more data.
+async fn linger<S, E>(stream: &mut S, http1: bool)
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
+    if !http1 {
+        return;
+    }
     let drain = async {
         let mut seen = 0usize;
         while let Ok(Some(Ok(chunk))) = tokio::time::timeout(LINGER_IDLE, stream.next()).await {
@@ -57,7 +61,7 @@ where
 }
 
 /// Reads a body stream, refusing as soon as it passes `limit`.
-async fn read_bounded<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
+async fn read_bounded<S, E>(mut stream: S, limit: usize, http1: bool) -> Result<Vec<u8>, ApiError>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
@@ -66,7 +70,7 @@ where
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("bad_body", "the upload was cut short"))?;
         if out.len() + chunk.len() > limit {
-            linger(&mut stream).await;
+            linger(&mut stream, http1).await;
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
@@ -75,7 +79,11 @@ where
 }
 
 /// The first file part of a multipart body, bounded like a raw body.
-async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), ApiError> {
+async fn first_file(
+    req: Request,
+    limit: usize,
+    http1: bool,
+) -> Result<(String, Vec<u8>), ApiError> {
     let mut form = axum::extract::Multipart::from_request(req, &())
         .await
         .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
@@ -100,7 +108,7 @@ async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), Api
             {
                 seen += c.len();
                 if seen > limit {
-                    linger(&mut field).await;
+                    linger(&mut field, http1).await;
                     return Err(too_large(limit));
                 }
             }
@@ -113,7 +121,7 @@ async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), Api
             .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
         {
             if data.len() + c.len() > limit {
-                linger(&mut field).await;
+                linger(&mut field, http1).await;
                 return Err(too_large(limit));
             }
             data.extend_from_slice(&c);
@@ -136,6 +144,7 @@ pub async fn upload(
     let actor = Actor::of(&me.user);
     actor.require_poster()?;
     let limit = state.config().chat.max_attachment_bytes;
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -150,7 +159,7 @@ pub async fn upload(
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if !waits {
-            linger(&mut req.into_body().into_data_stream()).await;
+            linger(&mut req.into_body().into_data_stream(), http1).await;
         }
         return Err(too_large(limit));
     }
@@ -160,9 +169,9 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let (name, data) = if is_multipart {
-        first_file(req, limit).await?
+        first_file(req, limit, http1).await?
     } else {
-        let data = read_bounded(req.into_body().into_data_stream(), limit).await?;
+        let data = read_bounded(req.into_body().into_data_stream(), limit, http1).await?;
         (q.name.unwrap_or_default(), data)
     };
     let info = attachments::store(state.core(), &actor, &name, data)
