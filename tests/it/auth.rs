@@ -632,16 +632,7 @@ async fn bad_login_input_is_400_and_changes_nothing() {
     let server = TestServer::start().await;
     server.user("fred", Role::Operator, PW).await;
     let c = server.client();
-    let head = || {
-        server
-            .state()
-            .core()
-            .store
-            .read()
-            .unwrap()
-            .chain_head()
-            .unwrap()
-    };
+    let head = || server.head_seq();
     let before = head();
     let long = "u".repeat(100_000);
     for body in [

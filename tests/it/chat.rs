@@ -518,18 +518,7 @@ async fn unread_mentions_and_read_receipts_add_up() {
         .await;
     assert_eq!(r.json()["unread"], 0);
     // Marking read up to one's own read entry writes nothing: markers cannot feed on themselves.
-    let head = || {
-        server
-            .state()
-            .core()
-            .store
-            .read()
-            .unwrap()
-            .chain_head()
-            .unwrap()
-            .unwrap()
-            .seq
-    };
+    let head = || server.head_seq();
     let before = head();
     let r = bob
         .post(

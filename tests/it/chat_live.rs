@@ -201,32 +201,14 @@ async fn typing_is_never_stored_and_presence_follows_the_last_connection() {
         (f["user"].as_str(), f["status"].as_str()),
         (Some("alice"), Some("online"))
     );
-    let head_before = server
-        .state()
-        .core()
-        .store
-        .read()
-        .unwrap()
-        .chain_head()
-        .unwrap()
-        .unwrap()
-        .seq;
+    let head_before = server.head_seq();
     wa1.send(json!({"type": "typing", "conv": dm})).await;
     let t = wb.next_of("typing").await;
     assert_eq!(t["conv"], dm.as_str());
     assert_eq!(t["user"], "alice");
     assert!(t["expires_in_ms"].as_u64().unwrap() > 0);
     // Typing wrote nothing.
-    let head_after = server
-        .state()
-        .core()
-        .store
-        .read()
-        .unwrap()
-        .chain_head()
-        .unwrap()
-        .unwrap()
-        .seq;
+    let head_after = server.head_seq();
     assert_eq!(head_before, head_after);
     assert!(
         bob.history(&dm, "").await["messages"]

@@ -13,14 +13,7 @@ async fn errors_have_stable_codes_and_change_nothing() {
     let server = TestServer::start_with(|c| c.server.max_body_bytes = 16384).await;
     let token = server.device("pump-7").await;
     let client = server.client();
-    let head_before = server
-        .state()
-        .core()
-        .store
-        .read()
-        .unwrap()
-        .chain_head()
-        .unwrap();
+    let head_before = server.head_seq();
 
     let res = client.get("/healthz").await;
     assert_eq!(res.status, 200);
@@ -130,14 +123,7 @@ async fn errors_have_stable_codes_and_change_nothing() {
         (413, "too_large")
     );
 
-    let head_after = server
-        .state()
-        .core()
-        .store
-        .read()
-        .unwrap()
-        .chain_head()
-        .unwrap();
+    let head_after = server.head_seq();
     assert_eq!(
         head_before, head_after,
         "bad input must not append anything"
@@ -146,7 +132,7 @@ async fn errors_have_stable_codes_and_change_nothing() {
     // And a good one still works, acknowledged with the next seq.
     let res = client.event(&token, "fine").await;
     assert_eq!(res.status, 201);
-    assert_eq!(res.json()["seq"], head_after.unwrap().seq + 1);
+    assert_eq!(res.json()["seq"], head_after + 1);
     server.stop().await;
 }
 

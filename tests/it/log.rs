@@ -48,16 +48,7 @@ async fn concurrent_appends_get_dense_seqs_and_the_chain_verifies() {
     let server = TestServer::start().await;
     let token = server.device("pump-7").await;
     let client = server.client();
-    let base = server
-        .state()
-        .core()
-        .store
-        .read()
-        .unwrap()
-        .chain_head()
-        .unwrap()
-        .unwrap()
-        .seq;
+    let base = server.head_seq();
     let mut tasks = Vec::new();
     for t in 0..16 {
         let client = client.clone();

@@ -56,6 +56,18 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The seq of the newest entry in the log (0 when empty), read from the store.
+    pub fn head_seq(&self) -> u64 {
+        self.state()
+            .core()
+            .store
+            .read()
+            .unwrap()
+            .chain_head()
+            .unwrap()
+            .map_or(0, |h| h.seq)
+    }
+
     pub async fn start() -> Self {
         Self::start_in(TempDir::new().unwrap(), |_| {}).await
     }
