@@ -279,16 +279,21 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_cli_works_offline_and_recovers_the_admin() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
+/// The default server config with cheap argon2 parameters, so CLI sign-ups are fast.
+fn cheap_hashing_config(dir: &std::path::Path) -> std::path::PathBuf {
+    write_config(
+        dir,
         &format!(
             "{}[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
             default_server_section()
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_cli_works_offline_and_recovers_the_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cheap_hashing_config(dir.path());
     let c = cfg.to_str().unwrap();
     let out = stdout_of(&["user", "add", "Grete", "--role", "viewer", "--config", c]);
     let otp = out.lines().last().unwrap().trim().to_string();
@@ -335,13 +340,7 @@ async fn user_cli_works_offline_and_recovers_the_admin() {
 async fn a_message_acknowledged_over_the_socket_survives_sigkill() {
     use crate::chat_support::{Api, PW};
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "{}[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
-            default_server_section()
-        ),
-    );
+    let cfg = cheap_hashing_config(dir.path());
     let c = cfg.to_str().unwrap();
     let out = stdout_of(&["user", "add", "alice", "--config", c]);
     let otp = out.lines().last().unwrap().trim().to_string();
