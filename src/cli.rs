@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
 use crate::config::{Config, Overrides};
-use crate::state::{AppState, Core};
+use crate::control::ControlSocket;
+use crate::discovery::Announcer;
+use crate::log::{Author, Log};
+use crate::state::AppState;
 use crate::store::{Role, UserStatus};
 
 #[derive(Debug, Parser)]
@@ -249,17 +252,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Discover { timeout, json } => {
             let config = load_config(&cli, Vec::new())?;
-            crate::edge::discover(&config, std::time::Duration::from_secs(*timeout), *json)
+            crate::maintenance::discover(&config, std::time::Duration::from_secs(*timeout), *json)
         }
         Command::Backup { file } => {
             let config = load_config(&cli, Vec::new())?;
             crate::telemetry::init("warn");
-            crate::edge::backup(&config, file)
+            crate::maintenance::backup(&config, file)
         }
         Command::Restore { file, force } => {
             let config = load_config(&cli, Vec::new())?;
             crate::telemetry::init("warn");
-            crate::edge::restore(&config, file, *force)
+            crate::maintenance::restore(&config, file, *force)
         }
         Command::Config {
             command: ConfigCommand::Check,
@@ -356,27 +359,55 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (state, listeners) = AppState::prepare(config, Arc::new(SystemClock)).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        site = %state.core().site,
-        state_dir = %state.core().state_dir.display(),
+        site = %state.log().site(),
+        state_dir = %state.state_dir().display(),
         "plantwire starting"
     );
-    let extras = crate::edge::ServeExtras::start(&state, &listeners)?;
+    let mut supervisor = crate::supervisor::Supervisor::new();
     let reloader = state.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
+    supervisor.spawn("sighup", move |stop| async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
             if let Err(e) = reloader.tls().reload() {
                 tracing::error!(error = %e, "TLS reload failed; keeping the current certificate");
             }
         }
     });
+    let port = listeners.first().map(|l| l.local_addr()).transpose()?;
+    if let (true, Some(addr)) = (state.config().discovery.enabled, port) {
+        let st = state.clone();
+        supervisor.spawn("mdns", move |stop| async move {
+            let cfg = &st.config().discovery;
+            let fp = st.tls().served_fingerprint();
+            match Announcer::start(cfg, st.log().site(), addr.port(), &fp) {
+                Ok(a) => {
+                    stop.cancelled().await;
+                    let _ = tokio::task::spawn_blocking(move || a.goodbye()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "mDNS announcement unavailable"),
+            }
+        });
+    }
+    match ControlSocket::start(&state) {
+        Ok(control) => supervisor.spawn("control", move |stop| async move {
+            stop.cancelled().await;
+            control.stop().await;
+        }),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "control socket unavailable; `plantwire backup` needs it while serving"
+        ),
+    }
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
-        extras.stop().await;
     };
-    crate::server::run(listeners, state, shutdown).await;
+    crate::server::run_supervised(listeners, state, supervisor, shutdown).await;
     Ok(())
 }
 
@@ -417,46 +448,65 @@ fn audit_verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The site's log for an offline admin command, with its writer running.
+fn open_admin_log(config: &Config) -> anyhow::Result<Log> {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    Ok(crate::state::open_log(
+        config,
+        Arc::new(SystemClock),
+        metrics,
+    )?)
+}
+
 async fn device(config: Config, command: &DeviceCommand) -> anyhow::Result<ExitCode> {
-    let core = Core::open(config, Arc::new(SystemClock))?;
-    let by = format!("cli:{}", whoami());
-    let result =
-        match command {
-            DeviceCommand::Add { name } => crate::devices::add(&core.sequencer, name, &by)
+    let log = open_admin_log(&config)?;
+    let by = Author::Cli(whoami());
+    let result = match command {
+        DeviceCommand::Add { name } => {
+            crate::devices::add(&log, name, &by)
                 .await
                 .map(|(_, token)| {
                     println!("device {name} added; its API token (shown only now):\n{token}");
-                }),
-            DeviceCommand::Revoke { name } => crate::devices::revoke(&core.sequencer, name, &by)
-                .await
-                .map(|_| println!("device {name} revoked")),
-            DeviceCommand::List => {
-                for d in crate::devices::list(&core.store)? {
-                    let status = if d.revoked_at_us.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
-                    println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
-                }
-                Ok(())
+                })
+        }
+        DeviceCommand::Revoke { name } => crate::devices::revoke(&log, name, &by)
+            .await
+            .map(|_| println!("device {name} revoked")),
+        DeviceCommand::List => {
+            for d in crate::devices::list(&log)? {
+                let status = if d.revoked_at_us.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
             }
-        };
-    core.close().await;
+            Ok(())
+        }
+    };
+    log.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn user(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
-    let core = Core::open(config, Arc::new(SystemClock))?;
-    let by = format!("cli:{}", whoami());
-    let result = user_command(&core, command, &by).await;
-    core.close().await;
+    let log = open_admin_log(&config)?;
+    let state_dir = config.state_dir();
+    let auth = crate::auth::Auth::new(&config.auth, &state_dir)?;
+    let by = Author::Cli(whoami());
+    let result = user_command(&log, &auth, &state_dir, command, &by).await;
+    log.close().await;
     result?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::Result<()> {
+async fn user_command(
+    log: &Log,
+    auth: &crate::auth::Auth,
+    state_dir: &std::path::Path,
+    command: &UserCommand,
+    by: &Author,
+) -> anyhow::Result<()> {
     use crate::users;
     match command {
         UserCommand::Add {
@@ -464,9 +514,9 @@ async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::R
             role,
             display_name,
         } => {
-            let (otp, hash) = users::one_time_password(core).await?;
+            let (otp, hash) = users::one_time_password(auth).await?;
             users::create(
-                core,
+                log,
                 users::NewUser {
                     username: username.clone(),
                     display_name: display_name.clone().unwrap_or_else(|| username.clone()),
@@ -483,7 +533,7 @@ async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::R
             );
         }
         UserCommand::List => {
-            for u in users::list(core, None)? {
+            for u in users::list(log, None)? {
                 println!(
                     "{}\t{:?}\t{:?}\t{}",
                     u.username, u.role, u.status, u.display_name
@@ -491,30 +541,30 @@ async fn user_command(core: &Core, command: &UserCommand, by: &str) -> anyhow::R
             }
         }
         UserCommand::Passwd { username } => {
-            let otp = users::reset_password(core, username, by).await?;
+            let otp = users::reset_password(log, auth, username, by).await?;
             println!("new one-time password for {username}:\n{otp}");
         }
         UserCommand::Role { username, role } => {
-            users::set_role(core, username, (*role).into(), by).await?;
+            users::set_role(log, username, (*role).into(), by).await?;
             println!("{username} is now {role:?}");
         }
         UserCommand::Disable { username } => {
-            users::set_status(core, username, UserStatus::Disabled, by).await?;
+            users::set_status(log, username, UserStatus::Disabled, by).await?;
             println!("{username} disabled");
         }
         UserCommand::Enable { username } => {
-            users::set_status(core, username, UserStatus::Active, by).await?;
+            users::set_status(log, username, UserStatus::Active, by).await?;
             println!("{username} enabled");
         }
         UserCommand::Approve { username } => {
-            users::set_status(core, username, UserStatus::Active, by).await?;
+            users::set_status(log, username, UserStatus::Active, by).await?;
             println!("{username} approved");
         }
         UserCommand::ResetAdmin => {
-            let otp = users::reset_admin(core, by).await?;
+            let otp = users::reset_admin(log, auth, state_dir, by).await?;
             println!(
                 "admin recovered; one-time password (also in {}):\n{otp}",
-                core.state_dir.join(users::ADMIN_PASSWORD_FILE).display()
+                state_dir.join(users::ADMIN_PASSWORD_FILE).display()
             );
         }
     }

@@ -45,7 +45,7 @@ impl ControlSocket {
     /// Binds `<state_dir>/control.sock`. A socket file left by a crashed server is replaced: the
     /// store lock, already held, proves no other server uses this state directory.
     pub fn start(state: &AppState) -> Result<Self, ControlError> {
-        let path = state.core().state_dir.join(SOCKET_FILE);
+        let path = state.state_dir().join(SOCKET_FILE);
         let err = |source| ControlError::Io {
             path: path.clone(),
             source,
@@ -120,11 +120,10 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     tracing::info!(uid, "backup requested on the control socket");
     let std_stream = stream.into_inner().into_std()?;
     std_stream.set_nonblocking(false)?;
-    let core_state = state.clone();
+    let log = state.log().clone();
     let result = tokio::task::spawn_blocking(move || {
-        let core = core_state.core();
         let mut out = BufWriter::with_capacity(256 << 10, std_stream);
-        core.store.write_backup(&mut out, core.clock.now_us())
+        log.store().write_backup(&mut out, log.now_us())
     })
     .await;
     match result {

@@ -6,9 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::error::Rejection;
-use crate::log::{NewEntry, Sequencer, SubmitError};
+use crate::log::{Author, Log, NewEntry, SubmitError};
 use crate::secret::token_hash;
-use crate::store::{DeviceRow, Store, StoreError};
+use crate::store::{DeviceRow, StoreError};
 
 pub const KIND_ADDED: &str = "device.added";
 pub const KIND_REVOKED: &str = "device.revoked";
@@ -48,13 +48,12 @@ pub fn validate_name(name: &str) -> Result<(), Rejection> {
 
 fn new_token() -> Result<String, SubmitError> {
     let mut raw = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut raw)
-        .map_err(|_| SubmitError::Storage("the system random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| SubmitError::Random)?;
     Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw)))
 }
 
 /// Registers a device and returns the log seq of its entry and its token (shown only now).
-pub async fn add(seq: &Sequencer, name: &str, by: &str) -> Result<(u64, String), SubmitError> {
+pub async fn add(log: &Log, name: &str, by: &Author) -> Result<(u64, String), SubmitError> {
     validate_name(name).map_err(SubmitError::Rejected)?;
     let token = new_token()?;
     let token_hash = token_hash(&token);
@@ -66,11 +65,10 @@ pub async fn add(seq: &Sequencer, name: &str, by: &str) -> Result<(u64, String),
             name,
             token_sha256: hex::encode(token_hash),
         },
-    )
-    .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    )?;
     let name = name.to_string();
     let by = by.to_string();
-    let at = seq
+    let at = log
         .submit(move |tx| {
             if tx.views().device(&name)?.is_some() {
                 return Err(
@@ -92,11 +90,10 @@ pub async fn add(seq: &Sequencer, name: &str, by: &str) -> Result<(u64, String),
 }
 
 /// Revokes a device's token at once. Its past entries stay in the log.
-pub async fn revoke(seq: &Sequencer, name: &str, by: &str) -> Result<u64, SubmitError> {
-    let entry = NewEntry::json(KIND_REVOKED, STREAM, by, &Revoked { name })
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+pub async fn revoke(log: &Log, name: &str, by: &Author) -> Result<u64, SubmitError> {
+    let entry = NewEntry::json(KIND_REVOKED, STREAM, by, &Revoked { name })?;
     let name = name.to_string();
-    seq.submit(move |tx| {
+    log.submit(move |tx| {
         let Some(mut row) = tx.views().device(&name)? else {
             return Err(Rejection::not_found("no_such_device", "no device with this name").into());
         };
@@ -113,14 +110,14 @@ pub async fn revoke(seq: &Sequencer, name: &str, by: &str) -> Result<u64, Submit
 }
 
 /// The active device a token belongs to, if any.
-pub fn authenticate(store: &Store, token: &str) -> Result<Option<DeviceRow>, StoreError> {
+pub fn authenticate(log: &Log, token: &str) -> Result<Option<DeviceRow>, StoreError> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
     }
-    let row = store.read()?.device_by_token_hash(&token_hash(token))?;
+    let row = log.read()?.device_by_token_hash(&token_hash(token))?;
     Ok(row.filter(|d| d.revoked_at_us.is_none()))
 }
 
-pub fn list(store: &Store) -> Result<Vec<DeviceRow>, StoreError> {
-    store.read()?.devices()
+pub fn list(log: &Log) -> Result<Vec<DeviceRow>, StoreError> {
+    log.read()?.devices()
 }

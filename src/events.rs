@@ -5,8 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audience::{Audience, Viewer};
+use crate::config::EventsConfig;
 use crate::error::Rejection;
-use crate::log::{NewEntry, Sequencer, SubmitError};
+use crate::log::read::ReadError;
+use crate::log::{Author, Entry, Log, NewEntry, SubmitError};
+use crate::store::{EventIndex, EventRange, ReadTx, StoreError};
 
 pub const KIND_EVENT: &str = "event";
 
@@ -63,14 +67,6 @@ pub struct EventBody {
 
 /// The stream operators' manual events go to.
 pub const MANUAL_STREAM: &str = "events/manual";
-/// Most log records one listing request reads.
-const LIST_SCAN_LIMIT: usize = 20_000;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_batch: usize,
-    pub max_event_bytes: usize,
-}
 
 const MAX_SOURCE: usize = 128;
 const MAX_TYPE: usize = 128;
@@ -84,7 +80,7 @@ fn has_control(s: &str) -> bool {
 }
 
 /// Checks one event against the limits; the message says which field is wrong.
-pub fn validate(ev: &EventIn, limits: &Limits) -> Result<(), Rejection> {
+pub fn validate(ev: &EventIn, limits: &EventsConfig) -> Result<(), Rejection> {
     let bad = |msg: &str| Err(Rejection::invalid("invalid_event", msg));
     if ev.source.is_empty() || ev.source.len() > MAX_SOURCE || has_control(&ev.source) {
         return bad("source must be 1-128 characters without control characters");
@@ -142,11 +138,11 @@ pub fn stream_of(device: &str) -> String {
 /// Validates every event, then appends them all to `stream` in one commit, authored by `by`;
 /// returns their seqs in order.
 pub async fn publish(
-    seq: &Sequencer,
-    by: &str,
+    log: &Log,
+    limits: &EventsConfig,
+    by: &Author,
     stream: &str,
     events: Vec<EventIn>,
-    limits: &Limits,
 ) -> Result<Vec<u64>, SubmitError> {
     if events.is_empty() {
         return Err(SubmitError::Rejected(Rejection::invalid(
@@ -173,15 +169,16 @@ pub async fn publish(
             by: by.to_string(),
             event,
         };
-        entries.push(
-            NewEntry::json(KIND_EVENT, stream, by, &body)
-                .map_err(|e| SubmitError::Storage(e.to_string()))?,
-        );
+        let entry = NewEntry::json(KIND_EVENT, stream, by, &body)?;
+        entries.push((body.event.source, body.event.event_type, entry));
     }
-    seq.submit(move |tx| {
+    log.submit(move |tx| {
         let mut seqs = Vec::with_capacity(entries.len());
-        for e in &entries {
-            seqs.push(tx.append(e.clone())?);
+        for (source, event_type, e) in &entries {
+            let seq = tx.append(e.clone())?;
+            let ts = tx.now_us();
+            tx.views().put_event_index(seq, ts, source, event_type)?;
+            seqs.push(seq);
         }
         Ok(seqs)
     })
@@ -197,34 +194,163 @@ pub struct StoredEvent {
     pub body: EventBody,
 }
 
-/// Events with seq > `after`, oldest first, at most `limit` (reads a bounded part of the log).
-pub fn list(
-    core: &crate::state::Core,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<StoredEvent>, crate::store::StoreError> {
-    let rtx = core.store.read()?;
+/// What a listing asks for. Every field narrows; the most selective index is read.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only events with a seq above this.
+    pub after: u64,
+    /// Only events with a seq below this.
+    pub before: Option<u64>,
+    /// Newest first (and then `limit` takes the newest).
+    pub newest_first: bool,
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    /// Log time bounds, UTC µs, inclusive.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub limit: usize,
+}
+
+/// Index rows one listing reads at most before it answers with what it found.
+const SCAN_LIMIT: usize = 20_000;
+
+/// Why a listing or the backfill failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("entry {seq} is indexed as an event but its body is not one: {source}")]
+    Body {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Events matching `q`, through the event indexes: cost follows the events read, never the size
+/// of the log around them.
+pub fn list(log: &Log, q: &Query) -> Result<Vec<StoredEvent>, ListError> {
+    let rtx = log.read()?;
+    let index = match (&q.source, &q.event_type, q.since_us, q.until_us) {
+        (Some(s), _, _, _) => EventIndex::Source(s.clone()),
+        (None, Some(t), _, _) => EventIndex::Type(t.clone()),
+        (None, None, None, None) => EventIndex::All,
+        (None, None, from, to) => EventIndex::Time {
+            from_us: from.unwrap_or(i64::MIN),
+            to_us: to.unwrap_or(i64::MAX),
+        },
+    };
+    let range = EventRange {
+        lo: q.after.saturating_add(1),
+        hi: q.before.map_or(u64::MAX, |b| b.saturating_sub(1)),
+        newest_first: q.newest_first,
+        limit: SCAN_LIMIT,
+    };
     let mut out = Vec::new();
-    let mut scanned = 0usize;
-    let mut failure = None;
-    rtx.scan_log(after.saturating_add(1), |seq, raw| {
-        scanned += 1;
-        match crate::log::read::decode_entry(&core.site, &core.key, seq, raw) {
-            Ok(e) if e.kind == KIND_EVENT => match serde_json::from_slice::<EventBody>(&e.body) {
-                Ok(body) => out.push(StoredEvent {
-                    seq,
-                    ts_us: e.ts,
-                    body,
-                }),
-                Err(err) => failure = Some(format!("entry {seq}: {err}")),
-            },
-            Ok(_) => {}
-            Err(err) => failure = Some(err.to_string()),
+    for seq in rtx.event_seqs(&index, range)? {
+        let Some(e) = log.entry(&rtx, seq)? else {
+            continue;
+        };
+        let body: EventBody =
+            serde_json::from_slice(&e.body).map_err(|source| ListError::Body { seq, source })?;
+        let wanted = q.source.as_ref().is_none_or(|s| *s == body.event.source)
+            && q.event_type
+                .as_ref()
+                .is_none_or(|t| *t == body.event.event_type)
+            && q.since_us.is_none_or(|t| e.ts >= t)
+            && q.until_us.is_none_or(|t| e.ts <= t);
+        if wanted {
+            out.push(StoredEvent {
+                seq,
+                ts_us: e.ts,
+                body,
+            });
+            if out.len() >= q.limit {
+                break;
+            }
         }
-        failure.is_none() && out.len() < limit && scanned < LIST_SCAN_LIMIT
-    })?;
-    match failure {
-        Some(f) => Err(crate::store::StoreError::Corrupt(f)),
-        None => Ok(out),
     }
+    Ok(out)
+}
+
+/// Index rows one backfill job writes; a job is one commit, so the writer is never held long.
+const BACKFILL_BATCH: u64 = 2_000;
+
+/// After the v4 migration, indexes the events that were in the log before it, in small commits
+/// through the writer. A no-op once done (and for stores created at v4).
+pub async fn backfill(log: &Log) -> Result<(), ListError> {
+    let mut from = 1u64;
+    loop {
+        let rtx = log.read()?;
+        let Some(to) = rtx.event_backfill_to()? else {
+            return Ok(());
+        };
+        let hi = to.min(from.saturating_add(BACKFILL_BATCH - 1));
+        let mut rows = Vec::new();
+        for seq in from..=hi {
+            let Some(e) = log.entry(&rtx, seq)? else {
+                continue;
+            };
+            if e.kind == KIND_EVENT
+                && let Ok(body) = serde_json::from_slice::<EventBody>(&e.body)
+            {
+                rows.push((seq, e.ts, body.event.source, body.event.event_type));
+            }
+        }
+        drop(rtx);
+        let done = hi >= to;
+        log.submit(move |tx| {
+            for (seq, ts, source, event_type) in &rows {
+                tx.views().put_event_index(*seq, *ts, source, event_type)?;
+            }
+            tx.views()
+                .set_event_backfill_to(if done { None } else { Some(to) })?;
+            Ok(())
+        })
+        .await?;
+        if done {
+            tracing::info!(through = to, "event index backfilled");
+            return Ok(());
+        }
+        from = hi + 1;
+    }
+}
+
+/// The event domain's kinds on a socket.
+pub const KINDS: &[&str] = &[KIND_EVENT];
+
+/// Everyone signed in at the site sees events; replay reads the event index.
+#[derive(Debug)]
+struct SiteWide;
+
+impl Audience for SiteWide {
+    fn admit(&mut self, _e: &Entry) -> bool {
+        true
+    }
+
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let range = EventRange {
+            lo: since.saturating_add(1),
+            hi: head,
+            newest_first: false,
+            limit: room.saturating_add(1),
+        };
+        let seqs = rtx.event_seqs(&EventIndex::All, range)?;
+        Ok((seqs.len() <= room).then_some(seqs))
+    }
+}
+
+/// The event domain's audience factory, registered in the composition root as domain `events`.
+pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
+    Ok(Box::new(SiteWide))
 }

@@ -1,6 +1,7 @@
 //! plantwire: secure messaging and an append-only, hash-chained event log for plant networks.
 //! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
 
+pub mod audience;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;
@@ -11,20 +12,22 @@ pub mod config;
 pub mod control;
 pub mod devices;
 pub mod discovery;
-pub mod edge;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod tls;
 pub mod users;
 
 pub use config::Config;
-pub use state::{AppState, Core};
+pub use log::Log;
+pub use state::AppState;

@@ -38,6 +38,7 @@ pub struct Metrics {
     batch_size: Histogram,
     queue_depth: Gauge,
     store_bytes: Gauge,
+    storage_degraded: Gauge,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,12 @@ impl Metrics {
             "Size of the store file",
             store_bytes.clone(),
         );
+        let storage_degraded = Gauge::default();
+        registry.register(
+            "storage_degraded",
+            "1 while the store refuses writes after a failed commit (full disk, I/O error), else 0",
+            storage_degraded.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -121,7 +128,13 @@ impl Metrics {
             batch_size,
             queue_depth,
             store_bytes,
+            storage_degraded,
         }
+    }
+
+    /// Set by the writer when a commit fails and when the store recovers.
+    pub fn set_storage_degraded(&self, degraded: bool) {
+        self.storage_degraded.set(i64::from(degraded));
     }
 
     /// Counts one answered request.

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use crate::config::ServerConfig;
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
 
 /// Binds every configured address.
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, crate::state::StartError> {
@@ -57,6 +58,25 @@ pub async fn run<F>(listeners: Vec<TcpListener>, state: AppState, shutdown: F)
 where
     F: Future<Output = ()> + Send,
 {
+    run_supervised(listeners, state, Supervisor::new(), shutdown).await;
+}
+
+/// [`run`] with the process's background tasks (`serve` puts the SIGHUP handler, mDNS and the
+/// control socket there). The one shutdown order, after `shutdown` resolves:
+/// 1. the watchdog stops, then systemd hears STOPPING=1 and `/readyz` says not ready;
+/// 2. the listeners stop accepting;
+/// 3. the other supervised tasks stop, the last started first (control socket, mDNS goodbye,
+///    SIGHUP handler), each within the drain deadline;
+/// 4. open connections and WebSockets drain, and are dropped at the drain deadline;
+/// 5. the writer commits what it has already accepted and stops.
+pub async fn run_supervised<F>(
+    listeners: Vec<TcpListener>,
+    state: AppState,
+    mut supervisor: Supervisor,
+    shutdown: F,
+) where
+    F: Future<Output = ()> + Send,
+{
     let cfg = state.config().server.clone();
     let drain = CancellationToken::new();
     let hard_stop = CancellationToken::new();
@@ -82,7 +102,7 @@ where
         cfg: cfg.clone(),
         drain: drain.clone(),
         hard_stop: hard_stop.clone(),
-        metrics: state.core().metrics.clone(),
+        metrics: state.metrics().clone(),
     });
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let mut accept_loops = Vec::new();
@@ -97,22 +117,26 @@ where
     }
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
-    let lifecycle = crate::service::Lifecycle::ready(&state);
+    let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining open ones");
-    lifecycle.stopping().await;
+    let deadline = Duration::from_secs(cfg.drain_timeout_secs);
+    supervisor
+        .stop(crate::service::WATCHDOG_TASK, deadline)
+        .await;
+    lifecycle.stopping();
     state.set_ready(false);
     stop_accepting.cancel();
     for l in accept_loops {
         let _ = l.await;
     }
+    supervisor.shutdown(deadline).await;
     drop(ctx);
     drain.cancel();
     tracker.close();
     let sockets = state.sockets();
     sockets.closing.cancel();
     sockets.tasks.close();
-    let deadline = Duration::from_secs(cfg.drain_timeout_secs);
     let both = async { tokio::join!(tracker.wait(), sockets.tasks.wait()) };
     if tokio::time::timeout(deadline, both).await.is_err() {
         tracing::warn!("drain deadline passed; closing the remaining connections");
@@ -120,7 +144,7 @@ where
         sockets.abort.cancel();
         tokio::join!(tracker.wait(), sockets.tasks.wait());
     }
-    state.core().close().await;
+    state.log().close().await;
     tracing::info!("stopped");
 }
 

@@ -5,10 +5,13 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+use crate::supervisor::Supervisor;
+
+/// The supervisor's name for the watchdog task (stopped first at shutdown, before STOPPING=1).
+pub const WATCHDOG_TASK: &str = "watchdog";
 
 /// Where systemd listens for our state changes (`NOTIFY_SOCKET`), if it does.
 #[derive(Debug)]
@@ -57,53 +60,40 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// The systemd side of a running server: READY=1 has been sent and the watchdog runs.
+/// The systemd side of a running server: READY=1 has been sent (and the watchdog runs under
+/// the supervisor).
 #[derive(Debug)]
 pub struct Lifecycle {
     notifier: Option<Notifier>,
-    stop: CancellationToken,
-    watchdog: Option<JoinHandle<()>>,
 }
 
 impl Lifecycle {
     /// Call once the listeners accept and `/readyz` says ready. Sends READY=1 and starts the
-    /// watchdog when systemd asked for one.
-    pub fn ready(state: &AppState) -> Self {
+    /// watchdog, as the supervisor's task `watchdog`, when systemd asked for one.
+    pub fn ready(state: &AppState, supervisor: &mut Supervisor) -> Self {
         let notifier = Notifier::from_env();
-        let stop = CancellationToken::new();
-        let mut watchdog = None;
         if let Some(n) = &notifier {
             n.notify(&format!(
                 "READY=1\nSTATUS=serving site {}\nMAINPID={}",
-                state.core().site,
+                state.log().site(),
                 std::process::id()
             ));
             if let Some(every) = watchdog_interval() {
                 let notifier = Notifier {
                     addr: n.addr.clone(),
                 };
-                watchdog = Some(tokio::spawn(feed_watchdog(
-                    state.clone(),
-                    notifier,
-                    every,
-                    stop.clone(),
-                )));
+                let state = state.clone();
+                supervisor.spawn(WATCHDOG_TASK, move |stop| {
+                    feed_watchdog(state, notifier, every, stop)
+                });
             }
         }
-        Self {
-            notifier,
-            stop,
-            watchdog,
-        }
+        Self { notifier }
     }
 
-    /// Call when shutdown starts: STOPPING=1, and the watchdog stops (systemd's stop timeout
-    /// takes over from here).
-    pub async fn stopping(self) {
-        self.stop.cancel();
-        if let Some(task) = self.watchdog {
-            let _ = task.await;
-        }
+    /// Call when shutdown starts: STOPPING=1 (systemd's stop timeout takes over from here; the
+    /// supervisor stops the watchdog).
+    pub fn stopping(self) {
         if let Some(n) = &self.notifier {
             n.notify("STOPPING=1\nSTATUS=draining connections");
         }
@@ -114,7 +104,7 @@ impl Lifecycle {
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("the sequencer did not commit a round trip: {0}")]
-    Sequencer(String),
+    Sequencer(#[source] crate::log::SubmitError),
     #[error("the server is not ready")]
     NotReady,
     #[error("the probe did not finish within {0:?}")]
@@ -130,11 +120,10 @@ pub async fn probe(state: &AppState, limit: Duration) -> Result<(), ProbeError> 
             return Err(ProbeError::NotReady);
         }
         state
-            .core()
-            .sequencer
+            .log()
             .submit(|_tx| Ok(()))
             .await
-            .map_err(|e| ProbeError::Sequencer(e.to_string()))
+            .map_err(ProbeError::Sequencer)
     };
     tokio::time::timeout(limit, work)
         .await

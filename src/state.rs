@@ -1,18 +1,20 @@
-//! What the process holds once started: the `Core` (store, key, sequencer, hub) that the CLI and
-//! the server share, and the `AppState` the HTTP layer gets. Built once, passed explicitly.
+//! The composition root: opens the log, builds every service once and hands the HTTP layer its
+//! `AppState`. Only `http/`, `server.rs`, `cli.rs` and the process wiring import this module.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::audience::{Audiences, ByRole};
+use crate::auth::Auth;
 use crate::bootstrap::{self, BootstrapError, STORE_FILE};
+use crate::chat::Live;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::log::{Hub, Sequencer, SequencerConfig};
+use crate::log::{Log, LogOptions};
+use crate::metrics::Metrics;
 use crate::store::{DataKey, Store, StoreError};
 use crate::tls::{TlsError, TlsSetup};
 
@@ -29,110 +31,48 @@ pub enum StartError {
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("first start: {0}")]
-    FirstAdmin(String),
+    FirstAdmin(#[source] crate::users::UserError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Other(String),
+    #[error("indexing the existing events: {0}")]
+    Backfill(#[from] crate::events::ListError),
+    #[error("no store at {0} (only `plantwire serve` creates one)")]
+    NoStore(PathBuf),
 }
 
-/// The storage side of plantwire, usable with or without the HTTP server.
-pub struct Core {
-    pub config: Arc<Config>,
-    pub site: Arc<str>,
-    pub state_dir: PathBuf,
-    pub store: Arc<Store>,
-    pub key: Arc<DataKey>,
-    pub clock: Arc<dyn Clock>,
-    pub hub: Hub,
-    pub sequencer: Sequencer,
-    pub auth: Arc<crate::auth::Auth>,
-    /// Live connections, presence and typing (never persisted).
-    pub live: Arc<crate::chat::Live>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    stop: CancellationToken,
-    writer: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core")
-            .field("site", &self.site)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
+/// How this process opens its site's log: the config's storage section.
+pub fn log_options(config: &Config) -> LogOptions {
+    let st = &config.storage;
+    LogOptions {
+        cache_bytes: st.cache_mib << 20,
+        queue_capacity: st.queue_capacity,
+        max_batch: st.max_batch,
+        hub_capacity: st.hub_capacity,
     }
 }
 
-impl Core {
-    /// Ensures the state directory and data key, opens the store and starts the sequencer.
-    /// Must be called inside a Tokio runtime.
-    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        let state_dir = config.state_dir();
-        bootstrap::ensure_state_dir(&state_dir)?;
-        let key = Arc::new(bootstrap::ensure_data_key(
-            &config,
-            &state_dir,
-            bootstrap::MissingKey::Create,
-        )?);
-        let site: Arc<str> = config.site().into();
-        let store = Arc::new(Store::open(
-            &state_dir.join(STORE_FILE),
-            config.storage.cache_mib << 20,
-        )?);
-        store.bind_identity(&site, &key)?;
-        let auth = Arc::new(crate::auth::Auth::new(&config.auth, &state_dir)?);
-        let hub = Hub::new(config.storage.hub_capacity);
-        let config_ws_max = config.chat.ws_max_per_user;
-        let stop = CancellationToken::new();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (sequencer, writer) = Sequencer::start(
-            store.clone(),
-            key.clone(),
-            site.clone(),
-            clock.clone(),
-            hub.clone(),
-            SequencerConfig {
-                queue_capacity: config.storage.queue_capacity,
-                max_batch: config.storage.max_batch,
-                metrics: metrics.clone(),
-            },
-            stop.clone(),
-        )?;
-        Ok(Self {
-            config: Arc::new(config),
-            site,
-            state_dir,
-            store,
-            key,
-            clock,
-            hub,
-            sequencer,
-            auth,
-            live: Arc::new(crate::chat::Live::new(config_ws_max)),
-            metrics,
-            stop,
-            writer: Mutex::new(Some(writer)),
-        })
-    }
-
-    /// Stops the sequencer after it has committed everything already queued.
-    pub async fn close(&self) {
-        self.stop.cancel();
-        if let Some(writer) = self.writer.lock().await.take() {
-            let _ = writer.await;
-        }
-    }
-
-    pub fn events_limits(&self) -> crate::events::Limits {
-        crate::events::Limits {
-            max_batch: self.config.events.max_batch,
-            max_event_bytes: self.config.events.max_event_bytes,
-        }
-    }
+/// Ensures the state directory and data key, then opens the site's log and starts its writer.
+/// Must be called inside a Tokio runtime.
+pub fn open_log(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Result<Log, StartError> {
+    let state_dir = config.state_dir();
+    bootstrap::ensure_state_dir(&state_dir)?;
+    let key = bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Create)?;
+    Ok(Log::open(
+        &state_dir.join(STORE_FILE),
+        &config.site(),
+        key,
+        clock,
+        &log_options(config),
+        metrics,
+    )?)
 }
 
 /// Opens the store without starting a writer, for read-only offline commands (audit verify).
@@ -141,13 +81,30 @@ pub fn open_offline(config: &Config) -> Result<(Store, DataKey, Arc<str>), Start
     let state_dir = config.state_dir();
     let path = state_dir.join(STORE_FILE);
     if !path.exists() {
-        return Err(StartError::Other(format!("no store at {}", path.display())));
+        return Err(StartError::NoStore(path));
     }
     let key = bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse)?;
     let store = Store::open(&path, config.storage.cache_mib << 20)?;
     let site: Arc<str> = config.site().into();
     store.bind_identity(&site, &key)?;
     Ok((store, key, site))
+}
+
+/// Who sees what on a live socket: every domain's audience, registered once here.
+pub fn audiences() -> Audiences {
+    use crate::store::Role;
+    const ADMIN_STREAMS: &[&str] = &[crate::users::STREAM, crate::devices::STREAM];
+    let mut a = Audiences::default();
+    a.register(
+        "chat",
+        crate::chat::replay::KINDS,
+        crate::chat::replay::audience,
+    );
+    a.register("events", crate::events::KINDS, crate::events::audience);
+    a.register("admin", &["user.", "device."], |_rtx, viewer| {
+        Ok(Box::new(ByRole::new(viewer, Role::Admin, ADMIN_STREAMS)))
+    });
+    a
 }
 
 /// Everything a request handler may reach. Cheap to clone.
@@ -157,7 +114,14 @@ pub struct AppState {
 }
 
 struct Inner {
-    core: Core,
+    config: Arc<Config>,
+    state_dir: PathBuf,
+    log: Log,
+    auth: Arc<Auth>,
+    /// Live connections, presence and typing (never persisted).
+    live: Arc<Live>,
+    audiences: Audiences,
+    metrics: Arc<Metrics>,
     tls: TlsSetup,
     ready: AtomicBool,
     sockets: Sockets,
@@ -175,39 +139,67 @@ pub struct Sockets {
 }
 
 impl AppState {
-    /// Everything `serve` does before it serves: open the core, make sure an admin exists, set up
+    /// Everything `serve` does before it serves: open the log, make sure an admin exists, set up
     /// TLS and bind the listeners. Tests call this too, so they start what production starts.
     pub async fn prepare(
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<tokio::net::TcpListener>), StartError> {
-        let listen = config.server.listen.clone();
-        let core = Core::open(config, clock)?;
-        crate::users::ensure_first_admin(&core)
+        let metrics = Arc::new(Metrics::new());
+        let log = open_log(&config, clock, metrics.clone())?;
+        let state_dir = config.state_dir();
+        let auth = Arc::new(Auth::new(&config.auth, &state_dir)?);
+        crate::users::ensure_first_admin(&log, &auth, &state_dir)
             .await
-            .map_err(|e| StartError::FirstAdmin(e.to_string()))?;
-        let tls = TlsSetup::load(&core.config, &core.state_dir, &core.site)?;
-        let listeners = crate::server::bind(&listen)?;
-        Ok((Self::new(core, tls), listeners))
-    }
-
-    pub fn new(core: Core, tls: TlsSetup) -> Self {
-        Self {
+            .map_err(StartError::FirstAdmin)?;
+        // Once, after the v4 migration: index the events that were logged before it.
+        crate::events::backfill(&log).await?;
+        let tls = TlsSetup::load(&config, &state_dir, log.site())?;
+        let listeners = crate::server::bind(&config.server.listen)?;
+        let live = Arc::new(Live::new(config.chat.ws_max_per_user));
+        let state = Self {
             inner: Arc::new(Inner {
-                core,
+                config: Arc::new(config),
+                state_dir,
+                log,
+                auth,
+                live,
+                audiences: audiences(),
+                metrics,
                 tls,
                 ready: AtomicBool::new(false),
                 sockets: Sockets::default(),
             }),
-        }
+        };
+        Ok((state, listeners))
     }
 
-    pub fn core(&self) -> &Core {
-        &self.inner.core
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        &self.inner.live
+    }
+
+    pub fn audiences(&self) -> &Audiences {
+        &self.inner.audiences
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     pub fn config(&self) -> &Config {
-        &self.inner.core.config
+        &self.inner.config
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.inner.state_dir
     }
 
     pub fn tls(&self) -> &TlsSetup {

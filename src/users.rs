@@ -1,13 +1,15 @@
 //! People: usernames and their rules, creation, roles, status, passwords, registration, search and
 //! the first admin. Every change is a log entry (without the password) in the same commit.
 
+use std::path::Path;
+
 use serde::Serialize;
 
-use crate::auth::password::{self, check_policy};
+use crate::auth::Auth;
+use crate::auth::password::{self, HashError, check_policy};
 use crate::config::Registration;
 use crate::error::Rejection;
-use crate::log::{NewEntry, SubmitError};
-use crate::state::Core;
+use crate::log::{Author, Log, NewEntry, SubmitError};
 use crate::store::{Role, StoreError, UserRow, UserStatus};
 
 pub const STREAM: &str = "admin/users";
@@ -20,6 +22,21 @@ pub const KIND_STATUS_CHANGED: &str = "user.status_changed";
 pub const FIRST_ADMIN: &str = "admin";
 /// File in the state directory that receives the first admin's one-time password.
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Why an account change that hashes a password failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl From<Rejection> for UserError {
+    fn from(r: Rejection) -> Self {
+        UserError::Submit(SubmitError::Rejected(r))
+    }
+}
 
 pub fn key(username: &str) -> String {
     username.to_lowercase()
@@ -82,12 +99,12 @@ pub struct NewUser {
     pub must_change_password: bool,
 }
 
-fn json_entry<T: Serialize>(kind: &str, by: &str, body: &T) -> Result<NewEntry, SubmitError> {
-    NewEntry::json(kind, STREAM, by, body).map_err(|e| SubmitError::Storage(e.to_string()))
+fn json_entry<T: Serialize>(kind: &str, by: &Author, body: &T) -> Result<NewEntry, SubmitError> {
+    Ok(NewEntry::json(kind, STREAM, by, body)?)
 }
 
 /// Creates an account; a username taken in any letter case is a conflict.
-pub async fn create(core: &Core, new: NewUser, by: &str) -> Result<UserRow, SubmitError> {
+pub async fn create(log: &Log, new: NewUser, by: &Author) -> Result<UserRow, SubmitError> {
     validate_username(&new.username).map_err(SubmitError::Rejected)?;
     validate_display_name(&new.display_name).map_err(SubmitError::Rejected)?;
     let entry = json_entry(
@@ -100,70 +117,67 @@ pub async fn create(core: &Core, new: NewUser, by: &str) -> Result<UserRow, Subm
             status: new.status,
         },
     )?;
-    core.sequencer
-        .submit(move |tx| {
-            if tx.views().user(&key(&new.username))?.is_some() {
-                return Err(Rejection::conflict("username_taken", "this username is taken").into());
-            }
-            let row = UserRow {
-                username: new.username.clone(),
-                display_name: new.display_name.clone(),
-                password_hash: new.password_hash.clone(),
-                role: new.role,
-                status: new.status,
-                must_change_password: new.must_change_password,
-                auth_version: 1,
-                created_at_us: tx.now_us(),
-                last_seen_us: None,
-            };
-            tx.views().put_user(&row)?;
-            tx.append(entry.clone())?;
-            Ok(row)
-        })
-        .await
+    log.submit(move |tx| {
+        if tx.views().user(&key(&new.username))?.is_some() {
+            return Err(Rejection::conflict("username_taken", "this username is taken").into());
+        }
+        let row = UserRow {
+            username: new.username.clone(),
+            display_name: new.display_name.clone(),
+            password_hash: new.password_hash.clone(),
+            role: new.role,
+            status: new.status,
+            must_change_password: new.must_change_password,
+            auth_version: 1,
+            created_at_us: tx.now_us(),
+            last_seen_us: None,
+        };
+        tx.views().put_user(&row)?;
+        tx.append(entry.clone())?;
+        Ok(row)
+    })
+    .await
 }
 
 /// Applies `change` to an existing user and logs `kind`. `bump` ends its tokens and sessions.
 async fn update(
-    core: &Core,
+    log: &Log,
     username: &str,
-    by: &str,
+    by: &Author,
     kind: &'static str,
     bump: bool,
     mut change: impl FnMut(&mut UserRow) -> Result<(), Rejection> + Send + 'static,
 ) -> Result<UserRow, SubmitError> {
     let k = key(username);
-    let by = by.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            let Some(mut row) = tx.views().user(&k)? else {
-                return Err(Rejection::not_found("no_such_user", "no user with this name").into());
-            };
-            change(&mut row)?;
-            if bump {
-                row.auth_version += 1;
-            }
-            let body = Changed {
-                username: &row.username,
-                role: (kind == KIND_ROLE_CHANGED).then_some(row.role),
-                status: (kind == KIND_STATUS_CHANGED).then_some(row.status),
-            };
-            let entry = NewEntry::json(kind, STREAM, &by, &body)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.views().put_user(&row)?;
-            tx.append(entry)?;
-            Ok(row)
-        })
-        .await
+    let by = by.clone();
+    log.submit(move |tx| {
+        let Some(mut row) = tx.views().user(&k)? else {
+            return Err(Rejection::not_found("no_such_user", "no user with this name").into());
+        };
+        change(&mut row)?;
+        if bump {
+            row.auth_version += 1;
+        }
+        let body = Changed {
+            username: &row.username,
+            role: (kind == KIND_ROLE_CHANGED).then_some(row.role),
+            status: (kind == KIND_STATUS_CHANGED).then_some(row.status),
+        };
+        let entry = NewEntry::json(kind, STREAM, &by, &body)?;
+        tx.views().put_user(&row)?;
+        tx.append(entry)?;
+        Ok(row)
+    })
+    .await
 }
 
 pub async fn set_role(
-    core: &Core,
+    log: &Log,
     username: &str,
     role: Role,
-    by: &str,
+    by: &Author,
 ) -> Result<UserRow, SubmitError> {
-    update(core, username, by, KIND_ROLE_CHANGED, true, move |row| {
+    update(log, username, by, KIND_ROLE_CHANGED, true, move |row| {
         row.role = role;
         Ok(())
     })
@@ -172,12 +186,12 @@ pub async fn set_role(
 
 /// Approve (pending → active), disable, or enable an account.
 pub async fn set_status(
-    core: &Core,
+    log: &Log,
     username: &str,
     status: UserStatus,
-    by: &str,
+    by: &Author,
 ) -> Result<UserRow, SubmitError> {
-    update(core, username, by, KIND_STATUS_CHANGED, true, move |row| {
+    update(log, username, by, KIND_STATUS_CHANGED, true, move |row| {
         if status == UserStatus::Pending {
             return Err(Rejection::invalid(
                 "invalid_status",
@@ -192,18 +206,18 @@ pub async fn set_status(
 
 /// Sets a new password hash. `one_time` marks it for change at next sign-in (admin resets).
 pub async fn set_password_hash(
-    core: &Core,
+    log: &Log,
     username: &str,
     hash: String,
     one_time: bool,
-    by: &str,
+    by: &Author,
 ) -> Result<UserRow, SubmitError> {
     let kind = if one_time {
         KIND_PASSWORD_RESET
     } else {
         KIND_PASSWORD_CHANGED
     };
-    update(core, username, by, kind, true, move |row| {
+    update(log, username, by, kind, true, move |row| {
         row.password_hash = hash.clone();
         row.must_change_password = one_time;
         Ok(())
@@ -212,52 +226,49 @@ pub async fn set_password_hash(
 }
 
 /// A fresh one-time password and its hash.
-pub async fn one_time_password(core: &Core) -> Result<(String, String), SubmitError> {
-    let otp = password::random_password().map_err(|e| SubmitError::Storage(e.to_string()))?;
-    let hash = core
-        .auth
-        .hasher
-        .hash(&otp)
-        .await
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+pub async fn one_time_password(auth: &Auth) -> Result<(String, String), HashError> {
+    let otp = password::random_password()?;
+    let hash = auth.hasher.hash(&otp).await?;
     Ok((otp, hash))
 }
 
 /// Makes a one-time password for `username` and stores its hash; returns the password.
-pub async fn reset_password(core: &Core, username: &str, by: &str) -> Result<String, SubmitError> {
-    let (otp, hash) = one_time_password(core).await?;
-    set_password_hash(core, username, hash, true, by).await?;
+pub async fn reset_password(
+    log: &Log,
+    auth: &Auth,
+    username: &str,
+    by: &Author,
+) -> Result<String, UserError> {
+    let (otp, hash) = one_time_password(auth).await?;
+    set_password_hash(log, username, hash, true, by).await?;
     Ok(otp)
 }
 
 /// Self-service registration under the configured policy.
 pub async fn register(
-    core: &Core,
+    log: &Log,
+    auth: &Auth,
     username: &str,
     display_name: &str,
     password_text: &str,
-) -> Result<UserRow, SubmitError> {
-    let status = match core.config.auth.registration {
+) -> Result<UserRow, UserError> {
+    let status = match auth.config.registration {
         Registration::Closed => {
-            return Err(SubmitError::Rejected(Rejection::forbidden(
+            return Err(Rejection::forbidden(
                 "registration_closed",
                 "registration is closed; ask an administrator for an account",
-            )));
+            )
+            .into());
         }
         Registration::Approval => UserStatus::Pending,
         Registration::Open => UserStatus::Active,
     };
-    validate_username(username).map_err(SubmitError::Rejected)?;
-    validate_display_name(display_name).map_err(SubmitError::Rejected)?;
-    check_policy(password_text, username).map_err(SubmitError::Rejected)?;
-    let hash = core
-        .auth
-        .hasher
-        .hash(password_text)
-        .await
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+    validate_username(username)?;
+    validate_display_name(display_name)?;
+    check_policy(password_text, username)?;
+    let hash = auth.hasher.hash(password_text).await?;
     create(
-        core,
+        log,
         NewUser {
             username: username.to_string(),
             display_name: display_name.to_string(),
@@ -266,35 +277,37 @@ pub async fn register(
             status,
             must_change_password: false,
         },
-        &format!("user:{}", key(username)),
+        &Author::User(key(username)),
     )
     .await
+    .map_err(UserError::from)
 }
 
 /// First start: when no active admin exists, create (or reset) `admin` with a one-time password,
 /// written to a 0600 file in the state directory and printed once to the log.
-pub async fn ensure_first_admin(core: &Core) -> Result<Option<String>, SubmitError> {
+pub async fn ensure_first_admin(
+    log: &Log,
+    auth: &Auth,
+    state_dir: &Path,
+) -> Result<Option<String>, UserError> {
     let exists = {
-        let rtx = core
-            .store
-            .read()
-            .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        let rtx = log.read().map_err(SubmitError::from)?;
         let mut any = false;
         rtx.scan_users(|u| {
             any = u.role == Role::Admin && u.status == UserStatus::Active;
             !any
         })
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        .map_err(SubmitError::from)?;
         any
     };
     if exists {
         return Ok(None);
     }
-    let otp = reset_admin(core, "bootstrap").await?;
+    let otp = reset_admin(log, auth, state_dir, &Author::System).await?;
     tracing::warn!(
         username = FIRST_ADMIN,
         password = %otp,
-        file = %core.state_dir.join(ADMIN_PASSWORD_FILE).display(),
+        file = %state_dir.join(ADMIN_PASSWORD_FILE).display(),
         "created the first admin with a one-time password; it must be changed at first sign-in"
     );
     Ok(Some(otp))
@@ -302,17 +315,21 @@ pub async fn ensure_first_admin(core: &Core) -> Result<Option<String>, SubmitErr
 
 /// Recovers the `admin` account: active, admin role, a new one-time password (also written to the
 /// password file). Returns the password.
-pub async fn reset_admin(core: &Core, by: &str) -> Result<String, SubmitError> {
-    let (otp, hash) = one_time_password(core).await?;
-    let existing = core
-        .store
+pub async fn reset_admin(
+    log: &Log,
+    auth: &Auth,
+    state_dir: &Path,
+    by: &Author,
+) -> Result<String, UserError> {
+    let (otp, hash) = one_time_password(auth).await?;
+    let existing = log
         .read()
         .and_then(|r| r.user(FIRST_ADMIN))
-        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        .map_err(SubmitError::from)?;
     match existing {
         None => {
             create(
-                core,
+                log,
                 NewUser {
                     username: FIRST_ADMIN.into(),
                     display_name: "Administrator".into(),
@@ -327,7 +344,7 @@ pub async fn reset_admin(core: &Core, by: &str) -> Result<String, SubmitError> {
         }
         Some(_) => {
             update(
-                core,
+                log,
                 FIRST_ADMIN,
                 by,
                 KIND_PASSWORD_RESET,
@@ -343,18 +360,18 @@ pub async fn reset_admin(core: &Core, by: &str) -> Result<String, SubmitError> {
             .await?;
         }
     }
-    let path = core.state_dir.join(ADMIN_PASSWORD_FILE);
+    let path = state_dir.join(ADMIN_PASSWORD_FILE);
     let _ = std::fs::remove_file(&path);
     crate::secret::write_new_secret_file(&path, format!("{otp}\n").as_bytes())
-        .map_err(|e| SubmitError::Storage(format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|source| SubmitError::File { path, source })?;
     Ok(otp)
 }
 
 /// Prefix search on username and display name (case-insensitive), active users only.
-pub fn search(core: &Core, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreError> {
+pub fn search(log: &Log, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreError> {
     let q = q.to_lowercase();
     let mut out = Vec::new();
-    core.store.read()?.scan_users(|u| {
+    log.read()?.scan_users(|u| {
         let hit = u.username.to_lowercase().starts_with(&q)
             || u.display_name.to_lowercase().starts_with(&q)
             || u.display_name
@@ -370,9 +387,9 @@ pub fn search(core: &Core, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreE
 }
 
 /// All users (admin listing), optionally only those with `status`.
-pub fn list(core: &Core, status: Option<UserStatus>) -> Result<Vec<UserRow>, StoreError> {
+pub fn list(log: &Log, status: Option<UserStatus>) -> Result<Vec<UserRow>, StoreError> {
     let mut out = Vec::new();
-    core.store.read()?.scan_users(|u| {
+    log.read()?.scan_users(|u| {
         if status.is_none_or(|s| s == u.status) {
             out.push(u);
         }
@@ -381,21 +398,20 @@ pub fn list(core: &Core, status: Option<UserStatus>) -> Result<Vec<UserRow>, Sto
     Ok(out)
 }
 
-pub fn get(core: &Core, username: &str) -> Result<Option<UserRow>, StoreError> {
-    core.store.read()?.user(&key(username))
+pub fn get(log: &Log, username: &str) -> Result<Option<UserRow>, StoreError> {
+    log.read()?.user(&key(username))
 }
 
 /// Records when the user's last live connection closed: a view update without a log entry, so
 /// presence costs no entry per heartbeat.
-pub async fn touch_last_seen(core: &Core, username: &str) -> Result<(), SubmitError> {
+pub async fn touch_last_seen(log: &Log, username: &str) -> Result<(), SubmitError> {
     let k = key(username);
-    core.sequencer
-        .submit(move |tx| {
-            if let Some(mut row) = tx.views().user(&k)? {
-                row.last_seen_us = Some(tx.now_us());
-                tx.views().put_user(&row)?;
-            }
-            Ok(())
-        })
-        .await
+    log.submit(move |tx| {
+        if let Some(mut row) = tx.views().user(&k)? {
+            row.last_seen_us = Some(tx.now_us());
+            tx.views().put_user(&row)?;
+        }
+        Ok(())
+    })
+    .await
 }

@@ -21,7 +21,7 @@ const COMMON: &str = include_str!("common-passwords.txt");
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("argon2: {0}")]
-    Argon2(String),
+    Argon2(#[from] argon2::Error),
     #[error("the system random generator failed")]
     Random,
     #[error("the hashing task failed")]
@@ -65,8 +65,7 @@ impl PasswordHasherPool {
             cfg.argon2_iterations,
             cfg.argon2_parallelism,
             Some(OUTPUT_LEN),
-        )
-        .map_err(|e| HashError::Argon2(e.to_string()))?;
+        )?;
         let (work, queue) = mpsc::channel::<Work>(QUEUE);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for i in 0..cfg.max_concurrent_hashes.max(1) {
@@ -175,7 +174,7 @@ fn compute(
     }
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password_into_with_memory(password, salt, out, &mut memory[..need])
-        .map_err(|e| HashError::Argon2(e.to_string()))
+        .map_err(HashError::Argon2)
 }
 
 fn hash_with(

@@ -5,11 +5,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::Auth;
 use super::password::check_policy;
 use super::tokens::{ACCESS_AUDIENCE, AccessClaims, new_refresh_token, new_session_id};
 use crate::error::Rejection;
+use crate::log::{Author, Log};
 use crate::log::{NewEntry, SubmitError};
-use crate::state::Core;
 use crate::store::{SessionRow, StoreError, UserRow, UserStatus};
 use crate::users;
 
@@ -38,8 +39,13 @@ pub enum AuthError {
     Rejected(Rejection),
     #[error(transparent)]
     Submit(SubmitError),
-    #[error("internal: {0}")]
-    Internal(String),
+    /// Reading the store failed: not the client's fault, never an answer of 401.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(#[from] super::tokens::TokenError),
+    #[error(transparent)]
+    Hash(#[from] super::password::HashError),
 }
 
 impl From<SubmitError> for AuthError {
@@ -48,12 +54,6 @@ impl From<SubmitError> for AuthError {
             SubmitError::Rejected(r) => AuthError::Rejected(r),
             other => AuthError::Submit(other),
         }
-    }
-}
-
-impl From<StoreError> for AuthError {
-    fn from(e: StoreError) -> Self {
-        AuthError::Internal(e.to_string())
     }
 }
 
@@ -83,13 +83,14 @@ struct SessionEvent<'a> {
     from: Option<String>,
 }
 
-fn entry<T: Serialize>(kind: &str, author: &str, body: &T) -> Result<NewEntry, AuthError> {
-    NewEntry::json(kind, STREAM, author, body).map_err(|e| AuthError::Internal(e.to_string()))
+fn entry<T: Serialize>(kind: &str, author: &Author, body: &T) -> Result<NewEntry, AuthError> {
+    Ok(NewEntry::json(kind, STREAM, author, body).map_err(SubmitError::from)?)
 }
 
 /// Checks a username and password and opens a session.
 pub async fn login(
-    core: &Core,
+    log: &Log,
+    auth: &Auth,
     username: &str,
     password: &str,
     from: IpAddr,
@@ -100,11 +101,10 @@ pub async fn login(
             "username and password must be given, at most 64 and 1024 bytes",
         )));
     }
-    let auth = &core.auth;
     let k = users::key(username);
     let user_addr = format!("{k}|{from}");
     let addr = from.to_string();
-    let now = core.clock.now_us();
+    let now = log.now_us();
     for (t, key) in [
         (&auth.by_user_addr, user_addr.as_str()),
         (&auth.by_addr, addr.as_str()),
@@ -112,7 +112,7 @@ pub async fn login(
     ] {
         t.check(key, now).map_err(AuthError::Throttled)?;
     }
-    let user = core.store.read()?.user(&k)?;
+    let user = log.read()?.user(&k)?;
     let ok = auth
         .hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -127,7 +127,7 @@ pub async fn login(
         let shown: String = username.chars().take(64).collect();
         let mut entries = vec![entry(
             KIND_LOGIN_FAILED,
-            "anonymous",
+            &Author::Anonymous,
             &Attempt {
                 username: &shown,
                 from: addr.clone(),
@@ -137,7 +137,7 @@ pub async fn login(
         if let Some(secs) = lockout {
             entries.push(entry(
                 KIND_LOCKOUT,
-                "anonymous",
+                &Author::Anonymous,
                 &Attempt {
                     username: &shown,
                     from: addr.clone(),
@@ -145,14 +145,13 @@ pub async fn login(
                 },
             )?);
         }
-        core.sequencer
-            .submit(move |tx| {
-                for e in &entries {
-                    tx.append(e.clone())?;
-                }
-                Ok(())
-            })
-            .await?;
+        log.submit(move |tx| {
+            for e in &entries {
+                tx.append(e.clone())?;
+            }
+            Ok(())
+        })
+        .await?;
         return Err(AuthError::BadCredentials);
     }
     let Some(user) = user else {
@@ -164,23 +163,23 @@ pub async fn login(
         UserStatus::Active => {}
     }
     auth.by_user_addr.succeed(&user_addr);
-    open_session(core, &user, Some(from)).await
+    open_session(log, auth, &user, Some(from)).await
 }
 
 /// Starts a new session (a new refresh-token family) for `user`.
 async fn open_session(
-    core: &Core,
+    log: &Log,
+    auth: &Auth,
     user: &UserRow,
     from: Option<IpAddr>,
 ) -> Result<Issued, AuthError> {
-    let (refresh, refresh_hash) =
-        new_refresh_token().map_err(|e| AuthError::Internal(e.to_string()))?;
-    let sid = new_session_id().map_err(|e| AuthError::Internal(e.to_string()))?;
+    let (refresh, refresh_hash) = new_refresh_token()?;
+    let sid = new_session_id()?;
     let k = users::key(&user.username);
-    let ttl_us = secs_to_us(core.config.auth.refresh_ttl_secs);
+    let ttl_us = secs_to_us(auth.config.refresh_ttl_secs);
     let event = entry(
         KIND_LOGIN,
-        &format!("user:{k}"),
+        &Author::User(k.clone()),
         &SessionEvent {
             username: &user.username,
             session: &sid,
@@ -189,8 +188,7 @@ async fn open_session(
     )?;
     let expected_version = user.auth_version;
     let sid_job = sid.clone();
-    let row = core
-        .sequencer
+    let row = log
         .submit(move |tx| {
             let Some(mut row) = tx.views().user(&k)? else {
                 return Err(Rejection::not_found("no_such_user", "no user with this name").into());
@@ -218,18 +216,24 @@ async fn open_session(
             Ok(row)
         })
         .await?;
-    issue(core, row, sid, refresh)
+    issue(log, auth, row, sid, refresh)
 }
 
 fn secs_to_us(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
-fn issue(core: &Core, user: UserRow, sid: String, refresh: String) -> Result<Issued, AuthError> {
-    let now_s = core.clock.now_us() / 1_000_000;
-    let ttl = core.config.auth.access_ttl_secs;
+fn issue(
+    log: &Log,
+    auth: &Auth,
+    user: UserRow,
+    sid: String,
+    refresh: String,
+) -> Result<Issued, AuthError> {
+    let now_s = log.now_us() / 1_000_000;
+    let ttl = auth.config.access_ttl_secs;
     let claims = AccessClaims {
-        iss: core.site.to_string(),
+        iss: log.site().to_string(),
         aud: ACCESS_AUDIENCE.into(),
         sub: users::key(&user.username),
         sid: sid.clone(),
@@ -238,11 +242,7 @@ fn issue(core: &Core, user: UserRow, sid: String, refresh: String) -> Result<Iss
         iat: now_s,
         exp: now_s + i64::try_from(ttl).unwrap_or(900),
     };
-    let access_token = core
-        .auth
-        .keys
-        .issue(&claims)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let access_token = auth.keys.issue(&claims)?;
     Ok(Issued {
         access_token,
         expires_in: ttl,
@@ -260,15 +260,14 @@ enum Refreshed {
 
 /// Exchanges a refresh token for new tokens. The old one stops working; presenting it again
 /// ends the whole session.
-pub async fn refresh(core: &Core, token: &str) -> Result<Issued, AuthError> {
+pub async fn refresh(log: &Log, auth: &Auth, token: &str) -> Result<Issued, AuthError> {
     if !token.starts_with(super::tokens::REFRESH_PREFIX) || token.len() > 128 {
         return Err(AuthError::InvalidToken);
     }
     let presented = crate::secret::token_hash(token);
-    let (next, next_hash) = new_refresh_token().map_err(|e| AuthError::Internal(e.to_string()))?;
-    let ttl_us = secs_to_us(core.config.auth.refresh_ttl_secs);
-    let outcome = core
-        .sequencer
+    let (next, next_hash) = new_refresh_token()?;
+    let ttl_us = secs_to_us(auth.config.refresh_ttl_secs);
+    let outcome = log
         .submit(move |tx| {
             let Some(sid) = tx.views().session_of_refresh(&presented)? else {
                 return Err(Rejection::invalid("invalid_token", "unknown refresh token").into());
@@ -288,14 +287,13 @@ pub async fn refresh(core: &Core, token: &str) -> Result<Issued, AuthError> {
                 let e = NewEntry::json(
                     KIND_REFRESH_REUSE,
                     STREAM,
-                    "system",
+                    &Author::System,
                     &SessionEvent {
                         username: &session.user,
                         session: &session.id,
                         from: None,
                     },
-                )
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                )?;
                 tx.append(e)?;
                 return Ok(Refreshed::Reused);
             }
@@ -319,53 +317,64 @@ pub async fn refresh(core: &Core, token: &str) -> Result<Issued, AuthError> {
             other => AuthError::Submit(other),
         })?;
     match outcome {
-        Refreshed::Rotated(user, sid) => issue(core, user, sid, next),
+        Refreshed::Rotated(user, sid) => issue(log, auth, user, sid, next),
         Refreshed::Reused => Err(AuthError::InvalidToken),
         Refreshed::Ended => Err(AuthError::SessionEnded),
     }
 }
 
 /// Ends a session at once: its access and refresh tokens stop working.
-pub async fn logout(core: &Core, session_id: &str, username: &str) -> Result<(), AuthError> {
+pub async fn logout(log: &Log, session_id: &str, username: &str) -> Result<(), AuthError> {
     let sid = session_id.to_string();
     let e = entry(
         KIND_LOGOUT,
-        &format!("user:{}", users::key(username)),
+        &Author::User(users::key(username)),
         &SessionEvent {
             username,
             session: session_id,
             from: None,
         },
     )?;
-    core.sequencer
-        .submit(move |tx| {
-            if let Some(mut s) = tx.views().session(&sid)?
-                && s.revoked_at_us.is_none()
-            {
-                s.revoked_at_us = Some(tx.now_us());
-                tx.views().put_session(&s)?;
-                tx.append(e.clone())?;
-            }
-            Ok(())
-        })
-        .await?;
+    log.submit(move |tx| {
+        if let Some(mut s) = tx.views().session(&sid)?
+            && s.revoked_at_us.is_none()
+        {
+            s.revoked_at_us = Some(tx.now_us());
+            tx.views().put_session(&s)?;
+            tx.append(e.clone())?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
 /// Checks an access token against the signature, the clock, the session and the user as stored
 /// now, so sign-out, disabling, role and password changes take effect at once.
-pub fn authenticate(core: &Core, token: &str) -> Result<(UserRow, AccessClaims), AuthError> {
-    let now_us = core.clock.now_us();
-    let leeway = i64::try_from(core.config.auth.leeway_secs).unwrap_or(30);
-    let claims = core
-        .auth
+pub fn authenticate(
+    log: &Log,
+    auth: &Auth,
+    token: &str,
+) -> Result<(UserRow, AccessClaims), AuthError> {
+    let now_us = log.now_us();
+    let leeway = i64::try_from(auth.config.leeway_secs).unwrap_or(30);
+    let claims = auth
         .keys
-        .verify(token, &core.site, now_us / 1_000_000, leeway)
+        .verify(token, log.site(), now_us / 1_000_000, leeway)
         .map_err(|e| match e {
             super::tokens::TokenError::Expired => AuthError::SessionEnded,
             _ => AuthError::InvalidToken,
         })?;
-    let rtx = core.store.read()?;
+    let user = check_session(log, &claims)?;
+    Ok((user, claims))
+}
+
+/// The one session check, for every request and for every write on a live socket: the session
+/// exists, belongs to the token's user, is neither revoked nor expired, and the user is active
+/// with the token's `auth_version`. Returns the user as stored now (its role included).
+pub fn check_session(log: &Log, claims: &AccessClaims) -> Result<UserRow, AuthError> {
+    let now_us = log.now_us();
+    let rtx = log.read()?;
     let session = rtx.session(&claims.sid)?.ok_or(AuthError::InvalidToken)?;
     if session.user != claims.sub
         || session.revoked_at_us.is_some()
@@ -380,24 +389,42 @@ pub fn authenticate(core: &Core, token: &str) -> Result<(UserRow, AccessClaims),
     if user.auth_version != claims.ver || session.auth_version != claims.ver {
         return Err(AuthError::SessionEnded);
     }
-    Ok((user, claims))
+    Ok(user)
+}
+
+/// The user (lower-cased) whose sessions `e` may have ended: sign-out, a reused refresh token, or
+/// a change of status, role or password. Live sockets re-check their session when they see one.
+pub fn may_end_sessions_of(e: &crate::log::Entry) -> Option<String> {
+    let relevant = matches!(e.kind.as_str(), KIND_LOGOUT | KIND_REFRESH_REUSE)
+        || matches!(
+            e.kind.as_str(),
+            users::KIND_STATUS_CHANGED
+                | users::KIND_ROLE_CHANGED
+                | users::KIND_PASSWORD_CHANGED
+                | users::KIND_PASSWORD_RESET
+        );
+    if !relevant {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        username: String,
+    }
+    let s: Subject = serde_json::from_slice(&e.body).ok()?;
+    Some(users::key(&s.username))
 }
 
 /// Changes one's own password after checking the current one; all other sessions end, and a new
 /// session is opened for the caller.
 pub async fn change_password(
-    core: &Core,
+    log: &Log,
+    auth: &Auth,
     user: &UserRow,
     current: &str,
     new: &str,
     from: Option<IpAddr>,
 ) -> Result<Issued, AuthError> {
-    if !core
-        .auth
-        .hasher
-        .verify(current, Some(&user.password_hash))
-        .await
-    {
+    if !auth.hasher.verify(current, Some(&user.password_hash)).await {
         return Err(AuthError::Rejected(Rejection::forbidden(
             "wrong_password",
             "the current password is wrong",
@@ -410,13 +437,8 @@ pub async fn change_password(
             "choose a password different from the current one",
         )));
     }
-    let hash = core
-        .auth
-        .hasher
-        .hash(new)
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    let by = format!("user:{}", users::key(&user.username));
-    let updated = users::set_password_hash(core, &user.username, hash, false, &by).await?;
-    open_session(core, &updated, from).await
+    let hash = auth.hasher.hash(new).await?;
+    let by = Author::User(users::key(&user.username));
+    let updated = users::set_password_hash(log, &user.username, hash, false, &by).await?;
+    open_session(log, auth, &updated, from).await
 }

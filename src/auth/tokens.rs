@@ -23,6 +23,10 @@ pub enum TokenError {
     Invalid,
     #[error("the token has expired")]
     Expired,
+    #[error("the system random generator failed")]
+    Random,
+    #[error("cannot sign a token: {0}")]
+    Sign(#[source] jsonwebtoken::errors::Error),
     #[error("cannot load or create the signing key {0}: {1}")]
     Key(String, String),
 }
@@ -86,7 +90,7 @@ impl TokenKeys {
 
     pub fn issue(&self, claims: &AccessClaims) -> Result<String, TokenError> {
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.encoding)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(TokenError::Sign)
     }
 
     /// Verifies signature (EdDSA only), audience and issuer, then times against `now_s`.
@@ -119,7 +123,7 @@ impl TokenKeys {
 /// A new opaque refresh token and its SHA-256.
 pub fn new_refresh_token() -> Result<(String, [u8; 32]), TokenError> {
     let mut raw = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut raw).map_err(|_| TokenError::Invalid)?;
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| TokenError::Random)?;
     let token = format!("{REFRESH_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
     let hash = crate::secret::token_hash(&token);
     Ok((token, hash))
@@ -128,6 +132,6 @@ pub fn new_refresh_token() -> Result<(String, [u8; 32]), TokenError> {
 /// A random session id.
 pub fn new_session_id() -> Result<String, TokenError> {
     let mut raw = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut raw).map_err(|_| TokenError::Invalid)?;
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| TokenError::Random)?;
     Ok(hex::encode(raw))
 }

@@ -116,7 +116,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
                 let entry = NewEntry {
                     kind: "event".into(),
                     stream: format!("bench/{p}"),
-                    author: "bench".into(),
+                    author: crate::log::Author::Cli("bench".into()),
                     body,
                 };
                 while issued.fetch_add(1, Ordering::Relaxed) < total {

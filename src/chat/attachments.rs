@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Actor;
 use crate::error::Rejection;
-use crate::log::{AppendError, SubmitError, Tx};
-use crate::state::Core;
-use crate::store::{AttachmentRef, AttachmentRow, DataKey, ReadTx, StoreError};
+use crate::log::{AppendError, Log, SubmitError, Tx};
+use crate::store::{AttachmentRef, AttachmentRow, ReadTx, StoreError};
 
 /// Bytes per stored chunk.
 pub const CHUNK: usize = 64 << 10;
@@ -114,7 +113,7 @@ fn aad(id: &str, n: u32) -> Vec<u8> {
 
 /// Stores an upload. The caller has already bounded its size.
 pub async fn store(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     name: &str,
     data: Vec<u8>,
@@ -132,15 +131,15 @@ pub async fn store(
             "allowed are PNG, JPEG, GIF, WebP, PDF and plain text or CSV (checked by content)",
         )));
     };
-    let id = super::random_id("a").map_err(|e| SubmitError::Storage(e.to_string()))?;
+    let id = super::random_id("a")?;
     let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data));
     let mut chunks = Vec::new();
     for (n, part) in data.chunks(CHUNK).enumerate() {
-        let n = u32::try_from(n).map_err(|_| SubmitError::Storage("too many chunks".into()))?;
-        let sealed = core
-            .key
-            .seal_bytes(&aad(&id, n), part)
-            .map_err(|e| SubmitError::Storage(e.to_string()))?;
+        let n = u32::try_from(n)
+            .map_err(|_| Rejection::invalid("too_large", "the upload is too large"))?;
+        let sealed = log
+            .seal_view(&aad(&id, n), part)
+            .map_err(StoreError::Seal)?;
         chunks.push(sealed);
     }
     let row = AttachmentRow {
@@ -150,19 +149,18 @@ pub async fn store(
         mime: mime.to_string(),
         name: clean_name(name, mime),
         uploader: actor.user.clone(),
-        created_at_us: core.clock.now_us(),
+        created_at_us: log.now_us(),
         chunks: chunks.len() as u32,
     };
     let info = AttachmentInfo::from(&row);
-    core.sequencer
-        .submit(move |tx| {
-            tx.views().put_attachment(&row)?;
-            for (n, c) in chunks.iter().enumerate() {
-                tx.views().put_attachment_chunk(&row.id, n as u32, c)?;
-            }
-            Ok(())
-        })
-        .await?;
+    log.submit(move |tx| {
+        tx.views().put_attachment(&row)?;
+        for (n, c) in chunks.iter().enumerate() {
+            tx.views().put_attachment_chunk(&row.id, n as u32, c)?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(info)
 }
 
@@ -208,7 +206,7 @@ pub(crate) fn usable(tx: &mut Tx<'_>, id: &str, user: &str) -> Result<Attachment
 }
 
 /// The attachment, if `user` may see it (404 otherwise, to reveal nothing).
-pub fn open_for(core: &Core, user: &str, id: &str) -> Result<AttachmentRow, SubmitError> {
+pub fn open_for(log: &Log, user: &str, id: &str) -> Result<AttachmentRow, SubmitError> {
     let storage = super::conversations::storage;
     let not_found = || {
         SubmitError::Rejected(Rejection::not_found(
@@ -216,7 +214,7 @@ pub fn open_for(core: &Core, user: &str, id: &str) -> Result<AttachmentRow, Subm
             "no attachment with this id",
         ))
     };
-    let rtx = core.store.read().map_err(storage)?;
+    let rtx = log.read().map_err(storage)?;
     let row = rtx.attachment(id).map_err(storage)?.ok_or_else(not_found)?;
     if !may_access_read(&rtx, &row, user).map_err(storage)? {
         return Err(not_found());
@@ -226,18 +224,15 @@ pub fn open_for(core: &Core, user: &str, id: &str) -> Result<AttachmentRow, Subm
 
 /// Chunk `n` of an attachment, opened. Each call takes its own snapshot (chunks never change), so
 /// a slow download pins nothing.
-pub fn chunk(core: &Core, row: &AttachmentRow, n: u32) -> Result<Vec<u8>, StoreError> {
-    let sealed = core
-        .store
-        .read()?
-        .attachment_chunk(&row.id, n)?
-        .ok_or_else(|| StoreError::Corrupt(format!("attachment {} lacks chunk {n}", row.id)))?;
-    open_chunk(&core.key, &row.id, n, &sealed)
-}
-
-fn open_chunk(key: &DataKey, id: &str, n: u32, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-    key.open_bytes(&aad(id, n), sealed)
-        .map_err(|e| StoreError::Corrupt(format!("attachment {id}/{n}: {e}")))
+pub fn chunk(log: &Log, row: &AttachmentRow, n: u32) -> Result<Vec<u8>, StoreError> {
+    let sealed =
+        log.read()?
+            .attachment_chunk(&row.id, n)?
+            .ok_or_else(|| StoreError::MissingChunk {
+                id: row.id.clone(),
+                n,
+            })?;
+    Ok(log.open_view(&aad(&row.id, n), &sealed)?)
 }
 
 #[cfg(test)]

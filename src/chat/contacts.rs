@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Actor, CONTACT_STREAM_PREFIX, direct_id};
 use crate::error::Rejection;
-use crate::log::{AppendError, NewEntry, SubmitError, Tx};
-use crate::state::Core;
+use crate::log::{AppendError, Author, Log, NewEntry, SubmitError, Tx};
 use crate::store::{ContactRow, ContactState, StoreError, UserStatus};
 
 /// The body of a `contact.*` entry; `from` is who acted.
@@ -75,8 +74,12 @@ fn change(
     theirs: ContactState,
     body: ContactBody,
 ) -> Result<(), AppendError> {
-    let entry = NewEntry::json(body.kind(), &contact_stream(me, other), me, &body)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let entry = NewEntry::json(
+        body.kind(),
+        &contact_stream(me, other),
+        &Author::user(me),
+        &body,
+    )?;
     tx.append(entry)?;
     let now = tx.now_us();
     for (owner, o, state) in [(me, other, mine), (other, me, theirs)] {
@@ -91,7 +94,7 @@ fn change(
 }
 
 async fn act(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     other: &str,
     f: fn(&mut Tx<'_>, &str, &str, ContactState) -> Result<ContactState, AppendError>,
@@ -104,27 +107,24 @@ async fn act(
             "you cannot be your own contact",
         )));
     }
-    core.sequencer
-        .submit(move |tx| {
-            match tx.views().user(&other)? {
-                Some(u) if u.status == UserStatus::Active => {}
-                _ => {
-                    return Err(Rejection::not_found(
-                        "no_such_user",
-                        "no active user with this name",
-                    )
-                    .into());
-                }
+    log.submit(move |tx| {
+        match tx.views().user(&other)? {
+            Some(u) if u.status == UserStatus::Active => {}
+            _ => {
+                return Err(
+                    Rejection::not_found("no_such_user", "no active user with this name").into(),
+                );
             }
-            let current = state_of(tx, &me, &other)?;
-            f(tx, &me, &other, current)
-        })
-        .await
+        }
+        let current = state_of(tx, &me, &other)?;
+        f(tx, &me, &other, current)
+    })
+    .await
 }
 
 /// Asks `other` to be a contact. If they already asked me, this accepts.
-pub async fn request(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
-    act(core, actor, other, |tx, me, other, current| match current {
+pub async fn request(log: &Log, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
+    act(log, actor, other, |tx, me, other, current| match current {
         ContactState::Accepted => {
             Err(Rejection::conflict("already_contacts", "you are already contacts").into())
         }
@@ -185,16 +185,16 @@ fn answer(
 }
 
 /// Accepts `other`'s pending request.
-pub async fn accept(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
-    act(core, actor, other, |tx, me, other, current| {
+pub async fn accept(log: &Log, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
+    act(log, actor, other, |tx, me, other, current| {
         answer(tx, me, other, current, true)
     })
     .await
 }
 
 /// Turns down `other`'s pending request.
-pub async fn reject(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
-    act(core, actor, other, |tx, me, other, current| {
+pub async fn reject(log: &Log, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
+    act(log, actor, other, |tx, me, other, current| {
         answer(tx, me, other, current, false)
     })
     .await
@@ -202,8 +202,8 @@ pub async fn reject(core: &Core, actor: &Actor, other: &str) -> Result<ContactSt
 
 /// Removes a contact (or withdraws my request). Our direct conversation is hidden for me; the log
 /// keeps its history.
-pub async fn remove(core: &Core, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
-    act(core, actor, other, |tx, me, other, current| {
+pub async fn remove(log: &Log, actor: &Actor, other: &str) -> Result<ContactState, SubmitError> {
+    act(log, actor, other, |tx, me, other, current| {
         if !matches!(current, ContactState::Accepted | ContactState::Outgoing) {
             return Err(Rejection::not_found("not_a_contact", "this user is not a contact").into());
         }
@@ -223,8 +223,8 @@ pub async fn remove(core: &Core, actor: &Actor, other: &str) -> Result<ContactSt
 }
 
 /// My contacts and pending requests.
-pub fn list(core: &Core, me: &str) -> Result<Contacts, StoreError> {
-    let rtx = core.store.read()?;
+pub fn list(log: &Log, me: &str) -> Result<Contacts, StoreError> {
+    let rtx = log.read()?;
     let mut out = Contacts {
         contacts: Vec::new(),
         incoming: Vec::new(),

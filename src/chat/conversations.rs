@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::messages::{MessageView, read_message};
 use super::{Actor, ChatBody, append, direct_id, direct_pair, no_conversation};
+use crate::config::ChatConfig;
 use crate::config::DirectMessages;
 use crate::error::Rejection;
-use crate::log::{AppendError, SubmitError, Tx};
-use crate::state::Core;
+use crate::log::{AppendError, Log, SubmitError, Tx};
 use crate::store::{
     ContactState, ConvKind, ConvRow, MAX_SPANS, MemberRole, MemberRow, Span, StoreError, UserStatus,
 };
@@ -148,7 +148,8 @@ fn dismiss(
 
 /// Opens (or finds) the direct conversation with `other`; `true` when it was just created.
 pub async fn open_direct(
-    core: &Core,
+    log: &Log,
+    cfg: &ChatConfig,
     actor: &Actor,
     other: &str,
 ) -> Result<(ConvRow, bool), SubmitError> {
@@ -160,36 +161,35 @@ pub async fn open_direct(
         )));
     }
     actor.require_poster().map_err(SubmitError::Rejected)?;
-    let mode = core.config.chat.direct_messages;
+    let mode = cfg.direct_messages;
     let me = actor.user.clone();
-    core.sequencer
-        .submit(move |tx| {
-            active_user(tx, &other)?;
-            require_contact(tx, mode, &me, &other)?;
-            let id = direct_id(&me, &other);
-            if let Some(conv) = tx.views().conv(&id)? {
-                if let Some(mut m) = tx.views().member(&id, &me)?
-                    && m.hidden
-                {
-                    m.hidden = false;
-                    tx.views().put_member(&m)?;
-                }
-                return Ok((conv, false));
+    log.submit(move |tx| {
+        active_user(tx, &other)?;
+        require_contact(tx, mode, &me, &other)?;
+        let id = direct_id(&me, &other);
+        if let Some(conv) = tx.views().conv(&id)? {
+            if let Some(mut m) = tx.views().member(&id, &me)?
+                && m.hidden
+            {
+                m.hidden = false;
+                tx.views().put_member(&m)?;
             }
-            let body = ChatBody::Created {
-                conv: id.clone(),
-                conv_kind: ConvKind::Direct,
-                name: String::new(),
-                members: vec![me.clone(), other.clone()],
-            };
-            let seq = append(tx, &me, &body)?;
-            let mut conv = new_conv(id, ConvKind::Direct, String::new(), &me, tx.now_us(), seq);
-            admit(tx, &mut conv, &me, MemberRole::Member, seq)?;
-            admit(tx, &mut conv, &other, MemberRole::Member, seq)?;
-            tx.views().put_conv(&conv)?;
-            Ok((conv, true))
-        })
-        .await
+            return Ok((conv, false));
+        }
+        let body = ChatBody::Created {
+            conv: id.clone(),
+            conv_kind: ConvKind::Direct,
+            name: String::new(),
+            members: vec![me.clone(), other.clone()],
+        };
+        let seq = append(tx, &me, &body)?;
+        let mut conv = new_conv(id, ConvKind::Direct, String::new(), &me, tx.now_us(), seq);
+        admit(tx, &mut conv, &me, MemberRole::Member, seq)?;
+        admit(tx, &mut conv, &other, MemberRole::Member, seq)?;
+        tx.views().put_conv(&conv)?;
+        Ok((conv, true))
+    })
+    .await
 }
 
 /// With `direct_messages = "contacts"`, two people need an accepted contact request.
@@ -228,14 +228,15 @@ fn new_conv(id: String, kind: ConvKind, name: String, by: &str, now: i64, seq: u
 
 /// Creates a group (with invited members) or a channel (just the creator); the creator owns it.
 pub async fn create(
-    core: &Core,
+    log: &Log,
+    cfg: &ChatConfig,
     actor: &Actor,
     kind: ConvKind,
     name: &str,
     members: Vec<String>,
 ) -> Result<ConvRow, SubmitError> {
     actor.require_poster().map_err(SubmitError::Rejected)?;
-    let max = core.config.chat.max_members;
+    let max = cfg.max_members;
     let (name, prefix) = match kind {
         ConvKind::Group => (validate_group_name(name), "g"),
         ConvKind::Channel => (validate_channel_name(name), "c"),
@@ -265,41 +266,40 @@ pub async fn create(
     }
     let id = random_id_for(prefix)?;
     let me = actor.user.clone();
-    core.sequencer
-        .submit(move |tx| {
-            for m in &invited {
-                active_user(tx, m)?;
-            }
-            if kind == ConvKind::Channel && tx.views().channel(&name)?.is_some() {
-                return Err(
-                    Rejection::conflict("name_taken", "a channel with this name exists").into(),
-                );
-            }
-            let mut all = vec![me.clone()];
-            all.extend(invited.iter().cloned());
-            let body = ChatBody::Created {
-                conv: id.clone(),
-                conv_kind: kind,
-                name: name.clone(),
-                members: all,
-            };
-            let seq = append(tx, &me, &body)?;
-            let mut conv = new_conv(id.clone(), kind, name.clone(), &me, tx.now_us(), seq);
-            admit(tx, &mut conv, &me, MemberRole::Owner, seq)?;
-            for m in &invited {
-                admit(tx, &mut conv, m, MemberRole::Member, seq)?;
-            }
-            if kind == ConvKind::Channel {
-                tx.views().put_channel(&name, &id)?;
-            }
-            tx.views().put_conv(&conv)?;
-            Ok(conv)
-        })
-        .await
+    log.submit(move |tx| {
+        for m in &invited {
+            active_user(tx, m)?;
+        }
+        if kind == ConvKind::Channel && tx.views().channel(&name)?.is_some() {
+            return Err(
+                Rejection::conflict("name_taken", "a channel with this name exists").into(),
+            );
+        }
+        let mut all = vec![me.clone()];
+        all.extend(invited.iter().cloned());
+        let body = ChatBody::Created {
+            conv: id.clone(),
+            conv_kind: kind,
+            name: name.clone(),
+            members: all,
+        };
+        let seq = append(tx, &me, &body)?;
+        let mut conv = new_conv(id.clone(), kind, name.clone(), &me, tx.now_us(), seq);
+        admit(tx, &mut conv, &me, MemberRole::Owner, seq)?;
+        for m in &invited {
+            admit(tx, &mut conv, m, MemberRole::Member, seq)?;
+        }
+        if kind == ConvKind::Channel {
+            tx.views().put_channel(&name, &id)?;
+        }
+        tx.views().put_conv(&conv)?;
+        Ok(conv)
+    })
+    .await
 }
 
 fn random_id_for(prefix: &str) -> Result<String, SubmitError> {
-    super::random_id(prefix).map_err(|e| SubmitError::Storage(e.to_string()))
+    Ok(super::random_id(prefix)?)
 }
 
 /// The conversation and the actor's active membership, for members and for site admins (who
@@ -350,28 +350,33 @@ fn add_users(
 }
 
 /// Joins a channel. Joining one already joined changes nothing.
-pub async fn join(core: &Core, actor: &Actor, conv: &str) -> Result<ConvRow, SubmitError> {
+pub async fn join(
+    log: &Log,
+    cfg: &ChatConfig,
+    actor: &Actor,
+    conv: &str,
+) -> Result<ConvRow, SubmitError> {
     let me = actor.user.clone();
     let id = conv.to_string();
-    let max = core.config.chat.max_members;
-    core.sequencer
-        .submit(move |tx| {
-            let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
-            if c.kind != ConvKind::Channel {
-                return Err(no_conversation().into());
-            }
-            if tx.views().member(&id, &me)?.is_some_and(|m| m.active) {
-                return Ok(c);
-            }
-            add_users(tx, &mut c, vec![me.clone()], &me, max)?;
-            Ok(c)
-        })
-        .await
+    let max = cfg.max_members;
+    log.submit(move |tx| {
+        let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
+        if c.kind != ConvKind::Channel {
+            return Err(no_conversation().into());
+        }
+        if tx.views().member(&id, &me)?.is_some_and(|m| m.active) {
+            return Ok(c);
+        }
+        add_users(tx, &mut c, vec![me.clone()], &me, max)?;
+        Ok(c)
+    })
+    .await
 }
 
 /// Adds people to a group (owner or admin) or a channel (any member).
 pub async fn add_members(
-    core: &Core,
+    log: &Log,
+    cfg: &ChatConfig,
     actor: &Actor,
     conv: &str,
     users: Vec<String>,
@@ -380,7 +385,7 @@ pub async fn add_members(
     let me = actor.user.clone();
     let actor = actor.clone();
     let id = conv.to_string();
-    let max = core.config.chat.max_members;
+    let max = cfg.max_members;
     let mut users: Vec<String> = users.iter().map(|u| crate::users::key(u)).collect();
     users.sort();
     users.dedup();
@@ -390,46 +395,45 @@ pub async fn add_members(
             format!("name 1 to {max} users"),
         )));
     }
-    core.sequencer
-        .submit(move |tx| {
-            let (mut c, mine) = managed(tx, &id, &actor)?;
-            match c.kind {
-                ConvKind::Direct => {
-                    return Err(Rejection::invalid(
-                        "direct_conversation",
-                        "a direct conversation has exactly two members",
-                    )
-                    .into());
-                }
-                ConvKind::Group if !may_manage(&actor, mine.as_ref()) => {
-                    return Err(Rejection::forbidden(
-                        "not_owner",
-                        "only the group's owner adds members",
-                    )
-                    .into());
-                }
-                _ => {}
+    log.submit(move |tx| {
+        let (mut c, mine) = managed(tx, &id, &actor)?;
+        match c.kind {
+            ConvKind::Direct => {
+                return Err(Rejection::invalid(
+                    "direct_conversation",
+                    "a direct conversation has exactly two members",
+                )
+                .into());
             }
-            let mut new = Vec::new();
-            for u in &users {
-                active_user(tx, u)?;
-                if !tx.views().member(&id, u)?.is_some_and(|m| m.active) {
-                    new.push(u.clone());
-                }
+            ConvKind::Group if !may_manage(&actor, mine.as_ref()) => {
+                return Err(Rejection::forbidden(
+                    "not_owner",
+                    "only the group's owner adds members",
+                )
+                .into());
             }
-            if new.is_empty() {
-                return Ok(c);
+            _ => {}
+        }
+        let mut new = Vec::new();
+        for u in &users {
+            active_user(tx, u)?;
+            if !tx.views().member(&id, u)?.is_some_and(|m| m.active) {
+                new.push(u.clone());
             }
-            add_users(tx, &mut c, new, &me, max)?;
-            Ok(c)
-        })
-        .await
+        }
+        if new.is_empty() {
+            return Ok(c);
+        }
+        add_users(tx, &mut c, new, &me, max)?;
+        Ok(c)
+    })
+    .await
 }
 
 /// Removes `user` (the owner or an admin removes others; anyone may remove themself: leave).
 /// In a direct conversation, leaving only hides it.
 pub async fn remove_member(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     conv: &str,
     user: &str,
@@ -438,80 +442,75 @@ pub async fn remove_member(
     let actor = actor.clone();
     let id = conv.to_string();
     let target = crate::users::key(user);
-    core.sequencer
-        .submit(move |tx| {
-            let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
-            let mine = tx.views().member(&id, &me)?;
-            let is_member = mine.as_ref().is_some_and(|m| m.active);
-            let admin_removing_other = actor.is_admin() && target != me;
-            if !is_member && !admin_removing_other {
-                return Err(no_conversation().into());
+    log.submit(move |tx| {
+        let mut c = tx.views().conv(&id)?.ok_or_else(no_conversation)?;
+        let mine = tx.views().member(&id, &me)?;
+        let is_member = mine.as_ref().is_some_and(|m| m.active);
+        let admin_removing_other = actor.is_admin() && target != me;
+        if !is_member && !admin_removing_other {
+            return Err(no_conversation().into());
+        }
+        if c.kind == ConvKind::Direct {
+            if target != me {
+                return Err(Rejection::invalid(
+                    "direct_conversation",
+                    "a direct conversation has exactly two members",
+                )
+                .into());
             }
-            if c.kind == ConvKind::Direct {
-                if target != me {
-                    return Err(Rejection::invalid(
-                        "direct_conversation",
-                        "a direct conversation has exactly two members",
-                    )
-                    .into());
-                }
-                if let Some(mut m) = mine {
-                    m.hidden = true;
-                    tx.views().put_member(&m)?;
-                }
-                return Ok(());
+            if let Some(mut m) = mine {
+                m.hidden = true;
+                tx.views().put_member(&m)?;
             }
-            if target != me && !may_manage(&actor, mine.as_ref()) {
-                return Err(
-                    Rejection::forbidden("not_owner", "only the owner removes members").into(),
-                );
-            }
-            let Some(row) = tx.views().member(&id, &target)?.filter(|m| m.active) else {
-                return Err(
-                    Rejection::not_found("not_a_member", "this user is not a member").into(),
-                );
-            };
-            // When the last owner leaves, the longest-standing member takes over.
-            let mut new_owner = None;
-            if row.role == MemberRole::Owner {
-                let members = tx.views().members(&id)?;
-                let owners_left = members
+            return Ok(());
+        }
+        if target != me && !may_manage(&actor, mine.as_ref()) {
+            return Err(Rejection::forbidden("not_owner", "only the owner removes members").into());
+        }
+        let Some(row) = tx.views().member(&id, &target)?.filter(|m| m.active) else {
+            return Err(Rejection::not_found("not_a_member", "this user is not a member").into());
+        };
+        // When the last owner leaves, the longest-standing member takes over.
+        let mut new_owner = None;
+        if row.role == MemberRole::Owner {
+            let members = tx.views().members(&id)?;
+            let owners_left = members
+                .iter()
+                .filter(|m| m.active && m.role == MemberRole::Owner && m.user != target)
+                .count();
+            if owners_left == 0 {
+                new_owner = members
                     .iter()
-                    .filter(|m| m.active && m.role == MemberRole::Owner && m.user != target)
-                    .count();
-                if owners_left == 0 {
-                    new_owner = members
-                        .iter()
-                        .filter(|m| m.active && m.user != target)
-                        .min_by_key(|m| m.spans.last().map_or(0, |s| s.from))
-                        .cloned();
-                }
+                    .filter(|m| m.active && m.user != target)
+                    .min_by_key(|m| m.spans.last().map_or(0, |s| s.from))
+                    .cloned();
             }
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Left {
-                    conv: id.clone(),
-                    users: vec![target.clone()],
-                    by: me.clone(),
-                    new_owner: new_owner.as_ref().map(|m| m.user.clone()),
-                },
-            )?;
-            dismiss(tx, &mut c, row, seq)?;
-            if let Some(mut o) = new_owner {
-                o.role = MemberRole::Owner;
-                tx.views().put_member(&o)?;
-            }
-            c.last_seq = seq;
-            tx.views().put_conv(&c)?;
-            Ok(())
-        })
-        .await
+        }
+        let seq = append(
+            tx,
+            &me,
+            &ChatBody::Left {
+                conv: id.clone(),
+                users: vec![target.clone()],
+                by: me.clone(),
+                new_owner: new_owner.as_ref().map(|m| m.user.clone()),
+            },
+        )?;
+        dismiss(tx, &mut c, row, seq)?;
+        if let Some(mut o) = new_owner {
+            o.role = MemberRole::Owner;
+            tx.views().put_member(&o)?;
+        }
+        c.last_seq = seq;
+        tx.views().put_conv(&c)?;
+        Ok(())
+    })
+    .await
 }
 
 /// Renames a group or channel (owner or admin).
 pub async fn rename(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     conv: &str,
     name: &str,
@@ -520,61 +519,60 @@ pub async fn rename(
     let actor = actor.clone();
     let id = conv.to_string();
     let raw = name.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            let (mut c, mine) = managed(tx, &id, &actor)?;
-            if !may_manage(&actor, mine.as_ref()) {
-                return Err(Rejection::forbidden("not_owner", "only the owner renames").into());
+    log.submit(move |tx| {
+        let (mut c, mine) = managed(tx, &id, &actor)?;
+        if !may_manage(&actor, mine.as_ref()) {
+            return Err(Rejection::forbidden("not_owner", "only the owner renames").into());
+        }
+        let name = match c.kind {
+            ConvKind::Direct => {
+                return Err(Rejection::invalid(
+                    "direct_conversation",
+                    "a direct conversation has no name",
+                )
+                .into());
             }
-            let name = match c.kind {
-                ConvKind::Direct => {
-                    return Err(Rejection::invalid(
-                        "direct_conversation",
-                        "a direct conversation has no name",
-                    )
-                    .into());
-                }
-                ConvKind::Group => validate_group_name(&raw)?,
-                ConvKind::Channel => {
-                    let n = validate_channel_name(&raw)?;
-                    if n != c.name {
-                        if tx.views().channel(&n)?.is_some() {
-                            return Err(Rejection::conflict(
-                                "name_taken",
-                                "a channel with this name exists",
-                            )
-                            .into());
-                        }
-                        tx.views().remove_channel(&c.name)?;
-                        tx.views().put_channel(&n, &id)?;
+            ConvKind::Group => validate_group_name(&raw)?,
+            ConvKind::Channel => {
+                let n = validate_channel_name(&raw)?;
+                if n != c.name {
+                    if tx.views().channel(&n)?.is_some() {
+                        return Err(Rejection::conflict(
+                            "name_taken",
+                            "a channel with this name exists",
+                        )
+                        .into());
                     }
-                    n
+                    tx.views().remove_channel(&c.name)?;
+                    tx.views().put_channel(&n, &id)?;
                 }
-            };
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Renamed {
-                    conv: id.clone(),
-                    name: name.clone(),
-                },
-            )?;
-            c.name = name;
-            c.last_seq = seq;
-            tx.views().put_conv(&c)?;
-            Ok(c)
-        })
-        .await
+                n
+            }
+        };
+        let seq = append(
+            tx,
+            &me,
+            &ChatBody::Renamed {
+                conv: id.clone(),
+                name: name.clone(),
+            },
+        )?;
+        c.name = name;
+        c.last_seq = seq;
+        tx.views().put_conv(&c)?;
+        Ok(c)
+    })
+    .await
 }
 
 fn summarize(
-    core: &Core,
+    log: &Log,
     rtx: &crate::store::ReadTx,
     c: ConvRow,
     m: &MemberRow,
 ) -> Result<ConvSummary, StoreError> {
     let last_message = if c.last_message_seq > 0 {
-        read_message(core, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
+        read_message(log, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
     } else {
         None
     };
@@ -595,8 +593,8 @@ fn summarize(
 }
 
 /// The caller's conversations, most recently active first (hidden ones left out).
-pub fn list_mine(core: &Core, user: &str) -> Result<Vec<ConvSummary>, StoreError> {
-    let rtx = core.store.read()?;
+pub fn list_mine(log: &Log, user: &str) -> Result<Vec<ConvSummary>, StoreError> {
+    let rtx = log.read()?;
     let mut out = Vec::new();
     for id in rtx.user_convs(user)? {
         let Some(m) = rtx.member(&id, user)? else {
@@ -606,7 +604,7 @@ pub fn list_mine(core: &Core, user: &str) -> Result<Vec<ConvSummary>, StoreError
             continue;
         }
         if let Some(c) = rtx.conv(&id)? {
-            out.push(summarize(core, &rtx, c, &m)?);
+            out.push(summarize(log, &rtx, c, &m)?);
         }
     }
     out.sort_by_key(|c| std::cmp::Reverse(c.last_seq));
@@ -615,8 +613,8 @@ pub fn list_mine(core: &Core, user: &str) -> Result<Vec<ConvSummary>, StoreError
 
 /// One conversation with its active members; only members see it (and site admins, who manage
 /// conversations they are not in).
-pub fn get(core: &Core, actor: &Actor, conv: &str) -> Result<ConvDetail, SubmitError> {
-    let rtx = core.store.read().map_err(storage)?;
+pub fn get(log: &Log, actor: &Actor, conv: &str) -> Result<ConvDetail, SubmitError> {
+    let rtx = log.read().map_err(storage)?;
     let c = rtx.conv(conv).map_err(storage)?;
     let m = rtx
         .member(conv, &actor.user)
@@ -650,7 +648,7 @@ pub fn get(core: &Core, actor: &Actor, conv: &str) -> Result<ConvDetail, SubmitE
             last_read_seq: m.last_read_seq,
         })
         .collect();
-    let summary = summarize(core, &rtx, c, &m).map_err(storage)?;
+    let summary = summarize(log, &rtx, c, &m).map_err(storage)?;
     Ok(ConvDetail { summary, members })
 }
 
@@ -659,8 +657,8 @@ const MAX_PEERS: usize = 10_000;
 
 /// The people who share an active conversation with `user` (themself included): whose presence
 /// they may see.
-pub fn peers(core: &Core, user: &str) -> Result<std::collections::BTreeSet<String>, StoreError> {
-    let rtx = core.store.read()?;
+pub fn peers(log: &Log, user: &str) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let rtx = log.read()?;
     let mut peers = std::collections::BTreeSet::new();
     for conv in rtx.user_convs(user)? {
         if !rtx.member(&conv, user)?.is_some_and(|m| m.active) {
@@ -679,8 +677,8 @@ pub fn peers(core: &Core, user: &str) -> Result<std::collections::BTreeSet<Strin
 }
 
 /// Every channel, with whether the caller is in it.
-pub fn channels(core: &Core, user: &str) -> Result<Vec<ChannelInfo>, StoreError> {
-    let rtx = core.store.read()?;
+pub fn channels(log: &Log, user: &str) -> Result<Vec<ChannelInfo>, StoreError> {
+    let rtx = log.read()?;
     let mut out = Vec::new();
     for (name, id) in rtx.channels()? {
         let Some(c) = rtx.conv(&id)? else { continue };
@@ -696,5 +694,5 @@ pub fn channels(core: &Core, user: &str) -> Result<Vec<ChannelInfo>, StoreError>
 }
 
 pub(crate) fn storage(e: StoreError) -> SubmitError {
-    SubmitError::Storage(e.to_string())
+    SubmitError::from(e)
 }

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::conversations::require_contact;
 use super::{Actor, ChatBody, active_member, append, clean_text, direct_pair, no_conversation};
+use crate::config::ChatConfig;
 use crate::error::Rejection;
-use crate::log::{AppendError, SubmitError, Tx};
-use crate::state::Core;
+use crate::log::{AppendError, Log, SubmitError, Tx};
 use crate::store::{AttachmentRef, ConvKind, MessageRow, ReadTx, StoreError};
 
 /// Most attachments on one message.
@@ -95,10 +95,7 @@ fn aad(conv: &str, seq: u64) -> Vec<u8> {
 
 fn seal_row(tx: &mut Tx<'_>, conv: &str, row: &MessageRow) -> Result<(), StoreError> {
     let plain = row.encode()?;
-    let sealed = tx
-        .key()
-        .seal_bytes(&aad(conv, row.seq), &plain)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sealed = tx.key().seal_bytes(&aad(conv, row.seq), &plain)?;
     tx.views().put_message_sealed(conv, row.seq, &sealed)
 }
 
@@ -108,21 +105,19 @@ fn open_row(
     seq: u64,
     sealed: &[u8],
 ) -> Result<MessageRow, StoreError> {
-    let plain = key
-        .open_bytes(&aad(conv, seq), sealed)
-        .map_err(|e| StoreError::Corrupt(format!("message {conv}/{seq}: {e}")))?;
+    let plain = key.open_bytes(&aad(conv, seq), sealed)?;
     MessageRow::decode(&plain)
 }
 
 /// One message row, opened.
 pub fn read_message(
-    core: &Core,
+    log: &Log,
     rtx: &ReadTx,
     conv: &str,
     seq: u64,
 ) -> Result<Option<MessageRow>, StoreError> {
     rtx.message_sealed(conv, seq)?
-        .map(|s| open_row(&core.key, conv, seq, &s))
+        .map(|s| MessageRow::decode(&log.open_view(&aad(conv, seq), &s)?))
         .transpose()
 }
 
@@ -205,7 +200,8 @@ fn resolve_mentions(
 
 /// Sends a message. Durable when this returns; a repeated key returns the first seq.
 pub async fn send(
-    core: &Core,
+    log: &Log,
+    cfg: &ChatConfig,
     actor: &Actor,
     conv: &str,
     msg: SendMessage,
@@ -215,7 +211,7 @@ pub async fn send(
     validate_key(&msg.key).map_err(reject)?;
     validate_text(
         &msg.text,
-        core.config.chat.max_message_bytes,
+        cfg.max_message_bytes,
         !msg.attachments.is_empty(),
     )
     .map_err(reject)?;
@@ -227,206 +223,196 @@ pub async fn send(
     }
     let me = actor.user.clone();
     let id = conv.to_string();
-    let mode = core.config.chat.direct_messages;
-    core.sequencer
-        .submit(move |tx| {
-            if let Some(seq) = tx.views().idempotent(&me, &id, &msg.key)? {
-                return Ok(Sent {
-                    conv: id.clone(),
-                    seq,
-                    key: msg.key.clone(),
-                    duplicate: true,
-                });
-            }
-            let (mut c, mut mine) = active_member(tx, &id, &me)?;
-            if c.kind == ConvKind::Direct
-                && let Some((a, b)) = direct_pair(&id)
-            {
-                require_contact(tx, mode, &me, if a == me { b } else { a })?;
-            }
-            if let Some(r) = msg.reply_to
-                && tx.views().message_sealed(&id, r)?.is_none()
-            {
-                return Err(Rejection::invalid(
-                    "invalid_reply",
-                    "reply_to is not a message of this conversation",
-                )
-                .into());
-            }
-            let mut attachments = Vec::with_capacity(msg.attachments.len());
-            for a in &msg.attachments {
-                attachments.push(super::attachments::usable(tx, a, &me)?);
-            }
-            let mentions = resolve_mentions(tx, &id, &me, &msg.text)?;
-            let body = ChatBody::Message {
+    let mode = cfg.direct_messages;
+    log.submit(move |tx| {
+        if let Some(seq) = tx.views().idempotent(&me, &id, &msg.key)? {
+            return Ok(Sent {
                 conv: id.clone(),
-                key: msg.key.clone(),
-                text: msg.text.clone(),
-                mentions: mentions.clone(),
-                reply_to: msg.reply_to,
-                attachments: attachments.clone(),
-            };
-            let seq = append(tx, &me, &body)?;
-            c.message_count += 1;
-            c.last_seq = seq;
-            c.last_message_seq = seq;
-            let row = MessageRow {
                 seq,
-                n: c.message_count,
-                author: me.clone(),
-                ts_us: tx.now_us(),
-                text: msg.text.clone(),
-                mentions: mentions.clone(),
-                reply_to: msg.reply_to,
-                attachments: attachments.clone(),
-                edited_seq: None,
-                edited_at_us: None,
-                redacted_seq: None,
-                redacted_by: None,
-                reactions: BTreeMap::new(),
-            };
-            seal_row(tx, &id, &row)?;
-            tx.views().put_idempotent(&me, &id, &msg.key, seq)?;
-            for m in &mentions {
-                tx.views().put_mention(m, &id, seq)?;
-            }
-            for a in &attachments {
-                tx.views().put_attachment_conv(&a.id, &id)?;
-            }
-            // The sender has read what they wrote.
-            mine.last_read_seq = seq;
-            mine.read_count = c.message_count;
-            tx.views().put_member(&mine)?;
-            if c.kind == ConvKind::Direct {
-                // A new message brings a hidden direct conversation back.
-                for mut m in tx.views().members(&id)? {
-                    if m.hidden && m.user != me {
-                        m.hidden = false;
-                        tx.views().put_member(&m)?;
-                    }
+                key: msg.key.clone(),
+                duplicate: true,
+            });
+        }
+        let (mut c, mut mine) = active_member(tx, &id, &me)?;
+        if c.kind == ConvKind::Direct
+            && let Some((a, b)) = direct_pair(&id)
+        {
+            require_contact(tx, mode, &me, if a == me { b } else { a })?;
+        }
+        if let Some(r) = msg.reply_to
+            && tx.views().message_sealed(&id, r)?.is_none()
+        {
+            return Err(Rejection::invalid(
+                "invalid_reply",
+                "reply_to is not a message of this conversation",
+            )
+            .into());
+        }
+        let mut attachments = Vec::with_capacity(msg.attachments.len());
+        for a in &msg.attachments {
+            attachments.push(super::attachments::usable(tx, a, &me)?);
+        }
+        let mentions = resolve_mentions(tx, &id, &me, &msg.text)?;
+        let body = ChatBody::Message {
+            conv: id.clone(),
+            key: msg.key.clone(),
+            text: msg.text.clone(),
+            mentions: mentions.clone(),
+            reply_to: msg.reply_to,
+            attachments: attachments.clone(),
+        };
+        let seq = append(tx, &me, &body)?;
+        c.message_count += 1;
+        c.last_seq = seq;
+        c.last_message_seq = seq;
+        let row = MessageRow {
+            seq,
+            n: c.message_count,
+            author: me.clone(),
+            ts_us: tx.now_us(),
+            text: msg.text.clone(),
+            mentions: mentions.clone(),
+            reply_to: msg.reply_to,
+            attachments: attachments.clone(),
+            edited_seq: None,
+            edited_at_us: None,
+            redacted_seq: None,
+            redacted_by: None,
+            reactions: BTreeMap::new(),
+        };
+        seal_row(tx, &id, &row)?;
+        tx.views().put_idempotent(&me, &id, &msg.key, seq)?;
+        for m in &mentions {
+            tx.views().put_mention(m, &id, seq)?;
+        }
+        for a in &attachments {
+            tx.views().put_attachment_conv(&a.id, &id)?;
+        }
+        // The sender has read what they wrote.
+        mine.last_read_seq = seq;
+        mine.read_count = c.message_count;
+        tx.views().put_member(&mine)?;
+        if c.kind == ConvKind::Direct {
+            // A new message brings a hidden direct conversation back.
+            for mut m in tx.views().members(&id)? {
+                if m.hidden && m.user != me {
+                    m.hidden = false;
+                    tx.views().put_member(&m)?;
                 }
             }
-            tx.views().put_conv(&c)?;
-            Ok(Sent {
-                conv: id.clone(),
-                seq,
-                key: msg.key.clone(),
-                duplicate: false,
-            })
+        }
+        tx.views().put_conv(&c)?;
+        Ok(Sent {
+            conv: id.clone(),
+            seq,
+            key: msg.key.clone(),
+            duplicate: false,
         })
-        .await
+    })
+    .await
 }
 
 /// Replaces the text of one's own message; the old text stays in the log.
 pub async fn edit(
-    core: &Core,
+    log: &Log,
+    cfg: &ChatConfig,
     actor: &Actor,
     conv: &str,
     target: u64,
     text: &str,
 ) -> Result<u64, SubmitError> {
     actor.require_poster().map_err(SubmitError::Rejected)?;
-    validate_text(text, core.config.chat.max_message_bytes, false)
-        .map_err(SubmitError::Rejected)?;
+    validate_text(text, cfg.max_message_bytes, false).map_err(SubmitError::Rejected)?;
     let me = actor.user.clone();
     let id = conv.to_string();
     let text = text.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            active_member(tx, &id, &me)?;
-            let mut row = load_row(tx, &id, target)?;
-            if row.author != me {
-                return Err(
-                    Rejection::forbidden("not_author", "only the author edits a message").into(),
-                );
+    log.submit(move |tx| {
+        active_member(tx, &id, &me)?;
+        let mut row = load_row(tx, &id, target)?;
+        if row.author != me {
+            return Err(
+                Rejection::forbidden("not_author", "only the author edits a message").into(),
+            );
+        }
+        if row.redacted_seq.is_some() {
+            return Err(Rejection::conflict("redacted", "the message was deleted").into());
+        }
+        let mentions = resolve_mentions(tx, &id, &me, &text)?;
+        let seq = append(
+            tx,
+            &me,
+            &ChatBody::Edited {
+                conv: id.clone(),
+                target,
+                text: text.clone(),
+                mentions: mentions.clone(),
+            },
+        )?;
+        // Mentions follow the text: the message counts for whom it mentions now.
+        for m in &row.mentions {
+            if !mentions.contains(m) {
+                tx.views().remove_mention(m, &id, target)?;
             }
-            if row.redacted_seq.is_some() {
-                return Err(Rejection::conflict("redacted", "the message was deleted").into());
+        }
+        for m in &mentions {
+            if !row.mentions.contains(m) {
+                tx.views().put_mention(m, &id, target)?;
             }
-            let mentions = resolve_mentions(tx, &id, &me, &text)?;
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Edited {
-                    conv: id.clone(),
-                    target,
-                    text: text.clone(),
-                    mentions: mentions.clone(),
-                },
-            )?;
-            // Mentions follow the text: the message counts for whom it mentions now.
-            for m in &row.mentions {
-                if !mentions.contains(m) {
-                    tx.views().remove_mention(m, &id, target)?;
-                }
-            }
-            for m in &mentions {
-                if !row.mentions.contains(m) {
-                    tx.views().put_mention(m, &id, target)?;
-                }
-            }
-            row.text = text.clone();
-            row.mentions = mentions;
-            row.edited_seq = Some(seq);
-            row.edited_at_us = Some(tx.now_us());
-            seal_row(tx, &id, &row)?;
-            Ok(seq)
-        })
-        .await
+        }
+        row.text = text.clone();
+        row.mentions = mentions;
+        row.edited_seq = Some(seq);
+        row.edited_at_us = Some(tx.now_us());
+        seal_row(tx, &id, &row)?;
+        Ok(seq)
+    })
+    .await
 }
 
 /// Deletes a message's content (its author, or a site admin); the entry stays in the log.
-pub async fn redact(
-    core: &Core,
-    actor: &Actor,
-    conv: &str,
-    target: u64,
-) -> Result<u64, SubmitError> {
+pub async fn redact(log: &Log, actor: &Actor, conv: &str, target: u64) -> Result<u64, SubmitError> {
     let me = actor.user.clone();
     let actor = actor.clone();
     let id = conv.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            let is_member = tx.views().member(&id, &me)?.is_some_and(|m| m.active);
-            if !is_member && !actor.is_admin() {
-                return Err(no_conversation().into());
-            }
-            let mut row = load_row(tx, &id, target)?;
-            let own = row.author == me && actor.require_poster().is_ok();
-            if !own && !actor.is_admin() {
-                return Err(Rejection::forbidden(
-                    "not_author",
-                    "only the author or an admin deletes a message",
-                )
-                .into());
-            }
-            if row.redacted_seq.is_some() {
-                return Err(
-                    Rejection::conflict("redacted", "the message was already deleted").into(),
-                );
-            }
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Redacted {
-                    conv: id.clone(),
-                    target,
-                },
-            )?;
-            for m in std::mem::take(&mut row.mentions) {
-                tx.views().remove_mention(&m, &id, target)?;
-            }
-            for a in std::mem::take(&mut row.attachments) {
-                tx.views().remove_attachment_conv(&a.id, &id)?;
-            }
-            row.text.clear();
-            row.reactions.clear();
-            row.redacted_seq = Some(seq);
-            row.redacted_by = Some(me.clone());
-            seal_row(tx, &id, &row)?;
-            Ok(seq)
-        })
-        .await
+    log.submit(move |tx| {
+        let is_member = tx.views().member(&id, &me)?.is_some_and(|m| m.active);
+        if !is_member && !actor.is_admin() {
+            return Err(no_conversation().into());
+        }
+        let mut row = load_row(tx, &id, target)?;
+        let own = row.author == me && actor.require_poster().is_ok();
+        if !own && !actor.is_admin() {
+            return Err(Rejection::forbidden(
+                "not_author",
+                "only the author or an admin deletes a message",
+            )
+            .into());
+        }
+        if row.redacted_seq.is_some() {
+            return Err(Rejection::conflict("redacted", "the message was already deleted").into());
+        }
+        let seq = append(
+            tx,
+            &me,
+            &ChatBody::Redacted {
+                conv: id.clone(),
+                target,
+            },
+        )?;
+        for m in std::mem::take(&mut row.mentions) {
+            tx.views().remove_mention(&m, &id, target)?;
+        }
+        for a in std::mem::take(&mut row.attachments) {
+            tx.views().remove_attachment_conv(&a.id, &id)?;
+        }
+        row.text.clear();
+        row.reactions.clear();
+        row.redacted_seq = Some(seq);
+        row.redacted_by = Some(me.clone());
+        seal_row(tx, &id, &row)?;
+        Ok(seq)
+    })
+    .await
 }
 
 fn validate_emoji(e: &str) -> Result<(), Rejection> {
@@ -442,7 +428,7 @@ fn validate_emoji(e: &str) -> Result<(), Rejection> {
 
 /// Adds or removes the caller's reaction; `None` when nothing changed.
 pub async fn react(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     conv: &str,
     target: u64,
@@ -454,98 +440,95 @@ pub async fn react(
     let me = actor.user.clone();
     let id = conv.to_string();
     let emoji = emoji.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            active_member(tx, &id, &me)?;
-            let mut row = load_row(tx, &id, target)?;
-            if row.redacted_seq.is_some() {
-                return Err(Rejection::conflict("redacted", "the message was deleted").into());
+    log.submit(move |tx| {
+        active_member(tx, &id, &me)?;
+        let mut row = load_row(tx, &id, target)?;
+        if row.redacted_seq.is_some() {
+            return Err(Rejection::conflict("redacted", "the message was deleted").into());
+        }
+        let who = row.reactions.get(&emoji).cloned().unwrap_or_default();
+        if who.contains(&me) == added {
+            return Ok(None);
+        }
+        if added && !row.reactions.contains_key(&emoji) && row.reactions.len() >= MAX_REACTIONS {
+            return Err(Rejection::conflict(
+                "too_many_reactions",
+                "this message has too many different reactions",
+            )
+            .into());
+        }
+        let seq = append(
+            tx,
+            &me,
+            &ChatBody::Reacted {
+                conv: id.clone(),
+                target,
+                emoji: emoji.clone(),
+                added,
+            },
+        )?;
+        let list = row.reactions.entry(emoji.clone()).or_default();
+        if added {
+            list.push(me.clone());
+        } else {
+            list.retain(|u| *u != me);
+            if list.is_empty() {
+                row.reactions.remove(&emoji);
             }
-            let who = row.reactions.get(&emoji).cloned().unwrap_or_default();
-            if who.contains(&me) == added {
-                return Ok(None);
-            }
-            if added && !row.reactions.contains_key(&emoji) && row.reactions.len() >= MAX_REACTIONS
-            {
-                return Err(Rejection::conflict(
-                    "too_many_reactions",
-                    "this message has too many different reactions",
-                )
-                .into());
-            }
-            let seq = append(
-                tx,
-                &me,
-                &ChatBody::Reacted {
-                    conv: id.clone(),
-                    target,
-                    emoji: emoji.clone(),
-                    added,
-                },
-            )?;
-            let list = row.reactions.entry(emoji.clone()).or_default();
-            if added {
-                list.push(me.clone());
-            } else {
-                list.retain(|u| *u != me);
-                if list.is_empty() {
-                    row.reactions.remove(&emoji);
-                }
-            }
-            seal_row(tx, &id, &row)?;
-            Ok(Some(seq))
-        })
-        .await
+        }
+        seal_row(tx, &id, &row)?;
+        Ok(Some(seq))
+    })
+    .await
 }
 
 /// Moves the caller's read marker forward to `seq` (never back); others see it as a receipt.
 pub async fn mark_read(
-    core: &Core,
+    log: &Log,
     actor: &Actor,
     conv: &str,
     seq: u64,
 ) -> Result<ReadMarker, SubmitError> {
     let me = actor.user.clone();
     let id = conv.to_string();
-    core.sequencer
-        .submit(move |tx| {
-            let (c, mut m) = active_member(tx, &id, &me)?;
-            if seq >= tx.next_seq() {
-                return Err(
-                    Rejection::invalid("invalid_seq", "seq is beyond the end of the log").into(),
-                );
-            }
-            // Read entries do not move `last_seq`, so marking read cannot feed on itself.
-            let seq = seq.min(c.last_seq);
-            if seq <= m.last_read_seq {
-                return Ok(ReadMarker {
-                    conv: id.clone(),
-                    last_read_seq: m.last_read_seq,
-                    unread: c.message_count.saturating_sub(m.read_count),
-                });
-            }
-            let read_count = match tx.views().messages_sealed(&id, 0, seq, true, 1)?.pop() {
-                Some((s, sealed)) => open_row(tx.key(), &id, s, &sealed)?.n,
-                None => 0,
-            };
-            append(
-                tx,
-                &me,
-                &ChatBody::Read {
-                    conv: id.clone(),
-                    seq,
-                },
-            )?;
-            m.last_read_seq = seq;
-            m.read_count = m.read_count.max(read_count);
-            tx.views().put_member(&m)?;
-            Ok(ReadMarker {
+    log.submit(move |tx| {
+        let (c, mut m) = active_member(tx, &id, &me)?;
+        if seq >= tx.next_seq() {
+            return Err(
+                Rejection::invalid("invalid_seq", "seq is beyond the end of the log").into(),
+            );
+        }
+        // Read entries do not move `last_seq`, so marking read cannot feed on itself.
+        let seq = seq.min(c.last_seq);
+        if seq <= m.last_read_seq {
+            return Ok(ReadMarker {
                 conv: id.clone(),
-                last_read_seq: seq,
+                last_read_seq: m.last_read_seq,
                 unread: c.message_count.saturating_sub(m.read_count),
-            })
+            });
+        }
+        let read_count = match tx.views().messages_sealed(&id, 0, seq, true, 1)?.pop() {
+            Some((s, sealed)) => open_row(tx.key(), &id, s, &sealed)?.n,
+            None => 0,
+        };
+        append(
+            tx,
+            &me,
+            &ChatBody::Read {
+                conv: id.clone(),
+                seq,
+            },
+        )?;
+        m.last_read_seq = seq;
+        m.read_count = m.read_count.max(read_count);
+        tx.views().put_member(&m)?;
+        Ok(ReadMarker {
+            conv: id.clone(),
+            last_read_seq: seq,
+            unread: c.message_count.saturating_sub(m.read_count),
         })
-        .await
+    })
+    .await
 }
 
 /// Which page of history.
@@ -565,9 +548,9 @@ pub struct History {
 }
 
 /// A page of a conversation's messages, for its active members only.
-pub fn history(core: &Core, user: &str, conv: &str, page: Page) -> Result<History, SubmitError> {
+pub fn history(log: &Log, user: &str, conv: &str, page: Page) -> Result<History, SubmitError> {
     let storage = super::conversations::storage;
-    let rtx = core.store.read().map_err(storage)?;
+    let rtx = log.read().map_err(storage)?;
     if !rtx
         .member(conv, user)
         .map_err(storage)?
@@ -602,7 +585,10 @@ pub fn history(core: &Core, user: &str, conv: &str, page: Page) -> Result<Histor
     let mut messages = Vec::with_capacity(limit);
     for (seq, sealed) in rows.into_iter().take(limit) {
         messages.push(MessageView::from(
-            open_row(&core.key, conv, seq, &sealed).map_err(storage)?,
+            log.open_view(&aad(conv, seq), &sealed)
+                .map_err(StoreError::from)
+                .and_then(|plain| MessageRow::decode(&plain))
+                .map_err(storage)?,
         ));
     }
     messages.sort_by_key(|m| m.seq);

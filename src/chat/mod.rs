@@ -7,11 +7,13 @@ pub mod conversations;
 pub mod messages;
 pub mod presence;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
-use crate::log::{AppendError, NewEntry, Tx};
+use crate::log::{AppendError, Author, NewEntry, Tx};
 use crate::store::{AttachmentRef, ConvKind, ConvRow, MemberRow, Role, StoreError, UserRow};
 
 pub use presence::{Ephemeral, Live, PresenceStatus};
@@ -183,7 +185,7 @@ pub fn validate_conv_id(id: &str) -> Result<(), Rejection> {
 /// A fresh random id with a prefix, e.g. `g-3f9a…`.
 pub fn random_id(prefix: &str) -> Result<String, StoreError> {
     let mut b = [0u8; 10];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| StoreError::Corrupt("random generator".into()))?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| StoreError::Random)?;
     Ok(format!("{prefix}-{}", hex::encode(b)))
 }
 
@@ -191,10 +193,14 @@ pub(crate) fn no_conversation() -> Rejection {
     Rejection::not_found("no_such_conversation", "no conversation with this id")
 }
 
-/// Appends a chat entry to the conversation's stream, authored by `author`.
-pub(crate) fn append(tx: &mut Tx<'_>, author: &str, body: &ChatBody) -> Result<u64, AppendError> {
-    let entry = NewEntry::json(body.kind(), &conv_stream(body.conv()), author, body)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+/// Appends a chat entry to the conversation's stream, authored by the user `by`.
+pub(crate) fn append(tx: &mut Tx<'_>, by: &str, body: &ChatBody) -> Result<u64, AppendError> {
+    let entry = NewEntry::json(
+        body.kind(),
+        &conv_stream(body.conv()),
+        &Author::user(by),
+        body,
+    )?;
     tx.append(entry)
 }
 

@@ -1,17 +1,23 @@
-//! Who sees which entry: a connection's live filter (membership changes apply at their seq) and
-//! the replay plan (every entry a user could see after `since`), with redacted text scrubbed.
+//! Chat's audience on a live socket: members see a conversation's entries, membership changes
+//! apply at their seq, and replay reads only the spans a user was a member for; redacted text is
+//! scrubbed on replay.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::contacts::pair_of_stream;
 use super::{CONV_STREAM_PREFIX, ChatBody};
-use crate::log::Entry;
-use crate::state::Core;
+use crate::audience::{Audience, Viewer};
+use crate::log::{Entry, Log};
 use crate::store::{ReadTx, StoreError};
 
-/// Most entries one replay sends; a client further behind is told to reload from history.
-pub const MAX_REPLAY: usize = 50_000;
+/// The chat domain's entry kinds on a socket.
+pub const KINDS: &[&str] = &[super::KIND_PREFIX, super::CONTACT_PREFIX];
+
+/// Chat's audience factory, registered in the composition root as domain `chat`.
+pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
+    Ok(Box::new(Visibility::load(rtx, &viewer.user)?))
+}
 
 /// A user's live view: the conversations they are in now.
 #[derive(Debug, Clone)]
@@ -76,55 +82,59 @@ impl Visibility {
     }
 }
 
-/// What a resuming client gets.
-#[derive(Debug)]
-pub enum Plan {
-    /// These seqs, in order.
-    Seqs(Vec<u64>),
-    /// More than `MAX_REPLAY`: reload conversations from history, then stream live.
-    TooFar,
-}
+impl Audience for Visibility {
+    fn admit(&mut self, e: &Entry) -> bool {
+        Visibility::admit(self, e)
+    }
 
-/// Every seq in `(since, head]` the user could see at the time it was written: per conversation,
-/// only the stretches they were a member for are read, so history before they joined costs nothing.
-pub fn plan(rtx: &ReadTx, user: &str, since: u64, head: u64) -> Result<Plan, StoreError> {
-    let from = since.saturating_add(1);
-    let mut seqs = Vec::new();
-    let take = |stream: &str, lo: u64, hi: u64, seqs: &mut Vec<u64>| -> Result<bool, StoreError> {
-        if lo > hi {
-            return Ok(true);
-        }
-        let room = MAX_REPLAY + 1 - seqs.len();
-        seqs.extend(rtx.stream_seqs(stream, lo, hi, room)?);
-        Ok(seqs.len() <= MAX_REPLAY)
-    };
-    for id in rtx.user_convs(user)? {
-        let Some(m) = rtx.member(&id, user)? else {
-            continue;
-        };
-        let stream = super::conv_stream(&id);
-        for span in &m.spans {
-            let lo = from.max(span.from);
-            let hi = span.to.map_or(head, |to| to.min(head));
-            if !take(&stream, lo, hi, &mut seqs)? {
-                return Ok(Plan::TooFar);
+    /// Every seq in `(since, head]` the user could see at the time it was written: per
+    /// conversation, only the stretches they were a member for are read, so history before they
+    /// joined costs nothing.
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let user = self.user.as_str();
+        let from = since.saturating_add(1);
+        let mut seqs = Vec::new();
+        let take =
+            |stream: &str, lo: u64, hi: u64, seqs: &mut Vec<u64>| -> Result<bool, StoreError> {
+                if lo > hi {
+                    return Ok(true);
+                }
+                let left = room + 1 - seqs.len().min(room + 1);
+                seqs.extend(rtx.stream_seqs(stream, lo, hi, left)?);
+                Ok(seqs.len() <= room)
+            };
+        for id in rtx.user_convs(user)? {
+            let Some(m) = rtx.member(&id, user)? else {
+                continue;
+            };
+            let stream = super::conv_stream(&id);
+            for span in &m.spans {
+                let lo = from.max(span.from);
+                let hi = span.to.map_or(head, |to| to.min(head));
+                if !take(&stream, lo, hi, &mut seqs)? {
+                    return Ok(None);
+                }
             }
         }
-    }
-    for c in rtx.contacts(user)? {
-        let stream = super::contacts::contact_stream(user, &c.other);
-        if !take(&stream, from, head, &mut seqs)? {
-            return Ok(Plan::TooFar);
+        for c in rtx.contacts(user)? {
+            let stream = super::contacts::contact_stream(user, &c.other);
+            if !take(&stream, from, head, &mut seqs)? {
+                return Ok(None);
+            }
         }
+        Ok(Some(seqs))
     }
-    seqs.sort_unstable();
-    seqs.dedup();
-    Ok(Plan::Seqs(seqs))
 }
 
 /// The body to send on replay: a message (or an edit of one) that was redacted since loses its
 /// text and attachments. `None` means send the stored body as it is.
-pub fn scrub(core: &Core, rtx: &ReadTx, e: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn scrub(log: &Log, rtx: &ReadTx, e: &Entry) -> Result<Option<Vec<u8>>, StoreError> {
     if !matches!(e.kind.as_str(), "chat.message" | "chat.edited") {
         return Ok(None);
     }
@@ -136,7 +146,7 @@ pub fn scrub(core: &Core, rtx: &ReadTx, e: &Entry) -> Result<Option<Vec<u8>>, St
         ChatBody::Edited { conv, target, .. } => (conv.clone(), *target),
         _ => return Ok(None),
     };
-    let redacted = super::messages::read_message(core, rtx, &conv, target)?
+    let redacted = super::messages::read_message(log, rtx, &conv, target)?
         .is_some_and(|m| m.redacted_seq.is_some());
     if !redacted {
         return Ok(None);
@@ -160,5 +170,8 @@ pub fn scrub(core: &Core, rtx: &ReadTx, e: &Entry) -> Result<Option<Vec<u8>>, St
     }
     serde_json::to_vec(&body)
         .map(Some)
-        .map_err(|err| StoreError::Corrupt(err.to_string()))
+        .map_err(|source| StoreError::Encode {
+            what: "replayed body",
+            source,
+        })
 }

@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 
+use super::error::ApiError;
 use super::extract::{RequireRole, Viewer};
 use crate::chat::Actor;
 use crate::chat::attachments::{self, AttachmentInfo};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -174,7 +174,7 @@ pub async fn upload(
         let data = read_bounded(req.into_body().into_data_stream(), limit, http1).await?;
         (q.name.unwrap_or_default(), data)
     };
-    let info = attachments::store(state.core(), &actor, &name, data)
+    let info = attachments::store(state.log(), &actor, &name, data)
         .await
         .map_err(|e| match e {
             crate::log::SubmitError::Rejected(r) if r.code == "unsupported_type" => {
@@ -209,7 +209,7 @@ pub async fn download(
     if id.len() > 64 {
         return Err(ApiError::not_found());
     }
-    let row = attachments::open_for(state.core(), &Actor::of(&me.user).user, &id)?;
+    let row = attachments::open_for(state.log(), &Actor::of(&me.user).user, &id)?;
     let mime = if row.mime.starts_with("text/") {
         format!("{}; charset=utf-8", row.mime)
     } else {
@@ -237,7 +237,7 @@ pub async fn download(
     let body = futures_util::stream::iter(0..chunks).then(move |n| {
         let (st, row) = (st.clone(), row.clone());
         async move {
-            attachments::chunk(st.core(), &row, n)
+            attachments::chunk(st.log(), &row, n)
                 .map(bytes::Bytes::from)
                 .map_err(|e| {
                     tracing::error!(error = %e, "attachment read failed");

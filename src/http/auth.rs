@@ -11,57 +11,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{
     ACCESS_COOKIE, ApiJson, CurrentUser, REFRESH_COOKIE, check_same_origin, cookie, parse_object,
 };
-use crate::auth::{AuthError, Issued, sessions};
-use crate::error::ApiError;
+use crate::auth::{Issued, sessions};
 use crate::state::AppState;
 use crate::store::{Role, UserRow, UserStatus};
 use crate::users;
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::BadCredentials => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong username or password",
-            ),
-            AuthError::Throttled(secs) => ApiError {
-                retry_after_secs: Some(secs),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many failed sign-ins; wait before trying again",
-                )
-            },
-            AuthError::Pending => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account_pending",
-                "this account waits for an administrator's approval",
-            ),
-            AuthError::Disabled => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "account_disabled",
-                "this account is disabled",
-            ),
-            AuthError::InvalidToken => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the token is invalid",
-            ),
-            AuthError::SessionEnded => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_ended",
-                "the session has ended; sign in again",
-            ),
-            AuthError::Rejected(r) => r.into(),
-            AuthError::Submit(s) => s.into(),
-            AuthError::Internal(detail) => ApiError::internal(&detail),
-        }
-    }
-}
 
 /// How the client wants its session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -133,7 +90,7 @@ fn clear_cookies(res: &mut Response) {
 }
 
 fn respond(state: &AppState, issued: Issued, mode: SessionMode) -> Response {
-    let me = Me::of(&issued.user, &state.core().site);
+    let me = Me::of(&issued.user, state.log().site());
     let cookie_mode = mode == SessionMode::Cookie;
     let body = TokenResponse {
         token_type: "Bearer",
@@ -163,7 +120,7 @@ fn respond(state: &AppState, issued: Issued, mode: SessionMode) -> Response {
     res
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorResponse), (status = 429, body = crate::error::ErrorResponse)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorResponse), (status = 429, body = super::error::ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -173,7 +130,14 @@ pub async fn login(
     if req.session == SessionMode::Cookie {
         check_same_origin(&parts)?;
     }
-    let issued = sessions::login(state.core(), &req.username, &req.password, peer.ip()).await?;
+    let issued = sessions::login(
+        state.log(),
+        state.auth(),
+        &req.username,
+        &req.password,
+        peer.ip(),
+    )
+    .await?;
     Ok(respond(&state, issued, req.session))
 }
 
@@ -184,7 +148,7 @@ pub struct RefreshRequest {
 }
 
 /// Refresh by the cookie (browsers, same origin required) or by a JSON body.
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorResponse)))]
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorResponse)))]
 pub async fn refresh(
     State(state): State<AppState>,
     parts: Parts,
@@ -200,7 +164,7 @@ pub async fn refresh(
             (req.refresh_token, SessionMode::Token)
         }
     };
-    match sessions::refresh(state.core(), &token).await {
+    match sessions::refresh(state.log(), state.auth(), &token).await {
         Ok(issued) => Ok(respond(&state, issued, mode)),
         Err(e) => {
             let mut res = ApiError::from(e).into_response();
@@ -214,7 +178,7 @@ pub async fn refresh(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)))]
 pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Response, ApiError> {
-    sessions::logout(state.core(), &me.claims.sid, &me.user.username).await?;
+    sessions::logout(state.log(), &me.claims.sid, &me.user.username).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     clear_cookies(&mut res);
     Ok(res)
@@ -222,7 +186,7 @@ pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Re
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, me: CurrentUser) -> Json<Me> {
-    Json(Me::of(&me.user, &state.core().site))
+    Json(Me::of(&me.user, state.log().site()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -232,7 +196,7 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange, responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::ErrorResponse)))]
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange, responses((status = 200, body = TokenResponse), (status = 400, body = super::error::ErrorResponse)))]
 pub async fn password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -240,7 +204,8 @@ pub async fn password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
     let issued = sessions::change_password(
-        state.core(),
+        state.log(),
+        state.auth(),
         &me.user,
         &req.current_password,
         &req.new_password,
@@ -269,13 +234,14 @@ pub struct Registered {
     pub status: UserStatus,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses((status = 201, body = Registered), (status = 403, body = crate::error::ErrorResponse)))]
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses((status = 201, body = Registered), (status = 403, body = super::error::ErrorResponse)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
     let row = users::register(
-        state.core(),
+        state.log(),
+        state.auth(),
         &req.username,
         &req.display_name,
         &req.password,

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{ApiJson, RequireRole, Viewer};
 use crate::chat::Actor;
 use crate::chat::contacts::{self, Contacts};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::ContactState;
 
@@ -31,7 +31,7 @@ pub async fn list(
     RequireRole(me, _): RequireRole<Viewer>,
 ) -> Result<Json<Contacts>, ApiError> {
     Ok(Json(contacts::list(
-        state.core(),
+        state.log(),
         &Actor::of(&me.user).user,
     )?))
 }
@@ -44,7 +44,7 @@ pub async fn request(
     RequireRole(me, _): RequireRole<Viewer>,
     ApiJson(req): ApiJson<ContactRequest>,
 ) -> Result<Json<ContactOutcome>, ApiError> {
-    let s = contacts::request(state.core(), &Actor::of(&me.user), &req.username).await?;
+    let s = contacts::request(state.log(), &Actor::of(&me.user), &req.username).await?;
     Ok(Json(ContactOutcome {
         username: crate::users::key(&req.username),
         state: s,
@@ -59,7 +59,7 @@ pub async fn accept(
     RequireRole(me, _): RequireRole<Viewer>,
     Path(username): Path<String>,
 ) -> Result<Json<ContactOutcome>, ApiError> {
-    let s = contacts::accept(state.core(), &Actor::of(&me.user), &username).await?;
+    let s = contacts::accept(state.log(), &Actor::of(&me.user), &username).await?;
     Ok(Json(ContactOutcome {
         username: crate::users::key(&username),
         state: s,
@@ -74,7 +74,7 @@ pub async fn reject(
     RequireRole(me, _): RequireRole<Viewer>,
     Path(username): Path<String>,
 ) -> Result<Json<ContactOutcome>, ApiError> {
-    let s = contacts::reject(state.core(), &Actor::of(&me.user), &username).await?;
+    let s = contacts::reject(state.log(), &Actor::of(&me.user), &username).await?;
     Ok(Json(ContactOutcome {
         username: crate::users::key(&username),
         state: s,
@@ -89,7 +89,7 @@ pub async fn remove(
     RequireRole(me, _): RequireRole<Viewer>,
     Path(username): Path<String>,
 ) -> Result<Json<ContactOutcome>, ApiError> {
-    let s = contacts::remove(state.core(), &Actor::of(&me.user), &username).await?;
+    let s = contacts::remove(state.log(), &Actor::of(&me.user), &username).await?;
     Ok(Json(ContactOutcome {
         username: crate::users::key(&username),
         state: s,

@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 
+use super::error::ApiError;
 use super::extract::{ApiJson, RequireRole, Viewer};
 use crate::chat::conversations::{self, ChannelInfo, ConvDetail, ConvSummary};
 use crate::chat::{Actor, validate_conv_id};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::ConvKind;
 
@@ -46,7 +46,7 @@ pub struct NewMembers {
 }
 
 fn detail(state: &AppState, actor: &Actor, id: &str) -> Result<Json<ConvDetail>, ApiError> {
-    Ok(Json(conversations::get(state.core(), actor, id)?))
+    Ok(Json(conversations::get(state.log(), actor, id)?))
 }
 
 /// My conversations, most recently active first, with unread and mention counts.
@@ -56,7 +56,7 @@ pub async fn list(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Viewer>,
 ) -> Result<Json<ConvList>, ApiError> {
-    let conversations = conversations::list_mine(state.core(), &Actor::of(&me.user).user)?;
+    let conversations = conversations::list_mine(state.log(), &Actor::of(&me.user).user)?;
     Ok(Json(ConvList { conversations }))
 }
 
@@ -70,7 +70,8 @@ pub async fn open_direct(
     Path(username): Path<String>,
 ) -> Result<Json<ConvDetail>, ApiError> {
     let actor = Actor::of(&me.user);
-    let (conv, _) = conversations::open_direct(state.core(), &actor, &username).await?;
+    let (conv, _) =
+        conversations::open_direct(state.log(), &state.config().chat, &actor, &username).await?;
     detail(&state, &actor, &conv.id)
 }
 
@@ -83,8 +84,15 @@ pub async fn create(
     ApiJson(req): ApiJson<NewConversation>,
 ) -> Result<(axum::http::StatusCode, Json<ConvDetail>), ApiError> {
     let actor = Actor::of(&me.user);
-    let conv =
-        conversations::create(state.core(), &actor, req.kind, &req.name, req.members).await?;
+    let conv = conversations::create(
+        state.log(),
+        &state.config().chat,
+        &actor,
+        req.kind,
+        &req.name,
+        req.members,
+    )
+    .await?;
     Ok((
         axum::http::StatusCode::CREATED,
         detail(&state, &actor, &conv.id)?,
@@ -98,7 +106,7 @@ pub async fn channels(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Viewer>,
 ) -> Result<Json<ChannelList>, ApiError> {
-    let channels = conversations::channels(state.core(), &Actor::of(&me.user).user)?;
+    let channels = conversations::channels(state.log(), &Actor::of(&me.user).user)?;
     Ok(Json(ChannelList { channels }))
 }
 
@@ -125,7 +133,7 @@ pub async fn rename(
 ) -> Result<Json<ConvDetail>, ApiError> {
     validate_conv_id(&id)?;
     let actor = Actor::of(&me.user);
-    conversations::rename(state.core(), &actor, &id, &req.name).await?;
+    conversations::rename(state.log(), &actor, &id, &req.name).await?;
     detail(&state, &actor, &id)
 }
 
@@ -140,7 +148,7 @@ pub async fn add_members(
 ) -> Result<Json<ConvDetail>, ApiError> {
     validate_conv_id(&id)?;
     let actor = Actor::of(&me.user);
-    conversations::add_members(state.core(), &actor, &id, req.users).await?;
+    conversations::add_members(state.log(), &state.config().chat, &actor, &id, req.users).await?;
     detail(&state, &actor, &id)
 }
 
@@ -153,7 +161,7 @@ pub async fn remove_member(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     validate_conv_id(&id)?;
-    conversations::remove_member(state.core(), &Actor::of(&me.user), &id, &username).await?;
+    conversations::remove_member(state.log(), &Actor::of(&me.user), &id, &username).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -167,7 +175,7 @@ pub async fn join(
 ) -> Result<Json<ConvDetail>, ApiError> {
     validate_conv_id(&id)?;
     let actor = Actor::of(&me.user);
-    conversations::join(state.core(), &actor, &id).await?;
+    conversations::join(state.log(), &state.config().chat, &actor, &id).await?;
     detail(&state, &actor, &id)
 }
 
@@ -182,6 +190,6 @@ pub async fn leave(
     validate_conv_id(&id)?;
     let actor = Actor::of(&me.user);
     let user = actor.user.clone();
-    conversations::remove_member(state.core(), &actor, &id, &user).await?;
+    conversations::remove_member(state.log(), &actor, &id, &user).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

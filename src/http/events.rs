@@ -6,9 +6,10 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{ApiJson, DeviceAuth, Operator, RequireRole, Viewer};
-use crate::error::ApiError;
 use crate::events::{self, EventIn, StoredEvent};
+use crate::log::Author;
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -27,17 +28,16 @@ pub struct PublishedBatch {
     pub seqs: Vec<u64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 503, body = crate::error::ErrorResponse, description = "the write queue is full; retry after Retry-After")))]
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 503, body = super::error::ErrorResponse, description = "the write queue is full; retry after Retry-After")))]
 pub async fn publish_one(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
     ApiJson(event): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
-    let core = state.core();
-    let limits = core.events_limits();
-    let by = format!("device:{}", device.name);
+    let by = Author::device(&device.name);
     let stream = events::stream_of(&device.name);
-    let seqs = events::publish(&core.sequencer, &by, &stream, vec![event], &limits).await?;
+    let limits = &state.config().events;
+    let seqs = events::publish(state.log(), limits, &by, &stream, vec![event]).await?;
     let seq = seqs.first().copied().unwrap_or_default();
     Ok((StatusCode::CREATED, Json(Published { seq })))
 }
@@ -48,11 +48,10 @@ pub async fn publish_batch(
     DeviceAuth(device): DeviceAuth,
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<(StatusCode, Json<PublishedBatch>), ApiError> {
-    let core = state.core();
-    let by = format!("device:{}", device.name);
+    let by = Author::device(&device.name);
     let stream = events::stream_of(&device.name);
-    let limits = core.events_limits();
-    let seqs = events::publish(&core.sequencer, &by, &stream, batch.events, &limits).await?;
+    let limits = &state.config().events;
+    let seqs = events::publish(state.log(), limits, &by, &stream, batch.events).await?;
     Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
 }
 
@@ -63,15 +62,13 @@ pub async fn publish_manual(
     RequireRole(me, _): RequireRole<Operator>,
     ApiJson(event): ApiJson<EventIn>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
-    let core = state.core();
-    let limits = core.events_limits();
-    let by = format!("user:{}", crate::users::key(&me.user.username));
+    let by = Author::User(crate::users::key(&me.user.username));
     let seqs = events::publish(
-        &core.sequencer,
+        state.log(),
+        &state.config().events,
         &by,
         events::MANUAL_STREAM,
         vec![event],
-        &limits,
     )
     .await?;
     Ok((
@@ -85,9 +82,31 @@ pub async fn publish_manual(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only events with a seq above this.
     #[serde(default)]
     pub after: u64,
+    /// Only events with a seq below this.
+    pub before: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<Order>,
+    /// Only events from this source.
+    pub source: Option<String>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only events logged at or after this time (UTC µs).
+    pub since_us: Option<i64>,
+    /// Only events logged at or before this time (UTC µs).
+    pub until_us: Option<i64>,
+    /// 1-500, default 100.
     pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    Asc,
+    Desc,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -95,14 +114,28 @@ pub struct EventList {
     pub events: Vec<StoredEvent>,
 }
 
-/// Events after a seq, oldest first; any signed-in role may read them.
+/// Events through the event indexes, oldest first unless `order=desc`; any signed-in role may
+/// read them.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListQuery), responses((status = 200, body = EventList)))]
 pub async fn list(
     State(state): State<AppState>,
     _me: RequireRole<Viewer>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<EventList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let events = events::list(state.core(), q.after, limit)?;
+    let query = events::Query {
+        after: q.after,
+        before: q.before,
+        newest_first: q.order == Some(Order::Desc),
+        source: q.source,
+        event_type: q.event_type,
+        since_us: q.since_us,
+        until_us: q.until_us,
+        limit: q.limit.unwrap_or(100).clamp(1, 500),
+    };
+    let events = events::list(state.log(), &query).map_err(|e| match e {
+        events::ListError::Store(s) => ApiError::from(s),
+        events::ListError::Submit(s) => ApiError::from(s),
+        other => ApiError::internal(&other),
+    })?;
     Ok(Json(EventList { events }))
 }

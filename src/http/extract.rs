@@ -7,8 +7,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
+use super::error::ApiError;
 use crate::devices;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::DeviceRow;
 
@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("a device API token is required"))?;
-        match devices::authenticate(&state.core().store, &token)? {
+        match devices::authenticate(state.log(), &token)? {
             Some(device) => Ok(DeviceAuth(device)),
             None => Err(ApiError::unauthorized("unknown or revoked device token")),
         }
@@ -162,8 +162,13 @@ impl FromRequestParts<AppState> for CurrentUser {
         if via_cookie && unsafe_method {
             check_same_origin(parts)?;
         }
-        let (user, claims) = crate::auth::sessions::authenticate(state.core(), &token)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let (user, claims) = crate::auth::sessions::authenticate(state.log(), state.auth(), &token)
+            .map_err(|e| match e {
+                // A storage fault says nothing about the token: never 401, or clients drop a
+                // valid session.
+                crate::auth::AuthError::Store(s) => super::error::storage(&s),
+                other => ApiError::unauthorized(other.to_string()),
+            })?;
         if user.must_change_password && !ALLOWED_BEFORE_PASSWORD_CHANGE.contains(&parts.uri.path())
         {
             return Err(ApiError::new(

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -21,14 +21,24 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Ready to take work: listening, store open, writer running, not shutting down.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorResponse)))]
+/// Ready to take work: listening, store open and taking writes, writer running, not shutting
+/// down.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = super::error::ErrorResponse)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    if state.is_ready() {
-        Ok(Json(Health { status: "ready" }))
-    } else {
-        Err(ApiError::unavailable("not ready"))
+    if !state.is_ready() {
+        return Err(ApiError::unavailable("not ready"));
     }
+    if state.log().storage_degraded() {
+        return Err(ApiError {
+            retry_after_secs: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_degraded",
+                "a commit failed (full disk or I/O error); writes are refused until the store recovers",
+            )
+        });
+    }
+    Ok(Json(Health { status: "ready" }))
 }
 
 /// What a client needs before it signs in: which site this is and the fingerprint of the
@@ -45,7 +55,7 @@ pub struct SiteInfo {
 #[utoipa::path(get, path = "/api/v1/site", tag = "health", responses((status = 200, body = SiteInfo)))]
 pub async fn site(State(state): State<AppState>) -> Json<SiteInfo> {
     Json(SiteInfo {
-        site: state.core().site.to_string(),
+        site: state.log().site().to_string(),
         version: env!("CARGO_PKG_VERSION"),
         fingerprint: state.tls().served_fingerprint(),
     })

@@ -6,10 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{ApiJson, RequireRole, Viewer};
 use crate::chat::messages::{self, History, Page, ReadMarker, SendMessage, Sent};
 use crate::chat::{Actor, validate_conv_id};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -63,7 +63,7 @@ pub async fn history(
         limit: q.limit,
     };
     Ok(Json(messages::history(
-        state.core(),
+        state.log(),
         &Actor::of(&me.user).user,
         &id,
         page,
@@ -81,7 +81,14 @@ pub async fn send(
     ApiJson(req): ApiJson<SendMessage>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     validate_conv_id(&id)?;
-    let sent = messages::send(state.core(), &Actor::of(&me.user), &id, req).await?;
+    let sent = messages::send(
+        state.log(),
+        &state.config().chat,
+        &Actor::of(&me.user),
+        &id,
+        req,
+    )
+    .await?;
     let status = if sent.duplicate {
         StatusCode::OK
     } else {
@@ -101,7 +108,15 @@ pub async fn edit(
     ApiJson(req): ApiJson<EditMessage>,
 ) -> Result<Json<Recorded>, ApiError> {
     validate_conv_id(&id)?;
-    let s = messages::edit(state.core(), &Actor::of(&me.user), &id, seq, &req.text).await?;
+    let s = messages::edit(
+        state.log(),
+        &state.config().chat,
+        &Actor::of(&me.user),
+        &id,
+        seq,
+        &req.text,
+    )
+    .await?;
     Ok(Json(Recorded { seq: Some(s) }))
 }
 
@@ -114,7 +129,7 @@ pub async fn redact(
     Path((id, seq)): Path<(String, u64)>,
 ) -> Result<Json<Recorded>, ApiError> {
     validate_conv_id(&id)?;
-    let s = messages::redact(state.core(), &Actor::of(&me.user), &id, seq).await?;
+    let s = messages::redact(state.log(), &Actor::of(&me.user), &id, seq).await?;
     Ok(Json(Recorded { seq: Some(s) }))
 }
 
@@ -130,7 +145,7 @@ pub async fn react(
 ) -> Result<Json<Recorded>, ApiError> {
     validate_conv_id(&id)?;
     let s = messages::react(
-        state.core(),
+        state.log(),
         &Actor::of(&me.user),
         &id,
         seq,
@@ -151,7 +166,7 @@ pub async fn unreact(
     Path((id, seq, emoji)): Path<(String, u64, String)>,
 ) -> Result<Json<Recorded>, ApiError> {
     validate_conv_id(&id)?;
-    let s = messages::react(state.core(), &Actor::of(&me.user), &id, seq, &emoji, false).await?;
+    let s = messages::react(state.log(), &Actor::of(&me.user), &id, seq, &emoji, false).await?;
     Ok(Json(Recorded { seq: s }))
 }
 
@@ -166,6 +181,6 @@ pub async fn read(
 ) -> Result<Json<ReadMarker>, ApiError> {
     validate_conv_id(&id)?;
     Ok(Json(
-        messages::mark_read(state.core(), &Actor::of(&me.user), &id, req.seq).await?,
+        messages::mark_read(state.log(), &Actor::of(&me.user), &id, req.seq).await?,
     ))
 }

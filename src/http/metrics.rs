@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use super::extract::{Admin, RequireRole, bearer};
-use crate::error::ApiError;
 use crate::secret::{read_secret_file, token_hash};
 use crate::state::AppState;
 
@@ -26,8 +26,7 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
     let method = req.method().as_str().to_string();
     let res = next.run(req).await;
     state
-        .core()
-        .metrics
+        .metrics()
         .request(&method, &route, res.status().as_u16());
     res
 }
@@ -35,20 +34,17 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
 /// The metrics, for a signed-in admin or the configured scraper token.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, content_type = "application/openmetrics-text", description = "Prometheus/OpenMetrics text"),
-              (status = 401, body = crate::error::ErrorResponse), (status = 403, body = crate::error::ErrorResponse)))]
+              (status = 401, body = super::error::ErrorResponse), (status = 403, body = super::error::ErrorResponse)))]
 pub async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Response {
     match authorize(&state, &mut parts).await {
         Ok(()) => {}
         Err(e) => return e.into_response(),
     }
-    let core = state.core();
-    let store_bytes = std::fs::metadata(core.store.path())
+    let log = state.log();
+    let store_bytes = std::fs::metadata(log.store().path())
         .map(|m| m.len())
         .unwrap_or(0);
-    match core
-        .metrics
-        .render(core.sequencer.queue_depth(), store_bytes)
-    {
+    match state.metrics().render(log.queue_depth(), store_bytes) {
         Ok(text) => {
             let mut res = (StatusCode::OK, text).into_response();
             res.headers_mut()

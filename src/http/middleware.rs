@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::error::{ErrorBody, default_code};
+use super::error::{ErrorBody, default_code};
 
 /// The id of the request being served, also sent back as `x-request-id`.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@ mod attachments;
 mod auth;
 mod contacts;
 mod conversations;
+pub mod error;
 mod events;
 mod extract;
 mod health;
@@ -24,8 +25,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 
-use crate::error::ApiError;
 use crate::state::AppState;
+use error::ApiError;
 
 pub use extract::{
     ACCESS_COOKIE, Admin, ApiJson, CurrentUser, DeviceAuth, MinRole, Operator, REFRESH_COOKIE,

@@ -65,7 +65,7 @@ use super::{
         attachments::download,
         ws::upgrade,
     ),
-    components(schemas(crate::error::ErrorResponse)),
+    components(schemas(super::error::ErrorResponse)),
     modifiers(&Security),
 )]
 struct ApiDoc;

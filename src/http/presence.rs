@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{RequireRole, Viewer};
 use crate::chat::{Actor, PresenceStatus};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -40,10 +40,9 @@ pub async fn list(
     RequireRole(me, _): RequireRole<Viewer>,
     Query(q): Query<PresenceQuery>,
 ) -> Result<Json<PresenceList>, ApiError> {
-    let core = state.core();
     let me = Actor::of(&me.user).user;
-    let mut peers = crate::chat::conversations::peers(core, &me)?;
-    let rtx = core.store.read()?;
+    let mut peers = crate::chat::conversations::peers(state.log(), &me)?;
+    let rtx = state.log().read()?;
     if let Some(list) = q.users {
         let wanted: BTreeSet<String> = list
             .split(',')
@@ -57,7 +56,7 @@ pub async fn list(
     for p in peers {
         let last_seen_us = rtx.user(&p)?.and_then(|u| u.last_seen_us);
         users.push(UserPresence {
-            status: core.live.status(&p),
+            status: state.live().status(&p),
             username: p,
             last_seen_us,
         });

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use include_dir::{Dir, include_dir};
 use std::collections::HashMap;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets");
 

@@ -6,8 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::extract::{Admin, ApiJson, RequireRole, Viewer};
-use crate::error::{ApiError, Rejection};
+use crate::error::Rejection;
+use crate::log::Author;
 use crate::state::AppState;
 use crate::store::{Role, UserRow, UserStatus};
 use crate::users;
@@ -82,19 +84,19 @@ pub async fn search(
         ));
     }
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
-    let found = users::search(state.core(), &q.q, limit)?;
+    let found = users::search(state.log(), &q.q, limit)?;
     Ok(Json(Profiles {
         users: found.iter().map(Profile::from).collect(),
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), responses((status = 200, body = Profile), (status = 404, body = crate::error::ErrorResponse)))]
+#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), responses((status = 200, body = Profile), (status = 404, body = super::error::ErrorResponse)))]
 pub async fn profile(
     State(state): State<AppState>,
     _me: RequireRole<Viewer>,
     Path(username): Path<String>,
 ) -> Result<Json<Profile>, ApiError> {
-    match users::get(state.core(), &username)? {
+    match users::get(state.log(), &username)? {
         Some(u) if u.status == UserStatus::Active => Ok(Json(Profile::from(&u))),
         _ => Err(ApiError::not_found()),
     }
@@ -117,7 +119,7 @@ pub async fn admin_list(
     _admin: RequireRole<Admin>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<AdminList>, ApiError> {
-    let all = users::list(state.core(), q.status)?;
+    let all = users::list(state.log(), q.status)?;
     Ok(Json(AdminList {
         users: all.iter().map(AdminView::from).collect(),
     }))
@@ -144,10 +146,11 @@ pub async fn admin_create(
     RequireRole(admin, _): RequireRole<Admin>,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<WithPassword>), ApiError> {
-    let core = state.core();
-    let (otp, hash) = users::one_time_password(core).await?;
+    let (otp, hash) = users::one_time_password(state.auth())
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     let row = users::create(
-        core,
+        state.log(),
         users::NewUser {
             username: req.username,
             display_name: req.display_name,
@@ -168,8 +171,8 @@ pub async fn admin_create(
     ))
 }
 
-fn by(u: &UserRow) -> String {
-    format!("user:{}", users::key(&u.username))
+fn by(u: &UserRow) -> Author {
+    Author::User(users::key(&u.username))
 }
 
 fn not_self(admin: &UserRow, target: &str) -> Result<(), ApiError> {
@@ -189,7 +192,7 @@ async fn set_status(
     target: &str,
     s: UserStatus,
 ) -> Result<Json<AdminView>, ApiError> {
-    let row = users::set_status(state.core(), target, s, &by(admin)).await?;
+    let row = users::set_status(state.log(), target, s, &by(admin)).await?;
     Ok(Json(AdminView::from(&row)))
 }
 
@@ -199,7 +202,7 @@ pub async fn admin_approve(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<AdminView>, ApiError> {
-    let current = users::get(state.core(), &username)?.ok_or_else(ApiError::not_found)?;
+    let current = users::get(state.log(), &username)?.ok_or_else(ApiError::not_found)?;
     if current.status != UserStatus::Pending {
         return Err(
             Rejection::conflict("not_pending", "this account is not waiting for approval").into(),
@@ -241,7 +244,7 @@ pub async fn admin_role(
     ApiJson(req): ApiJson<RoleChange>,
 ) -> Result<Json<AdminView>, ApiError> {
     not_self(&admin.user, &username)?;
-    let row = users::set_role(state.core(), &username, req.role, &by(&admin.user)).await?;
+    let row = users::set_role(state.log(), &username, req.role, &by(&admin.user)).await?;
     Ok(Json(AdminView::from(&row)))
 }
 
@@ -251,8 +254,8 @@ pub async fn admin_reset_password(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<WithPassword>, ApiError> {
-    let otp = users::reset_password(state.core(), &username, &by(&admin.user)).await?;
-    let row = users::get(state.core(), &username)?.ok_or_else(ApiError::not_found)?;
+    let otp = users::reset_password(state.log(), state.auth(), &username, &by(&admin.user)).await?;
+    let row = users::get(state.log(), &username)?.ok_or_else(ApiError::not_found)?;
     Ok(Json(WithPassword {
         user: AdminView::from(&row),
         one_time_password: otp,

@@ -12,17 +12,19 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 
+use super::error::ApiError;
 use super::extract::{CurrentUser, check_origin};
+use crate::audience::{Plan, Viewer, ViewerFilter};
+use crate::auth::{AccessClaims, AuthError, sessions};
 use crate::chat::messages::{self, SendMessage};
 use crate::chat::presence::{Connection, TYPING_TTL_MS};
-use crate::chat::replay::{self, Plan, Visibility};
+use crate::chat::replay::{self, Visibility};
 use crate::chat::{Actor, Ephemeral, PresenceStatus, validate_conv_id};
-use crate::error::ApiError;
-use crate::log::Entry;
+use crate::log::{Entry, FollowError, Follower, Log};
 use crate::state::AppState;
-use crate::store::{Role, UserStatus};
+use crate::store::{Role, StoreError};
 
 /// Version of the frame protocol in `hello`.
 pub const PROTOCOL: u32 = 1;
@@ -33,8 +35,6 @@ const CLOSE_SESSION_ENDED: u16 = 4401;
 const LIVE_BATCH: usize = 64;
 /// Typing signals one connection may pass on per second, over all conversations.
 const TYPING_PER_SECOND: u32 = 5;
-/// Entries read per snapshot while replaying.
-const REPLAY_BATCH: usize = 256;
 
 /// Frames the client sends. `id`, when given, is echoed in the reply.
 #[derive(Debug, Deserialize)]
@@ -42,6 +42,9 @@ const REPLAY_BATCH: usize = 256;
 enum ClientFrame {
     Subscribe {
         since: u64,
+        /// The domains to follow (`chat`, `events`, `admin`); omitted: `chat`.
+        #[serde(default)]
+        domains: Vec<String>,
     },
     Send {
         id: Option<u64>,
@@ -144,16 +147,22 @@ pub async fn upgrade(
         check_origin(&headers, &uri)?;
     }
     let actor = Actor::of(&me.user);
-    let core = state.core();
-    let (vis, head) = {
-        let rtx = core.store.read()?;
-        let head = rtx.chain_head()?.map_or(0, |h| h.seq);
-        (Visibility::load(&rtx, &actor.user)?, head)
+    let viewer = Viewer {
+        user: actor.user.clone(),
+        role: actor.role,
     };
-    // Follow the hub from this snapshot on, so membership changes keep typing and presence right
-    // before the client subscribes; `subscribe` takes a fresh receiver and snapshot for entries.
-    let hub = core.hub.subscribe();
-    let conn = core.live.connect(&actor.user, vis.convs()).map_err(|e| {
+    // Follow the log from now on (no replay), so membership changes keep typing and presence
+    // right before the client subscribes; `subscribe` starts a new follower from its `since`.
+    let mut follower = state.log().follow(u64::MAX)?;
+    let head = follower.head();
+    let filter = match follower.take_snapshot() {
+        Some(rtx) => state.audiences().for_viewer(&rtx, &viewer, &[])?,
+        None => state
+            .audiences()
+            .for_viewer(&state.log().read()?, &viewer, &[])?,
+    };
+    let convs = chat_convs(&filter);
+    let conn = state.live().connect(&actor.user, convs).map_err(|e| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
@@ -161,12 +170,9 @@ pub async fn upgrade(
         )
     })?;
     let chat = &state.config().chat;
-    let session = Session {
-        sid: me.claims.sid.clone(),
-        auth_version: me.claims.ver,
-    };
     let token = state.sockets().tasks.token();
     let st = state.clone();
+    let claims = me.claims;
     Ok(ws
         .max_message_size(chat.ws_max_frame_bytes)
         .max_frame_size(chat.ws_max_frame_bytes)
@@ -178,17 +184,16 @@ pub async fn upgrade(
                 state: st,
                 socket,
                 actor,
-                session,
+                claims,
                 conn: Some(conn),
-                vis,
-                hub,
-                live_from: head,
+                filter,
+                follower,
                 subscribed: false,
                 typing: HashMap::new(),
             };
             let abort = c.state.sockets().abort.clone();
             // Counted in `websocket_clients` for as long as the task lives.
-            let _gauge = c.state.core().metrics.websocket_client();
+            let _gauge = c.state.metrics().websocket_client();
             tokio::select! {
                 () = c.run(head) => {}
                 // Past the drain deadline: the task ends; the registry entry goes with `Drop`.
@@ -198,21 +203,24 @@ pub async fn upgrade(
         }))
 }
 
-struct Session {
-    sid: String,
-    auth_version: u64,
+/// The conversations the viewer is in, for presence and typing audiences.
+fn chat_convs(filter: &ViewerFilter) -> Arc<[String]> {
+    filter
+        .get::<Visibility>()
+        .map_or_else(|| Arc::from(Vec::new()), Visibility::convs)
 }
 
 struct Conn {
     state: AppState,
     socket: WebSocket,
     actor: Actor,
-    session: Session,
+    /// The access token's claims: every write re-checks the session they name.
+    claims: AccessClaims,
     conn: Option<Connection>,
-    vis: Visibility,
-    hub: tokio::sync::broadcast::Receiver<Arc<Entry>>,
-    /// Entries up to here were covered by replay (or predate the connection).
-    live_from: u64,
+    /// What this viewer may see, per domain.
+    filter: ViewerFilter,
+    /// The log from the connection (or the subscription) on.
+    follower: Follower,
     subscribed: bool,
     typing: HashMap<String, Instant>,
 }
@@ -224,25 +232,14 @@ enum End {
 }
 
 /// Renders a batch of replayed entries, scrubbing what was redacted since.
-fn replay_frames(core: &crate::state::Core, seqs: &[u64]) -> Result<Vec<String>, ReplayError> {
-    let rtx = core.store.read()?;
-    let mut out = Vec::with_capacity(seqs.len());
-    for &seq in seqs {
-        let Some(entry) = crate::log::read::entry(&rtx, &core.site, &core.key, seq)? else {
-            continue;
-        };
-        let body = replay::scrub(core, &rtx, &entry)?;
-        out.push(entry_frame(&entry, body.as_deref()));
+fn replay_frames(log: &Log, entries: &[Entry]) -> Result<Vec<String>, StoreError> {
+    let rtx = log.read()?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let body = replay::scrub(log, &rtx, entry)?;
+        out.push(entry_frame(entry, body.as_deref()));
     }
     Ok(out)
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ReplayError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Read(#[from] crate::log::read::ReadError),
 }
 
 fn frame_text(f: &ServerFrame<'_>) -> String {
@@ -250,16 +247,20 @@ fn frame_text(f: &ServerFrame<'_>) -> String {
     serde_json::to_string(f).unwrap_or_else(|_| "{}".into())
 }
 
+/// One `entry` frame. `author` is the name within its kind (a username for people) and
+/// `author_kind` says which kind: `user`, `device`, `cli`, `site`, `system` or `anonymous`.
 fn entry_frame(e: &Entry, body: Option<&[u8]>) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let body = std::str::from_utf8(body.unwrap_or(&e.body)).unwrap_or("null");
+    let by = e.by();
     format!(
-        r#"{{"type":"entry","seq":{},"ts_us":{},"kind":{},"stream":{},"author":{},"body":{}}}"#,
+        r#"{{"type":"entry","seq":{},"ts_us":{},"kind":{},"stream":{},"author":{},"author_kind":{},"body":{}}}"#,
         e.seq,
         e.ts,
         q(&e.kind),
         q(&e.stream),
-        q(&e.author),
+        q(by.name()),
+        q(by.kind()),
         body
     )
 }
@@ -291,17 +292,16 @@ impl Conn {
             .await;
         }
         if let Some(conn) = self.conn.take() {
-            conn.close(self.vis.convs());
+            conn.close(chat_convs(&self.filter));
         }
-        let core = self.state.core();
-        if core.live.status(&self.actor.user) == PresenceStatus::Offline {
-            let _ = crate::users::touch_last_seen(core, &self.actor.user).await;
+        if self.state.live().status(&self.actor.user) == PresenceStatus::Offline {
+            let _ = crate::users::touch_last_seen(self.state.log(), &self.actor.user).await;
         }
     }
 
     async fn serve(&mut self, ping_every: Duration) -> End {
         let closing = self.state.sockets().closing.clone();
-        let mut ephemeral = self.state.core().live.subscribe();
+        let mut ephemeral = self.state.live().subscribe();
         let mut ticker = tokio::time::interval(ping_every);
         ticker.tick().await;
         let mut last_heard = Instant::now();
@@ -330,7 +330,7 @@ impl Conn {
                         Some(Ok(_)) => {}
                     }
                 }
-                entry = self.hub.recv() => {
+                entry = self.follower.recv_live() => {
                     if let Some(end) = self.on_entries(entry).await {
                         return end;
                     }
@@ -362,10 +362,12 @@ impl Conn {
         }
     }
 
-    /// Sends `first` and whatever else the hub already holds (up to [`LIVE_BATCH`] entries, seen
-    /// or not) that this user may see, then flushes once: one write for a burst instead of one
-    /// per entry, and a bounded amount of work before the task yields.
-    async fn on_entries(&mut self, first: Result<Arc<Entry>, RecvError>) -> Option<End> {
+    /// Sends `first` and whatever else the ring already holds (up to [`LIVE_BATCH`] entries,
+    /// seen or not) that this viewer may see, then flushes once: one write for a burst instead of
+    /// one per entry, and a bounded amount of work before the task yields. An entry that may end
+    /// this user's sessions (sign-out, disable, role or password change) re-checks the session at
+    /// once, so the socket closes with the change, not at the next ping.
+    async fn on_entries(&mut self, first: Result<Arc<Entry>, FollowError>) -> Option<End> {
         let mut next = Some(first);
         let mut taken = 0usize;
         let mut fed = 0usize;
@@ -373,16 +375,22 @@ impl Conn {
             taken += 1;
             match entry {
                 Ok(e) => {
-                    if e.seq > self.live_from && self.vis.admit(&e) && self.subscribed {
+                    if sessions::may_end_sessions_of(&e).as_deref()
+                        == Some(self.actor.user.as_str())
+                        && !self.session_alive()
+                    {
+                        return Some(End::Close(CLOSE_SESSION_ENDED, "session ended"));
+                    }
+                    if self.filter.admit(&e) && self.subscribed {
                         let frame = Message::Text(entry_frame(&e, None).into());
                         if !self.feed(frame).await {
-                            return Some(End::Gone);
+                            return Some(End::Close(CLOSE_TOO_SLOW, "too slow"));
                         }
                         fed += 1;
                     }
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::info!(user = %self.actor.user, missed = n, "websocket client too slow; disconnecting");
+                Err(FollowError::Lagged { missed }) => {
+                    tracing::info!(user = %self.actor.user, missed, "websocket client too slow; disconnecting");
                     let _ = self
                         .error(
                             None,
@@ -392,38 +400,36 @@ impl Conn {
                         .await;
                     return Some(End::Close(CLOSE_TOO_SLOW, "too slow"));
                 }
-                Err(RecvError::Closed) => return Some(End::Close(1001, "server shutting down")),
+                Err(e) => {
+                    tracing::debug!(user = %self.actor.user, error = %e, "websocket follower ended");
+                    return Some(End::Close(1001, "server shutting down"));
+                }
             }
             if taken < LIVE_BATCH {
-                next = match self.hub.try_recv() {
-                    Ok(e) => Some(Ok(e)),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                };
+                next = self.follower.try_recv_live();
             }
         }
         if fed > 0 && !self.flush().await {
-            return Some(End::Gone);
+            return Some(End::Close(CLOSE_TOO_SLOW, "too slow"));
         }
         None
     }
 
-    /// Whether the user is still active and the session neither revoked nor outdated.
-    fn session_alive(&self) -> bool {
-        let core = self.state.core();
-        let Ok(rtx) = core.store.read() else {
-            return true;
-        };
-        let user_ok = rtx.user(&self.actor.user).ok().flatten().is_some_and(|u| {
-            u.status == UserStatus::Active && u.auth_version == self.session.auth_version
-        });
-        let session_ok = rtx
-            .session(&self.session.sid)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.revoked_at_us.is_none());
-        user_ok && session_ok
+    /// The one session check (`sessions::check_session`): the session is live and the user
+    /// active with the token's version. A role change also ends the session, so the role the
+    /// socket holds is always the current one. A storage fault is not a verdict: the socket stays.
+    fn session_alive(&mut self) -> bool {
+        match sessions::check_session(self.state.log(), &self.claims) {
+            Ok(user) => {
+                self.actor = Actor::of(&user);
+                true
+            }
+            Err(AuthError::Store(e)) => {
+                tracing::warn!(user = %self.actor.user, error = %e, "session check could not read the store");
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     async fn send(&mut self, m: Message) -> bool {
@@ -507,8 +513,17 @@ impl Conn {
         if let Some(Err(r)) = conv.map(validate_conv_id) {
             return self.reply_error(head.id, r.code, &r.message).await;
         }
+        // Every write is authorised against the session and role as stored now: a socket whose
+        // session ended (sign-out, disable, demotion) writes nothing more and closes.
+        let writes = !matches!(
+            frame,
+            ClientFrame::Subscribe { .. } | ClientFrame::Ping { .. }
+        );
+        if writes && !self.session_alive() {
+            return Some(End::Close(CLOSE_SESSION_ENDED, "session ended"));
+        }
         let ok = match frame {
-            ClientFrame::Subscribe { since } => self.subscribe(since).await,
+            ClientFrame::Subscribe { since, domains } => self.subscribe(since, domains).await,
             ClientFrame::Send {
                 id,
                 conv,
@@ -523,7 +538,15 @@ impl Conn {
                     reply_to,
                     attachments,
                 };
-                match messages::send(self.state.core(), &self.actor, &conv, msg).await {
+                match messages::send(
+                    self.state.log(),
+                    &self.state.config().chat,
+                    &self.actor,
+                    &conv,
+                    msg,
+                )
+                .await
+                {
                     Ok(sent) => {
                         let f = ServerFrame::Ack {
                             id,
@@ -538,7 +561,7 @@ impl Conn {
                 }
             }
             ClientFrame::Read { id, conv, seq } => {
-                match messages::mark_read(self.state.core(), &self.actor, &conv, seq).await {
+                match messages::mark_read(self.state.log(), &self.actor, &conv, seq).await {
                     Ok(m) => {
                         let f = ServerFrame::ReadAck {
                             id,
@@ -557,7 +580,7 @@ impl Conn {
             }
             ClientFrame::Presence { status } => {
                 if let Some(c) = &self.conn {
-                    c.set_status(status, self.vis.convs());
+                    c.set_status(status, chat_convs(&self.filter));
                 }
                 true
             }
@@ -582,7 +605,7 @@ impl Conn {
 
     /// Announces typing, at most once a second per conversation, members with posting rights only.
     fn typing(&mut self, conv: String) {
-        if self.actor.role < Role::Operator || !self.vis.is_member(&conv) {
+        if self.actor.role < Role::Operator || !self.is_member(&conv) {
             return;
         }
         // At most one signal per conversation per second, and TYPING_PER_SECOND in all: the map
@@ -593,14 +616,14 @@ impl Conn {
         if self.typing.contains_key(&conv) || self.typing.len() >= TYPING_PER_SECOND as usize {
             return;
         }
-        self.state.core().live.typing(&conv, &self.actor.user);
+        self.state.live().typing(&conv, &self.actor.user);
         self.typing.insert(conv, now);
     }
 
     async fn on_ephemeral(&mut self, s: &Ephemeral) -> bool {
         match s {
             Ephemeral::Typing { conv, user } => {
-                if *user == self.actor.user || !self.vis.is_member(conv) {
+                if *user == self.actor.user || !self.is_member(conv) {
                     return true;
                 }
                 self.send_frame(&ServerFrame::Typing {
@@ -615,7 +638,7 @@ impl Conn {
                 status,
                 convs,
             } => {
-                let shared = convs.iter().any(|c| self.vis.is_member(c));
+                let shared = convs.iter().any(|c| self.is_member(c));
                 if *user == self.actor.user || !shared {
                     return true;
                 }
@@ -628,33 +651,42 @@ impl Conn {
         }
     }
 
-    /// Replays what the user could see after `since`, then goes live without a gap or a repeat.
-    async fn subscribe(&mut self, since: u64) -> bool {
+    /// Whether the viewer is in `conv` now (typing and presence follow chat membership).
+    fn is_member(&self, conv: &str) -> bool {
+        self.filter
+            .get::<Visibility>()
+            .is_some_and(|v| v.is_member(conv))
+    }
+
+    /// Replays what the viewer could see after `since` in the named domains, then goes live
+    /// without a gap or a repeat (the follower's contract).
+    async fn subscribe(&mut self, since: u64, domains: Vec<String>) -> bool {
         if self.subscribed {
             return self
                 .error(None, "already_subscribed", "subscribe once per connection")
                 .await;
         }
-        let state = self.state.clone();
-        let core = state.core();
-        // A fresh receiver first, then the snapshot: whatever commits after it reaches the receiver.
-        self.hub = core.hub.subscribe();
-        let rtx = match core.store.read() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "replay snapshot failed");
-                return self
-                    .error(None, "internal", "internal error; see the server log")
-                    .await;
-            }
+        if let Err(e) = self.state.audiences().check(&domains) {
+            return self.error(None, "unknown_domain", &e.to_string()).await;
+        }
+        let viewer = Viewer {
+            user: self.actor.user.clone(),
+            role: self.actor.role,
         };
+        let state = self.state.clone();
+        let log = state.log();
         let prepared = (|| {
-            let head = rtx.chain_head()?.map_or(0, |h| h.seq);
-            let vis = Visibility::load(&rtx, &self.actor.user)?;
-            let plan = replay::plan(&rtx, &self.actor.user, since.min(head), head)?;
-            Ok::<_, crate::store::StoreError>((head, vis, plan))
+            let mut follower = log.follow(since)?;
+            let head = follower.head();
+            let rtx = match follower.take_snapshot() {
+                Some(rtx) => rtx,
+                None => log.read()?,
+            };
+            let filter = state.audiences().for_viewer(&rtx, &viewer, &domains)?;
+            let plan = filter.plan(&rtx, since.min(head), head)?;
+            Ok::<_, StoreError>((follower, head, filter, plan))
         })();
-        let (head, vis, plan) = match prepared {
+        let (follower, head, filter, plan) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "replay planning failed");
@@ -663,12 +695,13 @@ impl Conn {
                     .await;
             }
         };
-        self.vis = vis;
-        self.live_from = head;
+        self.follower = follower;
+        self.filter = filter;
         self.subscribed = true;
-        let seqs = match plan {
-            Plan::Seqs(s) => s,
+        match plan {
+            Plan::Seqs(s) => self.follower.only(s),
             Plan::TooFar => {
+                self.follower.only(Vec::new());
                 return self
                     .send_frame(&ServerFrame::Resync {
                         head,
@@ -676,15 +709,19 @@ impl Conn {
                     })
                     .await;
             }
-        };
-        drop(rtx);
-        // Entries never change once written, so each batch reads from a fresh snapshot: a slow
-        // reader does not pin an old one while it takes its frames.
-        for batch in seqs.chunks(REPLAY_BATCH) {
+        }
+        // Each batch reads from a fresh snapshot: a slow reader does not pin an old one while it
+        // takes its frames.
+        loop {
             if self.state.sockets().closing.is_cancelled() {
                 return false;
             }
-            let frames = match replay_frames(core, batch) {
+            let frames = match self.follower.replay_batch() {
+                Ok(None) => break,
+                Ok(Some(batch)) => replay_frames(log, &batch).map_err(ReplayError::from),
+                Err(e) => Err(ReplayError::from(e)),
+            };
+            let frames = match frames {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "replay read failed");
@@ -701,4 +738,12 @@ impl Conn {
         }
         self.send_frame(&ServerFrame::CaughtUp { head }).await
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] crate::log::read::ReadError),
 }

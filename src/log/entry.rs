@@ -6,6 +6,8 @@ use std::sync::Arc;
 use aws_lc_rs::digest::{Context, SHA256};
 use serde::Serialize;
 
+use super::author::Author;
+
 /// Version of the canonical encoding below.
 pub const CANONICAL_VERSION: u8 = 1;
 /// The `prev` of the first entry of a log.
@@ -20,7 +22,7 @@ pub const MAX_BODY_LEN: usize = 1 << 20;
 pub struct NewEntry {
     pub kind: String,
     pub stream: String,
-    pub author: String,
+    pub author: Author,
     /// Kind-specific body, serialized JSON.
     pub body: Vec<u8>,
 }
@@ -29,13 +31,13 @@ impl NewEntry {
     pub fn json<T: Serialize>(
         kind: &str,
         stream: &str,
-        author: &str,
+        author: &Author,
         body: &T,
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             kind: kind.to_string(),
             stream: stream.to_string(),
-            author: author.to_string(),
+            author: author.clone(),
             body: serde_json::to_vec(body)?,
         })
     }
@@ -57,6 +59,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Who wrote it, typed (old forms included: see [`Author::parse`]).
+    pub fn by(&self) -> Author {
+        Author::parse(&self.author)
+    }
+
     /// `SHA-256(prev ‖ canonical)`, what `hash` must equal.
     pub fn computed_hash(&self) -> [u8; 32] {
         chain_hash(

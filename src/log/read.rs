@@ -3,16 +3,24 @@
 
 use std::sync::Arc;
 
-use crate::store::{DataKey, LogRecord, ReadTx, StoreError};
+use crate::store::{CodecError, DataKey, LogRecord, ReadTx, SealError, StoreError};
 
 use super::entry::{Entry, seal_aad};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("entry {seq}: the record cannot be decoded: {reason}")]
-    Decode { seq: u64, reason: String },
-    #[error("entry {seq}: the body does not open: {reason}")]
-    Unseal { seq: u64, reason: String },
+    #[error("entry {seq}: the record cannot be decoded: {source}")]
+    Decode {
+        seq: u64,
+        #[source]
+        source: CodecError,
+    },
+    #[error("entry {seq}: the body does not open: {source}")]
+    Unseal {
+        seq: u64,
+        #[source]
+        source: SealError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -24,16 +32,10 @@ pub fn decode_entry(
     seq: u64,
     raw: &[u8],
 ) -> Result<Entry, ReadError> {
-    let rec = LogRecord::decode(raw).map_err(|e| ReadError::Decode {
-        seq,
-        reason: e.to_string(),
-    })?;
+    let rec = LogRecord::decode(raw).map_err(|source| ReadError::Decode { seq, source })?;
     let body = key
         .open(&seal_aad(site, seq), &rec.sealed)
-        .map_err(|e| ReadError::Unseal {
-            seq,
-            reason: e.to_string(),
-        })?;
+        .map_err(|source| ReadError::Unseal { seq, source })?;
     Ok(Entry {
         site: site.clone(),
         seq,

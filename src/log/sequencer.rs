@@ -2,6 +2,8 @@
 //! transaction (group commit), answers each caller only after the durable commit, then feeds the hub.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -10,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::error::Rejection;
 use crate::metrics::Metrics;
-use crate::store::{DataKey, Store, StoreError};
+use crate::store::{DataKey, Fault, Store, StoreError};
 
 use super::hub::Hub;
 use super::tx::{AppendError, ChainState, Tx};
@@ -25,17 +27,46 @@ pub enum SubmitError {
     Rejected(Rejection),
     #[error("the sequencer is shutting down")]
     ShuttingDown,
-    /// The commit failed; nothing of the batch was stored.
+    /// Reading or committing failed; nothing of the batch was stored.
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<StoreError>),
+    /// A body could not be encoded (a bug: every body is a plain struct).
+    #[error("cannot encode an entry body: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The system random generator failed (tokens, ids, nonces).
+    #[error("the system random generator failed")]
+    Random,
+    /// The caller's job returned without output although its batch committed (a bug).
+    #[error("a committed job produced no output")]
+    NoOutput,
+    /// A file beside the store could not be written.
+    #[error("cannot write {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<AppendError> for SubmitError {
     fn from(e: AppendError) -> Self {
         match e {
             AppendError::Rejected(r) => SubmitError::Rejected(r),
-            AppendError::Storage(s) => SubmitError::Storage(s.to_string()),
+            AppendError::Storage(s) => SubmitError::Storage(Arc::new(s)),
+            AppendError::Encode(e) => SubmitError::Encode(e),
         }
+    }
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        SubmitError::Storage(Arc::new(e))
+    }
+}
+
+impl From<Rejection> for SubmitError {
+    fn from(r: Rejection) -> Self {
+        SubmitError::Rejected(r)
     }
 }
 
@@ -75,9 +106,7 @@ where
     }
 
     fn committed(self: Box<Self>) {
-        let result = self
-            .out
-            .ok_or_else(|| SubmitError::Storage("job produced no output".into()));
+        let result = self.out.ok_or(SubmitError::NoOutput);
         // The caller may have gone away; the commit stands either way.
         let _ = self.done.send(result);
     }
@@ -91,6 +120,20 @@ where
 #[derive(Clone)]
 pub struct Sequencer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    health: Arc<Health>,
+}
+
+/// Whether the store takes writes: set by the writer after a failed commit, cleared once it has
+/// reopened the store. Readable from anywhere (`/readyz`, `/metrics`).
+#[derive(Debug, Default)]
+pub struct Health {
+    degraded: AtomicBool,
+}
+
+impl Health {
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -117,7 +160,11 @@ impl Sequencer {
     ) -> Result<(Self, JoinHandle<()>), StoreError> {
         let chain = ChainState::from_head(store.read()?.chain_head()?);
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let health = Arc::new(Health::default());
         let writer = Writer {
+            health: health.clone(),
+            next_recovery: None,
+            disk_full: false,
             store,
             key,
             site,
@@ -128,7 +175,7 @@ impl Sequencer {
             max_batch: config.max_batch.max(1),
         };
         let task = tokio::spawn(writer.run(rx, stop));
-        Ok((Self { queue: tx }, task))
+        Ok((Self { queue: tx, health }, task))
     }
 
     /// Runs `f` in the next batch and returns its output once the batch is durably committed.
@@ -148,13 +195,28 @@ impl Sequencer {
         wait.await.map_err(|_| SubmitError::ShuttingDown)?
     }
 
+    /// Whether writes are refused after a failed commit, until the store is reopened.
+    pub fn storage_degraded(&self) -> bool {
+        self.health.degraded()
+    }
+
     /// Jobs waiting in the queue right now.
     pub fn queue_depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }
 }
 
+/// How often a degraded writer tries to reopen the store, with or without waiting jobs.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one reopen waits for read transactions of the old file to finish.
+const REOPEN_WAIT: Duration = Duration::from_millis(250);
+
 struct Writer {
+    health: Arc<Health>,
+    /// While degraded: when the next reopen may be tried.
+    next_recovery: Option<Instant>,
+    /// Whether the failure that degraded the store was a full disk (507, not 503).
+    disk_full: bool,
     store: Arc<Store>,
     key: Arc<DataKey>,
     site: Arc<str>,
@@ -168,12 +230,30 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Job>>, stop: CancellationToken) {
         loop {
+            let retry_at = self.next_recovery.map(tokio::time::Instant::from_std);
             let first = tokio::select! {
                 job = rx.recv() => job,
                 () = stop.cancelled() => {
                     // Refuse new work, then commit what was already accepted into the queue.
                     rx.close();
                     rx.recv().await
+                }
+                // Degraded and idle: try to get the store back for readers too.
+                () = sleep_until(retry_at), if retry_at.is_some() => {
+                    self = match tokio::task::spawn_blocking(move || {
+                        self.recover();
+                        self
+                    })
+                    .await
+                    {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::error!(error = %e, "store recovery panicked; writer stopped");
+                            rx.close();
+                            return;
+                        }
+                    };
+                    continue;
                 }
             };
             let Some(first) = first else { break };
@@ -203,15 +283,71 @@ impl Writer {
         tracing::debug!("sequencer stopped");
     }
 
+    /// After a failed commit redb refuses everything until the file is opened again: reopen it
+    /// (at most once per [`RECOVERY_INTERVAL`]) and take the chain head from what is durable.
+    /// Returns whether the store takes writes now.
+    fn recover(&mut self) -> bool {
+        let Some(at) = self.next_recovery else {
+            return true;
+        };
+        if Instant::now() < at {
+            return false;
+        }
+        let reopened = self
+            .store
+            .reopen(REOPEN_WAIT)
+            .and_then(|()| self.store.read()?.chain_head());
+        match reopened {
+            Ok(head) => {
+                self.chain = ChainState::from_head(head);
+                self.next_recovery = None;
+                self.health.degraded.store(false, Ordering::SeqCst);
+                self.metrics.set_storage_degraded(false);
+                tracing::warn!(
+                    head = self.chain.next_seq - 1,
+                    "store reopened; writes resume"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store still unavailable");
+                if e.fault() == Fault::DiskFull {
+                    self.disk_full = true;
+                }
+                self.next_recovery = Some(Instant::now() + RECOVERY_INTERVAL);
+                false
+            }
+        }
+    }
+
+    /// Marks the store degraded after a failed commit: writes are refused (with the fault's
+    /// stable code) until `recover` reopens it.
+    fn degrade(&mut self, e: &StoreError) {
+        if self.next_recovery.is_none() {
+            tracing::error!(error = %e, "commit failed; store degraded, writes refused until it is reopened");
+        }
+        self.health.degraded.store(true, Ordering::SeqCst);
+        self.metrics.set_storage_degraded(true);
+        self.disk_full = e.fault() == Fault::DiskFull;
+        self.next_recovery = Some(Instant::now());
+    }
+
     /// Commits as many jobs of `batch` as pass their rules, in one durable transaction.
     fn commit_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
-        let mut rejected: Vec<(Box<dyn Job>, Rejection)> = Vec::new();
+        if !self.recover() {
+            let disk_full = self.disk_full;
+            return fail_all(batch, Vec::new(), StoreError::Degraded { disk_full });
+        }
+        let mut rejected: Vec<(Box<dyn Job>, SubmitError)> = Vec::new();
         let now = self.clock.now_us();
         let started = std::time::Instant::now();
         loop {
             let mut wtx = match self.store.write() {
                 Ok(w) => w,
-                Err(e) => return fail_all(batch, rejected, &e.to_string()),
+                Err(e) => {
+                    self.degrade(&e);
+                    return fail_all(batch, rejected, e);
+                }
             };
             let mut tx = Tx::new(&mut wtx, self.chain, &self.key, &self.site, now);
             let mut clean_rejects = Vec::new();
@@ -221,21 +357,24 @@ impl Writer {
                 tx.views().clear_dirty();
                 match job.run(&mut tx) {
                     Ok(()) => {}
-                    Err(AppendError::Rejected(r)) if tx.views().is_dirty() => {
-                        dirty_reject = Some((i, r));
-                        break;
-                    }
-                    Err(AppendError::Rejected(r)) => clean_rejects.push((i, r)),
                     Err(AppendError::Storage(e)) => {
                         storage_error = Some(e);
                         break;
                     }
+                    Err(refusal) if tx.views().is_dirty() => {
+                        dirty_reject = Some((i, SubmitError::from(refusal)));
+                        break;
+                    }
+                    Err(refusal) => clean_rejects.push((i, SubmitError::from(refusal))),
                 }
             }
             if let Some(e) = storage_error {
                 drop(tx);
                 let _ = wtx.abort();
-                return fail_all(batch, rejected, &e.to_string());
+                if e.fault() != Fault::Bug {
+                    self.degrade(&e);
+                }
+                return fail_all(batch, rejected, e);
             }
             if let Some((i, r)) = dirty_reject {
                 // Roll back and run the batch again without the job that wrote before refusing.
@@ -252,14 +391,14 @@ impl Writer {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = wtx.abort();
-                    return fail_all(batch, rejected, &e.to_string());
+                    return fail_all(batch, rejected, e);
                 }
             };
             if entries.is_empty() && batch.is_empty() {
                 let _ = wtx.abort();
             } else if let Err(e) = wtx.commit() {
-                tracing::error!(error = %e, "commit failed");
-                return fail_all(batch, rejected, &e.to_string());
+                self.degrade(&e);
+                return fail_all(batch, rejected, e);
             } else if !entries.is_empty() {
                 self.metrics.commit(started.elapsed(), entries.len());
             }
@@ -268,7 +407,7 @@ impl Writer {
                 job.committed();
             }
             for (job, r) in rejected {
-                job.failed(SubmitError::Rejected(r));
+                job.failed(r);
             }
             self.hub.publish(entries);
             return;
@@ -276,11 +415,20 @@ impl Writer {
     }
 }
 
-fn fail_all(batch: Vec<Box<dyn Job>>, rejected: Vec<(Box<dyn Job>, Rejection)>, err: &str) {
+fn fail_all(batch: Vec<Box<dyn Job>>, rejected: Vec<(Box<dyn Job>, SubmitError)>, err: StoreError) {
+    let err = Arc::new(err);
     for job in batch {
-        job.failed(SubmitError::Storage(err.to_string()));
+        job.failed(SubmitError::Storage(err.clone()));
     }
     for (job, r) in rejected {
-        job.failed(SubmitError::Rejected(r));
+        job.failed(r);
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for (a disabled select branch).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

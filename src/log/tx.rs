@@ -42,6 +42,9 @@ pub enum AppendError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// A body could not be encoded; only this job fails.
+    #[error("cannot encode an entry body: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 pub struct Tx<'a> {
@@ -102,7 +105,8 @@ impl<'a> Tx<'a> {
                 Rejection::invalid("invalid_kind", "entry kind is empty or too long").into(),
             );
         }
-        if e.stream.len() > MAX_NAME_LEN || e.author.len() > MAX_NAME_LEN {
+        let author = e.author.to_string();
+        if e.stream.len() > MAX_NAME_LEN || author.len() > MAX_NAME_LEN {
             return Err(Rejection::invalid("too_long", "stream or author is too long").into());
         }
         if e.body.len() > MAX_BODY_LEN {
@@ -115,19 +119,19 @@ impl<'a> Tx<'a> {
             self.now_us,
             &e.kind,
             &e.stream,
-            &e.author,
+            &author,
             &e.body,
         );
         let hash = chain_hash(&self.chain.head, &canon);
         let sealed = self
             .key
             .seal(&seal_aad(self.site, seq), &e.body)
-            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            .map_err(StoreError::Seal)?;
         let record = LogRecord {
             ts: self.now_us,
             kind: e.kind,
             stream: e.stream,
-            author: e.author,
+            author,
             prev: self.chain.head,
             hash,
             sealed,

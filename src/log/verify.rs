@@ -106,11 +106,13 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         }
         let entry = match decode_entry(site, key, seq, raw) {
             Ok(e) => e,
-            Err(ReadError::Decode { reason, .. } | ReadError::Unseal { reason, .. }) => {
-                report.problem = Some(Problem::Unreadable {
-                    seq,
-                    detail: reason,
-                });
+            Err(e @ (ReadError::Decode { .. } | ReadError::Unseal { .. })) => {
+                let detail = match &e {
+                    ReadError::Decode { source, .. } => source.to_string(),
+                    ReadError::Unseal { source, .. } => source.to_string(),
+                    ReadError::Store(source) => source.to_string(),
+                };
+                report.problem = Some(Problem::Unreadable { seq, detail });
                 return false;
             }
             Err(ReadError::Store(e)) => {

@@ -17,11 +17,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENTS, CHANNELS, CONTACTS, CONVS, ChainHead,
-    DEVICE_TOKENS, DEVICES, IDEMPOTENCY, LOG, MEMBERS, MENTIONS, MESSAGES, META, REFRESH_TOKENS,
-    SCHEMA_VERSION, SESSIONS, STREAM_INDEX, Store, StoreError, USER_CONVS, USERS,
-};
+use super::*;
 
 const MAGIC: &[u8; 8] = b"PWBACKUP";
 const FORMAT: u32 = 1;
@@ -89,58 +85,17 @@ pub struct HeadInfo {
     pub ts_us: i64,
 }
 
-/// Runs `$f($arg, TABLE, $out)?` for every table a backup carries, in backup order. A new table
-/// is added here, once; `write_backup` refuses to run while the store has a table missing here.
-macro_rules! each_table {
-    ($f:ident($arg:expr, $out:expr)) => {{
-        $f($arg, META, $out)?;
-        $f($arg, LOG, $out)?;
-        $f($arg, STREAM_INDEX, $out)?;
-        $f($arg, DEVICES, $out)?;
-        $f($arg, DEVICE_TOKENS, $out)?;
-        $f($arg, USERS, $out)?;
-        $f($arg, SESSIONS, $out)?;
-        $f($arg, REFRESH_TOKENS, $out)?;
-        $f($arg, CONVS, $out)?;
-        $f($arg, MEMBERS, $out)?;
-        $f($arg, USER_CONVS, $out)?;
-        $f($arg, CHANNELS, $out)?;
-        $f($arg, MESSAGES, $out)?;
-        $f($arg, IDEMPOTENCY, $out)?;
-        $f($arg, MENTIONS, $out)?;
-        $f($arg, CONTACTS, $out)?;
-        $f($arg, ATTACHMENTS, $out)?;
-        $f($arg, ATTACHMENT_CHUNKS, $out)?;
-        $f($arg, ATTACHMENT_CONVS, $out)?;
-    }};
-}
-
-fn push_name<K: Key + 'static, V: Value + 'static>(
-    _: (),
-    def: TableDefinition<K, V>,
-    out: &mut Vec<String>,
-) -> Result<(), BackupError> {
-    out.push(def.name().to_string());
-    Ok(())
-}
-
 fn table_names() -> Vec<String> {
-    let mut names = Vec::new();
-    // push_name cannot fail; the macro's `?` only needs a Result around it.
-    let _: Result<(), BackupError> = (|| {
-        each_table!(push_name((), &mut names));
-        Ok(())
-    })();
-    names
+    super::table_names()
 }
 
 fn dump_all(rtx: &ReadTransaction, w: &mut RowWriter<'_>) -> Result<(), BackupError> {
-    each_table!(dump(rtx, w));
+    for_each_table!(dump(rtx, w));
     Ok(())
 }
 
 fn load_all(db: &Database, r: &mut RowReader<'_>) -> Result<(), BackupError> {
-    each_table!(load(db, r));
+    for_each_table!(load(db, r));
     Ok(())
 }
 
@@ -200,8 +155,9 @@ impl RowWriter<'_> {
 
 fn dump<K: Key + 'static, V: Value + 'static>(
     rtx: &ReadTransaction,
-    def: TableDefinition<K, V>,
     w: &mut RowWriter<'_>,
+    def: TableDefinition<K, V>,
+    _since: u32,
 ) -> Result<(), BackupError> {
     let table = match rtx.open_table(def) {
         Ok(t) => t,
@@ -224,7 +180,7 @@ impl Store {
     /// Writes a backup of everything committed when it starts, from one read transaction: the
     /// writer goes on committing meanwhile, and none of that enters the backup.
     pub fn write_backup(&self, out: &mut dyn Write, now_us: i64) -> Result<Manifest, BackupError> {
-        let rtx = self.db.begin_read()?;
+        let rtx = self.db()?.begin_read()?;
         let names = table_names();
         for t in rtx.list_tables()? {
             if !names.iter().any(|n| n == t.name()) {
@@ -463,8 +419,9 @@ fn finish(rows: &mut RowReader<'_>) -> Result<(), BackupError> {
 
 fn load<K: Key + 'static, V: Value + 'static>(
     db: &Database,
-    def: TableDefinition<K, V>,
     r: &mut RowReader<'_>,
+    def: TableDefinition<K, V>,
+    _since: u32,
 ) -> Result<(), BackupError> {
     while r.peek()? == Some(def.name()) {
         let mut wtx = db.begin_write()?;

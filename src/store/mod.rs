@@ -5,11 +5,13 @@ pub mod backup;
 mod chat;
 mod chat_rows;
 mod codec;
+mod events;
 mod rows;
 mod schema;
 pub mod seal;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -21,6 +23,7 @@ pub use chat_rows::{
     MemberRole, MemberRow, MessageRow, Span,
 };
 pub use codec::{CodecError, LogRecord};
+pub use events::{EventIndex, EventRange};
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
@@ -80,6 +83,70 @@ pub(crate) const ATTACHMENT_CHUNKS: TableDefinition<(&str, u32), &[u8]> =
 pub(crate) const ATTACHMENT_CONVS: TableDefinition<(&str, &str), u32> =
     TableDefinition::new("attachmentconvs_idconv_count");
 
+/// seq → (): the seq of every `event` entry, so listings never scan other entries.
+pub(crate) const EVENT_SEQS: TableDefinition<u64, ()> = TableDefinition::new("eventseqs_seq_unit");
+/// (ts µs, seq) → (): events by the log's time.
+pub(crate) const EVENT_TIMES: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("eventtimes_tsseq_unit");
+/// (source, seq) → (): events by what raised them.
+pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("eventsources_sourceseq_unit");
+/// (type, seq) → (): events by their dotted type.
+pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("eventtypes_typeseq_unit");
+
+/// The one table list: every table with the schema version it first appears in. Creation and
+/// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
+/// const above and one line here (plus the migration step of its version).
+/// Calls `$f($($arg,)* TABLE, since_version)?` for each, in backup order.
+macro_rules! for_each_table {
+    ($f:ident($($arg:expr),*)) => {{
+        $f($($arg,)* META, 1)?;
+        $f($($arg,)* LOG, 1)?;
+        $f($($arg,)* STREAM_INDEX, 1)?;
+        $f($($arg,)* DEVICES, 1)?;
+        $f($($arg,)* DEVICE_TOKENS, 1)?;
+        $f($($arg,)* USERS, 2)?;
+        $f($($arg,)* SESSIONS, 2)?;
+        $f($($arg,)* REFRESH_TOKENS, 2)?;
+        $f($($arg,)* CONVS, 3)?;
+        $f($($arg,)* MEMBERS, 3)?;
+        $f($($arg,)* USER_CONVS, 3)?;
+        $f($($arg,)* CHANNELS, 3)?;
+        $f($($arg,)* MESSAGES, 3)?;
+        $f($($arg,)* IDEMPOTENCY, 3)?;
+        $f($($arg,)* MENTIONS, 3)?;
+        $f($($arg,)* CONTACTS, 3)?;
+        $f($($arg,)* ATTACHMENTS, 3)?;
+        $f($($arg,)* ATTACHMENT_CHUNKS, 3)?;
+        $f($($arg,)* ATTACHMENT_CONVS, 3)?;
+        $f($($arg,)* EVENT_SEQS, 4)?;
+        $f($($arg,)* EVENT_TIMES, 4)?;
+        $f($($arg,)* EVENT_SOURCES, 4)?;
+        $f($($arg,)* EVENT_TYPES, 4)?;
+    }};
+}
+pub(crate) use for_each_table;
+
+/// Every table's name, in backup order (from the one list).
+pub fn table_names() -> Vec<String> {
+    use redb::TableHandle;
+    fn push<K: redb::Key + 'static, V: redb::Value + 'static>(
+        out: &mut Vec<String>,
+        def: TableDefinition<'static, K, V>,
+        _since: u32,
+    ) -> Result<(), std::convert::Infallible> {
+        out.push(def.name().to_string());
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let _ = (|| -> Result<(), std::convert::Infallible> {
+        for_each_table!(push(&mut out));
+        Ok(())
+    })();
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -102,10 +169,79 @@ pub enum StoreError {
         "the data key does not match the one this store was created with (fingerprint mismatch)"
     )]
     KeyMismatch,
-    #[error("a stored row is malformed: {0}")]
-    Corrupt(String),
+    /// A stored value has the wrong shape or version; `what` names it.
+    #[error("a stored {what} is malformed")]
+    Malformed { what: &'static str },
+    /// A stored row's JSON does not decode.
+    #[error("a stored {what} does not decode: {source}")]
+    Row {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A row or body could not be encoded (a bug: they are plain structs).
+    #[error("cannot encode a {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("a log record: {0}")]
+    Codec(#[from] CodecError),
+    /// A sealed attachment lacks one of its chunks.
+    #[error("attachment {id} lacks chunk {n}")]
+    MissingChunk { id: String, n: u32 },
+    /// The system random generator failed.
+    #[error("the system random generator failed")]
+    Random,
+    /// A commit failed and the store is being reopened; writes are refused until then.
+    /// `disk_full` says whether the failure was a full disk.
+    #[error("the store is degraded after a failed commit and is being recovered")]
+    Degraded { disk_full: bool },
     #[error("storage error: {0}")]
     Redb(Box<redb::Error>),
+}
+
+/// What kind of failure a `StoreError` is, for the answer a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk (or quota) is full: retry once space is freed.
+    DiskFull,
+    /// Another I/O failure, or the store is being reopened: retry later.
+    Unavailable,
+    /// A malformed row, a wrong key, a failed encoding: a bug or damage, not a retry.
+    Bug,
+}
+
+impl StoreError {
+    pub fn fault(&self) -> Fault {
+        let io = match self {
+            StoreError::Redb(e) => match e.as_ref() {
+                redb::Error::Io(io) => Some(io),
+                redb::Error::PreviousIo => return Fault::Unavailable,
+                _ => None,
+            },
+            StoreError::Open { source, .. } => match source.as_ref() {
+                redb::Error::Io(io) => Some(io),
+                _ => None,
+            },
+            StoreError::Degraded { disk_full: true } => return Fault::DiskFull,
+            StoreError::Degraded { .. } | StoreError::Locked(_) => return Fault::Unavailable,
+            _ => None,
+        };
+        match io {
+            Some(io) if is_disk_full(io) => Fault::DiskFull,
+            Some(_) => Fault::Unavailable,
+            None => Fault::Bug,
+        }
+    }
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    // ENOSPC (28) and EDQUOT (122) on Linux.
+    e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 impl<E: Into<redb::Error>> From<E> for StoreError {
@@ -114,10 +250,27 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
     }
 }
 
-/// The open store. One per process: redb locks the file.
+/// The open store. One per file: redb locks it. After a failed commit redb refuses every later
+/// operation (`PreviousIo`) until the file is opened again; [`Store::reopen`] does that in place,
+/// so the process recovers without a restart once the fault (a full disk) is gone.
 pub struct Store {
-    db: Database,
+    /// `None` while the store is being reopened: calls answer `StoreError::Degraded`.
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    cache_bytes: usize,
+}
+
+fn open_db(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
+            other => StoreError::Open {
+                path: path.to_path_buf(),
+                source: Box::new(other.into()),
+            },
+        })
 }
 
 impl std::fmt::Debug for Store {
@@ -129,25 +282,55 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store and brings its schema up to date.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
-                other => StoreError::Open {
-                    path: path.to_path_buf(),
-                    source: Box::new(other.into()),
-                },
-            })?;
+        let db = open_db(path, cache_bytes)?;
         // The file holds sealed bodies but clear metadata: keep it private.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        let store = Self {
-            db,
+        schema::migrate(&db)?;
+        Ok(Self {
+            db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
-        };
-        schema::migrate(&store.db)?;
-        Ok(store)
+            cache_bytes,
+        })
+    }
+
+    /// The open database, or `Degraded` while it is being reopened.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .map_err(|_| StoreError::Degraded { disk_full: false })?
+            .clone()
+            .ok_or(StoreError::Degraded { disk_full: false })
+    }
+
+    /// Closes and opens the file again, which runs redb's repair after a failed commit. Read
+    /// transactions still open keep the old file locked: this waits up to `wait` for them, then
+    /// gives up (`Locked`) and leaves the store degraded for the next attempt.
+    pub fn reopen(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        let mut slot = self
+            .db
+            .write()
+            .map_err(|_| StoreError::Degraded { disk_full: false })?;
+        *slot = None;
+        let started = std::time::Instant::now();
+        loop {
+            match open_db(&self.path, self.cache_bytes) {
+                Ok(db) => {
+                    *slot = Some(Arc::new(db));
+                    return Ok(());
+                }
+                Err(StoreError::Locked(p)) if started.elapsed() < wait => {
+                    drop(p);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the store is open (not waiting to be reopened).
+    pub fn is_open(&self) -> bool {
+        self.db.read().is_ok_and(|s| s.is_some())
     }
 
     pub fn path(&self) -> &Path {
@@ -156,7 +339,7 @@ impl Store {
 
     /// Records the site and key fingerprint on first use; afterwards refuses a different one.
     pub fn bind_identity(&self, site: &str, key: &DataKey) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let stored_site = meta
@@ -190,21 +373,29 @@ impl Store {
 
     pub fn read(&self) -> Result<ReadTx, StoreError> {
         Ok(ReadTx {
-            txn: self.db.begin_read()?,
+            txn: self.db()?.begin_read()?,
         })
     }
 
     /// Starts the single write transaction. Commits are durable (fsync) when `commit` returns.
     pub fn write(&self) -> Result<WriteTx, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            .map_err(|e| StoreError::Redb(Box::new(e.into())))?;
         Ok(WriteTx { txn, dirty: false })
     }
 
     /// Runs redb's page checksum verification (needs exclusive access).
     pub fn check_integrity(&mut self) -> Result<bool, StoreError> {
-        Ok(self.db.check_integrity()?)
+        let slot = self
+            .db
+            .get_mut()
+            .map_err(|_| StoreError::Degraded { disk_full: false })?;
+        let db = slot
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .ok_or(StoreError::Degraded { disk_full: false })?;
+        Ok(db.check_integrity()?)
     }
 }
 

@@ -27,7 +27,7 @@ impl ChainHead {
 
     pub fn decode(b: &[u8]) -> Result<Self, StoreError> {
         if b.len() != 49 || b[0] != ROW_V1 {
-            return Err(StoreError::Corrupt("chain head".into()));
+            return Err(StoreError::Malformed { what: "chain head" });
         }
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&b[1..9]);
@@ -67,19 +67,22 @@ impl DeviceRow {
 
 pub(super) fn versioned_json<T: Serialize>(row: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![ROW_V1];
-    serde_json::to_writer(&mut out, row).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    serde_json::to_writer(&mut out, row).map_err(|source| StoreError::Encode {
+        what: "row",
+        source,
+    })?;
     Ok(out)
 }
 
 pub(super) fn from_versioned_json<T: for<'de> Deserialize<'de>>(
     b: &[u8],
-    what: &str,
+    what: &'static str,
 ) -> Result<T, StoreError> {
     match b.split_first() {
         Some((&ROW_V1, rest)) => {
-            serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+            serde_json::from_slice(rest).map_err(|source| StoreError::Row { what, source })
         }
-        _ => Err(StoreError::Corrupt(format!("{what}: unknown row version"))),
+        _ => Err(StoreError::Malformed { what }),
     }
 }
 

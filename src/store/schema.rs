@@ -3,50 +3,57 @@
 
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
-use super::{
-    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENTS, CHANNELS, CONTACTS, CONVS, DEVICE_TOKENS,
-    DEVICES, IDEMPOTENCY, LOG, MEMBERS, MENTIONS, MESSAGES, META, REFRESH_TOKENS, SESSIONS,
-    STREAM_INDEX, StoreError, USER_CONVS, USERS,
-};
+use redb::ReadableTable;
+
+use super::events::EVENT_BACKFILL_KEY;
+use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
-/// `MIGRATIONS[i]` takes the store from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [create_v1, add_accounts_v2, add_chat_v3];
+/// `MIGRATIONS[i]` takes the store from version `i` to `i + 1`: it creates the tables of the one
+/// list (`for_each_table!`) that appear in version `i + 1`, then runs that version's own step.
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
+    |txn| create_tables(txn, 1),
+    // v2: people and their sessions.
+    |txn| create_tables(txn, 2),
+    // v3: conversations, messages, contacts and attachments.
+    |txn| create_tables(txn, 3),
+    // v4: event indexes.
+    |txn| {
+        create_tables(txn, 4)?;
+        mark_event_backfill(txn)
+    },
+];
 
-fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(META)?;
-    txn.open_table(LOG)?;
-    txn.open_table(STREAM_INDEX)?;
-    txn.open_table(DEVICES)?;
-    txn.open_table(DEVICE_TOKENS)?;
+/// Creates every table of the list that first appears in `version`.
+fn create_tables(txn: &WriteTransaction, version: u32) -> Result<(), StoreError> {
+    fn create<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &WriteTransaction,
+        version: u32,
+        def: redb::TableDefinition<'static, K, V>,
+        since: u32,
+    ) -> Result<(), StoreError> {
+        if since == version {
+            txn.open_table(def)?;
+        }
+        Ok(())
+    }
+    for_each_table!(create(txn, version));
     Ok(())
 }
 
-/// v2: people and their sessions.
-fn add_accounts_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(USERS)?;
-    txn.open_table(SESSIONS)?;
-    txn.open_table(REFRESH_TOKENS)?;
-    Ok(())
-}
-
-/// v3: conversations, messages, contacts and attachments.
-fn add_chat_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(CONVS)?;
-    txn.open_table(MEMBERS)?;
-    txn.open_table(USER_CONVS)?;
-    txn.open_table(CHANNELS)?;
-    txn.open_table(MESSAGES)?;
-    txn.open_table(IDEMPOTENCY)?;
-    txn.open_table(MENTIONS)?;
-    txn.open_table(CONTACTS)?;
-    txn.open_table(ATTACHMENTS)?;
-    txn.open_table(ATTACHMENT_CHUNKS)?;
-    txn.open_table(ATTACHMENT_CONVS)?;
+/// v4: entries already in the log are indexed by `events::backfill` at the next start (it needs
+/// the data key, which the store does not have): `event_backfill_to` records the last seq it must
+/// cover.
+fn mark_event_backfill(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let last = txn.open_table(LOG)?.last()?.map_or(0, |(k, _)| k.value());
+    if last > 0 {
+        txn.open_table(META)?
+            .insert(EVENT_BACKFILL_KEY, last.to_be_bytes().as_slice())?;
+    }
     Ok(())
 }
 
@@ -59,10 +66,9 @@ fn stored_version(db: &Database) -> Result<u32, StoreError> {
     };
     match meta.get("schema_version")? {
         Some(v) => {
-            let b: [u8; 4] = v
-                .value()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("schema_version".into()))?;
+            let b: [u8; 4] = v.value().try_into().map_err(|_| StoreError::Malformed {
+                what: "schema version",
+            })?;
             Ok(u32::from_be_bytes(b))
         }
         None => Ok(0),
@@ -86,4 +92,25 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
         tracing::info!(from = version, to = version + 1, "store schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/log-format.md` lists exactly the tables of the one list (it drifted twice before).
+    #[test]
+    fn the_docs_name_every_table_and_no_other() {
+        let doc = include_str!("../../docs/log-format.md");
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .filter_map(|l| l.split('`').nth(1))
+            .filter(|name| name.matches('_').count() == 2)
+            .collect();
+        let names = super::super::table_names();
+        let code: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(
+            documented, code,
+            "docs/log-format.md and the table list differ"
+        );
+    }
 }

@@ -303,10 +303,10 @@ async fn forged_expired_foreign_and_stale_tokens_are_rejected() {
     // A disabled user's token stops working at once.
     let (access, _) = tokens(&c, "carol", PW).await;
     plantwire::users::set_status(
-        server.state().core(),
+        server.state().log(),
         "carol",
         plantwire::store::UserStatus::Disabled,
-        "test",
+        &crate::support::test_author(),
     )
     .await
     .unwrap();
@@ -468,11 +468,11 @@ async fn throttling_engages_releases_and_spares_other_addresses() {
     assert_eq!(login(&attacker, "dora", PW).await.status, 200);
 
     // Failed logins and the lockout are in the log, without the password.
-    let core = server.state().core();
-    let rtx = core.store.read().unwrap();
+    let log = server.state().log();
+    let rtx = log.read().unwrap();
     let mut kinds = Vec::new();
     rtx.scan_log(1, |seq, raw| {
-        let e = plantwire::log::read::decode_entry(&core.site, &core.key, seq, raw).unwrap();
+        let e = log.decode(seq, raw).unwrap();
         let body = String::from_utf8(e.body.clone()).unwrap();
         assert!(
             !body.contains("wrong password!") && !body.contains(PW),

@@ -247,6 +247,19 @@ impl Ws {
         }
     }
 
+    /// Reads (and drops) frames until the server closes; the close code, if it sent one.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => panic!("the server did not close the connection in time"),
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// Reads frames until the server ends the connection; returns them.
     pub async fn until_closed(&mut self, wait: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::Method;
 use serde_json::json;
 
-use crate::support::{TestServer, assert_security_headers};
+use crate::support::{TestServer, assert_security_headers, test_author};
 
 #[tokio::test]
 async fn errors_have_stable_codes_and_change_nothing() {
@@ -142,12 +142,12 @@ async fn revoked_device_is_refused_at_once() {
     let token = server.device("plc-1").await;
     let client = server.client();
     assert_eq!(client.event(&token, "a").await.status, 201);
-    plantwire::devices::revoke(&server.state().core().sequencer, "plc-1", "test")
+    plantwire::devices::revoke(server.state().log(), "plc-1", &test_author())
         .await
         .unwrap();
     assert_eq!(client.event(&token, "b").await.status, 401);
     // Names are unique; a second add is a conflict, not a new token.
-    let err = plantwire::devices::add(&server.state().core().sequencer, "plc-1", "test")
+    let err = plantwire::devices::add(server.state().log(), "plc-1", &test_author())
         .await
         .unwrap_err();
     assert!(matches!(err, plantwire::log::SubmitError::Rejected(r) if r.code == "device_exists"));

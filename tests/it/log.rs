@@ -182,11 +182,8 @@ async fn bodies_are_not_readable_in_the_file() {
     let res = server.client().event(&token, marker).await;
     let seq = res.json()["seq"].as_u64().unwrap();
     // It is stored and readable through the key...
-    let core = server.state().core();
-    let entry =
-        plantwire::log::read::entry(&core.store.read().unwrap(), &core.site, &core.key, seq)
-            .unwrap()
-            .unwrap();
+    let log = server.state().log();
+    let entry = log.entry(&log.read().unwrap(), seq).unwrap().unwrap();
     assert!(String::from_utf8(entry.body).unwrap().contains(marker));
     let dir = server.stop().await;
     // ...but not in the file.
@@ -208,7 +205,7 @@ async fn a_full_queue_answers_503_and_the_server_stays_responsive() {
     let server = TestServer::start_with(|c| c.storage.queue_capacity = 2).await;
     let token = server.device("pump-7").await;
     let client = server.client();
-    let seq = server.state().core().sequencer.clone();
+    let seq = server.state().log().clone();
 
     // Hold the writer inside a batch until we let it go.
     let (release, wait) = std::sync::mpsc::channel::<()>();
@@ -268,7 +265,9 @@ async fn a_foreign_key_or_a_newer_schema_is_refused() {
     // Another data key for the same store.
     let mut config = crate::support::test_config(dir.path());
     config.storage.data_key = Some(base64_key(9));
-    let err = plantwire::Core::open(config, Arc::new(plantwire::clock::SystemClock)).unwrap_err();
+    let metrics = Arc::new(plantwire::metrics::Metrics::new());
+    let err = plantwire::state::open_log(&config, Arc::new(plantwire::clock::SystemClock), metrics)
+        .unwrap_err();
     assert!(err.to_string().contains("data key does not match"), "{err}");
 
     // A schema from the future.

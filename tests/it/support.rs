@@ -59,8 +59,7 @@ impl TestServer {
     /// The seq of the newest entry in the log (0 when empty), read from the store.
     pub fn head_seq(&self) -> u64 {
         self.state()
-            .core()
-            .store
+            .log()
             .read()
             .unwrap()
             .chain_head()
@@ -122,7 +121,7 @@ impl TestServer {
 
     /// Registers a device and returns its token.
     pub async fn device(&self, name: &str) -> String {
-        plantwire::devices::add(&self.state().core().sequencer, name, "test")
+        plantwire::devices::add(self.state().log(), name, &test_author())
             .await
             .unwrap()
             .1
@@ -138,10 +137,9 @@ impl TestServer {
 
     /// Creates an active user with a known password (no forced change) and returns nothing.
     pub async fn user(&self, name: &str, role: plantwire::store::Role, password: &str) {
-        let core = self.state().core();
-        let hash = core.auth.hasher.hash(password).await.unwrap();
+        let hash = self.state().auth().hasher.hash(password).await.unwrap();
         plantwire::users::create(
-            core,
+            self.state().log(),
             plantwire::users::NewUser {
                 username: name.into(),
                 display_name: format!("{name} display"),
@@ -150,7 +148,7 @@ impl TestServer {
                 status: plantwire::store::UserStatus::Active,
                 must_change_password: false,
             },
-            "test",
+            &test_author(),
         )
         .await
         .unwrap();
@@ -352,4 +350,9 @@ pub fn assert_security_headers(h: &HeaderMap) {
     assert!(h.get("strict-transport-security").is_some());
     assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
     assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
+}
+
+/// Who the tests' own administrative calls are by.
+pub fn test_author() -> plantwire::log::Author {
+    plantwire::log::Author::Cli("test".into())
 }

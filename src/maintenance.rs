@@ -1,5 +1,5 @@
-//! What `serve` runs beside the HTTPS server on an edge box (the mDNS announcement and the control
-//! socket), and the CLI commands built on them: `discover`, `backup`, `restore`.
+//! The CLI's maintenance commands: `discover` (mDNS browse), `backup` (through the running server's
+//! control socket, or from the stopped store) and `restore`. The server side of both is elsewhere.
 
 use std::io::{BufReader, BufWriter};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -11,66 +11,8 @@ use anyhow::{Context, bail};
 
 use crate::bootstrap::{self, STORE_FILE};
 use crate::config::Config;
-use crate::control::ControlSocket;
-use crate::discovery::Announcer;
-use crate::state::AppState;
 use crate::store::backup::{self, Manifest};
 use crate::store::{SCHEMA_VERSION, Store};
-
-/// The announcement and the control socket of a running server.
-#[derive(Debug)]
-pub struct ServeExtras {
-    announcer: Option<Announcer>,
-    control: Option<ControlSocket>,
-}
-
-impl ServeExtras {
-    /// Announces the first listener's port by mDNS (when enabled) and opens the control socket.
-    /// Neither is needed to serve: a failure is logged and the server runs without it.
-    pub fn start(state: &AppState, listeners: &[tokio::net::TcpListener]) -> anyhow::Result<Self> {
-        let cfg = &state.config().discovery;
-        let port = listeners
-            .first()
-            .map(|l| l.local_addr())
-            .transpose()?
-            .map(|a| a.port());
-        let announcer = match (cfg.enabled, port) {
-            (true, Some(port)) => {
-                match Announcer::start(
-                    cfg,
-                    &state.core().site,
-                    port,
-                    &state.tls().served_fingerprint(),
-                ) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "mDNS announcement unavailable");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        let control = match ControlSocket::start(state) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "control socket unavailable; `plantwire backup` needs it while serving");
-                None
-            }
-        };
-        Ok(Self { announcer, control })
-    }
-
-    /// At the start of shutdown: goodbye on mDNS, close the control socket.
-    pub async fn stop(self) {
-        if let Some(a) = self.announcer {
-            let _ = tokio::task::spawn_blocking(move || a.goodbye()).await;
-        }
-        if let Some(c) = self.control {
-            c.stop().await;
-        }
-    }
-}
 
 /// `plantwire discover`: listens for `timeout` and prints what it heard.
 pub fn discover(config: &Config, timeout: Duration, json: bool) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,192 @@
+//! Following the log: subscribe to the hub, fix a snapshot head, replay up to it from the log, then
+//! go live, delivering each seq once and in order. The socket, replication, indexers and timers all
+//! read the log this way; none of them may call back into a handler.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+use crate::store::{ReadTx, StoreError};
+
+use super::entry::Entry;
+use super::handle::Log;
+use super::read::ReadError;
+
+/// Entries read from one snapshot while replaying; each batch takes a fresh one, so a slow
+/// follower never pins an old snapshot for long.
+pub const REPLAY_BATCH: usize = 256;
+
+/// Why a follower cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The live ring overflowed: `missed` entries were dropped for this follower. Resume with
+    /// `Log::follow(last seq seen)`; [`Follower::next`] does that by itself.
+    #[error("the follower fell {missed} entries behind the live ring")]
+    Lagged { missed: u64 },
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Replay {
+    /// Every seq in `next..=head`.
+    Range { next: u64 },
+    /// Only these seqs (ascending, all <= head): a follower that knows which streams it wants.
+    Seqs(VecDeque<u64>),
+}
+
+/// The state of one `follow(since)`; see the module header.
+pub struct Follower {
+    log: Log,
+    rx: broadcast::Receiver<Arc<Entry>>,
+    head: u64,
+    snapshot: Option<ReadTx>,
+    replay: Replay,
+    /// The last seq handed out (replayed or live).
+    last: u64,
+    ready: VecDeque<Arc<Entry>>,
+}
+
+impl Follower {
+    pub(super) fn start(log: Log, since: u64) -> Result<Self, StoreError> {
+        // The receiver first, then the snapshot: whatever commits after the snapshot reaches
+        // the receiver, and whatever the receiver holds up to `head` is skipped.
+        let rx = log.subscribe();
+        let snapshot = log.read()?;
+        let head = log.head(&snapshot)?;
+        let since = since.min(head);
+        Ok(Self {
+            log,
+            rx,
+            head,
+            snapshot: Some(snapshot),
+            replay: Replay::Range { next: since + 1 },
+            last: since,
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// The newest seq of the snapshot: replay covers `(since, head]`, live everything after.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The snapshot the head was taken in, until the first replay batch is read: planning reads
+    /// (which streams to replay) see exactly the state `head` names.
+    pub fn snapshot(&self) -> Option<&ReadTx> {
+        self.snapshot.as_ref()
+    }
+
+    /// Hands the snapshot over (a follower that only goes live must not pin it); replay batches
+    /// then read from fresh snapshots.
+    pub fn take_snapshot(&mut self) -> Option<ReadTx> {
+        self.snapshot.take()
+    }
+
+    /// Replays only `seqs` (ascending, each in `(since, head]`) instead of every entry.
+    pub fn only(&mut self, seqs: Vec<u64>) {
+        let since = self.last;
+        let head = self.head;
+        self.replay = Replay::Seqs(
+            seqs.into_iter()
+                .filter(|s| *s > since && *s <= head)
+                .collect(),
+        );
+    }
+
+    /// The next batch of replayed entries, read from one fresh snapshot; `None` once replay is
+    /// done. Entries that are no longer readable (never the case for a dense log) are skipped.
+    pub fn replay_batch(&mut self) -> Result<Option<Vec<Entry>>, ReadError> {
+        let seqs: Vec<u64> = match &mut self.replay {
+            Replay::Range { next } => {
+                let from = *next;
+                let to = self.head.min(from.saturating_add(REPLAY_BATCH as u64 - 1));
+                *next = to.saturating_add(1);
+                (from..=to).collect()
+            }
+            Replay::Seqs(q) => q.drain(..q.len().min(REPLAY_BATCH)).collect(),
+        };
+        if seqs.is_empty() {
+            self.snapshot = None;
+            self.last = self.last.max(self.head);
+            return Ok(None);
+        }
+        let rtx = match self.snapshot.take() {
+            Some(s) => s,
+            None => self.log.read()?,
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(e) = self.log.entry(&rtx, seq)? {
+                out.push(e);
+            }
+            self.last = seq;
+        }
+        Ok(Some(out))
+    }
+
+    /// The next live entry after `head`. Cancel-safe: nothing is lost if the future is dropped.
+    pub async fn recv_live(&mut self) -> Result<Arc<Entry>, FollowError> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) if e.seq <= self.head => {}
+                Ok(e) => {
+                    self.last = e.seq;
+                    return Ok(e);
+                }
+                Err(RecvError::Lagged(missed)) => return Err(FollowError::Lagged { missed }),
+                Err(RecvError::Closed) => return Err(FollowError::Closed),
+            }
+        }
+    }
+
+    /// A live entry the ring already holds, without waiting; `None` when there is none.
+    pub fn try_recv_live(&mut self) -> Option<Result<Arc<Entry>, FollowError>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) if e.seq <= self.head => {}
+                Ok(e) => {
+                    self.last = e.seq;
+                    return Some(Ok(e));
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(missed)) => {
+                    return Some(Err(FollowError::Lagged { missed }));
+                }
+                Err(TryRecvError::Closed) => return Some(Err(FollowError::Closed)),
+            }
+        }
+    }
+
+    /// Every entry after `since`, one at a time: replay, then live. A follower that lags behind
+    /// the live ring starts over from the last seq it handed out, so nothing is skipped or
+    /// repeated. Cancel-safe: entries read but not yet returned stay queued for the next call.
+    pub async fn next(&mut self) -> Result<Arc<Entry>, FollowError> {
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(e);
+            }
+            if let Some(batch) = self.replay_batch()? {
+                self.ready.extend(batch.into_iter().map(Arc::new));
+                continue;
+            }
+            match self.recv_live().await {
+                Err(FollowError::Lagged { .. }) => {
+                    let restarted = Follower::start(self.log.clone(), self.last)?;
+                    *self = restarted;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The last seq handed out.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+}

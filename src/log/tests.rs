@@ -1,0 +1,189 @@
+//! Unit tests of the log through its handle, against a real redb file in a temp dir: the
+//! sequencer's rollback-and-rerun, `follow`, two logs side by side, and migrations from v1.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clock::SystemClock;
+use crate::error::Rejection;
+use crate::metrics::Metrics;
+use crate::store::{DataKey, DeviceRow, Store};
+
+use super::{Author, Log, LogOptions, NewEntry, SubmitError};
+
+pub(crate) fn options() -> LogOptions {
+    LogOptions {
+        cache_bytes: 4 << 20,
+        queue_capacity: 256,
+        max_batch: 256,
+        hub_capacity: 16,
+    }
+}
+
+pub(crate) fn open(dir: &Path, site: &str) -> Log {
+    let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
+    Log::open(
+        &dir.join("plantwire.redb"),
+        site,
+        key,
+        Arc::new(SystemClock),
+        &options(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap()
+}
+
+pub(crate) fn event(n: u64) -> NewEntry {
+    NewEntry::json(
+        "test.note",
+        "test/notes",
+        &Author::System,
+        &serde_json::json!({ "n": n }),
+    )
+    .unwrap()
+}
+
+/// Holds the writer inside a batch until the returned sender is dropped or sent to, so the jobs
+/// submitted meanwhile are committed together in the next batch.
+async fn hold_writer(log: &Log) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let mut started_tx = Some(started_tx);
+    let wait = Arc::new(std::sync::Mutex::new(wait));
+    let held = log.clone();
+    let task = tokio::spawn(async move {
+        held.submit(move |_tx| {
+            if let Some(s) = started_tx.take() {
+                let _ = s.send(());
+            }
+            let _ = wait.lock().unwrap().recv();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    started.await.unwrap();
+    (release, task)
+}
+
+#[tokio::test]
+async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_batch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let (release, held) = hold_writer(&log).await;
+
+    let a = tokio::spawn({
+        let log = log.clone();
+        async move { log.submit(|tx| tx.append(event(1))).await }
+    });
+    let b = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.submit(|tx| {
+                // Writes a view row and an entry, then refuses: all of it must vanish.
+                tx.views().put_device(&DeviceRow {
+                    name: "ghost".into(),
+                    token_hash: [1; 32],
+                    created_at_us: 0,
+                    created_by: "test".into(),
+                    revoked_at_us: None,
+                })?;
+                tx.append(event(2))?;
+                Err::<u64, _>(Rejection::conflict("refused", "after writing").into())
+            })
+            .await
+        }
+    });
+    let c = tokio::spawn({
+        let log = log.clone();
+        async move { log.submit(|tx| tx.append(event(3))).await }
+    });
+    // Let all three reach the queue, then let the writer take them as one batch.
+    while log.queue_depth() < 3 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    held.await.unwrap();
+
+    let a = a.await.unwrap().unwrap();
+    let refused = b.await.unwrap().unwrap_err();
+    let c = c.await.unwrap().unwrap();
+    assert!(matches!(refused, SubmitError::Rejected(r) if r.code == "refused"));
+    assert_eq!((a, c), (1, 2), "the two good jobs get dense seqs");
+    let rtx = log.read().unwrap();
+    assert!(
+        rtx.device("ghost").unwrap().is_none(),
+        "the view write was rolled back"
+    );
+    assert_eq!(log.head(&rtx).unwrap(), 2);
+    let body = |seq| {
+        let e = log.entry(&rtx, seq).unwrap().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&e.body).unwrap()["n"].clone()
+    };
+    assert_eq!((body(1), body(2)), (1.into(), 3.into()));
+    drop(rtx);
+    log.close().await;
+    let store = Store::open(&dir.path().join("plantwire.redb"), 1 << 20).unwrap();
+    let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
+    let report = super::verify(&store, &Arc::<str>::from("north"), &key).unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+}
+
+#[tokio::test]
+async fn follow_replays_then_goes_live_each_seq_once_even_after_lagging() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    for n in 1..=5 {
+        log.submit(move |tx| tx.append(event(n))).await.unwrap();
+    }
+    let mut f = log.follow(2).unwrap();
+    assert_eq!(f.head(), 5);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(f.next().await.unwrap().seq);
+    }
+    assert_eq!(seen, [3, 4, 5]);
+    // Far more than the live ring holds (16), committed while the follower does not read.
+    for n in 6..=60 {
+        log.submit(move |tx| tx.append(event(n))).await.unwrap();
+    }
+    for _ in 6..=60 {
+        seen.push(f.next().await.unwrap().seq);
+    }
+    assert_eq!(
+        seen,
+        (3..=60).collect::<Vec<_>>(),
+        "nothing skipped, nothing repeated"
+    );
+    let next = tokio::spawn(async move { f.next().await.map(|e| e.seq) });
+    log.submit(|tx| tx.append(event(61))).await.unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), 61);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn two_logs_side_by_side_keep_separate_chains() {
+    let north_dir = tempfile::tempdir().unwrap();
+    let south_dir = tempfile::tempdir().unwrap();
+    let north = open(north_dir.path(), "north");
+    let south = open(south_dir.path(), "south");
+    let mut south_live = south.subscribe();
+    for n in 1..=3 {
+        north.submit(move |tx| tx.append(event(n))).await.unwrap();
+    }
+    south.submit(|tx| tx.append(event(100))).await.unwrap();
+    let (nr, sr) = (north.read().unwrap(), south.read().unwrap());
+    assert_eq!((north.head(&nr).unwrap(), south.head(&sr).unwrap()), (3, 1));
+    let n1 = north.entry(&nr, 1).unwrap().unwrap();
+    let s1 = south.entry(&sr, 1).unwrap().unwrap();
+    assert_eq!((&*n1.site, &*s1.site), ("north", "south"));
+    assert_ne!(n1.hash, s1.hash, "each chain is its own");
+    assert_eq!(n1.computed_hash(), n1.hash);
+    assert_eq!(s1.computed_hash(), s1.hash);
+    // The south hub heard only its own entry.
+    assert_eq!(south_live.recv().await.unwrap().seq, 1);
+    assert!(south_live.try_recv().is_err());
+    drop((nr, sr));
+    north.close().await;
+    south.close().await;
+}
