@@ -1,7 +1,7 @@
 // Administration of accounts: approve, role, disable/enable, reset password, create.
 
 import { h, clear, toast } from './dom.js';
-import { get, post, put, enc } from './api.js';
+import * as users from './api/users.js';
 import { S } from './model.js';
 
 export function adminScreen() {
@@ -12,20 +12,19 @@ export function adminScreen() {
   };
   const paint = async () => {
     try {
-      const r = await get('/api/v1/admin/users');
+      const r = await users.accounts();
       clear(table, r.users.map((u) => {
         const self = u.username === S.me.username;
-        const base = `/api/v1/admin/users/${enc(u.username)}`;
         const role = h('select', { 'aria-label': `Role of ${u.username}`, disabled: self },
           ['viewer', 'operator', 'admin'].map((x) => h('option', { value: x, selected: x === u.role }, x)));
-        role.addEventListener('change', () => act(() => put(`${base}/role`, { role: role.value }), 'Role changed'));
+        role.addEventListener('change', () => act(() => users.setRole(u.username, role.value), 'Role changed'));
         return h('tr', { dataset: { user: u.username } },
           h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, role), h('td', {}, u.status),
           h('td', {}, h('div', { class: 'row' },
-            u.status === 'pending' ? h('button', { class: 'primary', onclick: () => act(() => post(`${base}/approve`), 'Approved') }, 'Approve') : null,
-            !self && u.status === 'active' ? h('button', { onclick: () => act(() => post(`${base}/disable`), 'Disabled') }, 'Disable') : null,
-            !self && u.status === 'disabled' ? h('button', { onclick: () => act(() => post(`${base}/enable`), 'Enabled') }, 'Enable') : null,
-            !self ? h('button', { onclick: () => act(() => post(`${base}/reset-password`)) }, 'Reset password') : null)));
+            u.status === 'pending' ? h('button', { class: 'primary', onclick: () => act(() => users.approve(u.username), 'Approved') }, 'Approve') : null,
+            !self && u.status === 'active' ? h('button', { onclick: () => act(() => users.disable(u.username), 'Disabled') }, 'Disable') : null,
+            !self && u.status === 'disabled' ? h('button', { onclick: () => act(() => users.enable(u.username), 'Enabled') }, 'Enable') : null,
+            !self ? h('button', { onclick: () => act(() => users.resetPassword(u.username)) }, 'Reset password') : null)));
       }));
     } catch (e) { toast(e.message, 'error'); }
   };
@@ -36,7 +35,7 @@ export function adminScreen() {
   const form = h('form', { class: 'card inline' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    act(() => post('/api/v1/admin/users', { username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }));
+    act(() => users.createAccount({ username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }));
   });
   return {
     el: h('div', { class: 'screen' }, h('h2', {}, 'Accounts'), secret,

@@ -2,9 +2,11 @@
 // to the model, routes between screens by path (the server answers every UI path with index.html).
 
 import { h, clear, toast } from './dom.js';
-import { get, setSignedOutHandler, ApiError } from './api.js';
-import { S, emit, on, apply, loadConvs, setTyping, convTitle } from './model.js';
-import { Live } from './live.js';
+import { setSignedOutHandler, ApiError } from './api/http.js';
+import * as auth from './api/auth.js';
+import { S, emit, on, loadConvs, setTyping, convTitle } from './model.js';
+import { apply } from './reducers/index.js';
+import * as live from './live.js';
 import * as outbox from './outbox.js';
 import { loginScreen, passwordScreen } from './login.js';
 import { convList, openConversation } from './chat.js';
@@ -13,11 +15,9 @@ import { profileScreen } from './profile.js';
 import { adminScreen } from './admin.js';
 
 const root = document.getElementById('root');
-export let live = null;
 
 function signedOut() {
-  if (live) live.stop();
-  live = null;
+  live.disconnect();
   S.me = null;
   history.replaceState(null, '', '/');
   clear(root, loginScreen(start));
@@ -27,7 +27,7 @@ setSignedOutHandler(signedOut);
 async function start() {
   let me;
   try {
-    me = await get('/api/v1/auth/me');
+    me = await auth.me();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) { signedOut(); return; }
     if (e instanceof ApiError && e.code === 'password_change_required') {
@@ -42,7 +42,7 @@ async function start() {
   S.me = me;
   outbox.setOwner(me.username);
   shell();
-  live = new Live({
+  live.connect({
     onState: (s) => { S.conn = s; emit('conn'); },
     onFirstHello: async () => { await loadConvs(); },
     onResync: async () => { await loadConvs(); emit('resync'); },
@@ -61,7 +61,6 @@ async function start() {
       }
     },
   });
-  live.start();
   route();
 }
 
@@ -77,7 +76,7 @@ function notify(r) {
 }
 
 document.addEventListener('visibilitychange', () => {
-  if (live) live.send({ type: 'presence', status: document.hidden ? 'away' : 'online' });
+  live.send({ type: 'presence', status: document.hidden ? 'away' : 'online' });
   if (!document.hidden) emit('visible');
 });
 

@@ -2,10 +2,12 @@
 // on scroll, pending outbox items, typing, "seen by", edit/delete, reactions, replies, mentions.
 
 import { h, clear, richText, time, toast } from './dom.js';
-import { post, put, del, enc } from './api.js';
+import { enc } from './api/http.js';
+import * as conversations from './api/conversations.js';
+import * as messages from './api/messages.js';
 import { S, on, emit, convTitle, loadHistory, loadDetail, sorted, msgMap, typingNow } from './model.js';
 import * as outbox from './outbox.js';
-import { live } from './app.js';
+import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
 
 const EMOJI = ['👍', '✅', '👀', '❗'];
@@ -123,8 +125,8 @@ export function openConversation(id, go) {
     if (!last || !c || last.seq <= readSent) return;
     if (last.seq <= (c.last_read_seq || 0) && !c.unread) return;
     readSent = last.seq;
-    if (!live || !live.send({ type: 'read', conv: id, seq: last.seq })) {
-      post(`/api/v1/conversations/${enc(id)}/read`, { seq: last.seq }).catch(() => { readSent = 0; });
+    if (!live.send({ type: 'read', conv: id, seq: last.seq })) {
+      conversations.markRead(id, last.seq).catch(() => { readSent = 0; });
     }
     c.unread = 0; c.mentions = 0;
     emit('convs');
@@ -133,8 +135,8 @@ export function openConversation(id, go) {
   async function toggleReact(m, emoji) {
     const mineNow = (m.reactions[emoji] || []).includes(S.me.username);
     try {
-      if (mineNow) await del(`/api/v1/conversations/${enc(id)}/messages/${m.seq}/reactions/${enc(emoji)}`);
-      else await post(`/api/v1/conversations/${enc(id)}/messages/${m.seq}/reactions`, { emoji });
+      if (mineNow) await messages.unreact(id, m.seq, emoji);
+      else await messages.react(id, m.seq, emoji);
     } catch (e) { toast(e.message, 'error'); }
   }
 
@@ -147,7 +149,7 @@ export function openConversation(id, go) {
 
   async function redact(m) {
     if (!confirm('Delete this message for everyone?')) return;
-    try { await del(`/api/v1/conversations/${enc(id)}/messages/${m.seq}`); } catch (e) { toast(e.message, 'error'); }
+    try { await messages.remove(id, m.seq); } catch (e) { toast(e.message, 'error'); }
   }
 
   async function submit() {
@@ -157,7 +159,7 @@ export function openConversation(id, go) {
       editing = null;
       sendBtn.textContent = 'Send';
       ta.value = '';
-      try { await put(`/api/v1/conversations/${enc(id)}/messages/${seq}`, { text }); } catch (e) { toast(e.message, 'error'); }
+      try { await messages.edit(id, seq, text); } catch (e) { toast(e.message, 'error'); }
       return;
     }
     const attachments = files.take();
@@ -167,7 +169,7 @@ export function openConversation(id, go) {
     setReply(null);
     paint();
     scroller.scrollTop = scroller.scrollHeight;
-    if (live) live.flush();
+    live.flush();
   }
 
   form.addEventListener('submit', (e) => { e.preventDefault(); submit(); });
@@ -182,7 +184,7 @@ export function openConversation(id, go) {
   });
   ta.addEventListener('input', () => {
     const now = Date.now();
-    if (now - lastTyping > 2000 && ta.value && live) { lastTyping = now; live.send({ type: 'typing', conv: id }); }
+    if (now - lastTyping > 2000 && ta.value) { lastTyping = now; live.send({ type: 'typing', conv: id }); }
     mentionSuggest();
   });
   ta.addEventListener('paste', (e) => {

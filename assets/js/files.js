@@ -2,10 +2,10 @@
 // enlarge on click, downloads for everything else.
 
 import { h, clear, size, toast } from './dom.js';
-import { upload, enc } from './api.js';
+import * as attachments from './api/attachments.js';
 
 export function attachmentView(a) {
-  const url = `/api/v1/attachments/${enc(a.id)}`;
+  const url = attachments.url(a.id);
   if (a.mime && a.mime.startsWith('image/')) {
     return h('figure', { class: 'attachment image' },
       h('button', { class: 'thumb', type: 'button', 'aria-label': `Enlarge ${a.name}`, onclick: () => enlarge(url, a.name) },
@@ -34,7 +34,7 @@ export function uploader() {
     const bar = h('progress', { max: 1, value: 0 });
     const item = h('div', { class: 'upload' }, h('span', {}, file.name || 'pasted image'), bar);
     tray.append(item);
-    upload(file, (p) => { bar.value = p; }).then((info) => {
+    attachments.upload(file, (p) => { bar.value = p; }).then((info) => {
       done.push(info);
       clear(item, h('span', {}, `✓ ${info.name} (${size(info.size)})`),
         h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${info.name}`, onclick: () => { done.splice(done.indexOf(info), 1); item.remove(); } }, '✕'));

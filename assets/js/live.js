@@ -1,11 +1,14 @@
 // The WebSocket link: hello → subscribe{since} → replay → caught_up → live. Reconnects with
 // backoff and resumes from the last seq seen; sends the outbox after every caught_up; a 4401
-// close or a failed probe refreshes the session cookie before trying again.
+// close or a failed probe refreshes the session cookie before trying again. This module also
+// holds the one connection of the signed-in page: app.js connects it, views send through it.
 
-import { get, refresh, ApiError } from './api.js';
+import { ApiError } from './api/http.js';
+import { me, refresh } from './api/auth.js';
+import { socketUrl } from './api/socket.js';
 import * as outbox from './outbox.js';
 
-export class Live {
+class Live {
   constructor(handlers) {
     this.h = handlers;
     this.since = null;
@@ -33,7 +36,7 @@ export class Live {
   connect() {
     if (this.stopped) return;
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
-    const ws = new WebSocket(`wss://${location.host}/api/v1/ws`);
+    const ws = new WebSocket(socketUrl());
     this.ws = ws;
     this.inflight.clear();
     ws.onmessage = (ev) => {
@@ -57,7 +60,7 @@ export class Live {
     this.timer = setTimeout(async () => {
       // Probe over REST first: it refreshes an expired access cookie, which the upgrade cannot.
       try {
-        await get('/api/v1/auth/me');
+        await me();
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) { this.h.onSignedOut(); return; }
         this.retry(false);
@@ -128,4 +131,29 @@ export class Live {
       if (this.send(frame)) this.inflight.set(id, m.key);
     }
   }
+}
+
+// The page's one connection.
+let current = null;
+
+// Starts the page's connection (stopping any earlier one) with app.js's handlers.
+export function connect(handlers) {
+  disconnect();
+  current = new Live(handlers);
+  current.start();
+}
+
+export function disconnect() {
+  if (current) current.stop();
+  current = null;
+}
+
+// Sends one frame if the link is up; false tells the caller to fall back to REST.
+export function send(frame) {
+  return current ? current.send(frame) : false;
+}
+
+// Sends what the outbox holds, if the link is up.
+export function flush() {
+  if (current) current.flush();
 }

@@ -1,7 +1,7 @@
 // Sign-in, the forced first password change, and the registration request.
 
 import { h, clear } from './dom.js';
-import { post } from './api.js';
+import * as auth from './api/auth.js';
 
 function field(label, name, type = 'text', extra = {}) {
   const id = `f-${name}-${Math.random().toString(36).slice(2, 7)}`;
@@ -25,7 +25,7 @@ export function loginScreen(done) {
     const username = form.elements.username.value.trim();
     const password = form.elements.password.value;
     try {
-      const r = await post('/api/v1/auth/login', { username, password, session: 'cookie' });
+      const r = await auth.login(username, password);
       if (r.user.must_change_password) form.replaceWith(passwordScreen(done, true, password));
       else done();
     } catch (x) {
@@ -49,7 +49,7 @@ function registerForm(back) {
     e.preventDefault();
     msg.textContent = '';
     try {
-      const r = await post('/api/v1/auth/register', {
+      const r = await auth.register({
         username: form.elements.username.value.trim(),
         display_name: form.elements.display_name.value.trim(),
         password: form.elements.password.value,
@@ -80,10 +80,7 @@ export function passwordScreen(done, forced, current = '') {
     e.preventDefault();
     msg.textContent = '';
     try {
-      await post('/api/v1/auth/password', {
-        current_password: form.elements.current_password.value,
-        new_password: form.elements.new_password.value,
-      });
+      await auth.changePassword(form.elements.current_password.value, form.elements.new_password.value);
       msg.className = 'ok';
       msg.textContent = 'Password changed.';
       form.reset();

@@ -1,7 +1,10 @@
 // What the UI knows: me, my conversations, loaded messages, presence and typing. Entries from
-// the socket update it; views subscribe to named changes and redraw.
+// the socket update it through the reducers (reducers/index.js); views subscribe to named
+// changes and redraw.
 
-import { get, enc } from './api.js';
+import * as conversations from './api/conversations.js';
+import * as messages from './api/messages.js';
+import * as users from './api/users.js';
 
 export const S = {
   me: null,
@@ -23,13 +26,13 @@ export function on(topic, f) {
 export function emit(topic, arg) { for (const f of subs.get(topic) || []) f(arg); }
 
 export async function loadConvs() {
-  const r = await get('/api/v1/conversations');
+  const r = await conversations.list();
   const old = S.convs;
   S.convs = new Map(r.conversations.map((c) => [c.id, { ...(old.get(c.id) || {}), ...c }]));
   const peers = r.conversations.map((c) => c.peer).filter(Boolean);
   if (peers.length) {
     try {
-      const p = await get(`/api/v1/presence?users=${enc(peers.join(','))}`);
+      const p = await users.presence(peers);
       for (const u of p.users) S.presence.set(u.username, u.status);
     } catch { /* presence is decoration */ }
   }
@@ -43,7 +46,7 @@ export function reloadConvsSoon() {
 }
 
 export async function loadDetail(id) {
-  const d = await get(`/api/v1/conversations/${enc(id)}`);
+  const d = await conversations.detail(id);
   S.convs.set(id, { ...(S.convs.get(id) || {}), ...d });
   emit('detail', id);
 }
@@ -54,8 +57,7 @@ export function msgMap(conv) {
 }
 
 export async function loadHistory(conv, before) {
-  const q = before ? `?before=${before}&limit=50` : '?limit=50';
-  const r = await get(`/api/v1/conversations/${enc(conv)}/messages${q}`);
+  const r = await messages.history(conv, before);
   const m = msgMap(conv);
   for (const x of r.messages) m.set(x.seq, x);
   if (!before || !r.has_more) S.hasMore.set(conv, r.has_more);
@@ -73,76 +75,6 @@ export function convTitle(c) {
   if (c.kind === 'direct') return c.peer || c.name;
   if (c.kind === 'channel') return `#${c.name}`;
   return c.name;
-}
-
-// Applies one log entry; returns {conv, message} for notification decisions.
-export function apply(e) {
-  const b = e.body || {};
-  const conv = b.conv;
-  if (e.kind.startsWith('contact.')) { emit('contacts'); return null; }
-  if (!conv) return null;
-  const c = S.convs.get(conv);
-  const m = S.msgs.get(conv);
-  switch (e.kind) {
-    case 'chat.message': {
-      const msg = {
-        seq: e.seq, author: e.author, ts_us: e.ts_us, text: b.text || '', mentions: b.mentions || [],
-        reply_to: b.reply_to || null, attachments: b.attachments || [], edited_at_us: null,
-        redacted: false, reactions: {}, key: b.key,
-      };
-      if (m) m.set(e.seq, msg);
-      if (!c) { reloadConvsSoon(); return { conv, msg }; }
-      if (e.seq > (c.last_seq || 0)) { c.last_seq = e.seq; c.last_message = msg; }
-      if (e.author === S.me.username) c.last_read_seq = Math.max(c.last_read_seq || 0, e.seq);
-      else if (e.seq > (c.last_read_seq || 0)) {
-        c.unread = (c.unread || 0) + 1;
-        if (msg.mentions.includes(S.me.username)) c.mentions = (c.mentions || 0) + 1;
-      }
-      const t = S.typing.get(conv);
-      if (t) t.delete(e.author);
-      emit('msgs', conv);
-      emit('typing', conv);
-      emit('convs');
-      return { conv, msg };
-    }
-    case 'chat.edited': {
-      const x = m && m.get(b.target);
-      if (x) { x.text = b.text; x.mentions = b.mentions || []; x.edited_at_us = e.ts_us; }
-      emit('msgs', conv);
-      return null;
-    }
-    case 'chat.redacted': {
-      const x = m && m.get(b.target);
-      if (x) { x.redacted = true; x.text = ''; x.attachments = []; }
-      emit('msgs', conv);
-      return null;
-    }
-    case 'chat.reacted': {
-      const x = m && m.get(b.target);
-      if (x) {
-        const who = new Set(x.reactions[b.emoji] || []);
-        if (b.added) who.add(e.author); else who.delete(e.author);
-        if (who.size) x.reactions[b.emoji] = [...who]; else delete x.reactions[b.emoji];
-      }
-      emit('msgs', conv);
-      return null;
-    }
-    case 'chat.read': {
-      if (c && c.members) {
-        const mem = c.members.find((u) => u.username === e.author);
-        if (mem) mem.last_read_seq = Math.max(mem.last_read_seq, b.seq);
-      }
-      if (c && e.author === S.me.username) {
-        c.last_read_seq = Math.max(c.last_read_seq || 0, b.seq);
-      }
-      emit('seen', conv);
-      return null;
-    }
-    default:
-      reloadConvsSoon();
-      if (conv === S.current) loadDetail(conv).catch(() => {});
-      return null;
-  }
 }
 
 export function setTyping(conv, user, ms) {

@@ -2,12 +2,15 @@
 // channels: browse, join, create.
 
 import { h, clear, toast } from './dom.js';
-import { get, post, del, enc } from './api.js';
+import { enc } from './api/http.js';
+import * as contactsApi from './api/contacts.js';
+import * as conversations from './api/conversations.js';
+import * as users from './api/users.js';
 import { on, loadConvs, S } from './model.js';
 
 async function openDirect(u, go) {
   try {
-    const c = await post(`/api/v1/conversations/direct/${enc(u)}`);
+    const c = await conversations.openDirect(u);
     await loadConvs();
     go(`/c/${enc(c.id)}`);
   } catch (e) { toast(e.message, 'error'); }
@@ -22,7 +25,7 @@ export function peopleScreen(go) {
     t = setTimeout(async () => {
       if (!q.value.trim()) { clear(results); return; }
       try {
-        const r = await get(`/api/v1/users?q=${enc(q.value.trim())}&limit=20`);
+        const r = await users.search(q.value.trim(), 20);
         clear(results, r.users.filter((u) => u.username !== S.me.username).map((u) => h('li', { class: 'row' },
           h('span', { class: 'grow' }, `${u.display_name} (${u.username})`),
           h('button', { onclick: () => openDirect(u.username, go) }, 'Message'),
@@ -33,24 +36,24 @@ export function peopleScreen(go) {
   const contacts = h('div', { id: 'contacts' });
   const paint = async () => {
     try {
-      const r = await get('/api/v1/contacts');
+      const r = await contactsApi.list();
       clear(contacts,
         h('h3', {}, `Requests for me (${r.incoming.length})`),
         h('ul', { class: 'plain' }, r.incoming.map((c) => h('li', { class: 'row' }, h('span', { class: 'grow' }, `${c.display_name} (${c.username})`),
-          h('button', { class: 'primary', onclick: () => act(`/api/v1/contacts/requests/${enc(c.username)}/accept`) }, 'Accept'),
-          h('button', { onclick: () => act(`/api/v1/contacts/requests/${enc(c.username)}/reject`) }, 'Reject')))),
+          h('button', { class: 'primary', onclick: () => act(() => contactsApi.accept(c.username)) }, 'Accept'),
+          h('button', { onclick: () => act(() => contactsApi.reject(c.username)) }, 'Reject')))),
         h('h3', {}, `Contacts (${r.contacts.length})`),
         h('ul', { class: 'plain' }, r.contacts.map((c) => h('li', { class: 'row' },
           h('span', { class: `dot ${S.presence.get(c.username) || 'offline'}` }),
           h('span', { class: 'grow' }, `${c.display_name} (${c.username})`),
           h('button', { onclick: () => openDirect(c.username, go) }, 'Message'),
-          h('button', { onclick: () => { if (confirm(`Remove ${c.username}?`)) del(`/api/v1/contacts/${enc(c.username)}`).then(paint, (e) => toast(e.message, 'error')); } }, 'Remove')))),
+          h('button', { onclick: () => { if (confirm(`Remove ${c.username}?`)) contactsApi.remove(c.username).then(paint, (e) => toast(e.message, 'error')); } }, 'Remove')))),
         h('h3', {}, `Waiting for them (${r.outgoing.length})`),
         h('ul', { class: 'plain' }, r.outgoing.map((c) => h('li', {}, `${c.display_name} (${c.username})`))));
     } catch (e) { toast(e.message, 'error'); }
   };
-  const act = (path) => post(path).then(paint, (e) => toast(e.message, 'error'));
-  const request = (u) => post('/api/v1/contacts/requests', { username: u }).then(() => { toast(`Request sent to ${u}`); paint(); }, (e) => toast(e.message, 'error'));
+  const act = (f) => f().then(paint, (e) => toast(e.message, 'error'));
+  const request = (u) => contactsApi.request(u).then(() => { toast(`Request sent to ${u}`); paint(); }, (e) => toast(e.message, 'error'));
   paint();
   const off = on('contacts', paint);
 
@@ -61,7 +64,7 @@ export function peopleScreen(go) {
     e.preventDefault();
     try {
       const members = gmembers.value.split(/[\s,]+/).filter(Boolean);
-      const c = await post('/api/v1/conversations', { kind: 'group', name: gname.value, members });
+      const c = await conversations.createGroup(gname.value, members);
       await loadConvs();
       go(`/c/${enc(c.id)}`);
     } catch (x) { toast(x.message, 'error'); }
@@ -74,13 +77,13 @@ export function channelsScreen(go) {
   const list = h('ul', { class: 'plain', id: 'channel-list' });
   const paint = async () => {
     try {
-      const r = await get('/api/v1/channels');
+      const r = await conversations.channels();
       clear(list, r.channels.length ? r.channels.map((c) => h('li', { class: 'row' },
         h('span', { class: 'grow' }, `#${c.name} · ${c.member_count} members`),
         c.joined
           ? h('button', { onclick: () => go(`/c/${enc(c.id)}`) }, 'Open')
           : h('button', { class: 'primary', onclick: async () => {
-            try { await post(`/api/v1/conversations/${enc(c.id)}/join`); await loadConvs(); go(`/c/${enc(c.id)}`); } catch (e) { toast(e.message, 'error'); }
+            try { await conversations.join(c.id); await loadConvs(); go(`/c/${enc(c.id)}`); } catch (e) { toast(e.message, 'error'); }
           } }, 'Join'))) : h('li', { class: 'muted' }, 'No channels yet.'));
     } catch (e) { toast(e.message, 'error'); }
   };
@@ -90,7 +93,7 @@ export function channelsScreen(go) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
-      const c = await post('/api/v1/conversations', { kind: 'channel', name: name.value });
+      const c = await conversations.createChannel(name.value);
       await loadConvs();
       go(`/c/${enc(c.id)}`);
     } catch (x) { toast(x.message, 'error'); }

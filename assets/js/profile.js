@@ -1,7 +1,7 @@
 // My account: profile, notifications permission, password change, sign out.
 
 import { h } from './dom.js';
-import { post } from './api.js';
+import * as auth from './api/auth.js';
 import { S } from './model.js';
 import { passwordScreen } from './login.js';
 
@@ -15,7 +15,7 @@ export function profileScreen(signedOut) {
   };
   notif.addEventListener('click', () => Notification.requestPermission().then(paintNotif));
   paintNotif();
-  const out = h('button', { id: 'sign-out', class: 'danger', onclick: async () => { try { await post('/api/v1/auth/logout'); } finally { signedOut(); } } }, 'Sign out');
+  const out = h('button', { id: 'sign-out', class: 'danger', onclick: async () => { try { await auth.logout(); } finally { signedOut(); } } }, 'Sign out');
   return {
     el: h('div', { class: 'screen' },
       h('h2', {}, 'Me'),

@@ -1,5 +1,6 @@
-// REST client: same-origin fetch with the session cookies; a 401 triggers one refresh
-// (POST /api/v1/auth/refresh with the refresh cookie) and a retry. Uploads use XHR for progress.
+// The REST transport under every resource module in api/: same-origin fetch with the session
+// cookies; a 401 triggers one refresh (POST /api/v1/auth/refresh, the refresh cookie) and a retry.
+// Views never import this file for paths: each resource's paths live in its own api/<resource>.js.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -9,6 +10,9 @@ export class ApiError extends Error {
   }
 }
 
+// The transport's own path: refreshing is how it answers a 401, so it cannot ask api/auth.js.
+const REFRESH = '/api/v1/auth/refresh';
+
 let refreshing = null;
 let onSignedOut = () => {};
 
@@ -17,7 +21,7 @@ export function setSignedOutHandler(f) { onSignedOut = f; }
 // Single flight: parallel 401s share one refresh.
 export function refresh() {
   if (!refreshing) {
-    refreshing = fetch('/api/v1/auth/refresh', { method: 'POST', credentials: 'same-origin' })
+    refreshing = fetch(REFRESH, { method: 'POST', credentials: 'same-origin' })
       .then((r) => r.ok)
       .catch(() => null)
       .finally(() => { refreshing = null; });
@@ -34,6 +38,7 @@ async function parse(res) {
   return body;
 }
 
+// `retry = false` answers a 401 as it is, without a refresh (signing in does that).
 export async function api(method, path, body, retry = true) {
   const init = { method, credentials: 'same-origin', headers: {} };
   if (body !== undefined) {
@@ -41,7 +46,7 @@ export async function api(method, path, body, retry = true) {
     init.body = JSON.stringify(body);
   }
   const res = await fetch(path, init);
-  if (res.status === 401 && retry && !path.startsWith('/api/v1/auth/login')) {
+  if (res.status === 401 && retry) {
     const ok = await refresh();
     if (ok) return api(method, path, body, false);
     if (ok === false) onSignedOut();
@@ -54,25 +59,3 @@ export const post = (p, b = {}) => api('POST', p, b);
 export const put = (p, b) => api('PUT', p, b);
 export const del = (p) => api('DELETE', p);
 export const enc = encodeURIComponent;
-
-// Raw-body upload with progress: resolves to {id, name, mime, size, sha256}.
-export function upload(file, onProgress, retry = true) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', `/api/v1/attachments?name=${enc(file.name || 'pasted')}`);
-    xhr.withCredentials = true;
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
-    xhr.onerror = () => reject(new ApiError(0, 'network', 'upload failed: no connection'));
-    xhr.onload = async () => {
-      if (xhr.status === 401 && retry && (await refresh())) {
-        upload(file, onProgress, false).then(resolve, reject);
-        return;
-      }
-      let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch { body = null; }
-      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, body && body.code, body && body.error));
-    };
-    xhr.send(file);
-  });
-}
