@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, DeviceAuth, Operator, RequireRole, Viewer};
 use crate::error::ApiError;
-use crate::events::{self, EventIn, StoredEvent};
+use crate::events::{self, EventIn, EventWire, StoredEvent};
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -19,7 +19,8 @@ pub struct Published {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
-    pub events: Vec<EventIn>,
+    #[schema(value_type = Vec<EventIn>)]
+    pub events: Vec<EventWire>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,8 +32,9 @@ pub struct PublishedBatch {
 pub async fn publish_one(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
-    ApiJson(event): ApiJson<EventIn>,
+    ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
+    let event = event.into_event()?;
     let core = state.core();
     let limits = core.events_limits();
     let by = format!("device:{}", device.name);
@@ -52,7 +54,8 @@ pub async fn publish_batch(
     let by = format!("device:{}", device.name);
     let stream = events::stream_of(&device.name);
     let limits = core.events_limits();
-    let seqs = events::publish(&core.sequencer, &by, &stream, batch.events, &limits).await?;
+    let events = events::from_wire(batch.events)?;
+    let seqs = events::publish(&core.sequencer, &by, &stream, events, &limits).await?;
     Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
 }
 
@@ -61,8 +64,9 @@ pub async fn publish_batch(
 pub async fn publish_manual(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Operator>,
-    ApiJson(event): ApiJson<EventIn>,
+    ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
+    let event = event.into_event()?;
     let core = state.core();
     let limits = core.events_limits();
     let by = format!("user:{}", crate::users::key(&me.user.username));

@@ -16,6 +16,7 @@ mod chat;
 mod chat_live;
 mod discovery;
 mod errors;
+mod events;
 mod log;
 mod metrics;
 mod notify;
