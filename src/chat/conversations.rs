@@ -573,11 +573,15 @@ fn summarize(
     c: ConvRow,
     m: &MemberRow,
 ) -> Result<ConvSummary, StoreError> {
-    let last_message = if c.last_message_seq > 0 {
-        read_message(core, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
-    } else {
-        None
-    };
+    // The same rule as history: an onlooker (no spans) or a late joiner of a group gets no
+    // message they could not read in the history.
+    let visible = super::replay::visible_ranges(c.kind, &m.spans, c.last_seq);
+    let last_message =
+        if c.last_message_seq > 0 && super::replay::in_ranges(&visible, c.last_message_seq) {
+            read_message(core, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
+        } else {
+            None
+        };
     let peer = direct_pair(&c.id).map(|(a, b)| if a == m.user { b } else { a }.to_string());
     Ok(ConvSummary {
         unread: c.message_count.saturating_sub(m.read_count),

@@ -8,7 +8,7 @@ use super::contacts::pair_of_stream;
 use super::{CONV_STREAM_PREFIX, ChatBody};
 use crate::log::Entry;
 use crate::state::Core;
-use crate::store::{ReadTx, StoreError};
+use crate::store::{ConvKind, ReadTx, Span, StoreError};
 
 /// Most entries one replay sends; a client further behind is told to reload from history.
 pub const MAX_REPLAY: usize = 50_000;
@@ -76,6 +76,49 @@ impl Visibility {
     }
 }
 
+/// How much of a conversation's past a member may read, after Matrix's `history_visibility`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPolicy {
+    /// Everything up to the end of their membership, including what came before they joined.
+    Shared,
+    /// Only what was written while they were a member.
+    Joined,
+}
+
+/// Channels are open to anyone to join, so their past is `Shared`; groups and direct
+/// conversations are `Joined`: an invited member never reads what was said before.
+pub fn history_policy(kind: ConvKind) -> HistoryPolicy {
+    match kind {
+        ConvKind::Channel => HistoryPolicy::Shared,
+        ConvKind::Direct | ConvKind::Group => HistoryPolicy::Joined,
+    }
+}
+
+/// The one rule for REST history, last messages and replay: the seq ranges (inclusive, oldest
+/// first, within `1..=head`) of a conversation that someone with these membership `spans` reads.
+/// No spans (an admin looking on) reads nothing.
+pub fn visible_ranges(kind: ConvKind, spans: &[Span], head: u64) -> Vec<(u64, u64)> {
+    let end = |s: &Span| s.to.map_or(head, |to| to.min(head));
+    match history_policy(kind) {
+        HistoryPolicy::Joined => spans
+            .iter()
+            .map(|s| (s.from, end(s)))
+            .filter(|(lo, hi)| lo <= hi)
+            .collect(),
+        HistoryPolicy::Shared => spans
+            .iter()
+            .map(end)
+            .max()
+            .map(|hi| vec![(1, hi)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether `seq` lies in one of `ranges`.
+pub fn in_ranges(ranges: &[(u64, u64)], seq: u64) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
+}
+
 /// What a resuming client gets.
 #[derive(Debug)]
 pub enum Plan {
@@ -85,8 +128,8 @@ pub enum Plan {
     TooFar,
 }
 
-/// Every seq in `(since, head]` the user could see at the time it was written: per conversation,
-/// only the stretches they were a member for are read, so history before they joined costs nothing.
+/// Every seq in `(since, head]` the user may see under each conversation's `history_policy`
+/// (`visible_ranges`); history they may not see is never read.
 pub fn plan(rtx: &ReadTx, user: &str, since: u64, head: u64) -> Result<Plan, StoreError> {
     let from = since.saturating_add(1);
     let mut seqs = Vec::new();
@@ -102,11 +145,12 @@ pub fn plan(rtx: &ReadTx, user: &str, since: u64, head: u64) -> Result<Plan, Sto
         let Some(m) = rtx.member(&id, user)? else {
             continue;
         };
+        let Some(c) = rtx.conv(&id)? else {
+            continue;
+        };
         let stream = super::conv_stream(&id);
-        for span in &m.spans {
-            let lo = from.max(span.from);
-            let hi = span.to.map_or(head, |to| to.min(head));
-            if !take(&stream, lo, hi, &mut seqs)? {
+        for (lo, hi) in visible_ranges(c.kind, &m.spans, head) {
+            if !take(&stream, from.max(lo), hi, &mut seqs)? {
                 return Ok(Plan::TooFar);
             }
         }

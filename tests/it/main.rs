@@ -17,6 +17,7 @@ mod chat_live;
 mod discovery;
 mod errors;
 mod events;
+mod history_policy;
 mod log;
 mod metrics;
 mod notify;
