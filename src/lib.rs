@@ -23,6 +23,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod users;
 

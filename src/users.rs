@@ -21,8 +21,10 @@ pub const FIRST_ADMIN: &str = "admin";
 /// File in the state directory that receives the first admin's one-time password.
 pub const ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
 
+/// The lookup key of a username: ASCII letters folded, nothing else (usernames are ASCII, so a
+/// Kelvin sign U+212A stays itself and never signs in as `k`).
 pub fn key(username: &str) -> String {
-    username.to_lowercase()
+    username.to_ascii_lowercase()
 }
 
 /// 3-32 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
@@ -87,7 +89,8 @@ fn json_entry<T: Serialize>(kind: &str, by: &str, body: &T) -> Result<NewEntry, 
 }
 
 /// Creates an account; a username taken in any letter case is a conflict.
-pub async fn create(core: &Core, new: NewUser, by: &str) -> Result<UserRow, SubmitError> {
+pub async fn create(core: &Core, mut new: NewUser, by: &str) -> Result<UserRow, SubmitError> {
+    new.display_name = crate::text::strip_format(&new.display_name);
     validate_username(&new.username).map_err(SubmitError::Rejected)?;
     validate_display_name(&new.display_name).map_err(SubmitError::Rejected)?;
     let entry = json_entry(

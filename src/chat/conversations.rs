@@ -56,6 +56,7 @@ pub struct ChannelInfo {
 }
 
 fn validate_group_name(name: &str) -> Result<String, Rejection> {
+    let name = crate::text::strip_format(name);
     let name = name.trim();
     let n = name.chars().count();
     if (1..=64).contains(&n) && super::clean_text(name) && !name.contains(['\n', '\r', '\t']) {
@@ -70,7 +71,7 @@ fn validate_group_name(name: &str) -> Result<String, Rejection> {
 
 /// Channel names are like `control-room`: 1-48 of `a-z 0-9 - _`, a leading `#` is dropped.
 fn validate_channel_name(name: &str) -> Result<String, Rejection> {
-    let name = name.trim().trim_start_matches('#').to_lowercase();
+    let name = name.trim().trim_start_matches('#').to_ascii_lowercase();
     let ok = (1..=48).contains(&name.len())
         && name
             .bytes()

@@ -176,7 +176,7 @@ pub fn mention_candidates(text: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             .collect();
-        let name = name.trim_end_matches(['.', '-', '_']).to_lowercase();
+        let name = name.trim_end_matches(['.', '-', '_']).to_ascii_lowercase();
         if (3..=32).contains(&name.len()) && !out.contains(&name) {
             out.push(name);
         }

@@ -224,6 +224,7 @@ pub async fn admin_enable(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<AdminView>, ApiError> {
+    not_self(&admin.user, &username)?;
     set_status(&state, &admin.user, &username, UserStatus::Active).await
 }
 
@@ -251,6 +252,7 @@ pub async fn admin_reset_password(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<WithPassword>, ApiError> {
+    not_self(&admin.user, &username)?;
     let otp = users::reset_password(state.core(), &username, &by(&admin.user)).await?;
     let row = users::get(state.core(), &username)?.ok_or_else(ApiError::not_found)?;
     Ok(Json(WithPassword {

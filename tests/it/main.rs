@@ -18,6 +18,7 @@ mod discovery;
 mod errors;
 mod events;
 mod history_policy;
+mod input_hardening;
 mod log;
 mod metrics;
 mod notify;
