@@ -99,6 +99,7 @@ impl Core {
                 queue_capacity: config.storage.queue_capacity,
                 max_batch: config.storage.max_batch,
                 metrics: metrics.clone(),
+                clock_step_us: i64::from(config.storage.clock_step_secs) * 1_000_000,
             },
             stop.clone(),
         )?;

@@ -14,6 +14,7 @@ mod backup;
 mod binary;
 mod chat;
 mod chat_live;
+mod clock;
 mod discovery;
 mod errors;
 mod events;
