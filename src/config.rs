@@ -183,6 +183,9 @@ pub struct StorageConfig {
     pub cache_mib: usize,
     /// Committed entries kept for live subscribers that fall behind.
     pub hub_capacity: usize,
+    /// A backward step of the wall clock larger than this many seconds is logged as a
+    /// `clock.stepped` entry.
+    pub clock_step_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +265,7 @@ impl Default for StorageConfig {
             max_batch: 1024,
             cache_mib: 64,
             hub_capacity: 4096,
+            clock_step_secs: 60,
         }
     }
 }
@@ -435,6 +439,7 @@ impl Config {
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
         bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
         bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
+        bounded("storage.clock_step_secs", st.clock_step_secs, 1, 86_400)?;
         log_filter(&self.log.level).map_err(|e| invalid("log.level", e))?;
         let a = &self.auth;
         bounded("auth.access_ttl_secs", a.access_ttl_secs, 30, 24 * 3600)?;

@@ -56,6 +56,92 @@ pub struct EventIn {
     pub occurred_at_us: Option<i64>,
 }
 
+/// One event as it arrives over HTTP: attribute values stay JSON text until `into_event` reads
+/// them, so a number is taken exactly as written or refused, never silently rounded or retyped.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventWire {
+    source: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    severity: Severity,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    occurred_at_us: Option<i64>,
+}
+
+impl EventWire {
+    /// The event with every attribute read; an unrepresentable number is `number_out_of_range`.
+    pub fn into_event(self) -> Result<EventIn, Rejection> {
+        let mut attributes = BTreeMap::new();
+        for (name, raw) in self.attributes {
+            let value = attr_from_json(raw.get()).map_err(|(code, why)| {
+                Rejection::invalid(code, format!("attribute `{name}`: {why}"))
+            })?;
+            attributes.insert(name, value);
+        }
+        Ok(EventIn {
+            source: self.source,
+            event_type: self.event_type,
+            severity: self.severity,
+            message: self.message,
+            attributes,
+            occurred_at_us: self.occurred_at_us,
+        })
+    }
+}
+
+/// Reads a batch from the wire; a refusal names the index of the event it is about.
+pub fn from_wire(events: Vec<EventWire>) -> Result<Vec<EventIn>, Rejection> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            w.into_event().map_err(|mut r| {
+                r.message = format!("events[{i}]: {}", r.message);
+                r
+            })
+        })
+        .collect()
+}
+
+/// One attribute value from its JSON text (already valid JSON, checked by the parser). A number
+/// with `.`, `e` or `E` is a float, read with correct rounding, and must be finite (`1e400` is
+/// refused); any other number is an integer and must fit an i64 (it never becomes a float).
+fn attr_from_json(raw: &str) -> Result<AttrValue, (&'static str, &'static str)> {
+    const OUT_OF_RANGE: &str = "number_out_of_range";
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str(raw)
+            .map(AttrValue::Text)
+            .map_err(|_| ("invalid_event", "the text is not a valid JSON string")),
+        Some(b't') => Ok(AttrValue::Bool(true)),
+        Some(b'f') => Ok(AttrValue::Bool(false)),
+        Some(b'-' | b'0'..=b'9') if raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) => {
+            match raw.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(AttrValue::Float(f)),
+                _ => Err((
+                    OUT_OF_RANGE,
+                    "the number is beyond the range of a 64-bit float",
+                )),
+            }
+        }
+        Some(b'-' | b'0'..=b'9') => raw.parse::<i64>().map(AttrValue::Int).map_err(|_| {
+            (
+                OUT_OF_RANGE,
+                "the integer is outside the signed 64-bit range; send it as a string",
+            )
+        }),
+        _ => Err((
+            "invalid_event",
+            "values must be a string, a number or a boolean",
+        )),
+    }
+}
+
 /// What is stored as the body of an `event` entry.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventBody {

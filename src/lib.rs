@@ -25,6 +25,7 @@ pub mod state;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod users;
 

@@ -38,8 +38,10 @@ impl From<Rejection> for UserError {
     }
 }
 
+/// The lookup key of a username: ASCII letters folded, nothing else (usernames are ASCII, so a
+/// Kelvin sign U+212A stays itself and never signs in as `k`).
 pub fn key(username: &str) -> String {
-    username.to_lowercase()
+    username.to_ascii_lowercase()
 }
 
 /// 3-32 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
@@ -104,7 +106,8 @@ fn json_entry<T: Serialize>(kind: &str, by: &Author, body: &T) -> Result<NewEntr
 }
 
 /// Creates an account; a username taken in any letter case is a conflict.
-pub async fn create(log: &Log, new: NewUser, by: &Author) -> Result<UserRow, SubmitError> {
+pub async fn create(log: &Log, mut new: NewUser, by: &Author) -> Result<UserRow, SubmitError> {
+    new.display_name = crate::text::strip_format(&new.display_name);
     validate_username(&new.username).map_err(SubmitError::Rejected)?;
     validate_display_name(&new.display_name).map_err(SubmitError::Rejected)?;
     let entry = json_entry(

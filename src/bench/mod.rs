@@ -99,6 +99,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
                 queue_capacity: producers.max(1) * 4,
                 max_batch: b.max_batch,
                 metrics: Arc::new(crate::metrics::Metrics::new()),
+                clock_step_us: i64::MAX,
             },
             stop.clone(),
         )?;

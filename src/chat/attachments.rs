@@ -80,10 +80,11 @@ fn extensions(mime: &str) -> &'static [&'static str] {
     }
 }
 
-/// A file name safe to show and to put in a header: no path, no control characters or quotes,
+/// A file name safe to show and to put in a header: no path, no control, format (bidi) characters
+/// or quotes,
 /// and an extension that matches the sniffed type (so `run.bat` that is text saves as `run.bat.txt`).
 pub fn clean_name(name: &str, mime: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let base = crate::text::strip_format(name.rsplit(['/', '\\']).next().unwrap_or(""));
     let cleaned: String = base
         .chars()
         .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | ';'))

@@ -56,6 +56,7 @@ pub struct ChannelInfo {
 }
 
 fn validate_group_name(name: &str) -> Result<String, Rejection> {
+    let name = crate::text::strip_format(name);
     let name = name.trim();
     let n = name.chars().count();
     if (1..=64).contains(&n) && super::clean_text(name) && !name.contains(['\n', '\r', '\t']) {
@@ -70,7 +71,7 @@ fn validate_group_name(name: &str) -> Result<String, Rejection> {
 
 /// Channel names are like `control-room`: 1-48 of `a-z 0-9 - _`, a leading `#` is dropped.
 fn validate_channel_name(name: &str) -> Result<String, Rejection> {
-    let name = name.trim().trim_start_matches('#').to_lowercase();
+    let name = name.trim().trim_start_matches('#').to_ascii_lowercase();
     let ok = (1..=48).contains(&name.len())
         && name
             .bytes()
@@ -571,11 +572,15 @@ fn summarize(
     c: ConvRow,
     m: &MemberRow,
 ) -> Result<ConvSummary, StoreError> {
-    let last_message = if c.last_message_seq > 0 {
-        read_message(log, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
-    } else {
-        None
-    };
+    // The same rule as history: an onlooker (no spans) or a late joiner of a group gets no
+    // message they could not read in the history.
+    let visible = super::replay::visible_ranges(c.kind, &m.spans, c.last_seq);
+    let last_message =
+        if c.last_message_seq > 0 && super::replay::in_ranges(&visible, c.last_message_seq) {
+            read_message(log, rtx, &c.id, c.last_message_seq)?.map(MessageView::from)
+        } else {
+            None
+        };
     let peer = direct_pair(&c.id).map(|(a, b)| if a == m.user { b } else { a }.to_string());
     Ok(ConvSummary {
         unread: c.message_count.saturating_sub(m.read_count),

@@ -171,7 +171,7 @@ pub fn mention_candidates(text: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
             .collect();
-        let name = name.trim_end_matches(['.', '-', '_']).to_lowercase();
+        let name = name.trim_end_matches(['.', '-', '_']).to_ascii_lowercase();
         if (3..=32).contains(&name.len()) && !out.contains(&name) {
             out.push(name);
         }
@@ -547,17 +547,21 @@ pub struct History {
     pub has_more: bool,
 }
 
-/// A page of a conversation's messages, for its active members only.
+/// A page of a conversation's messages, for its active members only, and of those only what the
+/// conversation's history policy lets them read (`replay::visible_ranges`, as replay uses).
 pub fn history(log: &Log, user: &str, conv: &str, page: Page) -> Result<History, SubmitError> {
     let storage = super::conversations::storage;
     let rtx = log.read().map_err(storage)?;
-    if !rtx
-        .member(conv, user)
-        .map_err(storage)?
-        .is_some_and(|m| m.active)
-    {
+    let (Some(m), Some(c)) = (
+        rtx.member(conv, user).map_err(storage)?,
+        rtx.conv(conv).map_err(storage)?,
+    ) else {
+        return Err(SubmitError::Rejected(no_conversation()));
+    };
+    if !m.active {
         return Err(SubmitError::Rejected(no_conversation()));
     }
+    let visible = super::replay::visible_ranges(c.kind, &m.spans, c.last_seq);
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(SubmitError::Rejected(Rejection::invalid(
@@ -572,12 +576,18 @@ pub fn history(log: &Log, user: &str, conv: &str, page: Page) -> Result<History,
                 "give before or after, not both",
             )));
         }
-        (None, Some(after)) => {
-            rtx.messages_sealed(conv, after.saturating_add(1), u64::MAX, false, limit + 1)
-        }
+        (None, Some(after)) => page_in(
+            &rtx,
+            conv,
+            &visible,
+            after.saturating_add(1),
+            u64::MAX,
+            false,
+            limit + 1,
+        ),
         (before, None) => {
             let to = before.map_or(u64::MAX, |b| b.saturating_sub(1));
-            rtx.messages_sealed(conv, 0, to, true, limit + 1)
+            page_in(&rtx, conv, &visible, 0, to, true, limit + 1)
         }
     }
     .map_err(storage)?;
@@ -593,4 +603,30 @@ pub fn history(log: &Log, user: &str, conv: &str, page: Page) -> Result<History,
     }
     messages.sort_by_key(|m| m.seq);
     Ok(History { messages, has_more })
+}
+
+/// Up to `limit` sealed messages with seqs in `from..=to` that also lie in `ranges`, walking the
+/// ranges newest or oldest first.
+fn page_in(
+    rtx: &ReadTx,
+    conv: &str,
+    ranges: &[(u64, u64)],
+    from: u64,
+    to: u64,
+    newest_first: bool,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    let mut walk: Vec<(u64, u64)> = ranges.to_vec();
+    if newest_first {
+        walk.reverse();
+    }
+    for (lo, hi) in walk {
+        let (lo, hi) = (lo.max(from), hi.min(to));
+        if lo > hi || out.len() >= limit {
+            continue;
+        }
+        out.extend(rtx.messages_sealed(conv, lo, hi, newest_first, limit - out.len())?);
+    }
+    Ok(out)
 }

@@ -9,7 +9,7 @@ use super::contacts::pair_of_stream;
 use super::{CONV_STREAM_PREFIX, ChatBody};
 use crate::audience::{Audience, Viewer};
 use crate::log::{Entry, Log};
-use crate::store::{ReadTx, StoreError};
+use crate::store::{ConvKind, ReadTx, Span, StoreError};
 
 /// The chat domain's entry kinds on a socket.
 pub const KINDS: &[&str] = &[super::KIND_PREFIX, super::CONTACT_PREFIX];
@@ -82,14 +82,56 @@ impl Visibility {
     }
 }
 
+/// How much of a conversation's past a member may read, after Matrix's `history_visibility`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPolicy {
+    /// Everything up to the end of their membership, including what came before they joined.
+    Shared,
+    /// Only what was written while they were a member.
+    Joined,
+}
+
+/// Channels are open to anyone to join, so their past is `Shared`; groups and direct
+/// conversations are `Joined`: an invited member never reads what was said before.
+pub fn history_policy(kind: ConvKind) -> HistoryPolicy {
+    match kind {
+        ConvKind::Channel => HistoryPolicy::Shared,
+        ConvKind::Direct | ConvKind::Group => HistoryPolicy::Joined,
+    }
+}
+
+/// The one rule for REST history, last messages and replay: the seq ranges (inclusive, oldest
+/// first, within `1..=head`) of a conversation that someone with these membership `spans` reads.
+/// No spans (an admin looking on) reads nothing.
+pub fn visible_ranges(kind: ConvKind, spans: &[Span], head: u64) -> Vec<(u64, u64)> {
+    let end = |s: &Span| s.to.map_or(head, |to| to.min(head));
+    match history_policy(kind) {
+        HistoryPolicy::Joined => spans
+            .iter()
+            .map(|s| (s.from, end(s)))
+            .filter(|(lo, hi)| lo <= hi)
+            .collect(),
+        HistoryPolicy::Shared => spans
+            .iter()
+            .map(end)
+            .max()
+            .map(|hi| vec![(1, hi)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether `seq` lies in one of `ranges`.
+pub fn in_ranges(ranges: &[(u64, u64)], seq: u64) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
+}
+
 impl Audience for Visibility {
     fn admit(&mut self, e: &Entry) -> bool {
         Visibility::admit(self, e)
     }
 
-    /// Every seq in `(since, head]` the user could see at the time it was written: per
-    /// conversation, only the stretches they were a member for are read, so history before they
-    /// joined costs nothing.
+    /// Every seq in `(since, head]` the user may see under each conversation's
+    /// `history_policy` (`visible_ranges`); history they may not see is never read.
     fn replay(
         &self,
         rtx: &ReadTx,
@@ -113,11 +155,12 @@ impl Audience for Visibility {
             let Some(m) = rtx.member(&id, user)? else {
                 continue;
             };
+            let Some(c) = rtx.conv(&id)? else {
+                continue;
+            };
             let stream = super::conv_stream(&id);
-            for span in &m.spans {
-                let lo = from.max(span.from);
-                let hi = span.to.map_or(head, |to| to.min(head));
-                if !take(&stream, lo, hi, &mut seqs)? {
+            for (lo, hi) in visible_ranges(c.kind, &m.spans, head) {
+                if !take(&stream, from.max(lo), hi, &mut seqs)? {
                     return Ok(None);
                 }
             }

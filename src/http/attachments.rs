@@ -8,6 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::error::ApiError;
@@ -78,20 +80,60 @@ where
     Ok(out)
 }
 
-/// The first file part of a multipart body, bounded like a raw body.
+/// What multipart framing (boundaries, part headers) may add to the file itself.
+const MULTIPART_FRAMING: usize = 16 * 1024;
+
+/// A body that fails once more than `bound` bytes came in, after lingering as `read_bounded`
+/// does; `over` then tells the caller that the multipart error it sees means "too large".
+fn bounded_body(body: Body, bound: usize, http1: bool, over: Arc<AtomicBool>) -> Body {
+    let start = (body.into_data_stream(), 0usize, false);
+    let stream = futures_util::stream::unfold(start, move |(mut s, seen, done)| {
+        let over = over.clone();
+        async move {
+            if done {
+                return None;
+            }
+            match s.next().await? {
+                Err(e) => Some((Err(std::io::Error::other(e)), (s, seen, true))),
+                Ok(chunk) if seen + chunk.len() > bound => {
+                    linger(&mut s, http1).await;
+                    over.store(true, Ordering::Relaxed);
+                    let e = std::io::Error::other("the request body is over its bound");
+                    Some((Err(e), (s, seen, true)))
+                }
+                Ok(chunk) => {
+                    let seen = seen + chunk.len();
+                    Some((Ok(chunk), (s, seen, false)))
+                }
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// The first file part of a multipart body. The file is bounded like a raw body, and the whole
+/// request (every part, file or not, and the framing) by the limit plus `MULTIPART_FRAMING`.
 async fn first_file(
     req: Request,
     limit: usize,
     http1: bool,
 ) -> Result<(String, Vec<u8>), ApiError> {
+    let over = Arc::new(AtomicBool::new(false));
+    let (parts, body) = req.into_parts();
+    let body = bounded_body(body, limit + MULTIPART_FRAMING, http1, over.clone());
+    let req = Request::from_parts(parts, body);
+    let refused = |e: axum::extract::multipart::MultipartError| {
+        if over.load(Ordering::Relaxed) {
+            too_large(limit)
+        } else {
+            ApiError::bad_request("bad_multipart", e.body_text())
+        }
+    };
     let mut form = axum::extract::Multipart::from_request(req, &())
         .await
         .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
     loop {
-        let field = form
-            .next_field()
-            .await
-            .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+        let field = form.next_field().await.map_err(refused)?;
         let Some(mut field) = field else {
             return Err(ApiError::bad_request(
                 "no_file",
@@ -101,11 +143,7 @@ async fn first_file(
         let Some(name) = field.file_name().map(str::to_string) else {
             // Skip other fields, but read them within the same bound.
             let mut seen = 0usize;
-            while let Some(c) = field
-                .chunk()
-                .await
-                .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
-            {
+            while let Some(c) = field.chunk().await.map_err(refused)? {
                 seen += c.len();
                 if seen > limit {
                     linger(&mut field, http1).await;
@@ -115,11 +153,7 @@ async fn first_file(
             continue;
         };
         let mut data = Vec::new();
-        while let Some(c) = field
-            .chunk()
-            .await
-            .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
-        {
+        while let Some(c) = field.chunk().await.map_err(refused)? {
             if data.len() + c.len() > limit {
                 linger(&mut field, http1).await;
                 return Err(too_large(limit));
@@ -151,7 +185,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Multipart framing adds a little; the file itself is checked exactly below.
-    if declared.is_some_and(|n| n > limit as u64 + 16 * 1024) {
+    if declared.is_some_and(|n| n > (limit + MULTIPART_FRAMING) as u64) {
         // A client that waits for `100 Continue` sends nothing more; any other has already
         // started sending, and reads the answer more surely once what is in flight is drained.
         let waits = req

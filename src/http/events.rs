@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, DeviceAuth, Operator, RequireRole, Viewer};
-use crate::events::{self, EventIn, StoredEvent};
+use crate::events::{self, EventIn, EventWire, StoredEvent};
 use crate::log::Author;
 use crate::state::AppState;
 
@@ -20,7 +20,8 @@ pub struct Published {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
-    pub events: Vec<EventIn>,
+    #[schema(value_type = Vec<EventIn>)]
+    pub events: Vec<EventWire>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,8 +33,9 @@ pub struct PublishedBatch {
 pub async fn publish_one(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
-    ApiJson(event): ApiJson<EventIn>,
+    ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
+    let event = event.into_event()?;
     let by = Author::device(&device.name);
     let stream = events::stream_of(&device.name);
     let limits = &state.config().events;
@@ -51,7 +53,8 @@ pub async fn publish_batch(
     let by = Author::device(&device.name);
     let stream = events::stream_of(&device.name);
     let limits = &state.config().events;
-    let seqs = events::publish(state.log(), limits, &by, &stream, batch.events).await?;
+    let events = events::from_wire(batch.events)?;
+    let seqs = events::publish(state.log(), limits, &by, &stream, events).await?;
     Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
 }
 
@@ -60,8 +63,9 @@ pub async fn publish_batch(
 pub async fn publish_manual(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Operator>,
-    ApiJson(event): ApiJson<EventIn>,
+    ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
+    let event = event.into_event()?;
     let by = Author::User(crate::users::key(&me.user.username));
     let seqs = events::publish(
         state.log(),

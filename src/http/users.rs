@@ -227,6 +227,7 @@ pub async fn admin_enable(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<AdminView>, ApiError> {
+    not_self(&admin.user, &username)?;
     set_status(&state, &admin.user, &username, UserStatus::Active).await
 }
 
@@ -254,6 +255,7 @@ pub async fn admin_reset_password(
     RequireRole(admin, _): RequireRole<Admin>,
     Path(username): Path<String>,
 ) -> Result<Json<WithPassword>, ApiError> {
+    not_self(&admin.user, &username)?;
     let otp = users::reset_password(state.log(), state.auth(), &username, &by(&admin.user)).await?;
     let row = users::get(state.log(), &username)?.ok_or_else(ApiError::not_found)?;
     Ok(Json(WithPassword {

@@ -26,6 +26,8 @@ pub struct LogOptions {
     pub queue_capacity: usize,
     pub max_batch: usize,
     pub hub_capacity: usize,
+    /// A backward step of the wall clock larger than this is recorded as `clock.stepped`.
+    pub clock_step_us: i64,
 }
 
 /// One site's log: submit, read, follow. Clones share everything.
@@ -81,6 +83,7 @@ impl Log {
             SequencerConfig {
                 queue_capacity: opts.queue_capacity,
                 max_batch: opts.max_batch,
+                clock_step_us: opts.clock_step_us,
                 metrics: metrics.clone(),
             },
             stop.clone(),

@@ -79,6 +79,8 @@ pub struct SequencerConfig {
     pub max_batch: usize,
     /// Commit latency, batch size and append count go here.
     pub metrics: Arc<Metrics>,
+    /// A backward step of the wall clock larger than this is recorded (`clock.stepped`).
+    pub clock_step_us: i64,
 }
 
 /// A unit of work run inside the batch transaction. `run` may be called again after a rollback
@@ -173,6 +175,7 @@ impl Sequencer {
             metrics: config.metrics,
             chain,
             max_batch: config.max_batch.max(1),
+            clock_step_us: config.clock_step_us,
         };
         let task = tokio::spawn(writer.run(rx, stop));
         Ok((Self { queue: tx, health }, task))
@@ -225,6 +228,7 @@ struct Writer {
     metrics: Arc<Metrics>,
     chain: ChainState,
     max_batch: usize,
+    clock_step_us: i64,
 }
 
 impl Writer {
@@ -350,6 +354,26 @@ impl Writer {
                 }
             };
             let mut tx = Tx::new(&mut wtx, self.chain, &self.key, &self.site, now);
+            if let Err(e) = tx.note_clock_step(self.clock_step_us) {
+                drop(tx);
+                let _ = wtx.abort();
+                let e = match e {
+                    AppendError::Storage(e) => e,
+                    AppendError::Encode(source) => StoreError::Encode {
+                        what: "clock step",
+                        source,
+                    },
+                    AppendError::Rejected(r) => {
+                        // A clock entry within every limit cannot be refused; if it is, say so.
+                        tracing::error!(code = r.code, "the clock-step entry was refused");
+                        StoreError::Malformed { what: "clock step" }
+                    }
+                };
+                if e.fault() != Fault::Bug {
+                    self.degrade(&e);
+                }
+                return fail_all(batch, rejected, e);
+            }
             let mut clean_rejects = Vec::new();
             let mut dirty_reject = None;
             let mut storage_error = None;

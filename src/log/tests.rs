@@ -17,6 +17,7 @@ pub(crate) fn options() -> LogOptions {
         queue_capacity: 256,
         max_batch: 256,
         hub_capacity: 16,
+        clock_step_us: 60_000_000,
     }
 }
 

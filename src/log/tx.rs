@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Rejection;
+use crate::log::Author;
 use crate::store::{ChainHead, DataKey, LogRecord, StoreError, WriteTx};
 
 use super::entry::{
@@ -16,6 +17,9 @@ pub(crate) struct ChainState {
     pub next_seq: u64,
     pub head: [u8; 32],
     pub last_ts: i64,
+    /// The wall clock as the last batch read it (at start, the head's `ts`): what a backward
+    /// step of the clock is measured against.
+    pub last_wall: i64,
 }
 
 impl ChainState {
@@ -25,14 +29,29 @@ impl ChainState {
                 next_seq: h.seq + 1,
                 head: h.hash,
                 last_ts: h.ts,
+                last_wall: h.ts,
             },
             None => Self {
                 next_seq: 1,
                 head: super::entry::GENESIS,
                 last_ts: 0,
+                last_wall: 0,
             },
         }
     }
+}
+
+/// Kind and stream of the entry that records a backward step of the wall clock.
+pub const KIND_CLOCK_STEPPED: &str = "clock.stepped";
+pub const CLOCK_STREAM: &str = "system/clock";
+
+/// Body of `clock.stepped`: the wall clock before and after the step (UTC µs); the entry's own
+/// `ts` is the log's monotonic time, which holds at the newest `ts` until the clock passes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockStepped {
+    pub previous_us: i64,
+    pub wall_us: i64,
+    pub step_us: i64,
 }
 
 /// Why an append failed inside a job.
@@ -53,6 +72,7 @@ pub struct Tx<'a> {
     key: &'a DataKey,
     site: &'a Arc<str>,
     now_us: i64,
+    wall_us: i64,
     entries: Vec<Entry>,
 }
 
@@ -70,6 +90,7 @@ impl<'a> Tx<'a> {
             key,
             site,
             now_us: now_us.max(chain.last_ts),
+            wall_us: now_us,
             entries: Vec::new(),
         }
     }
@@ -158,8 +179,36 @@ impl<'a> Tx<'a> {
         Ok(seq)
     }
 
+    /// Appends a `clock.stepped` entry when the wall clock reads more than `threshold_us` before
+    /// what the previous batch read (or, at start, the newest entry's `ts`). `ts` stays where it
+    /// was until the clock passes it again; the entry keeps both readings. Once per step: the
+    /// next batch measures against this one's reading.
+    pub(crate) fn note_clock_step(&mut self, threshold_us: i64) -> Result<(), AppendError> {
+        let previous_us = self.chain.last_wall;
+        if previous_us.saturating_sub(self.wall_us) <= threshold_us {
+            return Ok(());
+        }
+        let body = ClockStepped {
+            previous_us,
+            wall_us: self.wall_us,
+            step_us: previous_us.saturating_sub(self.wall_us),
+        };
+        let entry = NewEntry::json(KIND_CLOCK_STEPPED, CLOCK_STREAM, &Author::System, &body)
+            .map_err(|source| StoreError::Encode {
+                what: "clock step",
+                source,
+            })?;
+        tracing::warn!(
+            previous_us,
+            wall_us = self.wall_us,
+            "the wall clock stepped back; ts holds until the clock passes it"
+        );
+        self.append(entry).map(|_| ())
+    }
+
     /// Writes the chain head into `meta` and hands back what the batch appended.
-    pub(crate) fn finish(self) -> Result<(ChainState, Vec<Entry>), StoreError> {
+    pub(crate) fn finish(mut self) -> Result<(ChainState, Vec<Entry>), StoreError> {
+        self.chain.last_wall = self.wall_us;
         if let Some(last) = self.entries.last() {
             self.store.set_chain_head(&ChainHead {
                 seq: last.seq,

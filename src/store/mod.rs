@@ -574,7 +574,7 @@ impl WriteTx {
     /// Stores a user under its lower-cased username.
     pub fn put_user(&mut self, row: &UserRow) -> Result<(), StoreError> {
         self.dirty = true;
-        let key = row.username.to_lowercase();
+        let key = row.username.to_ascii_lowercase();
         self.txn
             .open_table(USERS)?
             .insert(key.as_str(), row.encode()?.as_slice())?;

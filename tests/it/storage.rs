@@ -91,7 +91,7 @@ async fn a_full_disk_is_answered_with_stable_codes_and_recovered_from_without_a_
     for i in 20..5_000 {
         let text = format!("{i} {big}");
         let r = client.event(&token, &text).await;
-        match r.status {
+        match r.status.as_u16() {
             201 => acked.push((r.json()["seq"].as_u64().unwrap(), text)),
             _ => {
                 refused = Some(r);
