@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 
+use super::drain::Linger;
 use super::extract::{RequireRole, Viewer};
 use crate::chat::Actor;
 use crate::chat::attachments::{self, AttachmentInfo};
@@ -31,37 +32,16 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// After a refusal, how much more of the body is read and thrown away so that a client still
-/// sending can read the 413 instead of a reset; past this the connection is simply closed.
-const LINGER_BYTES: usize = 4 << 20;
-/// And for how long at most in all,
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// or until the client pauses this long.
-const LINGER_IDLE: Duration = Duration::from_millis(250);
-
-/// Reads and discards what is left of a refused body, within the bounds above. Only HTTP/1 needs
-/// it: HTTP/2 resets just the stream, and draining would only invite more data.
-async fn linger<S, E>(stream: &mut S, http1: bool)
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    if !http1 {
-        return;
-    }
-    let drain = async {
-        let mut seen = 0usize;
-        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(LINGER_IDLE, stream.next()).await {
-            seen += chunk.len();
-            if seen > LINGER_BYTES {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
-}
+/// After a refusal, how much more of the body is read and thrown away (by the drain layer, over
+/// HTTP/1 and HTTP/2 alike) so that a client still sending reads the 413 instead of a reset or a
+/// closed connection; past this the body is cut off.
+const LINGER: Linger = Linger {
+    bytes: 4 << 20,
+    time: Duration::from_secs(2),
+};
 
 /// Reads a body stream, refusing as soon as it passes `limit`.
-async fn read_bounded<S, E>(mut stream: S, limit: usize, http1: bool) -> Result<Vec<u8>, ApiError>
+async fn read_bounded<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
@@ -70,7 +50,6 @@ where
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("bad_body", "the upload was cut short"))?;
         if out.len() + chunk.len() > limit {
-            linger(&mut stream, http1).await;
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
@@ -79,11 +58,7 @@ where
 }
 
 /// The first file part of a multipart body, bounded like a raw body.
-async fn first_file(
-    req: Request,
-    limit: usize,
-    http1: bool,
-) -> Result<(String, Vec<u8>), ApiError> {
+async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), ApiError> {
     let mut form = axum::extract::Multipart::from_request(req, &())
         .await
         .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
@@ -108,7 +83,6 @@ async fn first_file(
             {
                 seen += c.len();
                 if seen > limit {
-                    linger(&mut field, http1).await;
                     return Err(too_large(limit));
                 }
             }
@@ -121,7 +95,6 @@ async fn first_file(
             .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?
         {
             if data.len() + c.len() > limit {
-                linger(&mut field, http1).await;
                 return Err(too_large(limit));
             }
             data.extend_from_slice(&c);
@@ -140,27 +113,38 @@ pub async fn upload(
     RequireRole(me, _): RequireRole<Viewer>,
     Query(q): Query<UploadQuery>,
     req: Request,
+) -> Response {
+    match store_upload(state, me, q, req).await {
+        Ok(created) => created.into_response(),
+        Err(e) => {
+            let refused_body = e.code == "too_large";
+            let mut res = e.into_response();
+            if refused_body {
+                res.extensions_mut().insert(LINGER);
+            }
+            res
+        }
+    }
+}
+
+async fn store_upload(
+    state: AppState,
+    me: super::extract::CurrentUser,
+    q: UploadQuery,
+    req: Request,
 ) -> Result<(StatusCode, Json<AttachmentInfo>), ApiError> {
     let actor = Actor::of(&me.user);
     actor.require_poster()?;
     let limit = state.config().chat.max_attachment_bytes;
-    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Multipart framing adds a little; the file itself is checked exactly below.
+    // The drain layer then reads some of what is in flight (not from a client that waits for
+    // `100 Continue`: it sends nothing more), so the 413 is read rather than reset.
     if declared.is_some_and(|n| n > limit as u64 + 16 * 1024) {
-        // A client that waits for `100 Continue` sends nothing more; any other has already
-        // started sending, and reads the answer more surely once what is in flight is drained.
-        let waits = req
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !waits {
-            linger(&mut req.into_body().into_data_stream(), http1).await;
-        }
         return Err(too_large(limit));
     }
     let is_multipart = req
@@ -169,9 +153,9 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let (name, data) = if is_multipart {
-        first_file(req, limit, http1).await?
+        first_file(req, limit).await?
     } else {
-        let data = read_bounded(req.into_body().into_data_stream(), limit, http1).await?;
+        let data = read_bounded(req.into_body().into_data_stream(), limit).await?;
         (q.name.unwrap_or_default(), data)
     };
     let info = attachments::store(state.core(), &actor, &name, data)

@@ -5,6 +5,7 @@ mod attachments;
 mod auth;
 mod contacts;
 mod conversations;
+mod drain;
 mod events;
 mod extract;
 mod health;
@@ -367,5 +368,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::finish))
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         .with_state(state)
 }

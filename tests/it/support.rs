@@ -353,3 +353,21 @@ pub fn assert_security_headers(h: &HeaderMap) {
     assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
     assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
 }
+
+/// Reads until the server closes; `None` if it is still open after `limit` seconds.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: u64,
+) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(limit);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(n),
+            Ok(Ok(k)) => n += k,
+        }
+    }
+}
