@@ -125,3 +125,29 @@ async fn idle_connections_are_reclaimed_at_their_deadlines() {
     assert_eq!(closed_within(&mut slow, 4).await, None);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_websocket_is_busy_neither_reclaimed_nor_evicted() {
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections = 2;
+        // Newcomers here are closed by eviction only; a served connection idles out at once.
+        c.server.first_request_timeout_secs = 30;
+        c.server.idle_timeout_secs = 1;
+    })
+    .await;
+    let alice = crate::chat_support::people(&server, &["alice"], &[])
+        .await
+        .remove(0);
+    let mut ws = alice.ws().await;
+    ws.subscribe(0).await;
+    // Two idle newcomers: the second can only get in by closing the first, never the socket.
+    let mut first = server.client().tls().await;
+    let _second = server.client().tls().await;
+    assert!(closed_within(&mut first, 10).await.is_some());
+    // Well past both deadlines, the socket still answers.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ws.send(serde_json::json!({"type": "subscribe", "since": 0}))
+        .await;
+    assert_eq!(ws.next_of("error").await["code"], "already_subscribed");
+    server.stop().await;
+}
