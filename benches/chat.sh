@@ -10,7 +10,7 @@ D=$(mktemp -d /var/tmp/pwchat.XXXX)
 PORT=18556
 ulimit -n 8192
 # 1,000 idle sockets over 20 users need more than the default 16 per user.
-PLANTWIRE_CHAT__WS_MAX_PER_USER=64 PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 PLANTWIRE_DISCOVERY__ENABLED=false \
+PLANTWIRE_CHAT__WS_MAX_PER_USER=64 PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 PLANTWIRE_SERVER__MAX_CONNECTIONS_PER_ADDRESS=4096 PLANTWIRE_DISCOVERY__ENABLED=false \
   $B serve --state-dir "$D" --listen 127.0.0.1:$PORT 2>"$D/log" & PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 1 100); do grep -q "listening" "$D/log" && break; sleep 0.1; done

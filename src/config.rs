@@ -146,8 +146,16 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
+    /// Open connections at most; at the cap the connection idle the longest is closed first.
     pub max_connections: usize,
+    /// Open connections from one IP address at most (same eviction rule, within that address).
+    pub max_connections_per_address: usize,
     pub handshake_timeout_secs: u64,
+    /// Seconds from the end of the handshake until the first request head must be complete.
+    pub first_request_timeout_secs: u64,
+    /// Seconds a connection (HTTP/1.1 keep-alive or HTTP/2) may stay open with no request in
+    /// flight; an open WebSocket is a request in flight.
+    pub idle_timeout_secs: u64,
     pub header_read_timeout_secs: u64,
     pub keep_alive_secs: u64,
     pub drain_timeout_secs: u64,
@@ -245,7 +253,10 @@ impl Default for ServerConfig {
         Self {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 8443))],
             max_connections: 1024,
+            max_connections_per_address: 64,
             handshake_timeout_secs: 10,
+            first_request_timeout_secs: 10,
+            idle_timeout_secs: 60,
             header_read_timeout_secs: 30,
             keep_alive_secs: 60,
             drain_timeout_secs: 10,
@@ -391,6 +402,19 @@ impl Config {
             return Err(invalid("server.listen", "needs at least one address"));
         }
         bounded("server.max_connections", s.max_connections, 1, 1_000_000)?;
+        bounded(
+            "server.max_connections_per_address",
+            s.max_connections_per_address,
+            1,
+            1_000_000,
+        )?;
+        bounded(
+            "server.first_request_timeout_secs",
+            s.first_request_timeout_secs,
+            1,
+            300,
+        )?;
+        bounded("server.idle_timeout_secs", s.idle_timeout_secs, 1, 3600)?;
         bounded(
             "server.handshake_timeout_secs",
             s.handshake_timeout_secs,

@@ -1,5 +1,8 @@
-//! The listener side: accept with a connection cap, refuse plaintext (bare redirect or close),
+//! The listener side: accept under the connection caps, refuse plaintext (bare redirect or close),
 //! TLS handshake with a deadline, hyper HTTP/1.1+HTTP/2 with timeouts, and a bounded drain.
+
+mod conns;
+mod tracked;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +16,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +24,15 @@ use tower::ServiceExt;
 use crate::config::ServerConfig;
 use crate::state::AppState;
 use crate::supervisor::Supervisor;
+use conns::{Refused, Slot, Table};
+use tracked::{Counted, Slotted};
+
+/// How long a connection closed for idleness or eviction gets to say goodbye (HTTP/2 GOAWAY)
+/// before it is dropped, unless a request is still in flight on it.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How often a generated certificate is checked for renewal while serving (it is renewed 30 days
+/// before its end, so a gateway that sleeps through a few checks still renews in time).
+const RENEW_CHECK: Duration = Duration::from_secs(6 * 3600);
 
 /// Binds every configured address.
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, crate::state::StartError> {
@@ -47,6 +58,7 @@ struct ConnCtx {
     app: axum::Router,
     builder: auto::Builder<TokioExecutor>,
     cfg: ServerConfig,
+    conns: Arc<Table>,
     drain: CancellationToken,
     hard_stop: CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
@@ -65,8 +77,8 @@ where
 /// control socket there). The one shutdown order, after `shutdown` resolves:
 /// 1. the watchdog stops, then systemd hears STOPPING=1 and `/readyz` says not ready;
 /// 2. the listeners stop accepting;
-/// 3. the other supervised tasks stop, the last started first (control socket, mDNS goodbye,
-///    SIGHUP handler), each within the drain deadline;
+/// 3. the other supervised tasks stop, the last started first (certificate renewal, control
+///    socket, mDNS goodbye, SIGHUP handler), each within the drain deadline;
 /// 4. open connections and WebSockets drain, and are dropped at the drain deadline;
 /// 5. the writer commits what it has already accepted and stops.
 pub async fn run_supervised<F>(
@@ -100,21 +112,22 @@ pub async fn run_supervised<F>(
         app: crate::http::router(state.clone()),
         builder,
         cfg: cfg.clone(),
+        conns: Table::new(cfg.max_connections, cfg.max_connections_per_address),
         drain: drain.clone(),
         hard_stop: hard_stop.clone(),
         metrics: state.metrics().clone(),
     });
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let mut accept_loops = Vec::new();
     for listener in listeners {
         accept_loops.push(tokio::spawn(accept_loop(
             listener,
             ctx.clone(),
-            slots.clone(),
             tracker.clone(),
             stop_accepting.clone(),
         )));
     }
+    let renewing = state.clone();
+    supervisor.spawn("tls-renewal", move |stop| renew_certificate(renewing, stop));
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);
@@ -151,7 +164,6 @@ pub async fn run_supervised<F>(
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ConnCtx>,
-    slots: Arc<Semaphore>,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
@@ -164,17 +176,21 @@ async fn accept_loop(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                Ok(permit) => {
+            Ok((stream, peer)) => match ctx.conns.admit(peer.ip()) {
+                Ok(slot) => {
                     let ctx = ctx.clone();
                     let open = ctx.metrics.connection();
                     tracker.spawn(async move {
-                        serve_connection(stream, peer, ctx).await;
-                        drop((open, permit));
+                        serve_connection(stream, peer, ctx, slot).await;
+                        drop(open);
                     });
                 }
-                Err(_) => {
-                    tracing::warn!(%peer, "connection cap reached; refusing connection");
+                Err(Refused::Full) => {
+                    tracing::warn!(%peer, "connection cap reached, none idle; refusing connection");
+                    drop(stream);
+                }
+                Err(Refused::PerAddress) => {
+                    tracing::warn!(%peer, "per-address connection cap reached, none idle; refusing");
                     drop(stream);
                 }
             },
@@ -187,13 +203,18 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>) {
-    // A connection that has not finished its handshake when shutdown starts is simply dropped.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, slot: Slot) {
+    let conn_state = slot.conn.clone();
+    // A connection that has not finished its handshake when shutdown starts, or that is evicted
+    // for a newcomer meanwhile, is simply dropped.
     let tls = tokio::select! {
         tls = accept_tls(stream, peer, &ctx) => tls,
         () = ctx.drain.cancelled() => None,
+        () = conn_state.evicted.cancelled() => None,
     };
     let Some(tls) = tls else { return };
+    // The first request's deadline runs from the end of the handshake.
+    conn_state.restart_clock();
     let app = ctx
         .app
         .clone()
@@ -201,19 +222,24 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
-    let service = TowerToHyperService::new(app);
+    let service = Counted::new(TowerToHyperService::new(app), conn_state.clone());
+    // The socket carries the slot: an upgraded connection (a WebSocket) keeps it while it lives.
     let conn = ctx
         .builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(TokioIo::new(Slotted::new(tls, slot)), service)
         .into_owned();
     let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        () = ctx.drain.cancelled() => None,
+    let first = Duration::from_secs(ctx.cfg.first_request_timeout_secs);
+    let idle = Duration::from_secs(ctx.cfg.idle_timeout_secs);
+    let outcome = tokio::select! {
+        r = conn.as_mut() => Ok(r),
+        () = ctx.drain.cancelled() => Err(Close::Drain),
+        () = conn_state.evicted.cancelled() => Err(Close::Evicted),
+        () = conn_state.idle_for(first, idle) => Err(Close::Idle),
     };
-    let result = match result {
-        Some(r) => r,
-        None => {
+    let result = match outcome {
+        Ok(r) => r,
+        Err(Close::Drain) => {
             // Finish the requests in flight, refuse new ones, then close; unless time runs out.
             conn.as_mut().graceful_shutdown();
             tokio::select! {
@@ -221,9 +247,57 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
                 () = ctx.hard_stop.cancelled() => return,
             }
         }
+        Err(why) => {
+            tracing::debug!(%peer, ?why, "closing an idle connection");
+            // HTTP/2 gets a GOAWAY; a request that raced in still finishes.
+            conn.as_mut().graceful_shutdown();
+            let settle = async {
+                tokio::time::sleep(CLOSE_GRACE).await;
+                conn_state.idle_for(CLOSE_GRACE, CLOSE_GRACE).await;
+            };
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = settle => return,
+                () = ctx.hard_stop.cancelled() => return,
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Why the server closes a connection itself.
+#[derive(Debug)]
+enum Close {
+    Drain,
+    Evicted,
+    Idle,
+}
+
+/// Renews a generated certificate before it runs out, for as long as the server accepts.
+async fn renew_certificate(state: AppState, stop: CancellationToken) {
+    let clock = state.log().clock().clone();
+    let every = i64::try_from(RENEW_CHECK.as_micros()).unwrap_or(i64::MAX);
+    loop {
+        // The clock seam, not tokio's timer: a test moves time to drive the check.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = clock.sleep_until(clock.now_us().saturating_add(every)) => {}
+        }
+        let st = state.clone();
+        let renewed = tokio::task::spawn_blocking(move || {
+            let now_us = st.log().now_us();
+            let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_us) * 1000)
+                .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+            st.tls().renew(now)
+        })
+        .await;
+        match renewed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "TLS certificate renewal failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "TLS certificate renewal task failed"),
+        }
     }
 }
 

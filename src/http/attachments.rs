@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::drain::Linger;
 use super::error::ApiError;
 use super::extract::{RequireRole, Viewer};
 use crate::chat::Actor;
@@ -33,37 +34,16 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// After a refusal, how much more of the body is read and thrown away so that a client still
-/// sending can read the 413 instead of a reset; past this the connection is simply closed.
-const LINGER_BYTES: usize = 4 << 20;
-/// And for how long at most in all,
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// or until the client pauses this long.
-const LINGER_IDLE: Duration = Duration::from_millis(250);
-
-/// Reads and discards what is left of a refused body, within the bounds above. Only HTTP/1 needs
-/// it: HTTP/2 resets just the stream, and draining would only invite more data.
-async fn linger<S, E>(stream: &mut S, http1: bool)
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    if !http1 {
-        return;
-    }
-    let drain = async {
-        let mut seen = 0usize;
-        while let Ok(Some(Ok(chunk))) = tokio::time::timeout(LINGER_IDLE, stream.next()).await {
-            seen += chunk.len();
-            if seen > LINGER_BYTES {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
-}
+/// After a refusal, how much more of the body is read and thrown away (by the drain layer, over
+/// HTTP/1 and HTTP/2 alike) so that a client still sending reads the 413 instead of a reset or a
+/// closed connection; past this the body is cut off.
+const LINGER: Linger = Linger {
+    bytes: 4 << 20,
+    time: Duration::from_secs(2),
+};
 
 /// Reads a body stream, refusing as soon as it passes `limit`.
-async fn read_bounded<S, E>(mut stream: S, limit: usize, http1: bool) -> Result<Vec<u8>, ApiError>
+async fn read_bounded<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {
@@ -72,7 +52,6 @@ where
         let chunk =
             chunk.map_err(|_| ApiError::bad_request("bad_body", "the upload was cut short"))?;
         if out.len() + chunk.len() > limit {
-            linger(&mut stream, http1).await;
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
@@ -83,9 +62,9 @@ where
 /// What multipart framing (boundaries, part headers) may add to the file itself.
 const MULTIPART_FRAMING: usize = 16 * 1024;
 
-/// A body that fails once more than `bound` bytes came in, after lingering as `read_bounded`
-/// does; `over` then tells the caller that the multipart error it sees means "too large".
-fn bounded_body(body: Body, bound: usize, http1: bool, over: Arc<AtomicBool>) -> Body {
+/// A body that fails once more than `bound` bytes came in; `over` then tells the caller that the
+/// multipart error it sees means "too large" (the drain layer lingers on the 413).
+fn bounded_body(body: Body, bound: usize, over: Arc<AtomicBool>) -> Body {
     let start = (body.into_data_stream(), 0usize, false);
     let stream = futures_util::stream::unfold(start, move |(mut s, seen, done)| {
         let over = over.clone();
@@ -96,7 +75,6 @@ fn bounded_body(body: Body, bound: usize, http1: bool, over: Arc<AtomicBool>) ->
             match s.next().await? {
                 Err(e) => Some((Err(std::io::Error::other(e)), (s, seen, true))),
                 Ok(chunk) if seen + chunk.len() > bound => {
-                    linger(&mut s, http1).await;
                     over.store(true, Ordering::Relaxed);
                     let e = std::io::Error::other("the request body is over its bound");
                     Some((Err(e), (s, seen, true)))
@@ -113,14 +91,10 @@ fn bounded_body(body: Body, bound: usize, http1: bool, over: Arc<AtomicBool>) ->
 
 /// The first file part of a multipart body. The file is bounded like a raw body, and the whole
 /// request (every part, file or not, and the framing) by the limit plus `MULTIPART_FRAMING`.
-async fn first_file(
-    req: Request,
-    limit: usize,
-    http1: bool,
-) -> Result<(String, Vec<u8>), ApiError> {
+async fn first_file(req: Request, limit: usize) -> Result<(String, Vec<u8>), ApiError> {
     let over = Arc::new(AtomicBool::new(false));
     let (parts, body) = req.into_parts();
-    let body = bounded_body(body, limit + MULTIPART_FRAMING, http1, over.clone());
+    let body = bounded_body(body, limit + MULTIPART_FRAMING, over.clone());
     let req = Request::from_parts(parts, body);
     let refused = |e: axum::extract::multipart::MultipartError| {
         if over.load(Ordering::Relaxed) {
@@ -146,7 +120,6 @@ async fn first_file(
             while let Some(c) = field.chunk().await.map_err(refused)? {
                 seen += c.len();
                 if seen > limit {
-                    linger(&mut field, http1).await;
                     return Err(too_large(limit));
                 }
             }
@@ -155,7 +128,6 @@ async fn first_file(
         let mut data = Vec::new();
         while let Some(c) = field.chunk().await.map_err(refused)? {
             if data.len() + c.len() > limit {
-                linger(&mut field, http1).await;
                 return Err(too_large(limit));
             }
             data.extend_from_slice(&c);
@@ -174,27 +146,38 @@ pub async fn upload(
     RequireRole(me, _): RequireRole<Viewer>,
     Query(q): Query<UploadQuery>,
     req: Request,
+) -> Response {
+    match store_upload(state, me, q, req).await {
+        Ok(created) => created.into_response(),
+        Err(e) => {
+            let refused_body = e.code == "too_large";
+            let mut res = e.into_response();
+            if refused_body {
+                res.extensions_mut().insert(LINGER);
+            }
+            res
+        }
+    }
+}
+
+async fn store_upload(
+    state: AppState,
+    me: super::extract::CurrentUser,
+    q: UploadQuery,
+    req: Request,
 ) -> Result<(StatusCode, Json<AttachmentInfo>), ApiError> {
     let actor = Actor::of(&me.user);
     actor.require_poster()?;
     let limit = state.config().chat.max_attachment_bytes;
-    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Multipart framing adds a little; the file itself is checked exactly below.
+    // The drain layer then reads some of what is in flight (not from a client that waits for
+    // `100 Continue`: it sends nothing more), so the 413 is read rather than reset.
     if declared.is_some_and(|n| n > (limit + MULTIPART_FRAMING) as u64) {
-        // A client that waits for `100 Continue` sends nothing more; any other has already
-        // started sending, and reads the answer more surely once what is in flight is drained.
-        let waits = req
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !waits {
-            linger(&mut req.into_body().into_data_stream(), http1).await;
-        }
         return Err(too_large(limit));
     }
     let is_multipart = req
@@ -203,9 +186,9 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let (name, data) = if is_multipart {
-        first_file(req, limit, http1).await?
+        first_file(req, limit).await?
     } else {
-        let data = read_bounded(req.into_body().into_data_stream(), limit, http1).await?;
+        let data = read_bounded(req.into_body().into_data_stream(), limit).await?;
         (q.name.unwrap_or_default(), data)
     };
     let info = attachments::store(state.log(), &actor, &name, data)

@@ -5,6 +5,7 @@ mod attachments;
 mod auth;
 mod contacts;
 mod conversations;
+mod drain;
 pub mod error;
 mod events;
 mod extract;
@@ -368,5 +369,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::finish))
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         .with_state(state)
 }

@@ -1,5 +1,6 @@
 //! The site CA and the server certificate it signs, made on first start and kept (0600) in the
-//! state directory. The server certificate is reissued when it no longer covers this host's names.
+//! state directory. The server certificate is reissued when it no longer covers this host's names
+//! or nears its end, at start and by the periodic check while serving.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -23,6 +24,10 @@ const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
 /// Reissue the server certificate when it has less than this left.
 const RENEW_BEFORE_DAYS: i64 = 30;
+/// The server certificate's whole lifetime, notBefore to notAfter. Apple platforms refuse a TLS
+/// server certificate valid for more than 825 days even under a user-installed CA, and public
+/// CAs stop at 398; 397 stays under both. The CA itself is long-lived.
+pub const SERVER_CERT_DAYS: i64 = 397;
 
 /// The site's own certificate authority.
 pub struct SiteCa {
@@ -159,18 +164,20 @@ fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
 }
 
 /// Returns the server certificate chain and key PEM, reusing the stored one while it is signed by
-/// `ca`, covers `names` and is not close to expiry.
+/// `ca`, covers `names` and has more than `RENEW_BEFORE_DAYS` left at `check_at`. A new one is
+/// always dated from the system's time, which is what clients check it against.
 pub fn ensure_server_cert(
     dir: &Path,
     ca: &SiteCa,
     names: &Names,
+    check_at: OffsetDateTime,
 ) -> Result<(String, String), TlsError> {
     let cert_path = dir.join(SERVER_CERT);
     let key_path = dir.join(SERVER_KEY);
     if cert_path.exists() && key_path.exists() {
         let cert_pem = read_text(&cert_path)?;
         let key_pem = read_text(&key_path)?;
-        if still_good(&cert_pem, ca, names) {
+        if still_good(&cert_pem, ca, names, check_at) {
             return Ok((cert_pem, key_pem));
         }
         tracing::info!("reissuing the server certificate (names changed, expiring, or new CA)");
@@ -202,7 +209,7 @@ pub fn ensure_server_cert(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(1);
-    params.not_after = now + Duration::days(825);
+    params.not_after = params.not_before + Duration::days(SERVER_CERT_DAYS);
     params.serial_number = Some(random_serial()?);
     let issuer = Issuer::from_ca_cert_der(&ca.cert_der, &ca.key).map_err(TlsError::Generate)?;
     let cert = params
@@ -214,7 +221,7 @@ pub fn ensure_server_cert(
     Ok((chain, key.serialize_pem()))
 }
 
-fn still_good(cert_pem: &str, ca: &SiteCa, names: &Names) -> bool {
+fn still_good(cert_pem: &str, ca: &SiteCa, names: &Names, check_at: OffsetDateTime) -> bool {
     let Ok(der) = CertificateDer::from_pem_slice(cert_pem.as_bytes()) else {
         return false;
     };
@@ -234,7 +241,7 @@ fn still_good(cert_pem: &str, ca: &SiteCa, names: &Names) -> bool {
     {
         return false;
     }
-    let renew_at = OffsetDateTime::now_utc() + Duration::days(RENEW_BEFORE_DAYS);
+    let renew_at = check_at + Duration::days(RENEW_BEFORE_DAYS);
     if cert.validity().not_after.timestamp() < renew_at.unix_timestamp() {
         return false;
     }

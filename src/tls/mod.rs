@@ -1,5 +1,6 @@
 //! TLS for every listener: rustls with TLS 1.2/1.3 AEAD suites and ALPN h2/http1.1, the served
-//! certificate behind a resolver that SIGHUP can swap without touching open connections.
+//! certificate behind a resolver that SIGHUP (given files) or renewal (generated) can swap without
+//! touching open connections.
 
 pub mod ca;
 
@@ -52,8 +53,15 @@ impl ResolvesServerCert for CertResolver {
 
 #[derive(Debug)]
 enum Source {
-    Generated,
-    Files { cert: PathBuf, key: PathBuf },
+    /// Made from the site CA in `dir`, which is kept to reissue it.
+    Generated {
+        dir: PathBuf,
+        ca: Box<ca::SiteCa>,
+    },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 /// The server's TLS state: config for the acceptor, where the certificate comes from, the CA.
@@ -102,11 +110,19 @@ impl TlsSetup {
                     fingerprint = %fingerprint(&site_ca.cert_der),
                     "site CA (SHA-256); compare it when you install /ca.crt"
                 );
-                let (chain, key) =
-                    ca::ensure_server_cert(&dir, &site_ca, &ca::Names::of_this_host())?;
+                let (chain, key) = ca::ensure_server_cert(
+                    &dir,
+                    &site_ca,
+                    &ca::Names::of_this_host(),
+                    time::OffsetDateTime::now_utc(),
+                )?;
                 let ck = certified_key(chain.as_bytes(), key.as_bytes(), &dir)?;
                 let ca_pem = Some(site_ca.cert_pem.clone());
-                (ck, Source::Generated, ca_pem)
+                let source = Source::Generated {
+                    dir,
+                    ca: Box::new(site_ca),
+                };
+                (ck, source, ca_pem)
             }
         };
         let resolver = Arc::new(CertResolver {
@@ -132,9 +148,28 @@ impl TlsSetup {
                 self.resolver.current.store(Arc::new(ck));
                 tracing::info!(fingerprint = %self.served_fingerprint(), "TLS certificate reloaded");
             }
-            Source::Generated => tracing::info!("TLS certificate is generated; nothing to reload"),
+            Source::Generated { .. } => {
+                tracing::info!("TLS certificate is generated; nothing to reload");
+            }
         }
         Ok(())
+    }
+
+    /// For a generated certificate: reissues it when, at `now`, it nears its end or no longer
+    /// covers this host's names, and swaps it in for new handshakes; open connections keep the
+    /// old one. True when it was swapped. Blocking (files, key generation).
+    pub fn renew(&self, now: time::OffsetDateTime) -> Result<bool, TlsError> {
+        let Source::Generated { dir, ca } = &self.source else {
+            return Ok(false);
+        };
+        let (chain, key) = ca::ensure_server_cert(dir, ca, &ca::Names::of_this_host(), now)?;
+        let ck = certified_key(chain.as_bytes(), key.as_bytes(), dir)?;
+        if ck.cert.first() == self.resolver.current.load().cert.first() {
+            return Ok(false);
+        }
+        self.resolver.current.store(Arc::new(ck));
+        tracing::info!(fingerprint = %self.served_fingerprint(), "TLS certificate renewed");
+        Ok(true)
     }
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {

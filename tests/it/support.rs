@@ -356,3 +356,21 @@ pub fn assert_security_headers(h: &HeaderMap) {
 pub fn test_author() -> plantwire::log::Author {
     plantwire::log::Author::Cli("test".into())
 }
+
+/// Reads until the server closes; `None` if it is still open after `limit` seconds.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: u64,
+) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(limit);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(n),
+            Ok(Ok(k)) => n += k,
+        }
+    }
+}

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::support::{TestServer, client_config, provider, roots};
+use crate::support::{TestServer, client_config, closed_within, provider, roots};
 
 #[tokio::test]
 async fn tls13_handshake_with_pinned_site_ca_and_alpn() {
@@ -161,31 +161,16 @@ async fn generated_certificate_survives_a_restart_and_ca_is_downloadable() {
     again.stop().await;
 }
 
-/// Reads until the server closes; `None` if it is still open after `limit`.
-async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: u64) -> Option<usize> {
-    let mut buf = [0u8; 256];
-    let mut n = 0;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(limit);
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(n),
-            Ok(Ok(k)) => n += k,
-        }
-    }
-}
-
 #[tokio::test]
-async fn the_connection_cap_refuses_extra_connections_at_once() {
+async fn the_connection_cap_refuses_extra_connections_when_none_is_idle() {
     let server = TestServer::start_with(|c| {
-        c.server.handshake_timeout_secs = 60;
         c.server.max_connections = 2;
     })
     .await;
-    // Two peers that never finish a handshake hold both slots (for up to the 60 s deadline).
-    let mut held_a = TcpStream::connect(server.addr).await.unwrap();
-    let _held_b = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Two connections with a request in flight (a body that never ends) hold both slots; an
+    // idle one would have been closed to make room (see `listener`).
+    let mut held_a = crate::listener::busy(&server.client()).await;
+    let _held_b = crate::listener::busy(&server.client()).await;
     let mut third = TcpStream::connect(server.addr).await.unwrap();
     third.write_all(b"\x16\x03\x01").await.ok();
     assert_eq!(
@@ -228,5 +213,126 @@ async fn silent_and_idle_connections_are_dropped() {
         closed_within(&mut tls, 10).await.is_some(),
         "idle connection closed"
     );
+    server.stop().await;
+}
+
+/// notAfter - notBefore of the first certificate in a PEM chain, and its notAfter.
+fn leaf_lifetime(pem: &str) -> (time::Duration, time::OffsetDateTime) {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let v = cert.validity();
+    (
+        time::Duration::seconds(v.not_after.timestamp() - v.not_before.timestamp()),
+        time::OffsetDateTime::from_unix_timestamp(v.not_after.timestamp()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_generated_server_certificate_lives_at_most_397_days() {
+    let server = TestServer::start().await;
+    let chain = std::fs::read_to_string(server.path().join("tls/server.crt")).unwrap();
+    let (lifetime, _) = leaf_lifetime(&chain);
+    // Apple refuses more than 825 days; public CAs stop at 398.
+    assert!(
+        lifetime <= time::Duration::days(397),
+        "server certificate valid for {} days",
+        lifetime.whole_days()
+    );
+    server.stop().await;
+}
+
+/// Writes a server certificate for this host's names, signed by the site CA in `tls`, that ends
+/// `days_left` days from now.
+fn write_server_cert(tls: &std::path::Path, days_left: i64) {
+    use rcgen::{CertificateParams, Issuer, KeyPair, SanType};
+    use rustls::pki_types::pem::PemObject;
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(tls.join("ca.key")).unwrap()).unwrap();
+    let ca_pem = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
+    let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key).unwrap();
+    let names = plantwire::tls::ca::Names::of_this_host();
+    let mut params = CertificateParams::default();
+    for dns in &names.dns {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(dns.clone().try_into().unwrap()));
+    }
+    for ip in &names.ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(300);
+    params.not_after = now + time::Duration::days(days_left);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(tls.join("server.crt"), format!("{}{ca_pem}", cert.pem())).unwrap();
+    std::fs::write(tls.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+#[tokio::test]
+async fn a_generated_certificate_is_renewed_while_serving_without_dropping_connections() {
+    let first = TestServer::start().await;
+    let dir = first.stop().await;
+    // A certificate with 40 days left is still good at start (renewal starts at 30)...
+    write_server_cert(&dir.path().join("tls"), 40);
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let old = server.state().tls().served_fingerprint();
+    let served = std::fs::read_to_string(server.path().join("tls/server.crt")).unwrap();
+    assert_eq!(
+        leaf_lifetime(&served).0,
+        time::Duration::days(340),
+        "kept at start"
+    );
+    let mut open = server.client().tls().await;
+    open.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    open.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // ...and today the periodic check leaves it alone,
+    let now = time::OffsetDateTime::now_utc();
+    assert!(!server.state().tls().renew(now).unwrap());
+    // while 15 days later it is within 30 days of its end: reissued and swapped in.
+    assert!(
+        server
+            .state()
+            .tls()
+            .renew(now + time::Duration::days(15))
+            .unwrap()
+    );
+    let new = server.state().tls().served_fingerprint();
+    assert_ne!(new, old);
+    let reissued = std::fs::read_to_string(server.path().join("tls/server.crt")).unwrap();
+    let (lifetime, not_after) = leaf_lifetime(&reissued);
+    assert!(lifetime <= time::Duration::days(397));
+    assert!(not_after > now + time::Duration::days(390));
+
+    // New handshakes get the new certificate; the open connection carries on with the old one.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let ca = server.state().tls().ca_pem().unwrap().to_string();
+    let tls = TlsConnector::from(Arc::new(client_config(&ca, &[b"http/1.1"])))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(plantwire::tls::fingerprint(leaf), new);
+    let mut rest = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        // The first response's body ("ok"-ish) and a second request on the same connection.
+        open.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        open.read_to_end(&mut rest).await.ok();
+    })
+    .await
+    .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
     server.stop().await;
 }
