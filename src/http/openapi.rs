@@ -65,7 +65,7 @@ use super::{
         attachments::download,
         ws::upgrade,
     ),
-    components(schemas(super::error::ErrorResponse)),
+    components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),
 )]
 struct ApiDoc;

@@ -124,6 +124,7 @@ async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_bat
     assert_eq!((body(1), body(2)), (1.into(), 3.into()));
     drop(rtx);
     log.close().await;
+    drop(log);
     let store = Store::open(&dir.path().join("plantwire.redb"), 1 << 20).unwrap();
     let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
     let report = super::verify(&store, &Arc::<str>::from("north"), &key).unwrap();

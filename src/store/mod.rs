@@ -294,6 +294,19 @@ impl Store {
         })
     }
 
+    /// Creates a store at an older schema `version`, as an earlier build wrote it (tests of the
+    /// migrations).
+    #[cfg(test)]
+    pub(crate) fn create_at_version(path: &Path, version: u32) -> Result<Self, StoreError> {
+        let db = open_db(path, 1 << 20)?;
+        schema::migrate_to(&db, version)?;
+        Ok(Self {
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            cache_bytes: 1 << 20,
+        })
+    }
+
     /// The open database, or `Degraded` while it is being reopened.
     fn db(&self) -> Result<Arc<Database>, StoreError> {
         self.db

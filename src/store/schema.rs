@@ -76,6 +76,11 @@ fn stored_version(db: &Database) -> Result<u32, StoreError> {
 }
 
 pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
+    migrate_to(db, SCHEMA_VERSION)
+}
+
+/// Brings the store to `target` (tests stop short of the current version to write old stores).
+pub(super) fn migrate_to(db: &Database, target: u32) -> Result<(), StoreError> {
     let found = stored_version(db)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::Downgrade {
@@ -83,7 +88,7 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for version in found..SCHEMA_VERSION {
+    for version in found..target.min(SCHEMA_VERSION) {
         let txn = db.begin_write()?;
         MIGRATIONS[version as usize](&txn)?;
         txn.open_table(META)?

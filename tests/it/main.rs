@@ -25,6 +25,7 @@ mod input_hardening;
 mod listener;
 mod log;
 mod metrics;
+mod migration;
 mod notify;
 mod openapi;
 mod storage;

@@ -440,3 +440,6 @@ impl Audience for SiteWide {
 pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
     Ok(Box::new(SiteWide))
 }
+
+#[cfg(test)]
+mod tests;
