@@ -20,6 +20,7 @@ mod log;
 mod metrics;
 mod notify;
 mod openapi;
+mod powercut;
 mod tls;
 mod ui;
 mod ui_assets;

@@ -1,0 +1,316 @@
+//! Power cuts: the real binary on lazyfs (`tests/lazyfs`), a FUSE file system that holds unsynced
+//! writes in memory and drops them on command. Every acknowledged entry must survive the cut.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::process::{Running, command, default_server_section, skip};
+use crate::support::Client;
+
+/// Why the tool cannot run here, if it cannot.
+fn prerequisites_missing() -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return Some("mounting lazyfs (FUSE) needs root".into());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    if Command::new("fusermount3").arg("-V").output().is_err() {
+        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
+    }
+    None
+}
+
+/// Builds tests/lazyfs once per test process, beside this crate's target dir, and returns its path.
+fn lazyfs_binary() -> Option<PathBuf> {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(why) = prerequisites_missing() {
+        skip(&why);
+        return None;
+    }
+    let bin = BIN.get_or_init(|| {
+        // <target>/<profile>/deps/it-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).unwrap().join("lazyfs");
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lazyfs/Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--manifest-path",
+                manifest,
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building lazyfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("release/lazyfs")
+    });
+    Some(bin.clone())
+}
+
+/// A mounted lazyfs; unmounted on drop.
+struct Lazyfs {
+    child: Child,
+    mnt: PathBuf,
+    socket: PathBuf,
+}
+
+impl Lazyfs {
+    fn mount(bin: &Path, backing: &Path, mnt: &Path) -> Self {
+        std::fs::create_dir_all(backing).unwrap();
+        std::fs::create_dir_all(mnt).unwrap();
+        let socket = mnt.with_extension("sock");
+        let mut child = Command::new(bin)
+            .arg("mount")
+            .args([backing, mnt, &socket])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "lazyfs did not mount");
+        Self {
+            child,
+            mnt: mnt.to_path_buf(),
+            socket,
+        }
+    }
+
+    /// One control command (`cut`, `cut torn`, `full`, `space`, `status`); its `ok ...` reply.
+    fn ctl(&self, command: &str) -> String {
+        let mut conn = UnixStream::connect(&self.socket).unwrap();
+        writeln!(conn, "{command}").unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("ok"), "{command}: {reply}");
+        reply.trim().to_string()
+    }
+}
+
+impl Drop for Lazyfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mnt)
+            .status();
+    }
+}
+
+fn errno(e: &std::io::Error) -> Option<i32> {
+    e.raw_os_error()
+}
+
+const ENOSPC: i32 = 28;
+
+#[test]
+fn lazyfs_drops_what_was_not_synced_and_keeps_what_was() {
+    let Some(bin) = lazyfs_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
+    let fs = Lazyfs::mount(&bin, &backing, &mnt);
+
+    std::fs::write(mnt.join("unsynced"), b"gone after the cut").unwrap();
+    let mut synced = std::fs::File::create(mnt.join("synced")).unwrap();
+    synced.write_all(b"kept").unwrap();
+    synced.sync_data().unwrap();
+    synced.write_all(b", and this is not").unwrap();
+    synced.set_len(9).unwrap(); // a pending shrink
+    drop(synced);
+    // Readers see everything written, synced or not, and close makes nothing durable.
+    assert_eq!(std::fs::read(mnt.join("synced")).unwrap(), b"kept, and");
+    assert_eq!(
+        std::fs::read(mnt.join("unsynced")).unwrap(),
+        b"gone after the cut"
+    );
+    assert!(fs.ctl("status").contains("pending_files=2"));
+
+    // Disk full: writes and the sync of pending data fail with ENOSPC, until there is space.
+    fs.ctl("full");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("synced"))
+        .unwrap();
+    assert_eq!(errno(&f.write_all(b"x").unwrap_err()), Some(ENOSPC));
+    assert_eq!(errno(&f.sync_all().unwrap_err()), Some(ENOSPC));
+    fs.ctl("space");
+    f.sync_all().unwrap();
+    drop(f);
+    std::fs::write(mnt.join("late"), b"unsynced").unwrap();
+
+    let reply = fs.ctl("cut");
+    assert!(reply.contains("dropped 2 files"), "{reply}");
+    // After the cut the machine is off: nothing is served any more.
+    assert!(std::fs::read(mnt.join("synced")).is_err());
+    drop(fs);
+
+    let _fs = Lazyfs::mount(&bin, &backing, &mnt);
+    assert_eq!(std::fs::read(mnt.join("synced")).unwrap(), b"kept, and");
+    // Names are durable at once (see docs/testing.md); their unsynced contents are not.
+    assert_eq!(std::fs::read(mnt.join("unsynced")).unwrap(), b"");
+    assert_eq!(std::fs::read(mnt.join("late")).unwrap(), b"");
+}
+
+fn random_below(n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u64::from_le_bytes(b) % n
+}
+
+/// What a series of power cuts did.
+#[derive(Debug, Default)]
+struct Tally {
+    cycles: usize,
+    acknowledged: usize,
+    lost: Vec<String>,
+    chain_failures: Vec<String>,
+    cuts_that_dropped_data: usize,
+}
+
+/// Cycles from `POWERCUT_CYCLES` (benches/powercut.sh), 3 by default.
+fn cycles() -> usize {
+    std::env::var("POWERCUT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_cuts_under_load_lose_nothing_acknowledged() {
+    let Some(bin) = lazyfs_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
+    let cfg = dir.path().join("plantwire.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version = 1\nsite = \"powercut\"\nstate_dir = \"{}\"\n{}",
+            mnt.join("state").display(),
+            default_server_section()
+        ),
+    )
+    .unwrap();
+    let mut fs = Lazyfs::mount(&bin, &backing, &mnt);
+    let out = command(&["device", "add", "pump", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let token = token.lines().last().unwrap().trim().to_string();
+
+    let mut tally = Tally::default();
+    for cycle in 0..cycles() {
+        let server = Running::start(&cfg);
+        let ca = std::fs::read_to_string(mnt.join("state/tls/ca.crt")).unwrap();
+        let client = Client::new(server.addr, &ca);
+        let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+        let mut producers = Vec::new();
+        for p in 0..6 {
+            let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
+            producers.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let msg = format!("cycle {cycle} producer {p} event {i}");
+                    let Some(res) = client.try_event(&token, &msg).await else {
+                        return;
+                    };
+                    if res.status == 201 {
+                        let seq = res.json()["seq"].as_u64().unwrap();
+                        acked.lock().unwrap().push((seq, msg));
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
+        // The power goes: unsynced writes are gone, and so is the process.
+        let cut = fs.ctl(if cycle % 2 == 0 { "cut" } else { "cut torn" });
+        let mut server = server;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        for p in producers {
+            p.await.unwrap();
+        }
+        drop(fs);
+        fs = Lazyfs::mount(&bin, &backing, &mnt);
+
+        let acked = acked.lock().unwrap().clone();
+        let lost = check(&cfg, &acked, &mut tally);
+        eprintln!(
+            "cycle {cycle}: {} acknowledged, {lost} lost; lazyfs: {cut}",
+            acked.len()
+        );
+        tally.cycles += 1;
+        tally.acknowledged += acked.len();
+        tally.cuts_that_dropped_data += usize::from(!cut.contains(" 0 bytes"));
+    }
+    eprintln!(
+        "POWERCUT: {} cycles, {} acknowledged, {} lost, {} chain failures, {} cuts dropped unsynced data",
+        tally.cycles,
+        tally.acknowledged,
+        tally.lost.len(),
+        tally.chain_failures.len(),
+        tally.cuts_that_dropped_data
+    );
+    assert!(tally.lost.is_empty(), "lost: {:?}", tally.lost);
+    assert!(
+        tally.chain_failures.is_empty(),
+        "{:?}",
+        tally.chain_failures
+    );
+    assert!(
+        tally.acknowledged > 0,
+        "the load produced acknowledged appends"
+    );
+}
+
+/// Reopens the store as it is after the cut: each acknowledged entry is there with its content,
+/// the chain verifies, and so does `plantwire audit verify`. Returns how many entries were lost.
+fn check(cfg: &Path, acked: &[(u64, String)], tally: &mut Tally) -> usize {
+    let config = plantwire::Config::load(Some(cfg), &Default::default()).unwrap();
+    let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
+    let rtx = store.read().unwrap();
+    let before = tally.lost.len();
+    for (seq, msg) in acked {
+        let body = plantwire::log::read::entry(&rtx, &site, &key, *seq)
+            .unwrap()
+            .map(|e| serde_json::from_slice::<serde_json::Value>(&e.body).unwrap());
+        match body {
+            Some(b) if b["message"] == msg.as_str() => {}
+            other => tally.lost.push(format!("seq {seq} ({msg}): {other:?}")),
+        }
+    }
+    let report = plantwire::log::verify(&store, &site, &key).unwrap();
+    if !report.ok() {
+        tally.chain_failures.push(format!("{report:?}"));
+    }
+    drop(rtx);
+    drop(store);
+    let out = command(&["audit", "verify", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        tally
+            .chain_failures
+            .push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    tally.lost.len() - before
+}
