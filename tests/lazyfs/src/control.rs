@@ -1,5 +1,5 @@
 //! The control socket: one command per connection, one line back. `cut`, `cut torn`, `full`,
-//! `space`, `status`. A reply starts with `ok` or `err`.
+//! `space`, `delay <ms>`, `status`. A reply starts with `ok` or `err`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -53,7 +53,13 @@ fn answer(command: &str, state: &Shared, rng: &mut Rng) -> String {
             "ok pending_files={files} pending_bytes={bytes} full={} dead={}",
             st.full, st.dead
         ),
-        other => format!("err unknown command {other:?}"),
+        other => match other.strip_prefix("delay ").map(str::parse::<u64>) {
+            Some(Ok(ms)) => {
+                st.sync_delay = std::time::Duration::from_millis(ms);
+                format!("ok delay {ms} ms")
+            }
+            _ => format!("err unknown command {other:?}"),
+        },
     }
 }
 

@@ -45,6 +45,9 @@ pub struct State {
     pub full: bool,
     /// After a cut: every operation fails with EIO, as on a machine without power.
     pub dead: bool,
+    /// How long an fsync takes before it starts writing, like a slow disk: a cut in that window
+    /// finds the data still pending.
+    pub sync_delay: Duration,
 }
 
 pub type Shared = Arc<Mutex<State>>;
@@ -64,6 +67,7 @@ impl State {
             next: INodeNo::ROOT.0,
             full: false,
             dead: false,
+            sync_delay: Duration::ZERO,
         };
         s.ino_for(PathBuf::new());
         s
@@ -321,6 +325,8 @@ impl LazyFs {
     }
 
     fn sync(&self, ino: INodeNo) -> Result<(), Errno> {
+        let delay = self.live()?.sync_delay;
+        std::thread::sleep(delay);
         let mut st = self.live()?;
         let full = st.full;
         st.file(ino)?;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use fuser::{Config, MountOption, Session};
 
 const USAGE: &str = "usage: lazyfs mount <backing-dir> <mountpoint> <control-socket>
-       lazyfs ctl <control-socket> cut|cut torn|full|space|status";
+       lazyfs ctl <control-socket> cut|cut torn|full|space|delay <ms>|status";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,6 +64,8 @@ fn mount(backing: PathBuf, mountpoint: PathBuf, socket: PathBuf) -> std::io::Res
         MountOption::FSName("lazyfs".into()),
         MountOption::DefaultPermissions,
     ];
+    // Other requests go on while one fsync waits out its delay.
+    config.n_threads = Some(4);
     let session = Session::new(
         fs::LazyFs {
             state: state.clone(),
