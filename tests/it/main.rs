@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat_support;
+mod lazyfs;
 mod process;
 mod support;
 

@@ -1,128 +1,14 @@
 //! Power cuts: the real binary on lazyfs (`tests/lazyfs`), a FUSE file system that holds unsynced
 //! writes in memory and drops them on command. Every acknowledged entry must survive the cut.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::process::{Running, command, default_server_section, skip};
+use crate::lazyfs::{Lazyfs, binary};
+use crate::process::{Running, command, default_server_section};
 use crate::support::Client;
-
-/// Why the tool cannot run here, if it cannot.
-fn prerequisites_missing() -> Option<String> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        return Some("mounting lazyfs (FUSE) needs root".into());
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Some("/dev/fuse is missing".into());
-    }
-    if Command::new("fusermount3").arg("-V").output().is_err() {
-        return Some("fusermount3 is not installed (apt-get install fuse3)".into());
-    }
-    None
-}
-
-/// Builds tests/lazyfs once per test process, beside this crate's target dir, and returns its path.
-fn lazyfs_binary() -> Option<PathBuf> {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(why) = prerequisites_missing() {
-        skip(&why);
-        return None;
-    }
-    let bin = BIN.get_or_init(|| {
-        // <target>/<profile>/deps/it-<hash>
-        let exe = std::env::current_exe().unwrap();
-        let target = exe.ancestors().nth(3).unwrap().join("lazyfs");
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lazyfs/Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--manifest-path",
-                manifest,
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "building lazyfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("release/lazyfs")
-    });
-    Some(bin.clone())
-}
-
-/// A mounted lazyfs; unmounted on drop.
-struct Lazyfs {
-    child: Child,
-    mnt: PathBuf,
-    socket: PathBuf,
-}
-
-impl Lazyfs {
-    fn mount(bin: &Path, backing: &Path, mnt: &Path) -> Self {
-        std::fs::create_dir_all(backing).unwrap();
-        std::fs::create_dir_all(mnt).unwrap();
-        let socket = mnt.with_extension("sock");
-        let mut child = Command::new(bin)
-            .arg("mount")
-            .args([backing, mnt, &socket])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "lazyfs did not mount");
-        Self {
-            child,
-            mnt: mnt.to_path_buf(),
-            socket,
-        }
-    }
-
-    /// Mounted with fsyncs that take `SYNC_DELAY_MS`, so a cut often finds a commit in flight.
-    fn mount_slow(bin: &Path, backing: &Path, mnt: &Path) -> Self {
-        let fs = Self::mount(bin, backing, mnt);
-        fs.ctl(&format!("delay {SYNC_DELAY_MS}"));
-        fs
-    }
-
-    /// One control command (`cut`, `cut torn`, `full`, `space`, `status`); its `ok ...` reply.
-    fn ctl(&self, command: &str) -> String {
-        let mut conn = UnixStream::connect(&self.socket).unwrap();
-        writeln!(conn, "{command}").unwrap();
-        let mut reply = String::new();
-        conn.read_to_string(&mut reply).unwrap();
-        assert!(reply.starts_with("ok"), "{command}: {reply}");
-        reply.trim().to_string()
-    }
-}
-
-impl Drop for Lazyfs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.mnt)
-            .status();
-    }
-}
 
 fn errno(e: &std::io::Error) -> Option<i32> {
     e.raw_os_error()
@@ -134,7 +20,7 @@ const SYNC_DELAY_MS: u64 = 5;
 
 #[test]
 fn lazyfs_drops_what_was_not_synced_and_keeps_what_was() {
-    let Some(bin) = lazyfs_binary() else { return };
+    let Some(bin) = binary() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
     let fs = Lazyfs::mount(&bin, &backing, &mnt);
@@ -206,7 +92,7 @@ fn cycles() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cuts_under_load_lose_nothing_acknowledged() {
-    let Some(bin) = lazyfs_binary() else { return };
+    let Some(bin) = binary() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (backing, mnt) = (dir.path().join("backing"), dir.path().join("mnt"));
     let cfg = dir.path().join("plantwire.toml");
@@ -219,7 +105,7 @@ async fn power_cuts_under_load_lose_nothing_acknowledged() {
         ),
     )
     .unwrap();
-    let mut fs = Lazyfs::mount_slow(&bin, &backing, &mnt);
+    let mut fs = Lazyfs::mount_slow(&bin, &backing, &mnt, SYNC_DELAY_MS);
     let out = command(&["device", "add", "pump", "--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
@@ -259,7 +145,7 @@ async fn power_cuts_under_load_lose_nothing_acknowledged() {
             p.await.unwrap();
         }
         drop(fs);
-        fs = Lazyfs::mount_slow(&bin, &backing, &mnt);
+        fs = Lazyfs::mount_slow(&bin, &backing, &mnt, SYNC_DELAY_MS);
 
         let acked = acked.lock().unwrap().clone();
         let lost = check(&cfg, &acked, &mut tally);
