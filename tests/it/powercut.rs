@@ -53,6 +53,20 @@ fn lazyfs_drops_what_was_not_synced_and_keeps_what_was() {
     drop(f);
     std::fs::write(mnt.join("late"), b"unsynced").unwrap();
 
+    // Across page boundaries, and a shrink then a growth reads zeros, before and after the sync.
+    use std::os::unix::fs::FileExt;
+    let pages = std::fs::File::create(mnt.join("pages")).unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    pages.write_all_at(&data, 3000).unwrap();
+    pages.sync_all().unwrap();
+    pages.set_len(5000).unwrap();
+    pages.set_len(20_000).unwrap();
+    let mut expected = vec![0u8; 20_000];
+    expected[3000..5000].copy_from_slice(&data[..2000]);
+    assert_eq!(std::fs::read(mnt.join("pages")).unwrap(), expected);
+    pages.sync_all().unwrap();
+    drop(pages);
+
     let reply = fs.ctl("cut");
     assert!(reply.contains("dropped 2 files"), "{reply}");
     // After the cut the machine is off: nothing is served any more.
@@ -64,6 +78,7 @@ fn lazyfs_drops_what_was_not_synced_and_keeps_what_was() {
     // Names are durable at once (see docs/testing.md); their unsynced contents are not.
     assert_eq!(std::fs::read(mnt.join("unsynced")).unwrap(), b"");
     assert_eq!(std::fs::read(mnt.join("late")).unwrap(), b"");
+    assert_eq!(std::fs::read(mnt.join("pages")).unwrap(), expected);
 }
 
 fn random_below(n: u64) -> u64 {
