@@ -50,8 +50,10 @@ fn answer(command: &str, state: &Shared, rng: &mut Rng) -> String {
             "ok space".into()
         }
         "status" => format!(
-            "ok pending_files={files} pending_bytes={bytes} full={} dead={}",
-            st.full, st.dead
+            "ok pending_files={files} pending_bytes={bytes} full={} dead={} paths={}",
+            st.full,
+            st.dead,
+            st.pending_paths().join(",")
         ),
         other => match other.strip_prefix("delay ").map(str::parse::<u64>) {
             Some(Ok(ms)) => {

@@ -195,6 +195,17 @@ impl State {
         overlays.fold((0, 0), |(f, b), o| (f + 1, b + o.pending_bytes()))
     }
 
+    /// The files with unsynced data, by path (`?` once unlinked).
+    pub fn pending_paths(&self) -> Vec<String> {
+        let pending = self.nodes.values().filter(|n| n.overlay.is_some());
+        let name = |n: &Node| {
+            n.path
+                .as_ref()
+                .map_or("?".into(), |p| p.display().to_string())
+        };
+        pending.map(name).collect()
+    }
+
     /// The power cut: drops every unsynced change and stops serving. With `keep`, a torn cut,
     /// the pages it picks reach the backing file first (unsynced writes a disk may have kept).
     pub fn cut(&mut self, mut keep: Option<&mut dyn FnMut(u64) -> bool>) -> io::Result<()> {
