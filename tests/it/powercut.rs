@@ -97,12 +97,12 @@ struct Tally {
     cuts_that_dropped_data: usize,
 }
 
-/// Cycles from `POWERCUT_CYCLES` (benches/powercut.sh), 3 by default.
+/// Cycles from `POWERCUT_CYCLES` (benches/powercut.sh), 5 by default.
 fn cycles() -> usize {
     std::env::var("POWERCUT_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
