@@ -11,7 +11,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 log "release tools"
 need=()
 for pair in qemu-aarch64-static:qemu-user-static lintian:lintian ip:iproute2 readelf:binutils \
-  file:file dpkg-deb:dpkg arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf; do
+  file:file dpkg-deb:dpkg arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf fusermount3:fuse3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 [[ -e /usr/arm-linux-gnueabihf/lib/libc.a ]] || need+=(libc6-dev-armhf-cross)

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat_support;
+mod lazyfs;
 mod process;
 mod support;
 
@@ -28,6 +29,7 @@ mod metrics;
 mod migration;
 mod notify;
 mod openapi;
+mod powercut;
 mod storage;
 mod tls;
 mod ui;
