@@ -238,36 +238,22 @@ impl WriteTx {
     chat_reads!();
 
     pub fn put_conv(&mut self, row: &ConvRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(CONVS)?
-            .insert(row.id.as_str(), row.encode()?.as_slice())?;
-        Ok(())
+        self.put(CONVS, row.id.as_str(), row.encode()?.as_slice())
     }
 
     /// Stores a member row and indexes the conversation under the user.
     pub fn put_member(&mut self, row: &MemberRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(MEMBERS)?.insert(
-            (row.conv.as_str(), row.user.as_str()),
-            row.encode()?.as_slice(),
-        )?;
-        self.txn
-            .open_table(USER_CONVS)?
-            .insert((row.user.as_str(), row.conv.as_str()), ())?;
-        Ok(())
+        let conv_user = (row.conv.as_str(), row.user.as_str());
+        self.put(MEMBERS, conv_user, row.encode()?.as_slice())?;
+        self.put(USER_CONVS, (row.user.as_str(), row.conv.as_str()), ())
     }
 
     pub fn put_channel(&mut self, name: &str, conv: &str) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(CHANNELS)?.insert(name, conv)?;
-        Ok(())
+        self.put(CHANNELS, name, conv)
     }
 
     pub fn remove_channel(&mut self, name: &str) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(CHANNELS)?.remove(name)?;
-        Ok(())
+        self.remove(CHANNELS, name)
     }
 
     pub fn put_message_sealed(
@@ -276,9 +262,7 @@ impl WriteTx {
         seq: u64,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(MESSAGES)?.insert((conv, seq), sealed)?;
-        Ok(())
+        self.put(MESSAGES, (conv, seq), sealed)
     }
 
     pub fn put_idempotent(
@@ -288,42 +272,24 @@ impl WriteTx {
         key: &str,
         seq: u64,
     ) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(IDEMPOTENCY)?
-            .insert((user, conv, key), seq)?;
-        Ok(())
+        self.put(IDEMPOTENCY, (user, conv, key), seq)
     }
 
     pub fn put_mention(&mut self, user: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(MENTIONS)?
-            .insert((user, conv, seq), ())?;
-        Ok(())
+        self.put(MENTIONS, (user, conv, seq), ())
     }
 
     pub fn remove_mention(&mut self, user: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(MENTIONS)?.remove((user, conv, seq))?;
-        Ok(())
+        self.remove(MENTIONS, (user, conv, seq))
     }
 
     pub fn put_contact(&mut self, row: &ContactRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(CONTACTS)?.insert(
-            (row.owner.as_str(), row.other.as_str()),
-            row.encode()?.as_slice(),
-        )?;
-        Ok(())
+        let pair = (row.owner.as_str(), row.other.as_str());
+        self.put(CONTACTS, pair, row.encode()?.as_slice())
     }
 
     pub fn put_attachment(&mut self, row: &AttachmentRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(ATTACHMENTS)?
-            .insert(row.id.as_str(), row.encode()?.as_slice())?;
-        Ok(())
+        self.put(ATTACHMENTS, row.id.as_str(), row.encode()?.as_slice())
     }
 
     pub fn put_attachment_chunk(
@@ -332,34 +298,28 @@ impl WriteTx {
         n: u32,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(ATTACHMENT_CHUNKS)?
-            .insert((id, n), sealed)?;
-        Ok(())
+        self.put(ATTACHMENT_CHUNKS, (id, n), sealed)
     }
 
     /// Counts one more message in `conv` carrying the attachment.
     pub fn put_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
-        self.dirty = true;
-        let mut t = self.txn.open_table(ATTACHMENT_CONVS)?;
-        let n = t.get((id, conv))?.map_or(0, |v| v.value());
-        t.insert((id, conv), n.saturating_add(1))?;
-        Ok(())
+        let n = self.attachment_conv_count(id, conv)?;
+        self.put(ATTACHMENT_CONVS, (id, conv), n.saturating_add(1))
     }
 }
 
 impl WriteTx {
     /// Counts one message fewer; at zero the conversation's members lose access.
     pub fn remove_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
-        self.dirty = true;
-        let mut t = self.txn.open_table(ATTACHMENT_CONVS)?;
-        let n = t.get((id, conv))?.map_or(0, |v| v.value());
-        if n <= 1 {
-            t.remove((id, conv))?;
-        } else {
-            t.insert((id, conv), n - 1)?;
+        match self.attachment_conv_count(id, conv)? {
+            n if n <= 1 => self.remove(ATTACHMENT_CONVS, (id, conv)),
+            n => self.put(ATTACHMENT_CONVS, (id, conv), n - 1),
         }
-        Ok(())
+    }
+
+    fn attachment_conv_count(&self, id: &str, conv: &str) -> Result<u32, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_CONVS)?;
+        let n = t.get((id, conv))?.map_or(0, |v| v.value());
+        Ok(n)
     }
 }

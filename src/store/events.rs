@@ -136,30 +136,17 @@ impl WriteTx {
         source: &str,
         event_type: &str,
     ) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(EVENT_SEQS)?.insert(seq, ())?;
-        self.txn.open_table(EVENT_TIMES)?.insert((ts, seq), ())?;
-        self.txn
-            .open_table(EVENT_SOURCES)?
-            .insert((source, seq), ())?;
-        self.txn
-            .open_table(EVENT_TYPES)?
-            .insert((event_type, seq), ())?;
-        Ok(())
+        self.put(EVENT_SEQS, seq, ())?;
+        self.put(EVENT_TIMES, (ts, seq), ())?;
+        self.put(EVENT_SOURCES, (source, seq), ())?;
+        self.put(EVENT_TYPES, (event_type, seq), ())
     }
 
     /// Records how far the backfill got: `None` once everything is indexed.
     pub fn set_event_backfill_to(&mut self, to: Option<u64>) -> Result<(), StoreError> {
-        self.dirty = true;
-        let mut meta = self.txn.open_table(META)?;
         match to {
-            Some(seq) => {
-                meta.insert(EVENT_BACKFILL_KEY, seq.to_be_bytes().as_slice())?;
-            }
-            None => {
-                meta.remove(EVENT_BACKFILL_KEY)?;
-            }
+            Some(seq) => self.put(META, EVENT_BACKFILL_KEY, seq.to_be_bytes().as_slice()),
+            None => self.remove(META, EVENT_BACKFILL_KEY),
         }
-        Ok(())
     }
 }

@@ -527,26 +527,41 @@ impl WriteTx {
         self.dirty = false;
     }
 
-    pub fn put_log(&mut self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+    /// Writes one row of `table`. With [`WriteTx::remove`], the only two places that mark the
+    /// transaction dirty: every typed writer below goes through them, so the sequencer always
+    /// knows whether a refused job left writes behind (and rolls the batch back).
+    pub(crate) fn put<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+        key: impl std::borrow::Borrow<K::SelfType<'k>>,
+        value: impl std::borrow::Borrow<V::SelfType<'v>>,
+    ) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn.open_table(LOG)?.insert(seq, record)?;
+        self.txn.open_table(table)?.insert(key, value)?;
         Ok(())
+    }
+
+    /// Removes one row of `table` (see [`WriteTx::put`]).
+    pub(crate) fn remove<'k, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+        key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(table)?.remove(key)?;
+        Ok(())
+    }
+
+    pub fn put_log(&mut self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.put(LOG, seq, record)
     }
 
     pub fn put_stream_index(&mut self, stream: &str, seq: u64) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(STREAM_INDEX)?
-            .insert((stream, seq), ())?;
-        Ok(())
+        self.put(STREAM_INDEX, (stream, seq), ())
     }
 
     pub fn set_chain_head(&mut self, head: &ChainHead) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(META)?
-            .insert("chain_head", head.encode().as_slice())?;
-        Ok(())
+        self.put(META, "chain_head", head.encode().as_slice())
     }
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
@@ -559,20 +574,11 @@ impl WriteTx {
     }
 
     pub fn put_device(&mut self, row: &DeviceRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(DEVICES)?
-            .insert(row.name.as_str(), row.encode()?.as_slice())?;
-        let mut tokens = self.txn.open_table(DEVICE_TOKENS)?;
+        self.put(DEVICES, row.name.as_str(), row.encode()?.as_slice())?;
         match row.revoked_at_us {
-            None => {
-                tokens.insert(row.token_hash.as_slice(), row.name.as_str())?;
-            }
-            Some(_) => {
-                tokens.remove(row.token_hash.as_slice())?;
-            }
+            None => self.put(DEVICE_TOKENS, row.token_hash.as_slice(), row.name.as_str()),
+            Some(_) => self.remove(DEVICE_TOKENS, row.token_hash.as_slice()),
         }
-        Ok(())
     }
 
     pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
@@ -586,12 +592,8 @@ impl WriteTx {
 
     /// Stores a user under its lower-cased username.
     pub fn put_user(&mut self, row: &UserRow) -> Result<(), StoreError> {
-        self.dirty = true;
         let key = row.username.to_ascii_lowercase();
-        self.txn
-            .open_table(USERS)?
-            .insert(key.as_str(), row.encode()?.as_slice())?;
-        Ok(())
+        self.put(USERS, key.as_str(), row.encode()?.as_slice())
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
@@ -612,14 +614,12 @@ impl WriteTx {
 
     /// Stores a session and records its current refresh token.
     pub fn put_session(&mut self, row: &SessionRow) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn
-            .open_table(SESSIONS)?
-            .insert(row.id.as_str(), row.encode()?.as_slice())?;
-        self.txn
-            .open_table(REFRESH_TOKENS)?
-            .insert(row.current_refresh.as_slice(), row.id.as_str())?;
-        Ok(())
+        self.put(SESSIONS, row.id.as_str(), row.encode()?.as_slice())?;
+        self.put(
+            REFRESH_TOKENS,
+            row.current_refresh.as_slice(),
+            row.id.as_str(),
+        )
     }
 
     pub fn commit(self) -> Result<(), StoreError> {

@@ -247,14 +247,21 @@ impl Ws {
         }
     }
 
-    /// Reads (and drops) frames until the server closes; the close code, if it sent one.
-    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+    /// Reads frames until the server closes: the JSON frames it sent before, and the close code
+    /// if it sent one.
+    pub async fn until_close_code(&mut self, wait: Duration) -> (Vec<Value>, Option<u16>) {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut frames = Vec::new();
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => panic!("the server did not close the connection in time"),
-                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
-                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (frames, frame.map(|f| u16::from(f.code)));
+                }
+                Ok(None) | Ok(Some(Err(_))) => return (frames, None),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    frames.push(serde_json::from_str(t.as_str()).unwrap())
+                }
                 Ok(Some(Ok(_))) => {}
             }
         }

@@ -25,7 +25,7 @@ async fn an_expired_session_closes_the_socket() {
     ws.subscribe(0).await;
     // The session (not the access token) runs out.
     clock.advance_us(301 * 1_000_000);
-    let code = ws.close_code(Duration::from_secs(10)).await;
+    let (_, code) = ws.until_close_code(Duration::from_secs(10)).await;
     assert_eq!(code, Some(4401), "an expired session must close the socket");
     server.stop().await;
 }
@@ -36,11 +36,10 @@ async fn a_disabled_user_s_socket_closes_at_once_and_its_writes_are_refused() {
     let server = TestServer::start_with(|c| c.chat.ws_ping_secs = 60).await;
     let apis = people(&server, &["alice", "bob"], &[]).await;
     let (alice, bob) = (&apis[0], &apis[1]);
-    let conv = alice.direct("bob").await;
+    let conv = alice.group("shift", &["bob"]).await;
     let mut bob_ws = bob.ws().await;
     bob_ws.subscribe(0).await;
 
-    let admin = Api::login(&server.client(), "alice", PW).await;
     plantwire::users::set_status(
         server.state().log(),
         "bob",
@@ -49,13 +48,23 @@ async fn a_disabled_user_s_socket_closes_at_once_and_its_writes_are_refused() {
     )
     .await
     .unwrap();
-    // A send right after the change is not stored, whatever the socket does with it.
+    // A send right after the change is not stored, whatever the socket does with it, and what
+    // the conversation gets after the change never reaches the closed socket.
     bob_ws
         .send(json!({"type": "send", "id": 1, "conv": conv, "key": "late-1", "text": "after disable"}))
         .await;
-    let code = bob_ws.close_code(Duration::from_secs(5)).await;
+    alice
+        .say(&conv, "a-late", "for bob's eyes, after he was disabled")
+        .await;
+    let (frames, code) = bob_ws.until_close_code(Duration::from_secs(5)).await;
     assert_eq!(code, Some(4401), "the socket closes when the session ends");
-    let history = admin.history(&conv, "").await;
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["type"] != "entry" && f["type"] != "ack"),
+        "nothing after the change: {frames:?}"
+    );
+    let history = alice.history(&conv, "").await;
     let texts: Vec<_> = history["messages"]
         .as_array()
         .unwrap()
