@@ -287,9 +287,11 @@ impl Writer {
         tracing::debug!("sequencer stopped");
     }
 
-    /// After a failed commit redb refuses everything until the file is opened again: reopen it
-    /// (at most once per [`RECOVERY_INTERVAL`]) and take the chain head from what is durable.
-    /// Returns whether the store takes writes now.
+    /// After a failed commit redb refuses everything until the file is opened again. At most once
+    /// per [`RECOVERY_INTERVAL`]: reopen it, take the chain head from what is durable, and prove
+    /// that a durable commit works again (a small write to `meta`); only then are writes taken.
+    /// A reopen alone proves nothing on a disk that is still full. Returns whether the store
+    /// takes writes now.
     fn recover(&mut self) -> bool {
         let Some(at) = self.next_recovery else {
             return true;
@@ -297,9 +299,11 @@ impl Writer {
         if Instant::now() < at {
             return false;
         }
+        let now = self.clock.now_us();
         let reopened = self
             .store
             .reopen(REOPEN_WAIT)
+            .and_then(|()| self.store.probe_write(now))
             .and_then(|()| self.store.read()?.chain_head());
         match reopened {
             Ok(head) => {
@@ -333,7 +337,7 @@ impl Writer {
         self.health.degraded.store(true, Ordering::SeqCst);
         self.metrics.set_storage_degraded(true);
         self.disk_full = e.fault() == Fault::DiskFull;
-        self.next_recovery = Some(Instant::now());
+        self.next_recovery = Some(Instant::now() + RECOVERY_INTERVAL);
     }
 
     /// Commits as many jobs of `batch` as pass their rules, in one durable transaction.

@@ -341,6 +341,14 @@ impl Store {
         }
     }
 
+    /// Commits one small durable write (`meta` key `write_probe_us`): after a failed commit, the
+    /// proof that commits work again before the writer takes jobs.
+    pub fn probe_write(&self, now_us: i64) -> Result<(), StoreError> {
+        let mut w = self.write()?;
+        w.put(META, "write_probe_us", now_us.to_be_bytes().as_slice())?;
+        w.commit()
+    }
+
     /// Whether the store is open (not waiting to be reopened).
     pub fn is_open(&self) -> bool {
         self.db.read().is_ok_and(|s| s.is_some())
