@@ -2,8 +2,6 @@
 //! entry kinds (chat: members; events: everyone signed in at the site; admin streams: admins). The
 //! socket asks the registry and never matches kind strings itself.
 
-use std::any::Any;
-
 use crate::log::Entry;
 use crate::store::{ReadTx, Role, StoreError};
 
@@ -21,7 +19,7 @@ pub struct Viewer {
 /// One domain's rule for one socket. `admit` sees the domain's live entries in seq order and may
 /// keep state (membership changes apply at their seq); `replay` names every seq in
 /// `(since, head]` the viewer may see, reading only indexes, never the whole log.
-pub trait Audience: Any + Send {
+pub trait Audience: Send {
     fn admit(&mut self, e: &Entry) -> bool;
 
     /// `Ok(None)` when there are more than `room` seqs: too far behind to replay.
@@ -163,13 +161,6 @@ impl ViewerFilter {
         seqs.sort_unstable();
         seqs.dedup();
         Ok(Plan::Seqs(seqs))
-    }
-
-    /// One domain's audience, by type (the socket reads chat membership for typing and presence).
-    pub fn get<T: Audience>(&self) -> Option<&T> {
-        self.domains
-            .iter()
-            .find_map(|(_, a)| (a.as_ref() as &dyn Any).downcast_ref::<T>())
     }
 }
 

@@ -378,12 +378,10 @@ pub async fn backfill(log: &Log) -> Result<(), ListError> {
         let hi = to.min(from.saturating_add(BACKFILL_BATCH - 1));
         let mut rows = Vec::new();
         for seq in from..=hi {
-            let Some(e) = log.entry(&rtx, seq)? else {
+            let Some(e) = log.entry_of_kind(&rtx, seq, KIND_EVENT)? else {
                 continue;
             };
-            if e.kind == KIND_EVENT
-                && let Ok(body) = serde_json::from_slice::<EventBody>(&e.body)
-            {
+            if let Ok(body) = serde_json::from_slice::<EventBody>(&e.body) {
                 rows.push((seq, e.ts, body.event.source, body.event.event_type));
             }
         }

@@ -155,13 +155,15 @@ pub async fn upgrade(
     // right before the client subscribes; `subscribe` starts a new follower from its `since`.
     let mut follower = state.log().follow(u64::MAX)?;
     let head = follower.head();
-    let filter = match follower.take_snapshot() {
-        Some(rtx) => state.audiences().for_viewer(&rtx, &viewer, &[])?,
-        None => state
-            .audiences()
-            .for_viewer(&state.log().read()?, &viewer, &[])?,
+    let rtx = match follower.take_snapshot() {
+        Some(rtx) => rtx,
+        None => state.log().read()?,
     };
-    let convs = chat_convs(&filter);
+    let filter = state.audiences().for_viewer(&rtx, &viewer, &[])?;
+    // Typing and presence follow chat membership whatever domains the socket subscribes to.
+    let members = Visibility::load(&rtx, &actor.user)?;
+    drop(rtx);
+    let convs = members.convs();
     let conn = state.live().connect(&actor.user, convs).map_err(|e| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -187,6 +189,7 @@ pub async fn upgrade(
                 claims,
                 conn: Some(conn),
                 filter,
+                chat: members,
                 follower,
                 subscribed: false,
                 typing: HashMap::new(),
@@ -203,13 +206,6 @@ pub async fn upgrade(
         }))
 }
 
-/// The conversations the viewer is in, for presence and typing audiences.
-fn chat_convs(filter: &ViewerFilter) -> Arc<[String]> {
-    filter
-        .get::<Visibility>()
-        .map_or_else(|| Arc::from(Vec::new()), Visibility::convs)
-}
-
 struct Conn {
     state: AppState,
     socket: WebSocket,
@@ -219,6 +215,8 @@ struct Conn {
     conn: Option<Connection>,
     /// What this viewer may see, per domain.
     filter: ViewerFilter,
+    /// The viewer's conversations now, for typing and presence (kept whatever the domains).
+    chat: Visibility,
     /// The log from the connection (or the subscription) on.
     follower: Follower,
     subscribed: bool,
@@ -292,7 +290,7 @@ impl Conn {
             .await;
         }
         if let Some(conn) = self.conn.take() {
-            conn.close(chat_convs(&self.filter));
+            conn.close(self.chat.convs());
         }
         if self.state.live().status(&self.actor.user) == PresenceStatus::Offline {
             let _ = crate::users::touch_last_seen(self.state.log(), &self.actor.user).await;
@@ -377,10 +375,11 @@ impl Conn {
                 Ok(e) => {
                     if sessions::may_end_sessions_of(&e).as_deref()
                         == Some(self.actor.user.as_str())
-                        && !self.session_alive()
+                        && !self.session_alive_strict()
                     {
                         return Some(End::Close(CLOSE_SESSION_ENDED, "session ended"));
                     }
+                    self.chat.admit(&e);
                     if self.filter.admit(&e) && self.subscribed {
                         let frame = Message::Text(entry_frame(&e, None).into());
                         if !self.feed(frame).await {
@@ -426,6 +425,18 @@ impl Conn {
             }
             Err(AuthError::Store(e)) => {
                 tracing::warn!(user = %self.actor.user, error = %e, "session check could not read the store");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The session check after an entry that may have ended this very session: here a storage
+    /// fault is not given the benefit of the doubt (the client reconnects and signs in anew).
+    fn session_alive_strict(&mut self) -> bool {
+        match sessions::check_session(self.state.log(), &self.claims) {
+            Ok(user) => {
+                self.actor = Actor::of(&user);
                 true
             }
             Err(_) => false,
@@ -513,13 +524,11 @@ impl Conn {
         if let Some(Err(r)) = conv.map(validate_conv_id) {
             return self.reply_error(head.id, r.code, &r.message).await;
         }
-        // Every write is authorised against the session and role as stored now: a socket whose
-        // session ended (sign-out, disable, demotion) writes nothing more and closes.
-        let writes = !matches!(
-            frame,
-            ClientFrame::Subscribe { .. } | ClientFrame::Ping { .. }
-        );
-        if writes && !self.session_alive() {
+        // Every write, and the subscription (which reads history), is authorised against the
+        // session and role as stored now: a socket whose session ended (sign-out, disable,
+        // demotion, expiry) writes and reads nothing more and closes.
+        let checked = !matches!(frame, ClientFrame::Ping { .. });
+        if checked && !self.session_alive() {
             return Some(End::Close(CLOSE_SESSION_ENDED, "session ended"));
         }
         let ok = match frame {
@@ -580,7 +589,7 @@ impl Conn {
             }
             ClientFrame::Presence { status } => {
                 if let Some(c) = &self.conn {
-                    c.set_status(status, chat_convs(&self.filter));
+                    c.set_status(status, self.chat.convs());
                 }
                 true
             }
@@ -653,9 +662,7 @@ impl Conn {
 
     /// Whether the viewer is in `conv` now (typing and presence follow chat membership).
     fn is_member(&self, conv: &str) -> bool {
-        self.filter
-            .get::<Visibility>()
-            .is_some_and(|v| v.is_member(conv))
+        self.chat.is_member(conv)
     }
 
     /// Replays what the viewer could see after `since` in the named domains, then goes live
@@ -683,10 +690,11 @@ impl Conn {
                 None => log.read()?,
             };
             let filter = state.audiences().for_viewer(&rtx, &viewer, &domains)?;
+            let chat = Visibility::load(&rtx, &viewer.user)?;
             let plan = filter.plan(&rtx, since.min(head), head)?;
-            Ok::<_, StoreError>((follower, head, filter, plan))
+            Ok::<_, StoreError>((follower, head, filter, chat, plan))
         })();
-        let (follower, head, filter, plan) = match prepared {
+        let (follower, head, filter, chat, plan) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "replay planning failed");
@@ -697,6 +705,7 @@ impl Conn {
         };
         self.follower = follower;
         self.filter = filter;
+        self.chat = chat;
         self.subscribed = true;
         match plan {
             Plan::Seqs(s) => self.follower.only(s),
@@ -724,10 +733,17 @@ impl Conn {
             let frames = match frames {
                 Ok(f) => f,
                 Err(e) => {
-                    tracing::error!(error = %e, "replay read failed");
-                    return self
-                        .error(None, "internal", "internal error; see the server log")
+                    // Going live past a hole would lose entries for good: end the connection,
+                    // so the client resumes from the last seq it processed.
+                    tracing::error!(error = %e, "replay read failed; closing the socket");
+                    let _ = self
+                        .error(
+                            None,
+                            "storage_unavailable",
+                            "the replay could not be read; reconnect and subscribe from your last seq",
+                        )
                         .await;
+                    return false;
                 }
             };
             for f in frames {

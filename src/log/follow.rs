@@ -50,6 +50,9 @@ pub struct Follower {
     /// The last seq handed out (replayed or live).
     last: u64,
     ready: VecDeque<Arc<Entry>>,
+    /// A lag was seen but starting over failed (the store was unavailable): `next` tries again
+    /// before it reads anything, so a retry never goes live past the gap.
+    restart: bool,
 }
 
 impl Follower {
@@ -68,6 +71,7 @@ impl Follower {
             replay: Replay::Range { next: since + 1 },
             last: since,
             ready: VecDeque::new(),
+            restart: false,
         })
     }
 
@@ -101,44 +105,47 @@ impl Follower {
 
     /// The next batch of replayed entries, read from one fresh snapshot; `None` once replay is
     /// done. Entries that are no longer readable (never the case for a dense log) are skipped.
+    /// A failed read changes nothing: the same batch is read again by the next call.
     pub fn replay_batch(&mut self) -> Result<Option<Vec<Entry>>, ReadError> {
-        let seqs: Vec<u64> = match &mut self.replay {
+        let seqs: Vec<u64> = match &self.replay {
             Replay::Range { next } => {
-                let from = *next;
-                let to = self.head.min(from.saturating_add(REPLAY_BATCH as u64 - 1));
-                *next = to.saturating_add(1);
-                (from..=to).collect()
+                let to = self.head.min(next.saturating_add(REPLAY_BATCH as u64 - 1));
+                (*next..=to).collect()
             }
-            Replay::Seqs(q) => q.drain(..q.len().min(REPLAY_BATCH)).collect(),
+            Replay::Seqs(q) => q.iter().take(REPLAY_BATCH).copied().collect(),
         };
-        if seqs.is_empty() {
+        let Some(&end) = seqs.last() else {
             self.snapshot = None;
             self.last = self.last.max(self.head);
             return Ok(None);
-        }
+        };
         let rtx = match self.snapshot.take() {
             Some(s) => s,
             None => self.log.read()?,
         };
         let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
+        for &seq in &seqs {
             if let Some(e) = self.log.entry(&rtx, seq)? {
                 out.push(e);
             }
-            self.last = seq;
         }
+        // Read whole: only now does the follower move on.
+        match &mut self.replay {
+            Replay::Range { next } => *next = end.saturating_add(1),
+            Replay::Seqs(q) => drop(q.drain(..seqs.len())),
+        }
+        self.last = end;
         Ok(Some(out))
     }
 
     /// The next live entry after `head`. Cancel-safe: nothing is lost if the future is dropped.
+    /// A seq that does not follow the last one handed out (an entry the hub never carried) is
+    /// reported as a lag: start over from the log.
     pub async fn recv_live(&mut self) -> Result<Arc<Entry>, FollowError> {
         loop {
             match self.rx.recv().await {
                 Ok(e) if e.seq <= self.head => {}
-                Ok(e) => {
-                    self.last = e.seq;
-                    return Ok(e);
-                }
+                Ok(e) => return self.take_live(e),
                 Err(RecvError::Lagged(missed)) => return Err(FollowError::Lagged { missed }),
                 Err(RecvError::Closed) => return Err(FollowError::Closed),
             }
@@ -150,10 +157,7 @@ impl Follower {
         loop {
             match self.rx.try_recv() {
                 Ok(e) if e.seq <= self.head => {}
-                Ok(e) => {
-                    self.last = e.seq;
-                    return Some(Ok(e));
-                }
+                Ok(e) => return Some(self.take_live(e)),
                 Err(TryRecvError::Empty) => return None,
                 Err(TryRecvError::Lagged(missed)) => {
                     return Some(Err(FollowError::Lagged { missed }));
@@ -161,6 +165,17 @@ impl Follower {
                 Err(TryRecvError::Closed) => return Some(Err(FollowError::Closed)),
             }
         }
+    }
+
+    fn take_live(&mut self, e: Arc<Entry>) -> Result<Arc<Entry>, FollowError> {
+        let expected = self.last.max(self.head) + 1;
+        if e.seq != expected {
+            return Err(FollowError::Lagged {
+                missed: e.seq.saturating_sub(expected),
+            });
+        }
+        self.last = e.seq;
+        Ok(e)
     }
 
     /// Every entry after `since`, one at a time: replay, then live. A follower that lags behind
@@ -171,15 +186,17 @@ impl Follower {
             if let Some(e) = self.ready.pop_front() {
                 return Ok(e);
             }
+            if self.restart {
+                let restarted = Follower::start(self.log.clone(), self.last)?;
+                *self = restarted;
+                continue;
+            }
             if let Some(batch) = self.replay_batch()? {
                 self.ready.extend(batch.into_iter().map(Arc::new));
                 continue;
             }
             match self.recv_live().await {
-                Err(FollowError::Lagged { .. }) => {
-                    let restarted = Follower::start(self.log.clone(), self.last)?;
-                    *self = restarted;
-                }
+                Err(FollowError::Lagged { .. }) => self.restart = true,
                 other => return other,
             }
         }

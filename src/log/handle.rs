@@ -161,6 +161,16 @@ impl Log {
         read::entry(rtx, &self.inner.site, &self.inner.key, seq)
     }
 
+    /// Reads and unseals one entry if it is of `kind` (others are never unsealed).
+    pub fn entry_of_kind(
+        &self,
+        rtx: &ReadTx,
+        seq: u64,
+        kind: &str,
+    ) -> Result<Option<Entry>, ReadError> {
+        read::entry_of_kind(rtx, &self.inner.site, &self.inner.key, seq, kind)
+    }
+
     /// Rebuilds one entry from its stored bytes (for scans that already hold them).
     pub fn decode(&self, seq: u64, raw: &[u8]) -> Result<Entry, ReadError> {
         read::decode_entry(&self.inner.site, &self.inner.key, seq, raw)

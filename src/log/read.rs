@@ -49,6 +49,25 @@ pub fn decode_entry(
     })
 }
 
+/// Reads one entry by seq if its kind is `kind`; other entries are decoded (their kind is clear)
+/// but never unsealed.
+pub fn entry_of_kind(
+    rtx: &ReadTx,
+    site: &Arc<str>,
+    key: &DataKey,
+    seq: u64,
+    kind: &str,
+) -> Result<Option<Entry>, ReadError> {
+    let Some(raw) = rtx.log_raw(seq)? else {
+        return Ok(None);
+    };
+    let rec = LogRecord::decode(&raw).map_err(|source| ReadError::Decode { seq, source })?;
+    if rec.kind != kind {
+        return Ok(None);
+    }
+    decode_entry(site, key, seq, &raw).map(Some)
+}
+
 /// Reads one entry by seq.
 pub fn entry(
     rtx: &ReadTx,

@@ -166,6 +166,7 @@ impl Sequencer {
         let writer = Writer {
             health: health.clone(),
             next_recovery: None,
+            backoff: RECOVERY_INTERVAL,
             disk_full: false,
             store,
             key,
@@ -209,15 +210,19 @@ impl Sequencer {
     }
 }
 
-/// How often a degraded writer tries to reopen the store, with or without waiting jobs.
+/// The first wait of a degraded writer before it tries to reopen the store, with or without
+/// waiting jobs; each failed attempt doubles it up to [`MAX_RECOVERY_INTERVAL`] (an attempt
+/// repairs the file, which scans it whole).
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_RECOVERY_INTERVAL: Duration = Duration::from_secs(30);
 /// How long one reopen waits for read transactions of the old file to finish.
 const REOPEN_WAIT: Duration = Duration::from_millis(250);
 
 struct Writer {
     health: Arc<Health>,
-    /// While degraded: when the next reopen may be tried.
+    /// While degraded: when the next reopen may be tried, and the wait after that one.
     next_recovery: Option<Instant>,
+    backoff: Duration,
     /// Whether the failure that degraded the store was a full disk (507, not 503).
     disk_full: bool,
     store: Arc<Store>,
@@ -307,8 +312,13 @@ impl Writer {
             .and_then(|()| self.store.read()?.chain_head());
         match reopened {
             Ok(head) => {
+                let known = self.chain;
                 self.chain = ChainState::from_head(head);
+                // The wall clock the last batch read still stands: a step is recorded once.
+                self.chain.last_wall = known.last_wall;
+                self.publish_surprises(known.next_seq, self.chain.next_seq);
                 self.next_recovery = None;
+                self.backoff = RECOVERY_INTERVAL;
                 self.health.degraded.store(false, Ordering::SeqCst);
                 self.metrics.set_storage_degraded(false);
                 tracing::warn!(
@@ -322,10 +332,35 @@ impl Writer {
                 if e.fault() == Fault::DiskFull {
                     self.disk_full = true;
                 }
-                self.next_recovery = Some(Instant::now() + RECOVERY_INTERVAL);
+                self.backoff = (self.backoff * 2).min(MAX_RECOVERY_INTERVAL);
+                self.next_recovery = Some(Instant::now() + self.backoff);
                 false
             }
         }
+    }
+
+    /// A commit whose `commit()` reported failure can still be durable (its header reached the
+    /// disk before the fsync that failed), and redb's repair then keeps it. Those entries were
+    /// refused to their callers but are in the chain now: they are logged loudly and handed to
+    /// the hub, so followers see a dense log rather than a gap.
+    fn publish_surprises(&self, from: u64, next: u64) {
+        if next <= from {
+            return;
+        }
+        tracing::error!(
+            first = from,
+            last = next - 1,
+            "entries of a commit reported as failed are durable after all; publishing them"
+        );
+        let Ok(rtx) = self.store.read() else { return };
+        let entries: Vec<_> = (from..next)
+            .filter_map(|seq| {
+                super::read::entry(&rtx, &self.site, &self.key, seq)
+                    .ok()
+                    .flatten()
+            })
+            .collect();
+        self.hub.publish(entries);
     }
 
     /// Marks the store degraded after a failed commit: writes are refused (with the fault's
@@ -337,7 +372,7 @@ impl Writer {
         self.health.degraded.store(true, Ordering::SeqCst);
         self.metrics.set_storage_degraded(true);
         self.disk_full = e.fault() == Fault::DiskFull;
-        self.next_recovery = Some(Instant::now() + RECOVERY_INTERVAL);
+        self.next_recovery = Some(Instant::now() + self.backoff);
     }
 
     /// Commits as many jobs of `batch` as pass their rules, in one durable transaction.
@@ -419,6 +454,9 @@ impl Writer {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = wtx.abort();
+                    if e.fault() != Fault::Bug {
+                        self.degrade(&e);
+                    }
                     return fail_all(batch, rejected, e);
                 }
             };

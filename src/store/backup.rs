@@ -39,8 +39,19 @@ pub enum BackupError {
         "the backup has schema version {found}, newer than this build supports ({supported}); use a newer plantwire"
     )]
     NewerSchema { found: u32, supported: u32 },
+    /// A structural fault; the text names which (a fixed description, no data of the file).
     #[error("the backup is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(&'static str),
+    #[error("the backup's manifest does not decode: {0}")]
+    Manifest(#[source] serde_json::Error),
+    #[error("the backup is corrupt: a row of {0} is too large")]
+    RowTooLarge(String),
+    #[error("the backup is corrupt: a field of {0} bytes")]
+    FieldTooLarge(u32),
+    #[error("the backup is corrupt: row tag {0}")]
+    RowTag(u8),
+    #[error("the backup is corrupt: table index {0}")]
+    TableIndex(u16),
     #[error("the backup checksum does not match: the file is damaged or truncated")]
     Checksum,
     #[error(
@@ -139,7 +150,7 @@ impl RowWriter<'_> {
             u32::try_from(b.len())
                 .ok()
                 .filter(|l| *l <= MAX_FIELD)
-                .ok_or_else(|| BackupError::Corrupt(format!("a row of {table} is too large")))
+                .ok_or_else(|| BackupError::RowTooLarge(table.to_string()))
         };
         let (klen, vlen) = (len(key)?, len(value)?);
         self.put(&[ROW])?;
@@ -198,7 +209,7 @@ impl Store {
             let schema_version = get("schema_version")?
                 .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
                 .map(u32::from_be_bytes)
-                .ok_or_else(|| BackupError::Corrupt("the store has no schema version".into()))?;
+                .ok_or_else(|| BackupError::Corrupt("the store has no schema version"))?;
             let head = get("chain_head")?
                 .map(|b| ChainHead::decode(&b))
                 .transpose()?;
@@ -219,8 +230,7 @@ impl Store {
                 tables: names.clone(),
             }
         };
-        let json = serde_json::to_vec(&manifest)
-            .map_err(|e| BackupError::Corrupt(format!("manifest: {e}")))?;
+        let json = serde_json::to_vec(&manifest).map_err(BackupError::Manifest)?;
         let mut w = RowWriter {
             out: HashingWriter {
                 out,
@@ -287,7 +297,7 @@ impl HashingReader<'_> {
     fn field(&mut self, limit: u32) -> Result<Vec<u8>, BackupError> {
         let len = self.u32()?;
         if len > limit {
-            return Err(BackupError::Corrupt(format!("a field of {len} bytes")));
+            return Err(BackupError::FieldTooLarge(len));
         }
         let mut buf = vec![0u8; len as usize];
         self.exact(&mut buf)?;
@@ -307,8 +317,7 @@ fn read_header(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
         return Err(BackupError::Format(format));
     }
     let json = r.field(MAX_MANIFEST)?;
-    let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| BackupError::Corrupt(format!("manifest: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(BackupError::Manifest)?;
     if manifest.schema_version > SCHEMA_VERSION {
         return Err(BackupError::NewerSchema {
             found: manifest.schema_version,
@@ -317,7 +326,7 @@ fn read_header(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
     }
     let known = table_names();
     if let Some(t) = manifest.tables.iter().find(|t| !known.contains(t)) {
-        return Err(BackupError::Corrupt(format!("unknown table {t:?}")));
+        return Err(BackupError::UnknownTable(t.clone()));
     }
     Ok(manifest)
 }
@@ -346,7 +355,7 @@ impl RowReader<'_> {
             match self.input.u8()? {
                 ROW => self.pending = Some(self.input.u16()?),
                 END => self.ended = true,
-                other => return Err(BackupError::Corrupt(format!("row tag {other}"))),
+                other => return Err(BackupError::RowTag(other)),
             }
         }
         match self.pending {
@@ -354,7 +363,7 @@ impl RowReader<'_> {
                 .tables
                 .get(usize::from(i))
                 .map(|s| Some(s.as_str()))
-                .ok_or_else(|| BackupError::Corrupt(format!("table index {i}"))),
+                .ok_or_else(|| BackupError::TableIndex(i)),
             None => Ok(None),
         }
     }
@@ -385,7 +394,7 @@ pub fn verify(input: &mut dyn Read) -> Result<Manifest, BackupError> {
     while let Some(table) = rows.peek()? {
         let index = manifest.tables.iter().position(|t| t == table).unwrap_or(0);
         if index < last_table {
-            return Err(BackupError::Corrupt("rows out of table order".into()));
+            return Err(BackupError::Corrupt("rows out of table order"));
         }
         last_table = index;
         rows.take()?;
@@ -408,11 +417,11 @@ fn finish(rows: &mut RowReader<'_>) -> Result<(), BackupError> {
         return Err(BackupError::Checksum);
     }
     if u64::from_be_bytes(count) != rows.rows {
-        return Err(BackupError::Corrupt("row count".into()));
+        return Err(BackupError::Corrupt("the row count does not match"));
     }
     let mut extra = [0u8; 1];
     if rows.input.input.read(&mut extra).map_err(BackupError::Io)? != 0 {
-        return Err(BackupError::Corrupt("data after the checksum".into()));
+        return Err(BackupError::Corrupt("data after the checksum"));
     }
     Ok(())
 }
@@ -426,7 +435,7 @@ fn load<K: Key + 'static, V: Value + 'static>(
     while r.peek()? == Some(def.name()) {
         let mut wtx = db.begin_write()?;
         wtx.set_durability(Durability::None)
-            .map_err(|e| BackupError::Corrupt(e.to_string()))?;
+            .map_err(|e| BackupError::Store(StoreError::Redb(Box::new(e.into()))))?;
         {
             let mut table = wtx.open_table(def)?;
             let mut n = 0;
@@ -476,14 +485,14 @@ fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupErr
     load_all(&db, &mut rows)?;
     if rows.peek()?.is_some() {
         return Err(BackupError::Corrupt(
-            "rows out of table order or of an unknown table".into(),
+            "rows out of table order or of an unknown table",
         ));
     }
     finish(&mut rows)?;
     // Make everything durable with one final immediate commit.
     let mut wtx = db.begin_write()?;
     wtx.set_durability(Durability::Immediate)
-        .map_err(|e| BackupError::Corrupt(e.to_string()))?;
+        .map_err(|e| BackupError::Store(StoreError::Redb(Box::new(e.into()))))?;
     wtx.commit()?;
     Ok(manifest)
 }

@@ -15,31 +15,23 @@ const MAX_LIST: usize = 10_000;
 macro_rules! chat_reads {
     () => {
         pub fn conv(&self, id: &str) -> Result<Option<ConvRow>, StoreError> {
-            let t = self.txn.open_table(CONVS)?;
-            let row = t.get(id)?.map(|v| ConvRow::decode(v.value())).transpose()?;
-            Ok(row)
+            CONVS.get(self, id)
         }
 
         pub fn member(&self, conv: &str, user: &str) -> Result<Option<MemberRow>, StoreError> {
-            let t = self.txn.open_table(MEMBERS)?;
-            let row = t
-                .get((conv, user))?
-                .map(|v| MemberRow::decode(v.value()))
-                .transpose()?;
-            Ok(row)
+            MEMBERS.get(self, (conv, user))
         }
 
         /// Every member row of a conversation, past members included, by username.
         pub fn members(&self, conv: &str) -> Result<Vec<MemberRow>, StoreError> {
-            let t = self.txn.open_table(MEMBERS)?;
             let mut out = Vec::new();
-            for row in t.range((conv, "")..)? {
-                let (k, v) = row?;
-                if k.value().0 != conv || out.len() >= MAX_LIST {
-                    break;
+            MEMBERS.range(self, (conv, "").., |k, m| {
+                let more = k.0 == conv && out.len() < MAX_LIST;
+                if more {
+                    out.push(m);
                 }
-                out.push(MemberRow::decode(v.value())?);
-            }
+                more
+            })?;
             Ok(out)
         }
 
@@ -152,35 +144,24 @@ macro_rules! chat_reads {
         }
 
         pub fn contact(&self, owner: &str, other: &str) -> Result<Option<ContactRow>, StoreError> {
-            let t = self.txn.open_table(CONTACTS)?;
-            let row = t
-                .get((owner, other))?
-                .map(|v| ContactRow::decode(v.value()))
-                .transpose()?;
-            Ok(row)
+            CONTACTS.get(self, (owner, other))
         }
 
         /// Every contact row owned by `owner`, in any state.
         pub fn contacts(&self, owner: &str) -> Result<Vec<ContactRow>, StoreError> {
-            let t = self.txn.open_table(CONTACTS)?;
             let mut out = Vec::new();
-            for row in t.range((owner, "")..)? {
-                let (k, v) = row?;
-                if k.value().0 != owner || out.len() >= MAX_LIST {
-                    break;
+            CONTACTS.range(self, (owner, "").., |k, c| {
+                let more = k.0 == owner && out.len() < MAX_LIST;
+                if more {
+                    out.push(c);
                 }
-                out.push(ContactRow::decode(v.value())?);
-            }
+                more
+            })?;
             Ok(out)
         }
 
         pub fn attachment(&self, id: &str) -> Result<Option<AttachmentRow>, StoreError> {
-            let t = self.txn.open_table(ATTACHMENTS)?;
-            let row = t
-                .get(id)?
-                .map(|v| AttachmentRow::decode(v.value()))
-                .transpose()?;
-            Ok(row)
+            ATTACHMENTS.get(self, id)
         }
 
         /// Conversations an attachment was posted in.
@@ -238,13 +219,13 @@ impl WriteTx {
     chat_reads!();
 
     pub fn put_conv(&mut self, row: &ConvRow) -> Result<(), StoreError> {
-        self.put(CONVS, row.id.as_str(), row.encode()?.as_slice())
+        CONVS.put(self, row.id.as_str(), row)
     }
 
     /// Stores a member row and indexes the conversation under the user.
     pub fn put_member(&mut self, row: &MemberRow) -> Result<(), StoreError> {
         let conv_user = (row.conv.as_str(), row.user.as_str());
-        self.put(MEMBERS, conv_user, row.encode()?.as_slice())?;
+        MEMBERS.put(self, conv_user, row)?;
         self.put(USER_CONVS, (row.user.as_str(), row.conv.as_str()), ())
     }
 
@@ -285,11 +266,11 @@ impl WriteTx {
 
     pub fn put_contact(&mut self, row: &ContactRow) -> Result<(), StoreError> {
         let pair = (row.owner.as_str(), row.other.as_str());
-        self.put(CONTACTS, pair, row.encode()?.as_slice())
+        CONTACTS.put(self, pair, row)
     }
 
     pub fn put_attachment(&mut self, row: &AttachmentRow) -> Result<(), StoreError> {
-        self.put(ATTACHMENTS, row.id.as_str(), row.encode()?.as_slice())
+        ATTACHMENTS.put(self, row.id.as_str(), row)
     }
 
     pub fn put_attachment_chunk(

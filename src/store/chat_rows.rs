@@ -19,6 +19,16 @@ macro_rules! versioned_row {
                 from_versioned_json(b, $what)
             }
         }
+
+        impl super::table::Row for $t {
+            fn encode(&self) -> Result<Vec<u8>, StoreError> {
+                <$t>::encode(self)
+            }
+
+            fn decode(b: &[u8]) -> Result<Self, StoreError> {
+                <$t>::decode(b)
+            }
+        }
     };
 }
 

@@ -102,15 +102,18 @@ impl ReadTx {
                     return Ok(out);
                 }
                 let t = self.txn.open_table(EVENT_TIMES)?;
+                // `limit` bounds the rows read here too, not only the rows kept.
+                let mut read = 0usize;
                 walk(
                     t.range((*from_us, 0)..=(*to_us, u64::MAX))?,
                     r.newest_first,
                     |(k, _)| {
+                        read += 1;
                         let seq = k.value().1;
                         if (r.lo..=r.hi).contains(&seq) {
                             out.push(seq);
                         }
-                        out.len() < r.limit
+                        read < r.limit
                     },
                 )?;
             }

@@ -9,6 +9,7 @@ mod events;
 mod rows;
 mod schema;
 pub mod seal;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -27,6 +28,7 @@ pub use events::{EventIndex, EventRange};
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
+use table::Table;
 
 // The table registry. Names are `<key>_<value>`; the comment gives the key layout.
 /// `&str` meta key → bytes. Keys: `schema_version` (u32 BE), `site` (UTF-8), `data_key_fp` ([32]),
@@ -38,22 +40,21 @@ pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log_se
 pub(crate) const STREAM_INDEX: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("streamindex_streamseq_unit");
 /// device name → rows::DeviceRow v1.
-pub(crate) const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices_name_row");
+pub(crate) const DEVICES: Table<&str, DeviceRow> = Table::new("devices_name_row");
 /// SHA-256 of an API token ([32]) → device name.
 pub(crate) const DEVICE_TOKENS: TableDefinition<&[u8], &str> =
     TableDefinition::new("devicetokens_hash_name");
 /// lower-cased username → rows::UserRow v1.
-pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users_username_row");
+pub(crate) const USERS: Table<&str, UserRow> = Table::new("users_username_row");
 /// session id → rows::SessionRow v1.
-pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_id_row");
+pub(crate) const SESSIONS: Table<&str, SessionRow> = Table::new("sessions_id_row");
 /// SHA-256 of any refresh token ever issued ([32]) → session id; finds the family of a reused token.
 pub(crate) const REFRESH_TOKENS: TableDefinition<&[u8], &str> =
     TableDefinition::new("refreshtokens_hash_session");
 /// conversation id → chat_rows::ConvRow v1.
-pub(crate) const CONVS: TableDefinition<&str, &[u8]> = TableDefinition::new("convs_id_row");
+pub(crate) const CONVS: Table<&str, ConvRow> = Table::new("convs_id_row");
 /// (conversation id, lower-cased username) → chat_rows::MemberRow v1, past members included.
-pub(crate) const MEMBERS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("members_convuser_row");
+pub(crate) const MEMBERS: Table<(&str, &str), MemberRow> = Table::new("members_convuser_row");
 /// (lower-cased username, conversation id) → (): every conversation a user is or was in.
 pub(crate) const USER_CONVS: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("userconvs_userconv_unit");
@@ -71,11 +72,9 @@ pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str, &str), u64> =
 pub(crate) const MENTIONS: TableDefinition<(&str, &str, u64), ()> =
     TableDefinition::new("mentions_userconvseq_unit");
 /// (owner, other), both lower-cased usernames → chat_rows::ContactRow v1; both sides are stored.
-pub(crate) const CONTACTS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("contacts_ownerother_row");
+pub(crate) const CONTACTS: Table<(&str, &str), ContactRow> = Table::new("contacts_ownerother_row");
 /// attachment id → chat_rows::AttachmentRow v1.
-pub(crate) const ATTACHMENTS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("attachments_id_row");
+pub(crate) const ATTACHMENTS: Table<&str, AttachmentRow> = Table::new("attachments_id_row");
 /// (attachment id, chunk number from 0) → up to 64 KiB of content, sealed (AAD `att/<id>/<n>`).
 pub(crate) const ATTACHMENT_CHUNKS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("attachmentchunks_idn_sealed");
@@ -104,20 +103,20 @@ macro_rules! for_each_table {
         $f($($arg,)* META, 1)?;
         $f($($arg,)* LOG, 1)?;
         $f($($arg,)* STREAM_INDEX, 1)?;
-        $f($($arg,)* DEVICES, 1)?;
+        $f($($arg,)* DEVICES.def(), 1)?;
         $f($($arg,)* DEVICE_TOKENS, 1)?;
-        $f($($arg,)* USERS, 2)?;
-        $f($($arg,)* SESSIONS, 2)?;
+        $f($($arg,)* USERS.def(), 2)?;
+        $f($($arg,)* SESSIONS.def(), 2)?;
         $f($($arg,)* REFRESH_TOKENS, 2)?;
-        $f($($arg,)* CONVS, 3)?;
-        $f($($arg,)* MEMBERS, 3)?;
+        $f($($arg,)* CONVS.def(), 3)?;
+        $f($($arg,)* MEMBERS.def(), 3)?;
         $f($($arg,)* USER_CONVS, 3)?;
         $f($($arg,)* CHANNELS, 3)?;
         $f($($arg,)* MESSAGES, 3)?;
         $f($($arg,)* IDEMPOTENCY, 3)?;
         $f($($arg,)* MENTIONS, 3)?;
-        $f($($arg,)* CONTACTS, 3)?;
-        $f($($arg,)* ATTACHMENTS, 3)?;
+        $f($($arg,)* CONTACTS.def(), 3)?;
+        $f($($arg,)* ATTACHMENTS.def(), 3)?;
         $f($($arg,)* ATTACHMENT_CHUNKS, 3)?;
         $f($($arg,)* ATTACHMENT_CONVS, 3)?;
         $f($($arg,)* EVENT_SEQS, 4)?;
@@ -320,20 +319,19 @@ impl Store {
     /// transactions still open keep the old file locked: this waits up to `wait` for them, then
     /// gives up (`Locked`) and leaves the store degraded for the next attempt.
     pub fn reopen(&self, wait: std::time::Duration) -> Result<(), StoreError> {
-        let mut slot = self
-            .db
-            .write()
-            .map_err(|_| StoreError::Degraded { disk_full: false })?;
-        *slot = None;
+        let degraded = || StoreError::Degraded { disk_full: false };
+        // Take the old handle out first: from here readers get `Degraded` at once rather than
+        // wait on the lock while the file is opened and repaired (which scans the whole file).
+        let old = self.db.write().map_err(|_| degraded())?.take();
+        drop(old);
         let started = std::time::Instant::now();
         loop {
             match open_db(&self.path, self.cache_bytes) {
                 Ok(db) => {
-                    *slot = Some(Arc::new(db));
+                    *self.db.write().map_err(|_| degraded())? = Some(Arc::new(db));
                     return Ok(());
                 }
-                Err(StoreError::Locked(p)) if started.elapsed() < wait => {
-                    drop(p);
+                Err(StoreError::Locked(_)) if started.elapsed() < wait => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err(e) => return Err(e),
@@ -470,10 +468,7 @@ impl ReadTx {
     }
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
-        let t = self.txn.open_table(DEVICES)?;
-        t.get(name)?
-            .map(|v| DeviceRow::decode(v.value()))
-            .transpose()
+        DEVICES.get(self, name)
     }
 
     pub fn device_by_token_hash(&self, hash: &[u8; 32]) -> Result<Option<DeviceRow>, StoreError> {
@@ -485,36 +480,24 @@ impl ReadTx {
     }
 
     pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
-        let t = self.txn.open_table(USERS)?;
-        t.get(key)?.map(|v| UserRow::decode(v.value())).transpose()
+        USERS.get(self, key)
     }
 
     /// Visits every user in key order until `visit` returns false.
     pub fn scan_users(&self, mut visit: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
-        let t = self.txn.open_table(USERS)?;
-        for row in t.iter()? {
-            let (_, v) = row?;
-            if !visit(UserRow::decode(v.value())?) {
-                break;
-            }
-        }
-        Ok(())
+        USERS.range::<&str>(self, .., |_, u| visit(u))
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
-        let t = self.txn.open_table(SESSIONS)?;
-        t.get(id)?
-            .map(|v| SessionRow::decode(v.value()))
-            .transpose()
+        SESSIONS.get(self, id)
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
-        let t = self.txn.open_table(DEVICES)?;
         let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            out.push(DeviceRow::decode(v.value())?);
-        }
+        DEVICES.range::<&str>(self, .., |_, d| {
+            out.push(d);
+            true
+        })?;
         Ok(out)
     }
 }
@@ -573,16 +556,11 @@ impl WriteTx {
     }
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, StoreError> {
-        let t = self.txn.open_table(DEVICES)?;
-        let row = t
-            .get(name)?
-            .map(|v| DeviceRow::decode(v.value()))
-            .transpose()?;
-        Ok(row)
+        DEVICES.get(self, name)
     }
 
     pub fn put_device(&mut self, row: &DeviceRow) -> Result<(), StoreError> {
-        self.put(DEVICES, row.name.as_str(), row.encode()?.as_slice())?;
+        DEVICES.put(self, row.name.as_str(), row)?;
         match row.revoked_at_us {
             None => self.put(DEVICE_TOKENS, row.token_hash.as_slice(), row.name.as_str()),
             Some(_) => self.remove(DEVICE_TOKENS, row.token_hash.as_slice()),
@@ -590,27 +568,17 @@ impl WriteTx {
     }
 
     pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
-        let t = self.txn.open_table(USERS)?;
-        let row = t
-            .get(key)?
-            .map(|v| UserRow::decode(v.value()))
-            .transpose()?;
-        Ok(row)
+        USERS.get(self, key)
     }
 
     /// Stores a user under its lower-cased username.
     pub fn put_user(&mut self, row: &UserRow) -> Result<(), StoreError> {
         let key = row.username.to_ascii_lowercase();
-        self.put(USERS, key.as_str(), row.encode()?.as_slice())
+        USERS.put(self, key.as_str(), row)
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
-        let t = self.txn.open_table(SESSIONS)?;
-        let row = t
-            .get(id)?
-            .map(|v| SessionRow::decode(v.value()))
-            .transpose()?;
-        Ok(row)
+        SESSIONS.get(self, id)
     }
 
     /// The session a refresh token (by hash) was ever issued for.
@@ -622,7 +590,7 @@ impl WriteTx {
 
     /// Stores a session and records its current refresh token.
     pub fn put_session(&mut self, row: &SessionRow) -> Result<(), StoreError> {
-        self.put(SESSIONS, row.id.as_str(), row.encode()?.as_slice())?;
+        SESSIONS.put(self, row.id.as_str(), row)?;
         self.put(
             REFRESH_TOKENS,
             row.current_refresh.as_slice(),

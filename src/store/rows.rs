@@ -174,3 +174,19 @@ impl SessionRow {
         from_versioned_json(b, "session")
     }
 }
+
+/// The account and device rows as typed-table rows (their encodings are above).
+macro_rules! row {
+    ($($t:ty),*) => {$(
+        impl super::table::Row for $t {
+            fn encode(&self) -> Result<Vec<u8>, StoreError> {
+                <$t>::encode(self)
+            }
+
+            fn decode(b: &[u8]) -> Result<Self, StoreError> {
+                <$t>::decode(b)
+            }
+        }
+    )*};
+}
+row!(DeviceRow, UserRow, SessionRow);
