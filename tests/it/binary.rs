@@ -2,10 +2,9 @@
 //! configured certificate, SIGKILL under load loses nothing acknowledged, and the CLI is clear.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::process::{Running, command, default_server_section, write_config};
+use crate::process::{Producers, Running, command, default_server_section, write_config};
 use crate::support::Client;
 
 fn stderr_of(args: &[&str]) -> (bool, String) {
@@ -203,31 +202,12 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         let server = Running::start(&cfg);
         let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
         let client = Client::new(server.addr, &ca);
-        let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
-        let mut producers = Vec::new();
-        for p in 0..6 {
-            let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
-            producers.push(tokio::spawn(async move {
-                for i in 0.. {
-                    let msg = format!("round {round} producer {p} event {i}");
-                    let Some(res) = client.try_event(&token, &msg).await else {
-                        return;
-                    };
-                    if res.status == 201 {
-                        let seq = res.json()["seq"].as_u64().unwrap();
-                        acked.lock().unwrap().push((seq, msg));
-                    }
-                }
-            }));
-        }
+        let producers = Producers::start(&client, &token, &format!("round {round}"), 6);
         tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
         let mut server = server;
         server.child.kill().unwrap(); // SIGKILL
         server.child.wait().unwrap();
-        for p in producers {
-            p.await.unwrap();
-        }
-        let acked = acked.lock().unwrap().clone();
+        let acked = producers.acknowledged().await;
         acked_total += acked.len();
 
         // Every acknowledged entry is there, whole, with its content.

@@ -3,11 +3,10 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::lazyfs::{Lazyfs, binary};
-use crate::process::{Running, command, default_server_section};
+use crate::process::{Producers, Running, command, default_server_section};
 use crate::support::Client;
 
 fn errno(e: &std::io::Error) -> Option<i32> {
@@ -133,36 +132,17 @@ async fn power_cuts_under_load_lose_nothing_acknowledged() {
         let server = Running::start(&cfg);
         let ca = std::fs::read_to_string(mnt.join("state/tls/ca.crt")).unwrap();
         let client = Client::new(server.addr, &ca);
-        let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
-        let mut producers = Vec::new();
-        for p in 0..6 {
-            let (client, token, acked) = (client.clone(), token.clone(), acked.clone());
-            producers.push(tokio::spawn(async move {
-                for i in 0.. {
-                    let msg = format!("cycle {cycle} producer {p} event {i}");
-                    let Some(res) = client.try_event(&token, &msg).await else {
-                        return;
-                    };
-                    if res.status == 201 {
-                        let seq = res.json()["seq"].as_u64().unwrap();
-                        acked.lock().unwrap().push((seq, msg));
-                    }
-                }
-            }));
-        }
+        let producers = Producers::start(&client, &token, &format!("cycle {cycle}"), 6);
         tokio::time::sleep(Duration::from_millis(300 + random_below(900))).await;
         // The power goes: unsynced writes are gone, and so is the process.
         let cut = fs.ctl(if cycle % 2 == 0 { "cut" } else { "cut torn" });
         let mut server = server;
         server.child.kill().unwrap();
         server.child.wait().unwrap();
-        for p in producers {
-            p.await.unwrap();
-        }
+        let acked = producers.acknowledged().await;
         drop(fs);
         fs = Lazyfs::mount_slow(&bin, &backing, &mnt, SYNC_DELAY_MS);
 
-        let acked = acked.lock().unwrap().clone();
         let lost = check(&cfg, &acked, &mut tally);
         eprintln!(
             "cycle {cycle}: {} acknowledged, {lost} lost; lazyfs: {cut}",

@@ -156,3 +156,44 @@ pub fn skip(why: &str) -> bool {
     eprintln!("SKIPPED (set up by .ci/run; in CI, with CI=true, this is a failure): {why}");
     true
 }
+
+/// Producers that publish events to a real server as fast as it acknowledges them, until it goes
+/// away; what was acknowledged is kept as (seq, message). The SIGKILL and power-cut tests share it.
+pub struct Producers {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Producers {
+    /// Starts `n` producers; their messages are `<label> producer <p> event <i>`.
+    pub fn start(client: &crate::support::Client, token: &str, label: &str, n: usize) -> Self {
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..n)
+            .map(|p| {
+                let (client, token, acked) = (client.clone(), token.to_string(), acked.clone());
+                let label = label.to_string();
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let msg = format!("{label} producer {p} event {i}");
+                        let Some(res) = client.try_event(&token, &msg).await else {
+                            return;
+                        };
+                        if res.status == 201 {
+                            let seq = res.json()["seq"].as_u64().unwrap();
+                            acked.lock().unwrap().push((seq, msg));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { acked, tasks }
+    }
+
+    /// Waits for every producer to stop (the server is gone) and hands back what was acknowledged.
+    pub async fn acknowledged(self) -> Vec<(u64, String)> {
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
