@@ -420,6 +420,13 @@ impl Writer {
                 tx.views().clear_dirty();
                 match job.run(&mut tx) {
                     Ok(()) => {}
+                    // A malformed row or a failed encoding is this job's problem, not the
+                    // store's: roll back and rerun the batch without it, as for a refusal.
+                    Err(AppendError::Storage(e)) if e.fault() == Fault::Bug => {
+                        tracing::error!(error = %e, "a job failed on a malformed row; refused alone");
+                        dirty_reject = Some((i, SubmitError::from(e)));
+                        break;
+                    }
                     Err(AppendError::Storage(e)) => {
                         storage_error = Some(e);
                         break;

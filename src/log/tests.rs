@@ -189,3 +189,34 @@ async fn two_logs_side_by_side_keep_separate_chains() {
     north.close().await;
     south.close().await;
 }
+
+#[tokio::test]
+async fn a_job_failing_on_a_malformed_row_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let (release, held) = hold_writer(&log).await;
+    let good = tokio::spawn({
+        let log = log.clone();
+        async move { log.submit(|tx| tx.append(event(1))).await }
+    });
+    let bad = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.submit(|tx| {
+                tx.append(event(2))?;
+                Err::<u64, _>(crate::store::StoreError::Malformed { what: "test row" }.into())
+            })
+            .await
+        }
+    });
+    while log.queue_depth() < 2 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    held.await.unwrap();
+    assert_eq!(good.await.unwrap().unwrap(), 1, "the innocent job commits");
+    assert!(matches!(bad.await.unwrap(), Err(SubmitError::Storage(_))));
+    assert!(!log.storage_degraded(), "a bad row is not a storage fault");
+    assert_eq!(log.head(&log.read().unwrap()).unwrap(), 1);
+    log.close().await;
+}
