@@ -317,9 +317,19 @@ pub enum ListError {
     },
 }
 
+/// A page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub events: Vec<StoredEvent>,
+    /// Set when the scan stopped at its bound before `limit` events matched: continue with
+    /// `after = next` (oldest first) or `before = next` (newest first).
+    pub next: Option<u64>,
+}
+
 /// Events matching `q`, through the event indexes: cost follows the events read, never the size
-/// of the log around them.
-pub fn list(log: &Log, q: &Query) -> Result<Vec<StoredEvent>, ListError> {
+/// of the log around them. At most [`SCAN_LIMIT`] index rows are read; `Page::next` says where
+/// to go on.
+pub fn list(log: &Log, q: &Query) -> Result<Page, ListError> {
     let rtx = log.read()?;
     let index = match (&q.source, &q.event_type, q.since_us, q.until_us) {
         (Some(s), _, _, _) => EventIndex::Source(s.clone()),
@@ -337,7 +347,9 @@ pub fn list(log: &Log, q: &Query) -> Result<Vec<StoredEvent>, ListError> {
         limit: SCAN_LIMIT,
     };
     let mut out = Vec::new();
-    for seq in rtx.event_seqs(&index, range)? {
+    let seqs = rtx.event_seqs(&index, range)?;
+    let full_scan = seqs.len() >= SCAN_LIMIT;
+    for &seq in &seqs {
         let Some(e) = log.entry(&rtx, seq)? else {
             continue;
         };
@@ -356,11 +368,19 @@ pub fn list(log: &Log, q: &Query) -> Result<Vec<StoredEvent>, ListError> {
                 body,
             });
             if out.len() >= q.limit {
-                break;
+                return Ok(Page {
+                    events: out,
+                    next: None,
+                });
             }
         }
     }
-    Ok(out)
+    let next = if full_scan {
+        seqs.last().copied()
+    } else {
+        None
+    };
+    Ok(Page { events: out, next })
 }
 
 /// Index rows one backfill job writes; a job is one commit, so the writer is never held long.

@@ -48,7 +48,11 @@ async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() 
             },
         )
         .unwrap();
-        let messages: Vec<_> = found.iter().map(|e| e.body.event.message.clone()).collect();
+        let messages: Vec<_> = found
+            .events
+            .iter()
+            .map(|e| e.body.event.message.clone())
+            .collect();
         assert_eq!(
             messages,
             [1, 2, 3].map(|n| format!("v{version} {n}")),
@@ -61,4 +65,51 @@ async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() 
         let report = crate::log::verify(&store, &site, &key).unwrap();
         assert!(report.ok(), "from v{version}: {:?}", report.problem);
     }
+}
+
+/// A query whose index holds more than one scan's worth of non-matching rows says where to go on,
+/// and following `next` finds the match.
+#[tokio::test]
+async fn a_listing_past_its_scan_bound_returns_a_cursor_that_finds_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let total = super::SCAN_LIMIT as u64 + 5;
+    log.submit(move |tx| {
+        for n in 1..=total {
+            let kind = if n == total {
+                "valve.stuck"
+            } else {
+                "pressure.ok"
+            };
+            let body = serde_json::json!({
+                "by": "device:pump-7", "source": "pump-7", "type": kind,
+                "severity": "info", "message": format!("e{n}"), "attributes": {}
+            });
+            let seq = tx.append(NewEntry::json(
+                "event",
+                "events/pump-7",
+                &Author::device("pump-7"),
+                &body,
+            )?)?;
+            let ts = tx.now_us();
+            tx.views().put_event_index(seq, ts, "pump-7", kind)?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let mut q = super::Query {
+        source: Some("pump-7".into()),
+        event_type: Some("valve.stuck".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let first = super::list(&log, &q).unwrap();
+    assert!(first.events.is_empty());
+    q.after = first.next.expect("a cursor after a full scan");
+    let second = super::list(&log, &q).unwrap();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.events[0].body.event.message, format!("e{total}"));
+    assert_eq!(second.next, None);
+    log.close().await;
 }

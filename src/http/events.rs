@@ -116,6 +116,10 @@ pub enum Order {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventList {
     pub events: Vec<StoredEvent>,
+    /// Present when the scan stopped at its bound (20,000 index rows) before `limit` events
+    /// matched: ask again with `after` (or, newest first, `before`) set to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// Events through the event indexes, oldest first unless `order=desc`; any signed-in role may
@@ -136,10 +140,13 @@ pub async fn list(
         until_us: q.until_us,
         limit: q.limit.unwrap_or(100).clamp(1, 500),
     };
-    let events = events::list(state.log(), &query).map_err(|e| match e {
+    let page = events::list(state.log(), &query).map_err(|e| match e {
         events::ListError::Store(s) => ApiError::from(s),
         events::ListError::Submit(s) => ApiError::from(s),
         other => ApiError::internal(&other),
     })?;
-    Ok(Json(EventList { events }))
+    Ok(Json(EventList {
+        events: page.events,
+        next: page.next,
+    }))
 }

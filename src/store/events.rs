@@ -101,21 +101,20 @@ impl ReadTx {
                 if from_us > to_us {
                     return Ok(out);
                 }
+                // `ts` never decreases along the log, so a time window is a seq window: find its
+                // two ends in the time index, then read the seq index between them.
                 let t = self.txn.open_table(EVENT_TIMES)?;
-                // `limit` bounds the rows read here too, not only the rows kept.
-                let mut read = 0usize;
-                walk(
-                    t.range((*from_us, 0)..=(*to_us, u64::MAX))?,
-                    r.newest_first,
-                    |(k, _)| {
-                        read += 1;
-                        let seq = k.value().1;
-                        if (r.lo..=r.hi).contains(&seq) {
-                            out.push(seq);
-                        }
-                        read < r.limit
-                    },
-                )?;
+                let first = t.range((*from_us, 0)..)?.next().transpose()?;
+                let last = t.range(..=(*to_us, u64::MAX))?.next_back().transpose()?;
+                let (Some((first, _)), Some((last, _))) = (first, last) else {
+                    return Ok(out);
+                };
+                let window = EventRange {
+                    lo: r.lo.max(first.value().1),
+                    hi: r.hi.min(last.value().1),
+                    ..r
+                };
+                return self.event_seqs(&EventIndex::All, window);
             }
         }
         Ok(out)
