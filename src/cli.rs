@@ -103,6 +103,21 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List security events (failed sign-ins, lockouts, sessions), newest first. Server stopped.
+    Log {
+        /// A kind (auth.login_failed) or a prefix (auth.*).
+        #[arg(long, default_value = "auth.*")]
+        kind: String,
+        /// Only entries with a greater seq.
+        #[arg(long)]
+        since: Option<u64>,
+        /// At most this many (1-1000, default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +299,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli, Vec::new())?;
             audit_verify(&config, *json)
         }
+        Command::Audit {
+            command:
+                AuditCommand::Log {
+                    kind,
+                    since,
+                    limit,
+                    json,
+                },
+        } => crate::audit_log::run(&load_config(&cli, Vec::new())?, kind, *since, *limit, *json),
         Command::User { command } => {
             let config = load_config(&cli, Vec::new())?;
             crate::telemetry::init("warn");

@@ -121,9 +121,14 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     let std_stream = stream.into_inner().into_std()?;
     std_stream.set_nonblocking(false)?;
     let log = state.log().clone();
+    let state_dir = state.state_dir().to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let mut out = BufWriter::with_capacity(256 << 10, std_stream);
-        log.store().write_backup(&mut out, log.now_us())
+        let files = crate::site_files::collect(&state_dir, |aad, b| log.seal_view(aad, b))
+            .map_err(std::io::Error::other)?;
+        log.store()
+            .write_backup(&mut out, log.now_us(), &files)
+            .map_err(std::io::Error::other)
     })
     .await;
     match result {
@@ -131,7 +136,7 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
             tracing::info!(head = ?m.chain_head.map(|h| h.seq), "backup streamed");
             Ok(())
         }
-        Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+        Ok(Err(e)) => Err(e),
         Err(e) => Err(std::io::Error::other(e.to_string())),
     }
 }

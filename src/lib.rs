@@ -2,6 +2,7 @@
 //! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
 
 pub mod audience;
+pub mod audit_log;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod site_files;
 pub mod state;
 pub mod store;
 pub mod supervisor;

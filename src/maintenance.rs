@@ -74,9 +74,12 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
                 bail!("no store at {} and no server running", path.display());
             }
             let store = Store::open(&path, config.storage.cache_mib << 20)?;
+            let key =
+                bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse)?;
             store.write_backup(
                 &mut out,
                 crate::clock::Clock::now_us(&crate::clock::SystemClock),
+                &crate::site_files::collect(&state_dir, |aad, b| key.seal_bytes(aad, b))?,
             )?;
             "the store (server stopped)"
         }
@@ -102,7 +105,7 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
     println!("backup written to {} from {via}", file.display());
     println!("{}", describe(&manifest));
     println!(
-        "the data key is not in the backup: keep it separately (see docs/deployment.md, \"Backup and restore\")"
+        "the site CA and keys are in the backup sealed under the data key; the data key is not: keep it offline (see docs/operations.md, \"Backup and restore\")"
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -129,6 +132,12 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
         Err(bootstrap::BootstrapError::NoKey(_)) => None,
         Err(e) => return Err(e.into()),
     };
+    if key.is_none() && manifest.format >= 2 {
+        bail!(
+            "no data key in {}: the backup carries the site CA and keys sealed under the data key; put the backup's key in place (data.key, data_key_file or the data-key credential) first",
+            state_dir.display()
+        );
+    }
     if let (Some(k), Some(fp)) = (&key, &manifest.data_key_fingerprint) {
         if &hex::encode(k.fingerprint()) != fp {
             bail!(
@@ -149,14 +158,34 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
     }
     let staging = state_dir.join(format!("{STORE_FILE}.restoring"));
     let _ = std::fs::remove_file(&staging);
-    let restored = backup::restore(&mut BufReader::new(std::fs::File::open(file)?), &staging)?;
+    let backup::Restored {
+        manifest: restored,
+        files,
+    } = backup::restore(&mut BufReader::new(std::fs::File::open(file)?), &staging)?;
     // Bring an older schema up to date now, so a failure shows here and not at the next start.
     drop(Store::open(&staging, 1 << 20)?);
+    let suffix = format!(
+        "before-restore-{}",
+        crate::clock::Clock::now_us(&crate::clock::SystemClock)
+    );
+    if let Some(k) = &key {
+        match crate::site_files::restore(&state_dir, k, &files, &suffix) {
+            Ok(names) if !names.is_empty() => {
+                println!(
+                    "restored {} (0600) into {}",
+                    names.join(", "),
+                    state_dir.display()
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(&staging);
+                return Err(e.into());
+            }
+        }
+    }
     if dest.exists() {
-        let aside = state_dir.join(format!(
-            "{STORE_FILE}.before-restore-{}",
-            crate::clock::Clock::now_us(&crate::clock::SystemClock)
-        ));
+        let aside = state_dir.join(format!("{STORE_FILE}.{suffix}"));
         std::fs::rename(&dest, &aside)?;
         println!("the previous store is kept as {}", aside.display());
     }

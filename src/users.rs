@@ -18,6 +18,7 @@ pub const KIND_PASSWORD_CHANGED: &str = "user.password_changed";
 pub const KIND_PASSWORD_RESET: &str = "user.password_reset";
 pub const KIND_ROLE_CHANGED: &str = "user.role_changed";
 pub const KIND_STATUS_CHANGED: &str = "user.status_changed";
+pub const KIND_REJECTED: &str = "user.rejected";
 /// Name of the first admin account.
 pub const FIRST_ADMIN: &str = "admin";
 /// File in the state directory that receives the first admin's one-time password.
@@ -205,6 +206,45 @@ pub async fn set_status(
         Ok(())
     })
     .await
+}
+
+/// Rejects a pending registration: the row is deleted (the name is free again) and the
+/// rejection is logged. Only a pending account can be rejected.
+pub async fn reject(log: &Log, username: &str, by: &Author) -> Result<(), SubmitError> {
+    let k = key(username);
+    let by = by.clone();
+    log.submit(move |tx| {
+        let Some(row) = tx.views().user(&k)? else {
+            return Err(Rejection::not_found("no_such_user", "no user with this name").into());
+        };
+        if row.status != UserStatus::Pending {
+            return Err(Rejection::conflict(
+                "not_pending",
+                "this account is not waiting for approval",
+            )
+            .into());
+        }
+        let body = Changed {
+            username: &row.username,
+            role: None,
+            status: None,
+        };
+        let entry = NewEntry::json(KIND_REJECTED, STREAM, &by, &body)?;
+        tx.views().remove_user(&k)?;
+        tx.append(entry)?;
+        Ok(())
+    })
+    .await
+}
+
+/// How many registrations wait for an admin.
+pub fn pending_count(log: &Log) -> Result<usize, StoreError> {
+    let mut n = 0;
+    log.read()?.scan_users(|u| {
+        n += usize::from(u.status == UserStatus::Pending);
+        true
+    })?;
+    Ok(n)
 }
 
 /// Sets a new password hash. `one_time` marks it for change at next sign-in (admin resets).

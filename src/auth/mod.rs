@@ -1,6 +1,7 @@
 //! Identity for people: password hashing, access and refresh tokens, sessions and throttling.
 //! Users themselves (the rows and their rules) live in `users`; this module never talks HTTP.
 
+pub mod audit;
 pub mod password;
 pub mod sessions;
 pub mod throttle;
@@ -31,6 +32,8 @@ pub struct Auth {
     /// Failures of one username from anywhere: high, so it slows a distributed attack without
     /// locking the real user out.
     pub by_user: Throttle,
+    /// The first admin's one-time password file; removed once that password is changed.
+    pub first_admin_password_file: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,7 @@ impl Auth {
             by_user_addr: Throttle::new(after, max, THROTTLE_CAPACITY),
             by_addr: Throttle::new(after.saturating_mul(4), max, THROTTLE_CAPACITY),
             by_user: Throttle::new(after.saturating_mul(20), max.min(60), THROTTLE_CAPACITY),
+            first_admin_password_file: state_dir.join(crate::users::ADMIN_PASSWORD_FILE),
         })
     }
 }

@@ -252,8 +252,23 @@ pub fn check_policy(password: &str, username: &str) -> Result<(), Rejection> {
             "this password is too common or too easy to guess",
         ));
     }
+    // A strength estimate catches what a list cannot: `password1234`, keyboard walks, dates.
+    // Only for passwords short enough to estimate quickly; a long one passed the length rule.
+    if password.len() <= MAX_ESTIMATED
+        && u8::from(zxcvbn::zxcvbn(password, &[username, "plantwire"]).score()) < MIN_SCORE
+    {
+        return Err(Rejection::invalid(
+            "weak_password",
+            "this password is too easy to guess; use a few unrelated words or more characters",
+        ));
+    }
     Ok(())
 }
+
+/// The lowest zxcvbn score (0-4) accepted: 3 means "safely unguessable" (about 10^10 guesses).
+const MIN_SCORE: u8 = 3;
+/// Passwords longer than this skip the estimate (its cost grows with the length).
+const MAX_ESTIMATED: usize = 100;
 
 #[cfg(test)]
 mod tests {
@@ -267,6 +282,15 @@ mod tests {
         assert!(check_policy("qwertyuiop", "bob").is_err());
         assert!(check_policy("operator-of-the-year", "operator-of-the-year").is_err());
         assert!(check_policy("valve 7 is sticky again", "bob").is_ok());
+    }
+
+    #[test]
+    fn policy_uses_a_strength_estimate() {
+        let weak = check_policy("password1234", "bob").unwrap_err();
+        assert_eq!(weak.code, "weak_password");
+        assert!(check_policy("bobbobbob2024", "bob").is_err());
+        assert!(check_policy("qwerty123456", "bob").is_err());
+        assert!(check_policy("pump room 4 smells of oil", "bob").is_ok());
     }
 
     #[tokio::test]

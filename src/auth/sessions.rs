@@ -20,6 +20,9 @@ pub const KIND_LOGIN_FAILED: &str = "auth.login_failed";
 pub const KIND_LOCKOUT: &str = "auth.lockout";
 pub const KIND_REFRESH_REUSE: &str = "auth.refresh_reuse";
 pub const KIND_LOGOUT: &str = "auth.logout";
+pub const KIND_SESSION_ENDED: &str = "auth.session_ended";
+/// At most this many sessions are listed for one user.
+pub const MAX_LISTED_SESSIONS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -110,7 +113,17 @@ pub async fn login(
         (&auth.by_addr, addr.as_str()),
         (&auth.by_user, k.as_str()),
     ] {
-        t.check(key, now).map_err(AuthError::Throttled)?;
+        if let Err(secs) = t.check(key, now) {
+            let shown: String = username.chars().take(64).collect();
+            tracing::warn!(
+                event = KIND_LOCKOUT,
+                username = ?shown,
+                from = %addr,
+                lockout_secs = secs,
+                "sign-in refused: locked out"
+            );
+            return Err(AuthError::Throttled(secs));
+        }
     }
     let user = log.read()?.user(&k)?;
     let ok = auth
@@ -125,6 +138,23 @@ pub async fn login(
         ];
         let lockout = waits.into_iter().flatten().max();
         let shown: String = username.chars().take(64).collect();
+        // For fail2ban or a SIEM: fixed message, the facts in fields (the username quoted and
+        // escaped, since it is whatever the client sent).
+        tracing::warn!(
+            event = KIND_LOGIN_FAILED,
+            username = ?shown,
+            from = %addr,
+            "sign-in failed"
+        );
+        if let Some(secs) = lockout {
+            tracing::warn!(
+                event = KIND_LOCKOUT,
+                username = ?shown,
+                from = %addr,
+                lockout_secs = secs,
+                "sign-in locked out"
+            );
+        }
         let mut entries = vec![entry(
             KIND_LOGIN_FAILED,
             &Author::Anonymous,
@@ -395,14 +425,16 @@ pub fn check_session(log: &Log, claims: &AccessClaims) -> Result<UserRow, AuthEr
 /// The user (lower-cased) whose sessions `e` may have ended: sign-out, a reused refresh token, or
 /// a change of status, role or password. Live sockets re-check their session when they see one.
 pub fn may_end_sessions_of(e: &crate::log::Entry) -> Option<String> {
-    let relevant = matches!(e.kind.as_str(), KIND_LOGOUT | KIND_REFRESH_REUSE)
-        || matches!(
-            e.kind.as_str(),
-            users::KIND_STATUS_CHANGED
-                | users::KIND_ROLE_CHANGED
-                | users::KIND_PASSWORD_CHANGED
-                | users::KIND_PASSWORD_RESET
-        );
+    let relevant = matches!(
+        e.kind.as_str(),
+        KIND_LOGOUT | KIND_REFRESH_REUSE | KIND_SESSION_ENDED
+    ) || matches!(
+        e.kind.as_str(),
+        users::KIND_STATUS_CHANGED
+            | users::KIND_ROLE_CHANGED
+            | users::KIND_PASSWORD_CHANGED
+            | users::KIND_PASSWORD_RESET
+    );
     if !relevant {
         return None;
     }
@@ -440,5 +472,75 @@ pub async fn change_password(
     let hash = auth.hasher.hash(new).await?;
     let by = Author::User(users::key(&user.username));
     let updated = users::set_password_hash(log, &user.username, hash, false, &by).await?;
+    if users::key(&user.username) == users::FIRST_ADMIN {
+        forget_first_password(&auth.first_admin_password_file);
+    }
     open_session(log, auth, &updated, from).await
+}
+
+/// The one-time password in the file no longer works: remove the file so it cannot mislead.
+fn forget_first_password(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(file = %path.display(), "removed the first admin's one-time password file")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove the one-time password file")
+        }
+    }
+}
+
+/// The open sessions of `username` (neither ended nor expired), newest first, at most
+/// [`MAX_LISTED_SESSIONS`]. A scan of the sessions table: it holds one row per sign-in.
+pub fn open_sessions(log: &Log, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+    let k = users::key(username);
+    let now = log.now_us();
+    let mut out = Vec::new();
+    log.read()?.scan_sessions(|s| {
+        if s.user == k && s.revoked_at_us.is_none() && s.expires_at_us >= now {
+            out.push(s);
+        }
+        true
+    })?;
+    out.sort_by_key(|s| std::cmp::Reverse(s.created_at_us));
+    out.truncate(MAX_LISTED_SESSIONS);
+    Ok(out)
+}
+
+/// Ends one session of `username` (an admin's or the user's own decision): its tokens stop
+/// working at once and live sockets close. Unknown, foreign or already ended: `no_such_session`.
+pub async fn end_session(
+    log: &Log,
+    username: &str,
+    session_id: &str,
+    by: &Author,
+) -> Result<(), SubmitError> {
+    let k = users::key(username);
+    let sid = session_id.to_string();
+    let e = NewEntry::json(
+        KIND_SESSION_ENDED,
+        STREAM,
+        by,
+        &SessionEvent {
+            username: &k,
+            session: session_id,
+            from: None,
+        },
+    )?;
+    log.submit(move |tx| {
+        let now = tx.now_us();
+        match tx.views().session(&sid)? {
+            Some(mut s) if s.user == k && s.revoked_at_us.is_none() && s.expires_at_us >= now => {
+                s.revoked_at_us = Some(now);
+                tx.views().put_session(&s)?;
+                tx.append(e.clone())?;
+                Ok(())
+            }
+            _ => {
+                Err(Rejection::not_found("no_such_session", "no open session with this id").into())
+            }
+        }
+    })
+    .await
 }

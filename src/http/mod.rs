@@ -1,6 +1,7 @@
 //! The HTTP surface: every route in one table with its access level (an explicit public
 //! allow-list; everything else needs credentials), and the layers every response passes through.
 
+mod accounts;
 mod attachments;
 mod auth;
 mod contacts;
@@ -125,6 +126,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             post(auth::password),
         ),
+        r(
+            Method::GET,
+            "/api/v1/auth/sessions",
+            User,
+            get(accounts::own_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/auth/sessions/{id}",
+            User,
+            delete(accounts::end_own_session),
+        ),
         r(Method::GET, "/api/v1/events", User, get(events::list)),
         r(
             Method::POST,
@@ -156,6 +169,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/users/{username}/approve",
             User,
             post(users::admin_approve),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/users/{username}/reject",
+            User,
+            post(accounts::admin_reject),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/users/{username}/sessions",
+            User,
+            get(accounts::admin_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/admin/users/{username}/sessions/{id}",
+            User,
+            delete(accounts::admin_end_session),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/summary",
+            User,
+            get(accounts::admin_summary),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/audit",
+            User,
+            get(accounts::admin_audit),
         ),
         r(
             Method::POST,

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    attachments, auth, contacts, conversations, events, health, messages, metrics, presence, users,
-    ws,
+    accounts, attachments, auth, contacts, conversations, events, health, messages, metrics,
+    presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -38,6 +38,13 @@ use super::{
         users::admin_enable,
         users::admin_role,
         users::admin_reset_password,
+        accounts::admin_reject,
+        accounts::admin_summary,
+        accounts::admin_sessions,
+        accounts::admin_end_session,
+        accounts::admin_audit,
+        accounts::own_sessions,
+        accounts::end_own_session,
         conversations::list,
         conversations::create,
         conversations::open_direct,

@@ -1,11 +1,14 @@
 //! Backups: every table copied row by row from one read transaction (a consistent snapshot that
 //! never blocks the writer), and restore into a new file. Sealed bodies stay sealed; no key inside.
 //!
-//! Format v1, all integers big-endian:
-//!   "PWBACKUP" | format u32 (=1) | manifest length u32 | manifest (JSON, `Manifest`)
+//! Format v2, all integers big-endian:
+//!   "PWBACKUP" | format u32 (=2) | manifest length u32 | manifest (JSON, `Manifest`)
+//!   then file count u16, per file: name len u32 | name (UTF-8) | sealed len u32 | sealed bytes
+//!     (state-dir files such as the site CA, sealed by the caller; this layer only carries bytes)
 //!   then per row: 0x01 | table index u16 (into manifest.tables) | key len u32 | key | value len u32 | value
 //!   then 0x00 | row count u64 | SHA-256 of every byte before it ([32]).
 //! Tables are written whole, one after the other, in the order of `manifest.tables`.
+//! Format v1 is v2 without the file section; it is still read.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,7 +23,13 @@ use serde::{Deserialize, Serialize};
 use super::*;
 
 const MAGIC: &[u8; 8] = b"PWBACKUP";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// The first format, without the file section: still restored.
+const FORMAT_V1: u32 = 1;
+/// At most this many files, each name and sealed body bounded.
+const MAX_FILES: u16 = 64;
+const MAX_FILE_NAME: u32 = 256;
+const MAX_FILE: u32 = 1 << 20;
 const ROW: u8 = 1;
 const END: u8 = 0;
 /// No stored key or value comes near this; a larger length means a damaged file.
@@ -33,7 +42,9 @@ const RESTORE_CHUNK: usize = 50_000;
 pub enum BackupError {
     #[error("not a plantwire backup (bad magic)")]
     NotABackup,
-    #[error("backup format {0} is not supported by this build (it reads format {FORMAT})")]
+    #[error(
+        "backup format {0} is not supported by this build (it reads formats {FORMAT_V1} and {FORMAT})"
+    )]
     Format(u32),
     #[error(
         "the backup has schema version {found}, newer than this build supports ({supported}); use a newer plantwire"
@@ -86,6 +97,21 @@ pub struct Manifest {
     /// Hex of the data key's fingerprint (never the key): which key the backup needs.
     pub data_key_fingerprint: Option<String>,
     pub tables: Vec<String>,
+}
+
+/// A state-dir file carried in a backup: its path relative to the state dir and its bytes, sealed
+/// by the caller under the data key (this layer never sees a key or clear text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    pub name: String,
+    pub sealed: Vec<u8>,
+}
+
+/// What a restore brought back: the manifest and the carried files, still sealed.
+#[derive(Debug)]
+pub struct Restored {
+    pub manifest: Manifest,
+    pub files: Vec<BackupFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,8 +215,14 @@ fn dump<K: Key + 'static, V: Value + 'static>(
 
 impl Store {
     /// Writes a backup of everything committed when it starts, from one read transaction: the
-    /// writer goes on committing meanwhile, and none of that enters the backup.
-    pub fn write_backup(&self, out: &mut dyn Write, now_us: i64) -> Result<Manifest, BackupError> {
+    /// writer goes on committing meanwhile, and none of that enters the backup. `files` (already
+    /// sealed) are written after the manifest.
+    pub fn write_backup(
+        &self,
+        out: &mut dyn Write,
+        now_us: i64,
+        files: &[BackupFile],
+    ) -> Result<Manifest, BackupError> {
         let rtx = self.db()?.begin_read()?;
         let names = table_names();
         for t in rtx.list_tables()? {
@@ -243,6 +275,7 @@ impl Store {
         w.put(&FORMAT.to_be_bytes())?;
         w.put(&(json.len() as u32).to_be_bytes())?;
         w.put(&json)?;
+        write_files(&mut w, files)?;
         dump_all(&rtx, &mut w)?;
         w.put(&[END])?;
         let rows = w.rows.to_be_bytes();
@@ -255,6 +288,44 @@ impl Store {
         w.out.flush().map_err(BackupError::Io)?;
         Ok(manifest)
     }
+}
+
+fn write_files(w: &mut RowWriter<'_>, files: &[BackupFile]) -> Result<(), BackupError> {
+    let count = u16::try_from(files.len())
+        .ok()
+        .filter(|n| *n <= MAX_FILES)
+        .ok_or(BackupError::Corrupt("too many files to carry"))?;
+    w.put(&count.to_be_bytes())?;
+    for f in files {
+        let name = f.name.as_bytes();
+        if name.len() > MAX_FILE_NAME as usize || f.sealed.len() > MAX_FILE as usize {
+            return Err(BackupError::RowTooLarge(f.name.clone()));
+        }
+        w.put(&(name.len() as u32).to_be_bytes())?;
+        w.put(name)?;
+        w.put(&(f.sealed.len() as u32).to_be_bytes())?;
+        w.put(&f.sealed)?;
+    }
+    Ok(())
+}
+
+/// The file section of a format-2 backup (none in format 1).
+fn read_files(r: &mut HashingReader<'_>, format: u32) -> Result<Vec<BackupFile>, BackupError> {
+    if format == FORMAT_V1 {
+        return Ok(Vec::new());
+    }
+    let count = r.u16()?;
+    if count > MAX_FILES {
+        return Err(BackupError::Corrupt("too many carried files"));
+    }
+    let mut files = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let name = String::from_utf8(r.field(MAX_FILE_NAME)?)
+            .map_err(|_| BackupError::Corrupt("a carried file name is not UTF-8"))?;
+        let sealed = r.field(MAX_FILE)?;
+        files.push(BackupFile { name, sealed });
+    }
+    Ok(files)
 }
 
 /// Reads while hashing.
@@ -305,15 +376,15 @@ impl HashingReader<'_> {
     }
 }
 
-/// Reads the header and manifest; refuses other formats and newer schemas.
-fn read_header(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
+/// Reads the header, manifest and carried files; refuses other formats and newer schemas.
+fn read_header(r: &mut HashingReader<'_>) -> Result<(Manifest, Vec<BackupFile>), BackupError> {
     let mut magic = [0u8; 8];
     r.exact(&mut magic).map_err(|_| BackupError::NotABackup)?;
     if &magic != MAGIC {
         return Err(BackupError::NotABackup);
     }
     let format = r.u32()?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_V1 {
         return Err(BackupError::Format(format));
     }
     let json = r.field(MAX_MANIFEST)?;
@@ -328,7 +399,8 @@ fn read_header(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
     if let Some(t) = manifest.tables.iter().find(|t| !known.contains(t)) {
         return Err(BackupError::UnknownTable(t.clone()));
     }
-    Ok(manifest)
+    let files = read_files(r, format)?;
+    Ok((manifest, files))
 }
 
 /// Reads only the manifest (no checksum check).
@@ -337,6 +409,7 @@ pub fn read_manifest(input: &mut dyn Read) -> Result<Manifest, BackupError> {
         input,
         hash: Context::new(&SHA256),
     })
+    .map(|(m, _)| m)
 }
 
 struct RowReader<'a> {
@@ -382,7 +455,7 @@ pub fn verify(input: &mut dyn Read) -> Result<Manifest, BackupError> {
         input,
         hash: Context::new(&SHA256),
     };
-    let manifest = read_header(&mut hr)?;
+    let (manifest, _) = read_header(&mut hr)?;
     let mut rows = RowReader {
         input: hr,
         tables: manifest.tables.clone(),
@@ -452,7 +525,8 @@ fn load<K: Key + 'static, V: Value + 'static>(
 
 /// Restores a backup into a new store file at `dest`, which must not exist. The checksum is
 /// checked at the end; on any failure the partial file is removed and nothing else is touched.
-pub fn restore(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupError> {
+/// The carried files come back still sealed, for the caller to open and place.
+pub fn restore(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupError> {
     if dest.exists() {
         return Err(BackupError::Exists(dest.to_path_buf()));
     }
@@ -463,12 +537,12 @@ pub fn restore(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupErro
     result
 }
 
-fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupError> {
+fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupError> {
     let mut hr = HashingReader {
         input,
         hash: Context::new(&SHA256),
     };
-    let manifest = read_header(&mut hr)?;
+    let (manifest, files) = read_header(&mut hr)?;
     let db = Database::create(dest).map_err(|e| BackupError::Store(StoreError::from(e)))?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -494,5 +568,54 @@ fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Manifest, BackupErr
     wtx.set_durability(Durability::Immediate)
         .map_err(|e| BackupError::Store(StoreError::Redb(Box::new(e.into()))))?;
     wtx.commit()?;
-    Ok(manifest)
+    Ok(Restored { manifest, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256(b: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(aws_lc_rs::digest::digest(&SHA256, b).as_ref());
+        out
+    }
+
+    #[test]
+    fn carried_files_round_trip_and_format_1_is_still_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.redb"), 1 << 20).unwrap();
+        let files = vec![BackupFile {
+            name: "tls/ca.key".into(),
+            sealed: b"sealed bytes".to_vec(),
+        }];
+        let mut v2 = Vec::new();
+        store.write_backup(&mut v2, 7, &files).unwrap();
+        let restored = restore(&mut v2.as_slice(), &dir.path().join("b.redb")).unwrap();
+        assert_eq!(restored.manifest.format, FORMAT);
+        assert_eq!(restored.files, files);
+
+        // The same backup as format 1 wrote it: no file section, format 1, its own checksum.
+        let mut none = Vec::new();
+        store.write_backup(&mut none, 7, &[]).unwrap();
+        let manifest_len = u32::from_be_bytes(none[12..16].try_into().unwrap()) as usize;
+        let files_at = 16 + manifest_len;
+        assert_eq!(&none[files_at..files_at + 2], &[0, 0]);
+        let mut v1 = none[..files_at].to_vec();
+        v1[8..12].copy_from_slice(&FORMAT_V1.to_be_bytes());
+        v1.extend_from_slice(&none[files_at + 2..none.len() - 32]);
+        let sum = sha256(&v1);
+        v1.extend_from_slice(&sum);
+        verify(&mut v1.as_slice()).unwrap();
+        let old = restore(&mut v1.as_slice(), &dir.path().join("c.redb")).unwrap();
+        assert!(old.files.is_empty());
+        assert_eq!(old.manifest.site, restored.manifest.site);
+        // An unknown format is refused.
+        let mut v3 = v1.clone();
+        v3[8..12].copy_from_slice(&3u32.to_be_bytes());
+        assert!(matches!(
+            read_manifest(&mut v3.as_slice()),
+            Err(BackupError::Format(3))
+        ));
+    }
 }

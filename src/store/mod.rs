@@ -492,6 +492,37 @@ impl ReadTx {
         SESSIONS.get(self, id)
     }
 
+    /// Seqs of `stream` with `after < seq <= to`, newest first, at most `limit`.
+    pub fn stream_seqs_newest(
+        &self,
+        stream: &str,
+        after: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        if after >= to {
+            return Ok(out);
+        }
+        let t = self.txn.open_table(STREAM_INDEX)?;
+        for row in t.range((stream, after + 1)..=(stream, to))?.rev() {
+            let (k, _) = row?;
+            out.push(k.value().1);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Visits every session (all users, ended ones included) until `visit` returns false.
+    pub fn scan_sessions(
+        &self,
+        mut visit: impl FnMut(SessionRow) -> bool,
+    ) -> Result<(), StoreError> {
+        SESSIONS.range::<&str>(self, .., |_, s| visit(s))
+    }
+
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let mut out = Vec::new();
         DEVICES.range::<&str>(self, .., |_, d| {
@@ -575,6 +606,11 @@ impl WriteTx {
     pub fn put_user(&mut self, row: &UserRow) -> Result<(), StoreError> {
         let key = row.username.to_ascii_lowercase();
         USERS.put(self, key.as_str(), row)
+    }
+
+    /// Deletes a user row (a rejected registration); `key` is the lower-cased username.
+    pub fn remove_user(&mut self, key: &str) -> Result<(), StoreError> {
+        self.remove(USERS.def(), key)
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {

@@ -58,6 +58,10 @@ fn stdout(cmd: &mut Command) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(pw_has_artifacts),
+    ignore = "needs the release artifacts of packaging/build.sh (CI runs it)"
+)]
 fn release_binaries_are_static_executables() {
     for target in TARGETS {
         let Some(bin) = binary(target) else { continue };
@@ -153,11 +157,19 @@ async fn serve_a_login_under(qemu: &str, target: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_qemu_aarch64),
+    ignore = "needs qemu-aarch64-static and the aarch64 artifact (CI runs it)"
+)]
 async fn aarch64_binary_serves_a_login_under_qemu() {
     serve_a_login_under("qemu-aarch64-static", "aarch64-unknown-linux-musl").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_qemu_arm),
+    ignore = "needs qemu-arm-static and the armv7 artifact (CI runs it)"
+)]
 async fn armv7_binary_serves_a_login_under_qemu() {
     serve_a_login_under("qemu-arm-static", "armv7-unknown-linux-gnueabihf").await;
 }
@@ -167,6 +179,10 @@ fn deb_name(arch: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(pw_has_artifacts),
+    ignore = "needs the packages of packaging/build.sh --package (CI runs it)"
+)]
 fn debs_install_into_a_scratch_root_with_files_where_they_belong() {
     for arch in ["amd64", "arm64", "armhf"] {
         let Some(deb) = dist_file(&deb_name(arch)) else {
@@ -233,6 +249,10 @@ fn debs_install_into_a_scratch_root_with_files_where_they_belong() {
 }
 
 #[test]
+#[cfg_attr(
+    not(pw_has_artifacts),
+    ignore = "needs the packages of packaging/build.sh --package (CI runs it)"
+)]
 fn tarballs_hold_binary_unit_config_man_page_and_readme() {
     for target in TARGETS {
         let name = format!("plantwire-{}-{target}", env!("CARGO_PKG_VERSION"));

@@ -535,6 +535,10 @@ async fn first_admin_must_change_the_one_time_password() {
     )
     .await;
     assert_eq!(res.status, 200);
+    assert!(
+        !file.exists(),
+        "the spent one-time password's file is removed"
+    );
     let new_access = res.json()["access_token"].as_str().unwrap().to_string();
     assert_eq!(
         me(&c, &access).await.status,

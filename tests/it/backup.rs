@@ -110,16 +110,38 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
             .any(|w| w == key.trim().as_bytes())
     );
 
+    // The site CA key and the JWT key travel sealed: never in clear.
+    for secret in ["state/tls/ca.key", "state/jwt-signing.key"] {
+        let clear = std::fs::read(dir.path().join(secret)).unwrap();
+        assert!(
+            !bytes.windows(40).any(|w| clear.windows(40).any(|c| c == w)),
+            "{secret} in clear in the backup"
+        );
+    }
+
     // Restore into an empty state dir on "another machine": same site, key brought separately.
     let other = tempfile::tempdir().unwrap();
     let cfg2 = write_config(other.path(), default_server_section());
     let c2 = cfg2.to_str().unwrap();
+    // Without the data key the sealed CA cannot come back: refused, nothing written.
     let (ok, out) = run(&["restore", file.to_str().unwrap(), "--config", c2]);
-    assert!(ok, "{out}");
-    assert!(out.contains("no data key here yet"), "{out}");
+    assert!(
+        !ok && out.contains("put the backup's key in place"),
+        "{out}"
+    );
+    assert!(!other.path().join("state/plantwire.redb").exists());
     let key_path = other.path().join("state/data.key");
     std::fs::write(&key_path, &key).unwrap();
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out) = run(&["restore", file.to_str().unwrap(), "--config", c2]);
+    assert!(ok, "{out}");
+    for name in plantwire::site_files::CARRIED {
+        let a = std::fs::read(dir.path().join("state").join(name)).unwrap();
+        let p = other.path().join("state").join(name);
+        assert_eq!(a, std::fs::read(&p).unwrap(), "{name} restored");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
     let (ok, out) = run(&["audit", "verify", "--json", "--config", c2]);
     assert!(ok, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -146,10 +168,17 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
     drop(rtx);
     drop(store);
 
-    // A restored store serves: the device registered before the backup still publishes.
+    // A restored store serves: the device registered before the backup still publishes, over
+    // TLS pinned to the old gateway's CA (the fingerprint is unchanged).
     let server = Running::start(&cfg2);
     let ca2 = std::fs::read_to_string(other.path().join("state/tls/ca.crt")).unwrap();
-    let res = Client::new(server.addr, &ca2)
+    assert_eq!(ca2, ca, "the site CA is the one backed up");
+    assert!(
+        !server.log_text().contains("created the site CA"),
+        "{}",
+        server.log_text()
+    );
+    let res = Client::new(server.addr, &ca)
         .event(&token, "after restore")
         .await;
     assert_eq!(res.status, 201);
@@ -189,6 +218,10 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
         let cfg2 = write_config(target.path(), default_server_section());
         let f = target.path().join("x.pwbackup");
         std::fs::write(&f, bytes).unwrap();
+        // The backup's key is in place, so what refuses is the damage.
+        std::fs::create_dir_all(target.path().join("state")).unwrap();
+        let key = target.path().join("state/data.key");
+        std::fs::copy(dir.path().join("state/data.key"), &key).unwrap();
         let (ok, out) = run(&[
             "restore",
             f.to_str().unwrap(),

@@ -10,6 +10,7 @@ fn curl_available() -> bool {
 }
 
 #[tokio::test]
+#[cfg_attr(not(pw_has_curl), ignore = "needs curl (CI runs it)")]
 async fn curl_over_http2_reads_every_early_refusal() {
     if !curl_available() {
         assert!(!in_ci(), "curl is required in CI");

@@ -9,6 +9,7 @@ mod lazyfs;
 mod process;
 mod support;
 
+mod accounts;
 mod artifacts;
 mod auth;
 mod backup;

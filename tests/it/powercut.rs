@@ -18,6 +18,10 @@ const ENOSPC: i32 = 28;
 const SYNC_DELAY_MS: u64 = 5;
 
 #[test]
+#[cfg_attr(
+    not(pw_has_fuse),
+    ignore = "needs root, /dev/fuse and fusermount3 for lazyfs (CI runs it)"
+)]
 fn lazyfs_drops_what_was_not_synced_and_keeps_what_was() {
     let Some(bin) = binary() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -105,6 +109,10 @@ fn cycles() -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_fuse),
+    ignore = "needs root, /dev/fuse and fusermount3 for lazyfs (CI runs it)"
+)]
 async fn power_cuts_under_load_lose_nothing_acknowledged() {
     let Some(bin) = binary() else { return };
     let dir = tempfile::tempdir().unwrap();

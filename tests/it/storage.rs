@@ -63,6 +63,7 @@ fn fill(path: &Path) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(pw_has_tmpfs), ignore = "needs root to mount a tmpfs (CI runs it)")]
 async fn a_full_disk_is_answered_with_stable_codes_and_recovered_from_without_a_restart() {
     let fs = match Tmpfs::mount(24) {
         Ok(fs) => fs,

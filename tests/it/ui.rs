@@ -98,6 +98,10 @@ async fn users(server: &TestServer) -> (Api, Api, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
 async fn two_operators_chat_live_in_real_browsers() {
     let Some((driver_bin, browser_bin)) = find_browser() else {
         return;
@@ -340,6 +344,10 @@ async fn two_operators_chat_live_in_real_browsers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
 async fn a_message_typed_while_the_server_is_down_arrives_once_after_restart() {
     let Some((driver_bin, browser_bin)) = find_browser() else {
         return;
@@ -416,6 +424,10 @@ async fn a_message_typed_while_the_server_is_down_arrives_once_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
 async fn first_sign_in_forces_a_new_password_and_an_expired_access_cookie_is_refreshed() {
     let Some((driver_bin, browser_bin)) = find_browser() else {
         return;
