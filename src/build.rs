@@ -34,7 +34,7 @@ fn main() {
     ] {
         println!("cargo::rerun-if-env-changed={var}");
     }
-    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=src/build.rs");
     // A tool installed into a directory already on PATH changes that directory's mtime.
     for dir in path_dirs().iter().filter(|d| d.is_dir()) {
         println!("cargo::rerun-if-changed={}", dir.display());
