@@ -10,7 +10,7 @@ use crate::auth::password::{self, HashError, check_policy};
 use crate::config::Registration;
 use crate::error::Rejection;
 use crate::log::{Author, Log, NewEntry, SubmitError};
-use crate::store::{Role, StoreError, UserRow, UserStatus};
+use crate::store::{Role, StoreError, UserRow, UserStatus, WriteTx};
 
 pub const STREAM: &str = "admin/users";
 pub const KIND_CREATED: &str = "user.created";
@@ -157,7 +157,15 @@ async fn update(
         let Some(mut row) = tx.views().user(&k)? else {
             return Err(Rejection::not_found("no_such_user", "no user with this name").into());
         };
+        let was_admin = is_active_admin(&row);
         change(&mut row)?;
+        if was_admin && !is_active_admin(&row) && !other_active_admin(tx.views(), &k)? {
+            return Err(Rejection::conflict(
+                "last_admin",
+                "this is the last active admin; make another account admin first (or use `plantwire user reset-admin`)",
+            )
+            .into());
+        }
         if bump {
             row.auth_version += 1;
         }
@@ -172,6 +180,20 @@ async fn update(
         Ok(row)
     })
     .await
+}
+
+fn is_active_admin(u: &UserRow) -> bool {
+    u.role == Role::Admin && u.status == UserStatus::Active
+}
+
+/// Whether an active admin other than `except` (a username key) exists.
+fn other_active_admin(views: &WriteTx, except: &str) -> Result<bool, StoreError> {
+    let mut found = false;
+    views.scan_users(|u| {
+        found = is_active_admin(&u) && key(&u.username) != except;
+        !found
+    })?;
+    Ok(found)
 }
 
 pub async fn set_role(
@@ -202,6 +224,21 @@ pub async fn set_status(
             ));
         }
         row.status = status;
+        Ok(())
+    })
+    .await
+}
+
+/// Approves a registration request (pending → active); any other account is `not_pending`.
+pub async fn approve(log: &Log, username: &str, by: &Author) -> Result<UserRow, SubmitError> {
+    update(log, username, by, KIND_STATUS_CHANGED, true, move |row| {
+        if row.status != UserStatus::Pending {
+            return Err(Rejection::conflict(
+                "not_pending",
+                "this account is not waiting for approval",
+            ));
+        }
+        row.status = UserStatus::Active;
         Ok(())
     })
     .await

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    attachments, auth, contacts, conversations, events, health, messages, metrics, presence, users,
-    ws,
+    attachments, auth, contacts, conversations, devices, events, health, messages, metrics,
+    presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -38,6 +38,9 @@ use super::{
         users::admin_enable,
         users::admin_role,
         users::admin_reset_password,
+        devices::list,
+        devices::add,
+        devices::revoke,
         conversations::list,
         conversations::create,
         conversations::open_direct,
