@@ -38,6 +38,7 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), default_server_section());
     let c = cfg.to_str().unwrap();
+    crate::process::init(&cfg);
     let (ok, out) = run(&["device", "add", "pump", "--config", c]);
     assert!(ok, "{out}");
     let token = out.lines().last().unwrap().trim().to_string();
@@ -178,6 +179,7 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), default_server_section());
     let c = cfg.to_str().unwrap();
+    crate::process::init(&cfg);
     assert!(run(&["device", "add", "pump", "--config", c]).0);
     let file = dir.path().join("b.pwbackup");
     let (ok, out) = run(&["backup", file.to_str().unwrap(), "--config", c]);

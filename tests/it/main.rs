@@ -9,6 +9,8 @@ mod lazyfs;
 mod process;
 mod support;
 
+mod admin_api;
+mod admin_cli;
 mod artifacts;
 mod auth;
 mod backup;
