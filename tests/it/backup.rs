@@ -41,7 +41,12 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
     crate::process::init(&cfg);
     let (ok, out) = run(&["device", "add", "pump", "--config", c]);
     assert!(ok, "{out}");
-    let token = out.lines().last().unwrap().trim().to_string();
+    let token = out
+        .lines()
+        .find(|l| l.starts_with(plantwire::devices::TOKEN_PREFIX))
+        .unwrap()
+        .trim()
+        .to_string();
 
     let server = Running::start(&cfg);
     let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
@@ -121,9 +126,12 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
     let key_path = other.path().join("state/data.key");
     std::fs::write(&key_path, &key).unwrap();
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (ok, out) = run(&["audit", "verify", "--json", "--config", c2]);
-    assert!(ok, "{out}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let out = command(&["audit", "verify", "--json", "--config", c2])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The JSON is all of stdout; which store was used goes to stderr.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["first_seq"], 1);
     assert_eq!(report["last_seq"], head);
     assert_eq!(report["head"], m.chain_head.as_ref().unwrap().hash.as_str());
