@@ -72,7 +72,7 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             out.stdout = render_config(ctx.config);
             Ok(())
         }
-        Request::AuditVerify { json } => return audit_verify(ctx, *json),
+        Request::AuditVerify { json } => return verify_live(ctx.log, *json, ctx.online),
     };
     if let Err(e) = result {
         let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
@@ -124,13 +124,15 @@ pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
     out
 }
 
-fn audit_verify(ctx: &Ctx<'_>, json: bool) -> Outcome {
-    let report = match ctx.log.verify() {
+/// `audit verify` on an open log: one read snapshot. Blocking (it walks the whole log): the
+/// control socket runs it off the async workers.
+pub fn verify_live(log: &Log, json: bool, online: bool) -> Outcome {
+    let report = match log.verify() {
         Ok(r) => r,
         Err(e) => return Outcome::error(EXIT_CANNOT_OPEN, &e),
     };
     let mut out = render_verify(&report, json);
-    if ctx.online {
+    if online {
         out.stderr.push_str(
             "plantwire: verified a snapshot of the running store; the page-checksum check needs the store to itself and was skipped (stop the server for the full check)\n",
         );

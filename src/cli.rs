@@ -269,6 +269,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backup { file } => {
             let config = load_config(&cli, Vec::new())?;
+            eprintln!(
+                "plantwire: using the state directory {} ({})",
+                config.state_dir().display(),
+                origin(&cli, &config)
+            );
             crate::telemetry::init("warn");
             crate::maintenance::backup(&config, file)
         }
@@ -411,7 +416,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }),
         Err(e) => tracing::warn!(
             error = %e,
-            "control socket unavailable; `plantwire backup` needs it while serving"
+            "control socket unavailable; admin commands and `plantwire backup` need it while serving"
         ),
     }
     let shutdown = async move {

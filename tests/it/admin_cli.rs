@@ -245,3 +245,47 @@ fn the_last_admin_cannot_be_demoted_or_disabled_and_approve_wants_a_pending_user
     assert!(err.contains("not waiting for approval"), "{err}");
     assert!(!out.contains("approved"), "{out}");
 }
+
+/// Another user (not root, not the service's) is told which path it cannot read and what to do,
+/// with exit code 3, not "no store". Needs root to switch users; elsewhere it cannot be set up.
+#[test]
+fn a_user_without_access_is_told_the_path_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    // The effective uid, from the proc filesystem.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root && crate::process::skip("switching to `nobody` needs root") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = cheap_config(dir.path());
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    init(&cfg);
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        crate::process::BIN,
+        "audit",
+        "verify",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    crate::process::clean(&mut c);
+    let o = c.current_dir(dir.path()).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    // The control socket is the first thing it tries; it names it.
+    let socket = dir
+        .path()
+        .join("state")
+        .join(plantwire::control::SOCKET_FILE);
+    assert!(err.contains(&socket.display().to_string()), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("run as root or the plantwire user"), "{err}");
+    assert!(!err.contains("no plantwire store"), "{err}");
+}
