@@ -2,20 +2,23 @@
 //! the same domain functions as the server; when the server holds the store they say so.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
+use crate::admin::{Ctx, EXIT_CANNOT_OPEN, EXIT_FAILED, EXIT_USAGE, Outcome, Request};
+use crate::bootstrap::STORE_FILE;
 use crate::clock::SystemClock;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Overrides};
 use crate::control::ControlSocket;
 use crate::discovery::Announcer;
-use crate::log::{Author, Log};
+use crate::log::Author;
 use crate::state::AppState;
-use crate::store::{Role, UserStatus};
+use crate::store::Role;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,12 +55,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Manage devices (machines that publish events). Works with the server stopped.
+    /// Create the state directory, data key and store (as the first `serve` would), then stop.
+    Init,
+    /// Manage devices (machines that publish events); through the running server when it runs.
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
     },
-    /// Manage people's accounts. Works with the server stopped.
+    /// Manage people's accounts; through the running server when it runs.
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -92,12 +97,17 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Load every layer, validate, and print the effective configuration.
-    Check,
+    Check {
+        /// Print the configuration the running server uses instead (through its control socket).
+        #[arg(long)]
+        running: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the log from the oldest kept entry: decrypt, re-hash, check links; exit 1 on a problem.
+    /// Walk the log from the oldest kept entry: decrypt, re-hash, check links. Exit 0 ok,
+    /// 1 chain or store damaged, 2 usage error, 3 cannot open the store.
     Verify {
         /// Print the report as JSON.
         #[arg(long)]
@@ -120,7 +130,8 @@ pub enum AuditCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeviceCommand {
     /// Register a device and print its API token (shown only once).
     Add { name: String },
@@ -130,7 +141,8 @@ pub enum DeviceCommand {
     Revoke { name: String },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UserCommand {
     /// Create an active account with a one-time password (printed once).
     Add {
@@ -160,7 +172,8 @@ pub enum UserCommand {
     ResetAdmin,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CliRole {
     Viewer,
     Operator,
@@ -271,6 +284,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backup { file } => {
             let config = load_config(&cli, Vec::new())?;
+            eprintln!(
+                "plantwire: using the state directory {} ({})",
+                config.state_dir().display(),
+                origin(&cli, &config)
+            );
             crate::telemetry::init("warn");
             crate::maintenance::backup(&config, file)
         }
@@ -279,26 +297,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::telemetry::init("warn");
             crate::maintenance::restore(&config, file, *force)
         }
+        Command::Init => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            runtime()?.block_on(init(config))
+        }
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { running: false },
         } => {
             let config = load_config(&cli, Vec::new())?;
-            let mut shown = config.clone();
-            if shown.storage.data_key.is_some() {
-                shown.storage.data_key = Some("<redacted>".into());
-            }
-            println!(
-                "# configuration is valid\n{}",
-                toml::to_string_pretty(&shown)?
-            );
+            print!("{}", crate::admin::render_config(&config));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config {
+            command: ConfigCommand::Check { running: true },
+        } => Ok(admin(&cli, Request::ConfigCheck)),
         Command::Audit {
             command: AuditCommand::Verify { json },
-        } => {
-            let config = load_config(&cli, Vec::new())?;
-            audit_verify(&config, *json)
-        }
+        } => Ok(admin(&cli, Request::AuditVerify { json: *json })),
         Command::Audit {
             command:
                 AuditCommand::Log {
@@ -308,16 +324,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => crate::audit_log::run(&load_config(&cli, Vec::new())?, kind, *since, *limit, *json),
-        Command::User { command } => {
-            let config = load_config(&cli, Vec::new())?;
-            crate::telemetry::init("warn");
-            runtime()?.block_on(user(config, command))
-        }
-        Command::Device { command } => {
-            let config = load_config(&cli, Vec::new())?;
-            crate::telemetry::init("warn");
-            runtime()?.block_on(device(config, command))
-        }
+        Command::User { command } => Ok(admin(
+            &cli,
+            Request::User {
+                user: command.clone(),
+            },
+        )),
+        Command::Device { command } => Ok(admin(
+            &cli,
+            Request::Device {
+                device: command.clone(),
+            },
+        )),
         Command::Bench {
             command:
                 BenchCommand::Append {
@@ -422,7 +440,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }),
         Err(e) => tracing::warn!(
             error = %e,
-            "control socket unavailable; `plantwire backup` needs it while serving"
+            "control socket unavailable; admin commands and `plantwire backup` need it while serving"
         ),
     }
     let shutdown = async move {
@@ -435,164 +453,162 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let (mut store, key, site) = crate::state::open_offline(config)?;
-    let integrity = store.check_integrity();
-    let mut report = crate::log::verify(&store, &site, &key)?;
-    if report.problem.is_none() {
-        let damaged = match integrity {
-            Ok(true) => None,
-            Ok(false) => Some("page checksums did not verify".to_string()),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(detail) = damaged {
-            report.problem = Some(crate::log::Problem::StoreDamaged { detail });
-        }
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("site:    {}", report.site);
-        println!("entries: {}", report.entries);
-        if let (Some(first), Some(last)) = (report.first_seq, report.last_seq) {
-            println!("range:   {first}..={last}");
-        }
-        if let Some(head) = &report.head {
-            println!("head:    {head}");
-        }
-        match &report.problem {
-            None => println!("result:  OK, the chain verifies"),
-            Some(p) => println!("result:  FAILED: {p}"),
-        }
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// The site's log for an offline admin command, with its writer running.
-fn open_admin_log(config: &Config) -> anyhow::Result<Log> {
+/// `plantwire init`: what the first `serve` creates (state directory, data key, store), no more.
+async fn init(config: Config) -> anyhow::Result<ExitCode> {
+    let state_dir = config.state_dir();
+    let path = state_dir.join(STORE_FILE);
+    let existed = path.exists();
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    Ok(crate::state::open_log(
-        config,
-        Arc::new(SystemClock),
-        metrics,
-    )?)
+    let log = crate::state::open_log(&config, Arc::new(SystemClock), metrics)?;
+    log.close().await;
+    if existed {
+        println!(
+            "a store exists already at {}; nothing changed",
+            path.display()
+        );
+    } else {
+        println!(
+            "created the store {} for site {}; the first `plantwire serve` creates the admin account",
+            path.display(),
+            config.site()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn device(config: Config, command: &DeviceCommand) -> anyhow::Result<ExitCode> {
-    let log = open_admin_log(&config)?;
-    let by = Author::Cli(whoami());
-    let result = match command {
-        DeviceCommand::Add { name } => {
-            crate::devices::add(&log, name, &by)
-                .await
-                .map(|(_, token)| {
-                    println!("device {name} added; its API token (shown only now):\n{token}");
-                })
-        }
-        DeviceCommand::Revoke { name } => crate::devices::revoke(&log, name, &by)
-            .await
-            .map(|_| println!("device {name} revoked")),
-        DeviceCommand::List => {
-            for d in crate::devices::list(&log)? {
-                let status = if d.revoked_at_us.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!("{}\t{}\tcreated by {}", d.name, status, d.created_by);
-            }
-            Ok(())
+/// Why the CLI uses the state directory it uses, for the "using the store" line and refusals.
+fn origin(cli: &Cli, config: &Config) -> String {
+    let file = match &cli.config {
+        Some(p) => Some(p.display().to_string()),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(DEFAULT_CONFIG_PATH.to_string()),
+        None => None,
+    };
+    if cli.state_dir.is_some() {
+        return "from --state-dir".into();
+    }
+    if config.state_dir.is_some() {
+        return match file {
+            Some(f) => format!("state_dir in {f} or PLANTWIRE_STATE_DIR"),
+            None => "from PLANTWIRE_STATE_DIR".into(),
+        };
+    }
+    let no_file = match file {
+        Some(f) => format!("{f} sets no state_dir"),
+        None => format!("no --config and no {DEFAULT_CONFIG_PATH}"),
+    };
+    if std::env::var_os("STATE_DIRECTORY").is_some_and(|v| !v.is_empty()) {
+        return format!("from $STATE_DIRECTORY; {no_file}");
+    }
+    if config.state_dir() == Path::new(DEFAULT_STATE_DIR) {
+        return format!("the packaged default; {no_file}");
+    }
+    format!("the default for a run from this directory; {no_file}, and no {DEFAULT_STATE_DIR}")
+}
+
+/// An admin command: through the running server's control socket when one answers, else on the
+/// store directly (never creating one). Says on stderr which store it used.
+fn admin(cli: &Cli, request: Request) -> ExitCode {
+    let config = match load_config(cli, Vec::new()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("plantwire: error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
-    log.close().await;
-    result?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn user(config: Config, command: &UserCommand) -> anyhow::Result<ExitCode> {
-    let log = open_admin_log(&config)?;
     let state_dir = config.state_dir();
-    let auth = crate::auth::Auth::new(&config.auth, &state_dir)?;
-    let by = Author::Cli(whoami());
-    let result = user_command(&log, &auth, &state_dir, command, &by).await;
-    log.close().await;
-    result?;
-    Ok(ExitCode::SUCCESS)
+    let store = state_dir.join(STORE_FILE);
+    let store = std::path::absolute(&store).unwrap_or(store);
+    let why = origin(cli, &config);
+    let outcome = match crate::control::request_admin(&state_dir, &request, &whoami()) {
+        Ok(Some(outcome)) => {
+            eprintln!(
+                "plantwire: using the store {} ({why}) through the running server",
+                store.display()
+            );
+            outcome
+        }
+        Ok(None) if matches!(request, Request::ConfigCheck) => Outcome::error(
+            EXIT_CANNOT_OPEN,
+            &format!(
+                "no server answers on {} ({why})",
+                state_dir.join(crate::control::SOCKET_FILE).display()
+            ),
+        ),
+        Ok(None) => match std::fs::metadata(&store) {
+            Ok(_) => {
+                eprintln!(
+                    "plantwire: using the store {} ({why}); the server is not running",
+                    store.display()
+                );
+                crate::telemetry::init("warn");
+                offline(&config, &request)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::error(
+                EXIT_CANNOT_OPEN,
+                &format!(
+                    "no plantwire store at {} ({why}) and no server running there; nothing was created. \
+                     Point to the service's state with --config or --state-dir, or create a store with `plantwire init`",
+                    store.display()
+                ),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Outcome::error(
+                EXIT_CANNOT_OPEN,
+                &format!(
+                    "cannot read {}: permission denied; run as root or the plantwire user",
+                    store.display()
+                ),
+            ),
+            Err(e) => Outcome::error(
+                EXIT_CANNOT_OPEN,
+                &format!("cannot read {}: {e}", store.display()),
+            ),
+        },
+        Err(e) => Outcome::error(EXIT_CANNOT_OPEN, &e),
+    };
+    print!("{}", outcome.stdout);
+    eprint!("{}", outcome.stderr);
+    ExitCode::from(outcome.code)
 }
 
-async fn user_command(
-    log: &Log,
-    auth: &crate::auth::Auth,
-    state_dir: &std::path::Path,
-    command: &UserCommand,
-    by: &Author,
-) -> anyhow::Result<()> {
-    use crate::users;
-    match command {
-        UserCommand::Add {
-            username,
-            role,
-            display_name,
-        } => {
-            let (otp, hash) = users::one_time_password(auth).await?;
-            users::create(
-                log,
-                users::NewUser {
-                    username: username.clone(),
-                    display_name: display_name.clone().unwrap_or_else(|| username.clone()),
-                    password_hash: hash,
-                    role: (*role).into(),
-                    status: UserStatus::Active,
-                    must_change_password: true,
-                },
-                by,
-            )
-            .await?;
-            println!(
-                "user {username} added; one-time password (change it at first sign-in):\n{otp}"
-            );
-        }
-        UserCommand::List => {
-            for u in users::list(log, None)? {
-                println!(
-                    "{}\t{:?}\t{:?}\t{}",
-                    u.username, u.role, u.status, u.display_name
-                );
+/// Runs an admin command on the stopped server's existing store.
+fn offline(config: &Config, request: &Request) -> Outcome {
+    if let Request::AuditVerify { json } = request {
+        return match crate::state::open_offline(config) {
+            Ok((mut store, key, site)) => {
+                crate::admin::verify_offline(&mut store, &site, &key, *json)
             }
-        }
-        UserCommand::Passwd { username } => {
-            let otp = users::reset_password(log, auth, username, by).await?;
-            println!("new one-time password for {username}:\n{otp}");
-        }
-        UserCommand::Role { username, role } => {
-            users::set_role(log, username, (*role).into(), by).await?;
-            println!("{username} is now {role:?}");
-        }
-        UserCommand::Disable { username } => {
-            users::set_status(log, username, UserStatus::Disabled, by).await?;
-            println!("{username} disabled");
-        }
-        UserCommand::Enable { username } => {
-            users::set_status(log, username, UserStatus::Active, by).await?;
-            println!("{username} enabled");
-        }
-        UserCommand::Approve { username } => {
-            users::set_status(log, username, UserStatus::Active, by).await?;
-            println!("{username} approved");
-        }
-        UserCommand::ResetAdmin => {
-            let otp = users::reset_admin(log, auth, state_dir, by).await?;
-            println!(
-                "admin recovered; one-time password (also in {}):\n{otp}",
-                state_dir.join(users::ADMIN_PASSWORD_FILE).display()
-            );
-        }
+            Err(e) => Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e))),
+        };
     }
-    Ok(())
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return Outcome::error(EXIT_FAILED, &format!("{e:#}")),
+    };
+    rt.block_on(async {
+        let log = match crate::state::open_existing_log(config, Arc::new(SystemClock)) {
+            Ok(log) => log,
+            Err(e) => {
+                return Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e)));
+            }
+        };
+        let state_dir = config.state_dir();
+        let outcome = match crate::auth::Auth::new(&config.auth, &state_dir) {
+            Ok(auth) => {
+                let ctx = Ctx {
+                    log: &log,
+                    auth: &auth,
+                    config,
+                    state_dir: &state_dir,
+                    by: Author::Cli(whoami()),
+                    online: false,
+                };
+                crate::admin::execute(&ctx, request).await
+            }
+            Err(e) => Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e))),
+        };
+        log.close().await;
+        outcome
+    })
 }
 
 fn whoami() -> String {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// Where the config file is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/plantwire/plantwire.toml";
+/// The packaged service's state directory (`StateDirectory=plantwire`), used when it exists.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/plantwire";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -524,7 +526,8 @@ impl Config {
         Ok(())
     }
 
-    /// The state directory after defaults.
+    /// The state directory: `state_dir` (config or `--state-dir`), else systemd's
+    /// `$STATE_DIRECTORY`, else /var/lib/plantwire when it exists, else ./plantwire-data.
     pub fn state_dir(&self) -> PathBuf {
         if let Some(dir) = &self.state_dir {
             return dir.clone();
@@ -535,6 +538,7 @@ impl Config {
                 let s = v.to_string_lossy().into_owned();
                 PathBuf::from(s.split(':').next().unwrap_or_default())
             }
+            _ if Path::new(DEFAULT_STATE_DIR).is_dir() => PathBuf::from(DEFAULT_STATE_DIR),
             _ => PathBuf::from("plantwire-data"),
         }
     }

@@ -1,10 +1,12 @@
 //! The control socket `<state_dir>/control.sock`: local admin requests to the running server
-//! (today: a backup stream). The socket is 0600 in the 0700 state dir and checks the peer's uid.
+//! (backup stream, admin commands). The socket is 0600 in the 0700 state dir and checks the peer's uid.
 //!
-//! Protocol: the client sends one line, `backup v1\n`; the server answers with the backup stream
-//! (format in `store::backup`) and closes, or with one line `error: <reason>\n`.
+//! Protocol (docs/operations.md): the client sends one line. `backup v1\n`: the server answers with
+//! the backup stream (format in `store::backup`) and closes. `admin v1 <JSON>\n`: the server runs
+//! the command and answers one JSON line `{"code","stdout","stderr"}`. A refusal is one line
+//! `error: <reason>\n`.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +16,18 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{Ctx, Outcome, Request};
+use crate::log::Author;
 use crate::state::AppState;
 
 /// File name of the socket in the state directory.
 pub const SOCKET_FILE: &str = "control.sock";
 const BACKUP_REQUEST: &str = "backup v1";
+const ADMIN_PREFIX: &str = "admin v1 ";
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 64 << 10;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +38,25 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot reach the control socket {0}: permission denied; run as root or the plantwire user (sudo plantwire ... or sudo -u plantwire plantwire ...)"
+    )]
+    PermissionDenied(PathBuf),
     #[error("the server refused: {0}")]
     Refused(String),
+    #[error("control socket {path}: the server's answer is not valid: {source}")]
+    BadAnswer {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// An admin command and who asked (the CLI's user name, for the log's author).
+#[derive(Debug, Serialize, Deserialize)]
+struct AdminEnvelope {
+    by: String,
+    request: Request,
 }
 
 /// The listening control socket of a running server.
@@ -104,12 +130,21 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     }
     let mut line = String::new();
     let read = tokio::time::timeout(REQUEST_DEADLINE, async {
-        let mut limited = (&mut stream).take(128);
+        let mut limited = (&mut stream).take(MAX_REQUEST);
         limited.read_line(&mut line).await
     })
     .await;
     if !matches!(read, Ok(Ok(_))) {
         return Ok(());
+    }
+    if let Some(json) = line.trim_end().strip_prefix(ADMIN_PREFIX) {
+        let outcome = match serde_json::from_str::<AdminEnvelope>(json) {
+            Ok(env) => run_admin(&state, uid, env).await,
+            Err(e) => Outcome::error(crate::admin::EXIT_USAGE, &e),
+        };
+        let mut answer = serde_json::to_string(&outcome).map_err(std::io::Error::other)?;
+        answer.push('\n');
+        return stream.get_mut().write_all(answer.as_bytes()).await;
     }
     if line.trim_end() != BACKUP_REQUEST {
         return stream
@@ -141,6 +176,78 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     }
 }
 
+async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
+    tracing::info!(uid, by = %env.by, request = ?env.request, "admin command on the control socket");
+    let ctx = Ctx {
+        log: state.log(),
+        auth: state.auth(),
+        config: state.config(),
+        state_dir: state.state_dir(),
+        by: Author::Cli(env.by),
+        online: true,
+    };
+    crate::admin::execute(&ctx, &env.request).await
+}
+
+/// Connects to the server's control socket; `None` when no server listens there.
+fn connect(path: &Path) -> Result<Option<std::os::unix::net::UnixStream>, ControlError> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(ControlError::PermissionDenied(path.to_path_buf()))
+        }
+        Err(source) => Err(ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Runs `request` in the server running on `state_dir`. `Ok(None)` when no server listens there.
+pub fn request_admin(
+    state_dir: &Path,
+    request: &Request,
+    by: &str,
+) -> Result<Option<Outcome>, ControlError> {
+    let path = state_dir.join(SOCKET_FILE);
+    let Some(stream) = connect(&path)? else {
+        return Ok(None);
+    };
+    let err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let env = AdminEnvelope {
+        by: by.to_string(),
+        request: request.clone(),
+    };
+    let json = serde_json::to_string(&env).map_err(|source| ControlError::BadAnswer {
+        path: path.clone(),
+        source,
+    })?;
+    (&stream)
+        .write_all(format!("{ADMIN_PREFIX}{json}\n").as_bytes())
+        .map_err(err)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(err)?;
+    if let Some(reason) = answer.strip_prefix("error: ") {
+        return Err(ControlError::Refused(reason.trim().to_string()));
+    }
+    serde_json::from_str(&answer)
+        .map(Some)
+        .map_err(|source| ControlError::BadAnswer { path, source })
+}
+
 /// Asks the server running on `state_dir` for a backup and copies it to `out`. `Ok(false)` when
 /// no server listens there.
 pub fn request_backup(state_dir: &Path, out: &mut dyn Write) -> Result<bool, ControlError> {
@@ -149,17 +256,8 @@ pub fn request_backup(state_dir: &Path, out: &mut dyn Write) -> Result<bool, Con
         path: path.clone(),
         source,
     };
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(false);
-        }
-        Err(e) => return Err(err(e)),
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(false);
     };
     stream
         .write_all(format!("{BACKUP_REQUEST}\n").as_bytes())

@@ -1,6 +1,7 @@
 //! plantwire: secure messaging and an append-only, hash-chained event log for plant networks.
 //! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
 
+pub mod admin;
 pub mod audience;
 pub mod audit_log;
 pub mod auth;

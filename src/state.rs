@@ -76,6 +76,25 @@ pub fn open_log(
     )?)
 }
 
+/// Opens an existing store and starts its writer, for offline admin commands: creates nothing
+/// (no state directory, key or store). Must be called inside a Tokio runtime.
+pub fn open_existing_log(config: &Config, clock: Arc<dyn Clock>) -> Result<Log, StartError> {
+    let state_dir = config.state_dir();
+    let path = state_dir.join(STORE_FILE);
+    if !path.exists() {
+        return Err(StartError::NoStore(path));
+    }
+    let key = bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse)?;
+    Ok(Log::open(
+        &path,
+        &config.site(),
+        key,
+        clock,
+        &log_options(config),
+        Arc::new(Metrics::new()),
+    )?)
+}
+
 /// Opens the store without starting a writer, for read-only offline commands (audit verify).
 /// Refuses to create anything: a missing key or store is an error.
 pub fn open_offline(config: &Config) -> Result<(Store, DataKey, Arc<str>), StartError> {

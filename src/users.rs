@@ -10,7 +10,7 @@ use crate::auth::password::{self, HashError, check_policy};
 use crate::config::Registration;
 use crate::error::Rejection;
 use crate::log::{Author, Log, NewEntry, SubmitError};
-use crate::store::{Role, StoreError, UserRow, UserStatus};
+use crate::store::{Role, StoreError, UserRow, UserStatus, WriteTx};
 
 pub const STREAM: &str = "admin/users";
 pub const KIND_CREATED: &str = "user.created";
@@ -158,7 +158,15 @@ async fn update(
         let Some(mut row) = tx.views().user(&k)? else {
             return Err(Rejection::not_found("no_such_user", "no user with this name").into());
         };
+        let was_admin = is_active_admin(&row);
         change(&mut row)?;
+        if was_admin && !is_active_admin(&row) && !other_active_admin(tx.views(), &k)? {
+            return Err(Rejection::conflict(
+                "last_admin",
+                "this is the last active admin; make another account admin first (or use `plantwire user reset-admin`)",
+            )
+            .into());
+        }
         if bump {
             row.auth_version += 1;
         }
@@ -173,6 +181,20 @@ async fn update(
         Ok(row)
     })
     .await
+}
+
+fn is_active_admin(u: &UserRow) -> bool {
+    u.role == Role::Admin && u.status == UserStatus::Active
+}
+
+/// Whether an active admin other than `except` (a username key) exists.
+fn other_active_admin(views: &WriteTx, except: &str) -> Result<bool, StoreError> {
+    let mut found = false;
+    views.scan_users(|u| {
+        found = is_active_admin(&u) && key(&u.username) != except;
+        !found
+    })?;
+    Ok(found)
 }
 
 pub async fn set_role(
@@ -245,6 +267,21 @@ pub fn pending_count(log: &Log) -> Result<usize, StoreError> {
         true
     })?;
     Ok(n)
+}
+
+/// Approves a registration request (pending → active); any other account is `not_pending`.
+pub async fn approve(log: &Log, username: &str, by: &Author) -> Result<UserRow, SubmitError> {
+    update(log, username, by, KIND_STATUS_CHANGED, true, move |row| {
+        if row.status != UserStatus::Pending {
+            return Err(Rejection::conflict(
+                "not_pending",
+                "this account is not waiting for approval",
+            ));
+        }
+        row.status = UserStatus::Active;
+        Ok(())
+    })
+    .await
 }
 
 /// Sets a new password hash. `one_time` marks it for change at next sign-in (admin resets).

@@ -6,6 +6,7 @@ mod attachments;
 mod auth;
 mod contacts;
 mod conversations;
+mod devices;
 mod drain;
 pub mod error;
 mod events;
@@ -223,6 +224,24 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/users/{username}/reset-password",
             User,
             post(users::admin_reset_password),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/devices",
+            User,
+            get(devices::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/devices",
+            User,
+            post(devices::add),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/admin/devices/{name}",
+            User,
+            delete(devices::revoke),
         ),
         // Conversations and messages.
         r(

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, attachments, auth, contacts, conversations, events, health, messages, metrics,
-    presence, users, ws,
+    accounts, attachments, auth, contacts, conversations, devices, events, health, messages,
+    metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -45,6 +45,9 @@ use super::{
         accounts::admin_audit,
         accounts::own_sessions,
         accounts::end_own_session,
+        devices::list,
+        devices::add,
+        devices::revoke,
         conversations::list,
         conversations::create,
         conversations::open_direct,

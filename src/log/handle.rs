@@ -120,6 +120,12 @@ impl Log {
         &self.inner.store
     }
 
+    /// The audit walk over one read snapshot, while writes go on (no page-checksum pass: that
+    /// needs the store to itself).
+    pub fn verify(&self) -> Result<super::verify::VerifyReport, StoreError> {
+        super::verify::verify(&self.inner.store, &self.inner.site, &self.inner.key)
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }

@@ -149,7 +149,7 @@ pub fn table_names() -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "the store {0} is in use by another process (is `plantwire serve` running?); stop it first, or use the running server's API"
+        "the store {0} is in use by another process (is `plantwire serve` running?) and no control socket answered; stop it first"
     )]
     Locked(PathBuf),
     #[error("cannot open the store {path}: {source}")]
@@ -600,6 +600,11 @@ impl WriteTx {
 
     pub fn user(&self, key: &str) -> Result<Option<UserRow>, StoreError> {
         USERS.get(self, key)
+    }
+
+    /// Visits every user in key order until `visit` returns false (inside the write).
+    pub fn scan_users(&self, mut visit: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
+        USERS.range::<&str>(self, .., |_, u| visit(u))
     }
 
     /// Stores a user under its lower-cased username.

@@ -38,9 +38,15 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), default_server_section());
     let c = cfg.to_str().unwrap();
+    crate::process::init(&cfg);
     let (ok, out) = run(&["device", "add", "pump", "--config", c]);
     assert!(ok, "{out}");
-    let token = out.lines().last().unwrap().trim().to_string();
+    let token = out
+        .lines()
+        .find(|l| l.starts_with(plantwire::devices::TOKEN_PREFIX))
+        .unwrap()
+        .trim()
+        .to_string();
 
     let server = Running::start(&cfg);
     let ca = std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap();
@@ -142,9 +148,12 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
-    let (ok, out) = run(&["audit", "verify", "--json", "--config", c2]);
-    assert!(ok, "{out}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let out = command(&["audit", "verify", "--json", "--config", c2])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The JSON is all of stdout; which store was used goes to stderr.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["first_seq"], 1);
     assert_eq!(report["last_seq"], head);
     assert_eq!(report["head"], m.chain_head.as_ref().unwrap().hash.as_str());
@@ -207,6 +216,7 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), default_server_section());
     let c = cfg.to_str().unwrap();
+    crate::process::init(&cfg);
     assert!(run(&["device", "add", "pump", "--config", c]).0);
     let file = dir.path().join("b.pwbackup");
     let (ok, out) = run(&["backup", file.to_str().unwrap(), "--config", c]);

@@ -10,6 +10,8 @@ mod process;
 mod support;
 
 mod accounts;
+mod admin_api;
+mod admin_cli;
 mod artifacts;
 mod auth;
 mod backup;

@@ -128,6 +128,7 @@ async fn power_cuts_under_load_lose_nothing_acknowledged() {
     )
     .unwrap();
     let mut fs = Lazyfs::mount_slow(&bin, &backing, &mnt, SYNC_DELAY_MS);
+    crate::process::init(&cfg);
     let out = command(&["device", "add", "pump", "--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();

@@ -53,6 +53,14 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// `plantwire init` for `config`: admin commands never create a store, so tests make one first.
+pub fn init(config: &Path) {
+    let out = command(&["init", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init: {out:?}");
+}
+
 pub fn default_server_section() -> &'static str {
     "[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
 }

@@ -1,0 +1,258 @@
+//! Admin commands (device, user, audit verify, config check) run against one open log. The offline
+//! CLI and the control socket both call `execute`, so a command prints the same either way.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Auth;
+use crate::cli::{DeviceCommand, UserCommand};
+use crate::config::Config;
+use crate::log::{Author, Log, Problem, VerifyReport};
+use crate::store::{DataKey, Store, UserStatus};
+
+/// Exit code: the command did what was asked (for `audit verify`: the chain verifies).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the command failed; for `audit verify`: the chain or the store is damaged.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad arguments or configuration (clap uses 2 for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the store could not be opened (none there, no key, no permission, in use).
+pub const EXIT_CANNOT_OPEN: u8 = 3;
+
+/// One admin command, as the CLI parsed it; sent as JSON over the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Device { device: DeviceCommand },
+    User { user: UserCommand },
+    AuditVerify { json: bool },
+    ConfigCheck,
+}
+
+/// What a command printed and its exit code.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// A command that could not run: one `plantwire: error:` line and `code`.
+    pub fn error(code: u8, e: &dyn std::fmt::Display) -> Self {
+        Self {
+            code,
+            stdout: String::new(),
+            stderr: format!("plantwire: error: {e}\n"),
+        }
+    }
+}
+
+/// What a command runs against: the site's open log and the process's view of its state.
+pub struct Ctx<'a> {
+    pub log: &'a Log,
+    pub auth: &'a Auth,
+    pub config: &'a Config,
+    pub state_dir: &'a Path,
+    pub by: Author,
+    /// True inside the running server: the store is shared, so the page-checksum pass is skipped.
+    pub online: bool,
+}
+
+/// Runs `req`. Errors become the outcome's stderr and exit code; nothing panics.
+pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
+    let mut out = Outcome::default();
+    let result = match req {
+        Request::Device { device } => device_command(ctx, device, &mut out.stdout).await,
+        Request::User { user } => user_command(ctx, user, &mut out.stdout).await,
+        Request::ConfigCheck => {
+            out.stdout = render_config(ctx.config);
+            Ok(())
+        }
+        Request::AuditVerify { json } => return verify_live(ctx.log, *json, ctx.online),
+    };
+    if let Err(e) = result {
+        let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
+        out.code = EXIT_FAILED;
+    }
+    out
+}
+
+/// `config check`'s report: the effective configuration with the data key redacted.
+pub fn render_config(config: &Config) -> String {
+    let mut shown = config.clone();
+    if shown.storage.data_key.is_some() {
+        shown.storage.data_key = Some("<redacted>".into());
+    }
+    match toml::to_string_pretty(&shown) {
+        Ok(text) => format!("# configuration is valid\n{text}"),
+        Err(e) => format!("# configuration is valid (cannot print it: {e})\n"),
+    }
+}
+
+/// Prints a verify report the same way online and offline; the exit code says what it found.
+pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
+    let mut out = Outcome {
+        code: if report.ok() { EXIT_OK } else { EXIT_FAILED },
+        ..Outcome::default()
+    };
+    let s = &mut out.stdout;
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => {
+                let _ = writeln!(s, "{text}");
+            }
+            Err(e) => return Outcome::error(EXIT_FAILED, &e),
+        }
+        return out;
+    }
+    let _ = writeln!(s, "site:    {}", report.site);
+    let _ = writeln!(s, "entries: {}", report.entries);
+    if let (Some(first), Some(last)) = (report.first_seq, report.last_seq) {
+        let _ = writeln!(s, "range:   {first}..={last}");
+    }
+    if let Some(head) = &report.head {
+        let _ = writeln!(s, "head:    {head}");
+    }
+    let _ = match &report.problem {
+        None => writeln!(s, "result:  OK, the chain verifies"),
+        Some(p) => writeln!(s, "result:  FAILED: {p}"),
+    };
+    out
+}
+
+/// `audit verify` on an open log: one read snapshot. Blocking (it walks the whole log): the
+/// control socket runs it off the async workers.
+pub fn verify_live(log: &Log, json: bool, online: bool) -> Outcome {
+    let report = match log.verify() {
+        Ok(r) => r,
+        Err(e) => return Outcome::error(EXIT_CANNOT_OPEN, &e),
+    };
+    let mut out = render_verify(&report, json);
+    if online {
+        out.stderr.push_str(
+            "plantwire: verified a snapshot of the running store; the page-checksum check needs the store to itself and was skipped (stop the server for the full check)\n",
+        );
+    }
+    out
+}
+
+/// `audit verify` with the store to ourselves: the page checksums first, then the chain.
+pub fn verify_offline(store: &mut Store, site: &Arc<str>, key: &DataKey, json: bool) -> Outcome {
+    let integrity = store.check_integrity();
+    let mut report = match crate::log::verify(store, site, key) {
+        Ok(r) => r,
+        Err(e) => return Outcome::error(EXIT_CANNOT_OPEN, &e),
+    };
+    if report.problem.is_none() {
+        let damaged = match integrity {
+            Ok(true) => None,
+            Ok(false) => Some("page checksums did not verify".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(detail) = damaged {
+            report.problem = Some(Problem::StoreDamaged { detail });
+        }
+    }
+    render_verify(&report, json)
+}
+
+async fn device_command(ctx: &Ctx<'_>, cmd: &DeviceCommand, s: &mut String) -> anyhow::Result<()> {
+    let log = ctx.log;
+    match cmd {
+        DeviceCommand::Add { name } => {
+            let (_, token) = crate::devices::add(log, name, &ctx.by).await?;
+            writeln!(
+                s,
+                "device {name} added; its API token (shown only now):\n{token}"
+            )?;
+        }
+        DeviceCommand::Revoke { name } => {
+            crate::devices::revoke(log, name, &ctx.by).await?;
+            writeln!(s, "device {name} revoked")?;
+        }
+        DeviceCommand::List => {
+            for d in crate::devices::list(log)? {
+                let status = if d.revoked_at_us.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                writeln!(s, "{}\t{}\tcreated by {}", d.name, status, d.created_by)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user_command(ctx: &Ctx<'_>, cmd: &UserCommand, s: &mut String) -> anyhow::Result<()> {
+    use crate::users;
+    let (log, by) = (ctx.log, &ctx.by);
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            display_name,
+        } => {
+            let (otp, hash) = users::one_time_password(ctx.auth).await?;
+            users::create(
+                log,
+                users::NewUser {
+                    username: username.clone(),
+                    display_name: display_name.clone().unwrap_or_else(|| username.clone()),
+                    password_hash: hash,
+                    role: (*role).into(),
+                    status: UserStatus::Active,
+                    must_change_password: true,
+                },
+                by,
+            )
+            .await?;
+            writeln!(
+                s,
+                "user {username} added; one-time password (change it at first sign-in):\n{otp}"
+            )?;
+        }
+        UserCommand::List => {
+            for u in users::list(log, None)? {
+                writeln!(
+                    s,
+                    "{}\t{:?}\t{:?}\t{}",
+                    u.username, u.role, u.status, u.display_name
+                )?;
+            }
+        }
+        UserCommand::Passwd { username } => {
+            let otp = users::reset_password(log, ctx.auth, username, by).await?;
+            writeln!(s, "new one-time password for {username}:\n{otp}")?;
+        }
+        UserCommand::Role { username, role } => {
+            users::set_role(log, username, (*role).into(), by).await?;
+            writeln!(s, "{username} is now {role:?}")?;
+        }
+        UserCommand::Disable { username } => {
+            users::set_status(log, username, UserStatus::Disabled, by).await?;
+            writeln!(s, "{username} disabled")?;
+        }
+        UserCommand::Enable { username } => {
+            users::set_status(log, username, UserStatus::Active, by).await?;
+            writeln!(s, "{username} enabled")?;
+        }
+        UserCommand::Approve { username } => {
+            users::approve(log, username, by).await?;
+            writeln!(s, "{username} approved")?;
+        }
+        UserCommand::ResetAdmin => {
+            let otp = users::reset_admin(log, ctx.auth, ctx.state_dir, by).await?;
+            writeln!(
+                s,
+                "admin recovered; one-time password (also in {}):\n{otp}",
+                ctx.state_dir.join(users::ADMIN_PASSWORD_FILE).display()
+            )?;
+        }
+    }
+    Ok(())
+}
