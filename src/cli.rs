@@ -77,7 +77,12 @@ pub enum Command {
         json: bool,
     },
     /// Write a consistent backup of the store to FILE (through the running server when it runs).
-    Backup { file: PathBuf },
+    Backup {
+        file: PathBuf,
+        /// Replace FILE when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Restore a backup into the state directory (server stopped).
     Restore {
         file: PathBuf,
@@ -216,7 +221,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("plantwire: error: {e:#}");
+            eprintln!("plantwire: error: {}", crate::telemetry::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -254,10 +259,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli, Vec::new())?;
             crate::maintenance::discover(&config, std::time::Duration::from_secs(*timeout), *json)
         }
-        Command::Backup { file } => {
+        Command::Backup { file, force } => {
             let config = load_config(&cli, Vec::new())?;
             crate::telemetry::init("warn");
-            crate::maintenance::backup(&config, file)
+            crate::maintenance::backup(&config, file, *force)
         }
         Command::Restore { file, force } => {
             let config = load_config(&cli, Vec::new())?;
@@ -268,14 +273,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check,
         } => {
             let config = load_config(&cli, Vec::new())?;
-            let mut shown = config.clone();
-            if shown.storage.data_key.is_some() {
-                shown.storage.data_key = Some("<redacted>".into());
-            }
-            println!(
-                "# configuration is valid\n{}",
-                toml::to_string_pretty(&shown)?
-            );
+            let file = Config::file_used(cli.config.as_deref())?;
+            println!("{}", config.check_report(file.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -376,13 +375,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
-    let port = listeners.first().map(|l| l.local_addr()).transpose()?;
-    if let (true, Some(addr)) = (state.config().discovery.enabled, port) {
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let served = crate::discovery::Served::from_bound(&bound);
+    if let (true, Some(served)) = (state.config().discovery.enabled, served) {
         let st = state.clone();
         supervisor.spawn("mdns", move |stop| async move {
             let cfg = &st.config().discovery;
             let fp = st.tls().served_fingerprint();
-            match Announcer::start(cfg, st.log().site(), addr.port(), &fp) {
+            match Announcer::start(cfg, st.log().site(), &served, &fp) {
                 Ok(a) => {
                     stop.cancelled().await;
                     let _ = tokio::task::spawn_blocking(move || a.goodbye()).await;

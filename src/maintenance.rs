@@ -53,7 +53,13 @@ fn describe(m: &Manifest) -> String {
 
 /// `plantwire backup FILE`: through the running server's control socket, else (server stopped)
 /// from the store directly. Written to `FILE.partial`, verified, then renamed; mode 0600.
-pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    if !force && file.exists() {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            file.display()
+        );
+    }
     let state_dir = config.state_dir();
     let partial = PathBuf::from(format!("{}.partial", file.display()));
     let out = std::fs::OpenOptions::new()
