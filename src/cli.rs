@@ -384,7 +384,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let st = state.clone();
         supervisor.spawn("mdns", move |stop| async move {
             let cfg = &st.config().discovery;
-            let fp = st.tls().served_fingerprint();
+            let fp = crate::discovery::Fingerprints {
+                ca: st.tls().ca_fingerprint(),
+                served: st.tls().served_fingerprint(),
+            };
             match Announcer::start(cfg, st.log().site(), &served, &fp) {
                 Ok(a) => {
                     stop.cancelled().await;

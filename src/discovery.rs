@@ -86,6 +86,14 @@ impl Served {
     }
 }
 
+/// The fingerprints announced in TXT: `ca` (the site CA's, the one to compare) and `fp` (the
+/// certificate served now, which changes at each renewal).
+#[derive(Debug, Clone)]
+pub struct Fingerprints {
+    pub ca: Option<String>,
+    pub served: String,
+}
+
 /// The host part of our mDNS names: the host name, reduced to a DNS label.
 fn host_label() -> String {
     let host = gethostname::gethostname().to_string_lossy().to_lowercase();
@@ -125,7 +133,7 @@ impl Announcer {
         cfg: &DiscoveryConfig,
         site: &str,
         served: &Served,
-        fingerprint: &str,
+        fingerprints: &Fingerprints,
     ) -> Result<Self, DiscoveryError> {
         let port = served.port;
         let daemon = ServiceDaemon::new()?;
@@ -134,11 +142,14 @@ impl Announcer {
         daemon.set_ip_check_interval(ADDRESS_CHECK_SECS)?;
         let host = host_label();
         let instance = format!("{site} ({host})");
-        let txt = [
+        let mut txt = vec![
             ("site", site),
             ("version", env!("CARGO_PKG_VERSION")),
-            ("fp", fingerprint),
+            ("fp", fingerprints.served.as_str()),
         ];
+        if let Some(ca) = &fingerprints.ca {
+            txt.push(("ca", ca.as_str()));
+        }
         let mut info = ServiceInfo::new(
             SERVICE_TYPE,
             &instance,
@@ -190,7 +201,10 @@ pub struct Instance {
     pub port: u16,
     pub site: Option<String>,
     pub version: Option<String>,
-    /// SHA-256 of the certificate the instance says it serves; compare before trusting it.
+    /// SHA-256 of the site CA the instance announces (TXT `ca`): the fingerprint to compare
+    /// before trusting it; it stays the same across certificate renewals.
+    pub ca_fingerprint: Option<String>,
+    /// SHA-256 of the certificate the instance says it serves now (TXT `fp`).
     pub fingerprint: Option<String>,
 }
 
@@ -219,6 +233,7 @@ pub fn browse(cfg: &DiscoveryConfig, timeout: Duration) -> Result<Vec<Instance>,
                     port: s.port,
                     site: prop("site"),
                     version: prop("version"),
+                    ca_fingerprint: prop("ca"),
                     fingerprint: prop("fp"),
                 };
                 found.insert(s.fullname.clone(), instance);

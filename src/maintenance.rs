@@ -32,7 +32,14 @@ pub fn discover(config: &Config, timeout: Duration, json: bool) -> anyhow::Resul
         println!("  host:        {}", i.host);
         println!("  addresses:   {}", addrs.join(", "));
         println!("  port:        {}", i.port);
-        println!("  fingerprint: {}", i.fingerprint.as_deref().unwrap_or("?"));
+        println!(
+            "  CA fingerprint (compare this one): {}",
+            i.ca_fingerprint.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  served certificate (changes when renewed): {}",
+            i.fingerprint.as_deref().unwrap_or("?")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -207,6 +207,16 @@ fn announced(v: &Value) -> Vec<String> {
         .collect()
 }
 
+fn ca_fingerprint(pem: &str) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    plantwire::tls::fingerprint(&ca)
+}
+
 fn served_cert_fingerprint(state: &std::path::Path) -> String {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -268,6 +278,9 @@ fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() 
         "{added}"
     );
     assert_eq!(added["txt"]["fp"], fp.as_str(), "{added}");
+    let ca_fp =
+        ca_fingerprint(&std::fs::read_to_string(dir.path().join("state/tls/ca.crt")).unwrap());
+    assert_eq!(added["txt"]["ca"], ca_fp.as_str(), "{added}");
     assert_eq!(
         added["served_fp"],
         fp.as_str(),
@@ -311,6 +324,7 @@ fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() 
         .find(|i| i["site"] == "bin-test")
         .unwrap_or_else(|| panic!("discover did not find it: {found:?}"));
     assert_eq!(me["fingerprint"], fp.as_str());
+    assert_eq!(me["ca_fingerprint"], ca_fp.as_str());
     assert_eq!(me["port"], server.addr.port());
     assert!(
         me["addresses"]
@@ -410,5 +424,10 @@ async fn site_endpoint_shows_the_served_fingerprint_without_signing_in() {
     assert_eq!(v["site"], "test-site");
     assert_eq!(v["fingerprint"], served.as_str());
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // The one to compare: the site CA's, the same as the CA offered at /ca.crt.
+    let ca = String::from_utf8(c.get("/ca.crt").await.body.to_vec()).unwrap();
+    let ca_fp = ca_fingerprint(&ca);
+    assert_eq!(v["ca_fingerprint"], ca_fp.as_str());
+    assert_ne!(ca_fp, served);
     server.stop().await;
 }
