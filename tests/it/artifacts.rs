@@ -221,7 +221,10 @@ fn debs_install_into_a_scratch_root_with_files_where_they_belong() {
         assert_eq!(mode("usr/share/doc/plantwire/README.Debian"), 0o644);
         let readme =
             std::fs::read_to_string(r.join("usr/share/doc/plantwire/README.Debian")).unwrap();
-        assert!(readme.contains("systemctl enable --now plantwire"), "{readme}");
+        assert!(
+            readme.contains("systemctl enable --now plantwire"),
+            "{readme}"
+        );
         assert!(!readme.contains("cargo"), "{readme}");
         assert!(!r.join("usr/share/doc/plantwire/README.md").exists());
         let conffiles =
