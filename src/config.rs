@@ -548,6 +548,16 @@ impl Config {
                 "set either data_key or data_key_file, not both",
             ));
         }
+        if let Some(key) = &st.data_key {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(key.trim());
+            if key.len() != 32 && decoded.map_or(true, |k| k.len() != 32) {
+                return Err(invalid(
+                    "storage.data_key",
+                    "must be 32 bytes in base64 (44 characters)",
+                ));
+            }
+        }
         bounded("storage.queue_capacity", st.queue_capacity, 1, 1_000_000)?;
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
         bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
@@ -748,6 +758,14 @@ mod tests {
         let err = Config::from_toml_str("[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n")
             .unwrap_err();
         assert!(err.to_string().contains("storage.data_key"), "{err}");
+    }
+
+    #[test]
+    fn a_data_key_that_is_not_32_bytes_is_refused() {
+        let err = Config::from_toml_str("[storage]\ndata_key = \"c2hvcnQ=\"\n").unwrap_err();
+        assert!(err.to_string().contains("storage.data_key"), "{err}");
+        let key = "A".repeat(43) + "=";
+        assert!(Config::from_toml_str(&format!("[storage]\ndata_key = \"{key}\"\n")).is_ok());
     }
 
     #[test]
