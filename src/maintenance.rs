@@ -77,7 +77,8 @@ pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitC
         .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     // The backup holds sealed bodies but clear metadata (names, hashes): keep it private.
-    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    out.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (chmod 600)", partial.display()))?;
     let mut out = BufWriter::with_capacity(256 << 10, out);
     let via = match crate::control::request_backup(&state_dir, &mut out) {
         Ok(true) => "the running server",
@@ -98,8 +99,13 @@ pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitC
             return Err(e.into());
         }
     };
-    let file_handle = out.into_inner().map_err(|e| e.into_error())?;
-    file_handle.sync_all()?;
+    let file_handle = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    file_handle
+        .sync_all()
+        .with_context(|| format!("cannot flush {} to disk", partial.display()))?;
     drop(file_handle);
     let manifest = match backup::verify(&mut BufReader::new(std::fs::File::open(&partial)?)) {
         Ok(m) => m,
@@ -108,9 +114,12 @@ pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitC
             bail!("the backup did not verify, nothing written: {e}");
         }
     };
-    std::fs::rename(&partial, file)?;
+    std::fs::rename(&partial, file)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), file.display()))?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush the directory {}", dir.display()))?;
     }
     println!("backup written to {} from {via}", file.display());
     println!("{}", describe(&manifest));
