@@ -57,7 +57,7 @@ fn present(cfg: &str) -> bool {
                         .any(|b| which(b)))
         }
         "pw_has_curl" => which("curl"),
-        "pw_has_netns" => root() && which("ip") && python_module("zeroconf"),
+        "pw_has_netns" => root() && which("ip") && which("curl") && python_module("zeroconf"),
         "pw_has_fuse" => root() && Path::new("/dev/fuse").exists() && which("fusermount3"),
         "pw_has_tmpfs" => root() && which("mount"),
         "pw_has_artifacts" => artifacts().join("dist").is_dir(),

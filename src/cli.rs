@@ -82,7 +82,12 @@ pub enum Command {
         json: bool,
     },
     /// Write a consistent backup of the store to FILE (through the running server when it runs).
-    Backup { file: PathBuf },
+    Backup {
+        file: PathBuf,
+        /// Replace FILE when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Restore a backup into the state directory (server stopped).
     Restore {
         file: PathBuf,
@@ -244,7 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("plantwire: error: {e:#}");
+            eprintln!("plantwire: error: {}", crate::telemetry::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -282,7 +287,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli, Vec::new())?;
             crate::maintenance::discover(&config, std::time::Duration::from_secs(*timeout), *json)
         }
-        Command::Backup { file } => {
+        Command::Backup { file, force } => {
             let config = load_config(&cli, Vec::new())?;
             eprintln!(
                 "plantwire: using the state directory {} ({})",
@@ -290,7 +295,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 origin(&cli, &config)
             );
             crate::telemetry::init("warn");
-            crate::maintenance::backup(&config, file)
+            crate::maintenance::backup(&config, file, *force)
         }
         Command::Restore { file, force } => {
             let config = load_config(&cli, Vec::new())?;
@@ -306,7 +311,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check { running: false },
         } => {
             let config = load_config(&cli, Vec::new())?;
-            print!("{}", crate::admin::render_config(&config));
+            let file = Config::file_used(cli.config.as_deref())?;
+            println!("{}", config.check_report(file.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
@@ -418,13 +424,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
-    let port = listeners.first().map(|l| l.local_addr()).transpose()?;
-    if let (true, Some(addr)) = (state.config().discovery.enabled, port) {
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let served = crate::discovery::Served::from_bound(&bound);
+    if let (true, Some(served)) = (state.config().discovery.enabled, served) {
         let st = state.clone();
         supervisor.spawn("mdns", move |stop| async move {
             let cfg = &st.config().discovery;
-            let fp = st.tls().served_fingerprint();
-            match Announcer::start(cfg, st.log().site(), addr.port(), &fp) {
+            let fp = crate::discovery::Fingerprints {
+                ca: st.tls().ca_fingerprint(),
+                served: st.tls().served_fingerprint(),
+            };
+            match Announcer::start(cfg, st.log().site(), &served, &fp) {
                 Ok(a) => {
                     stop.cancelled().await;
                     let _ = tokio::task::spawn_blocking(move || a.goodbye()).await;

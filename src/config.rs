@@ -23,8 +23,14 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// The level names a filter directive may use.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// A log filter: comma-separated `target=level` directives and bare default levels. Span and
-/// field filters (`[…]`, `{…}`) and empty pieces are refused rather than silently matching nothing.
+/// field filters (`[…]`, `{…}`), empty pieces and unknown level names are refused rather than
+/// silently matching nothing (a bare `debugg` would otherwise name a target and turn every other
+/// log line off). A filter that keeps even plantwire's errors out is refused too: the server
+/// would start and print nothing, not even where it listens.
 pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
     let mut pieces = Vec::new();
     for piece in spec.split(',').map(str::trim) {
@@ -36,12 +42,50 @@ pub fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, Str
                 "`{piece}`: only `target=level` and bare levels are supported"
             ));
         }
+        let level = piece.rsplit_once('=').map_or(piece, |(_, level)| level);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{piece}`: `{level}` is not a level (one of {})",
+                LEVELS.join(", ")
+            ));
+        }
         pieces.push(piece);
     }
-    pieces
+    let filter: tracing_subscriber::filter::Targets = pieces
         .join(",")
         .parse()
-        .map_err(|e| format!("`{spec}`: {e}"))
+        .map_err(|e| format!("`{spec}`: {e}"))?;
+    if !filter.would_enable("plantwire", &tracing::Level::ERROR) {
+        return Err(format!(
+            "`{spec}` silences plantwire's own messages, errors included; use at least `error`"
+        ));
+    }
+    Ok(filter)
+}
+
+/// `listen = "0.0.0.0:8443"` as well as `listen = ["0.0.0.0:8443", "[::]:8443"]`; a bad
+/// address is named.
+fn one_or_many_addrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let texts = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    texts
+        .iter()
+        .map(|t| {
+            t.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not an address with a port, such as 0.0.0.0:8443 or [::]:8443"
+                ))
+            })
+        })
+        .collect()
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -147,6 +191,8 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// One address or a list of them.
+    #[serde(deserialize_with = "one_or_many_addrs")]
     pub listen: Vec<SocketAddr>,
     /// Open connections at most; at the cap the connection idle the longest is closed first.
     pub max_connections: usize,
@@ -356,13 +402,8 @@ impl Config {
     /// Loads the layers. `path` is `--config`; without it the default path is used if present.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        match path {
-            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
-            Some(p) => fig = fig.merge(Toml::file_exact(p)),
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-                fig = fig.merge(Toml::file_exact(DEFAULT_CONFIG_PATH));
-            }
-            None => {}
+        if let Some(file) = Self::file_used(path)? {
+            fig = fig.merge(Toml::file_exact(file));
         }
         // PLANTWIRE_CONFIG is the --config flag; PLANTWIRE_ARTIFACTS tells the tests where CI put
         // the release artifacts; neither is configuration.
@@ -380,6 +421,54 @@ impl Config {
         let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The config file [`Config::load`] reads: `path` (which must exist), else the default path
+    /// when it exists, else none.
+    pub fn file_used(path: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+        match path {
+            Some(p) if !p.exists() => Err(ConfigError::Missing(p.to_path_buf())),
+            Some(p) => Ok(Some(p.to_path_buf())),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Ok(Some(PathBuf::from(DEFAULT_CONFIG_PATH)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// What `config check` prints for a loaded config: the file and environment variables it
+    /// came from, the effective site and state directory, then every value (the data key
+    /// redacted).
+    pub fn check_report(&self, file: Option<&Path>) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        if shown.storage.data_key.is_some() {
+            shown.storage.data_key = Some("<redacted>".into());
+        }
+        let file = match file {
+            Some(f) => f.display().to_string(),
+            None => format!("none ({DEFAULT_CONFIG_PATH} does not exist; defaults apply)"),
+        };
+        let mut env: Vec<String> = std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                k.strip_prefix("PLANTWIRE_")
+                    .is_some_and(|rest| !matches!(rest, "CONFIG" | "ARTIFACTS"))
+            })
+            .collect();
+        env.sort();
+        let env = if env.is_empty() {
+            "none".to_string()
+        } else {
+            env.join(", ")
+        };
+        let state_dir = self.state_dir();
+        let absolute = std::path::absolute(&state_dir).unwrap_or(state_dir);
+        Ok(format!(
+            "# configuration is valid\n# config file: {file}\n# environment: {env}\n# site: {}\n# state dir: {}\n{}",
+            self.site(),
+            absolute.display(),
+            toml::to_string_pretty(&shown)?
+        ))
     }
 
     /// Parses one TOML document on its own (no environment), as `config check` of a file does.
@@ -460,6 +549,16 @@ impl Config {
                 "storage.data_key",
                 "set either data_key or data_key_file, not both",
             ));
+        }
+        if let Some(key) = &st.data_key {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(key.trim());
+            if key.len() != 32 && decoded.map_or(true, |k| k.len() != 32) {
+                return Err(invalid(
+                    "storage.data_key",
+                    "must be 32 bytes in base64 (44 characters)",
+                ));
+            }
         }
         bounded("storage.queue_capacity", st.queue_capacity, 1, 1_000_000)?;
         bounded("storage.max_batch", st.max_batch, 1, 100_000)?;
@@ -626,12 +725,31 @@ mod tests {
             "plantwire[request]=debug",
             "x[{a=1}]=debug",
             "plantwire=loud",
+            "debugg",
+            "off",
+            "redb=warn",
+            "plantwire=off,info",
+            "info,plantwire=debugg",
         ] {
             assert!(super::log_filter(bad).is_err(), "{bad}");
         }
     }
 
     use super::*;
+
+    #[test]
+    fn listen_takes_one_address_or_a_list() {
+        let one = Config::from_toml_str("[server]\nlisten = \"127.0.0.1:8443\"\n").unwrap();
+        assert_eq!(
+            one.server.listen,
+            vec![SocketAddr::from(([127, 0, 0, 1], 8443))]
+        );
+        let two = Config::from_toml_str("[server]\nlisten = [\"0.0.0.0:8443\", \"[::]:8443\"]\n")
+            .unwrap();
+        assert_eq!(two.server.listen.len(), 2);
+        let err = Config::from_toml_str("[server]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(err.to_string().contains("`localhost`"), "{err}");
+    }
 
     #[test]
     fn unknown_key_is_named() {
@@ -644,6 +762,14 @@ mod tests {
         let err = Config::from_toml_str("[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n")
             .unwrap_err();
         assert!(err.to_string().contains("storage.data_key"), "{err}");
+    }
+
+    #[test]
+    fn a_data_key_that_is_not_32_bytes_is_refused() {
+        let err = Config::from_toml_str("[storage]\ndata_key = \"c2hvcnQ=\"\n").unwrap_err();
+        assert!(err.to_string().contains("storage.data_key"), "{err}");
+        let key = "A".repeat(43) + "=";
+        assert!(Config::from_toml_str(&format!("[storage]\ndata_key = \"{key}\"\n")).is_ok());
     }
 
     #[test]

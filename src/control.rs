@@ -168,7 +168,7 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     .await;
     match result {
         Ok(Ok(m)) => {
-            tracing::info!(head = ?m.chain_head.map(|h| h.seq), "backup streamed");
+            tracing::info!(head = m.chain_head.map_or(0, |h| h.seq), "backup streamed");
             Ok(())
         }
         Ok(Err(e)) => Err(e),

@@ -32,7 +32,14 @@ pub fn discover(config: &Config, timeout: Duration, json: bool) -> anyhow::Resul
         println!("  host:        {}", i.host);
         println!("  addresses:   {}", addrs.join(", "));
         println!("  port:        {}", i.port);
-        println!("  fingerprint: {}", i.fingerprint.as_deref().unwrap_or("?"));
+        println!(
+            "  CA fingerprint (compare this one): {}",
+            i.ca_fingerprint.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  served certificate (changes when renewed): {}",
+            i.fingerprint.as_deref().unwrap_or("?")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -53,7 +60,13 @@ fn describe(m: &Manifest) -> String {
 
 /// `plantwire backup FILE`: through the running server's control socket, else (server stopped)
 /// from the store directly. Written to `FILE.partial`, verified, then renamed; mode 0600.
-pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    if !force && file.exists() {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            file.display()
+        );
+    }
     let state_dir = config.state_dir();
     let partial = PathBuf::from(format!("{}.partial", file.display()));
     let out = std::fs::OpenOptions::new()
@@ -64,7 +77,8 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
         .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     // The backup holds sealed bodies but clear metadata (names, hashes): keep it private.
-    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    out.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (chmod 600)", partial.display()))?;
     let mut out = BufWriter::with_capacity(256 << 10, out);
     let via = match crate::control::request_backup(&state_dir, &mut out) {
         Ok(true) => "the running server",
@@ -88,8 +102,13 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
-    let file_handle = out.into_inner().map_err(|e| e.into_error())?;
-    file_handle.sync_all()?;
+    let file_handle = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    file_handle
+        .sync_all()
+        .with_context(|| format!("cannot flush {} to disk", partial.display()))?;
     drop(file_handle);
     let manifest = match backup::verify(&mut BufReader::new(std::fs::File::open(&partial)?)) {
         Ok(m) => m,
@@ -98,9 +117,12 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
             bail!("the backup did not verify, nothing written: {e}");
         }
     };
-    std::fs::rename(&partial, file)?;
+    std::fs::rename(&partial, file)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), file.display()))?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush the directory {}", dir.display()))?;
     }
     println!("backup written to {} from {via}", file.display());
     println!("{}", describe(&manifest));

@@ -34,23 +34,34 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// before its end, so a gateway that sleeps through a few checks still renews in time).
 const RENEW_CHECK: Duration = Duration::from_secs(6 * 3600);
 
-/// Binds every configured address.
+/// Binds every configured address. An IPv6 address is bound IPv6-only (`IPV6_V6ONLY`), whatever
+/// the host's `bindv6only` default: `[::]:8443` then serves IPv6 and `0.0.0.0:8443` IPv4, and the
+/// two coexist instead of the second failing with "address in use".
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, crate::state::StartError> {
     addrs
         .iter()
         .map(|addr| {
-            let std = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| crate::state::StartError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            TcpListener::from_std(std).map_err(|source| crate::state::StartError::Bind {
+            let err = |source| crate::state::StartError::Bind {
                 addr: *addr,
                 source,
-            })
+            };
+            TcpListener::from_std(bind_one(*addr).map_err(err)?).map_err(err)
         })
         .collect()
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As std does: a restart may bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 struct ConnCtx {

@@ -32,7 +32,9 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("first start: {0}")]
     FirstAdmin(#[source] crate::users::UserError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr} (another address can be given with `serve --listen ADDR` or `server.listen`)"
+    )]
     Bind {
         addr: std::net::SocketAddr,
         #[source]
@@ -165,6 +167,8 @@ impl AppState {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<tokio::net::TcpListener>), StartError> {
+        // Bind first: a port in use must not leave a brand-new store behind.
+        let listeners = crate::server::bind(&config.server.listen)?;
         let metrics = Arc::new(Metrics::new());
         let log = open_log(&config, clock, metrics.clone())?;
         let state_dir = config.state_dir();
@@ -175,7 +179,6 @@ impl AppState {
         // Once, after the v4 migration: index the events that were logged before it.
         crate::events::backfill(&log).await?;
         let tls = TlsSetup::load(&config, &state_dir, log.site())?;
-        let listeners = crate::server::bind(&config.server.listen)?;
         let live = Arc::new(Live::new(config.chat.ws_max_per_user));
         let state = Self {
             inner: Arc::new(Inner {

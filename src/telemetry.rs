@@ -1,5 +1,5 @@
 //! Logging: tracing to the journal under systemd (`JOURNAL_STREAM` set), else to stderr, filtered
-//! by `RUST_LOG` or the configured level; and the panic hook that logs a backtrace and aborts.
+//! by `RUST_LOG` or the configured level; how an error chain is printed; the panic hook.
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
@@ -35,6 +35,29 @@ pub fn init(level: &str) {
     let _ = registry.with(stderr).try_init();
 }
 
+/// An error and its causes on one line, each cause once: a cause whose text the message above it
+/// already carries (many errors quote their source) is not repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// A duration as a log field: milliseconds, to a tenth (`ms=3.2`, not `ms=3.2138430000000002`).
+pub fn millis(d: std::time::Duration) -> f64 {
+    let tenths = u32::try_from(d.as_micros() / 100).unwrap_or(u32::MAX);
+    f64::from(tenths) / 10.0
+}
+
 /// A panic is a bug: log it with its backtrace, then abort so systemd restarts a clean process.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
@@ -53,4 +76,33 @@ pub fn install_panic_hook() {
         eprintln!("plantwire: panic at {location}: {payload}\n{backtrace}");
         std::process::abort();
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(98);
+        let os = io.to_string();
+        let e = anyhow::Error::new(io).context(format!("cannot write /x: {os}"));
+        let text = super::error_text(&e);
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(98)).context("binding");
+        assert_eq!(super::error_text(&e), format!("binding: {os}"));
+    }
+
+    #[test]
+    fn durations_are_logged_to_a_tenth_of_a_millisecond() {
+        assert_eq!(
+            super::millis(Duration::from_nanos(3_213_843)).to_string(),
+            "3.2"
+        );
+        assert_eq!(super::millis(Duration::from_micros(25)).to_string(), "0");
+        assert_eq!(
+            super::millis(Duration::from_millis(1500)).to_string(),
+            "1500"
+        );
+    }
 }

@@ -47,7 +47,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 pub struct SiteInfo {
     site: String,
     version: &'static str,
-    /// SHA-256 of the served certificate (DER), upper-case hex pairs joined by ':'.
+    /// SHA-256 of the site CA certificate (DER), upper-case hex pairs joined by ':': the one to
+    /// compare (it is what `plantwire discover` shows first and what the browser shows for the
+    /// issuer); it stays the same when the served certificate is renewed. Absent for a configured
+    /// certificate without `tls.ca_file`.
+    ca_fingerprint: Option<String>,
+    /// SHA-256 of the certificate served right now (DER), same form; it changes at each renewal.
     fingerprint: String,
 }
 
@@ -57,6 +62,7 @@ pub async fn site(State(state): State<AppState>) -> Json<SiteInfo> {
     Json(SiteInfo {
         site: state.log().site().to_string(),
         version: env!("CARGO_PKG_VERSION"),
+        ca_fingerprint: state.tls().ca_fingerprint(),
         fingerprint: state.tls().served_fingerprint(),
     })
 }

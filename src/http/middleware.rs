@@ -65,7 +65,7 @@ pub async fn finish(mut req: Request, next: Next) -> Response {
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);
     }
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = crate::telemetry::millis(started.elapsed());
     if status.is_server_error() {
         tracing::warn!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
     } else {

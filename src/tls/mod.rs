@@ -107,8 +107,8 @@ impl TlsSetup {
                     tracing::info!(path = %ca::ca_cert_path(&dir).display(), "created the site CA");
                 }
                 tracing::info!(
-                    fingerprint = %fingerprint(&site_ca.cert_der),
-                    "site CA (SHA-256); compare it when you install /ca.crt"
+                    ca_fingerprint = %fingerprint(&site_ca.cert_der),
+                    "site CA (SHA-256): the fingerprint to compare when you install /ca.crt"
                 );
                 let (chain, key) = ca::ensure_server_cert(
                     &dir,
@@ -135,7 +135,10 @@ impl TlsSetup {
             source,
             ca_pem,
         };
-        tracing::info!(fingerprint = %setup.served_fingerprint(), "serving TLS certificate (SHA-256)");
+        tracing::info!(
+            served_fingerprint = %setup.served_fingerprint(),
+            "serving TLS certificate (SHA-256 of this certificate; it changes when renewed)"
+        );
         Ok(setup)
     }
 
@@ -146,7 +149,7 @@ impl TlsSetup {
             Source::Files { cert, key } => {
                 let ck = load_pair(cert, key)?;
                 self.resolver.current.store(Arc::new(ck));
-                tracing::info!(fingerprint = %self.served_fingerprint(), "TLS certificate reloaded");
+                tracing::info!(served_fingerprint = %self.served_fingerprint(), "TLS certificate reloaded");
             }
             Source::Generated { .. } => {
                 tracing::info!("TLS certificate is generated; nothing to reload");
@@ -168,7 +171,7 @@ impl TlsSetup {
             return Ok(false);
         }
         self.resolver.current.store(Arc::new(ck));
-        tracing::info!(fingerprint = %self.served_fingerprint(), "TLS certificate renewed");
+        tracing::info!(served_fingerprint = %self.served_fingerprint(), "TLS certificate renewed");
         Ok(true)
     }
 
@@ -181,7 +184,18 @@ impl TlsSetup {
         self.ca_pem.as_deref()
     }
 
-    /// SHA-256 fingerprint of the leaf certificate served right now.
+    /// SHA-256 fingerprint of the site CA (the first certificate of [`Self::ca_pem`]): the one
+    /// fingerprint for people to compare, since it stays the same when the served certificate is
+    /// renewed. `None` when no CA is known (a configured certificate without `tls.ca_file`).
+    pub fn ca_fingerprint(&self) -> Option<String> {
+        let pem = self.ca_pem.as_deref()?;
+        let first = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()?
+            .ok()?;
+        Some(fingerprint(&first))
+    }
+
+    /// SHA-256 fingerprint of the leaf certificate served right now; it changes at every renewal.
     pub fn served_fingerprint(&self) -> String {
         self.resolver
             .current

@@ -233,6 +233,16 @@ fn debs_install_into_a_scratch_root_with_files_where_they_belong() {
         assert_eq!(mode("usr/share/man/man1/plantwire.1.gz"), 0o644);
         assert_eq!(mode("usr/share/doc/plantwire/copyright"), 0o644);
         assert_eq!(mode("usr/share/doc/plantwire/changelog.gz"), 0o644);
+        // The README under /usr/share/doc speaks of the packaged service, not of `cargo run`.
+        assert_eq!(mode("usr/share/doc/plantwire/README.Debian"), 0o644);
+        let readme =
+            std::fs::read_to_string(r.join("usr/share/doc/plantwire/README.Debian")).unwrap();
+        assert!(
+            readme.contains("systemctl enable --now plantwire"),
+            "{readme}"
+        );
+        assert!(!readme.contains("cargo"), "{readme}");
+        assert!(!r.join("usr/share/doc/plantwire/README.md").exists());
         let conffiles =
             std::fs::read_to_string(r.join("var/lib/dpkg/info/plantwire.conffiles")).unwrap();
         assert_eq!(conffiles.trim(), "/etc/plantwire/plantwire.toml");

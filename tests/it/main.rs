@@ -32,6 +32,7 @@ mod metrics;
 mod migration;
 mod notify;
 mod openapi;
+mod ops;
 mod powercut;
 mod storage;
 mod tls;
