@@ -26,9 +26,22 @@ pub const EXIT_CANNOT_OPEN: u8 = 3;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
-    Device { device: DeviceCommand },
-    User { user: UserCommand },
-    AuditVerify { json: bool },
+    Device {
+        device: DeviceCommand,
+    },
+    User {
+        user: UserCommand,
+    },
+    AuditVerify {
+        json: bool,
+    },
+    /// `audit log`: the security events, newest first.
+    AuditLog {
+        kind: String,
+        since: Option<u64>,
+        limit: Option<usize>,
+        json: bool,
+    },
     ConfigCheck,
 }
 
@@ -73,12 +86,50 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             Ok(())
         }
         Request::AuditVerify { json } => return verify_live(ctx.log, *json, ctx.online),
+        Request::AuditLog {
+            kind,
+            since,
+            limit,
+            json,
+        } => audit_log(ctx.log, kind, *since, *limit, *json, &mut out.stdout),
     };
     if let Err(e) = result {
         let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
         out.code = EXIT_FAILED;
     }
     out
+}
+
+/// `audit log`: security events (sign-ins, failures, lockouts, ended sessions) from one read
+/// snapshot, newest first, as lines or JSON; the same online and offline.
+fn audit_log(
+    log: &Log,
+    kind: &str,
+    since: Option<u64>,
+    limit: Option<usize>,
+    json: bool,
+    s: &mut String,
+) -> anyhow::Result<()> {
+    use crate::auth::audit::{self, Query};
+    let query = Query::new(kind, since, limit).map_err(|r| anyhow::anyhow!("{}", r.message))?;
+    let rtx = log.read()?;
+    let head = log.head(&rtx)?;
+    let events = audit::list(&rtx, head, &query, |r, seq| log.entry(r, seq))?;
+    if json {
+        writeln!(s, "{}", serde_json::to_string_pretty(&events)?)?;
+        return Ok(());
+    }
+    for e in &events {
+        let field = |k: &str| e.body.get(k).map(|v| v.to_string());
+        write!(s, "{} {} {}", e.seq, e.ts_us, e.kind)?;
+        for k in ["username", "from", "lockout_secs", "session"] {
+            if let Some(v) = field(k) {
+                write!(s, " {k}={v}")?;
+            }
+        }
+        writeln!(s)?;
+    }
+    Ok(())
 }
 
 /// `config check`'s report: the effective configuration with the data key redacted.

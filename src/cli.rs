@@ -118,7 +118,7 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List security events (failed sign-ins, lockouts, sessions), newest first. Server stopped.
+    /// List security events (failed sign-ins, lockouts, sessions), newest first; online or offline.
     Log {
         /// A kind (auth.login_failed) or a prefix (auth.*).
         #[arg(long, default_value = "auth.*")]
@@ -329,7 +329,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     limit,
                     json,
                 },
-        } => crate::audit_log::run(&load_config(&cli, Vec::new())?, kind, *since, *limit, *json),
+        } => Ok(admin(
+            &cli,
+            Request::AuditLog {
+                kind: kind.clone(),
+                since: *since,
+                limit: *limit,
+                json: *json,
+            },
+        )),
         Command::User { command } => Ok(admin(
             &cli,
             Request::User {

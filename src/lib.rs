@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod audience;
-pub mod audit_log;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;

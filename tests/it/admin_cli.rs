@@ -117,6 +117,16 @@ async fn admin_commands_work_through_the_control_socket_while_serving() {
         "{err}"
     );
 
+    // The security events, read from the running server's snapshot (grete signed in above).
+    let o = run_in(
+        dir.path(),
+        &["audit", "log", "--kind", "auth.*", "--config", c],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("auth.login"), "{out}");
+    assert!(err.contains("through the running server"), "{err}");
+
     let file = dir.path().join("b.pwbackup");
     let out = ok(&run_in(
         dir.path(),
