@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod password;
 pub mod sessions;
+pub mod strength;
 pub mod throttle;
 pub mod tokens;
 

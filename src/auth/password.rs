@@ -231,7 +231,8 @@ pub fn random_password() -> Result<String, HashError> {
         .collect())
 }
 
-/// At least 10 characters, at most 1 KiB, not one of the 1,000 most common, not the username.
+/// At least 10 characters, at most 1 KiB, not one of the 1,000 most common, not the username,
+/// and at least `strength::MIN_BITS` of estimated entropy.
 pub fn check_policy(password: &str, username: &str) -> Result<(), Rejection> {
     if password.chars().count() < MIN_LEN {
         return Err(Rejection::invalid(
@@ -252,11 +253,8 @@ pub fn check_policy(password: &str, username: &str) -> Result<(), Rejection> {
             "this password is too common or too easy to guess",
         ));
     }
-    // A strength estimate catches what a list cannot: `password1234`, keyboard walks, dates.
-    // Only for passwords short enough to estimate quickly; a long one passed the length rule.
-    if password.len() <= MAX_ESTIMATED
-        && u8::from(zxcvbn::zxcvbn(password, &[username, "plantwire"]).score()) < MIN_SCORE
-    {
+    // A strength estimate catches what a list cannot: `password1234`, keyboard walks, years.
+    if super::strength::guessable(password, COMMON, &[username, "plantwire"]) {
         return Err(Rejection::invalid(
             "weak_password",
             "this password is too easy to guess; use a few unrelated words or more characters",
@@ -264,11 +262,6 @@ pub fn check_policy(password: &str, username: &str) -> Result<(), Rejection> {
     }
     Ok(())
 }
-
-/// The lowest zxcvbn score (0-4) accepted: 3 means "safely unguessable" (about 10^10 guesses).
-const MIN_SCORE: u8 = 3;
-/// Passwords longer than this skip the estimate (its cost grows with the length).
-const MAX_ESTIMATED: usize = 100;
 
 #[cfg(test)]
 mod tests {
