@@ -91,9 +91,25 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             since,
             limit,
             json,
-        } => audit_log(ctx.log, kind, *since, *limit, *json, &mut out.stdout),
+        } => return audit_log_outcome(ctx.log, kind, *since, *limit, *json),
     };
     if let Err(e) = result {
+        let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
+        out.code = EXIT_FAILED;
+    }
+    out
+}
+
+/// `audit log` as an outcome (run on a blocking thread inside the server).
+pub fn audit_log_outcome(
+    log: &Log,
+    kind: &str,
+    since: Option<u64>,
+    limit: Option<usize>,
+    json: bool,
+) -> Outcome {
+    let mut out = Outcome::default();
+    if let Err(e) = audit_log(log, kind, since, limit, json, &mut out.stdout) {
         let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
         out.code = EXIT_FAILED;
     }

@@ -478,22 +478,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn init(config: Config) -> anyhow::Result<ExitCode> {
     let state_dir = config.state_dir();
     let path = state_dir.join(STORE_FILE);
-    let existed = path.exists();
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let log = crate::state::open_log(&config, Arc::new(SystemClock), metrics)?;
-    log.close().await;
-    if existed {
+    if path.exists() {
+        // Touch nothing: no key is made (the real one may be a systemd credential this shell
+        // does not see) and no migration runs.
         println!(
             "a store exists already at {}; nothing changed",
             path.display()
         );
-    } else {
-        println!(
-            "created the store {} for site {}; the first `plantwire serve` creates the admin account",
-            path.display(),
-            config.site()
-        );
+        return Ok(ExitCode::SUCCESS);
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let log = crate::state::open_log(&config, Arc::new(SystemClock), metrics)?;
+    log.close().await;
+    println!(
+        "created the store {} for site {}; the first `plantwire serve` creates the admin account",
+        path.display(),
+        config.site()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

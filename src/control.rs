@@ -186,7 +186,29 @@ async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
         by: Author::Cli(env.by),
         online: true,
     };
-    crate::admin::execute(&ctx, &env.request).await
+    // The two that walk the log read for a while: on a blocking thread, never on one of the few
+    // async workers that serve requests.
+    let log = state.log().clone();
+    let blocking = match env.request.clone() {
+        Request::AuditVerify { json } => Some(tokio::task::spawn_blocking(move || {
+            crate::admin::verify_live(&log, json, true)
+        })),
+        Request::AuditLog {
+            kind,
+            since,
+            limit,
+            json,
+        } => Some(tokio::task::spawn_blocking(move || {
+            crate::admin::audit_log_outcome(&log, &kind, since, limit, json)
+        })),
+        _ => None,
+    };
+    match blocking {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| crate::admin::Outcome::error(crate::admin::EXIT_FAILED, &e)),
+        None => crate::admin::execute(&ctx, &env.request).await,
+    }
 }
 
 /// Connects to the server's control socket; `None` when no server listens there.

@@ -82,21 +82,13 @@ pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitC
     let mut out = BufWriter::with_capacity(256 << 10, out);
     let via = match crate::control::request_backup(&state_dir, &mut out) {
         Ok(true) => "the running server",
-        Ok(false) => {
-            let path = state_dir.join(STORE_FILE);
-            if !path.exists() {
-                bail!("no store at {} and no server running", path.display());
+        Ok(false) => match offline_backup(config, &state_dir, &mut out) {
+            Ok(()) => "the store (server stopped)",
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
             }
-            let store = Store::open(&path, config.storage.cache_mib << 20)?;
-            let key =
-                bootstrap::ensure_data_key(config, &state_dir, bootstrap::MissingKey::Refuse)?;
-            store.write_backup(
-                &mut out,
-                crate::clock::Clock::now_us(&crate::clock::SystemClock),
-                &crate::site_files::collect(&state_dir, |aad, b| key.seal_bytes(aad, b))?,
-            )?;
-            "the store (server stopped)"
-        }
+        },
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(e.into());
@@ -130,6 +122,45 @@ pub fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<ExitC
         "the site CA and keys are in the backup sealed under the data key; the data key is not: keep it offline (see docs/operations.md, \"Backup and restore\")"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stopped store's backup. The site CA and keys are sealed only with the store's own data
+/// key (checked against the fingerprint the store recorded); with no key here (it may be a
+/// systemd credential this shell does not see) the backup is made without them, and says so.
+fn offline_backup(
+    config: &Config,
+    state_dir: &Path,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let path = state_dir.join(STORE_FILE);
+    if !path.exists() {
+        bail!("no store at {} and no server running", path.display());
+    }
+    let store = Store::open(&path, config.storage.cache_mib << 20)?;
+    let files = match bootstrap::ensure_data_key(config, state_dir, bootstrap::MissingKey::Refuse) {
+        Ok(key) => {
+            let recorded = store.read()?.meta("data_key_fp")?;
+            if recorded.is_some_and(|fp| fp != key.fingerprint()) {
+                bail!(
+                    "the data key found here is not this store's key; use the store's key (data.key, data_key_file or the data-key credential)"
+                );
+            }
+            crate::site_files::collect(state_dir, |aad, b| key.seal_bytes(aad, b))?
+        }
+        Err(bootstrap::BootstrapError::NoKey(_)) => {
+            eprintln!(
+                "plantwire: no data key here: the backup holds the store but not the site CA and keys (they can only travel sealed under the key)"
+            );
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    store.write_backup(
+        out,
+        crate::clock::Clock::now_us(&crate::clock::SystemClock),
+        &files,
+    )?;
+    Ok(())
 }
 
 /// `plantwire restore FILE`: into the configured state directory, with the server stopped.
@@ -191,7 +222,7 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
         crate::clock::Clock::now_us(&crate::clock::SystemClock)
     );
     if let Some(k) = &key {
-        match crate::site_files::restore(&state_dir, k, &files, &suffix) {
+        match crate::site_files::restore(&state_dir, k, &files, &suffix, force) {
             Ok(names) if !names.is_empty() => {
                 println!(
                     "restored {} (0600) into {}",

@@ -37,6 +37,10 @@ pub enum SiteFilesError {
     },
     #[error("the backup carries an unexpected file {0:?}")]
     Unexpected(String),
+    #[error(
+        "{0} exists and differs from the backup's; pass --force to replace it (it is kept beside)"
+    )]
+    Exists(PathBuf),
 }
 
 /// Each file sealed under its own AAD, so one cannot be swapped for another.
@@ -71,14 +75,16 @@ pub fn collect(
     Ok(out)
 }
 
-/// Opens every file first (nothing is written if one fails), then writes each 0600 into
-/// `state_dir`, replacing what is there; a different existing file is kept beside with `aside`
-/// appended to its name. Returns the names written.
+/// Opens every file first, then writes each 0600 to a temporary beside its place (a failure in
+/// either step leaves the state directory as it was), then renames them into place and syncs
+/// their directories. A different existing file is replaced only with `force`, and kept beside
+/// with `aside` appended to its name. Returns the names restored.
 pub fn restore(
     state_dir: &Path,
     key: &DataKey,
     files: &[BackupFile],
     aside: &str,
+    force: bool,
 ) -> Result<Vec<String>, SiteFilesError> {
     let mut opened = Vec::with_capacity(files.len());
     for f in files {
@@ -93,31 +99,61 @@ pub fn restore(
                 })?;
         opened.push((f.name.as_str(), clear));
     }
-    let mut written = Vec::new();
-    for (name, clear) in opened {
+    // Phase 1: every file to a temporary beside its place (fsynced). A failure here removes the
+    // temporaries and leaves the state directory exactly as it was.
+    let mut staged: Vec<(&str, PathBuf, PathBuf, bool)> = Vec::with_capacity(opened.len());
+    let cleanup = |staged: &[(&str, PathBuf, PathBuf, bool)]| {
+        for (_, _, tmp, _) in staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    for (name, clear) in &opened {
         let path = state_dir.join(name);
         let werr = |source| SiteFilesError::Write {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            crate::bootstrap::ensure_state_dir(dir).map_err(|e| werr(std::io::Error::other(e)))?;
-        }
-        match std::fs::read(&path) {
-            Ok(old) if old == clear => {
-                written.push(name.to_string());
-                continue;
-            }
-            Ok(_) => {
-                let kept = PathBuf::from(format!("{}.{aside}", path.display()));
-                std::fs::rename(&path, &kept).map_err(werr)?;
-            }
-            Err(_) => {}
+        let same = std::fs::read(&path).is_ok_and(|old| old == *clear);
+        if !same && path.exists() && !force {
+            cleanup(&staged);
+            return Err(SiteFilesError::Exists(path));
         }
         let tmp = PathBuf::from(format!("{}.restoring", path.display()));
-        let _ = std::fs::remove_file(&tmp);
-        crate::secret::write_new_secret_file(&tmp, &clear).map_err(werr)?;
-        std::fs::rename(&tmp, &path).map_err(werr)?;
+        let staging = (|| {
+            if let Some(dir) = path.parent() {
+                crate::bootstrap::ensure_state_dir(dir).map_err(std::io::Error::other)?;
+            }
+            let _ = std::fs::remove_file(&tmp);
+            if !same {
+                crate::secret::write_new_secret_file(&tmp, clear)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = staging {
+            cleanup(&staged);
+            return Err(werr(e));
+        }
+        staged.push((name, path, tmp, same));
+    }
+    // Phase 2: renames only (the old file kept beside), then the directories are synced.
+    let mut written = Vec::new();
+    for (name, path, tmp, same) in &staged {
+        if !same {
+            let werr = |source| SiteFilesError::Write {
+                path: path.clone(),
+                source,
+            };
+            if path.exists() {
+                let kept = PathBuf::from(format!("{}.{aside}", path.display()));
+                std::fs::rename(path, &kept).map_err(werr)?;
+            }
+            std::fs::rename(tmp, path).map_err(werr)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(werr)?;
+            }
+        }
         written.push(name.to_string());
     }
     Ok(written)

@@ -16,6 +16,8 @@ const RUNS: &[&str] = &[
     "01234567890",
     "qwertzuiop",
     "azertyuiop",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "zaq1xsw2cde3vfr4bgt5nhy6mju7",
 ];
 
 /// Bits a common password (one of `common`, ranked about 1,000 deep) or a context word is worth.
@@ -29,12 +31,29 @@ const DIGIT_BITS: f64 = 3.32;
 /// line); `context` are words the person is likely to use (the username, the product name).
 pub fn estimate_bits(password: &str, common: &str, context: &[&str]) -> f64 {
     let lower = password.to_lowercase();
+    // The whole password as a repetition ("abc123abc123", "Pass1!Pass1!") is its unit.
+    if let Some(unit) = repeated_unit(&lower) {
+        let times = lower.chars().count() / unit.chars().count();
+        return estimate_bits(unit, common, context) + (times as f64).log2();
+    }
+    // The whole password as a walk, doubled characters folded ("1qaz2wsx", "1122334455").
+    if is_run(&lower) || is_run(&undouble(&lower)) {
+        return 4.0 + (lower.chars().count() as f64).log2();
+    }
+    // The weaker of two readings: as typed, and with digit-for-letter swaps undone
+    // (`p4ssw0rd` is `password`).
+    tokens_bits(&lower, common, context).min(tokens_bits(&unleet(&lower), common, context))
+}
+
+fn tokens_bits(lower: &str, common: &str, context: &[&str]) -> f64 {
     let mut bits = 0.0;
     let mut previous: Option<String> = None;
     let mut separators = 0usize;
-    for token in tokens(&lower) {
+    for token in tokens(lower) {
         if token.chars().all(|c| !c.is_alphanumeric()) {
+            // A run of one symbol ("!!!!!!") is one choice and a length.
             separators += 1;
+            bits += (token.chars().count() as f64).log2();
             continue;
         }
         // The same token again adds almost nothing ("bob bob bob").
@@ -54,7 +73,20 @@ pub fn guessable(password: &str, common: &str, context: &[&str]) -> bool {
     estimate_bits(password, common, context) < MIN_BITS
 }
 
-/// Splits into runs of letters, runs of digits and single other characters.
+/// The string with each run of one character folded to one ("1122334455" → "12345").
+fn undouble(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut last = None;
+    for c in s.chars() {
+        if last != Some(c) {
+            out.push(c);
+        }
+        last = Some(c);
+    }
+    out
+}
+
+/// Splits into runs of letters, runs of digits and runs of one other character.
 fn tokens(s: &str) -> Vec<String> {
     let class = |c: char| {
         if c.is_alphabetic() {
@@ -70,7 +102,7 @@ fn tokens(s: &str) -> Vec<String> {
     for c in s.chars() {
         let k = class(c);
         match out.last_mut() {
-            Some(t) if last == Some(k) && k != 2 => t.push(c),
+            Some(t) if last == Some(k) && (k != 2 || t.ends_with(c)) => t.push(c),
             _ => out.push(c.to_string()),
         }
         last = Some(k);
@@ -164,6 +196,14 @@ mod tests {
             "1111111111111",
             "bob bob bob bob",
             "plantwire2024",
+            "!!!!!!!!!!!!!!!!!!!!!!",
+            "password!!!!!!!!!!!!!!!!",
+            "abc123abc123abc123",
+            "password1password1password1",
+            "Password123!Password123!",
+            "passw0rd!passw0rd!",
+            "1qaz2wsx3edc4rfv",
+            "1122334455",
         ] {
             assert!(
                 guessable(weak, COMMON, &["bob", "plantwire"]),

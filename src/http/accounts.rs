@@ -142,10 +142,14 @@ pub async fn admin_audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<SecurityEvents>, ApiError> {
     let query = audit::Query::new(q.kind.as_deref().unwrap_or("auth.*"), q.since, q.limit)?;
-    let log = state.log();
-    let rtx = log.read()?;
-    let head = log.head(&rtx)?;
-    let events = audit::list(&rtx, head, &query, |r, s| log.entry(r, s))
-        .map_err(|e| ApiError::internal(&e))?;
+    let log = state.log().clone();
+    // Up to 10,000 entries unsealed: on a blocking thread, not an async worker.
+    let events = tokio::task::spawn_blocking(move || {
+        let rtx = log.read()?;
+        let head = log.head(&rtx)?;
+        audit::list(&rtx, head, &query, |r, s| log.entry(r, s)).map_err(|e| ApiError::internal(&e))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     Ok(Json(SecurityEvents { events }))
 }

@@ -299,3 +299,22 @@ fn a_user_without_access_is_told_the_path_and_the_fix() {
     assert!(err.contains("run as root or the plantwire user"), "{err}");
     assert!(!err.contains("no plantwire store"), "{err}");
 }
+
+#[test]
+fn init_on_an_existing_store_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cheap_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let out = ok(&run_in(dir.path(), &["init", "--config", c]));
+    assert!(out.contains("created the store"), "{out}");
+    let state = dir.path().join("state");
+    let store = std::fs::read(state.join("plantwire.redb")).unwrap();
+    // The key moves elsewhere (a systemd credential this shell does not see): a second `init`
+    // must neither make a new key nor open (and migrate) the store.
+    let key = state.join("data.key");
+    std::fs::rename(&key, dir.path().join("key-elsewhere")).unwrap();
+    let out = ok(&run_in(dir.path(), &["init", "--config", c]));
+    assert!(out.contains("exists already"), "{out}");
+    assert!(!key.exists(), "a stray data key was made");
+    assert_eq!(std::fs::read(state.join("plantwire.redb")).unwrap(), store);
+}
