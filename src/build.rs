@@ -1,7 +1,7 @@
 //! Probes, for the integration tests only, which outside prerequisites this machine has (a browser,
 //! curl, qemu, root, FUSE, the release artifacts) and sets one `pw_has_*` cfg for each present.
 //!
-//! A test whose prerequisite is missing is then `#[ignore]`d with the reason, so `cargo test` counts
+//! A test whose prerequisite is missing is then marked ignored, with the reason, so `cargo test` counts
 //! it as "ignored" in its summary instead of passing after a hidden "SKIPPED". With `CI` set (as
 //! `.ci/run` does), every cfg is set: nothing is ignored, and a missing tool fails the test.
 //! The library and binary never read these cfgs. See docs/testing.md.
