@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::Method;
 use plantwire::store::Role;
 use serde_json::{Value, json};
@@ -13,20 +12,6 @@ use crate::process::{Running, command, default_server_section, write_config};
 use crate::support::{Client, Resp, TestServer};
 
 const PW: &str = "correct horse battery";
-
-async fn call(c: &Client, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
-    let mut b = c
-        .request(method, path)
-        .header("authorization", format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json");
-            Full::from(serde_json::to_vec(&v).unwrap())
-        }
-        None => Full::default(),
-    };
-    c.send(b.body(body).unwrap()).await
-}
 
 async fn sign_in(c: &Client, user: &str, pw: &str) -> (String, String) {
     let res = c
@@ -39,7 +24,9 @@ async fn sign_in(c: &Client, user: &str, pw: &str) -> (String, String) {
     assert_eq!(res.status, 200, "{:?}", res.body);
     let v = res.json();
     let access = v["access_token"].as_str().unwrap().to_string();
-    let me = call(c, Method::GET, "/api/v1/auth/sessions", &access, None).await;
+    let me = c
+        .with_bearer(Method::GET, "/api/v1/auth/sessions", &access, None)
+        .await;
     let sid = me.json()["sessions"]
         .as_array()
         .unwrap()
@@ -71,51 +58,56 @@ async fn pending_registrations_are_counted_and_rejected() {
         assert_eq!(register(&c, u, "compressor room four").await.status, 202);
     }
     let (admin, _) = sign_in(&c, "boss", PW).await;
-    let summary = call(&c, Method::GET, "/api/v1/admin/summary", &admin, None).await;
+    let summary = c
+        .with_bearer(Method::GET, "/api/v1/admin/summary", &admin, None)
+        .await;
     assert_eq!(summary.status, 200);
     assert_eq!(summary.json()["pending_registrations"], 2);
 
     // Only admins reject, only pending accounts, and an unknown name is a 404.
     let (operator, _) = sign_in(&c, "olga", PW).await;
     let path = "/api/v1/admin/users/gus/reject";
-    let res = call(&c, Method::POST, path, &operator, None).await;
+    let res = c.with_bearer(Method::POST, path, &operator, None).await;
     assert_eq!(res.status, 403);
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/users/olga/reject",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/users/olga/reject",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (409, "not_pending")
     );
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/users/nobody/reject",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/users/nobody/reject",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (404, "no_such_user")
     );
 
     let before = server.head_seq();
-    assert_eq!(call(&c, Method::POST, path, &admin, None).await.status, 204);
+    assert_eq!(
+        c.with_bearer(Method::POST, path, &admin, None).await.status,
+        204
+    );
     assert_eq!(server.head_seq(), before + 1, "one user.rejected entry");
-    let pending = call(
-        &c,
-        Method::GET,
-        "/api/v1/admin/users?status=pending",
-        &admin,
-        None,
-    )
-    .await;
+    let pending = c
+        .with_bearer(
+            Method::GET,
+            "/api/v1/admin/users?status=pending",
+            &admin,
+            None,
+        )
+        .await;
     let names: Vec<String> = pending.json()["users"]
         .as_array()
         .unwrap()
@@ -123,10 +115,12 @@ async fn pending_registrations_are_counted_and_rejected() {
         .map(|u| u["username"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["hal"]);
-    let summary = call(&c, Method::GET, "/api/v1/admin/summary", &admin, None).await;
+    let summary = c
+        .with_bearer(Method::GET, "/api/v1/admin/summary", &admin, None)
+        .await;
     assert_eq!(summary.json()["pending_registrations"], 1);
     // The row is gone: the name is free again, and a second reject is a 404.
-    let res = call(&c, Method::POST, path, &admin, None).await;
+    let res = c.with_bearer(Method::POST, path, &admin, None).await;
     assert_eq!(res.status, 404);
     assert_eq!(
         register(&c, "gus", "compressor room four").await.status,
@@ -145,7 +139,9 @@ async fn sessions_are_listed_and_one_can_be_ended() {
     let (phone, phone_sid) = sign_in(&c, "bob", PW).await;
     let (desk, desk_sid) = sign_in(&c, "bob", PW).await;
 
-    let own = call(&c, Method::GET, "/api/v1/auth/sessions", &desk, None).await;
+    let own = c
+        .with_bearer(Method::GET, "/api/v1/auth/sessions", &desk, None)
+        .await;
     let list = own.json()["sessions"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!(list[0]["id"], desk_sid.as_str(), "newest first");
@@ -154,30 +150,39 @@ async fn sessions_are_listed_and_one_can_be_ended() {
     assert!(list[0]["expires_at_us"].as_i64() > list[0]["created_at_us"].as_i64());
 
     let path = "/api/v1/admin/users/bob/sessions";
-    assert_eq!(call(&c, Method::GET, path, &phone, None).await.status, 403);
-    let res = call(&c, Method::GET, path, &admin, None).await;
+    assert_eq!(
+        c.with_bearer(Method::GET, path, &phone, None).await.status,
+        403
+    );
+    let res = c.with_bearer(Method::GET, path, &admin, None).await;
     assert_eq!(res.json()["sessions"].as_array().unwrap().len(), 2);
-    let res = call(
-        &c,
-        Method::GET,
-        "/api/v1/admin/users/nobody/sessions",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::GET,
+            "/api/v1/admin/users/nobody/sessions",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(res.status, 404);
 
     // The admin ends the phone's session: its token stops at once, the desk goes on.
     let end = format!("{path}/{phone_sid}");
     assert_eq!(
-        call(&c, Method::DELETE, &end, &admin, None).await.status,
+        c.with_bearer(Method::DELETE, &end, &admin, None)
+            .await
+            .status,
         204
     );
-    let me = call(&c, Method::GET, "/api/v1/auth/me", &phone, None).await;
+    let me = c
+        .with_bearer(Method::GET, "/api/v1/auth/me", &phone, None)
+        .await;
     assert_eq!(me.status, 401);
-    let me = call(&c, Method::GET, "/api/v1/auth/me", &desk, None).await;
+    let me = c
+        .with_bearer(Method::GET, "/api/v1/auth/me", &desk, None)
+        .await;
     assert_eq!(me.status, 200);
-    let res = call(&c, Method::DELETE, &end, &admin, None).await;
+    let res = c.with_bearer(Method::DELETE, &end, &admin, None).await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (404, "no_such_session")
@@ -185,26 +190,32 @@ async fn sessions_are_listed_and_one_can_be_ended() {
     // Another user's session id is not found under this name.
     let wrong = format!("/api/v1/admin/users/boss/sessions/{desk_sid}");
     assert_eq!(
-        call(&c, Method::DELETE, &wrong, &admin, None).await.status,
+        c.with_bearer(Method::DELETE, &wrong, &admin, None)
+            .await
+            .status,
         404
     );
 
     // A user ends one of their own sessions; nobody else's.
     let (tablet, tablet_sid) = sign_in(&c, "bob", PW).await;
     let own_end = format!("/api/v1/auth/sessions/{tablet_sid}");
-    let res = call(&c, Method::DELETE, &own_end, &admin, None).await;
+    let res = c.with_bearer(Method::DELETE, &own_end, &admin, None).await;
     assert_eq!(res.status, 404, "boss cannot end bob's session as his own");
     assert_eq!(
-        call(&c, Method::DELETE, &own_end, &desk, None).await.status,
+        c.with_bearer(Method::DELETE, &own_end, &desk, None)
+            .await
+            .status,
         204
     );
     assert_eq!(
-        call(&c, Method::GET, "/api/v1/auth/me", &tablet, None)
+        c.with_bearer(Method::GET, "/api/v1/auth/me", &tablet, None)
             .await
             .status,
         401
     );
-    let own = call(&c, Method::GET, "/api/v1/auth/sessions", &desk, None).await;
+    let own = c
+        .with_bearer(Method::GET, "/api/v1/auth/sessions", &desk, None)
+        .await;
     assert_eq!(own.json()["sessions"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
@@ -281,14 +292,14 @@ async fn failed_sign_ins_reach_the_log_as_fields_and_admins_can_list_them() {
             .await;
         (res.json()["access_token"].as_str().unwrap().to_string(), ())
     };
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/auth/password",
-        &access,
-        Some(json!({"current_password": otp, "new_password": "turbine hall 7 is loud"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/auth/password",
+            &access,
+            Some(json!({"current_password": otp, "new_password": "turbine hall 7 is loud"})),
+        )
+        .await;
     assert_eq!(res.status, 200);
     assert!(
         !otp_file.exists(),
@@ -296,14 +307,9 @@ async fn failed_sign_ins_reach_the_log_as_fields_and_admins_can_list_them() {
     );
     let admin = res.json()["access_token"].as_str().unwrap().to_string();
 
-    let res = call(
-        &c,
-        Method::GET,
-        "/api/v1/admin/audit?kind=auth.*",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(Method::GET, "/api/v1/admin/audit?kind=auth.*", &admin, None)
+        .await;
     assert_eq!(res.status, 200, "{:?}", res.body);
     let events = res.json()["events"].as_array().unwrap().clone();
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
@@ -321,33 +327,30 @@ async fn failed_sign_ins_reach_the_log_as_fields_and_admins_can_list_them() {
         .unwrap();
     assert_eq!(failed["body"]["username"], "mallory\nfake line");
     assert_eq!(failed["body"]["from"], "127.0.0.1");
-    let res = call(
-        &c,
-        Method::GET,
-        &format!(
-            "/api/v1/admin/audit?kind=auth.lockout&since={}",
-            seqs[seqs.len() - 1]
-        ),
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::GET,
+            &format!(
+                "/api/v1/admin/audit?kind=auth.lockout&since={}",
+                seqs[seqs.len() - 1]
+            ),
+            &admin,
+            None,
+        )
+        .await;
     let only = res.json()["events"].as_array().unwrap().clone();
     assert_eq!(only.len(), 1);
     assert_eq!(
         only[0]["body"]["lockout_secs"].as_u64().map(|s| s > 0),
         Some(true)
     );
-    let res = call(&c, Method::GET, "/api/v1/admin/audit?limit=2", &admin, None).await;
+    let res = c
+        .with_bearer(Method::GET, "/api/v1/admin/audit?limit=2", &admin, None)
+        .await;
     assert_eq!(res.json()["events"].as_array().unwrap().len(), 2);
-    let res = call(
-        &c,
-        Method::GET,
-        "/api/v1/admin/audit?kind=x%2Fy",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(Method::GET, "/api/v1/admin/audit?kind=x%2Fy", &admin, None)
+        .await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (400, "invalid_kind")

@@ -1,29 +1,14 @@
 //! The admin API for devices (list, add, revoke) and the account rules every caller gets from the
 //! domain: the last active admin stays, and approving needs a pending account.
 
-use http_body_util::Full;
 use hyper::Method;
 use plantwire::log::SubmitError;
 use plantwire::store::{Role, UserStatus};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Client, Resp, TestServer, test_author};
+use crate::support::{Client, TestServer, test_author};
 
 const PW: &str = "correct horse battery";
-
-async fn call(c: &Client, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
-    let mut b = c
-        .request(method, path)
-        .header("authorization", format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json");
-            Full::from(serde_json::to_vec(&v).unwrap())
-        }
-        None => Full::default(),
-    };
-    c.send(b.body(body).unwrap()).await
-}
 
 async fn access(c: &Client, user: &str) -> String {
     let res = c
@@ -45,73 +30,70 @@ async fn admins_add_list_and_revoke_devices_over_the_api() {
     let c = server.client();
     let (admin, operator) = (access(&c, "ada").await, access(&c, "olaf").await);
 
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/devices",
-        &operator,
-        Some(json!({"name": "x"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &operator,
+            Some(json!({"name": "x"})),
+        )
+        .await;
     assert_eq!(res.status, 403);
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/devices",
-        &admin,
-        Some(json!({"name": "Bad Name"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &admin,
+            Some(json!({"name": "Bad Name"})),
+        )
+        .await;
     assert_eq!(res.status, 400);
     assert_eq!(res.error_code(), "invalid_name");
 
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/devices",
-        &admin,
-        Some(json!({"name": "press-2"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &admin,
+            Some(json!({"name": "press-2"})),
+        )
+        .await;
     assert_eq!(res.status, 201, "{:?}", res.body);
     let token = res.json()["token"].as_str().unwrap().to_string();
     assert_eq!(res.json()["device"]["created_by"], "user:ada");
     assert_eq!(c.event(&token, "hello").await.status, 201);
-    let res = call(
-        &c,
-        Method::POST,
-        "/api/v1/admin/devices",
-        &admin,
-        Some(json!({"name": "press-2"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &admin,
+            Some(json!({"name": "press-2"})),
+        )
+        .await;
     assert_eq!(res.status, 409);
     assert_eq!(res.error_code(), "device_exists");
 
-    let res = call(&c, Method::GET, "/api/v1/admin/devices", &admin, None).await;
+    let res = c
+        .with_bearer(Method::GET, "/api/v1/admin/devices", &admin, None)
+        .await;
     assert_eq!(res.status, 200);
     let list = res.json();
     assert_eq!(list["devices"][0]["name"], "press-2");
     assert!(list["devices"][0].get("token_hash").is_none());
 
-    let res = call(
-        &c,
-        Method::DELETE,
-        "/api/v1/admin/devices/press-2",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::DELETE,
+            "/api/v1/admin/devices/press-2",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(res.status, 204);
     assert_eq!(c.event(&token, "after").await.status, 401);
-    let res = call(
-        &c,
-        Method::DELETE,
-        "/api/v1/admin/devices/nope",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(Method::DELETE, "/api/v1/admin/devices/nope", &admin, None)
+        .await;
     assert_eq!(res.status, 404);
     assert_eq!(res.error_code(), "no_such_device");
 }

@@ -34,28 +34,9 @@ async fn tokens(c: &Client, user: &str, pw: &str) -> (String, String) {
     )
 }
 
-async fn with_bearer(
-    c: &Client,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Resp {
-    let mut b = c
-        .request(method, path)
-        .header("authorization", format!("Bearer {token}"));
-    let body = match body {
-        Some(v) => {
-            b = b.header("content-type", "application/json");
-            Full::from(serde_json::to_vec(&v).unwrap())
-        }
-        None => Full::default(),
-    };
-    c.send(b.body(body).unwrap()).await
-}
-
 async fn me(c: &Client, token: &str) -> Resp {
-    with_bearer(c, Method::GET, "/api/v1/auth/me", token, None).await
+    c.with_bearer(Method::GET, "/api/v1/auth/me", token, None)
+        .await
 }
 
 async fn refresh(c: &Client, refresh_token: &str) -> Resp {
@@ -117,7 +98,9 @@ async fn bearer_cycle_login_me_refresh_logout() {
     assert_ne!(refresh2, refresh_token, "refresh tokens rotate");
     assert_eq!(me(&c, &access2).await.status, 200);
 
-    let res = with_bearer(&c, Method::POST, "/api/v1/auth/logout", &access2, None).await;
+    let res = c
+        .with_bearer(Method::POST, "/api/v1/auth/logout", &access2, None)
+        .await;
     assert_eq!(res.status, 204);
     // Logout takes effect at once for every token of the session.
     assert_eq!(me(&c, &access2).await.status, 401);
@@ -332,69 +315,69 @@ async fn roles_are_enforced_and_every_private_route_needs_auth() {
 
     // Viewers read but cannot act.
     assert_eq!(
-        with_bearer(&c, Method::GET, "/api/v1/events", &viewer, None)
+        c.with_bearer(Method::GET, "/api/v1/events", &viewer, None)
             .await
             .status,
         200
     );
     assert_eq!(
-        with_bearer(&c, Method::GET, "/api/v1/users?q=o", &viewer, None)
+        c.with_bearer(Method::GET, "/api/v1/users?q=o", &viewer, None)
             .await
             .status,
         200
     );
-    let res = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/events/manual",
-        &viewer,
-        Some(manual.clone()),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/events/manual",
+            &viewer,
+            Some(manual.clone()),
+        )
+        .await;
     assert_eq!(
         (res.status.as_u16(), res.error_code().as_str()),
         (403, "forbidden")
     );
     // Operators act but do not administer.
-    let res = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/events/manual",
-        &operator,
-        Some(manual),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/events/manual",
+            &operator,
+            Some(manual),
+        )
+        .await;
     assert_eq!(res.status, 201);
     assert_eq!(
-        with_bearer(&c, Method::GET, "/api/v1/admin/users", &operator, None)
+        c.with_bearer(Method::GET, "/api/v1/admin/users", &operator, None)
             .await
             .status,
         403
     );
-    let res = with_bearer(
-        &c,
-        Method::PUT,
-        "/api/v1/admin/users/vera/role",
-        &operator,
-        Some(json!({"role": "admin"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::PUT,
+            "/api/v1/admin/users/vera/role",
+            &operator,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(res.status, 403);
     // Admins do.
     assert_eq!(
-        with_bearer(&c, Method::GET, "/api/v1/admin/users", &admin, None)
+        c.with_bearer(Method::GET, "/api/v1/admin/users", &admin, None)
             .await
             .status,
         200
     );
-    let res = with_bearer(
-        &c,
-        Method::PUT,
-        "/api/v1/admin/users/otto/role",
-        &admin,
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::PUT,
+            "/api/v1/admin/users/otto/role",
+            &admin,
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
     assert_eq!(res.status, 200);
     // A role change takes effect at once: the old operator token is gone.
     assert_eq!(me(&c, &operator).await.status, 401);
@@ -507,33 +490,33 @@ async fn first_admin_must_change_the_one_time_password() {
         (Method::GET, "/api/v1/admin/users"),
         (Method::GET, "/api/v1/events"),
     ] {
-        let res = with_bearer(&c, m, p, &access, None).await;
+        let res = c.with_bearer(m, p, &access, None).await;
         assert_eq!(
             (res.status.as_u16(), res.error_code().as_str()),
             (403, "password_change_required"),
             "{p}"
         );
     }
-    let weak = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/auth/password",
-        &access,
-        Some(json!({"current_password": otp, "new_password": "password1"})),
-    )
-    .await;
+    let weak = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/auth/password",
+            &access,
+            Some(json!({"current_password": otp, "new_password": "password1"})),
+        )
+        .await;
     assert_eq!(
         (weak.status.as_u16(), weak.error_code().as_str()),
         (400, "weak_password")
     );
-    let res = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/auth/password",
-        &access,
-        Some(json!({"current_password": otp, "new_password": "turbine hall 7 is loud"})),
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/auth/password",
+            &access,
+            Some(json!({"current_password": otp, "new_password": "turbine hall 7 is loud"})),
+        )
+        .await;
     assert_eq!(res.status, 200);
     assert!(
         !file.exists(),
@@ -546,7 +529,7 @@ async fn first_admin_must_change_the_one_time_password() {
         "the one-time session ended"
     );
     assert_eq!(
-        with_bearer(&c, Method::GET, "/api/v1/admin/users", &new_access, None)
+        c.with_bearer(Method::GET, "/api/v1/admin/users", &new_access, None)
             .await
             .status,
         200
@@ -590,25 +573,25 @@ async fn registration_follows_the_configured_policy() {
         (409, "username_taken")
     );
     let (admin, _) = tokens(&c, "root2", PW).await;
-    let res = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/admin/users/erin/approve",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/users/erin/approve",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(res.status, 200);
     assert_eq!(login(&c, "erin", "compressor room").await.status, 200);
     // Admin reset gives a one-time password that forces a change.
-    let res = with_bearer(
-        &c,
-        Method::POST,
-        "/api/v1/admin/users/erin/reset-password",
-        &admin,
-        None,
-    )
-    .await;
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/users/erin/reset-password",
+            &admin,
+            None,
+        )
+        .await;
     let otp = res.json()["one_time_password"]
         .as_str()
         .unwrap()

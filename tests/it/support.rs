@@ -325,6 +325,27 @@ impl Client {
         .await
     }
 
+    /// Any method with a bearer token and an optional JSON body.
+    pub async fn with_bearer(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> Resp {
+        let mut b = self
+            .request(method, path)
+            .header("authorization", format!("Bearer {token}"));
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Full::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Full::default(),
+        };
+        self.send(b.body(body).unwrap()).await
+    }
+
     /// Publishes one event and returns the response.
     pub async fn event(&self, token: &str, message: &str) -> Resp {
         self.post_json(
