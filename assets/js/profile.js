@@ -1,6 +1,6 @@
-// My account: profile, notifications permission, password change, sign out.
+// My account: profile, notifications permission, password change, my sessions, sign out.
 
-import { h } from './dom.js';
+import { clear, h, time, toast } from './dom.js';
 import * as auth from './api/auth.js';
 import { S } from './model.js';
 import { passwordScreen } from './login.js';
@@ -26,6 +26,34 @@ export function profileScreen(signedOut) {
         h('dt', {}, 'Site'), h('dd', {}, me.site)),
       h('p', {}, notif, ' Direct messages and mentions while this tab is hidden.'),
       passwordScreen(() => {}, false),
+      sessionsCard(),
       h('p', {}, out)),
   };
+}
+
+// Where I am signed in: each session's device, address and last use; any but this one can be
+// ended here (a lost phone, a shared PC).
+function sessionsCard() {
+  const list = h('ul', { class: 'plain sessions', 'aria-live': 'polite' });
+  const paint = async () => {
+    try {
+      const { sessions } = await auth.sessions();
+      clear(list, ...sessions.map((s) => h('li', { class: 'card' },
+        h('strong', {}, s.device || 'Unknown device'),
+        s.current ? h('span', { class: 'badge' }, 'this device') : null,
+        h('div', { class: 'meta' },
+          `${s.address || 'address unknown'} · last used ${s.last_used_us ? time(s.last_used_us) : 'unknown'}`),
+        s.current ? null : h('button', {
+          class: 'danger',
+          onclick: async () => {
+            try { await auth.endSession(s.id); toast('Session ended'); } catch (e) { toast(e.message, 'error'); }
+            paint();
+          },
+        }, 'End session'))));
+    } catch (e) {
+      clear(list, h('li', {}, `Sessions cannot be listed: ${e.message}`));
+    }
+  };
+  paint();
+  return h('section', { 'aria-labelledby': 'sessions-title' }, h('h3', { id: 'sessions-title' }, 'Signed in on'), list);
 }

@@ -90,14 +90,77 @@ fn entry<T: Serialize>(kind: &str, author: &Author, body: &T) -> Result<NewEntry
     Ok(NewEntry::json(kind, STREAM, author, body).map_err(SubmitError::from)?)
 }
 
+/// Who is on the other end of a sign-in or refresh, as the session list shows it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub address: IpAddr,
+    /// A short summary of the `User-Agent` ([`summarise_agent`]).
+    pub device: String,
+}
+
+impl Client {
+    pub fn new(address: IpAddr, user_agent: Option<&str>) -> Self {
+        Self {
+            address,
+            device: user_agent.map(summarise_agent).unwrap_or_default(),
+        }
+    }
+}
+
+/// "Firefox on Android", "curl", or the agent's first word: enough for a person to tell their
+/// sessions apart, bounded (64 characters of printable ASCII), never the whole header.
+pub fn summarise_agent(agent: &str) -> String {
+    const BROWSERS: [(&str, &str); 8] = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+        ("python", "Python"),
+    ];
+    const SYSTEMS: [(&str, &str); 7] = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ];
+    let browser = BROWSERS
+        .iter()
+        .find(|(k, _)| agent.contains(k))
+        .map(|(_, v)| *v);
+    let system = SYSTEMS
+        .iter()
+        .find(|(k, _)| agent.contains(k))
+        .map(|(_, v)| *v);
+    let text = match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_string(),
+        (None, _) => agent
+            .split(['/', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(64)
+        .collect()
+}
+
 /// Checks a username and password and opens a session.
 pub async fn login(
     log: &Log,
     auth: &Auth,
     username: &str,
     password: &str,
-    from: IpAddr,
+    client: &Client,
 ) -> Result<Issued, AuthError> {
+    let from = client.address;
     if username.is_empty() || username.len() > 64 || password.is_empty() || password.len() > 1024 {
         return Err(AuthError::Rejected(Rejection::invalid(
             "invalid_login",
@@ -193,7 +256,7 @@ pub async fn login(
         UserStatus::Active => {}
     }
     auth.by_user_addr.succeed(&user_addr);
-    open_session(log, auth, &user, Some(from)).await
+    open_session(log, auth, &user, client).await
 }
 
 /// Starts a new session (a new refresh-token family) for `user`.
@@ -201,7 +264,7 @@ async fn open_session(
     log: &Log,
     auth: &Auth,
     user: &UserRow,
-    from: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Issued, AuthError> {
     let (refresh, refresh_hash) = new_refresh_token()?;
     let sid = new_session_id()?;
@@ -213,11 +276,13 @@ async fn open_session(
         &SessionEvent {
             username: &user.username,
             session: &sid,
-            from: from.map(|f| f.to_string()),
+            from: Some(client.address.to_string()),
         },
     )?;
     let expected_version = user.auth_version;
     let sid_job = sid.clone();
+    let device = client.device.clone();
+    let address = client.address.to_string();
     let row = log
         .submit(move |tx| {
             let Some(mut row) = tx.views().user(&k)? else {
@@ -240,6 +305,9 @@ async fn open_session(
                 created_at_us: now,
                 expires_at_us: now.saturating_add(ttl_us),
                 revoked_at_us: None,
+                device: device.clone(),
+                address: Some(address.clone()),
+                last_used_us: Some(now),
             })?;
             tx.views().put_user(&row)?;
             tx.append(event.clone())?;
@@ -290,13 +358,20 @@ enum Refreshed {
 
 /// Exchanges a refresh token for new tokens. The old one stops working; presenting it again
 /// ends the whole session.
-pub async fn refresh(log: &Log, auth: &Auth, token: &str) -> Result<Issued, AuthError> {
+pub async fn refresh(
+    log: &Log,
+    auth: &Auth,
+    token: &str,
+    client: &Client,
+) -> Result<Issued, AuthError> {
     if !token.starts_with(super::tokens::REFRESH_PREFIX) || token.len() > 128 {
         return Err(AuthError::InvalidToken);
     }
     let presented = crate::secret::token_hash(token);
     let (next, next_hash) = new_refresh_token()?;
     let ttl_us = secs_to_us(auth.config.refresh_ttl_secs);
+    let address = client.address.to_string();
+    let device = client.device.clone();
     let outcome = log
         .submit(move |tx| {
             let Some(sid) = tx.views().session_of_refresh(&presented)? else {
@@ -336,6 +411,11 @@ pub async fn refresh(log: &Log, auth: &Auth, token: &str) -> Result<Issued, Auth
             };
             session.current_refresh = next_hash;
             session.expires_at_us = now.saturating_add(ttl_us);
+            session.address = Some(address.clone());
+            session.last_used_us = Some(now);
+            if !device.is_empty() {
+                session.device = device.clone();
+            }
             tx.views().put_session(&session)?;
             user.last_seen_us = Some(now);
             tx.views().put_user(&user)?;
@@ -454,7 +534,7 @@ pub async fn change_password(
     user: &UserRow,
     current: &str,
     new: &str,
-    from: Option<IpAddr>,
+    client: &Client,
 ) -> Result<Issued, AuthError> {
     if !auth.hasher.verify(current, Some(&user.password_hash)).await {
         return Err(AuthError::Rejected(Rejection::forbidden(
@@ -475,7 +555,7 @@ pub async fn change_password(
     if users::key(&user.username) == users::FIRST_ADMIN {
         forget_first_password(&auth.first_admin_password_file);
     }
-    open_session(log, auth, &updated, from).await
+    open_session(log, auth, &updated, client).await
 }
 
 /// The one-time password in the file no longer works: remove the file so it cannot mislead.
@@ -543,4 +623,22 @@ pub async fn end_session(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarise_agent;
+
+    #[test]
+    fn agents_are_summarised_and_bounded() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(summarise_agent(firefox), "Firefox on Linux");
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0";
+        assert_eq!(summarise_agent(edge), "Edge on Windows");
+        assert_eq!(summarise_agent("curl/8.5.0"), "curl");
+        assert_eq!(summarise_agent("pump-gateway/2.1 (fw 7)"), "pump-gateway");
+        let hostile = format!("{}\u{7}\n{}", "x".repeat(100), "y");
+        let s = summarise_agent(&hostile);
+        assert!(s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+    }
 }

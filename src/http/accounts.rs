@@ -46,12 +46,16 @@ pub async fn admin_summary(
     }))
 }
 
-/// One open session. The address and last use are not stored per session (see the
-/// `auth.login` entries in the security events for the address of each sign-in).
+/// One open session: where it was last used from, by what, and when. Last use is the last
+/// sign-in or refresh (an active client refreshes at least once per access-token lifetime).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub created_at_us: i64,
+    /// A summary of the client's `User-Agent` ("Firefox on Android"); empty when unknown.
+    pub device: String,
+    pub address: Option<String>,
+    pub last_used_us: Option<i64>,
     /// Moves forward at each refresh.
     pub expires_at_us: i64,
     /// The session of the token that asked.
@@ -72,6 +76,9 @@ fn views(rows: Vec<SessionRow>, current: &str) -> SessionList {
                 id: s.id,
                 created_at_us: s.created_at_us,
                 expires_at_us: s.expires_at_us,
+                device: s.device,
+                address: s.address,
+                last_used_us: s.last_used_us,
             })
             .collect(),
     }

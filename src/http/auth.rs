@@ -120,6 +120,14 @@ fn respond(state: &AppState, issued: Issued, mode: SessionMode) -> Response {
     res
 }
 
+/// The session list's view of the caller: its address and what its `User-Agent` says it is.
+fn client_of(peer: SocketAddr, headers: &axum::http::HeaderMap) -> sessions::Client {
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    sessions::Client::new(peer.ip(), agent)
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorResponse), (status = 429, body = super::error::ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
@@ -135,7 +143,7 @@ pub async fn login(
         state.auth(),
         &req.username,
         &req.password,
-        peer.ip(),
+        &client_of(peer, &parts.headers),
     )
     .await?;
     Ok(respond(&state, issued, req.session))
@@ -151,6 +159,7 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, body = super::error::ErrorResponse)))]
 pub async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     parts: Parts,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -164,7 +173,8 @@ pub async fn refresh(
             (req.refresh_token, SessionMode::Token)
         }
     };
-    match sessions::refresh(state.log(), state.auth(), &token).await {
+    let client = client_of(peer, &parts.headers);
+    match sessions::refresh(state.log(), state.auth(), &token, &client).await {
         Ok(issued) => Ok(respond(&state, issued, mode)),
         Err(e) => {
             let mut res = ApiError::from(e).into_response();
@@ -200,6 +210,7 @@ pub struct PasswordChange {
 pub async fn password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     me: CurrentUser,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
@@ -209,7 +220,7 @@ pub async fn password(
         &me.user,
         &req.current_password,
         &req.new_password,
-        Some(peer.ip()),
+        &client_of(peer, &headers),
     )
     .await?;
     let mode = if me.via_cookie {

@@ -163,6 +163,16 @@ pub struct SessionRow {
     pub created_at_us: i64,
     pub expires_at_us: i64,
     pub revoked_at_us: Option<i64>,
+    /// What the client said it is, summarised ("Firefox on Linux"); empty in rows written
+    /// before it was recorded.
+    #[serde(default)]
+    pub device: String,
+    /// The address of the last sign-in or refresh.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The last sign-in or refresh: an active client refreshes at least once per access TTL.
+    #[serde(default)]
+    pub last_used_us: Option<i64>,
 }
 
 impl SessionRow {

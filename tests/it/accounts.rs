@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use http_body_util::Full;
 use hyper::Method;
 use plantwire::store::Role;
 use serde_json::{Value, json};
@@ -125,6 +126,61 @@ async fn pending_registrations_are_counted_and_rejected() {
     assert_eq!(
         register(&c, "gus", "compressor room four").await.status,
         202
+    );
+    server.stop().await;
+}
+
+/// Each session shows what the client is, where it was last used from and when: a sign-in with
+/// a phone's User-Agent, then a refresh that moves the last use forward.
+#[tokio::test]
+async fn sessions_show_device_address_and_last_use() {
+    let clock = std::sync::Arc::new(plantwire::clock::ManualClock::new(1_800_000_000_000_000));
+    let server =
+        TestServer::start_full(tempfile::TempDir::new().unwrap(), clock.clone(), |_| {}).await;
+    server.user("bob", Role::Operator, PW).await;
+    let c = server.client();
+    let phone_agent = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36";
+    let req = c
+        .request(Method::POST, "/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .header("user-agent", phone_agent)
+        .body(Full::from(
+            json!({"username": "bob", "password": PW}).to_string(),
+        ))
+        .unwrap();
+    let res = c.send(req).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    let tokens = res.json();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let list = c
+        .with_bearer(Method::GET, "/api/v1/auth/sessions", &access, None)
+        .await
+        .json();
+    let s = &list["sessions"][0];
+    assert_eq!(s["device"], "Chrome on Android", "{s}");
+    assert_eq!(s["address"], "127.0.0.1");
+    let first_use = s["last_used_us"].as_i64().unwrap();
+    assert_eq!(first_use, s["created_at_us"].as_i64().unwrap());
+
+    clock.advance_us(60_000_000);
+    let res = c
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    let access = res.json()["access_token"].as_str().unwrap().to_string();
+    let list = c
+        .with_bearer(Method::GET, "/api/v1/auth/sessions", &access, None)
+        .await
+        .json();
+    let s = &list["sessions"][0];
+    assert_eq!(s["last_used_us"].as_i64().unwrap(), first_use + 60_000_000);
+    assert_eq!(
+        s["device"], "Chrome on Android",
+        "a refresh without an agent keeps it"
     );
     server.stop().await;
 }

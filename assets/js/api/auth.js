@@ -1,7 +1,7 @@
 // Paths of /api/v1/auth: who I am, sign in and out, registration, password change; `refresh`
 // is the transport's single-flight cookie refresh, offered here for the live link.
 
-import { api, get, post } from './http.js';
+import { api, del, enc, get, post } from './http.js';
 
 export { refresh } from './http.js';
 
@@ -18,3 +18,8 @@ export const register = ({ username, display_name, password }) =>
 
 export const changePassword = (current_password, new_password) =>
   post('/api/v1/auth/password', { current_password, new_password });
+
+// My open sessions (device, address, last use), and ending one of them.
+export const sessions = () => get('/api/v1/auth/sessions');
+
+export const endSession = (id) => del(`/api/v1/auth/sessions/${enc(id)}`);
