@@ -52,7 +52,8 @@ pub enum ControlError {
     },
 }
 
-/// An admin command and who asked (the CLI's user name, for the log's author).
+/// An admin command and who the CLI says asked (`SUDO_USER` or `USER`). The log's author comes
+/// from the peer's uid ([`author_of`]); the claimed name is believed only from root.
 #[derive(Debug, Serialize, Deserialize)]
 struct AdminEnvelope {
     by: String,
@@ -176,14 +177,42 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     }
 }
 
+/// The author of an online admin command: the account of the peer's uid, as the kernel reports
+/// it. Root may name the person it acts for (`sudo` sets `SUDO_USER`), since root can act as
+/// anyone anyway; any other uid is recorded as itself, whatever it claims. `accounts` is the
+/// text of `/etc/passwd`; a uid it does not list is `uid<N>`.
+fn author_of(uid: u32, claimed: &str, accounts: &str) -> Author {
+    let claimed_ok = !claimed.is_empty()
+        && claimed.len() <= 64
+        && claimed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if uid == 0 && claimed_ok {
+        return Author::Cli(claimed.to_string());
+    }
+    let name = accounts.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    });
+    Author::Cli(name.unwrap_or_else(|| format!("uid{uid}")))
+}
+
+/// The account list, or nothing when it cannot be read (then authors are `uid<N>`).
+fn accounts() -> String {
+    std::fs::read_to_string("/etc/passwd").unwrap_or_default()
+}
+
 async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
-    tracing::info!(uid, by = %env.by, request = ?env.request, "admin command on the control socket");
+    let by = author_of(uid, &env.by, &accounts());
+    tracing::info!(uid, claimed = %env.by, by = %by, request = ?env.request, "admin command on the control socket");
     let ctx = Ctx {
         log: state.log(),
         auth: state.auth(),
         config: state.config(),
         state_dir: state.state_dir(),
-        by: Author::Cli(env.by),
+        by,
         online: true,
     };
     // The two that walk the log read for a while: on a blocking thread, never on one of the few
@@ -297,4 +326,30 @@ pub fn request_backup(state_dir: &Path, out: &mut dyn Write) -> Result<bool, Con
     out.write_all(&first).map_err(err)?;
     std::io::copy(&mut stream, out).map_err(err)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::author_of;
+    use crate::log::Author;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nplantwire:x:998:998::/var/lib/plantwire:/usr/sbin/nologin\n";
+
+    #[test]
+    fn the_author_is_the_peer_uid_not_what_the_cli_claims() {
+        assert_eq!(
+            author_of(998, "root", PASSWD),
+            Author::Cli("plantwire".into())
+        );
+        assert_eq!(author_of(0, "alice", PASSWD), Author::Cli("alice".into()));
+        assert_eq!(author_of(0, "", PASSWD), Author::Cli("root".into()));
+        assert_eq!(
+            author_of(0, "bad name\n", PASSWD),
+            Author::Cli("root".into())
+        );
+        assert_eq!(
+            author_of(1234, "root", PASSWD),
+            Author::Cli("uid1234".into())
+        );
+    }
 }
