@@ -94,7 +94,11 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
         } => return audit_log_outcome(ctx.log, kind, *since, *limit, *json),
     };
     if let Err(e) = result {
-        let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
+        let _ = writeln!(
+            out.stderr,
+            "plantwire: error: {}",
+            crate::telemetry::error_text(&anyhow::Error::from(e))
+        );
         out.code = EXIT_FAILED;
     }
     out
@@ -110,7 +114,11 @@ pub fn audit_log_outcome(
 ) -> Outcome {
     let mut out = Outcome::default();
     if let Err(e) = audit_log(log, kind, since, limit, json, &mut out.stdout) {
-        let _ = writeln!(out.stderr, "plantwire: error: {e:#}");
+        let _ = writeln!(
+            out.stderr,
+            "plantwire: error: {}",
+            crate::telemetry::error_text(&anyhow::Error::from(e))
+        );
         out.code = EXIT_FAILED;
     }
     out

@@ -533,7 +533,7 @@ fn admin(cli: &Cli, request: Request) -> ExitCode {
     let config = match load_config(cli, Vec::new()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("plantwire: error: {e:#}");
+            eprintln!("plantwire: error: {}", crate::telemetry::error_text(&e));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -599,18 +599,29 @@ fn offline(config: &Config, request: &Request) -> Outcome {
             Ok((mut store, key, site)) => {
                 crate::admin::verify_offline(&mut store, &site, &key, *json)
             }
-            Err(e) => Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e))),
+            Err(e) => Outcome::error(
+                EXIT_CANNOT_OPEN,
+                &crate::telemetry::error_text(&anyhow::Error::from(e)),
+            ),
         };
     }
     let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return Outcome::error(EXIT_FAILED, &format!("{e:#}")),
+        Err(e) => {
+            return Outcome::error(
+                EXIT_FAILED,
+                &crate::telemetry::error_text(&anyhow::Error::from(e)),
+            );
+        }
     };
     rt.block_on(async {
         let log = match crate::state::open_existing_log(config, Arc::new(SystemClock)) {
             Ok(log) => log,
             Err(e) => {
-                return Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e)));
+                return Outcome::error(
+                    EXIT_CANNOT_OPEN,
+                    &crate::telemetry::error_text(&anyhow::Error::from(e)),
+                );
             }
         };
         let state_dir = config.state_dir();
@@ -626,7 +637,10 @@ fn offline(config: &Config, request: &Request) -> Outcome {
                 };
                 crate::admin::execute(&ctx, request).await
             }
-            Err(e) => Outcome::error(EXIT_CANNOT_OPEN, &format!("{:#}", anyhow::Error::from(e))),
+            Err(e) => Outcome::error(
+                EXIT_CANNOT_OPEN,
+                &crate::telemetry::error_text(&anyhow::Error::from(e)),
+            ),
         };
         log.close().await;
         outcome

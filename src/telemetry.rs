@@ -36,10 +36,16 @@ pub fn init(level: &str) {
 }
 
 /// An error and its causes on one line, each cause once: a cause whose text the message above it
-/// already carries (many errors quote their source) is not repeated.
+/// already carries (many errors quote their source) is not repeated. A refusal by the operating
+/// system (EACCES, EPERM) ends with what to do about it, since the message alone names only the
+/// operation that was refused.
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
+    let mut denied = false;
     for cause in e.chain() {
+        denied |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
         let part = cause.to_string();
         if text.contains(&part) {
             continue;
@@ -49,8 +55,14 @@ pub fn error_text(e: &anyhow::Error) -> String {
         }
         text.push_str(&part);
     }
+    if denied {
+        text.push_str(PERMISSION_HINT);
+    }
     text
 }
+
+/// What to do when the system refuses: the state directory belongs to the service's user.
+pub const PERMISSION_HINT: &str = " (the state directory and its files belong to the service's user: run this as root or as that user, e.g. `sudo plantwire …` or `sudo -u plantwire plantwire …`)";
 
 /// A duration as a log field: milliseconds, to a tenth (`ms=3.2`, not `ms=3.2138430000000002`).
 pub fn millis(d: std::time::Duration) -> f64 {

@@ -257,7 +257,8 @@ fn the_last_admin_cannot_be_demoted_or_disabled_and_approve_wants_a_pending_user
 }
 
 /// Another user (not root, not the service's) is told which path it cannot read and what to do,
-/// with exit code 3, not "no store". Needs root to switch users; elsewhere it cannot be set up.
+/// with exit code 3, not "no store"; an OS refusal is printed once, with the fix. Needs root to
+/// switch users; elsewhere it cannot be set up.
 #[test]
 fn a_user_without_access_is_told_the_path_and_the_fix() {
     use std::os::unix::fs::PermissionsExt;
@@ -298,6 +299,26 @@ fn a_user_without_access_is_told_the_path_and_the_fix() {
     assert!(err.contains("permission denied"), "{err}");
     assert!(err.contains("run as root or the plantwire user"), "{err}");
     assert!(!err.contains("no plantwire store"), "{err}");
+
+    // With the directory open but the data key 0600: the refused operation and its path, the OS
+    // error once, and what to do.
+    let state = dir.path().join("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(crate::process::BIN)
+        .args(["device", "list", "--config", cfg.to_str().unwrap()]);
+    crate::process::clean(&mut c);
+    let o = c.current_dir(dir.path()).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    let key = state.join("data.key");
+    assert!(
+        err.contains(&format!("cannot read secret file {}", key.display())),
+        "{err}"
+    );
+    assert_eq!(err.matches("os error 13").count(), 1, "once: {err}");
+    assert!(err.contains("run this as root or as that user"), "{err}");
 }
 
 #[test]
