@@ -97,7 +97,7 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
         let _ = writeln!(
             out.stderr,
             "plantwire: error: {}",
-            crate::telemetry::error_text(&anyhow::Error::from(e))
+            crate::telemetry::error_text(&e)
         );
         out.code = EXIT_FAILED;
     }
@@ -117,7 +117,7 @@ pub fn audit_log_outcome(
         let _ = writeln!(
             out.stderr,
             "plantwire: error: {}",
-            crate::telemetry::error_text(&anyhow::Error::from(e))
+            crate::telemetry::error_text(&e)
         );
         out.code = EXIT_FAILED;
     }
@@ -192,6 +192,7 @@ pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
     if let Some(head) = &report.head {
         let _ = writeln!(s, "head:    {head}");
     }
+    let _ = writeln!(s, "signed:  {} checkpoints verified", report.checkpoints);
     let _ = match &report.problem {
         None => writeln!(s, "result:  OK, the chain verifies"),
         Some(p) => writeln!(s, "result:  FAILED: {p}"),

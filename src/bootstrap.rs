@@ -17,6 +17,8 @@ pub const DATA_KEY_CREDENTIAL: &str = "data-key";
 pub const DATA_KEY_FILE: &str = "data.key";
 /// File name of the store in the state directory.
 pub const STORE_FILE: &str = "plantwire.redb";
+/// File name of the site's Ed25519 checkpoint-signing key (PKCS#8 PEM, 0600).
+pub const SIGNING_KEY_FILE: &str = "site-signing.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -40,6 +42,8 @@ pub enum BootstrapError {
     Seal(#[from] SealError),
     #[error("no data key for the store in {0} (config, credential or data.key)")]
     NoKey(PathBuf),
+    #[error("{path} is not an Ed25519 private key (PKCS#8 PEM)")]
+    BadSigningKey { path: PathBuf },
 }
 
 /// Whether `ensure_data_key` may make a new key when none is found.
@@ -113,4 +117,32 @@ fn parse_key(raw: &[u8], source_name: &str) -> Result<DataKey, BootstrapError> {
         return Err(bad());
     }
     Ok(DataKey::from_bytes(&bytes)?)
+}
+
+/// The site's checkpoint-signing key from the state directory, made on first start (PKCS#8 PEM,
+/// 0600, readable by `openssl pkey`). The backup carries it sealed, like the site CA.
+pub fn ensure_signing_key(state_dir: &Path) -> Result<Vec<u8>, BootstrapError> {
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let path = state_dir.join(SIGNING_KEY_FILE);
+    let bad = || BootstrapError::BadSigningKey { path: path.clone() };
+    if path.exists() {
+        let pem = read_secret_file(&path)?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| bad())?;
+        return Ok(der.secret_pkcs8_der().to_vec());
+    }
+    let der = crate::log::checkpoint::generate_pkcs8().map_err(|_| bad())?;
+    let b64 = STANDARD.encode(&der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    write_new_secret_file(&path, pem.as_bytes()).map_err(|source| BootstrapError::WriteKey {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(path = %path.display(), "created the site signing key (signs checkpoints of the log)");
+    Ok(der)
 }

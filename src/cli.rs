@@ -608,10 +608,7 @@ fn offline(config: &Config, request: &Request) -> Outcome {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            return Outcome::error(
-                EXIT_FAILED,
-                &crate::telemetry::error_text(&anyhow::Error::from(e)),
-            );
+            return Outcome::error(EXIT_FAILED, &crate::telemetry::error_text(&e));
         }
     };
     rt.block_on(async {

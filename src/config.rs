@@ -242,6 +242,10 @@ pub struct StorageConfig {
     /// A backward step of the wall clock larger than this many seconds is logged as a
     /// `clock.stepped` entry.
     pub clock_step_secs: u32,
+    /// A signed checkpoint of the chain head after this many new entries…
+    pub checkpoint_every: u64,
+    /// …or after this many seconds when anything new was logged.
+    pub checkpoint_secs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +329,8 @@ impl Default for StorageConfig {
             cache_mib: 64,
             hub_capacity: 4096,
             clock_step_secs: 60,
+            checkpoint_every: 1000,
+            checkpoint_secs: 60,
         }
     }
 }
@@ -565,6 +571,13 @@ impl Config {
         bounded("storage.cache_mib", st.cache_mib, 1, 65_536)?;
         bounded("storage.hub_capacity", st.hub_capacity, 16, 1_000_000)?;
         bounded("storage.clock_step_secs", st.clock_step_secs, 1, 86_400)?;
+        bounded(
+            "storage.checkpoint_every",
+            st.checkpoint_every,
+            1,
+            1_000_000,
+        )?;
+        bounded("storage.checkpoint_secs", st.checkpoint_secs, 1, 86_400)?;
         log_filter(&self.log.level).map_err(|e| invalid("log.level", e))?;
         let a = &self.auth;
         bounded("auth.access_ttl_secs", a.access_ttl_secs, 30, 24 * 3600)?;

@@ -139,6 +139,15 @@ pub async fn run_supervised<F>(
     }
     let renewing = state.clone();
     supervisor.spawn("tls-renewal", move |stop| renew_certificate(renewing, stop));
+    let (log, signer) = (state.log().clone(), state.signer().clone());
+    let storage = &state.config().storage;
+    let policy = crate::log::checkpointer::Policy {
+        every_entries: storage.checkpoint_every,
+        interval_us: i64::from(storage.checkpoint_secs) * 1_000_000,
+    };
+    supervisor.spawn("checkpoints", move |stop| {
+        crate::log::checkpointer::run(log, signer, policy, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

@@ -1,5 +1,5 @@
 //! The state-dir secrets a backup carries besides the store (site CA, server certificate, JWT
-//! signing key): sealed under the data key on the way out, opened and put back 0600 on restore.
+//! and checkpoint signing keys): sealed under the data key on the way out, opened and put back 0600 on restore.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ pub const CARRIED: &[&str] = &[
     "tls/server.crt",
     "tls/server.key",
     "jwt-signing.key",
+    "site-signing.key",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ use crate::bootstrap::{self, BootstrapError, STORE_FILE};
 use crate::chat::Live;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::log::checkpoint::Signer;
 use crate::log::{Log, LogOptions};
 use crate::metrics::Metrics;
 use crate::store::{DataKey, Store, StoreError};
@@ -44,6 +45,10 @@ pub enum StartError {
     Backfill(#[from] crate::events::ListError),
     #[error("no store at {0} (only `plantwire serve` creates one)")]
     NoStore(PathBuf),
+    #[error("the site signing key: {0}")]
+    SigningKey(#[from] crate::log::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Checkpoints(#[from] crate::log::checkpointer::CheckpointStartError),
 }
 
 /// How this process opens its site's log: the config's storage section.
@@ -145,6 +150,8 @@ struct Inner {
     audiences: Audiences,
     metrics: Arc<Metrics>,
     tls: TlsSetup,
+    /// Signs checkpoints of the chain head (the checkpoint task holds the other reference).
+    signer: Arc<Signer>,
     ready: AtomicBool,
     sockets: Sockets,
 }
@@ -172,13 +179,29 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let log = open_log(&config, clock, metrics.clone())?;
         let state_dir = config.state_dir();
-        let auth = Arc::new(Auth::new(&config.auth, &state_dir)?);
-        crate::users::ensure_first_admin(&log, &auth, &state_dir)
-            .await
-            .map_err(StartError::FirstAdmin)?;
-        // Once, after the v4 migration: index the events that were logged before it.
-        crate::events::backfill(&log).await?;
-        let tls = TlsSetup::load(&config, &state_dir, log.site())?;
+        // A refusal after the log is open closes it again, so the store is free for the next try.
+        let services = async {
+            let signer = Arc::new(Signer::from_pkcs8(
+                log.site(),
+                &bootstrap::ensure_signing_key(&state_dir)?,
+            )?);
+            crate::log::checkpointer::ensure_key_logged(&log, &signer).await?;
+            let auth = Arc::new(Auth::new(&config.auth, &state_dir)?);
+            crate::users::ensure_first_admin(&log, &auth, &state_dir)
+                .await
+                .map_err(StartError::FirstAdmin)?;
+            // Once, after the v4 migration: index the events that were logged before it.
+            crate::events::backfill(&log).await?;
+            let tls = TlsSetup::load(&config, &state_dir, log.site())?;
+            Ok::<_, StartError>((signer, auth, tls))
+        };
+        let (signer, auth, tls) = match services.await {
+            Ok(s) => s,
+            Err(e) => {
+                log.close().await;
+                return Err(e);
+            }
+        };
         let live = Arc::new(Live::new(config.chat.ws_max_per_user));
         let state = Self {
             inner: Arc::new(Inner {
@@ -190,6 +213,7 @@ impl AppState {
                 audiences: audiences(),
                 metrics,
                 tls,
+                signer,
                 ready: AtomicBool::new(false),
                 sockets: Sockets::default(),
             }),
@@ -199,6 +223,10 @@ impl AppState {
 
     pub fn log(&self) -> &Log {
         &self.inner.log
+    }
+
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.inner.signer
     }
 
     pub fn auth(&self) -> &Auth {

@@ -2,6 +2,8 @@
 //! fans committed entries out, and the audit walk. Writes go only through the sequencer.
 
 mod author;
+pub mod checkpoint;
+pub mod checkpointer;
 pub mod entry;
 pub mod follow;
 mod handle;

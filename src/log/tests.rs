@@ -220,3 +220,75 @@ async fn a_job_failing_on_a_malformed_row_is_refused_alone() {
     assert_eq!(log.head(&log.read().unwrap()).unwrap(), 1);
     log.close().await;
 }
+
+/// A checkpoint signs the entry before it and `verify` counts it; with nothing new, none is
+/// written; a signing key other than the logged one is refused at start.
+#[tokio::test]
+async fn checkpoints_sign_the_head_and_verify() {
+    use super::checkpoint::Signer;
+    use super::checkpointer::{CheckpointStartError, checkpoint_now, ensure_key_logged};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let signer = Arc::new(Signer::from_seed("north", &[1; 32]).unwrap());
+    ensure_key_logged(&log, &signer).await.unwrap();
+    ensure_key_logged(&log, &signer).await.unwrap();
+    for n in 0..3 {
+        log.submit(move |tx| tx.append(event(n))).await.unwrap();
+    }
+    assert_eq!(checkpoint_now(&log, &signer).await.unwrap(), Some(5));
+    assert_eq!(
+        checkpoint_now(&log, &signer).await.unwrap(),
+        None,
+        "nothing new"
+    );
+    log.submit(|tx| tx.append(event(9))).await.unwrap();
+    assert_eq!(checkpoint_now(&log, &signer).await.unwrap(), Some(7));
+    let report = log.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.entries, report.checkpoints), (7, 2));
+
+    let other = Signer::from_seed("north", &[2; 32]).unwrap();
+    assert!(matches!(
+        ensure_key_logged(&log, &other).await,
+        Err(CheckpointStartError::KeyMismatch { .. })
+    ));
+    log.close().await;
+}
+
+/// A history rewritten and re-chained by someone without the signing key keeps a valid hash
+/// chain, but the checkpoint it carries over signs the old entry: `verify` names it.
+#[tokio::test]
+async fn a_rechained_history_fails_at_its_checkpoint() {
+    use super::checkpoint::{KIND_CHECKPOINT, STREAM, Signer};
+    use super::checkpointer::{checkpoint_now, ensure_key_logged};
+    let signer = Arc::new(Signer::from_seed("north", &[1; 32]).unwrap());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(a_dir.path(), "north"), open(b_dir.path(), "north"));
+    for (log, first) in [(&a, 1), (&b, 666)] {
+        ensure_key_logged(log, &signer).await.unwrap();
+        for n in [first, 2, 3] {
+            log.submit(move |tx| tx.append(event(n))).await.unwrap();
+        }
+    }
+    let at = checkpoint_now(&a, &signer).await.unwrap().unwrap();
+    let genuine = a.entry(&a.read().unwrap(), at).unwrap().unwrap();
+    assert!(a.verify().unwrap().ok());
+    // The forger copies the genuine checkpoint onto the rewritten history (same seqs).
+    let copied = NewEntry {
+        kind: KIND_CHECKPOINT.into(),
+        stream: STREAM.into(),
+        author: Author::System,
+        body: genuine.body.clone(),
+    };
+    b.submit(move |tx| tx.append(copied.clone())).await.unwrap();
+    let report = b.verify().unwrap();
+    assert!(
+        matches!(
+            report.problem,
+            Some(super::Problem::BadCheckpoint { seq: 5, .. })
+        ),
+        "{report:?}"
+    );
+    a.close().await;
+    b.close().await;
+}

@@ -114,6 +114,11 @@ impl<'a> Tx<'a> {
         self.chain.next_seq
     }
 
+    /// The hash of the newest entry (this batch's appends included): what the next one links to.
+    pub fn head_hash(&self) -> [u8; 32] {
+        self.chain.head
+    }
+
     /// The view tables, in the same transaction as the appends.
     pub fn views(&mut self) -> &mut WriteTx {
         self.store

@@ -19,6 +19,8 @@ pub struct VerifyReport {
     pub last_seq: Option<u64>,
     /// Hex hash of the last entry that verified.
     pub head: Option<String>,
+    /// Signed checkpoints whose signature and head matched.
+    pub checkpoints: u64,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
 }
@@ -44,6 +46,9 @@ pub enum Problem {
     Gap { expected: u64, found: u64 },
     /// The chain head recorded in meta is not the last entry.
     HeadMismatch { seq: u64 },
+    /// A checkpoint entry whose note does not verify under the logged signing key, or does not
+    /// sign the entry before it.
+    BadCheckpoint { seq: u64, detail: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -73,6 +78,9 @@ impl std::fmt::Display for Problem {
             Problem::HeadMismatch { seq } => {
                 write!(f, "the recorded chain head ({seq}) is not the last entry")
             }
+            Problem::BadCheckpoint { seq, detail } => {
+                write!(f, "checkpoint {seq} does not hold: {detail}")
+            }
         }
     }
 }
@@ -85,8 +93,11 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         first_seq: None,
         last_seq: None,
         head: None,
+        checkpoints: 0,
         problem: None,
     };
+    let origin = super::checkpoint::origin(site);
+    let mut signing_key: Option<[u8; 32]> = None;
     let rtx = store.read()?;
     let recorded_head = rtx.chain_head()?;
     let mut prev_hash: Option<[u8; 32]> = None;
@@ -135,6 +146,14 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
             report.problem = Some(Problem::HashMismatch { seq });
             return false;
         }
+        match check_signed(&entry, &origin, &mut signing_key) {
+            Ok(true) => report.checkpoints += 1,
+            Ok(false) => {}
+            Err(detail) => {
+                report.problem = Some(Problem::BadCheckpoint { seq, detail });
+                return false;
+            }
+        }
         prev_hash = Some(entry.hash);
         report.head = Some(hex::encode(entry.hash));
         expected_seq = Some(seq + 1);
@@ -155,4 +174,45 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         }
     }
     Ok(report)
+}
+
+/// For a `log.signing_key` entry, takes its key as the one later checkpoints are signed with; for
+/// a `log.checkpoint` entry, checks its note under that key and that it signs the entry just
+/// before it. True for a checkpoint that holds.
+fn check_signed(
+    entry: &super::Entry,
+    origin: &str,
+    key: &mut Option<[u8; 32]>,
+) -> Result<bool, String> {
+    use super::checkpoint::{KIND_CHECKPOINT, KIND_SIGNING_KEY};
+    use super::checkpointer::{CheckpointBody, SigningKeyBody};
+    use base64::Engine;
+    match entry.kind.as_str() {
+        KIND_SIGNING_KEY => {
+            let body: SigningKeyBody =
+                serde_json::from_slice(&entry.body).map_err(|e| e.to_string())?;
+            let pk = base64::engine::general_purpose::STANDARD
+                .decode(&body.public_key)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or("the logged signing key is not 32 bytes of base64")?;
+            *key = Some(pk);
+            Ok(false)
+        }
+        KIND_CHECKPOINT => {
+            let body: CheckpointBody =
+                serde_json::from_slice(&entry.body).map_err(|e| e.to_string())?;
+            let pk = key.ok_or("no signing key is logged before it")?;
+            let c =
+                super::checkpoint::verify(&body.note, origin, &pk).map_err(|e| e.to_string())?;
+            if c.size + 1 != entry.seq || c.root != entry.prev {
+                return Err(format!(
+                    "it signs entry {} with another hash, not the entry before it",
+                    c.size
+                ));
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }

@@ -582,6 +582,15 @@ impl WriteTx {
         self.put(STREAM_INDEX, (stream, seq), ())
     }
 
+    /// Whether entry `seq` belongs to `stream` (as written so far in this transaction).
+    pub fn in_stream(&self, stream: &str, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .txn
+            .open_table(STREAM_INDEX)?
+            .get((stream, seq))?
+            .is_some())
+    }
+
     pub fn set_chain_head(&mut self, head: &ChainHead) -> Result<(), StoreError> {
         self.put(META, "chain_head", head.encode().as_slice())
     }

@@ -116,8 +116,12 @@ async fn backup_under_writes_restores_into_an_empty_state_dir_and_verifies() {
             .any(|w| w == key.trim().as_bytes())
     );
 
-    // The site CA key and the JWT key travel sealed: never in clear.
-    for secret in ["state/tls/ca.key", "state/jwt-signing.key"] {
+    // The site CA key, the JWT key and the checkpoint-signing key travel sealed: never in clear.
+    for secret in [
+        "state/tls/ca.key",
+        "state/jwt-signing.key",
+        "state/site-signing.key",
+    ] {
         let clear = std::fs::read(dir.path().join(secret)).unwrap();
         assert!(
             !bytes.windows(40).any(|w| clear.windows(40).any(|c| c == w)),

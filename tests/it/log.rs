@@ -292,3 +292,50 @@ fn base64_key(byte: u8) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
 }
+
+/// The running server signs its head by policy (every 5 entries here); `audit verify` checks
+/// every checkpoint; a start with another signing key is refused and names the file.
+#[tokio::test]
+async fn the_server_checkpoints_its_head_and_a_swapped_key_is_refused() {
+    let server = TestServer::start_with(|c| c.storage.checkpoint_every = 5).await;
+    let mut hub = server.state().log().subscribe();
+    let token = server.device("pump-7").await;
+    for i in 0..12 {
+        assert_eq!(
+            server.client().event(&token, &format!("e{i}")).await.status,
+            201
+        );
+    }
+    let mut checkpoints = Vec::new();
+    while checkpoints.len() < 2 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), hub.recv())
+            .await
+            .expect("a checkpoint within 30 s")
+            .unwrap();
+        if e.kind == plantwire::log::checkpoint::KIND_CHECKPOINT {
+            checkpoints.push(e.seq);
+        }
+    }
+    let dir = server.stop().await;
+    let report = audit(dir.path());
+    assert!(report.ok(), "{report:?}");
+    assert!(report.checkpoints >= 2, "{report:?}");
+
+    // Another key in the file: the start is refused, nothing is re-signed under it.
+    let key_file = dir.path().join(plantwire::bootstrap::SIGNING_KEY_FILE);
+    let original = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    plantwire::bootstrap::ensure_signing_key(dir.path()).unwrap();
+    let config = crate::support::test_config(dir.path());
+    let err =
+        match plantwire::state::AppState::prepare(config, Arc::new(plantwire::clock::SystemClock))
+            .await
+        {
+            Ok(_) => panic!("a swapped signing key must be refused"),
+            Err(e) => e.to_string(),
+        };
+    assert!(err.contains("site-signing.key"), "{err}");
+    std::fs::write(&key_file, original).unwrap();
+    let server = TestServer::start_in(dir, |_| {}).await;
+    server.stop().await;
+}

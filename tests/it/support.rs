@@ -44,6 +44,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // Cheap hashing for tests only; production keeps the OWASP parameters.
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
+    // No timed checkpoints behind a test's back (tests that count entries would see them); the
+    // checkpoint tests turn them on.
+    c.storage.checkpoint_every = 1_000_000;
+    c.storage.checkpoint_secs = 86_400;
     c
 }
 
