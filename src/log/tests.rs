@@ -292,3 +292,72 @@ async fn a_rechained_history_fails_at_its_checkpoint() {
     a.close().await;
     b.close().await;
 }
+
+/// A replica takes another log's entries exactly as committed, in batches, sealed again under
+/// its own key: the same seqs and hashes, a verifying chain. An entry that is not the next one,
+/// does not link, or does not match its hash is refused and changes nothing.
+#[tokio::test]
+async fn a_replica_takes_entries_verbatim_and_refuses_what_does_not_extend_it() {
+    let (edge_dir, hq_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = open(edge_dir.path(), "north");
+    for n in 0..10 {
+        edge.submit(move |tx| tx.append(event(n))).await.unwrap();
+    }
+    let rtx = edge.read().unwrap();
+    let entries: Vec<_> = (1..=10)
+        .map(|s| edge.entry(&rtx, s).unwrap().unwrap())
+        .collect();
+    let hq = Log::open(
+        &hq_dir.path().join("plantwire.redb"),
+        "north",
+        DataKey::from_bytes(&[9u8; 32]).unwrap(),
+        Arc::new(SystemClock),
+        &LogOptions {
+            clock_step_us: i64::MAX,
+            ..options()
+        },
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let apply = |batch: Vec<super::Entry>| {
+        let hq = hq.clone();
+        async move {
+            hq.submit(move |tx| {
+                let mut last = 0;
+                for e in &batch {
+                    last = tx.append_replicated(e)?;
+                }
+                Ok(last)
+            })
+            .await
+        }
+    };
+    assert_eq!(apply(entries[..4].to_vec()).await.unwrap(), 4);
+    let code = |r: Result<u64, SubmitError>| match r {
+        Err(SubmitError::Rejected(r)) => r.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // A batch resent after a lost ack: its first entry is not the next one.
+    assert_eq!(code(apply(entries[..6].to_vec()).await), "out_of_order");
+    let mut forged = entries[4].clone();
+    forged.body = b"{\"n\":666}".to_vec();
+    assert_eq!(code(apply(vec![forged]).await), "hash_mismatch");
+    let mut next = entries[5].clone();
+    next.seq = 5;
+    assert_eq!(code(apply(vec![next]).await), "broken_link");
+    assert_eq!(
+        hq.head(&hq.read().unwrap()).unwrap(),
+        4,
+        "refusals wrote nothing"
+    );
+    assert_eq!(apply(entries[4..].to_vec()).await.unwrap(), 10);
+
+    let report = hq.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
+    let hrtx = hq.read().unwrap();
+    for e in &entries {
+        assert_eq!(&hq.entry(&hrtx, e.seq).unwrap().unwrap(), e);
+    }
+    edge.close().await;
+    hq.close().await;
+}

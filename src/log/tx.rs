@@ -184,6 +184,77 @@ impl<'a> Tx<'a> {
         Ok(seq)
     }
 
+    /// Appends an entry another site's log committed, exactly as it was (its seq, ts, prev and
+    /// hash), for a replica of that log: it must be the next seq, link to this log's head and
+    /// hash to what it says. Its body is sealed again under this log's key. A replica is opened
+    /// with `clock_step_us = i64::MAX`, so nothing of its own is ever appended to it.
+    pub fn append_replicated(&mut self, e: &Entry) -> Result<u64, AppendError> {
+        if *e.site != **self.site {
+            return Err(
+                Rejection::invalid("wrong_site", "the entry belongs to another site").into(),
+            );
+        }
+        if e.seq != self.chain.next_seq {
+            return Err(Rejection::conflict(
+                "out_of_order",
+                format!("expected seq {}, got {}", self.chain.next_seq, e.seq),
+            )
+            .into());
+        }
+        if e.prev != self.chain.head {
+            return Err(Rejection::conflict(
+                "broken_link",
+                format!("entry {} does not link to the stored head", e.seq),
+            )
+            .into());
+        }
+        if e.computed_hash() != e.hash {
+            return Err(Rejection::invalid(
+                "hash_mismatch",
+                format!("entry {} does not match its hash", e.seq),
+            )
+            .into());
+        }
+        if e.ts < self.chain.last_ts {
+            return Err(Rejection::invalid(
+                "time_backwards",
+                format!("entry {} is older than the one before it", e.seq),
+            )
+            .into());
+        }
+        if e.kind.is_empty()
+            || e.kind.len() > MAX_KIND_LEN
+            || e.stream.len() > MAX_NAME_LEN
+            || e.author.len() > MAX_NAME_LEN
+            || e.body.len() > MAX_BODY_LEN
+        {
+            return Err(Rejection::invalid("too_large", "an entry field is out of bounds").into());
+        }
+        let sealed = self
+            .key
+            .seal(&seal_aad(self.site, e.seq), &e.body)
+            .map_err(StoreError::Seal)?;
+        let record = LogRecord {
+            ts: e.ts,
+            kind: e.kind.clone(),
+            stream: e.stream.clone(),
+            author: e.author.clone(),
+            prev: e.prev,
+            hash: e.hash,
+            sealed,
+        };
+        let bytes = record
+            .encode()
+            .map_err(|err| Rejection::invalid("too_long", err.to_string()))?;
+        self.store.put_log(e.seq, &bytes)?;
+        self.store.put_stream_index(&record.stream, e.seq)?;
+        self.entries.push(e.clone());
+        self.chain.next_seq += 1;
+        self.chain.head = e.hash;
+        self.chain.last_ts = e.ts;
+        Ok(e.seq)
+    }
+
     /// Appends a `clock.stepped` entry when the wall clock reads more than `threshold_us` before
     /// what the previous batch read (or, at start, the newest entry's `ts`). `ts` stays where it
     /// was until the clock passes it again; the entry keeps both readings. Once per step: the
