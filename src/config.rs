@@ -113,6 +113,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub metrics: MetricsConfig,
     pub discovery: DiscoveryConfig,
+    pub alarms: AlarmsConfig,
 }
 
 /// `/metrics`: who may scrape it.
@@ -275,6 +276,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             metrics: MetricsConfig::default(),
             discovery: DiscoveryConfig::default(),
+            alarms: AlarmsConfig::default(),
         }
     }
 }
@@ -387,6 +389,28 @@ impl Default for EventsConfig {
         Self {
             max_batch: 1000,
             max_event_bytes: 16 << 10,
+        }
+    }
+}
+
+/// `[alarms]`: the alarm model's site rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// The longest shelve anyone may ask for, in minutes (one-shot shelves end there too).
+    pub max_shelve_minutes: u32,
+    /// The lowest role that may put an alarm out of service and return it to service.
+    pub out_of_service_role: crate::store::Role,
+    /// Priorities whose acknowledgement needs a comment.
+    pub comment_required: Vec<crate::store::Priority>,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        Self {
+            max_shelve_minutes: 8 * 60,
+            out_of_service_role: crate::store::Role::Admin,
+            comment_required: Vec::new(),
         }
     }
 }
@@ -603,6 +627,12 @@ impl Config {
             self.events.max_event_bytes,
             256,
             1 << 20,
+        )?;
+        bounded(
+            "alarms.max_shelve_minutes",
+            self.alarms.max_shelve_minutes,
+            1,
+            366 * 24 * 60,
         )?;
         let c = &self.chat;
         bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;

@@ -139,6 +139,10 @@ pub async fn run_supervised<F>(
     }
     let renewing = state.clone();
     supervisor.spawn("tls-renewal", move |stop| renew_certificate(renewing, stop));
+    let alarm_log = state.log().clone();
+    supervisor.spawn("alarm-timers", move |stop| {
+        crate::alarms::timers::run(alarm_log, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

@@ -1,0 +1,1 @@
+//! Tests of the alarm domain (filled below).
