@@ -303,7 +303,11 @@ async fn run_seed(seed: u64, steps: usize) {
             };
             assert_eq!(got, want, "{ctx}");
             let written = u64::from(want == Want::Written);
-            assert_eq!(head(&log), before + written, "{ctx}: one entry per transition");
+            assert_eq!(
+                head(&log),
+                before + written,
+                "{ctx}: one entry per transition"
+            );
             if written == 1 {
                 let rtx = log.read().unwrap();
                 let e = log.entry(&rtx, before + 1).unwrap().unwrap();
@@ -315,7 +319,11 @@ async fn run_seed(seed: u64, steps: usize) {
         let rtx = log.read().unwrap();
         for (i, m) in models.iter().enumerate() {
             let current = rtx.alarm_current("tank-1", CONDITIONS[i]).unwrap();
-            assert_eq!(current, m.id, "seed {seed} step {step}: id of {}", CONDITIONS[i]);
+            assert_eq!(
+                current, m.id,
+                "seed {seed} step {step}: id of {}",
+                CONDITIONS[i]
+            );
             let Some(id) = current else { continue };
             let row = rtx.alarm(id).unwrap().unwrap();
             let got = (
@@ -324,10 +332,20 @@ async fn run_seed(seed: u64, steps: usize) {
                 row.active,
                 row.acked,
                 row.latched,
-                row.shelf.as_ref().map(|s| (s.mode == ShelveMode::OneShot, s.until_us)),
+                row.shelf
+                    .as_ref()
+                    .map(|s| (s.mode == ShelveMode::OneShot, s.until_us)),
                 row.out_of_service.is_some(),
             );
-            let want = (m.occurrence, m.input, m.active, m.acked, m.latched, m.shelf, m.oos);
+            let want = (
+                m.occurrence,
+                m.input,
+                m.active,
+                m.acked,
+                m.latched,
+                m.shelf,
+                m.oos,
+            );
             assert_eq!(got, want, "seed {seed} step {step}: {}", CONDITIONS[i]);
         }
     }
