@@ -404,3 +404,37 @@ pub async fn history(
     }
     Ok(Json(History { transitions }).into_response())
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KpiParams {
+    /// Start of the range (UTC µs); default 24 h before `until`.
+    pub since: Option<i64>,
+    /// End of the range (UTC µs); default now.
+    pub until: Option<i64>,
+}
+
+/// Alarm KPIs over a time range, computed from the log, with what stands and is shelved now.
+#[utoipa::path(get, path = "/api/v1/alarms/kpis", tag = "alarms", params(KpiParams), responses((status = 200, body = alarms::kpis::Kpis), (status = 400, body = super::error::ErrorResponse, description = "`invalid_range`")))]
+pub async fn kpis(
+    State(state): State<AppState>,
+    _me: RequireRole<Viewer>,
+    Query(q): Query<KpiParams>,
+) -> Result<Json<alarms::kpis::Kpis>, ApiError> {
+    let until = q.until.unwrap_or_else(|| state.log().now_us());
+    let since = q
+        .since
+        .unwrap_or(until.saturating_sub(alarms::kpis::STALE_US));
+    if since >= until {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "since must be before until",
+        ));
+    }
+    let log = state.log().clone();
+    let k = tokio::task::spawn_blocking(move || alarms::kpis::kpis(&log, since, until))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(read_error)?;
+    Ok(Json(k))
+}

@@ -403,6 +403,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             post(alarms::ack_many),
         ),
+        r(Method::GET, "/api/v1/alarms/kpis", User, get(alarms::kpis)),
         r(Method::GET, "/api/v1/alarms/{id}", User, get(alarms::get)),
         r(
             Method::POST,

@@ -78,6 +78,7 @@ use super::{
         alarms::list,
         alarms::history,
         alarms::ack_many,
+        alarms::kpis,
         alarms::get,
         alarms::ack,
         alarms::shelve,

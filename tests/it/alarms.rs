@@ -482,3 +482,134 @@ async fn an_admin_takes_an_alarm_out_of_service_and_a_latched_alarm_needs_a_rese
         "nothing_to_reset"
     );
 }
+
+/// A scripted day: a flood of 12 in 2 minutes, a chattering valve, a diagnostic alarm, a stale
+/// tank alarm, two acks and a shelve; every KPI equals the figure worked out by hand.
+#[tokio::test]
+async fn the_kpis_of_a_scripted_history_equal_the_hand_computed_values() {
+    const S: i64 = 1_000_000;
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = TestServer::start_full(TempDir::new().unwrap(), clock.clone(), |c| {
+        c.alarms.max_shelve_minutes = 48 * 60;
+    })
+    .await;
+    server.user("olga", Role::Operator, PW).await;
+    let token = server.device("plc-1").await;
+    let c = server.client();
+    let at = |secs: i64| clock.set_us(T0 + secs * S);
+    let signal = |source: &str, condition: &str, active: bool, priority: &str| json!({"source": source, "condition": condition, "active": active, "priority": priority});
+    let mut ids = Vec::new();
+    // The flood: f01..f12 at 0, 10, …, 110 s, all low; cleared at 200 s.
+    for k in 0..12 {
+        at(k * 10);
+        let r = device_raise(
+            &c,
+            &token,
+            signal("line-1", &format!("f{:02}", k + 1), true, "low"),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+        ids.push(r.json()["id"].as_u64().unwrap());
+    }
+    at(200);
+    for k in 0..12 {
+        device_raise(
+            &c,
+            &token,
+            signal("line-1", &format!("f{:02}", k + 1), false, "low"),
+        )
+        .await;
+    }
+    // f01 acknowledged 300 s after its raise; f03 shelved until it returns to normal.
+    at(300);
+    let olga = Api::login(&c, "olga", PW).await;
+    assert_eq!(
+        olga.post(&format!("/api/v1/alarms/{}/ack", ids[0]), json!({}))
+            .await
+            .status,
+        200
+    );
+    at(400);
+    let shelve = olga
+        .post(
+            &format!("/api/v1/alarms/{}/shelve", ids[2]),
+            json!({"mode": "one_shot", "reason": "flood"}),
+        )
+        .await;
+    assert_eq!(shelve.status, 200, "{:?}", shelve.body);
+    // The chattering valve: raised at 1200, 1220 and 1240 s, cleared between and at 1250 s.
+    for (secs, active) in [
+        (1200, true),
+        (1210, false),
+        (1220, true),
+        (1230, false),
+        (1240, true),
+        (1250, false),
+    ] {
+        at(secs);
+        device_raise(&c, &token, signal("valve-3", "position", active, "medium")).await;
+    }
+    // A diagnostic alarm is journaled, never annunciated.
+    at(1800);
+    device_raise(&c, &token, signal("meter-9", "drift", true, "diagnostic")).await;
+    at(1900);
+    device_raise(&c, &token, signal("meter-9", "drift", false, "diagnostic")).await;
+    // The stale one: raised at 3000 s, acknowledged at 3600 s, never cleared.
+    at(3000);
+    let tank = device_raise(&c, &token, signal("tank-5", "level.high", true, "high"))
+        .await
+        .json()["id"]
+        .as_u64()
+        .unwrap();
+    at(3600);
+    let olga = Api::login(&c, "olga", PW).await;
+    assert_eq!(
+        olga.post(&format!("/api/v1/alarms/{tank}/ack"), json!({}))
+            .await
+            .status,
+        200
+    );
+
+    let end = 25 * 3600;
+    at(end);
+    let olga = Api::login(&c, "olga", PW).await;
+    let k = olga
+        .ok(&format!(
+            "/api/v1/alarms/kpis?since={T0}&until={}",
+            T0 + end * S
+        ))
+        .await;
+    // 12 + 3 + 1 annunciations; 150 periods of 10 minutes in 25 h.
+    assert_eq!(k["annunciated"], 16, "{k}");
+    assert_eq!(k["periods"], 150);
+    let close = |v: &Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-9;
+    assert!(close(&k["per_10min_avg"], 16.0 / 150.0), "{k}");
+    assert_eq!(k["per_10min_max"], 12);
+    assert!(close(&k["periods_over_10_pct"], 100.0 / 150.0), "{k}");
+    // In flood from the 11th (100 s) until the 2nd leaves the window (610 s): 510 s of 90,000.
+    assert!(close(&k["flood_time_pct"], 510.0 * 100.0 / 90_000.0), "{k}");
+    assert_eq!(k["bad_actors"][0]["source"], "valve-3");
+    assert_eq!(k["bad_actors"][0]["count"], 3);
+    assert!(close(&k["bad_actors"][0]["share_pct"], 3.0 * 100.0 / 16.0));
+    assert_eq!(k["bad_actors"].as_array().unwrap().len(), 10);
+    assert_eq!(k["bad_actors"][1]["condition"], "f01");
+    assert!(close(&k["top10_share_pct"], 12.0 * 100.0 / 16.0), "{k}");
+    assert_eq!(
+        k["chattering"],
+        json!([{"source": "valve-3", "condition": "position", "max_in_60s": 3}])
+    );
+    assert_eq!(k["stale"], 1);
+    assert_eq!(
+        k["priority_mix"],
+        json!({"low": 12, "medium": 3, "high": 1})
+    );
+    assert!(close(&k["mean_time_to_ack_secs"], 450.0), "{k}");
+    assert_eq!(k["standing"], 1);
+    assert_eq!(k["shelved"], 1);
+    assert_eq!(k["truncated"], false);
+
+    let bad = olga
+        .get(&format!("/api/v1/alarms/kpis?since={T0}&until={T0}"))
+        .await;
+    assert_eq!(bad.error_code(), "invalid_range");
+}
