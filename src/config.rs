@@ -403,6 +403,11 @@ pub struct AlarmsConfig {
     pub out_of_service_role: crate::store::Role,
     /// Priorities whose acknowledgement needs a comment.
     pub comment_required: Vec<crate::store::Priority>,
+    /// The system alarm `plantwire/disk.almost_full` is active while the state directory's
+    /// file system is more than this full, in percent (0 raises it whenever anything is used).
+    pub disk_alarm_percent: u8,
+    /// How often the system alarms are checked, in seconds of the server clock.
+    pub system_check_secs: u64,
 }
 
 impl Default for AlarmsConfig {
@@ -411,6 +416,8 @@ impl Default for AlarmsConfig {
             max_shelve_minutes: 8 * 60,
             out_of_service_role: crate::store::Role::Admin,
             comment_required: Vec::new(),
+            disk_alarm_percent: 90,
+            system_check_secs: 60,
         }
     }
 }
@@ -633,6 +640,18 @@ impl Config {
             self.alarms.max_shelve_minutes,
             1,
             366 * 24 * 60,
+        )?;
+        bounded(
+            "alarms.disk_alarm_percent",
+            self.alarms.disk_alarm_percent,
+            0,
+            100,
+        )?;
+        bounded(
+            "alarms.system_check_secs",
+            self.alarms.system_check_secs,
+            1,
+            3600,
         )?;
         let c = &self.chat;
         bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;

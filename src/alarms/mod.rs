@@ -8,6 +8,7 @@
 pub mod kpis;
 mod machine;
 mod read;
+pub mod system;
 pub mod timers;
 
 use std::collections::BTreeMap;

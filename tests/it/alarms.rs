@@ -613,3 +613,37 @@ async fn the_kpis_of_a_scripted_history_equal_the_hand_computed_values() {
         .await;
     assert_eq!(bad.error_code(), "invalid_range");
 }
+
+/// The disk-almost-full system alarm: with the threshold at 0 % any real disk is above it, so the
+/// server raises `plantwire/disk.almost_full` as `system` through the same model.
+#[tokio::test]
+async fn a_system_alarm_is_raised_when_the_state_disk_is_above_the_threshold() {
+    let server = TestServer::start_with(|c| c.alarms.disk_alarm_percent = 0).await;
+    let ops = people(&server, &["vic"], &["vic"]).await;
+    let (mut ws, replayed) = alarm_socket(&ops[0], 0).await;
+    let raise = match replayed.into_iter().find(|f| f["kind"] == "alarm.raise") {
+        Some(f) => f,
+        None => ws.next_entry("alarm.raise").await,
+    };
+    assert_eq!(raise["author"], "system");
+    assert_eq!(raise["body"]["alarm"]["source"], "plantwire");
+    assert_eq!(raise["body"]["alarm"]["condition"], "disk.almost_full");
+    assert_eq!(raise["body"]["alarm"]["priority"], "high");
+    let listed = ops[0].ok("/api/v1/alarms?source=plantwire").await;
+    assert_eq!(listed["alarms"][0]["state"], "unack");
+
+    // Below the threshold (the default test config says 100 %), nothing is raised.
+    let quiet = TestServer::start().await;
+    plantwire::alarms::system::check(
+        quiet.state().log(),
+        &quiet.state().config().alarms,
+        &quiet.path(),
+    )
+    .await
+    .unwrap();
+    let rtx = quiet.state().log().read().unwrap();
+    assert_eq!(
+        rtx.alarm_current("plantwire", "disk.almost_full").unwrap(),
+        None
+    );
+}
