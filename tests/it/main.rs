@@ -38,5 +38,6 @@ mod powercut;
 mod storage;
 mod tls;
 mod ui;
+mod ui_alarms;
 mod ui_assets;
 mod webdriver;
