@@ -261,3 +261,22 @@ pub fn history_csv(items: &[HistoryItem]) -> String {
     }
     out
 }
+
+/// How many alarms stand, wait for an acknowledgement and are shelved now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub standing: u64,
+    pub unacked: u64,
+    pub shelved: u64,
+}
+
+/// The instantaneous counts (for the Prometheus gauges), from the current occurrences.
+pub fn counts(log: &Log) -> Result<Counts, ReadError> {
+    let rows = log.read()?.alarm_currents(None)?;
+    let n = |f: &dyn Fn(&AlarmRow) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
+    Ok(Counts {
+        standing: n(&|r| r.active),
+        unacked: n(&|r| !r.acked),
+        shelved: n(&|r| r.shelf.is_some()),
+    })
+}

@@ -55,8 +55,7 @@ pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<()
             return Ok(());
         }
     };
-    let mut signal = disk_signal(used, cfg.disk_alarm_percent);
-    // The message changes with every reading: keep it only when the state changes.
+    let signal = disk_signal(used, cfg.disk_alarm_percent);
     let current = {
         let rtx = log.read().map_err(|e| SubmitError::Storage(e.into()))?;
         match rtx
@@ -67,8 +66,12 @@ pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<()
             None => None,
         }
     };
-    if current.is_some_and(|c| c.input_active == signal.active) {
-        signal.message = None;
+    // Nothing to change: no job for the writer (the usual case, every minute).
+    if current
+        .as_ref()
+        .map_or(!signal.active, |c| c.input_active == signal.active)
+    {
+        return Ok(());
     }
     super::raise(log, &Author::System, signal).await.map(|_| ())
 }

@@ -608,6 +608,19 @@ async fn the_kpis_of_a_scripted_history_equal_the_hand_computed_values() {
     assert_eq!(k["shelved"], 1);
     assert_eq!(k["truncated"], false);
 
+    // The instantaneous figures are Prometheus gauges too: f02-f12, valve-3 and meter-9 wait
+    // for an acknowledgement after returning to normal.
+    let ada = admin(&server, "ada").await;
+    let metrics = ada.get("/metrics").await;
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    for line in [
+        "plantwire_alarms_standing 1",
+        "plantwire_alarms_unacknowledged 13",
+        "plantwire_alarms_shelved 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+
     let bad = olga
         .get(&format!("/api/v1/alarms/kpis?since={T0}&until={T0}"))
         .await;
