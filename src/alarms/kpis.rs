@@ -1,6 +1,5 @@
-//! Alarm KPIs (ISA-18.2 / EEMUA 191 figures) computed from the log over a time range: rate per
-//! 10 minutes, flood time, bad actors, chattering, stale, priority mix, time to acknowledge, and
-//! what stands and is shelved now. `compute` is pure; `kpis` reads the log and the views.
+//! Alarm KPIs (ISA-18.2 / EEMUA 191) over a time range of the log: rates per 10 minutes, flood,
+//! bad actors, chattering, stale, priority mix, time to ack; `compute` is pure, `kpis` reads.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,5 @@
-//! The alarm state machine as one pure function: an occurrence (or none) and an action in, the
-//! next occurrence and the kind of the entry that records it out. No I/O, no clock: the caller
-//! passes the time, the author and the id a new occurrence would get.
+//! The alarm state machine as one pure function (no I/O, no clock): an occurrence and an action
+//! in; the next occurrence and the kind of the one entry that records it out.
 
 use crate::error::Rejection;
 use crate::store::{AlarmRow, OutOfService, Priority, Shelf, ShelveMode};

@@ -1,6 +1,5 @@
-//! Unit tests of the alarm domain through `Log` against a temp redb and a manual clock: a seeded
-//! random walk of raises, clears, acks, shelves, unshelves, out of service, resets, latching and
-//! timer expiry against a reference model written here; states match, one entry per transition.
+//! Property test of the alarm domain through `Log` (temp redb, manual clock): seeded random walks
+//! against a reference model written here; states match, and every transition is one entry.
 
 use std::path::Path;
 use std::sync::Arc;

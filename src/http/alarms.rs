@@ -1,6 +1,5 @@
-//! The alarm API: raise and clear (devices and operators), list, one alarm with its journal,
-//! acknowledge (one or a list), shelve, unshelve, out of service, reset, comment, and history
-//! (JSON or CSV). Viewers read only; out of service needs the configured role.
+//! The alarm API: raise/clear (devices and operators), list, journal, ack (one or a list), shelve,
+//! unshelve, out of service, reset, comment, history (JSON or CSV), KPIs. Viewers read only.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};

@@ -1,6 +1,5 @@
-//! The alarm view tables: occurrences by id, the current occurrence of each condition, the
-//! shelve-expiry index and the index of alarm entries by seq and time, all written in the same
-//! transaction as the entry that changes them.
+//! The alarm view tables (occurrences, current occurrence per condition, shelve expiries, alarm
+//! entries by seq and time), written in the same transaction as the entry that changes them.
 
 use redb::ReadableTable;
 

@@ -1,6 +1,5 @@
-//! Alarms through the real server over HTTPS: devices raise and clear with their tokens, people
-//! acknowledge, shelve and unshelve; the shelve timer runs by the test clock and survives a
-//! restart; two operators racing to ack get one entry; a subscribed socket sees the raise.
+//! Alarms through the real server over HTTPS: device tokens, roles, bad input, shelve timers by the
+//! test clock and across a restart, the ack race, the live socket, KPIs and the system alarm.
 
 use std::sync::Arc;
 
@@ -659,4 +658,58 @@ async fn a_system_alarm_is_raised_when_the_state_disk_is_above_the_threshold() {
         rtx.alarm_current("plantwire", "disk.almost_full").unwrap(),
         None
     );
+}
+
+/// A comment can be required per priority, and commands go to the newest occurrence only.
+#[tokio::test]
+async fn a_required_comment_is_enforced_and_a_superseded_occurrence_takes_only_comments() {
+    let server = TestServer::start_with(|c| {
+        c.alarms.comment_required = vec![plantwire::store::Priority::High];
+    })
+    .await;
+    let ops = people(&server, &["olga"], &[]).await;
+    let olga = &ops[0];
+    let id = olga.post("/api/v1/alarms", pressure(true)).await.json()["id"]
+        .as_u64()
+        .unwrap();
+    let head = server.head_seq();
+    for body in [json!({}), json!({"comment": "  "})] {
+        let r = olga.post(&format!("/api/v1/alarms/{id}/ack"), body).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error_code(), "comment_required");
+    }
+    let many = olga
+        .post("/api/v1/alarms/ack", json!({"ids": [id]}))
+        .await
+        .json();
+    assert_eq!(many["results"][0]["code"], "comment_required");
+    assert_eq!(server.head_seq(), head);
+    let ok = olga
+        .post(
+            &format!("/api/v1/alarms/{id}/ack"),
+            json!({"comment": "seen"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+
+    olga.post("/api/v1/alarms", pressure(false)).await;
+    let next = olga.post("/api/v1/alarms", pressure(true)).await.json()["id"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(next, id);
+    let old = olga
+        .post(
+            &format!("/api/v1/alarms/{id}/shelve"),
+            json!({"mode": "timed", "minutes": 5, "reason": "x"}),
+        )
+        .await;
+    assert_eq!(old.status, 409);
+    assert_eq!(old.error_code(), "superseded");
+    let note = olga
+        .post(
+            &format!("/api/v1/alarms/{id}/comment"),
+            json!({"text": "root cause: worn seal"}),
+        )
+        .await;
+    assert_eq!(note.status, 200, "{:?}", note.body);
 }
