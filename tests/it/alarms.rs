@@ -480,6 +480,45 @@ async fn an_admin_takes_an_alarm_out_of_service_and_a_latched_alarm_needs_a_rese
             .error_code(),
         "nothing_to_reset"
     );
+
+    // A priority change and suppression by design are transitions of their own.
+    let cond = |extra: Value| {
+        let mut v = json!({"source": "press-4", "condition": "oil.low", "active": true});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let first = ada
+        .post("/api/v1/alarms", cond(json!({"priority": "low"})))
+        .await
+        .json();
+    let oil = first["id"].as_u64().unwrap();
+    let up = ada
+        .post("/api/v1/alarms", cond(json!({"priority": "high"})))
+        .await
+        .json();
+    assert_eq!(
+        (up["kind"].as_str(), up["id"].as_u64()),
+        (Some("alarm.priority"), Some(oil))
+    );
+    let sup = ada
+        .post("/api/v1/alarms", cond(json!({"suppressed": true})))
+        .await
+        .json();
+    assert_eq!(sup["kind"], "alarm.suppress");
+    let same = ada
+        .post(
+            "/api/v1/alarms",
+            cond(json!({"suppressed": true, "priority": "high"})),
+        )
+        .await;
+    assert_eq!(same.status, 200);
+    let row = ada.ok(&format!("/api/v1/alarms/{oil}")).await;
+    assert_eq!(
+        (row["priority"].as_str(), row["suppressed"].as_bool()),
+        (Some("high"), Some(true))
+    );
 }
 
 /// A scripted day: a flood of 12 in 2 minutes, a chattering valve, a diagnostic alarm, a stale
