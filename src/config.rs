@@ -113,6 +113,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub metrics: MetricsConfig,
     pub discovery: DiscoveryConfig,
+    pub alarms: AlarmsConfig,
 }
 
 /// `/metrics`: who may scrape it.
@@ -279,6 +280,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             metrics: MetricsConfig::default(),
             discovery: DiscoveryConfig::default(),
+            alarms: AlarmsConfig::default(),
         }
     }
 }
@@ -393,6 +395,35 @@ impl Default for EventsConfig {
         Self {
             max_batch: 1000,
             max_event_bytes: 16 << 10,
+        }
+    }
+}
+
+/// `[alarms]`: the alarm model's site rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// The longest shelve anyone may ask for, in minutes (one-shot shelves end there too).
+    pub max_shelve_minutes: u32,
+    /// The lowest role that may put an alarm out of service and return it to service.
+    pub out_of_service_role: crate::store::Role,
+    /// Priorities whose acknowledgement needs a comment.
+    pub comment_required: Vec<crate::store::Priority>,
+    /// The system alarm `plantwire/disk.almost_full` is active while the state directory's
+    /// file system is more than this full, in percent (0 raises it whenever anything is used).
+    pub disk_alarm_percent: u8,
+    /// How often the system alarms are checked, in seconds of the server clock.
+    pub system_check_secs: u64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        Self {
+            max_shelve_minutes: 8 * 60,
+            out_of_service_role: crate::store::Role::Admin,
+            comment_required: Vec::new(),
+            disk_alarm_percent: 90,
+            system_check_secs: 60,
         }
     }
 }
@@ -616,6 +647,24 @@ impl Config {
             self.events.max_event_bytes,
             256,
             1 << 20,
+        )?;
+        bounded(
+            "alarms.max_shelve_minutes",
+            self.alarms.max_shelve_minutes,
+            1,
+            366 * 24 * 60,
+        )?;
+        bounded(
+            "alarms.disk_alarm_percent",
+            self.alarms.disk_alarm_percent,
+            0,
+            100,
+        )?;
+        bounded(
+            "alarms.system_check_secs",
+            self.alarms.system_check_secs,
+            1,
+            3600,
         )?;
         let c = &self.chat;
         bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;

@@ -2,6 +2,7 @@
 //! The library holds everything; the binary only installs hooks, parses the command line and calls `cli::run`.
 
 pub mod admin;
+pub mod alarms;
 pub mod audience;
 pub mod auth;
 pub mod bench;

@@ -39,6 +39,9 @@ pub struct Metrics {
     queue_depth: Gauge,
     store_bytes: Gauge,
     storage_degraded: Gauge,
+    alarms_standing: Gauge,
+    alarms_unacked: Gauge,
+    alarms_shelved: Gauge,
 }
 
 impl Default for Metrics {
@@ -110,6 +113,24 @@ impl Metrics {
             "1 while the store refuses writes after a failed commit (full disk, I/O error), else 0",
             storage_degraded.clone(),
         );
+        let alarms_standing = Gauge::default();
+        registry.register(
+            "alarms_standing",
+            "Alarms active now",
+            alarms_standing.clone(),
+        );
+        let alarms_unacked = Gauge::default();
+        registry.register(
+            "alarms_unacknowledged",
+            "Alarms not acknowledged now (active or returned to normal)",
+            alarms_unacked.clone(),
+        );
+        let alarms_shelved = Gauge::default();
+        registry.register(
+            "alarms_shelved",
+            "Alarms shelved now",
+            alarms_shelved.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -129,7 +150,18 @@ impl Metrics {
             queue_depth,
             store_bytes,
             storage_degraded,
+            alarms_standing,
+            alarms_unacked,
+            alarms_shelved,
         }
+    }
+
+    /// The alarm gauges, sampled at scrape time: standing, unacknowledged, shelved.
+    pub fn set_alarms(&self, standing: u64, unacked: u64, shelved: u64) {
+        let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.alarms_standing.set(g(standing));
+        self.alarms_unacked.set(g(unacked));
+        self.alarms_shelved.set(g(shelved));
     }
 
     /// Set by the writer when a commit fails and when the store recovers.

@@ -148,6 +148,15 @@ pub async fn run_supervised<F>(
     supervisor.spawn("checkpoints", move |stop| {
         crate::log::checkpointer::run(log, signer, policy, stop)
     });
+    let alarm_log = state.log().clone();
+    supervisor.spawn("alarm-timers", move |stop| {
+        crate::alarms::timers::run(alarm_log, stop)
+    });
+    let (system_log, system_cfg) = (state.log().clone(), state.config().alarms.clone());
+    let state_dir = state.state_dir().to_path_buf();
+    supervisor.spawn("system-alarms", move |stop| {
+        crate::alarms::system::run(system_log, system_cfg, state_dir, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

@@ -128,6 +128,7 @@ pub fn audiences() -> Audiences {
         crate::chat::replay::audience,
     );
     a.register("events", crate::events::KINDS, crate::events::audience);
+    a.register("alarms", crate::alarms::KINDS, crate::alarms::audience);
     a.register("admin", &["user.", "device."], |_rtx, viewer| {
         Ok(Box::new(ByRole::new(viewer, Role::Admin, ADMIN_STREAMS)))
     });

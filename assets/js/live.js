@@ -77,7 +77,7 @@ class Live {
           await this.h.onFirstHello(f.head);
           this.since = f.head;
         }
-        this.send({ type: 'subscribe', since: this.since });
+        this.send({ type: 'subscribe', since: this.since, domains: ['chat', 'alarms'] });
         break;
       case 'entry':
         if (f.seq > this.since) this.since = f.seq;

@@ -12,7 +12,8 @@ use crate::store::{DataKey, Store};
 /// build: it migrates, the backfill indexes its events, and the chain verifies.
 #[tokio::test]
 async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() {
-    for version in 1..crate::store::SCHEMA_VERSION {
+    // v1 to v3: from v4 on, the writer indexes events as it appends them.
+    for version in 1..4 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plantwire.redb");
         let site: Arc<str> = "north".into();

@@ -44,6 +44,10 @@ pub async fn metrics(State(state): State<AppState>, mut parts: Parts) -> Respons
     let store_bytes = std::fs::metadata(log.store().path())
         .map(|m| m.len())
         .unwrap_or(0);
+    match crate::alarms::counts(log) {
+        Ok(c) => state.metrics().set_alarms(c.standing, c.unacked, c.shelved),
+        Err(e) => tracing::warn!(error = %e, "cannot count alarms for /metrics"),
+    }
     match state.metrics().render(log.queue_depth(), store_bytes) {
         Ok(text) => {
             let mut res = (StatusCode::OK, text).into_response();

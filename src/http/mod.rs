@@ -2,6 +2,7 @@
 //! allow-list; everything else needs credentials), and the layers every response passes through.
 
 mod accounts;
+mod alarms;
 mod attachments;
 mod auth;
 mod contacts;
@@ -387,6 +388,65 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(attachments::download),
         ),
         r(Method::GET, "/api/v1/ws", User, get(ws::upgrade)),
+        // Alarms (raise and clear take a device token too).
+        r(Method::POST, "/api/v1/alarms", User, post(alarms::raise)),
+        r(Method::GET, "/api/v1/alarms", User, get(alarms::list)),
+        r(
+            Method::GET,
+            "/api/v1/alarms/history",
+            User,
+            get(alarms::history),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/ack",
+            User,
+            post(alarms::ack_many),
+        ),
+        r(Method::GET, "/api/v1/alarms/kpis", User, get(alarms::kpis)),
+        r(Method::GET, "/api/v1/alarms/{id}", User, get(alarms::get)),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/ack",
+            User,
+            post(alarms::ack),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/shelve",
+            User,
+            post(alarms::shelve),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/unshelve",
+            User,
+            post(alarms::unshelve),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/out-of-service",
+            User,
+            post(alarms::out_of_service),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/return-to-service",
+            User,
+            post(alarms::return_to_service),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/reset",
+            User,
+            post(alarms::reset),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/alarms/{id}/comment",
+            User,
+            post(alarms::comment),
+        ),
     ]
 }
 

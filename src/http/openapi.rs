@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, attachments, auth, contacts, conversations, devices, events, health, messages,
-    metrics, presence, users, ws,
+    accounts, alarms, attachments, auth, contacts, conversations, devices, events, health,
+    messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -74,6 +74,19 @@ use super::{
         attachments::upload,
         attachments::download,
         ws::upgrade,
+        alarms::raise,
+        alarms::list,
+        alarms::history,
+        alarms::ack_many,
+        alarms::kpis,
+        alarms::get,
+        alarms::ack,
+        alarms::shelve,
+        alarms::unshelve,
+        alarms::out_of_service,
+        alarms::return_to_service,
+        alarms::reset,
+        alarms::comment,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

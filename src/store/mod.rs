@@ -1,6 +1,8 @@
 //! The redb file: the table registry, opening with lock detection, and typed read/write transactions.
 //! Only this module names redb types; callers speak in records and rows, never in tables.
 
+mod alarm_rows;
+mod alarms;
 pub mod backup;
 mod chat;
 mod chat_rows;
@@ -19,6 +21,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+pub use alarm_rows::{AlarmRow, OutOfService, Priority, Shelf, ShelveMode};
 pub use chat_rows::{
     AttachmentRef, AttachmentRow, ContactRow, ContactState, ConvKind, ConvRow, MAX_SPANS,
     MemberRole, MemberRow, MessageRow, Span,
@@ -94,6 +97,20 @@ pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
 pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventtypes_typeseq_unit");
 
+/// alarm id (the seq of the entry that raised the occurrence) → alarm_rows::AlarmRow v1.
+pub(crate) const ALARMS: Table<u64, AlarmRow> = Table::new("alarms_id_row");
+/// (source, condition) → id of the condition's newest occurrence.
+pub(crate) const ALARM_CONDITIONS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("alarmconditions_sourcecond_id");
+/// (shelve expiry µs, alarm id) → (): shelved alarms by when their timer unshelves them.
+pub(crate) const ALARM_SHELVES: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("alarmshelves_untilid_unit");
+/// seq of every `alarm.*` entry → alarm id (live replay, history).
+pub(crate) const ALARM_SEQS: TableDefinition<u64, u64> = TableDefinition::new("alarmseqs_seq_id");
+/// (log ts µs, seq) → alarm id: alarm entries by the log's time (history, KPIs).
+pub(crate) const ALARM_TIMES: TableDefinition<(i64, u64), u64> =
+    TableDefinition::new("alarmtimes_tsseq_id");
+
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
 /// const above and one line here (plus the migration step of its version).
@@ -123,6 +140,11 @@ macro_rules! for_each_table {
         $f($($arg,)* EVENT_TIMES, 4)?;
         $f($($arg,)* EVENT_SOURCES, 4)?;
         $f($($arg,)* EVENT_TYPES, 4)?;
+        $f($($arg,)* ALARMS.def(), 5)?;
+        $f($($arg,)* ALARM_CONDITIONS, 5)?;
+        $f($($arg,)* ALARM_SHELVES, 5)?;
+        $f($($arg,)* ALARM_SEQS, 5)?;
+        $f($($arg,)* ALARM_TIMES, 5)?;
     }};
 }
 pub(crate) use for_each_table;

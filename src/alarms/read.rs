@@ -1,0 +1,282 @@
+//! Reading alarms: the current occurrences with filters, one alarm with its journal (its stream),
+//! the history of transitions by time, and the live-socket audience of the `alarms` domain.
+
+use serde::Serialize;
+
+use crate::audience::{Audience, Viewer};
+use crate::log::{Entry, Log};
+use crate::store::{AlarmRow, Priority, ReadTx, StoreError};
+
+use super::machine::{State, state_of};
+use super::{AlarmEntry, KIND_PREFIX, stream_of};
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Entry(#[from] crate::log::read::ReadError),
+    #[error("entry {seq} is indexed as an alarm entry but its body is not one: {source}")]
+    Body {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One alarm as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlarmView {
+    pub state: State,
+    pub shelved: bool,
+    #[serde(flatten)]
+    pub alarm: AlarmRow,
+}
+
+impl From<AlarmRow> for AlarmView {
+    fn from(alarm: AlarmRow) -> Self {
+        Self {
+            state: state_of(&alarm),
+            shelved: alarm.shelf.is_some(),
+            alarm,
+        }
+    }
+}
+
+/// What a listing narrows to.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Without it, alarms back to normal are left out unless shelved or out of service.
+    pub state: Option<State>,
+    pub priority: Option<Priority>,
+    pub source: Option<String>,
+    pub shelved: Option<bool>,
+}
+
+/// The newest occurrence of every condition that matches, highest priority first, then newest.
+pub fn list(log: &Log, f: &Filter) -> Result<Vec<AlarmView>, ReadError> {
+    let rtx = log.read()?;
+    let mut out: Vec<AlarmView> = rtx
+        .alarm_currents(f.source.as_deref())?
+        .into_iter()
+        .map(AlarmView::from)
+        .filter(|v| match f.state {
+            Some(s) => v.state == s,
+            None => v.state != State::Normal || v.shelved || v.alarm.out_of_service.is_some(),
+        })
+        .filter(|v| f.priority.is_none_or(|p| v.alarm.priority == p))
+        .filter(|v| f.shelved.is_none_or(|s| v.shelved == s))
+        .collect();
+    out.sort_by(|a, b| {
+        b.alarm
+            .priority
+            .cmp(&a.alarm.priority)
+            .then(b.alarm.raised_at_us.cmp(&a.alarm.raised_at_us))
+            .then(b.alarm.id.cmp(&a.alarm.id))
+    });
+    Ok(out)
+}
+
+/// One transition in an alarm's journal.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JournalItem {
+    pub seq: u64,
+    pub ts_us: i64,
+    pub kind: String,
+    /// `user:<name>`, `device:<name>` or `system`.
+    pub by: String,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Most journal entries one read returns (the newest are kept).
+const MAX_JOURNAL: usize = 1000;
+
+fn body(e: &Entry) -> Result<AlarmEntry, ReadError> {
+    serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq: e.seq, source })
+}
+
+/// Alarm `id` with its journal, oldest first.
+pub fn get(log: &Log, id: u64) -> Result<Option<(AlarmView, Vec<JournalItem>)>, ReadError> {
+    let rtx = log.read()?;
+    let Some(row) = rtx.alarm(id)? else {
+        return Ok(None);
+    };
+    let head = log.head(&rtx)?;
+    let mut seqs = rtx.stream_seqs_newest(&stream_of(id), 0, head, MAX_JOURNAL)?;
+    seqs.reverse();
+    let mut journal = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let Some(e) = log.entry(&rtx, seq)? else {
+            continue;
+        };
+        let b = body(&e)?;
+        journal.push(JournalItem {
+            seq,
+            ts_us: e.ts,
+            kind: e.kind,
+            by: e.author,
+            state: b.state,
+            note: b.note,
+        });
+    }
+    Ok(Some((row.into(), journal)))
+}
+
+/// What a history read asks for.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub source: Option<String>,
+    pub priority: Option<Priority>,
+    pub limit: usize,
+}
+
+/// One transition in the history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HistoryItem {
+    pub seq: u64,
+    pub ts_us: i64,
+    pub kind: String,
+    pub by: String,
+    pub id: u64,
+    pub source: String,
+    pub condition: String,
+    pub priority: Priority,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Index rows one history read visits at most.
+const SCAN_LIMIT: usize = 50_000;
+
+/// Alarm transitions logged in the time range, oldest first, at most `q.limit`.
+pub fn history(log: &Log, q: &HistoryQuery) -> Result<Vec<HistoryItem>, ReadError> {
+    let rtx = log.read()?;
+    let seqs = rtx.alarm_seqs_by_time(
+        q.since_us.unwrap_or(i64::MIN),
+        q.until_us.unwrap_or(i64::MAX),
+        SCAN_LIMIT,
+    )?;
+    let mut out = Vec::new();
+    for seq in seqs {
+        let Some(e) = log.entry(&rtx, seq)? else {
+            continue;
+        };
+        let b = body(&e)?;
+        if q.source.as_ref().is_some_and(|s| *s != b.alarm.source)
+            || q.priority.is_some_and(|p| p != b.alarm.priority)
+        {
+            continue;
+        }
+        out.push(HistoryItem {
+            seq,
+            ts_us: e.ts,
+            kind: e.kind,
+            by: e.author,
+            id: b.id,
+            source: b.alarm.source,
+            condition: b.alarm.condition,
+            priority: b.alarm.priority,
+            state: b.state,
+            note: b.note,
+        });
+        if out.len() >= q.limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The alarm domain's kinds on a socket.
+pub const KINDS: &[&str] = &[KIND_PREFIX];
+
+/// Everyone signed in at the site sees every alarm transition; replay reads the alarm index.
+#[derive(Debug)]
+struct SiteWide;
+
+impl Audience for SiteWide {
+    fn admit(&mut self, _e: &Entry) -> bool {
+        true
+    }
+
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let seqs = rtx.alarm_seqs(since.saturating_add(1), head, room.saturating_add(1))?;
+        Ok((seqs.len() <= room).then_some(seqs))
+    }
+}
+
+/// The alarm domain's audience factory, registered in the composition root as domain `alarms`.
+pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
+    Ok(Box::new(SiteWide))
+}
+
+/// One CSV field, quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
+/// `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The history as CSV with a header row.
+pub fn history_csv(items: &[HistoryItem]) -> String {
+    let mut out = String::from("seq,ts_us,kind,by,id,source,condition,priority,state,note\n");
+    for i in items {
+        let state = serde_json::to_value(i.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let row = [
+            i.seq.to_string(),
+            i.ts_us.to_string(),
+            csv_field(&i.kind),
+            csv_field(&i.by),
+            i.id.to_string(),
+            csv_field(&i.source),
+            csv_field(&i.condition),
+            i.priority.as_str().to_string(),
+            state,
+            csv_field(i.note.as_deref().unwrap_or("")),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// How many alarms stand, wait for an acknowledgement and are shelved now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub standing: u64,
+    pub unacked: u64,
+    pub shelved: u64,
+}
+
+/// The instantaneous counts (for the Prometheus gauges), from the current occurrences.
+pub fn counts(log: &Log) -> Result<Counts, ReadError> {
+    let rows = log.read()?.alarm_currents(None)?;
+    let n = |f: &dyn Fn(&AlarmRow) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
+    Ok(Counts {
+        standing: n(&|r| r.active),
+        unacked: n(&|r| !r.acked),
+        shelved: n(&|r| r.shelf.is_some()),
+    })
+}

@@ -1,0 +1,97 @@
+//! plantwire's own alarms, raised and cleared by `system` through the same model: today the
+//! state directory's disk almost full. A background task checks by the server clock.
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AlarmsConfig;
+use crate::log::{Author, Log, SubmitError};
+use crate::store::Priority;
+
+use super::Signal;
+
+/// The source of every system alarm.
+pub const SOURCE: &str = "plantwire";
+/// The condition of the disk alarm.
+pub const DISK_ALMOST_FULL: &str = "disk.almost_full";
+
+/// How full the file system holding `path` is, in percent, as `df` counts it (space reserved
+/// for root counts as not available).
+pub fn disk_used_percent(path: &Path) -> std::io::Result<f64> {
+    let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+    let used = s.f_blocks.saturating_sub(s.f_bfree) as f64;
+    let usable = used + s.f_bavail as f64;
+    Ok(if usable > 0.0 {
+        used * 100.0 / usable
+    } else {
+        0.0
+    })
+}
+
+/// The disk alarm's signal for a reading: active above the threshold.
+pub fn disk_signal(used_percent: f64, threshold: u8) -> Signal {
+    let active = used_percent > f64::from(threshold);
+    Signal {
+        source: SOURCE.into(),
+        condition: DISK_ALMOST_FULL.into(),
+        active,
+        priority: Some(Priority::High),
+        message: Some(format!(
+            "the state directory's disk is {used_percent:.1} % full (alarm above {threshold} %)"
+        )),
+        attributes: Default::default(),
+        latched: None,
+        suppressed: None,
+    }
+}
+
+/// Checks now: raises or clears the disk alarm (a check that changes nothing writes nothing).
+pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<(), SubmitError> {
+    let used = match disk_used_percent(state_dir) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the state directory's disk usage");
+            return Ok(());
+        }
+    };
+    let signal = disk_signal(used, cfg.disk_alarm_percent);
+    let current = {
+        let rtx = log.read().map_err(|e| SubmitError::Storage(e.into()))?;
+        match rtx
+            .alarm_current(SOURCE, DISK_ALMOST_FULL)
+            .map_err(|e| SubmitError::Storage(e.into()))?
+        {
+            Some(id) => rtx.alarm(id).map_err(|e| SubmitError::Storage(e.into()))?,
+            None => None,
+        }
+    };
+    // Nothing to change: no job for the writer (the usual case, every minute).
+    if current
+        .as_ref()
+        .map_or(!signal.active, |c| c.input_active == signal.active)
+    {
+        return Ok(());
+    }
+    super::raise(log, &Author::System, signal).await.map(|_| ())
+}
+
+/// Runs the system checks every `cfg.system_check_secs` until `stop`.
+pub async fn run(log: Log, cfg: AlarmsConfig, state_dir: PathBuf, stop: CancellationToken) {
+    let every_us = i64::try_from(cfg.system_check_secs)
+        .unwrap_or(60)
+        .saturating_mul(1_000_000);
+    loop {
+        match check(&log, &cfg, &state_dir).await {
+            Ok(()) => {}
+            Err(SubmitError::ShuttingDown) => return,
+            Err(e) => tracing::warn!(error = %e, "system alarm check failed"),
+        }
+        let clock = log.clock().clone();
+        let next = log.now_us().saturating_add(every_us);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = clock.sleep_until(next) => {}
+        }
+    }
+}

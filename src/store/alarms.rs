@@ -1,0 +1,155 @@
+//! The alarm view tables (occurrences, current occurrence per condition, shelve expiries, alarm
+//! entries by seq and time), written in the same transaction as the entry that changes them.
+
+use redb::ReadableTable;
+
+use super::{
+    ALARM_CONDITIONS, ALARM_SEQS, ALARM_SHELVES, ALARM_TIMES, ALARMS, AlarmRow, ReadTx, StoreError,
+    WriteTx,
+};
+
+impl ReadTx {
+    pub fn alarm(&self, id: u64) -> Result<Option<AlarmRow>, StoreError> {
+        ALARMS.get(self, id)
+    }
+
+    /// The id of the newest occurrence of `(source, condition)`.
+    pub fn alarm_current(&self, source: &str, condition: &str) -> Result<Option<u64>, StoreError> {
+        let t = self.txn.open_table(ALARM_CONDITIONS)?;
+        Ok(t.get((source, condition))?.map(|v| v.value()))
+    }
+
+    /// The newest occurrence of every condition (of one source when given), in key order.
+    pub fn alarm_currents(&self, source: Option<&str>) -> Result<Vec<AlarmRow>, StoreError> {
+        let t = self.txn.open_table(ALARM_CONDITIONS)?;
+        let mut ids = Vec::new();
+        let iter = match source {
+            Some(s) => t.range((s, "")..)?,
+            None => t.iter()?,
+        };
+        for row in iter {
+            let (k, v) = row?;
+            if source.is_some_and(|s| k.value().0 != s) {
+                break;
+            }
+            ids.push(v.value());
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = ALARMS.get(self, id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest shelve expiry, if any: `(until µs, alarm id)`.
+    pub fn alarm_next_expiry(&self) -> Result<Option<(i64, u64)>, StoreError> {
+        let t = self.txn.open_table(ALARM_SHELVES)?;
+        Ok(t.first()?.map(|(k, _)| k.value()))
+    }
+
+    /// Alarm entry seqs with `from <= seq <= to`, oldest first, at most `limit`.
+    pub fn alarm_seqs(&self, from: u64, to: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        if from > to || limit == 0 {
+            return Ok(out);
+        }
+        let t = self.txn.open_table(ALARM_SEQS)?;
+        for row in t.range(from..=to)? {
+            out.push(row?.0.value());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Alarm entry seqs logged in `[from_us, to_us]`, oldest first, at most `limit`.
+    pub fn alarm_seqs_by_time(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        if from_us > to_us || limit == 0 {
+            return Ok(out);
+        }
+        let t = self.txn.open_table(ALARM_TIMES)?;
+        for row in t.range((from_us, 0)..=(to_us, u64::MAX))? {
+            out.push(row?.0.value().1);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl WriteTx {
+    pub fn alarm(&self, id: u64) -> Result<Option<AlarmRow>, StoreError> {
+        ALARMS.get(self, id)
+    }
+
+    pub fn alarm_current(&self, source: &str, condition: &str) -> Result<Option<u64>, StoreError> {
+        let t = self.txn.open_table(ALARM_CONDITIONS)?;
+        Ok(t.get((source, condition))?.map(|v| v.value()))
+    }
+
+    /// Shelve expiries due at `now_us`, earliest first, at most `limit`: `(until µs, alarm id)`.
+    pub fn alarm_due_expiries(
+        &self,
+        now_us: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let t = self.txn.open_table(ALARM_SHELVES)?;
+        let mut out = Vec::new();
+        for row in t.range((i64::MIN, 0)..=(now_us, u64::MAX))? {
+            out.push(row?.0.value());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores an occurrence after a transition recorded as entry `seq` at `ts`: the row, the
+    /// condition's current id, the expiry index (moved from `before` when the shelf changed or a
+    /// new occurrence took it over) and the entry indexes.
+    pub fn put_alarm(
+        &mut self,
+        before: Option<&AlarmRow>,
+        row: &AlarmRow,
+        seq: u64,
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        let old_key = before.and_then(|b| b.shelf.as_ref().map(|s| (s.until_us, b.id)));
+        let new_key = row.shelf.as_ref().map(|s| (s.until_us, row.id));
+        if old_key != new_key {
+            if let Some(k) = old_key {
+                self.remove(ALARM_SHELVES, k)?;
+            }
+            if let Some(k) = new_key {
+                self.put(ALARM_SHELVES, k, ())?;
+            }
+        }
+        if before.is_none_or(|b| b.id != row.id) {
+            self.put(
+                ALARM_CONDITIONS,
+                (row.source.as_str(), row.condition.as_str()),
+                row.id,
+            )?;
+        }
+        ALARMS.put(self, row.id, row)?;
+        self.put(ALARM_SEQS, seq, row.id)?;
+        self.put(ALARM_TIMES, (ts, seq), row.id)
+    }
+}
+
+impl WriteTx {
+    /// Drops one row of the shelve-expiry index.
+    pub fn remove_alarm_expiry(&mut self, until_us: i64, id: u64) -> Result<(), StoreError> {
+        self.remove(ALARM_SHELVES, (until_us, id))
+    }
+}
