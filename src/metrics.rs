@@ -20,6 +20,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of `plantwire_ingest_refused_total`: the device (admin-created, so bounded) and the
+/// stable error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub device: String,
+    pub code: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -39,6 +47,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     store_bytes: Gauge,
     storage_degraded: Gauge,
+    ingest_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +119,12 @@ impl Metrics {
             "1 while the store refuses writes after a failed commit (full disk, I/O error), else 0",
             storage_degraded.clone(),
         );
+        let ingest_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "ingest_refused",
+            "Publishes refused after the device was identified, by device and error code",
+            ingest_refused.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -129,7 +144,18 @@ impl Metrics {
             queue_depth,
             store_bytes,
             storage_degraded,
+            ingest_refused,
         }
+    }
+
+    /// Counts one refused publish of `device` with error `code`.
+    pub fn ingest_refused(&self, device: &str, code: &str) {
+        self.ingest_refused
+            .get_or_create(&RefusedLabels {
+                device: device.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
     }
 
     /// Set by the writer when a commit fails and when the store recovers.

@@ -139,6 +139,10 @@ pub async fn run_supervised<F>(
     }
     let renewing = state.clone();
     supervisor.spawn("tls-renewal", move |stop| renew_certificate(renewing, stop));
+    let pruning = state.log().clone();
+    supervisor.spawn("ingest-key-pruning", move |stop| {
+        crate::events::prune_loop(pruning, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

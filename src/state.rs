@@ -13,6 +13,7 @@ use crate::bootstrap::{self, BootstrapError, STORE_FILE};
 use crate::chat::Live;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::ingest::Ingest;
 use crate::log::{Log, LogOptions};
 use crate::metrics::Metrics;
 use crate::store::{DataKey, Store, StoreError};
@@ -44,6 +45,8 @@ pub enum StartError {
     Backfill(#[from] crate::events::ListError),
     #[error("no store at {0} (only `plantwire serve` creates one)")]
     NoStore(PathBuf),
+    #[error("ingest.grafana: {0}")]
+    IngestSecret(#[from] crate::secret::SecretError),
 }
 
 /// How this process opens its site's log: the config's storage section.
@@ -144,6 +147,8 @@ struct Inner {
     live: Arc<Live>,
     audiences: Audiences,
     metrics: Arc<Metrics>,
+    /// Per-device rate limits and ingest statistics (in memory).
+    ingest: Arc<Ingest>,
     tls: TlsSetup,
     ready: AtomicBool,
     sockets: Sockets,
@@ -170,6 +175,7 @@ impl AppState {
         // Bind first: a port in use must not leave a brand-new store behind.
         let listeners = crate::server::bind(&config.server.listen)?;
         let metrics = Arc::new(Metrics::new());
+        let ingest = Arc::new(Ingest::new(&config.events, &config.ingest, clock.clone())?);
         let log = open_log(&config, clock, metrics.clone())?;
         let state_dir = config.state_dir();
         let auth = Arc::new(Auth::new(&config.auth, &state_dir)?);
@@ -189,6 +195,7 @@ impl AppState {
                 live,
                 audiences: audiences(),
                 metrics,
+                ingest,
                 tls,
                 ready: AtomicBool::new(false),
                 sockets: Sockets::default(),
@@ -215,6 +222,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.inner.ingest
     }
 
     pub fn config(&self) -> &Config {

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, attachments, auth, contacts, conversations, devices, events, health, messages,
-    metrics, presence, users, ws,
+    accounts, attachments, auth, contacts, conversations, devices, events, health, ingest,
+    messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,10 @@ use super::{
         events::publish_batch,
         events::publish_manual,
         events::list,
+        ingest::ntfy_topic,
+        ingest::ntfy_json,
+        ingest::alertmanager,
+        ingest::grafana,
         users::search,
         users::profile,
         users::admin_list,
