@@ -12,7 +12,8 @@ use crate::store::{DataKey, Store};
 /// build: it migrates, the backfill indexes its events, and the chain verifies.
 #[tokio::test]
 async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() {
-    for version in 1..crate::store::SCHEMA_VERSION {
+    // From v4 on the writer indexes events itself: only v1-v3 stores lack index rows.
+    for version in 1..4 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plantwire.redb");
         let site: Arc<str> = "north".into();

@@ -438,6 +438,16 @@ async fn retries_with_the_same_key_are_stored_once_also_after_a_restart() {
     server.stop().await;
 }
 
+/// (method, path, headers, body, expected status, expected code)
+type BadCase<'a> = (
+    Method,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn a_bad_payload_of_each_adapter_gets_a_stable_code_and_changes_nothing() {
     let server = TestServer::start().await;
@@ -451,7 +461,7 @@ async fn a_bad_payload_of_each_adapter_gets_a_stable_code_and_changes_nothing() 
     let one = too_many["alerts"][0].clone();
     too_many["alerts"] = Value::Array(vec![one; 101]);
     let long_title = "t".repeat(1025);
-    let cases: Vec<(Method, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             Method::POST,
             "/ntfy/bad%20topic",
