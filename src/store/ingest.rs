@@ -2,10 +2,10 @@
 //! it counts, plus an expiry index so pruning reads only what has expired. Written in the same
 //! transaction as the events they guard.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::table::Row;
-use super::{INGEST_KEY_EXPIRY, INGEST_KEYS, StoreError, WriteTx};
+use super::{INGEST_KEY_EXPIRY, INGEST_KEYS, ReadTx, StoreError, WriteTx};
 
 const KEY_ROW_V1: u8 = 1;
 
@@ -46,6 +46,13 @@ impl Row for IngestKeyRow {
             expires_at_us,
             payload,
         })
+    }
+}
+
+impl ReadTx {
+    /// How many idempotency keys are stored (expired ones not yet pruned included).
+    pub fn ingest_key_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(INGEST_KEYS.def())?.len()?)
     }
 }
 

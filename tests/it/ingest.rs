@@ -657,3 +657,65 @@ async fn past_its_burst_a_device_gets_429_with_retry_after_and_others_are_not_li
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_counts_for_its_window_then_is_pruned_and_the_event_is_new_again() {
+    use plantwire::clock::ManualClock;
+    const START: i64 = 1_796_000_000_000_000;
+    let clock = std::sync::Arc::new(ManualClock::new(START));
+    let server = TestServer::start_full(tempfile::TempDir::new().unwrap(), clock.clone(), |c| {
+        c.events.idempotency_window_secs = 60;
+    })
+    .await;
+    let token = server.device("press-1").await;
+    let client = server.client();
+    let send = |key: &'static str| {
+        let (c, t) = (client.clone(), token.clone());
+        async move {
+            raw(
+                &c,
+                Method::POST,
+                "/api/v1/events",
+                &t,
+                &[
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                br#"{"source":"press-1","type":"cycle.done"}"#.to_vec(),
+            )
+            .await
+        }
+    };
+    let keys = || {
+        server
+            .state()
+            .log()
+            .read()
+            .unwrap()
+            .ingest_key_count()
+            .unwrap()
+    };
+    let first = send("k1").await;
+    assert_eq!(first.status, 201);
+    clock.advance_us(59_000_000);
+    assert_eq!(send("k1").await.status, 200, "inside the window");
+    assert_eq!(
+        plantwire::events::prune_keys(server.state().log())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(keys(), 1);
+    clock.advance_us(2_000_000);
+    // Past the window the key no longer counts, pruned or not.
+    let again = send("k1").await;
+    assert_eq!(again.status, 201);
+    assert!(again.json()["seq"].as_u64() > first.json()["seq"].as_u64());
+    assert_eq!(send("k2").await.status, 201);
+    clock.advance_us(61_000_000);
+    plantwire::events::prune_keys(server.state().log())
+        .await
+        .unwrap();
+    assert_eq!(keys(), 0, "expired keys are pruned");
+    server.stop().await;
+}
