@@ -67,7 +67,7 @@ pub fn admit(state: &AppState, device: &str, events: usize) -> Result<(), ApiErr
     })
 }
 
-/// Records the outcome of one publish of `device`: accepted events in the statistics, a refusal
+/// Records the outcome of one publish of `device`: stored events in the statistics, a refusal
 /// (any code) in the statistics and in `plantwire_ingest_refused_total{device,code}`.
 pub fn settle<T>(
     state: &AppState,
@@ -76,9 +76,8 @@ pub fn settle<T>(
 ) -> Result<T, ApiError> {
     match outcome {
         Ok((v, stored)) => {
-            if stored > 0 {
-                state.ingest().published(device, stored);
-            }
+            // A duplicate is still a use: it moves `last_seen_us` but adds no events.
+            state.ingest().published(device, stored);
             Ok(v)
         }
         Err(e) => {

@@ -30,7 +30,7 @@ impl Default for Device {
 /// What an admin sees of one device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
-    /// The last accepted publish (UTC µs), if any since the start.
+    /// The last accepted publish (UTC µs), a duplicate included, if any since the start.
     pub last_seen_us: Option<i64>,
     /// Events accepted in the last 60 seconds.
     pub rate_per_min: u64,
@@ -46,7 +46,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Records `events` accepted from `device` at `now_us`.
+    /// Records an accepted request of `device` at `now_us` that stored `events` (0 for a
+    /// duplicate).
     pub fn published(&self, device: &str, events: usize, now_us: i64) {
         let Ok(mut map) = self.devices.lock() else {
             return;
