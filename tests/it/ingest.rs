@@ -719,3 +719,68 @@ async fn a_key_counts_for_its_window_then_is_pruned_and_the_event_is_new_again()
     assert_eq!(keys(), 0, "expired keys are pruned");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_adapters_answer_a_full_write_queue_with_503_and_retry_after() {
+    let server = TestServer::start_with(|c| c.storage.queue_capacity = 2).await;
+    let token = server.device("gw-1").await;
+    let client = server.client();
+    let log = server.state().log().clone();
+    // Hold the writer inside a batch, then fill the queue behind it.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let mut started_tx = Some(started_tx);
+    let blocker = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.submit(move |_tx| {
+                if let Some(s) = started_tx.take() {
+                    let _ = s.send(());
+                }
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+        }
+    });
+    started.await.unwrap();
+    let queued: Vec<_> = (0..2)
+        .map(|i| {
+            let (client, token) = (client.clone(), token.clone());
+            tokio::spawn(async move { client.event(&token, &format!("queued {i}")).await })
+        })
+        .collect();
+    for _ in 0..500 {
+        if log.queue_depth() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(log.queue_depth(), 2);
+    let json_ct = ("content-type", "application/json");
+    for (path, body) in [
+        ("/ntfy/pump-7", b"Pump 7 pressure high".to_vec()),
+        (
+            "/api/v1/ingest/alertmanager",
+            fixture("alertmanager-firing.json"),
+        ),
+        ("/api/v1/ingest/grafana", fixture("grafana-firing.json")),
+    ] {
+        let res = raw(&client, Method::POST, path, &token, &[json_ct], body).await;
+        assert_eq!(res.status, 503, "{path}");
+        assert_eq!(res.error_code(), "busy");
+        assert_eq!(res.headers["retry-after"], "1");
+    }
+    release.send(()).unwrap();
+    blocker.await.unwrap().unwrap();
+    for q in queued {
+        assert_eq!(q.await.unwrap().status, 201);
+    }
+    let metrics = server.state().metrics().render(0, 0).unwrap();
+    assert!(
+        metrics.contains(r#"plantwire_ingest_refused_total{device="gw-1",code="busy"} 3"#),
+        "{metrics}"
+    );
+    server.stop().await;
+}
