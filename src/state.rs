@@ -46,7 +46,7 @@ pub enum StartError {
     #[error("no store at {0} (only `plantwire serve` creates one)")]
     NoStore(PathBuf),
     #[error("ingest.grafana: {0}")]
-    IngestSecret(#[from] crate::secret::SecretError),
+    IngestSecret(#[from] crate::ingest::IngestSetupError),
 }
 
 /// How this process opens its site's log: the config's storage section.

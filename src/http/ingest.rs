@@ -146,6 +146,10 @@ pub struct NtfyAnswer {
 fn params(headers: &HeaderMap, query: Vec<(String, String)>) -> ntfy::Params {
     let mut p = ntfy::Params::default();
     for (name, value) in headers {
+        // Credentials never enter the parameters (nor anything that could print them).
+        if name == header::AUTHORIZATION || name == header::COOKIE {
+            continue;
+        }
         if let Ok(v) = value.to_str() {
             p.push(name.as_str(), v.to_string());
         }

@@ -17,6 +17,15 @@ use crate::secret::{SecretError, read_secret_file};
 pub use limits::Limited;
 pub use stats::DeviceStats;
 
+/// Why the ingest service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestSetupError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("the secret file {0} is empty")]
+    EmptySecret(std::path::PathBuf),
+}
+
 /// Grafana's default signature header.
 pub const GRAFANA_SIGNATURE_HEADER: &str = "x-grafana-alerting-signature";
 
@@ -35,13 +44,17 @@ impl Ingest {
         events: &EventsConfig,
         ingest: &IngestConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, SecretError> {
+    ) -> Result<Self, IngestSetupError> {
         let g = &ingest.grafana;
         let grafana_secret = match (&g.hmac_secret, &g.hmac_secret_file) {
             (Some(s), _) => Some(s.trim().as_bytes().to_vec()),
             (None, Some(path)) => {
                 let raw = read_secret_file(path)?;
-                Some(String::from_utf8_lossy(&raw).trim().as_bytes().to_vec())
+                let secret = String::from_utf8_lossy(&raw).trim().as_bytes().to_vec();
+                if secret.is_empty() {
+                    return Err(IngestSetupError::EmptySecret(path.clone()));
+                }
+                Some(secret)
             }
             (None, None) => None,
         };
@@ -76,5 +89,44 @@ impl Ingest {
     /// The shared secret Grafana signs with, if configured.
     pub fn grafana_secret(&self) -> Option<&[u8]> {
         self.grafana_secret.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn with_file(contents: &str, mode: u32) -> (tempfile::TempDir, IngestConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grafana.secret");
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut cfg = IngestConfig::default();
+        cfg.grafana.hmac_secret_file = Some(path);
+        (dir, cfg)
+    }
+
+    #[test]
+    fn the_grafana_secret_file_must_be_private_and_not_empty() {
+        let events = EventsConfig::default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (_d, ok) = with_file("s3cret\n", 0o600);
+        let ingest = Ingest::new(&events, &ok, clock.clone()).unwrap();
+        assert_eq!(ingest.grafana_secret(), Some(b"s3cret".as_slice()));
+        let (_d, open) = with_file("s3cret\n", 0o644);
+        assert!(matches!(
+            Ingest::new(&events, &open, clock.clone()),
+            Err(IngestSetupError::Secret(
+                SecretError::WorldAccessible { .. }
+            ))
+        ));
+        let (_d, empty) = with_file(" \n", 0o600);
+        assert!(matches!(
+            Ingest::new(&events, &empty, clock),
+            Err(IngestSetupError::EmptySecret(_))
+        ));
     }
 }
