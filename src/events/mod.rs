@@ -108,7 +108,7 @@ impl EventWire {
     }
 
     /// The event with every attribute read; an unrepresentable number is `number_out_of_range`.
-    pub fn into_event(self) -> Result<EventIn, Rejection> {
+    fn into_event(self) -> Result<EventIn, Rejection> {
         let mut attributes = BTreeMap::new();
         for (name, raw) in self.attributes {
             let value = attr_from_json(raw.get()).map_err(|(code, why)| {
@@ -127,20 +127,6 @@ impl EventWire {
             state: self.state,
         })
     }
-}
-
-/// Reads a batch from the wire; a refusal names the index of the event it is about.
-pub fn from_wire(events: Vec<EventWire>) -> Result<Vec<EventIn>, Rejection> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| {
-            w.into_event().map_err(|mut r| {
-                r.message = format!("events[{i}]: {}", r.message);
-                r
-            })
-        })
-        .collect()
 }
 
 /// One attribute value from its JSON text (already valid JSON, checked by the parser). A number

@@ -141,28 +141,40 @@ pub async fn publish_batch(
     ingest::settle(&state, &device.name, outcome)
 }
 
-/// An operator records an event by hand (a field reading, an observation).
-#[utoipa::path(post, path = "/api/v1/events/manual", tag = "events", request_body = EventIn, responses((status = 201, body = Published)))]
+/// An operator records an event by hand (a field reading, an observation). `Idempotency-Key` or
+/// `event_id` make a retry safe as for devices, keyed per user; no device rate limit applies.
+#[utoipa::path(post, path = "/api/v1/events/manual", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 200, body = Published, description = "a duplicate of an earlier key")))]
 pub async fn publish_manual(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Operator>,
+    headers: HeaderMap,
     ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
-    let event = event.into_event()?;
+    let (event, id) = event.into_keyed()?;
+    let item = keyed(event, id, header_key(&headers)?.as_deref(), None)?;
     let by = Author::User(crate::users::key(&me.user.username));
-    let seqs = events::publish(
+    let accepted = events::publish_keyed(
         state.log(),
         &state.config().events,
         &by,
         events::MANUAL_STREAM,
-        vec![event],
+        vec![item],
     )
     .await?;
+    let a = accepted.first().copied().unwrap_or(Accepted {
+        seq: 0,
+        duplicate: false,
+    });
+    let status = if a.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(Published {
-            seq: seqs.first().copied().unwrap_or_default(),
-            duplicate: false,
+            seq: a.seq,
+            duplicate: a.duplicate,
         }),
     ))
 }

@@ -784,3 +784,32 @@ async fn the_adapters_answer_a_full_write_queue_with_503_and_retry_after() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_operators_manual_event_with_a_key_is_stored_once() {
+    let server = TestServer::start().await;
+    server
+        .user("oper", plantwire::store::Role::Operator, PW)
+        .await;
+    let op = Api::login(&server.client(), "oper", PW).await;
+    let body = br#"{"source":"line-2","type":"reading","message":"12.5 bar","event_id":"walk-7"}"#;
+    let send = || {
+        raw(
+            &op.client,
+            Method::POST,
+            "/api/v1/events/manual",
+            &op.token,
+            &[("content-type", "application/json")],
+            body.to_vec(),
+        )
+    };
+    let first = send().await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let head = server.head_seq();
+    let again = send().await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["seq"], first.json()["seq"]);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(server.head_seq(), head);
+    server.stop().await;
+}
