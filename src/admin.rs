@@ -73,6 +73,8 @@ pub struct Ctx<'a> {
     pub by: Author,
     /// True inside the running server: the store is shared, so the page-checksum pass is skipped.
     pub online: bool,
+    /// The running server's in-memory ingest statistics (`None` offline: shown as `-`).
+    pub ingest: Option<&'a crate::ingest::Ingest>,
 }
 
 /// Runs `req`. Errors become the outcome's stderr and exit code; nothing panics.
@@ -257,7 +259,19 @@ async fn device_command(ctx: &Ctx<'_>, cmd: &DeviceCommand, s: &mut String) -> a
                 } else {
                     "active"
                 };
-                writeln!(s, "{}\t{}\tcreated by {}", d.name, status, d.created_by)?;
+                let (seen, rate, refused) = match ctx.ingest.map(|i| i.stats(&d.name)) {
+                    Some(st) => (
+                        st.last_seen_us.map_or("-".into(), |t| t.to_string()),
+                        st.rate_per_min.to_string(),
+                        st.refused.to_string(),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                writeln!(
+                    s,
+                    "{}\t{}\tcreated by {}\tlast_seen_us={seen}\trate_per_min={rate}\trefused={refused}",
+                    d.name, status, d.created_by
+                )?;
             }
         }
     }

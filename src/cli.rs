@@ -631,6 +631,7 @@ fn offline(config: &Config, request: &Request) -> Outcome {
                     state_dir: &state_dir,
                     by: Author::Cli(whoami()),
                     online: false,
+                    ingest: None,
                 };
                 crate::admin::execute(&ctx, request).await
             }

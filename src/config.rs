@@ -114,6 +114,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub discovery: DiscoveryConfig,
     pub alarms: AlarmsConfig,
+    pub ingest: IngestConfig,
 }
 
 /// `/metrics`: who may scrape it.
@@ -263,6 +264,44 @@ pub struct EventsConfig {
     pub max_batch: usize,
     /// Largest serialized event.
     pub max_event_bytes: usize,
+    /// How long an accepted idempotency key keeps answering `duplicate: true`, seconds.
+    pub idempotency_window_secs: u64,
+    /// Events per second a device may publish on average (token bucket refill).
+    pub rate_per_sec: f64,
+    /// Events a device may publish at once (token bucket size).
+    pub burst: u32,
+    /// Per-device overrides of `rate_per_sec` and `burst`, by device name.
+    pub device_rates: std::collections::BTreeMap<String, DeviceRate>,
+}
+
+/// `[events.device_rates.<name>]`: one device's own token bucket.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRate {
+    pub rate_per_sec: f64,
+    pub burst: u32,
+}
+
+/// `[ingest]`: the adapters for senders that speak other protocols.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub grafana: GrafanaConfig,
+}
+
+/// `[ingest.grafana]`: the HMAC-SHA256 signature Grafana's webhook contact point can send.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrafanaConfig {
+    /// The shared secret; when set (or `hmac_secret_file`), unsigned or badly signed
+    /// notifications are refused. Prefer `hmac_secret_file`.
+    pub hmac_secret: Option<String>,
+    /// A file holding the secret (must not be world-readable).
+    pub hmac_secret_file: Option<std::path::PathBuf>,
+    /// The header carrying the signature.
+    pub signature_header: Option<String>,
+    /// The header carrying the timestamp signed as `timestamp:body`, if Grafana is set to send one.
+    pub timestamp_header: Option<String>,
 }
 
 impl Default for Config {
@@ -281,6 +320,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             discovery: DiscoveryConfig::default(),
             alarms: AlarmsConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -395,6 +435,10 @@ impl Default for EventsConfig {
         Self {
             max_batch: 1000,
             max_event_bytes: 16 << 10,
+            idempotency_window_secs: 86_400,
+            rate_per_sec: 100.0,
+            burst: 1000,
+            device_rates: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -480,6 +524,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.storage.data_key.is_some() {
             shown.storage.data_key = Some("<redacted>".into());
+        }
+        if shown.ingest.grafana.hmac_secret.is_some() {
+            shown.ingest.grafana.hmac_secret = Some("<redacted>".into());
         }
         let file = match file {
             Some(f) => f.display().to_string(),
@@ -666,6 +713,7 @@ impl Config {
             1,
             3600,
         )?;
+        self.validate_ingest()?;
         let c = &self.chat;
         bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;
         bounded("chat.max_members", c.max_members, 2, 100_000)?;
@@ -684,6 +732,54 @@ impl Config {
         bounded("chat.ws_max_per_user", c.ws_max_per_user, 1, 1000)?;
         bounded("chat.ws_ping_secs", c.ws_ping_secs, 1, 3600)?;
         bounded("chat.ws_send_timeout_secs", c.ws_send_timeout_secs, 1, 3600)?;
+        Ok(())
+    }
+
+    /// The `[events]` ingest limits and `[ingest]`.
+    fn validate_ingest(&self) -> Result<(), ConfigError> {
+        let e = &self.events;
+        bounded(
+            "events.idempotency_window_secs",
+            e.idempotency_window_secs,
+            60,
+            90 * 86_400,
+        )?;
+        let rate_ok = |r: f64| r.is_finite() && (0.001..=1_000_000.0).contains(&r);
+        if !rate_ok(e.rate_per_sec) {
+            return Err(invalid("events.rate_per_sec", "must be 0.001-1000000"));
+        }
+        bounded("events.burst", e.burst, 1, 1_000_000)?;
+        for (name, r) in &e.device_rates {
+            if !rate_ok(r.rate_per_sec) || !(1..=1_000_000).contains(&r.burst) {
+                return Err(invalid(
+                    "events.device_rates",
+                    format!("{name}: rate_per_sec must be 0.001-1000000 and burst 1-1000000"),
+                ));
+            }
+        }
+        let g = &self.ingest.grafana;
+        if g.hmac_secret.is_some() && g.hmac_secret_file.is_some() {
+            return Err(invalid(
+                "ingest.grafana.hmac_secret",
+                "set either hmac_secret or hmac_secret_file, not both",
+            ));
+        }
+        if g.hmac_secret.as_ref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(invalid("ingest.grafana.hmac_secret", "must not be empty"));
+        }
+        for (key, h) in [
+            ("ingest.grafana.signature_header", &g.signature_header),
+            ("ingest.grafana.timestamp_header", &g.timestamp_header),
+        ] {
+            let token = |h: &String| {
+                !h.is_empty()
+                    && h.len() <= 64
+                    && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            };
+            if h.as_ref().is_some_and(|h| !token(h)) {
+                return Err(invalid(key, "must be 1-64 characters of A-Z a-z 0-9 -"));
+            }
+        }
         Ok(())
     }
 

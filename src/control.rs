@@ -214,6 +214,7 @@ async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
         state_dir: state.state_dir(),
         by,
         online: true,
+        ingest: Some(state.ingest()),
     };
     // The two that walk the log read for a while: on a blocking thread, never on one of the few
     // async workers that serve requests.

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod ingest;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;

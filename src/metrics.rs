@@ -20,6 +20,14 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of `plantwire_ingest_refused_total`: the device (admin-created, so bounded) and the
+/// stable error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub device: String,
+    pub code: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -42,6 +50,7 @@ pub struct Metrics {
     alarms_standing: Gauge,
     alarms_unacked: Gauge,
     alarms_shelved: Gauge,
+    ingest_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -131,6 +140,12 @@ impl Metrics {
             "Alarms shelved now",
             alarms_shelved.clone(),
         );
+        let ingest_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "ingest_refused",
+            "Publishes refused after the device was identified, by device and error code",
+            ingest_refused.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -153,6 +168,7 @@ impl Metrics {
             alarms_standing,
             alarms_unacked,
             alarms_shelved,
+            ingest_refused,
         }
     }
 
@@ -162,6 +178,16 @@ impl Metrics {
         self.alarms_standing.set(g(standing));
         self.alarms_unacked.set(g(unacked));
         self.alarms_shelved.set(g(shelved));
+    }
+
+    /// Counts one refused publish of `device` with error `code`.
+    pub fn ingest_refused(&self, device: &str, code: &str) {
+        self.ingest_refused
+            .get_or_create(&RefusedLabels {
+                device: device.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
     }
 
     /// Set by the writer when a commit fails and when the store recovers.

@@ -157,6 +157,10 @@ pub async fn run_supervised<F>(
     supervisor.spawn("system-alarms", move |stop| {
         crate::alarms::system::run(system_log, system_cfg, state_dir, stop)
     });
+    let pruning = state.log().clone();
+    supervisor.spawn("ingest-key-pruning", move |stop| {
+        crate::events::prune_loop(pruning, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

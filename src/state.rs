@@ -13,6 +13,7 @@ use crate::bootstrap::{self, BootstrapError, STORE_FILE};
 use crate::chat::Live;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::ingest::Ingest;
 use crate::log::checkpoint::Signer;
 use crate::log::{Log, LogOptions};
 use crate::metrics::Metrics;
@@ -49,6 +50,8 @@ pub enum StartError {
     SigningKey(#[from] crate::log::checkpoint::CheckpointError),
     #[error(transparent)]
     Checkpoints(#[from] crate::log::checkpointer::CheckpointStartError),
+    #[error("ingest.grafana: {0}")]
+    IngestSecret(#[from] crate::ingest::IngestSetupError),
 }
 
 /// How this process opens its site's log: the config's storage section.
@@ -150,6 +153,8 @@ struct Inner {
     live: Arc<Live>,
     audiences: Audiences,
     metrics: Arc<Metrics>,
+    /// Per-device rate limits and ingest statistics (in memory).
+    ingest: Arc<Ingest>,
     tls: TlsSetup,
     /// Signs checkpoints of the chain head (the checkpoint task holds the other reference).
     signer: Arc<Signer>,
@@ -178,6 +183,7 @@ impl AppState {
         // Bind first: a port in use must not leave a brand-new store behind.
         let listeners = crate::server::bind(&config.server.listen)?;
         let metrics = Arc::new(Metrics::new());
+        let ingest = Arc::new(Ingest::new(&config.events, &config.ingest, clock.clone())?);
         let log = open_log(&config, clock, metrics.clone())?;
         let state_dir = config.state_dir();
         // A refusal after the log is open closes it again, so the store is free for the next try.
@@ -213,6 +219,7 @@ impl AppState {
                 live,
                 audiences: audiences(),
                 metrics,
+                ingest,
                 tls,
                 signer,
                 ready: AtomicBool::new(false),
@@ -244,6 +251,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.inner.ingest
     }
 
     pub fn config(&self) -> &Config {

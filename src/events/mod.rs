@@ -9,8 +9,11 @@ use crate::audience::{Audience, Viewer};
 use crate::config::EventsConfig;
 use crate::error::Rejection;
 use crate::log::read::ReadError;
-use crate::log::{Author, Entry, Log, NewEntry, SubmitError};
+use crate::log::{Author, Entry, Log, SubmitError};
 use crate::store::{EventIndex, EventRange, ReadTx, StoreError};
+
+mod keyed;
+pub use keyed::{Accepted, IdemKey, Keyed, PRUNE_BATCH, prune_keys, prune_loop, publish_keyed};
 
 pub const KIND_EVENT: &str = "event";
 
@@ -54,6 +57,21 @@ pub struct EventIn {
     /// When it happened by the device's clock (UTC µs); the log's own `ts` is the server's.
     #[serde(default)]
     pub occurred_at_us: Option<i64>,
+    /// The identity of a condition at its source (an ntfy sequence id, an Alertmanager
+    /// fingerprint): later events with the same one update or clear it. At most 128 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Whether this event raises or clears `condition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ConditionState>,
+}
+
+/// The state of a condition an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionState {
+    Active,
+    Cleared,
 }
 
 /// One event as it arrives over HTTP: attribute values stay JSON text until `into_event` reads
@@ -72,11 +90,25 @@ pub struct EventWire {
     attributes: BTreeMap<String, Box<serde_json::value::RawValue>>,
     #[serde(default)]
     occurred_at_us: Option<i64>,
+    #[serde(default)]
+    condition: Option<String>,
+    #[serde(default)]
+    state: Option<ConditionState>,
+    /// The client's idempotency key for this event (not stored in the body).
+    #[serde(default)]
+    event_id: Option<String>,
 }
 
 impl EventWire {
+    /// The event with every attribute read, and its `event_id`; an unrepresentable number is
+    /// `number_out_of_range`.
+    pub fn into_keyed(mut self) -> Result<(EventIn, Option<String>), Rejection> {
+        let id = self.event_id.take();
+        Ok((self.into_event()?, id))
+    }
+
     /// The event with every attribute read; an unrepresentable number is `number_out_of_range`.
-    pub fn into_event(self) -> Result<EventIn, Rejection> {
+    fn into_event(self) -> Result<EventIn, Rejection> {
         let mut attributes = BTreeMap::new();
         for (name, raw) in self.attributes {
             let value = attr_from_json(raw.get()).map_err(|(code, why)| {
@@ -91,22 +123,10 @@ impl EventWire {
             message: self.message,
             attributes,
             occurred_at_us: self.occurred_at_us,
+            condition: self.condition,
+            state: self.state,
         })
     }
-}
-
-/// Reads a batch from the wire; a refusal names the index of the event it is about.
-pub fn from_wire(events: Vec<EventWire>) -> Result<Vec<EventIn>, Rejection> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| {
-            w.into_event().map_err(|mut r| {
-                r.message = format!("events[{i}]: {}", r.message);
-                r
-            })
-        })
-        .collect()
 }
 
 /// One attribute value from its JSON text (already valid JSON, checked by the parser). A number
@@ -160,6 +180,8 @@ const MAX_MESSAGE: usize = 4096;
 const MAX_ATTRS: usize = 64;
 const MAX_ATTR_KEY: usize = 64;
 const MAX_ATTR_TEXT: usize = 1024;
+/// Longest condition identity, in bytes.
+pub const MAX_CONDITION: usize = 128;
 
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
@@ -182,6 +204,11 @@ pub fn validate(ev: &EventIn, limits: &EventsConfig) -> Result<(), Rejection> {
     }
     if ev.message.len() > MAX_MESSAGE {
         return bad("message is longer than 4096 bytes");
+    }
+    if let Some(c) = &ev.condition
+        && (c.is_empty() || c.len() > MAX_CONDITION || has_control(c))
+    {
+        return bad("condition must be 1-128 bytes without control characters");
     }
     if ev.attributes.len() > MAX_ATTRS {
         return bad("at most 64 attributes");
@@ -230,45 +257,12 @@ pub async fn publish(
     stream: &str,
     events: Vec<EventIn>,
 ) -> Result<Vec<u64>, SubmitError> {
-    if events.is_empty() {
-        return Err(SubmitError::Rejected(Rejection::invalid(
-            "empty_batch",
-            "no events given",
-        )));
-    }
-    if events.len() > limits.max_batch {
-        return Err(SubmitError::Rejected(Rejection::invalid(
-            "batch_too_large",
-            format!("at most {} events per batch", limits.max_batch),
-        )));
-    }
-    let mut entries = Vec::with_capacity(events.len());
-    let batch = events.len() > 1;
-    for (i, event) in events.into_iter().enumerate() {
-        validate(&event, limits).map_err(|mut r| {
-            if batch {
-                r.message = format!("events[{i}]: {}", r.message);
-            }
-            SubmitError::Rejected(r)
-        })?;
-        let body = EventBody {
-            by: by.to_string(),
-            event,
-        };
-        let entry = NewEntry::json(KIND_EVENT, stream, by, &body)?;
-        entries.push((body.event.source, body.event.event_type, entry));
-    }
-    log.submit(move |tx| {
-        let mut seqs = Vec::with_capacity(entries.len());
-        for (source, event_type, e) in &entries {
-            let seq = tx.append(e.clone())?;
-            let ts = tx.now_us();
-            tx.views().put_event_index(seq, ts, source, event_type)?;
-            seqs.push(seq);
-        }
-        Ok(seqs)
-    })
-    .await
+    let items = events
+        .into_iter()
+        .map(|event| Keyed { event, key: None })
+        .collect();
+    let accepted = publish_keyed(log, limits, by, stream, items).await?;
+    Ok(accepted.into_iter().map(|a| a.seq).collect())
 }
 
 /// An event as read back.

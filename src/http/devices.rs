@@ -20,6 +20,11 @@ pub struct DeviceView {
     pub created_at_us: i64,
     pub created_by: String,
     pub revoked_at_us: Option<i64>,
+    /// Ingest statistics, in memory since the server started: the last accepted publish (µs),
+    /// events accepted in the last minute, and refused publishes.
+    pub last_seen_us: Option<i64>,
+    pub rate_per_min: u64,
+    pub refused: u64,
 }
 
 impl From<&DeviceRow> for DeviceView {
@@ -29,6 +34,9 @@ impl From<&DeviceRow> for DeviceView {
             created_at_us: d.created_at_us,
             created_by: d.created_by.clone(),
             revoked_at_us: d.revoked_at_us,
+            last_seen_us: None,
+            rate_per_min: 0,
+            refused: 0,
         }
     }
 }
@@ -62,7 +70,18 @@ pub async fn list(
 ) -> Result<Json<DeviceList>, ApiError> {
     let all = devices::list(state.log())?;
     Ok(Json(DeviceList {
-        devices: all.iter().map(DeviceView::from).collect(),
+        devices: all
+            .iter()
+            .map(|d| {
+                let st = state.ingest().stats(&d.name);
+                DeviceView {
+                    last_seen_us: st.last_seen_us,
+                    rate_per_min: st.rate_per_min,
+                    refused: st.refused,
+                    ..DeviceView::from(d)
+                }
+            })
+            .collect(),
     }))
 }
 

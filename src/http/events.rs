@@ -6,15 +6,22 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use axum::http::HeaderMap;
+
 use super::error::ApiError;
 use super::extract::{ApiJson, DeviceAuth, Operator, RequireRole, Viewer};
-use crate::events::{self, EventIn, EventWire, StoredEvent};
+use super::ingest;
+use crate::events::{self, Accepted, EventIn, EventWire, IdemKey, Keyed, StoredEvent};
 use crate::log::Author;
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Published {
     pub seq: u64,
+    /// True when the idempotency key had already been accepted (the answer is then 200 and
+    /// `seq` is the first one).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -27,58 +34,147 @@ pub struct EventBatch {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PublishedBatch {
     pub seqs: Vec<u64>,
+    /// Per event, whether it had been stored before under its key; absent when none had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<Vec<bool>>,
 }
 
-#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 503, body = super::error::ErrorResponse, description = "the write queue is full; retry after Retry-After")))]
+/// The `Idempotency-Key` header, if any.
+fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|k| Some(k.to_string())).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "an idempotency key is 1-256 printable ASCII characters",
+            )
+        }),
+    }
+}
+
+/// The event's key: its `event_id`, else the header's (with `#<i>` per event in a batch).
+fn keyed(
+    event: EventIn,
+    event_id: Option<String>,
+    header: Option<&str>,
+    index: Option<usize>,
+) -> Result<Keyed, ApiError> {
+    let key = match (event_id, header, index) {
+        (Some(id), _, _) => Some(IdemKey::client("native", &id)?),
+        (None, Some(h), None) => Some(IdemKey::client("native", h)?),
+        (None, Some(h), Some(i)) => Some(IdemKey::client("native", &format!("{h}#{i}"))?),
+        (None, None, _) => None,
+    };
+    Ok(Keyed { event, key })
+}
+
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = EventIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key is stored once")),
+    responses((status = 201, body = Published), (status = 200, body = Published, description = "a duplicate of an earlier key"),
+        (status = 409, body = super::error::ErrorResponse, description = "idempotency_key_reused"),
+        (status = 429, body = super::error::ErrorResponse, description = "past the device's rate; retry after Retry-After"),
+        (status = 503, body = super::error::ErrorResponse, description = "the write queue is full; retry after Retry-After")))]
 pub async fn publish_one(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
-    ApiJson(event): ApiJson<EventWire>,
+    headers: HeaderMap,
+    body: Result<ApiJson<EventWire>, ApiError>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
-    let event = event.into_event()?;
-    let by = Author::device(&device.name);
-    let stream = events::stream_of(&device.name);
-    let limits = &state.config().events;
-    let seqs = events::publish(state.log(), limits, &by, &stream, vec![event]).await?;
-    let seq = seqs.first().copied().unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(Published { seq })))
+    let outcome = async {
+        let ApiJson(wire) = body?;
+        let (event, id) = wire.into_keyed()?;
+        let item = keyed(event, id, header_key(&headers)?.as_deref(), None)?;
+        let (accepted, stored) = ingest::publish(&state, &device.name, vec![item]).await?;
+        let a = accepted.first().copied().unwrap_or(Accepted {
+            seq: 0,
+            duplicate: false,
+        });
+        let status = if a.duplicate {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        let published = Published {
+            seq: a.seq,
+            duplicate: a.duplicate,
+        };
+        Ok(((status, Json(published)), stored))
+    }
+    .await;
+    ingest::settle(&state, &device.name, outcome)
 }
 
-#[utoipa::path(post, path = "/api/v1/events/batch", tag = "events", request_body = EventBatch, responses((status = 201, body = PublishedBatch)))]
+#[utoipa::path(post, path = "/api/v1/events/batch", tag = "events", request_body = EventBatch,
+    params(("Idempotency-Key" = Option<String>, Header, description = "keys event i as `<key>#<i>` unless it has an event_id")),
+    responses((status = 201, body = PublishedBatch), (status = 200, body = PublishedBatch, description = "every event was a duplicate")))]
 pub async fn publish_batch(
     State(state): State<AppState>,
     DeviceAuth(device): DeviceAuth,
-    ApiJson(batch): ApiJson<EventBatch>,
+    headers: HeaderMap,
+    body: Result<ApiJson<EventBatch>, ApiError>,
 ) -> Result<(StatusCode, Json<PublishedBatch>), ApiError> {
-    let by = Author::device(&device.name);
-    let stream = events::stream_of(&device.name);
-    let limits = &state.config().events;
-    let events = events::from_wire(batch.events)?;
-    let seqs = events::publish(state.log(), limits, &by, &stream, events).await?;
-    Ok((StatusCode::CREATED, Json(PublishedBatch { seqs })))
+    let outcome = async {
+        let ApiJson(batch) = body?;
+        let header = header_key(&headers)?;
+        let mut items = Vec::with_capacity(batch.events.len());
+        for (i, wire) in batch.events.into_iter().enumerate() {
+            let (event, id) = wire.into_keyed().map_err(|mut r| {
+                r.message = format!("events[{i}]: {}", r.message);
+                r
+            })?;
+            items.push(keyed(event, id, header.as_deref(), Some(i))?);
+        }
+        let (accepted, stored) = ingest::publish(&state, &device.name, items).await?;
+        let any_dup = accepted.iter().any(|a| a.duplicate);
+        let status = if stored == 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        let answer = PublishedBatch {
+            seqs: accepted.iter().map(|a| a.seq).collect(),
+            duplicate: any_dup.then(|| accepted.iter().map(|a| a.duplicate).collect()),
+        };
+        Ok(((status, Json(answer)), stored))
+    }
+    .await;
+    ingest::settle(&state, &device.name, outcome)
 }
 
-/// An operator records an event by hand (a field reading, an observation).
-#[utoipa::path(post, path = "/api/v1/events/manual", tag = "events", request_body = EventIn, responses((status = 201, body = Published)))]
+/// An operator records an event by hand (a field reading, an observation). `Idempotency-Key` or
+/// `event_id` make a retry safe as for devices, keyed per user; no device rate limit applies.
+#[utoipa::path(post, path = "/api/v1/events/manual", tag = "events", request_body = EventIn, responses((status = 201, body = Published), (status = 200, body = Published, description = "a duplicate of an earlier key")))]
 pub async fn publish_manual(
     State(state): State<AppState>,
     RequireRole(me, _): RequireRole<Operator>,
+    headers: HeaderMap,
     ApiJson(event): ApiJson<EventWire>,
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
-    let event = event.into_event()?;
+    let (event, id) = event.into_keyed()?;
+    let item = keyed(event, id, header_key(&headers)?.as_deref(), None)?;
     let by = Author::User(crate::users::key(&me.user.username));
-    let seqs = events::publish(
+    let accepted = events::publish_keyed(
         state.log(),
         &state.config().events,
         &by,
         events::MANUAL_STREAM,
-        vec![event],
+        vec![item],
     )
     .await?;
+    let a = accepted.first().copied().unwrap_or(Accepted {
+        seq: 0,
+        duplicate: false,
+    });
+    let status = if a.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(Published {
-            seq: seqs.first().copied().unwrap_or_default(),
+            seq: a.seq,
+            duplicate: a.duplicate,
         }),
     ))
 }

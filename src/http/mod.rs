@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 mod extract;
 mod health;
+mod ingest;
 mod messages;
 mod metrics;
 mod middleware;
@@ -112,6 +113,32 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/events/batch",
             Device,
             post(events::publish_batch),
+        ),
+        // Ingest adapters (devices): ntfy-compatible publish, Alertmanager and Grafana webhooks.
+        r(
+            Method::PUT,
+            "/ntfy/{topic}",
+            Device,
+            put(ingest::ntfy_topic),
+        ),
+        r(
+            Method::POST,
+            "/ntfy/{topic}",
+            Device,
+            post(ingest::ntfy_topic),
+        ),
+        r(Method::POST, "/ntfy", Device, post(ingest::ntfy_json)),
+        r(
+            Method::POST,
+            "/api/v1/ingest/alertmanager",
+            Device,
+            post(ingest::alertmanager),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/ingest/grafana",
+            Device,
+            post(ingest::grafana),
         ),
         // People (or, for /metrics, the scraper's token).
         r(Method::GET, "/metrics", User, get(metrics::metrics)),

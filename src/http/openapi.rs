@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, alarms, attachments, auth, contacts, conversations, devices, events, health,
+    accounts, alarms, attachments, auth, contacts, conversations, devices, events, health, ingest,
     messages, metrics, presence, users, ws,
 };
 
@@ -29,6 +29,10 @@ use super::{
         events::publish_batch,
         events::publish_manual,
         events::list,
+        ingest::ntfy_topic,
+        ingest::ntfy_json,
+        ingest::alertmanager,
+        ingest::grafana,
         users::search,
         users::profile,
         users::admin_list,

@@ -8,6 +8,7 @@ mod chat;
 mod chat_rows;
 mod codec;
 mod events;
+mod ingest;
 mod rows;
 mod schema;
 pub mod seal;
@@ -28,6 +29,7 @@ pub use chat_rows::{
 };
 pub use codec::{CodecError, LogRecord};
 pub use events::{EventIndex, EventRange};
+pub use ingest::IngestKeyRow;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
@@ -96,6 +98,12 @@ pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
 /// (type, seq) → (): events by their dotted type.
 pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventtypes_typeseq_unit");
+/// (device name, SHA-256 of adapter scope and idempotency key) → ingest::IngestKeyRow v1.
+pub(crate) const INGEST_KEYS: Table<(&str, &[u8]), IngestKeyRow> =
+    Table::new("ingestkeys_devicekey_row");
+/// (expires_at µs, device name, key hash) → (): the keys in the order they expire.
+pub(crate) const INGEST_KEY_EXPIRY: TableDefinition<(i64, &str, &[u8]), ()> =
+    TableDefinition::new("ingestexpiry_tsdevicekey_unit");
 
 /// alarm id (the seq of the entry that raised the occurrence) → alarm_rows::AlarmRow v1.
 pub(crate) const ALARMS: Table<u64, AlarmRow> = Table::new("alarms_id_row");
@@ -145,6 +153,8 @@ macro_rules! for_each_table {
         $f($($arg,)* ALARM_SHELVES, 5)?;
         $f($($arg,)* ALARM_SEQS, 5)?;
         $f($($arg,)* ALARM_TIMES, 5)?;
+        $f($($arg,)* INGEST_KEYS.def(), 5)?;
+        $f($($arg,)* INGEST_KEY_EXPIRY, 5)?;
     }};
 }
 pub(crate) use for_each_table;

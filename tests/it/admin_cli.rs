@@ -150,7 +150,19 @@ async fn admin_commands_work_through_the_control_socket_while_serving() {
     server.signal("-TERM");
     assert!(server.wait(Duration::from_secs(15)).success());
     let o = run_in(dir.path(), &["device", "list", "--config", c]);
-    assert_eq!(ok(&o), online_devices);
+    // The same but for the in-memory ingest statistics, which only the running server has.
+    let stats_cut = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| l.split('\t').take(3).collect::<Vec<_>>().join("\t"))
+            .collect()
+    };
+    assert_eq!(stats_cut(&ok(&o)), stats_cut(&online_devices));
+    // pump-7 published above: the running server knows when.
+    assert!(
+        online_devices.contains("\trefused=0") && !online_devices.contains("last_seen_us=-"),
+        "{online_devices}"
+    );
+    assert!(ok(&o).contains("last_seen_us=-\trate_per_min=-\trefused=-"));
     assert!(text(&o).1.contains("the server is not running"));
     assert_eq!(
         ok(&run_in(dir.path(), &["user", "list", "--config", c])),

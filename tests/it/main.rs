@@ -26,6 +26,7 @@ mod errors;
 mod events;
 mod foundations;
 mod history_policy;
+mod ingest;
 mod input_hardening;
 mod listener;
 mod log;
