@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, attachments, auth, contacts, conversations, devices, events, health, messages,
-    metrics, presence, users, ws,
+    accounts, attachments, auth, contacts, conversations, device_certs, devices, events, health,
+    messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -48,6 +48,8 @@ use super::{
         devices::list,
         devices::add,
         devices::revoke,
+        device_certs::renew,
+        device_certs::crl,
         conversations::list,
         conversations::create,
         conversations::open_direct,
