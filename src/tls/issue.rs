@@ -233,10 +233,9 @@ fn issued(
 ) -> Issued {
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(digest(&SHA256, cert_der.as_ref()).as_ref());
-    let serial_hex = params
-        .serial_number
-        .as_ref()
-        .map(|s| hex::encode(s.as_ref()))
+    // From the DER itself: the integer as encoded (no leading zero byte), as the CRL lists it.
+    let serial_hex = x509_parser::parse_x509_certificate(cert_der.as_ref())
+        .map(|(_, c)| hex::encode(c.raw_serial()))
         .unwrap_or_default();
     Issued {
         cert_pem,

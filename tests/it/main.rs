@@ -19,6 +19,7 @@ mod binary;
 mod chat;
 mod chat_live;
 mod clock;
+mod device_certs;
 mod discovery;
 mod early_answers;
 mod errors;
