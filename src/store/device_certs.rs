@@ -91,8 +91,7 @@ impl WriteTx {
     pub fn bump_crl_number(&mut self) -> Result<u64, StoreError> {
         let raw = {
             let meta = self.txn.open_table(META)?;
-            let v = redb::ReadableTable::get(&meta, CRL_NUMBER_KEY)?.map(|v| v.value().to_vec());
-            v
+            redb::ReadableTable::get(&meta, CRL_NUMBER_KEY)?.map(|v| v.value().to_vec())
         };
         let next = crl_number_of(raw)? + 1;
         self.put(META, CRL_NUMBER_KEY, next.to_be_bytes().as_slice())?;
