@@ -20,6 +20,7 @@ mod chat;
 mod chat_live;
 mod clock;
 mod device_certs;
+mod devices_ui;
 mod discovery;
 mod early_answers;
 mod errors;
