@@ -212,7 +212,7 @@ impl AppState {
         // Bind first: a port in use must not leave a brand-new store behind.
         let listeners = crate::server::bind(&config.server.listen)?;
         // The device listener exists only with the generated CA (configured files have no key).
-        let device_listeners = if config.tls.cert_file.is_none() {
+        let device_listeners = if config.tls.cert_file.is_none() || config.tls.key_file.is_none() {
             crate::server::bind(&config.devices.listen)?
         } else {
             Vec::new()

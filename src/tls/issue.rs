@@ -92,7 +92,7 @@ impl DeviceCa {
         state_dir: &Path,
         site: &str,
     ) -> Result<Self, IssueError> {
-        if config.tls.cert_file.is_some() {
+        if config.tls.cert_file.is_some() && config.tls.key_file.is_some() {
             return Err(IssueError::NoCaKey);
         }
         let ca = load_site_ca(&state_dir.join("tls"))?.ok_or(IssueError::NoCaKey)?;

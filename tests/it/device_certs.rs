@@ -704,3 +704,57 @@ fn device_add_cert_writes_the_bundle_online_and_offline() {
     let list = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(list.contains("gw-off\tactive\tcertificates: 2"), "{list}");
 }
+
+#[tokio::test]
+async fn with_configured_certificate_files_there_is_no_ca_key_and_a_clear_refusal() {
+    let files = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let kp = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&kp, &issuer)
+        .unwrap();
+    let d = files.path();
+    std::fs::write(d.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(d.join("server.crt"), leaf.pem()).unwrap();
+    std::fs::write(d.join("server.key"), kp.serialize_pem()).unwrap();
+    std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.tls.cert_file = Some(d.join("server.crt"));
+        c.tls.key_file = Some(d.join("server.key"));
+        c.tls.ca_file = Some(d.join("ca.pem"));
+    })
+    .await;
+    assert!(
+        server.state().device_addrs().is_empty(),
+        "no device listener"
+    );
+    let (c, admin) = admin(&server).await;
+    let before = server.head_seq();
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &admin,
+            Some(json!({"name": "gw-f", "credential": "certificate"})),
+        )
+        .await;
+    assert_eq!(res.status, 409, "{:?}", res.body);
+    assert_eq!(res.error_code(), "no_site_ca");
+    assert_eq!(server.head_seq(), before);
+    assert_eq!(c.get("/ca.crl").await.status, 404);
+    // Tokens work as before.
+    let res = c
+        .with_bearer(
+            Method::POST,
+            "/api/v1/admin/devices",
+            &admin,
+            Some(json!({"name": "gw-t"})),
+        )
+        .await;
+    assert_eq!(res.status, 201);
+}
