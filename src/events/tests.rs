@@ -12,7 +12,8 @@ use crate::store::{DataKey, Store};
 /// build: it migrates, the backfill indexes its events, and the chain verifies.
 #[tokio::test]
 async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() {
-    for version in 1..crate::store::SCHEMA_VERSION {
+    // Stores from before the v4 event indexes: a v4 (or later) writer indexes its own events.
+    for version in 1..4 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plantwire.redb");
         let site: Arc<str> = "north".into();
