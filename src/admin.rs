@@ -45,12 +45,32 @@ pub enum Request {
     ConfigCheck,
 }
 
-/// What a command printed and its exit code.
+/// What a command printed and its exit code, and files for the CLI to write as the calling user
+/// (a device's certificate bundle: the server never writes keys itself).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Outcome {
     pub code: u8,
     pub stdout: String,
     pub stderr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<OutFile>,
+}
+
+/// One file of an outcome: its name (no directory), base64 contents, and whether it is secret
+/// (written 0600).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OutFile {
+    pub name: String,
+    pub base64: String,
+    pub private: bool,
+}
+
+impl std::fmt::Debug for OutFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutFile")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outcome {
@@ -60,6 +80,7 @@ impl Outcome {
             code,
             stdout: String::new(),
             stderr: format!("plantwire: error: {e}\n"),
+            files: Vec::new(),
         }
     }
 }
@@ -81,7 +102,9 @@ pub struct Ctx<'a> {
 pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
     let mut out = Outcome::default();
     let result = match req {
-        Request::Device { device } => device_command(ctx, device, &mut out.stdout).await,
+        Request::Device { device } => {
+            device_command(ctx, device, &mut out.stdout, &mut out.files).await
+        }
         Request::User { user } => user_command(ctx, user, &mut out.stdout).await,
         Request::ConfigCheck => {
             out.stdout = render_config(ctx.config);
@@ -238,10 +261,34 @@ pub fn verify_offline(store: &mut Store, site: &Arc<str>, key: &DataKey, json: b
     render_verify(&report, json)
 }
 
-async fn device_command(ctx: &Ctx<'_>, cmd: &DeviceCommand, s: &mut String) -> anyhow::Result<()> {
+async fn device_command(
+    ctx: &Ctx<'_>,
+    cmd: &DeviceCommand,
+    s: &mut String,
+    files: &mut Vec<OutFile>,
+) -> anyhow::Result<()> {
     let log = ctx.log;
     match cmd {
-        DeviceCommand::Add { name } => {
+        DeviceCommand::Add {
+            name,
+            cert: true,
+            csr_pem,
+            ..
+        } => {
+            let ca = crate::tls::issue::DeviceCa::load(ctx.config, ctx.state_dir, log.site())?;
+            let enrol = crate::device_files::enrol(csr_pem);
+            let days = ctx.config.devices.cert_days;
+            let bundle = crate::device_certs::add(log, &ca, name, &ctx.by, enrol, days).await?;
+            crate::device_files::describe(name, "issued", &bundle, s, files)?;
+        }
+        DeviceCommand::Renew { name, csr_pem, .. } => {
+            let ca = crate::tls::issue::DeviceCa::load(ctx.config, ctx.state_dir, log.site())?;
+            let enrol = crate::device_files::enrol(csr_pem);
+            let days = ctx.config.devices.cert_days;
+            let bundle = crate::device_certs::renew(log, &ca, name, &ctx.by, enrol, days).await?;
+            crate::device_files::describe(name, "renewed", &bundle, s, files)?;
+        }
+        DeviceCommand::Add { name, .. } => {
             let (_, token) = crate::devices::add(log, name, &ctx.by).await?;
             writeln!(
                 s,
@@ -253,11 +300,18 @@ async fn device_command(ctx: &Ctx<'_>, cmd: &DeviceCommand, s: &mut String) -> a
             writeln!(s, "device {name} revoked")?;
         }
         DeviceCommand::List => {
+            let certs = log.read()?.device_certs()?;
             for d in crate::devices::list(log)? {
                 let status = if d.revoked_at_us.is_some() {
                     "revoked"
                 } else {
                     "active"
+                };
+                let n = certs.iter().filter(|c| c.device == d.name).count();
+                let cred = match (d.token_hash != crate::device_certs::NO_TOKEN, n) {
+                    (true, 0) => "token".to_string(),
+                    (false, n) => format!("certificates: {n}"),
+                    (true, n) => format!("token, certificates: {n}"),
                 };
                 let (seen, rate, refused) = match ctx.ingest.map(|i| i.stats(&d.name)) {
                     Some(st) => (
@@ -269,8 +323,8 @@ async fn device_command(ctx: &Ctx<'_>, cmd: &DeviceCommand, s: &mut String) -> a
                 };
                 writeln!(
                     s,
-                    "{}\t{}\tcreated by {}\tlast_seen_us={seen}\trate_per_min={rate}\trefused={refused}",
-                    d.name, status, d.created_by
+                    "{}\t{}\t{}\tcreated by {}\tlast_seen_us={seen}\trate_per_min={rate}\trefused={refused}",
+                    d.name, status, cred, d.created_by
                 )?;
             }
         }

@@ -138,11 +138,44 @@ pub enum AuditCommand {
 #[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceCommand {
-    /// Register a device and print its API token (shown only once).
-    Add { name: String },
+    /// Register a device and print its API token (shown only once); with --cert, issue it a
+    /// client certificate from the site CA instead and write NAME.crt, NAME.key, NAME.p12.
+    Add {
+        name: String,
+        /// Issue a client certificate instead of a token.
+        #[arg(long)]
+        #[serde(default)]
+        cert: bool,
+        /// Where to write the files (default: the current directory).
+        #[arg(long, requires = "cert")]
+        #[serde(default)]
+        out: Option<PathBuf>,
+        /// Sign this PEM CSR (the key stays on the device): only NAME.crt is written.
+        #[arg(long, requires = "cert")]
+        #[serde(default)]
+        csr: Option<PathBuf>,
+        /// The CSR's text, read by the CLI as the calling user (not a flag).
+        #[arg(skip)]
+        #[serde(default)]
+        csr_pem: Option<String>,
+    },
+    /// Issue a further certificate to a device; its earlier ones stay valid until they expire or
+    /// the device is revoked.
+    Renew {
+        name: String,
+        #[arg(long)]
+        #[serde(default)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        #[serde(default)]
+        csr: Option<PathBuf>,
+        #[arg(skip)]
+        #[serde(default)]
+        csr_pem: Option<String>,
+    },
     /// List devices.
     List,
-    /// Revoke a device's token.
+    /// Revoke a device: its token and certificates, at once (and its open connections close).
     Revoke { name: String },
 }
 
@@ -344,12 +377,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 user: command.clone(),
             },
         )),
-        Command::Device { command } => Ok(admin(
-            &cli,
-            Request::Device {
-                device: command.clone(),
-            },
-        )),
+        Command::Device { command } => {
+            let mut device = command.clone();
+            if let Err(e) = crate::device_files::read_csr(&mut device) {
+                eprintln!("plantwire: error: {e:#}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            Ok(admin(&cli, Request::Device { device }))
+        }
         Command::Bench {
             command:
                 BenchCommand::Append {
@@ -589,6 +624,12 @@ fn admin(cli: &Cli, request: Request) -> ExitCode {
     };
     print!("{}", outcome.stdout);
     eprint!("{}", outcome.stderr);
+    if let Request::Device { device } = &request {
+        if let Err(e) = crate::device_files::write(device, &outcome.files) {
+            eprintln!("plantwire: error: {e:#}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    }
     ExitCode::from(outcome.code)
 }
 

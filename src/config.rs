@@ -115,6 +115,28 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub alarms: AlarmsConfig,
     pub ingest: IngestConfig,
+    pub devices: DevicesConfig,
+}
+
+/// Device certificates and the mutual-TLS device listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Where devices connect with a client certificate (one address or a list; empty: none).
+    /// Only with the generated site CA; browsers use `server.listen` and are never asked.
+    #[serde(deserialize_with = "one_or_many_addrs")]
+    pub listen: Vec<SocketAddr>,
+    /// Lifetime of an issued device certificate, in days.
+    pub cert_days: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8444))],
+            cert_days: 365,
+        }
+    }
 }
 
 /// `/metrics`: who may scrape it.
@@ -321,6 +343,7 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             alarms: AlarmsConfig::default(),
             ingest: IngestConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -572,6 +595,7 @@ impl Config {
         if let Some(site) = &self.site {
             validate_site(site)?;
         }
+        bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;
         let s = &self.server;
         if s.listen.is_empty() {
             return Err(invalid("server.listen", "needs at least one address"));

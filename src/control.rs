@@ -237,7 +237,21 @@ async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
         Some(task) => task
             .await
             .unwrap_or_else(|e| crate::admin::Outcome::error(crate::admin::EXIT_FAILED, &e)),
-        None => crate::admin::execute(&ctx, &env.request).await,
+        None => {
+            let outcome = crate::admin::execute(&ctx, &env.request).await;
+            if let Request::Device {
+                device: crate::cli::DeviceCommand::Revoke { name },
+            } = &env.request
+            {
+                if outcome.code == crate::admin::EXIT_OK {
+                    // The new CRL for the next handshakes; the device's connections close.
+                    if let Err(e) = state.device_revoked(name) {
+                        tracing::error!(error = %e, device = %name, "device revoked, but the CRL could not be renewed");
+                    }
+                }
+            }
+            outcome
+        }
     }
 }
 

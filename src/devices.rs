@@ -26,6 +26,9 @@ struct Added<'a> {
 #[derive(Serialize)]
 struct Revoked<'a> {
     name: &'a str,
+    /// Serials of the device's certificates revoked with it (listed in the next CRL).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    certificate_serials: &'a [String],
 }
 
 /// A device name: 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
@@ -89,10 +92,11 @@ pub async fn add(log: &Log, name: &str, by: &Author) -> Result<(u64, String), Su
     Ok((at, token))
 }
 
-/// Revokes a device's token at once. Its past entries stay in the log.
+/// Revokes a device's token and certificates at once (the CRL number grows). Its past entries
+/// stay in the log.
 pub async fn revoke(log: &Log, name: &str, by: &Author) -> Result<u64, SubmitError> {
-    let entry = NewEntry::json(KIND_REVOKED, STREAM, by, &Revoked { name })?;
     let name = name.to_string();
+    let by = by.clone();
     log.submit(move |tx| {
         let Some(mut row) = tx.views().device(&name)? else {
             return Err(Rejection::not_found("no_such_device", "no device with this name").into());
@@ -104,7 +108,13 @@ pub async fn revoke(log: &Log, name: &str, by: &Author) -> Result<u64, SubmitErr
         }
         row.revoked_at_us = Some(tx.now_us());
         tx.views().put_device(&row)?;
-        tx.append(entry.clone())
+        let now = tx.now_us();
+        let serials = crate::device_certs::revoke_in(tx.views(), &name, now)?;
+        let body = Revoked {
+            name: &name,
+            certificate_serials: &serials,
+        };
+        tx.append(NewEntry::json(KIND_REVOKED, STREAM, &by, &body)?)
     })
     .await
 }

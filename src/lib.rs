@@ -12,6 +12,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod device_certs;
+pub mod device_files;
 pub mod devices;
 pub mod discovery;
 pub mod error;

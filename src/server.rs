@@ -73,6 +73,8 @@ struct ConnCtx {
     drain: CancellationToken,
     hard_stop: CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Set on the device listener: who may connect, and the log to map certificates to devices.
+    device: Option<(Arc<crate::tls::gate::DeviceGate>, crate::log::Log)>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, drains open connections for up to
@@ -127,6 +129,7 @@ pub async fn run_supervised<F>(
         drain: drain.clone(),
         hard_stop: hard_stop.clone(),
         metrics: state.metrics().clone(),
+        device: None,
     });
     let mut accept_loops = Vec::new();
     for listener in listeners {
@@ -136,6 +139,16 @@ pub async fn run_supervised<F>(
             tracker.clone(),
             stop_accepting.clone(),
         )));
+    }
+    if let Some(dctx) = device_ctx(&state, &ctx) {
+        for listener in state.take_device_listeners() {
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                dctx.clone(),
+                tracker.clone(),
+                stop_accepting.clone(),
+            )));
+        }
     }
     let renewing = state.clone();
     supervisor.spawn("tls-renewal", move |stop| renew_certificate(renewing, stop));
@@ -201,7 +214,12 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening (TLS)");
+        if ctx.device.is_some() {
+            // Not `addr=`: scripts and tests take the first `addr=` as the main port.
+            tracing::info!(mtls = %addr, "listening for devices (mutual TLS)");
+        } else {
+            tracing::info!(%addr, "listening (TLS)");
+        }
     }
     loop {
         let accepted = tokio::select! {
@@ -236,6 +254,62 @@ async fn accept_loop(
     }
 }
 
+/// The device listener's context: the main one's router and settings with the device
+/// acceptor, its own connection table under the same caps, and the gate.
+fn device_ctx(state: &AppState, main: &ConnCtx) -> Option<Arc<ConnCtx>> {
+    let gate = state.device_gate()?.clone();
+    let config = match state.tls().device_server_config(gate.verifier()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "device listener disabled: cannot build its TLS config");
+            return None;
+        }
+    };
+    Some(Arc::new(ConnCtx {
+        acceptor: TlsAcceptor::from(config),
+        app: main.app.clone(),
+        builder: main.builder.clone(),
+        cfg: main.cfg.clone(),
+        conns: Table::new(
+            main.cfg.max_connections,
+            main.cfg.max_connections_per_address,
+        ),
+        drain: main.drain.clone(),
+        hard_stop: main.hard_stop.clone(),
+        metrics: main.metrics.clone(),
+        device: Some((gate, state.log().clone())),
+    }))
+}
+
+/// On the device listener: the device whose verified certificate opened the connection, checked
+/// against the store and registered so that its revocation closes the connection. `None` (and
+/// the connection is dropped) when the certificate maps to no active device.
+fn admit_device(
+    tls: &tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    ctx: &ConnCtx,
+) -> Option<(
+    crate::tls::gate::PeerCertificate,
+    Option<crate::tls::gate::LiveDevice>,
+)> {
+    let Some((gate, log)) = &ctx.device else {
+        return None;
+    };
+    let cert = tls.get_ref().1.peer_certificates()?.first()?;
+    let id = crate::tls::gate::PeerCertificate::of(cert);
+    match crate::device_certs::authenticate(log, &id.fingerprint, log.now_us()) {
+        Ok(Some(device)) => Some((id, Some(gate.register(&device.name)))),
+        Ok(None) => {
+            tracing::info!(%peer, "device certificate of no active device; closing");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot check a device certificate; closing");
+            None
+        }
+    }
+}
+
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>, slot: Slot) {
     let conn_state = slot.conn.clone();
     // A connection that has not finished its handshake when shutdown starts, or that is evicted
@@ -246,6 +320,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
         () = conn_state.evicted.cancelled() => None,
     };
     let Some(tls) = tls else { return };
+    let (peer_cert, live) = match &ctx.device {
+        None => (None, None),
+        Some(_) => match admit_device(&tls, peer, &ctx) {
+            Some((id, live)) => (Some(id), live),
+            None => return,
+        },
+    };
+    // Revocation of the device cancels this; other connections never see it cancelled.
+    let revoked = live
+        .as_ref()
+        .map_or_else(CancellationToken::new, |l| l.close.clone());
     // The first request's deadline runs from the end of the handshake.
     conn_state.restart_clock();
     let app = ctx
@@ -253,6 +338,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
         .clone()
         .map_request(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(id) = peer_cert {
+                req.extensions_mut().insert(id);
+            }
             req
         });
     let service = Counted::new(TowerToHyperService::new(app), conn_state.clone());
@@ -266,6 +354,10 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
     let idle = Duration::from_secs(ctx.cfg.idle_timeout_secs);
     let outcome = tokio::select! {
         r = conn.as_mut() => Ok(r),
+        () = revoked.cancelled() => {
+            tracing::info!(%peer, "device revoked: closing its connection");
+            return;
+        }
         () = ctx.drain.cancelled() => Err(Close::Drain),
         () = conn_state.evicted.cancelled() => Err(Close::Evicted),
         () = conn_state.idle_for(first, idle) => Err(Close::Idle),
@@ -298,6 +390,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<ConnCtx>
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+    drop(live);
 }
 
 /// Why the server closes a connection itself.

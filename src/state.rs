@@ -52,6 +52,8 @@ pub enum StartError {
     Checkpoints(#[from] crate::log::checkpointer::CheckpointStartError),
     #[error("ingest.grafana: {0}")]
     IngestSecret(#[from] crate::ingest::IngestSetupError),
+    #[error("device certificates: {0}")]
+    Devices(#[from] crate::tls::issue::IssueError),
 }
 
 /// How this process opens its site's log: the config's storage section.
@@ -138,6 +140,36 @@ pub fn audiences() -> Audiences {
     a
 }
 
+fn device_listener(
+    config: &Config,
+    state_dir: &std::path::Path,
+    log: &Log,
+    listeners: Vec<tokio::net::TcpListener>,
+) -> Result<DeviceListener, StartError> {
+    use crate::tls::issue::{DeviceCa, IssueError};
+    let ca = match DeviceCa::load(config, state_dir, log.site()) {
+        Ok(ca) => ca,
+        Err(IssueError::NoCaKey) => {
+            tracing::info!(
+                "no site CA key (configured certificate files): no device certificates and no device listener"
+            );
+            return Ok(DeviceListener::default());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (number, revoked) = crate::device_certs::crl_input(log)?;
+    let gate = crate::tls::gate::DeviceGate::new(ca, number, &revoked)?;
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    Ok(DeviceListener {
+        gate: Some(gate),
+        addrs,
+        listeners: std::sync::Mutex::new(listeners),
+    })
+}
+
 /// Everything a request handler may reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -160,6 +192,16 @@ struct Inner {
     signer: Arc<Signer>,
     ready: AtomicBool,
     sockets: Sockets,
+    devices: DeviceListener,
+}
+
+/// The mutual-TLS device listener: its gate (verifier, CRL, live connections) when the site CA
+/// is ours, and its bound sockets until the server takes them.
+#[derive(Debug, Default)]
+struct DeviceListener {
+    gate: Option<Arc<crate::tls::gate::DeviceGate>>,
+    addrs: Vec<std::net::SocketAddr>,
+    listeners: std::sync::Mutex<Vec<tokio::net::TcpListener>>,
 }
 
 /// Upgraded connections (WebSockets) live outside hyper's graceful shutdown: they watch
@@ -182,6 +224,12 @@ impl AppState {
     ) -> Result<(Self, Vec<tokio::net::TcpListener>), StartError> {
         // Bind first: a port in use must not leave a brand-new store behind.
         let listeners = crate::server::bind(&config.server.listen)?;
+        // The device listener exists only with the generated CA (configured files have no key).
+        let device_listeners = if config.tls.cert_file.is_none() || config.tls.key_file.is_none() {
+            crate::server::bind(&config.devices.listen)?
+        } else {
+            Vec::new()
+        };
         let metrics = Arc::new(Metrics::new());
         let ingest = Arc::new(Ingest::new(&config.events, &config.ingest, clock.clone())?);
         let log = open_log(&config, clock, metrics.clone())?;
@@ -210,6 +258,7 @@ impl AppState {
             }
         };
         let live = Arc::new(Live::new(config.chat.ws_max_per_user));
+        let devices = device_listener(&config, &state_dir, &log, device_listeners)?;
         let state = Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -224,6 +273,7 @@ impl AppState {
                 signer,
                 ready: AtomicBool::new(false),
                 sockets: Sockets::default(),
+                devices,
             }),
         };
         Ok((state, listeners))
@@ -271,6 +321,37 @@ impl AppState {
 
     pub fn sockets(&self) -> &Sockets {
         &self.inner.sockets
+    }
+
+    /// The device listener's gate; `None` without a site CA key of ours.
+    pub fn device_gate(&self) -> Option<&Arc<crate::tls::gate::DeviceGate>> {
+        self.inner.devices.gate.as_ref()
+    }
+
+    /// Where the device listener listens (empty when there is none).
+    pub fn device_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.inner.devices.addrs
+    }
+
+    /// The bound device listeners, once (the server takes them when it starts).
+    pub fn take_device_listeners(&self) -> Vec<tokio::net::TcpListener> {
+        self.inner
+            .devices
+            .listeners
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+
+    /// After `device revoke NAME` committed: a new CRL and verifier for the next handshakes, and
+    /// the device's open connections closed. Returns how many were closed.
+    pub fn device_revoked(&self, name: &str) -> Result<usize, StartError> {
+        let Some(gate) = self.device_gate() else {
+            return Ok(0);
+        };
+        let (number, revoked) = crate::device_certs::crl_input(self.log())?;
+        gate.update(number, &revoked)?;
+        Ok(gate.disconnect(name))
     }
 
     pub fn is_ready(&self) -> bool {

@@ -4,7 +4,8 @@ import { h, clear, toast } from './dom.js';
 import * as users from './api/users.js';
 import { S } from './model.js';
 
-export function adminScreen() {
+// `go` navigates within the app (to the devices screen).
+export function adminScreen(go) {
   const table = h('tbody');
   const secret = h('p', { class: 'ok', role: 'status' });
   const act = async (f, msg) => {
@@ -38,7 +39,9 @@ export function adminScreen() {
     act(() => users.createAccount({ username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }));
   });
   return {
-    el: h('div', { class: 'screen' }, h('h2', {}, 'Accounts'), secret,
+    el: h('div', { class: 'screen' },
+      h('p', {}, h('a', { href: '/admin/devices', class: 'nav', onclick: (e) => { e.preventDefault(); go('/admin/devices'); } }, 'Devices: tokens and certificates →')),
+      h('h2', {}, 'Accounts'), secret,
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['User', 'Name', 'Role', 'Status', ''].map((x) => h('th', {}, x)))), table)),
       form),
   };

@@ -14,6 +14,7 @@ import { peopleScreen, channelsScreen } from './people.js';
 import { profileScreen } from './profile.js';
 import { adminScreen } from './admin.js';
 import { alarmsScreen } from './alarms.js';
+import { devicesScreen } from './devices.js';
 
 const root = document.getElementById('root');
 
@@ -119,14 +120,15 @@ function route() {
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')));
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices'));
   }
   let view;
   if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
   else if (p === '/people') view = peopleScreen(go);
   else if (p === '/channels') view = channelsScreen(go);
   else if (p === '/profile') view = profileScreen(signedOut);
-  else if (p === '/admin') view = adminScreen();
+  else if (p === '/admin') view = adminScreen(go);
+  else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
   else if (p === '/alarms') view = alarmsScreen();
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);

@@ -61,13 +61,23 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
-/// An active device, authenticated by `Authorization: Bearer pwd_…`.
+/// An active device, authenticated by the verified client certificate of a device-listener
+/// connection (looked up again on every request) or by `Authorization: Bearer pwd_…`.
 pub struct DeviceAuth(pub DeviceRow);
 
 impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(peer) = parts.extensions.get::<crate::tls::gate::PeerCertificate>() {
+            let log = state.log();
+            return match crate::device_certs::authenticate(log, &peer.fingerprint, log.now_us())? {
+                Some(device) => Ok(DeviceAuth(device)),
+                None => Err(ApiError::unauthorized(
+                    "this device certificate is revoked, expired or unknown",
+                )),
+            };
+        }
         let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("a device API token is required"))?;
         match devices::authenticate(state.log(), &token)? {

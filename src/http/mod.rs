@@ -7,6 +7,7 @@ mod attachments;
 mod auth;
 mod contacts;
 mod conversations;
+mod device_certs;
 mod devices;
 mod drain;
 pub mod error;
@@ -76,6 +77,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/healthz", Public, get(health::healthz)),
         r(Method::GET, "/readyz", Public, get(health::readyz)),
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
+        r(Method::GET, "/ca.crl", Public, get(device_certs::crl)),
         r(Method::GET, "/api/v1/site", Public, get(health::site)),
         r(
             Method::GET,
@@ -270,6 +272,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/devices/{name}",
             User,
             delete(devices::revoke),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/devices/{name}/renew",
+            User,
+            post(device_certs::renew),
         ),
         // Conversations and messages.
         r(
@@ -485,7 +493,12 @@ pub fn route_specs() -> Vec<RouteSpec> {
 /// Every non-public route refuses a request that carries no credential at all, before any
 /// handler runs; the handlers' extractors then check the credential itself.
 async fn require_credentials(req: Request, next: Next) -> Response {
-    if extract::has_credentials(req.headers()) {
+    if extract::has_credentials(req.headers())
+        || req
+            .extensions()
+            .get::<crate::tls::gate::PeerCertificate>()
+            .is_some()
+    {
         next.run(req).await
     } else {
         ApiError::unauthorized("authentication required").into_response()

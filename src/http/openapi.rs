@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, alarms, attachments, auth, contacts, conversations, devices, events, health, ingest,
-    messages, metrics, presence, users, ws,
+    accounts, alarms, attachments, auth, contacts, conversations, device_certs, devices, events,
+    health, ingest, messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -52,6 +52,8 @@ use super::{
         devices::list,
         devices::add,
         devices::revoke,
+        device_certs::renew,
+        device_certs::crl,
         conversations::list,
         conversations::create,
         conversations::open_direct,

@@ -523,6 +523,23 @@ fn load<K: Key + 'static, V: Value + 'static>(
     Ok(())
 }
 
+/// Opens (so creates) every table of the list that schema `version` has.
+fn create_empty(wtx: &redb::WriteTransaction, version: u32) -> Result<(), BackupError> {
+    fn create<K: Key + 'static, V: Value + 'static>(
+        wtx: &redb::WriteTransaction,
+        version: u32,
+        def: TableDefinition<K, V>,
+        since: u32,
+    ) -> Result<(), BackupError> {
+        if since <= version {
+            wtx.open_table(def)?;
+        }
+        Ok(())
+    }
+    for_each_table!(create(wtx, version));
+    Ok(())
+}
+
 /// Restores a backup into a new store file at `dest`, which must not exist. The checksum is
 /// checked at the end; on any failure the partial file is removed and nothing else is touched.
 /// The carried files come back still sealed, for the caller to open and place.
@@ -563,10 +580,13 @@ fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupErr
         ));
     }
     finish(&mut rows)?;
-    // Make everything durable with one final immediate commit.
+    // Make everything durable with one final immediate commit, which also creates the tables of
+    // the backup's schema that had no rows (a table with no rows has none in the stream, and the
+    // store's schema version says its migrations already ran).
     let mut wtx = db.begin_write()?;
     wtx.set_durability(Durability::Immediate)
         .map_err(|e| BackupError::Store(StoreError::Redb(Box::new(e.into()))))?;
+    create_empty(&wtx, manifest.schema_version)?;
     wtx.commit()?;
     Ok(Restored { manifest, files })
 }

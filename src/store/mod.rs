@@ -7,6 +7,7 @@ pub mod backup;
 mod chat;
 mod chat_rows;
 mod codec;
+mod device_certs;
 mod events;
 mod ingest;
 mod rows;
@@ -28,6 +29,7 @@ pub use chat_rows::{
     MemberRole, MemberRow, MessageRow, Span,
 };
 pub use codec::{CodecError, LogRecord};
+pub use device_certs::DeviceCertRow;
 pub use events::{EventIndex, EventRange};
 pub use ingest::IngestKeyRow;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
@@ -119,6 +121,9 @@ pub(crate) const ALARM_SEQS: TableDefinition<u64, u64> = TableDefinition::new("a
 pub(crate) const ALARM_TIMES: TableDefinition<(i64, u64), u64> =
     TableDefinition::new("alarmtimes_tsseq_id");
 
+/// SHA-256 of a device certificate's DER ([32]) → device_certs::DeviceCertRow v1.
+pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicecerts_fp_row");
+
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
 /// const above and one line here (plus the migration step of its version).
@@ -155,6 +160,7 @@ macro_rules! for_each_table {
         $f($($arg,)* ALARM_TIMES, 5)?;
         $f($($arg,)* INGEST_KEYS.def(), 5)?;
         $f($($arg,)* INGEST_KEY_EXPIRY, 5)?;
+        $f($($arg,)* DEVICE_CERTS.def(), 5)?;
     }};
 }
 pub(crate) use for_each_table;
@@ -633,7 +639,9 @@ impl WriteTx {
 
     pub fn put_device(&mut self, row: &DeviceRow) -> Result<(), StoreError> {
         DEVICES.put(self, row.name.as_str(), row)?;
+        // An all-zero hash marks a device without a token (certificate only): no index row.
         match row.revoked_at_us {
+            None if row.token_hash == [0u8; 32] => Ok(()),
             None => self.put(DEVICE_TOKENS, row.token_hash.as_slice(), row.name.as_str()),
             Some(_) => self.remove(DEVICE_TOKENS, row.token_hash.as_slice()),
         }

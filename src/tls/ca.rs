@@ -33,7 +33,7 @@ pub const SERVER_CERT_DAYS: i64 = 397;
 pub struct SiteCa {
     pub cert_pem: String,
     pub cert_der: CertificateDer<'static>,
-    key: KeyPair,
+    pub(super) key: KeyPair,
 }
 
 impl std::fmt::Debug for SiteCa {
@@ -156,7 +156,26 @@ pub fn ensure_site_ca(dir: &Path, site: &str) -> Result<(SiteCa, bool), TlsError
     ))
 }
 
-fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
+/// Loads the site CA from `dir` if both its files are there; never makes one (offline admin
+/// commands must not create TLS material).
+pub fn load_site_ca(dir: &Path) -> Result<Option<SiteCa>, TlsError> {
+    let cert_path = dir.join(CA_CERT);
+    let key_path = dir.join(CA_KEY);
+    if !(cert_path.exists() && key_path.exists()) {
+        return Ok(None);
+    }
+    let cert_pem = read_text(&cert_path)?;
+    let key = KeyPair::from_pem(&read_text(&key_path)?).map_err(TlsError::Generate)?;
+    let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|_| TlsError::Pem(cert_path.clone()))?;
+    Ok(Some(SiteCa {
+        cert_pem,
+        cert_der,
+        key,
+    }))
+}
+
+pub(super) fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| TlsError::Random)?;
     b[0] &= 0x7f;

@@ -3,6 +3,8 @@
 //! touching open connections.
 
 pub mod ca;
+pub mod gate;
+pub mod issue;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub enum TlsError {
     Key(rustls::Error),
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("cannot build the device certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// Hands out the current certificate to each new handshake.
@@ -177,6 +181,24 @@ impl TlsSetup {
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         self.server_config.clone()
+    }
+
+    /// The device listener's config: the same served certificate, a client certificate required
+    /// and checked by `verifier`, and no resumption at all (no TLS 1.3 tickets, no session
+    /// cache), so every connection is a full handshake against the current CRL.
+    pub fn device_server_config(
+        &self,
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.resolver.clone());
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg.send_tls13_tickets = 0;
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        Ok(Arc::new(cfg))
     }
 
     /// The CA certificate clients can install to trust this server, when known.

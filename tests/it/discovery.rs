@@ -247,7 +247,7 @@ fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() 
     // A fresh namespace: the port is free. IPv4 and IPv6 side by side on it.
     let cfg = write_config(
         dir.path(),
-        "[server]\nlisten = [\"0.0.0.0:8443\", \"[::]:8443\"]\ndrain_timeout_secs = 3\n",
+        "[devices]\nlisten = [\"127.0.0.1:0\"]\n[server]\nlisten = [\"0.0.0.0:8443\", \"[::]:8443\"]\ndrain_timeout_secs = 3\n",
     );
     let mut cmd = ns.exec(&ns.a, BIN);
     cmd.args(["serve", "--config", cfg.to_str().unwrap()]);
@@ -375,7 +375,7 @@ fn announced_across_namespaces_resolved_by_zeroconf_and_discover_then_goodbye() 
     // answers.
     let cfg = write_config(
         dir.path(),
-        "[server]\nlisten = \"0.0.0.0:8443\"\ndrain_timeout_secs = 3\n",
+        "[devices]\nlisten = [\"127.0.0.1:0\"]\n[server]\nlisten = \"0.0.0.0:8443\"\ndrain_timeout_secs = 3\n",
     );
     let mut cmd = ns.exec(&ns.a, BIN);
     cmd.args(["serve", "--config", cfg.to_str().unwrap()]);

@@ -20,6 +20,8 @@ mod binary;
 mod chat;
 mod chat_live;
 mod clock;
+mod device_certs;
+mod devices_ui;
 mod discovery;
 mod early_answers;
 mod errors;

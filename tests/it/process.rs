@@ -62,7 +62,8 @@ pub fn init(config: &Path) {
 }
 
 pub fn default_server_section() -> &'static str {
-    "[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
+    // The device listener first, so that what callers append still lands in [server].
+    "[devices]\nlisten = [\"127.0.0.1:0\"]\n[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
 }
 
 /// A running `plantwire serve`, with its stderr collected.

@@ -39,6 +39,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         ..Config::default()
     };
     c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.devices.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.server.drain_timeout_secs = 2;
     c.log.level = "warn".into();
     // Cheap hashing for tests only; production keeps the OWASP parameters.
