@@ -258,6 +258,8 @@ pub struct EventsConfig {
     pub max_batch: usize,
     /// Largest serialized event.
     pub max_event_bytes: usize,
+    /// Most rows one `GET /api/v1/events/export` writes before it ends.
+    pub export_max_rows: u64,
 }
 
 impl Default for Config {
@@ -387,6 +389,7 @@ impl Default for EventsConfig {
         Self {
             max_batch: 1000,
             max_event_bytes: 16 << 10,
+            export_max_rows: 1_000_000,
         }
     }
 }
@@ -603,6 +606,12 @@ impl Config {
             self.events.max_event_bytes,
             256,
             1 << 20,
+        )?;
+        bounded(
+            "events.export_max_rows",
+            self.events.export_max_rows,
+            1,
+            100_000_000,
         )?;
         let c = &self.chat;
         bounded("chat.max_message_bytes", c.max_message_bytes, 1, 256 << 10)?;

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    accounts, attachments, auth, contacts, conversations, devices, events, health, messages,
-    metrics, presence, users, ws,
+    accounts, attachments, auth, contacts, conversations, devices, events, events_export, health,
+    messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,8 @@ use super::{
         events::publish_batch,
         events::publish_manual,
         events::list,
+        events_export::export,
+        events_export::get,
         users::search,
         users::profile,
         users::admin_list,

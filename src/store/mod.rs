@@ -24,7 +24,7 @@ pub use chat_rows::{
     MemberRole, MemberRow, MessageRow, Span,
 };
 pub use codec::{CodecError, LogRecord};
-pub use events::{EventIndex, EventRange};
+pub use events::{EventIndex, EventRange, MAX_SEVERITY_RANK};
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
@@ -93,6 +93,10 @@ pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
 /// (type, seq) → (): events by their dotted type.
 pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventtypes_typeseq_unit");
+/// (severity rank 0 = debug .. 5 = critical, seq) → (): events by severity, for minimum-severity
+/// queries.
+pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
+    TableDefinition::new("eventseverities_rankseq_unit");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -123,6 +127,7 @@ macro_rules! for_each_table {
         $f($($arg,)* EVENT_TIMES, 4)?;
         $f($($arg,)* EVENT_SOURCES, 4)?;
         $f($($arg,)* EVENT_TYPES, 4)?;
+        $f($($arg,)* EVENT_SEVERITIES, 5)?;
     }};
 }
 pub(crate) use for_each_table;

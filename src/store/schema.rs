@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -26,6 +26,7 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         create_tables(txn, 4)?;
         mark_event_backfill(txn)
     },
+    |txn| create_tables(txn, 5),
 ];
 
 /// Creates every table of the list that first appears in `version`.
