@@ -22,6 +22,7 @@ mod clock;
 mod discovery;
 mod early_answers;
 mod errors;
+mod event_query;
 mod events;
 mod foundations;
 mod history_policy;
