@@ -13,6 +13,7 @@ import { convList, openConversation } from './chat.js';
 import { peopleScreen, channelsScreen } from './people.js';
 import { profileScreen } from './profile.js';
 import { adminScreen } from './admin.js';
+import { eventsScreen } from './events.js';
 
 const root = document.getElementById('root');
 
@@ -90,7 +91,7 @@ function shell() {
   paint();
   on('conn', paint);
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
-  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/profile', 'Me')];
+  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/events', 'Events'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
   clear(root,
     h('header', { class: 'bar' },
@@ -126,6 +127,7 @@ function route() {
   else if (p === '/channels') view = channelsScreen(go);
   else if (p === '/profile') view = profileScreen(signedOut);
   else if (p === '/admin') view = adminScreen();
+  else if (p === '/events') view = eventsScreen();
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

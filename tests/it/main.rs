@@ -39,4 +39,5 @@ mod storage;
 mod tls;
 mod ui;
 mod ui_assets;
+mod ui_events;
 mod webdriver;

@@ -12,13 +12,13 @@ use crate::webdriver::{Driver, ENTER, Session, TAB, find_browser};
 use plantwire::store::Role;
 
 /// One browser at a time: the machines running these tests have few cores.
-static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAGAAAABACAIAAABqVuVZAAAAcklEQVR42u3QMQ0AAAgDMJSgE4mThY0dTaqgk9sqe6kyggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIkCBBggQJEiRIUF/QA8CR0eHvunxIAAAAAElFTkSuQmCC";
 
 /// Base64 SHA-256 of the server certificate's SubjectPublicKeyInfo, for
 /// `--ignore-certificate-errors-spki-list` (trusts this key only).
-async fn spki_hash(server: &TestServer) -> String {
+pub(crate) async fn spki_hash(server: &TestServer) -> String {
     let tls = server.client().tls().await;
     let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
@@ -29,7 +29,7 @@ async fn spki_hash(server: &TestServer) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
-fn shots_dir() -> PathBuf {
+pub(crate) fn shots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -38,11 +38,11 @@ fn shots_dir() -> PathBuf {
     dir
 }
 
-fn origin(server: &TestServer) -> String {
+pub(crate) fn origin(server: &TestServer) -> String {
     format!("https://127.0.0.1:{}", server.addr.port())
 }
 
-async fn sign_in(b: &Session<'_>, base: &str, user: &str) {
+pub(crate) async fn sign_in(b: &Session<'_>, base: &str, user: &str) {
     b.goto(&format!("{base}/")).await;
     b.type_into("#login-form input[name=username]", user).await;
     b.type_into("#login-form input[name=password]", PW).await;
@@ -50,7 +50,7 @@ async fn sign_in(b: &Session<'_>, base: &str, user: &str) {
     wait_online(b).await;
 }
 
-async fn wait_online(b: &Session<'_>) {
+pub(crate) async fn wait_online(b: &Session<'_>) {
     b.wait_for(
         "connected",
         "const c = document.getElementById('conn'); return c && c.dataset.state === 'online'",
