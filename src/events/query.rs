@@ -128,42 +128,83 @@ pub fn list(log: &Log, q: &Query) -> Result<Page, ListError> {
         lo = lo.max(first);
         hi = hi.min(last);
     }
-    let range = EventRange {
-        lo,
-        hi,
-        newest_first: q.newest_first,
-        limit: SCAN_LIMIT,
-    };
+    let index = q.index();
+    // A minimum severity that the index read does not already give is checked on the severity
+    // index before any entry is read.
+    let severity_check = q
+        .min_severity
+        .map(Severity::rank)
+        .filter(|&r| r > 0 && !matches!(index, EventIndex::MinSeverity(_)));
+    let newest_first = q.newest_first;
     let mut out = Vec::new();
-    let seqs = rtx.event_seqs(&q.index(), range)?;
-    let full_scan = seqs.len() >= SCAN_LIMIT;
-    for (i, &seq) in seqs.iter().enumerate() {
-        let Some(e) = log.entry_of_kind(&rtx, seq, KIND_EVENT)? else {
-            continue;
+    let mut scanned = 0usize;
+    // Index rows are read in growing chunks, so a page that fills early reads little of the index.
+    let mut chunk = q.limit.saturating_mul(2).clamp(64, SCAN_LIMIT);
+    while lo <= hi {
+        let want = chunk.min(SCAN_LIMIT - scanned);
+        let range = EventRange {
+            lo,
+            hi,
+            newest_first,
+            limit: want,
         };
-        let body: EventBody =
-            serde_json::from_slice(&e.body).map_err(|source| ListError::Body { seq, source })?;
-        if q.wants(e.ts, &e.author, &body) {
-            out.push(StoredEvent {
-                seq,
-                ts_us: e.ts,
-                body,
-            });
-            if out.len() >= q.limit {
-                let more = full_scan || i + 1 < seqs.len();
-                return Ok(Page {
-                    events: out,
-                    next: more.then_some(seq),
+        let seqs = rtx.event_seqs(&index, range)?;
+        scanned += seqs.len();
+        let full = seqs.len() >= want;
+        let Some(&last) = seqs.last() else {
+            break;
+        };
+        let mut candidates = seqs;
+        if let Some(min) = severity_check {
+            rtx.retain_min_severity(&mut candidates, min)?;
+        }
+        for &seq in &candidates {
+            let Some(e) = log.entry_of_kind(&rtx, seq, KIND_EVENT)? else {
+                continue;
+            };
+            let body: EventBody = serde_json::from_slice(&e.body)
+                .map_err(|source| ListError::Body { seq, source })?;
+            if q.wants(e.ts, &e.author, &body) {
+                out.push(StoredEvent {
+                    seq,
+                    ts_us: e.ts,
+                    body,
                 });
+                if out.len() >= q.limit {
+                    let more = full || seq != last;
+                    return Ok(Page {
+                        events: out,
+                        next: more.then_some(seq),
+                    });
+                }
             }
         }
+        if !full {
+            break;
+        }
+        if scanned >= SCAN_LIMIT {
+            return Ok(Page {
+                events: out,
+                next: Some(last),
+            });
+        }
+        if newest_first {
+            let Some(h) = last.checked_sub(1) else {
+                break;
+            };
+            hi = h;
+        } else {
+            let Some(l) = last.checked_add(1) else {
+                break;
+            };
+            lo = l;
+        }
+        chunk = chunk.saturating_mul(4);
     }
-    let next = if full_scan {
-        seqs.last().copied()
-    } else {
-        None
-    };
-    Ok(Page { events: out, next })
+    Ok(Page {
+        events: out,
+        next: None,
+    })
 }
 
 /// One event entry with its place in the chain, as the event viewer's detail pane shows it.

@@ -177,6 +177,26 @@ impl ReadTx {
         })
     }
 
+    /// Keeps the seqs whose event has severity rank `min` or above (point reads of the severity
+    /// index: far cheaper than reading and unsealing the entries).
+    pub fn retain_min_severity(&self, seqs: &mut Vec<u64>, min: u8) -> Result<(), StoreError> {
+        let t = self.txn.open_table(EVENT_SEVERITIES)?;
+        let mut failed = None;
+        seqs.retain(|&seq| {
+            (min..=MAX_SEVERITY_RANK).any(|rank| match t.get((rank, seq)) {
+                Ok(row) => row.is_some(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    false
+                }
+            })
+        });
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Up to `limit` event seqs above `after`, oldest first, for the severity backfill.
     pub fn event_seqs_after(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
         let t = self.txn.open_table(EVENT_SEQS)?;
