@@ -487,3 +487,30 @@ async fn signed_in_users_get_events_live_and_resume_by_seq_and_devices_cannot_op
     assert_eq!(ws.next_entry("event").await["seq"], after);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_export_stops_at_the_configured_row_cap() {
+    let server = TestServer::start_with(|c| c.events.export_max_rows = 700).await;
+    let pump = server.device("pump-7").await;
+    let client = server.client();
+    let events: Vec<Value> = (0..900)
+        .map(|n| json!({"source": "pump-7", "type": "reading", "message": format!("r{n}")}))
+        .collect();
+    let res = client
+        .post_json(
+            "/api/v1/events/batch",
+            Some(&pump),
+            &json!({"events": events}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    server.user("vera", Role::Viewer, PW).await;
+    let vera = Api::login(&client, "vera", PW).await;
+    for (query, rows) in [("", 700), ("&limit=5000", 700), ("&limit=3", 3)] {
+        let res = get(&vera, &format!("/api/v1/events/export?format=jsonl{query}")).await;
+        assert_eq!(res.status, 200);
+        let lines = std::str::from_utf8(&res.body).unwrap().lines().count();
+        assert_eq!(lines, rows, "{query}");
+    }
+    server.stop().await;
+}
