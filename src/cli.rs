@@ -276,6 +276,42 @@ pub enum BenchCommand {
         #[arg(long)]
         fsync_dir: Option<PathBuf>,
     },
+    /// Event ingest against a running server over HTTPS: closed-loop publishers with a device
+    /// token, HTTP/1.1 keep-alive and HTTP/2, events/s, latency and server CPU per event.
+    Ingest {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        addr: std::net::SocketAddr,
+        /// The site CA to trust (`<state>/tls/ca.crt`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// A file holding a device's API token (`plantwire device add NAME` prints one).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Publisher counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "4,64,256")]
+        publishers: Vec<usize>,
+        /// Protocols to run, comma-separated: `h1` (keep-alive) and/or `h2`.
+        #[arg(long, value_delimiter = ',', default_value = "h1,h2")]
+        protocols: Vec<String>,
+        /// Events per run.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// The server's pid, to report its CPU time per event.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Filtered event listings over a scratch log of `--entries` entries (in process), p50/p99.
+    Query {
+        /// Directory for the scratch store (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Runs of each query shape.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -436,6 +472,54 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 server_pid: *server_pid,
             };
             runtime()?.block_on(bench_chat(b, fsync_dir.clone()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Ingest {
+                    addr,
+                    ca,
+                    token_file,
+                    publishers,
+                    protocols,
+                    count,
+                    server_pid,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let token = std::fs::read_to_string(token_file)
+                .with_context(|| format!("reading {}", token_file.display()))?
+                .trim()
+                .to_string();
+            let protos = protocols
+                .iter()
+                .map(|p| {
+                    crate::bench::ingest::Proto::parse(p)
+                        .ok_or_else(|| anyhow::anyhow!("unknown protocol {p:?}: use h1 or h2"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let b = crate::bench::ingest::IngestBench {
+                addr: *addr,
+                ca_file: ca.clone(),
+                credential: crate::bench::ingest::Credential::Token(token),
+                publishers: publishers.clone(),
+                protos,
+                count: *count,
+                server_pid: *server_pid,
+            };
+            runtime()?.block_on(crate::bench::report::ingest(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command: BenchCommand::Query { dir, entries, runs },
+        } => {
+            crate::telemetry::init("warn");
+            let b = crate::bench::query::QueryBench {
+                dir: dir.clone(),
+                entries: *entries,
+                runs: *runs,
+            };
+            runtime()?.block_on(crate::bench::report::query(b))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -286,6 +286,8 @@ pub struct EventsConfig {
     pub max_batch: usize,
     /// Largest serialized event.
     pub max_event_bytes: usize,
+    /// Most rows one `GET /api/v1/events/export` writes before it ends.
+    pub export_max_rows: u64,
     /// How long an accepted idempotency key keeps answering `duplicate: true`, seconds.
     pub idempotency_window_secs: u64,
     /// Events per second a device may publish on average (token bucket refill).
@@ -458,6 +460,7 @@ impl Default for EventsConfig {
         Self {
             max_batch: 1000,
             max_event_bytes: 16 << 10,
+            export_max_rows: 1_000_000,
             idempotency_window_secs: 86_400,
             rate_per_sec: 100.0,
             burst: 1000,
@@ -718,6 +721,12 @@ impl Config {
             self.events.max_event_bytes,
             256,
             1 << 20,
+        )?;
+        bounded(
+            "events.export_max_rows",
+            self.events.export_max_rows,
+            1,
+            100_000_000,
         )?;
         bounded(
             "alarms.max_shelve_minutes",

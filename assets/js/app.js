@@ -15,6 +15,7 @@ import { profileScreen } from './profile.js';
 import { adminScreen } from './admin.js';
 import { alarmsScreen } from './alarms.js';
 import { devicesScreen } from './devices.js';
+import { eventsScreen } from './events.js';
 
 const root = document.getElementById('root');
 
@@ -92,7 +93,7 @@ function shell() {
   paint();
   on('conn', paint);
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
-  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/profile', 'Me')];
+  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
   clear(root,
     h('header', { class: 'bar' },
@@ -130,6 +131,7 @@ function route() {
   else if (p === '/admin') view = adminScreen(go);
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
   else if (p === '/alarms') view = alarmsScreen();
+  else if (p === '/events') view = eventsScreen();
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

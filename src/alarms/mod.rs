@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AlarmsConfig;
 use crate::error::Rejection;
-use crate::events::{AttrValue, Severity};
+use crate::events::{AttrValue, ConditionState, EventIn, Severity};
 use crate::log::{AppendError, Author, Log, NewEntry, SubmitError, Tx};
 use crate::store::StoreError;
 
@@ -46,6 +46,23 @@ pub fn priority_of(severity: Severity) -> Priority {
         Severity::Error => Priority::High,
         Severity::Critical => Priority::Critical,
     }
+}
+
+/// The alarm an event speaks of: an event with a `condition` raises it (or, with state
+/// `cleared`, clears it) on the event's source, at the priority of its severity. Events without
+/// a condition are only events.
+pub fn signal_of_event(e: &EventIn) -> Option<Signal> {
+    let condition = e.condition.clone()?;
+    Some(Signal {
+        source: e.source.clone(),
+        condition,
+        active: e.state != Some(ConditionState::Cleared),
+        priority: Some(priority_of(e.severity)),
+        message: (!e.message.is_empty()).then(|| e.message.clone()),
+        attributes: e.attributes.clone(),
+        latched: None,
+        suppressed: None,
+    })
 }
 
 /// A condition's input as a device, a rule or a person reports it.

@@ -2,6 +2,9 @@
 //! real sequencer and store, for several producer counts, beside the disk's own fsync latency.
 
 pub mod chat;
+pub mod ingest;
+pub mod query;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Publishing with idempotency keys: a key this author had accepted within the window answers
 //! with the first seq (`duplicate`) instead of storing again. Keys are checked and written inside
 //! the same writer job and commit as the events, so a retry racing the original cannot store twice.
+//! An event with a `condition` raises or clears its alarm in that commit too.
 
 use std::collections::HashMap;
 
@@ -93,6 +94,9 @@ enum Plan {
 struct Prepared {
     source: String,
     event_type: String,
+    severity_rank: u8,
+    /// The alarm the event raises or clears (an event with a `condition`), in the same commit.
+    alarm: Option<crate::alarms::Signal>,
     entry: NewEntry,
     key: Option<([u8; 32], bool)>,
     payload: [u8; 32],
@@ -136,6 +140,15 @@ pub async fn publish_keyed(
             }
             SubmitError::Rejected(r)
         })?;
+        let alarm = crate::alarms::signal_of_event(&item.event);
+        if let Some(signal) = &alarm {
+            crate::alarms::validate(signal).map_err(|mut r| {
+                if batch {
+                    r.message = format!("events[{i}]: {}", r.message);
+                }
+                SubmitError::Rejected(r)
+            })?;
+        }
         let payload = sha256(&serde_json::to_vec(&item.event)?);
         let key = item.key.as_ref().map(|k| (k.hash(), k.strict));
         let body = EventBody {
@@ -144,6 +157,8 @@ pub async fn publish_keyed(
         };
         let entry = NewEntry::json(KIND_EVENT, stream, by, &body)?;
         prepared.push(Prepared {
+            severity_rank: body.event.severity.rank(),
+            alarm,
             source: body.event.source,
             event_type: body.event.event_type,
             entry,
@@ -152,6 +167,7 @@ pub async fn publish_keyed(
         });
     }
     let owner = by.to_string();
+    let author = by.clone();
     let window_us = i64::try_from(limits.idempotency_window_secs)
         .unwrap_or(i64::MAX / 1_000_000)
         .saturating_mul(1_000_000);
@@ -199,6 +215,7 @@ pub async fn publish_keyed(
                     let ts = tx.now_us();
                     tx.views()
                         .put_event_index(seq, ts, &p.source, &p.event_type)?;
+                    tx.views().put_event_severity(seq, p.severity_rank)?;
                     if let Some((hash, _)) = &p.key {
                         let row = IngestKeyRow {
                             seq,
@@ -206,6 +223,9 @@ pub async fn publish_keyed(
                             payload: p.payload,
                         };
                         tx.views().put_ingest_key(&owner, hash, &row)?;
+                    }
+                    if let Some(signal) = &p.alarm {
+                        crate::alarms::apply_in_tx(tx, &author, signal)?;
                     }
                     Accepted {
                         seq,

@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 use crate::audience::{Audience, Viewer};
 use crate::config::EventsConfig;
 use crate::error::Rejection;
-use crate::log::read::ReadError;
 use crate::log::{Author, Entry, Log, SubmitError};
 use crate::store::{EventIndex, EventRange, ReadTx, StoreError};
 
+pub mod export;
 mod keyed;
+mod query;
 pub use keyed::{Accepted, IdemKey, Keyed, PRUNE_BATCH, prune_keys, prune_loop, publish_keyed};
+pub use query::{
+    EventEntry, ListError, Page, Query, SCAN_LIMIT, backfill, entry, list, parse_time,
+};
 
 pub const KIND_EVENT: &str = "event";
 
@@ -27,6 +31,13 @@ pub enum Severity {
     Warning,
     Error,
     Critical,
+}
+
+impl Severity {
+    /// 0 (`debug`) to 5 (`critical`): the order a minimum-severity filter compares by.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
 }
 
 /// A scalar attribute value; placeholders in templates are filled from these.
@@ -272,150 +283,6 @@ pub struct StoredEvent {
     pub ts_us: i64,
     #[serde(flatten)]
     pub body: EventBody,
-}
-
-/// What a listing asks for. Every field narrows; the most selective index is read.
-#[derive(Debug, Clone, Default)]
-pub struct Query {
-    /// Only events with a seq above this.
-    pub after: u64,
-    /// Only events with a seq below this.
-    pub before: Option<u64>,
-    /// Newest first (and then `limit` takes the newest).
-    pub newest_first: bool,
-    pub source: Option<String>,
-    pub event_type: Option<String>,
-    /// Log time bounds, UTC µs, inclusive.
-    pub since_us: Option<i64>,
-    pub until_us: Option<i64>,
-    pub limit: usize,
-}
-
-/// Index rows one listing reads at most before it answers with what it found.
-const SCAN_LIMIT: usize = 20_000;
-
-/// Why a listing or the backfill failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Submit(#[from] SubmitError),
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("entry {seq} is indexed as an event but its body is not one: {source}")]
-    Body {
-        seq: u64,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// A page of a listing.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub events: Vec<StoredEvent>,
-    /// Set when the scan stopped at its bound before `limit` events matched: continue with
-    /// `after = next` (oldest first) or `before = next` (newest first).
-    pub next: Option<u64>,
-}
-
-/// Events matching `q`, through the event indexes: cost follows the events read, never the size
-/// of the log around them. At most [`SCAN_LIMIT`] index rows are read; `Page::next` says where
-/// to go on.
-pub fn list(log: &Log, q: &Query) -> Result<Page, ListError> {
-    let rtx = log.read()?;
-    let index = match (&q.source, &q.event_type, q.since_us, q.until_us) {
-        (Some(s), _, _, _) => EventIndex::Source(s.clone()),
-        (None, Some(t), _, _) => EventIndex::Type(t.clone()),
-        (None, None, None, None) => EventIndex::All,
-        (None, None, from, to) => EventIndex::Time {
-            from_us: from.unwrap_or(i64::MIN),
-            to_us: to.unwrap_or(i64::MAX),
-        },
-    };
-    let range = EventRange {
-        lo: q.after.saturating_add(1),
-        hi: q.before.map_or(u64::MAX, |b| b.saturating_sub(1)),
-        newest_first: q.newest_first,
-        limit: SCAN_LIMIT,
-    };
-    let mut out = Vec::new();
-    let seqs = rtx.event_seqs(&index, range)?;
-    let full_scan = seqs.len() >= SCAN_LIMIT;
-    for &seq in &seqs {
-        let Some(e) = log.entry(&rtx, seq)? else {
-            continue;
-        };
-        let body: EventBody =
-            serde_json::from_slice(&e.body).map_err(|source| ListError::Body { seq, source })?;
-        let wanted = q.source.as_ref().is_none_or(|s| *s == body.event.source)
-            && q.event_type
-                .as_ref()
-                .is_none_or(|t| *t == body.event.event_type)
-            && q.since_us.is_none_or(|t| e.ts >= t)
-            && q.until_us.is_none_or(|t| e.ts <= t);
-        if wanted {
-            out.push(StoredEvent {
-                seq,
-                ts_us: e.ts,
-                body,
-            });
-            if out.len() >= q.limit {
-                return Ok(Page {
-                    events: out,
-                    next: None,
-                });
-            }
-        }
-    }
-    let next = if full_scan {
-        seqs.last().copied()
-    } else {
-        None
-    };
-    Ok(Page { events: out, next })
-}
-
-/// Index rows one backfill job writes; a job is one commit, so the writer is never held long.
-const BACKFILL_BATCH: u64 = 2_000;
-
-/// After the v4 migration, indexes the events that were in the log before it, in small commits
-/// through the writer. A no-op once done (and for stores created at v4).
-pub async fn backfill(log: &Log) -> Result<(), ListError> {
-    let mut from = 1u64;
-    loop {
-        let rtx = log.read()?;
-        let Some(to) = rtx.event_backfill_to()? else {
-            return Ok(());
-        };
-        let hi = to.min(from.saturating_add(BACKFILL_BATCH - 1));
-        let mut rows = Vec::new();
-        for seq in from..=hi {
-            let Some(e) = log.entry_of_kind(&rtx, seq, KIND_EVENT)? else {
-                continue;
-            };
-            if let Ok(body) = serde_json::from_slice::<EventBody>(&e.body) {
-                rows.push((seq, e.ts, body.event.source, body.event.event_type));
-            }
-        }
-        drop(rtx);
-        let done = hi >= to;
-        log.submit(move |tx| {
-            for (seq, ts, source, event_type) in &rows {
-                tx.views().put_event_index(*seq, *ts, source, event_type)?;
-            }
-            tx.views()
-                .set_event_backfill_to(if done { None } else { Some(to) })?;
-            Ok(())
-        })
-        .await?;
-        if done {
-            tracing::info!(through = to, "event index backfilled");
-            return Ok(());
-        }
-        from = hi + 1;
-    }
 }
 
 /// The event domain's kinds on a socket.

@@ -8,8 +8,9 @@ use crate::log::tx::{ChainState, Tx};
 use crate::log::{Author, NewEntry};
 use crate::store::{DataKey, Store};
 
-/// A store written at every earlier schema (v1 to v3), with events in its log, opens with this
-/// build: it migrates, the backfill indexes its events, and the chain verifies.
+/// A store written at every earlier schema (v1 to v4), with events in its log, opens with this
+/// build: it migrates, the backfills index its events (a v4 store had every index but severity),
+/// a minimum-severity query finds them, and the chain verifies.
 #[tokio::test]
 async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() {
     // v1 to v3: from v4 on, the writer indexes events as it appends them.
@@ -24,16 +25,24 @@ async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() 
             let mut w = store.write().unwrap();
             let mut tx = Tx::new(&mut w, ChainState::from_head(None), &key, &site, 1_000);
             for n in 1..=3u64 {
-                // An event exactly as the old writer appended it: no index rows.
+                // An event exactly as the old writer appended it: before v4 no index rows, at
+                // v4 every index but severity.
                 let body = serde_json::json!({
                     "by": "device:pump-7", "source": "pump-7", "type": "pressure.high",
                     "severity": "warning", "message": format!("v{version} {n}"), "attributes": {}
                 });
-                tx.append(
-                    NewEntry::json("event", "events/pump-7", &Author::device("pump-7"), &body)
-                        .unwrap(),
-                )
-                .unwrap();
+                let seq = tx
+                    .append(
+                        NewEntry::json("event", "events/pump-7", &Author::device("pump-7"), &body)
+                            .unwrap(),
+                    )
+                    .unwrap();
+                if version == 4 {
+                    let ts = tx.now_us();
+                    tx.views()
+                        .put_event_index(seq, ts, "pump-7", "pressure.high")
+                        .unwrap();
+                }
                 tx.append(event(n)).unwrap();
             }
             tx.finish().unwrap();
@@ -60,6 +69,16 @@ async fn stores_of_every_earlier_schema_migrate_index_their_events_and_verify() 
             "from v{version}"
         );
         assert!(log.read().unwrap().event_backfill_to().unwrap().is_none());
+        let warnings = super::list(
+            &log,
+            &super::Query {
+                min_severity: Some(super::Severity::Warning),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(warnings.events.len(), 3, "from v{version}");
         log.close().await;
         drop(log);
         let store = Store::open(&path, 1 << 20).unwrap();

@@ -2,6 +2,7 @@
 //! durable commit. A full writer queue answers 503 with Retry-After.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -194,12 +195,23 @@ pub struct ListQuery {
     /// Only events of this type.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
-    /// Only events logged at or after this time (UTC µs).
-    pub since_us: Option<i64>,
-    /// Only events logged at or before this time (UTC µs).
-    pub until_us: Option<i64>,
+    /// Minimum severity: `debug`, `info`, `notice`, `warning`, `error` or `critical`.
+    pub severity: Option<String>,
+    /// Only events this device published.
+    pub device: Option<String>,
+    /// Only events logged at or after this time: RFC 3339 or integer UTC µs.
+    pub since: Option<String>,
+    /// Only events logged at or before this time: RFC 3339 or integer UTC µs.
+    pub until: Option<String>,
+    /// Alias of `since` (integer µs or RFC 3339).
+    pub since_us: Option<String>,
+    /// Alias of `until` (integer µs or RFC 3339).
+    pub until_us: Option<String>,
     /// 1-500, default 100.
     pub limit: Option<usize>,
+    /// Export only: `csv` or `jsonl` (else from `Accept`).
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -212,35 +224,97 @@ pub enum Order {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventList {
     pub events: Vec<StoredEvent>,
-    /// Present when the scan stopped at its bound (20,000 index rows) before `limit` events
-    /// matched: ask again with `after` (or, newest first, `before`) set to it.
+    /// Present when more may follow (the page is full, or the scan stopped at its bound of
+    /// 20,000 index rows): ask again with `after` (or, newest first, `before`) set to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
 }
 
-/// Events through the event indexes, oldest first unless `order=desc`; any signed-in role may
-/// read them.
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListQuery), responses((status = 200, body = EventList)))]
-pub async fn list(
-    State(state): State<AppState>,
-    _me: RequireRole<Viewer>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<EventList>, ApiError> {
-    let query = events::Query {
-        after: q.after,
-        before: q.before,
-        newest_first: q.order == Some(Order::Desc),
-        source: q.source,
-        event_type: q.event_type,
-        since_us: q.since_us,
-        until_us: q.until_us,
-        limit: q.limit.unwrap_or(100).clamp(1, 500),
-    };
-    let page = events::list(state.log(), &query).map_err(|e| match e {
+impl ListQuery {
+    /// The domain query, every parameter checked: a bad one is `400` with a stable code.
+    pub fn into_query(self) -> Result<events::Query, ApiError> {
+        let min_severity = match self.severity.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(
+                serde_json::from_value::<events::Severity>(serde_json::Value::from(
+                    s.to_ascii_lowercase(),
+                ))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_severity",
+                        "severity must be debug, info, notice, warning, error or critical",
+                    )
+                })?,
+            ),
+        };
+        let time = |name: &str, a: Option<String>, b: Option<String>| -> Result<_, ApiError> {
+            if a.is_some() && b.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("give {name} or {name}_us, not both"),
+                ));
+            }
+            a.or(b)
+                .map(|raw| events::parse_time(name, &raw))
+                .transpose()
+                .map_err(ApiError::from)
+        };
+        let since_us = time("since", self.since, self.since_us)?;
+        let until_us = time("until", self.until, self.until_us)?;
+        let empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Ok(events::Query {
+            after: self.after,
+            before: self.before,
+            newest_first: self.order == Some(Order::Desc),
+            source: empty(self.source),
+            event_type: empty(self.event_type),
+            min_severity,
+            device: empty(self.device),
+            since_us,
+            until_us,
+            limit: self.limit.unwrap_or(100).clamp(1, 500),
+        })
+    }
+}
+
+/// A query string that does not parse (an unknown parameter, a non-number seq) is `400
+/// invalid_query`.
+pub fn query_params(
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<events::Query, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if q.format.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "format is for /api/v1/events/export",
+        ));
+    }
+    q.into_query()
+}
+
+/// Maps a listing failure to its answer.
+pub fn list_error(e: events::ListError) -> ApiError {
+    match e {
         events::ListError::Store(s) => ApiError::from(s),
         events::ListError::Submit(s) => ApiError::from(s),
         other => ApiError::internal(&other),
-    })?;
+    }
+}
+
+/// Events through the event indexes, oldest first unless `order=desc`; any signed-in role may
+/// read them.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(ListQuery), responses((status = 200, body = EventList), (status = 400, body = super::error::ErrorResponse)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _me: RequireRole<Viewer>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let query = query_params(q)?;
+    let log = state.log().clone();
+    let page = tokio::task::spawn_blocking(move || events::list(&log, &query))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(list_error)?;
     Ok(Json(EventList {
         events: page.events,
         next: page.next,

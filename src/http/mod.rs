@@ -12,6 +12,7 @@ mod devices;
 mod drain;
 pub mod error;
 mod events;
+mod events_export;
 mod extract;
 mod health;
 mod ingest;
@@ -170,6 +171,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             delete(accounts::end_own_session),
         ),
         r(Method::GET, "/api/v1/events", User, get(events::list)),
+        r(
+            Method::GET,
+            "/api/v1/events/export",
+            User,
+            get(events_export::export),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/events/{seq}",
+            User,
+            get(events_export::get),
+        ),
         r(
             Method::POST,
             "/api/v1/events/manual",

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     accounts, alarms, attachments, auth, contacts, conversations, device_certs, devices, events,
-    health, ingest, messages, metrics, presence, users, ws,
+    events_export, health, ingest, messages, metrics, presence, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +33,8 @@ use super::{
         ingest::ntfy_json,
         ingest::alertmanager,
         ingest::grafana,
+        events_export::export,
+        events_export::get,
         users::search,
         users::profile,
         users::admin_list,

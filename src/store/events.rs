@@ -1,15 +1,22 @@
-//! The event index tables: one row per event entry by seq, time, source and type, written in the
-//! same transaction as the entry, and the range reads listings use instead of scanning the log.
+//! The event index tables: one row per event entry by seq, time, source, type and severity, written
+//! in the same transaction as the entry, and the range reads listings use instead of scanning the log.
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 
 use super::{
-    EVENT_SEQS, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPES, META, ReadTx, StoreError, WriteTx,
+    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPES, META, ReadTx,
+    STREAM_INDEX, StoreError, WriteTx,
 };
 
 /// `meta` key: the last seq that the one-time backfill after the v4 migration must still index
 /// (absent once done, or for a store created at v4 or later).
 pub(crate) const EVENT_BACKFILL_KEY: &str = "event_backfill_to";
+
+/// `meta` key, present once every event logged before the v5 severity index has its row.
+pub(crate) const SEVERITY_BACKFILL_DONE_KEY: &str = "event_severity_indexed";
+
+/// The highest severity rank (`critical`); ranks run 0 (`debug`) to this.
+pub const MAX_SEVERITY_RANK: u8 = 5;
 
 /// Which index a listing reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +29,11 @@ pub enum EventIndex {
     Type(String),
     /// Events whose log time is in `[from_us, to_us]`.
     Time { from_us: i64, to_us: i64 },
+    /// Events of this severity rank or above (0 = debug .. [`MAX_SEVERITY_RANK`]).
+    MinSeverity(u8),
+    /// Every entry of one stream (a device's events are in `events/<device>`); the caller checks
+    /// the kind, since a stream may hold other entries.
+    Stream(String),
 }
 
 /// Seqs `lo..=hi` of an index, oldest or newest first, at most `limit` rows read.
@@ -97,6 +109,30 @@ impl ReadTx {
             }
             EventIndex::Source(s) => return seqs_by_name(self, EVENT_SOURCES, s, r),
             EventIndex::Type(t) => return seqs_by_name(self, EVENT_TYPES, t, r),
+            EventIndex::Stream(s) => return seqs_by_name(self, STREAM_INDEX, s, r),
+            EventIndex::MinSeverity(min) => {
+                // One range per rank at or above `min`, each in order and at most `limit` long:
+                // the first `limit` of their union are the answer.
+                let t = self.txn.open_table(EVENT_SEVERITIES)?;
+                for rank in *min..=MAX_SEVERITY_RANK {
+                    let mut n = 0usize;
+                    walk(
+                        t.range((rank, r.lo)..=(rank, r.hi))?,
+                        r.newest_first,
+                        |(k, _)| {
+                            out.push(k.value().1);
+                            n += 1;
+                            n < r.limit
+                        },
+                    )?;
+                }
+                if r.newest_first {
+                    out.sort_unstable_by(|a, b| b.cmp(a));
+                } else {
+                    out.sort_unstable();
+                }
+                out.truncate(r.limit);
+            }
             EventIndex::Time { from_us, to_us } => {
                 if from_us > to_us {
                     return Ok(out);
@@ -118,6 +154,71 @@ impl ReadTx {
             }
         }
         Ok(out)
+    }
+
+    /// The seqs `[lo, hi]` whose log time is in `[from_us, to_us]` among events, if any: `ts`
+    /// never decreases along the log, so a time window is a seq window.
+    pub fn event_time_window(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        if from_us > to_us {
+            return Ok(None);
+        }
+        let t = self.txn.open_table(EVENT_TIMES)?;
+        let first = t.range((from_us, 0)..)?.next().transpose()?;
+        let last = t.range(..=(to_us, u64::MAX))?.next_back().transpose()?;
+        Ok(match (first, last) {
+            (Some((f, _)), Some((l, _))) if f.value().1 <= l.value().1 => {
+                Some((f.value().1, l.value().1))
+            }
+            _ => None,
+        })
+    }
+
+    /// Keeps the seqs whose event has severity rank `min` or above (point reads of the severity
+    /// index: far cheaper than reading and unsealing the entries).
+    pub fn retain_min_severity(&self, seqs: &mut Vec<u64>, min: u8) -> Result<(), StoreError> {
+        let t = self.txn.open_table(EVENT_SEVERITIES)?;
+        let mut failed = None;
+        seqs.retain(|&seq| {
+            (min..=MAX_SEVERITY_RANK).any(|rank| match t.get((rank, seq)) {
+                Ok(row) => row.is_some(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    false
+                }
+            })
+        });
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Up to `limit` event seqs above `after`, oldest first, for the severity backfill.
+    pub fn event_seqs_after(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let t = self.txn.open_table(EVENT_SEQS)?;
+        let mut out = Vec::new();
+        for row in t.range(after.saturating_add(1)..)? {
+            out.push(row?.0.value());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest indexed event seq, if any.
+    pub fn last_event_seq(&self) -> Result<Option<u64>, StoreError> {
+        let t = self.txn.open_table(EVENT_SEQS)?;
+        Ok(t.last()?.map(|(k, _)| k.value()))
+    }
+
+    /// Whether every event has its severity row (the v5 backfill is done).
+    pub fn event_severity_indexed(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(SEVERITY_BACKFILL_DONE_KEY)?.is_some())
     }
 
     /// The last seq the event backfill still has to index, if it has not finished.
@@ -142,6 +243,16 @@ impl WriteTx {
         self.put(EVENT_TIMES, (ts, seq), ())?;
         self.put(EVENT_SOURCES, (source, seq), ())?;
         self.put(EVENT_TYPES, (event_type, seq), ())
+    }
+
+    /// Indexes one event's severity rank; call with [`WriteTx::put_event_index`].
+    pub fn put_event_severity(&mut self, seq: u64, rank: u8) -> Result<(), StoreError> {
+        self.put(EVENT_SEVERITIES, (rank, seq), ())
+    }
+
+    /// Marks the v5 severity backfill done.
+    pub fn set_event_severity_indexed(&mut self) -> Result<(), StoreError> {
+        self.put(META, SEVERITY_BACKFILL_DONE_KEY, [1u8].as_slice())
     }
 
     /// Records how far the backfill got: `None` once everything is indexed.

@@ -30,7 +30,7 @@ pub use chat_rows::{
 };
 pub use codec::{CodecError, LogRecord};
 pub use device_certs::DeviceCertRow;
-pub use events::{EventIndex, EventRange};
+pub use events::{EventIndex, EventRange, MAX_SEVERITY_RANK};
 pub use ingest::IngestKeyRow;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
@@ -123,6 +123,10 @@ pub(crate) const ALARM_TIMES: TableDefinition<(i64, u64), u64> =
 
 /// SHA-256 of a device certificate's DER ([32]) → device_certs::DeviceCertRow v1.
 pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicecerts_fp_row");
+/// (severity rank 0 = debug .. 5 = critical, seq) → (): events by severity, for minimum-severity
+/// queries.
+pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
+    TableDefinition::new("eventseverities_rankseq_unit");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -161,6 +165,7 @@ macro_rules! for_each_table {
         $f($($arg,)* INGEST_KEYS.def(), 5)?;
         $f($($arg,)* INGEST_KEY_EXPIRY, 5)?;
         $f($($arg,)* DEVICE_CERTS.def(), 5)?;
+        $f($($arg,)* EVENT_SEVERITIES, 5)?;
     }};
 }
 pub(crate) use for_each_table;

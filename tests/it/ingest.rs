@@ -244,6 +244,35 @@ async fn alertmanager_firing_then_resolved_is_active_then_cleared_and_a_resend_i
     let tank = events_of(&api, "tank-2:9100").await;
     assert_eq!(tank.len(), 1);
     assert_eq!(tank[0]["severity"], "warning");
+
+    // The same commits drove the alarm board: the pump's alarm was raised at critical and has
+    // returned to normal unacknowledged; the tank's stands unacknowledged at medium; the
+    // re-sent group changed no alarm (the head did not move above).
+    let alarms = api.get("/api/v1/alarms?state=rtn_unack").await.json();
+    let pump_alarm = &alarms["alarms"][0];
+    assert_eq!(pump_alarm["source"], "pump-7:9100", "{alarms}");
+    assert_eq!(pump_alarm["condition"], "4f6c0e1c3b8a2d71");
+    assert_eq!(pump_alarm["priority"], "critical");
+    assert_eq!(pump_alarm["active"], false);
+    let standing = api.get("/api/v1/alarms?state=unack").await.json();
+    assert_eq!(
+        standing["alarms"].as_array().unwrap().len(),
+        1,
+        "{standing}"
+    );
+    assert_eq!(standing["alarms"][0]["source"], "tank-2:9100");
+    assert_eq!(standing["alarms"][0]["priority"], "medium");
+    let journal = api
+        .get(&format!("/api/v1/alarms/{}", pump_alarm["id"]))
+        .await
+        .json();
+    let kinds: Vec<&str> = journal["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["alarm.raise", "alarm.clear"], "{journal}");
     server.stop().await;
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn sign_in(b: &Session<'_>, base: &str, user: &str) {
     wait_online(b).await;
 }
 
-async fn wait_online(b: &Session<'_>) {
+pub(crate) async fn wait_online(b: &Session<'_>) {
     b.wait_for(
         "connected",
         "const c = document.getElementById('conn'); return c && c.dataset.state === 'online'",

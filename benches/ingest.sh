@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Event ingest over HTTPS against a real release server on loopback: closed-loop publishers
+# (4, 64, 256) with a device token over HTTP/1.1 keep-alive and HTTP/2, events/s, p50/p99 and the
+# server's CPU µs per event; then, in the same run, the NATS JetStream peer (benches/ingest-nats.sh).
+# Usage: cargo build --release && benches/ingest.sh [extra `plantwire bench ingest` flags]
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+B="${PLANTWIRE_BIN:-$HERE/../target/release/plantwire}"
+unset PLANTWIRE_BIN
+D=$(mktemp -d /var/tmp/pwingest.XXXX)
+PORT=18557
+ulimit -n 8192
+# 256 keep-alive publishers from one address need more than the default 64 per address.
+PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 PLANTWIRE_SERVER__MAX_CONNECTIONS_PER_ADDRESS=4096 PLANTWIRE_DISCOVERY__ENABLED=false \
+  "$B" serve --state-dir "$D" --listen 127.0.0.1:$PORT 2>"$D/log" & PID=$!
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
+for _ in $(seq 1 100); do grep -q "listening" "$D/log" && break; sleep 0.1; done
+"$B" --state-dir "$D" device add bench-1 | tail -n 1 > "$D/token"
+"$B" bench ingest --addr 127.0.0.1:$PORT --ca "$D/tls/ca.crt" --token-file "$D/token" \
+  --server-pid $PID "$@"
+kill -TERM $PID; wait $PID 2>/dev/null || true
+echo
+"$HERE/ingest-nats.sh"

@@ -1,0 +1,52 @@
+//! What `bench ingest` and `bench query` print: one table row per run, the figures the targets
+//! of issue 13 are stated in.
+
+use super::ingest::{self, IngestBench};
+use super::query::{self, QueryBench};
+
+pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
+    println!(
+        "event ingest over HTTPS to {} ({} events per run, closed-loop publishers, device token)",
+        b.addr, b.count
+    );
+    println!(
+        "protocol  publishers  events  seconds  events/s  p50 µs  p99 µs  refused  server CPU µs/event"
+    );
+    for r in ingest::run(&b).await? {
+        let cpu = r
+            .cpu_us_per_event
+            .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
+        println!(
+            "{:<9} {:>10} {:>7} {:>8.2} {:>9.0} {:>7} {:>7} {:>8} {:>20}",
+            r.proto.name(),
+            r.publishers,
+            r.events,
+            r.seconds,
+            r.per_second,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            r.refused,
+            cpu
+        );
+    }
+    Ok(())
+}
+
+pub async fn query(b: QueryBench) -> anyhow::Result<()> {
+    let (seed_secs, results) = query::run(&b).await?;
+    println!(
+        "filtered event listings (limit 100, newest first unless noted) over {} log entries (4/5 events of 100 devices, 1/5 chat), seeded in {seed_secs:.1} s, {} runs each, in process",
+        b.entries, b.runs
+    );
+    println!(
+        "{:<42} {:>6} {:>8} {:>8} {:>8}",
+        "query", "found", "p50 µs", "p99 µs", "max µs"
+    );
+    for r in results {
+        println!(
+            "{:<42} {:>6} {:>8} {:>8} {:>8}",
+            r.name, r.found, r.latency.p50_us, r.latency.p99_us, r.latency.max_us
+        );
+    }
+    Ok(())
+}
