@@ -301,6 +301,11 @@ async fn device_command(
         }
         DeviceCommand::List => {
             let certs = log.read()?.device_certs()?;
+            let time = |t: Option<i64>| t.map_or("-".to_string(), crate::clock::rfc3339_us);
+            writeln!(
+                s,
+                "NAME\tSTATUS\tCREDENTIAL\tCREATED BY\tCREATED AT\tLAST SEEN\tRATE/MIN\tREFUSED"
+            )?;
             for d in crate::devices::list(log)? {
                 let status = if d.revoked_at_us.is_some() {
                     "revoked"
@@ -313,9 +318,10 @@ async fn device_command(
                     (false, n) => format!("certificates: {n}"),
                     (true, n) => format!("token, certificates: {n}"),
                 };
+                // The statistics live in the running server's memory: "-" offline.
                 let (seen, rate, refused) = match ctx.ingest.map(|i| i.stats(&d.name)) {
                     Some(st) => (
-                        st.last_seen_us.map_or("-".into(), |t| t.to_string()),
+                        time(st.last_seen_us),
                         st.rate_per_min.to_string(),
                         st.refused.to_string(),
                     ),
@@ -323,8 +329,10 @@ async fn device_command(
                 };
                 writeln!(
                     s,
-                    "{}\t{}\t{}\tcreated by {}\tlast_seen_us={seen}\trate_per_min={rate}\trefused={refused}",
-                    d.name, status, cred, d.created_by
+                    "{}\t{status}\t{cred}\t{}\t{}\t{seen}\t{rate}\t{refused}",
+                    d.name,
+                    d.created_by,
+                    time(Some(d.created_at_us)),
                 )?;
             }
         }

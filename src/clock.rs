@@ -82,6 +82,16 @@ impl Clock for ManualClock {
     }
 }
 
+/// UTC µs as RFC 3339 with microseconds; empty if out of range.
+pub fn rfc3339_us(us: i64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000) else {
+        return String::new();
+    };
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, s, micro) = (t.hour(), t.minute(), t.second(), t.microsecond());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{micro:06}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Clock, ManualClock};

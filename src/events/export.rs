@@ -55,7 +55,7 @@ impl Format {
                 let ev = &e.body.event;
                 let severity = serde_json::to_value(ev.severity)?;
                 let attributes = serde_json::to_string(&ev.attributes)?;
-                let ts = rfc3339(e.ts_us);
+                let ts = crate::clock::rfc3339_us(e.ts_us);
                 let occurred = ev.occurred_at_us.map(|t| t.to_string()).unwrap_or_default();
                 let condition = ev.condition.as_deref().map(text_cell).unwrap_or_default();
                 let state = match ev.state {
@@ -102,16 +102,6 @@ pub fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// UTC µs as RFC 3339 with microseconds; empty if out of range.
-fn rfc3339(us: i64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000) else {
-        return String::new();
-    };
-    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
-    let (h, mi, s, micro) = (t.hour(), t.minute(), t.second(), t.microsecond());
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{micro:06}Z")
 }
 
 #[cfg(test)]

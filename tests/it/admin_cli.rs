@@ -157,12 +157,30 @@ async fn admin_commands_work_through_the_control_socket_while_serving() {
             .collect()
     };
     assert_eq!(stats_cut(&ok(&o)), stats_cut(&online_devices));
-    // pump-7 published above: the running server knows when.
+    // A header, then pump-7: created when and by whom; it published above, so the running server
+    // knows when it was last seen (offline: "-").
+    let row = |list: &str| -> Vec<String> {
+        list.lines()
+            .find(|l| l.starts_with("pump-7\t"))
+            .unwrap()
+            .split('\t')
+            .map(str::to_string)
+            .collect()
+    };
     assert!(
-        online_devices.contains("\trefused=0") && !online_devices.contains("last_seen_us=-"),
-        "{online_devices}"
+        online_devices.starts_with("NAME\tSTATUS\tCREDENTIAL\tCREATED BY\tCREATED AT\tLAST SEEN")
     );
-    assert!(ok(&o).contains("last_seen_us=-\trate_per_min=-\trefused=-"));
+    let on = row(&online_devices);
+    assert_eq!(on.len(), 8, "{on:?}");
+    assert!(
+        on[4].ends_with('Z') && on[4].contains('T'),
+        "created at: {on:?}"
+    );
+    assert!(on[5].ends_with('Z'), "last seen: {on:?}");
+    assert_eq!(on[7], "0", "refused: {on:?}");
+    let off = row(&ok(&o));
+    assert_eq!(off[4], on[4], "created at is in the store");
+    assert_eq!(off[5..], ["-", "-", "-"], "{off:?}");
     assert!(text(&o).1.contains("the server is not running"));
     assert_eq!(
         ok(&run_in(dir.path(), &["user", "list", "--config", c])),
