@@ -484,6 +484,33 @@ pub struct AlarmsConfig {
     pub disk_alarm_percent: u8,
     /// How often the system alarms are checked, in seconds of the server clock.
     pub system_check_secs: u64,
+    /// `[alarms.escalation]`: direct messages to an on-call roster for unacknowledged alarms.
+    pub escalation: EscalationConfig,
+}
+
+/// `[alarms.escalation]`: an alarm at or above `min_priority` still unacknowledged `after_minutes`
+/// after it was raised is sent to each person on `roster` as a direct message from `system`,
+/// then again every `repeat_minutes` (0: once) until someone acknowledges it. An empty roster
+/// turns escalation off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    pub after_minutes: u32,
+    pub repeat_minutes: u32,
+    pub min_priority: crate::store::Priority,
+    /// Usernames of the on-call people.
+    pub roster: Vec<String>,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self {
+            after_minutes: 15,
+            repeat_minutes: 15,
+            min_priority: crate::store::Priority::High,
+            roster: Vec::new(),
+        }
+    }
 }
 
 impl Default for AlarmsConfig {
@@ -494,6 +521,7 @@ impl Default for AlarmsConfig {
             comment_required: Vec::new(),
             disk_alarm_percent: 90,
             system_check_secs: 60,
+            escalation: EscalationConfig::default(),
         }
     }
 }
@@ -599,6 +627,20 @@ impl Config {
             validate_site(site)?;
         }
         bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;
+        let esc = &self.alarms.escalation;
+        bounded(
+            "alarms.escalation.after_minutes",
+            esc.after_minutes,
+            1,
+            10_080,
+        )?;
+        bounded(
+            "alarms.escalation.repeat_minutes",
+            esc.repeat_minutes,
+            0,
+            10_080,
+        )?;
+        bounded("alarms.escalation.roster", esc.roster.len(), 0, 100)?;
         let s = &self.server;
         if s.listen.is_empty() {
             return Err(invalid("server.listen", "needs at least one address"));

@@ -170,6 +170,13 @@ pub async fn run_supervised<F>(
     supervisor.spawn("system-alarms", move |stop| {
         crate::alarms::system::run(system_log, system_cfg, state_dir, stop)
     });
+    let (escalation_log, escalation_cfg) = (
+        state.log().clone(),
+        state.config().alarms.escalation.clone(),
+    );
+    supervisor.spawn("alarm-escalation", move |stop| {
+        crate::alarms::escalation::run(escalation_log, escalation_cfg, stop)
+    });
     let pruning = state.log().clone();
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)

@@ -5,6 +5,7 @@
 //! [`priority_of`] (the event severity → alarm priority mapping). The pure state machine is in
 //! `machine.rs`, reads in `read.rs`, the shelve timer in `timers.rs`.
 
+pub mod escalation;
 pub mod kpis;
 mod machine;
 mod read;

@@ -13,6 +13,7 @@ mod accounts;
 mod admin_api;
 mod admin_cli;
 mod alarms;
+mod alarms_escalation;
 mod artifacts;
 mod auth;
 mod backup;
