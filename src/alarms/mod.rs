@@ -10,6 +10,7 @@ pub mod kpis;
 mod machine;
 mod read;
 pub mod system;
+pub mod system_checks;
 pub mod timers;
 
 use std::collections::BTreeMap;
