@@ -14,6 +14,7 @@ mod admin_api;
 mod admin_cli;
 mod alarms;
 mod alarms_escalation;
+mod alarms_ntfy;
 mod alarms_system;
 mod artifacts;
 mod auth;
