@@ -165,6 +165,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(ntfy_subscribe::sse),
         ),
         r(
+            Method::GET,
+            "/ntfy/{topic}/ws",
+            User,
+            get(ntfy_subscribe::ws),
+        ),
+        r(
             Method::POST,
             "/api/v1/ingest/alertmanager",
             Device,

@@ -1,5 +1,6 @@
 //! The subscribe side of ntfy for alarm topics: `GET /ntfy/<topic>/json` (newline-delimited
-//! JSON) and `/ntfy/<topic>/sse` (Server-Sent Events), with `poll=1` and `since=`.
+//! JSON), `/ntfy/<topic>/sse` (Server-Sent Events) and `/ntfy/<topic>/ws` (WebSocket, one JSON
+//! event a text message), with `poll=1` and `since=`. Streams end when the server shuts down.
 //! Signed-in users (viewers too) by Bearer access token; at most [`MAX_PER_USER`] open each.
 
 use std::collections::{HashMap, VecDeque};
@@ -7,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -95,6 +97,7 @@ struct Sub {
     ready: VecDeque<Bytes>,
     keepalive: tokio::time::Interval,
     done: bool,
+    closing: tokio_util::sync::CancellationToken,
     _slot: Slot,
 }
 
@@ -126,6 +129,7 @@ impl Sub {
                 continue;
             }
             tokio::select! {
+                () = self.closing.cancelled() => self.done = true,
                 _ = self.keepalive.tick() => {
                     let k = keepalive(&self.topic, self.log.now_us());
                     self.ready.push_back(encode(self.format, &k));
@@ -142,13 +146,14 @@ impl Sub {
     }
 }
 
-fn subscribe(
+/// Checks the request and opens the follower: the subscription, `open` queued unless polling.
+fn prepare(
     state: &AppState,
     user: &str,
     topic: String,
     q: SubscribeQuery,
     format: Format,
-) -> Result<Response, ApiError> {
+) -> Result<Sub, ApiError> {
     let floor = topic_floor(&topic)?;
     let log = state.log().clone();
     let since = parse_since(q.since.as_deref(), log.now_us())?;
@@ -175,12 +180,24 @@ fn subscribe(
         ready: VecDeque::new(),
         keepalive: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         done: false,
+        closing: state.sockets().closing.clone(),
         _slot: slot,
     };
     if !poll {
         sub.ready
             .push_back(encode(format, &open(&topic, log.now_us())));
     }
+    Ok(sub)
+}
+
+fn subscribe(
+    state: &AppState,
+    user: &str,
+    topic: String,
+    q: SubscribeQuery,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let sub = prepare(state, user, topic, q, format)?;
     let body = Body::from_stream(stream::unfold(sub, |mut sub| async move {
         let chunk = sub.next().await?;
         Some((Ok::<_, std::io::Error>(chunk), sub))
@@ -236,4 +253,39 @@ pub async fn sse(
         q,
         Format::Sse,
     )
+}
+
+/// ntfy's WebSocket of an alarm topic: each event (`open`, `keepalive`, `message`) one JSON
+/// text message.
+#[utoipa::path(get, path = "/ntfy/{topic}/ws", tag = "alarms",
+    params(("topic" = String, Path), ("since" = Option<String>, Query)),
+    responses((status = 101, description = "switching to the WebSocket protocol")))]
+pub async fn ws(
+    State(state): State<AppState>,
+    RequireRole(me, _): RequireRole<Viewer>,
+    Path(topic): Path<String>,
+    Query(q): Query<SubscribeQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let user = crate::users::key(&me.user.username);
+    let mut sub = prepare(&state, &user, topic, q, Format::Json)?;
+    Ok(upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |mut socket| async move {
+            loop {
+                tokio::select! {
+                    chunk = sub.next() => {
+                        let Some(b) = chunk else { break };
+                        let text = String::from_utf8_lossy(b.trim_ascii_end()).into_owned();
+                        if socket.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    m = socket.recv() => match m {
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+        }))
 }

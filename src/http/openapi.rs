@@ -99,6 +99,7 @@ use super::{
         super::ntfy_clear::clear_put,
         super::ntfy_subscribe::json,
         super::ntfy_subscribe::sse,
+        super::ntfy_subscribe::ws,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

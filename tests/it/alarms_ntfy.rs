@@ -249,6 +249,34 @@ async fn an_ntfy_client_follows_alarm_topics_by_json_stream_sse_and_poll() {
         1
     );
 
+    // WebSocket: each event one JSON text message, `open` first.
+    {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("wss://localhost:{}/ntfy/alarms/ws?since=all", c.addr.port());
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", vic.token).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::client_async(req, c.tls().await)
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while events.len() < 4 {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                events.push(serde_json::from_str::<Value>(t.as_str()).unwrap());
+            }
+        }
+        assert_eq!(events[0]["event"], "open");
+        assert_eq!(events[3]["id"], format!("a{s3}"));
+    }
+
     // SSE: `event: open`, then the messages as `data:`.
     let (s, mut sse) = get_stream(&c, "/ntfy/alarms/sse?since=all", Some(&vic.token)).await;
     assert_eq!(s, 200);
