@@ -484,6 +484,67 @@ pub struct AlarmsConfig {
     pub disk_alarm_percent: u8,
     /// How often the system alarms are checked, in seconds of the server clock.
     pub system_check_secs: u64,
+    /// Which system alarms plantwire raises (all by default).
+    pub system_alarms: Vec<SystemAlarm>,
+    /// `plantwire/queue.saturated` is raised when the write queue is at least this full, in
+    /// percent of `storage.queue_capacity`, at two checks in a row.
+    pub queue_alarm_percent: u8,
+    /// `plantwire/tls.cert_expiring` is active while the served certificate or the site CA ends
+    /// within this many days.
+    pub cert_alarm_days: u32,
+    /// `[alarms.escalation]`: direct messages to an on-call roster for unacknowledged alarms.
+    pub escalation: EscalationConfig,
+}
+
+/// One of plantwire's own alarms (`alarms.system_alarms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemAlarm {
+    /// `disk.almost_full`
+    Disk,
+    /// `queue.saturated`
+    Queue,
+    /// `tls.cert_expiring`
+    Certificate,
+    /// `clock.stepped`
+    Clock,
+    /// `alarm.flood`
+    Flood,
+}
+
+impl SystemAlarm {
+    pub const ALL: [SystemAlarm; 5] = [
+        SystemAlarm::Disk,
+        SystemAlarm::Queue,
+        SystemAlarm::Certificate,
+        SystemAlarm::Clock,
+        SystemAlarm::Flood,
+    ];
+}
+
+/// `[alarms.escalation]`: an alarm at or above `min_priority` still unacknowledged `after_minutes`
+/// after it was raised is sent to each person on `roster` as a direct message from `system`,
+/// then again every `repeat_minutes` (0: once) until someone acknowledges it. An empty roster
+/// turns escalation off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    pub after_minutes: u32,
+    pub repeat_minutes: u32,
+    pub min_priority: crate::store::Priority,
+    /// Usernames of the on-call people.
+    pub roster: Vec<String>,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self {
+            after_minutes: 15,
+            repeat_minutes: 15,
+            min_priority: crate::store::Priority::High,
+            roster: Vec::new(),
+        }
+    }
 }
 
 impl Default for AlarmsConfig {
@@ -494,6 +555,10 @@ impl Default for AlarmsConfig {
             comment_required: Vec::new(),
             disk_alarm_percent: 90,
             system_check_secs: 60,
+            system_alarms: SystemAlarm::ALL.to_vec(),
+            queue_alarm_percent: 80,
+            cert_alarm_days: 14,
+            escalation: EscalationConfig::default(),
         }
     }
 }
@@ -599,6 +664,32 @@ impl Config {
             validate_site(site)?;
         }
         bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;
+        bounded(
+            "alarms.queue_alarm_percent",
+            self.alarms.queue_alarm_percent,
+            0,
+            100,
+        )?;
+        bounded(
+            "alarms.cert_alarm_days",
+            self.alarms.cert_alarm_days,
+            0,
+            3650,
+        )?;
+        let esc = &self.alarms.escalation;
+        bounded(
+            "alarms.escalation.after_minutes",
+            esc.after_minutes,
+            1,
+            10_080,
+        )?;
+        bounded(
+            "alarms.escalation.repeat_minutes",
+            esc.repeat_minutes,
+            0,
+            10_080,
+        )?;
+        bounded("alarms.escalation.roster", esc.roster.len(), 0, 100)?;
         let s = &self.server;
         if s.listen.is_empty() {
             return Err(invalid("server.listen", "needs at least one address"));

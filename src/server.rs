@@ -167,8 +167,20 @@ pub async fn run_supervised<F>(
     });
     let (system_log, system_cfg) = (state.log().clone(), state.config().alarms.clone());
     let state_dir = state.state_dir().to_path_buf();
+    let cert_state = state.clone();
+    let probes = crate::alarms::system_checks::Probes {
+        certs: Some(Arc::new(move || cert_state.tls().expiries())),
+        queue_capacity: state.config().storage.queue_capacity,
+    };
     supervisor.spawn("system-alarms", move |stop| {
-        crate::alarms::system::run(system_log, system_cfg, state_dir, stop)
+        crate::alarms::system::run(system_log, system_cfg, state_dir, probes, stop)
+    });
+    let (escalation_log, escalation_cfg) = (
+        state.log().clone(),
+        state.config().alarms.escalation.clone(),
+    );
+    supervisor.spawn("alarm-escalation", move |stop| {
+        crate::alarms::escalation::run(escalation_log, escalation_cfg, stop)
     });
     let pruning = state.log().clone();
     supervisor.spawn("ingest-key-pruning", move |stop| {

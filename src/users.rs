@@ -52,6 +52,13 @@ pub fn validate_username(name: &str) -> Result<(), Rejection> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    // `system` is the server's own name in direct messages (alarm escalation).
+    if ok && key(name) == crate::chat::system_dm::SYSTEM_PEER {
+        return Err(Rejection::conflict(
+            "username_taken",
+            "this username is reserved",
+        ));
+    }
     if ok {
         Ok(())
     } else {

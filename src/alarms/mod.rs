@@ -5,10 +5,13 @@
 //! [`priority_of`] (the event severity → alarm priority mapping). The pure state machine is in
 //! `machine.rs`, reads in `read.rs`, the shelve timer in `timers.rs`.
 
+pub mod escalation;
 pub mod kpis;
 mod machine;
+pub mod ntfy;
 mod read;
 pub mod system;
+pub mod system_checks;
 pub mod timers;
 
 use std::collections::BTreeMap;
@@ -49,15 +52,17 @@ pub fn priority_of(severity: Severity) -> Priority {
 }
 
 /// The alarm an event speaks of: an event with a `condition` raises it (or, with state
-/// `cleared`, clears it) on the event's source, at the priority of its severity. Events without
+/// `cleared`, clears it) on the event's source, a raise at the priority of its severity. Events without
 /// a condition are only events.
 pub fn signal_of_event(e: &EventIn) -> Option<Signal> {
     let condition = e.condition.clone()?;
+    let active = e.state != Some(ConditionState::Cleared);
     Some(Signal {
         source: e.source.clone(),
         condition,
-        active: e.state != Some(ConditionState::Cleared),
-        priority: Some(priority_of(e.severity)),
+        active,
+        // A clear keeps the alarm's priority (a clear by ntfy sequence id has no severity).
+        priority: active.then(|| priority_of(e.severity)),
         message: (!e.message.is_empty()).then(|| e.message.clone()),
         attributes: e.attributes.clone(),
         latched: None,

@@ -1,11 +1,12 @@
-//! plantwire's own alarms, raised and cleared by `system` through the same model: today the
-//! state directory's disk almost full. A background task checks by the server clock.
+//! plantwire's own alarms, raised and cleared by `system` through the same model: the state
+//! directory's disk almost full here; queue, certificate, clock and flood in `system_checks.rs`.
+//! A background task checks by the server clock.
 
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AlarmsConfig;
+use crate::config::{AlarmsConfig, SystemAlarm};
 use crate::log::{Author, Log, SubmitError};
 use crate::store::Priority;
 
@@ -76,13 +77,30 @@ pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<()
     super::raise(log, &Author::System, signal).await.map(|_| ())
 }
 
-/// Runs the system checks every `cfg.system_check_secs` until `stop`.
-pub async fn run(log: Log, cfg: AlarmsConfig, state_dir: PathBuf, stop: CancellationToken) {
+/// Runs the system checks (the disk here, the rest in `system_checks`) every
+/// `cfg.system_check_secs` until `stop`.
+pub async fn run(
+    log: Log,
+    cfg: AlarmsConfig,
+    state_dir: PathBuf,
+    probes: super::system_checks::Probes,
+    stop: CancellationToken,
+) {
     let every_us = i64::try_from(cfg.system_check_secs)
         .unwrap_or(60)
         .saturating_mul(1_000_000);
+    let mut memory = super::system_checks::Memory::default();
     loop {
-        match check(&log, &cfg, &state_dir).await {
+        let disk = if cfg.system_alarms.contains(&SystemAlarm::Disk) {
+            check(&log, &cfg, &state_dir).await
+        } else {
+            Ok(())
+        };
+        let checked = match disk {
+            Ok(()) => super::system_checks::check_all(&log, &cfg, &probes, &mut memory).await,
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(()) => {}
             Err(SubmitError::ShuttingDown) => return,
             Err(e) => tracing::warn!(error = %e, "system alarm check failed"),

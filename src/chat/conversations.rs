@@ -95,7 +95,7 @@ fn active_user(tx: &mut Tx<'_>, user: &str) -> Result<(), AppendError> {
 }
 
 /// Makes `user` an active member as of entry `seq`.
-fn admit(
+pub(super) fn admit(
     tx: &mut Tx<'_>,
     conv: &mut ConvRow,
     user: &str,
@@ -213,7 +213,14 @@ pub(crate) fn require_contact(
     }
 }
 
-fn new_conv(id: String, kind: ConvKind, name: String, by: &str, now: i64, seq: u64) -> ConvRow {
+pub(super) fn new_conv(
+    id: String,
+    kind: ConvKind,
+    name: String,
+    by: &str,
+    now: i64,
+    seq: u64,
+) -> ConvRow {
     ConvRow {
         id,
         kind,

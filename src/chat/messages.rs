@@ -93,7 +93,7 @@ fn aad(conv: &str, seq: u64) -> Vec<u8> {
     format!("msg/{conv}/{seq}").into_bytes()
 }
 
-fn seal_row(tx: &mut Tx<'_>, conv: &str, row: &MessageRow) -> Result<(), StoreError> {
+pub(super) fn seal_row(tx: &mut Tx<'_>, conv: &str, row: &MessageRow) -> Result<(), StoreError> {
     let plain = row.encode()?;
     let sealed = tx.key().seal_bytes(&aad(conv, row.seq), &plain)?;
     tx.views().put_message_sealed(conv, row.seq, &sealed)

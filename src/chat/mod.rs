@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod messages;
 pub mod presence;
 pub mod replay;
+pub mod system_dm;
 #[cfg(test)]
 mod tests;
 

@@ -19,6 +19,8 @@ mod ingest;
 mod messages;
 mod metrics;
 mod middleware;
+mod ntfy_clear;
+mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
 mod ui;
@@ -131,6 +133,43 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(ingest::ntfy_topic),
         ),
         r(Method::POST, "/ntfy", Device, post(ingest::ntfy_json)),
+        // ntfy's clear by sequence id (devices) and the subscribe side for alarm topics (users).
+        r(
+            Method::DELETE,
+            "/ntfy/{topic}/{sequence_id}",
+            Device,
+            delete(ntfy_clear::delete),
+        ),
+        r(
+            Method::PUT,
+            "/ntfy/{topic}/{sequence_id}/clear",
+            Device,
+            put(ntfy_clear::clear_put),
+        ),
+        r(
+            Method::POST,
+            "/ntfy/{topic}/{sequence_id}/clear",
+            Device,
+            post(ntfy_clear::clear_put),
+        ),
+        r(
+            Method::GET,
+            "/ntfy/{topic}/json",
+            User,
+            get(ntfy_subscribe::json),
+        ),
+        r(
+            Method::GET,
+            "/ntfy/{topic}/sse",
+            User,
+            get(ntfy_subscribe::sse),
+        ),
+        r(
+            Method::GET,
+            "/ntfy/{topic}/ws",
+            User,
+            get(ntfy_subscribe::ws),
+        ),
         r(
             Method::POST,
             "/api/v1/ingest/alertmanager",

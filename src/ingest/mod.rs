@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod limits;
 pub mod ntfy;
+pub mod ntfy_clear;
 pub mod signature;
 pub mod stats;
 

@@ -1,6 +1,7 @@
 //! The redb file: the table registry, opening with lock detection, and typed read/write transactions.
 //! Only this module names redb types; callers speak in records and rows, never in tables.
 
+mod alarm_escalations;
 mod alarm_rows;
 mod alarms;
 pub mod backup;
@@ -128,6 +129,11 @@ pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicec
 pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("eventseverities_rankseq_unit");
 
+/// alarm id → (escalations sent, log µs of the last one): the on-call escalation of each
+/// unacknowledged alarm (`alarms::escalation`).
+pub(crate) const ALARM_ESCALATIONS: TableDefinition<u64, (u32, i64)> =
+    TableDefinition::new("alarmescalations_id_countlast");
+
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
 /// const above and one line here (plus the migration step of its version).
@@ -166,6 +172,7 @@ macro_rules! for_each_table {
         $f($($arg,)* INGEST_KEY_EXPIRY, 5)?;
         $f($($arg,)* DEVICE_CERTS.def(), 5)?;
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
+        $f($($arg,)* ALARM_ESCALATIONS, 6)?;
     }};
 }
 pub(crate) use for_each_table;

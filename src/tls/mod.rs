@@ -3,6 +3,7 @@
 //! touching open connections.
 
 pub mod ca;
+mod expiry;
 pub mod gate;
 pub mod issue;
 

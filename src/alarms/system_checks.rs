@@ -1,0 +1,273 @@
+//! The system alarms beyond the disk: write queue saturated, TLS certificate expiring, clock
+//! stepped back, alarm flood. Each is a pure reading → signal step plus a sync that writes only
+//! on a change; `system::run` calls them on every check.
+
+use std::sync::Arc;
+
+use crate::config::{AlarmsConfig, SystemAlarm};
+use crate::log::tx::{CLOCK_STREAM, KIND_CLOCK_STEPPED};
+use crate::log::{Author, Log, SubmitError};
+use crate::store::{AlarmRow, Priority};
+
+use super::read::ReadError;
+use super::system::SOURCE;
+use super::{AlarmEntry, Signal};
+
+pub const QUEUE_SATURATED: &str = "queue.saturated";
+pub const CERT_EXPIRING: &str = "tls.cert_expiring";
+pub const CLOCK_STEPPED: &str = "clock.stepped";
+pub const ALARM_FLOOD: &str = "alarm.flood";
+
+/// More than this many annunciated alarms within [`FLOOD_WINDOW_US`] is a flood (EEMUA 191).
+pub const FLOOD_OVER: usize = 10;
+pub const FLOOD_WINDOW_US: i64 = 10 * 60_000_000;
+/// Most alarm entries one flood check reads.
+const FLOOD_SCAN: usize = 4096;
+/// Checks in a row the write queue must be over its threshold before the alarm is raised.
+pub const QUEUE_CHECKS: u32 = 2;
+const DAY_US: i64 = 86_400_000_000;
+
+/// What the certificates expire: `(which, not after µs)`, read at each check (renewal swaps them).
+pub type CertExpiries = Arc<dyn Fn() -> Vec<(&'static str, i64)> + Send + Sync>;
+
+/// What the system checks read besides the log and config.
+#[derive(Clone, Default)]
+pub struct Probes {
+    pub certs: Option<CertExpiries>,
+    pub queue_capacity: usize,
+}
+
+/// Memory between checks: how many checks in a row found the queue over its threshold.
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub queue_over: u32,
+}
+
+fn signal(condition: &str, active: bool, priority: Priority, message: String) -> Signal {
+    Signal {
+        source: SOURCE.into(),
+        condition: condition.into(),
+        active,
+        priority: Some(priority),
+        message: Some(message),
+        attributes: Default::default(),
+        latched: None,
+        suppressed: None,
+    }
+}
+
+/// Whether the write queue holding `depth` of `capacity` is over `percent` percent.
+pub fn queue_over(depth: usize, capacity: usize, percent: u8) -> bool {
+    depth.saturating_mul(100) >= capacity.saturating_mul(usize::from(percent))
+}
+
+/// The queue alarm after a reading: active once `over` checks in a row were over the threshold.
+pub fn queue_signal(depth: usize, capacity: usize, over: u32, percent: u8) -> Signal {
+    signal(
+        QUEUE_SATURATED,
+        over >= QUEUE_CHECKS,
+        Priority::High,
+        format!(
+            "the write queue holds {depth} of {capacity} jobs (alarm at {percent} % for {QUEUE_CHECKS} checks)"
+        ),
+    )
+}
+
+/// The certificate alarm: active while any certificate ends within `days` of `now_us`.
+pub fn cert_signal(certs: &[(&'static str, i64)], now_us: i64, days: u32) -> Signal {
+    let limit = now_us.saturating_add(i64::from(days) * DAY_US);
+    let soonest = certs.iter().min_by_key(|(_, t)| *t);
+    let (active, message) = match soonest {
+        Some((which, t)) if *t <= limit => (
+            true,
+            format!(
+                "the {which} expires in {} days (alarm within {days} days)",
+                (t - now_us).div_euclid(DAY_US)
+            ),
+        ),
+        Some((which, t)) => (
+            false,
+            format!(
+                "the {which} expires in {} days",
+                (t - now_us).div_euclid(DAY_US)
+            ),
+        ),
+        None => (false, "no certificate to watch".into()),
+    };
+    signal(CERT_EXPIRING, active, Priority::High, message)
+}
+
+/// The flood alarm: active while more than [`FLOOD_OVER`] alarms were annunciated in the window.
+pub fn flood_signal(count: usize) -> Signal {
+    signal(
+        ALARM_FLOOD,
+        count > FLOOD_OVER,
+        Priority::High,
+        format!(
+            "{count}{} alarms annunciated in the last 10 minutes (flood above {FLOOD_OVER})",
+            if count > FLOOD_OVER { "+" } else { "" }
+        ),
+    )
+}
+
+fn storage(e: impl Into<crate::store::StoreError>) -> SubmitError {
+    SubmitError::Storage(Arc::new(e.into()))
+}
+
+fn current(log: &Log, condition: &str) -> Result<Option<AlarmRow>, SubmitError> {
+    let rtx = log.read().map_err(storage)?;
+    match rtx.alarm_current(SOURCE, condition).map_err(storage)? {
+        Some(id) => rtx.alarm(id).map_err(storage),
+        None => Ok(None),
+    }
+}
+
+/// Raises or clears `signal` as `system` only when the input changes (no job otherwise).
+pub async fn sync(log: &Log, signal: Signal) -> Result<(), SubmitError> {
+    let now = current(log, &signal.condition)?;
+    if now
+        .as_ref()
+        .map_or(!signal.active, |c| c.input_active == signal.active)
+    {
+        return Ok(());
+    }
+    super::raise(log, &Author::System, signal).await.map(|_| ())
+}
+
+/// Annunciated alarms (not plantwire's own) logged in the window ending now, counted up to one
+/// over the flood limit.
+fn flood_count(log: &Log) -> Result<usize, ReadError> {
+    let rtx = log.read()?;
+    let now = log.now_us();
+    let seqs = rtx.alarm_seqs_by_time(now.saturating_sub(FLOOD_WINDOW_US), now, FLOOD_SCAN)?;
+    let mut n = 0;
+    for seq in seqs {
+        let Some(e) = log.entry(&rtx, seq)? else {
+            continue;
+        };
+        if e.kind != "alarm.raise" {
+            continue;
+        }
+        let b: AlarmEntry =
+            serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq, source })?;
+        let a = &b.alarm;
+        if a.source != SOURCE
+            && a.active
+            && a.priority != Priority::Diagnostic
+            && a.shelf.is_none()
+            && a.out_of_service.is_none()
+            && !a.suppressed
+        {
+            n += 1;
+            if n > FLOOD_OVER {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The newest `clock.stepped` entry: its seq and a message.
+fn newest_step(log: &Log) -> Result<Option<(u64, String)>, ReadError> {
+    let rtx = log.read()?;
+    let head = log.head(&rtx)?;
+    let Some(&seq) = rtx.stream_seqs_newest(CLOCK_STREAM, 0, head, 1)?.first() else {
+        return Ok(None);
+    };
+    Ok(log
+        .entry(&rtx, seq)?
+        .filter(|e| e.kind == KIND_CLOCK_STEPPED)
+        .map(|e| {
+            (
+                seq,
+                format!(
+                    "the wall clock stepped back (entry {seq}: {})",
+                    String::from_utf8_lossy(&e.body)
+                ),
+            )
+        }))
+}
+
+/// A clock step not yet signalled: raises and clears the clock alarm (it stays `rtn_unack` until
+/// someone acknowledges it), once per `clock.stepped` entry.
+async fn clock_check(log: &Log) -> Result<(), SubmitError> {
+    let (step, msg) = match newest_step(log) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the clock steps failed");
+            return Ok(());
+        }
+    };
+    if current(log, CLOCK_STEPPED)?.is_some_and(|r| r.last_seq > step) {
+        return Ok(());
+    }
+    let raise = signal(CLOCK_STEPPED, true, Priority::Medium, msg);
+    let clear = Signal {
+        active: false,
+        ..raise.clone()
+    };
+    log.submit(move |tx| {
+        super::apply_in_tx(tx, &Author::System, &raise)?;
+        super::apply_in_tx(tx, &Author::System, &clear)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Runs the four checks once.
+pub async fn check_all(
+    log: &Log,
+    cfg: &AlarmsConfig,
+    probes: &Probes,
+    memory: &mut Memory,
+) -> Result<(), SubmitError> {
+    let on = |a| cfg.system_alarms.contains(&a);
+    if on(SystemAlarm::Queue) {
+        let depth = log.queue_depth();
+        let cap = probes.queue_capacity;
+        if queue_over(depth, cap, cfg.queue_alarm_percent) {
+            memory.queue_over = memory.queue_over.saturating_add(1);
+        } else {
+            memory.queue_over = 0;
+        }
+        let s = queue_signal(depth, cap, memory.queue_over, cfg.queue_alarm_percent);
+        sync(log, s).await?;
+    }
+    if on(SystemAlarm::Certificate)
+        && let Some(certs) = &probes.certs
+    {
+        sync(
+            log,
+            cert_signal(&certs(), log.now_us(), cfg.cert_alarm_days),
+        )
+        .await?;
+    }
+    if on(SystemAlarm::Clock) {
+        clock_check(log).await?;
+    }
+    if on(SystemAlarm::Flood) {
+        match flood_count(log) {
+            Ok(n) => sync(log, flood_signal(n)).await?,
+            Err(e) => tracing::warn!(error = %e, "counting annunciated alarms failed"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readings_map_to_signals() {
+        assert!(queue_over(80, 100, 80) && !queue_over(79, 100, 80));
+        assert!(!queue_signal(90, 100, 1, 80).active);
+        assert!(queue_signal(90, 100, 2, 80).active);
+        let now = 1_000 * DAY_US;
+        assert!(cert_signal(&[("a", now + 13 * DAY_US)], now, 14).active);
+        assert!(!cert_signal(&[("a", now + 15 * DAY_US)], now, 14).active);
+        assert!(!cert_signal(&[], now, 14).active);
+        assert!(!flood_signal(10).active && flood_signal(11).active);
+    }
+}
