@@ -209,6 +209,8 @@ struct DeviceListener {
 /// then cancels `abort`.
 #[derive(Debug, Default)]
 pub struct Sockets {
+    /// Open ntfy subscriptions (streams and sockets) per user, for the per-user cap.
+    pub ntfy_open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     pub closing: CancellationToken,
     /// Cancelled at the drain deadline: sockets still open are dropped.
     pub abort: CancellationToken,

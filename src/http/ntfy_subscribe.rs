@@ -4,7 +4,7 @@
 //! Signed-in users (viewers too) by Bearer access token; at most [`MAX_PER_USER`] open each.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -28,17 +28,18 @@ use crate::store::Priority;
 /// Most subscriptions one user may hold open at once.
 pub const MAX_PER_USER: usize = 8;
 
-fn open_counts() -> &'static Mutex<HashMap<String, usize>> {
-    static OPEN: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
-    OPEN.get_or_init(Default::default)
+type OpenCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One open subscription of a user, counted in the server's `Sockets`; dropping it (the client
+/// went away) frees the slot.
+struct Slot {
+    counts: OpenCounts,
+    user: String,
 }
 
-/// One open subscription of a user; dropping it (the client went away) frees the slot.
-struct Slot(String);
-
 impl Slot {
-    fn take(user: &str) -> Result<Self, ApiError> {
-        let mut m = open_counts().lock().unwrap_or_else(|e| e.into_inner());
+    fn take(counts: &OpenCounts, user: &str) -> Result<Self, ApiError> {
+        let mut m = counts.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(user.to_string()).or_default();
         if *n >= MAX_PER_USER {
             return Err(ApiError::new(
@@ -48,17 +49,20 @@ impl Slot {
             ));
         }
         *n += 1;
-        Ok(Self(user.to_string()))
+        Ok(Self {
+            counts: counts.clone(),
+            user: user.to_string(),
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut m = open_counts().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.0) {
+        let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                m.remove(&self.0);
+                m.remove(&self.user);
             }
         }
     }
@@ -158,7 +162,7 @@ fn prepare(
     let log = state.log().clone();
     let since = parse_since(q.since.as_deref(), log.now_us())?;
     let poll = matches!(q.poll.as_deref(), Some("1" | "true" | "yes"));
-    let slot = Slot::take(user)?;
+    let slot = Slot::take(&state.sockets().ntfy_open, user)?;
     let mut follower = log.follow(0)?;
     let head = follower.head();
     let seqs = match follower.snapshot() {
