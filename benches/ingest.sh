@@ -10,8 +10,11 @@ unset PLANTWIRE_BIN
 D=$(mktemp -d /var/tmp/pwingest.XXXX)
 PORT=18557
 ulimit -n 8192
-# 256 keep-alive publishers from one address need more than the default 64 per address.
+# 256 keep-alive publishers from one address need more than the default 64 per address; the one
+# bench device publishes far past the default token bucket (100/s, burst 1,000), which would
+# answer nearly every publish with 429; the device listener stays off the default port.
 PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 PLANTWIRE_SERVER__MAX_CONNECTIONS_PER_ADDRESS=4096 PLANTWIRE_DISCOVERY__ENABLED=false \
+PLANTWIRE_EVENTS__RATE_PER_SEC=1000000 PLANTWIRE_EVENTS__BURST=1000000 PLANTWIRE_DEVICES__LISTEN=127.0.0.1:0 \
   "$B" serve --state-dir "$D" --listen 127.0.0.1:$PORT 2>"$D/log" & PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 1 100); do grep -q "listening" "$D/log" && break; sleep 0.1; done

@@ -76,6 +76,8 @@ pub struct IngestResult {
     /// 429/503 answers that were retried.
     pub refused: usize,
     pub cpu_us_per_event: Option<f64>,
+    /// The same for this bench process (the publishers), to show the client is not the limit.
+    pub client_cpu_us_per_event: Option<f64>,
 }
 
 /// User plus system CPU time of a process, µs, from `/proc/<pid>/stat` (Linux's USER_HZ is 100
@@ -187,6 +189,7 @@ async fn run_one(
     let issued = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let cpu_before = b.server_pid.and_then(process_cpu_us);
+    let client_before = process_cpu_us(std::process::id());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(publishers);
     for p in 0..publishers {
@@ -229,6 +232,7 @@ async fn run_one(
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = b.server_pid.and_then(process_cpu_us);
+    let client_after = process_cpu_us(std::process::id());
     let events = all.len();
     Ok(IngestResult {
         proto,
@@ -240,6 +244,9 @@ async fn run_one(
         refused: refused.load(Ordering::Relaxed),
         cpu_us_per_event: cpu_before
             .zip(cpu_after)
+            .map(|(a, z)| z.saturating_sub(a) as f64 / events.max(1) as f64),
+        client_cpu_us_per_event: client_before
+            .zip(client_after)
             .map(|(a, z)| z.saturating_sub(a) as f64 / events.max(1) as f64),
     })
 }

@@ -10,14 +10,17 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
         b.addr, b.count
     );
     println!(
-        "protocol  publishers  events  seconds  events/s  p50 µs  p99 µs  refused  server CPU µs/event"
+        "protocol  publishers  events  seconds  events/s  p50 µs  p99 µs  refused  server CPU µs/event  client CPU µs/event"
     );
     for r in ingest::run(&b).await? {
         let cpu = r
             .cpu_us_per_event
             .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
+        let client = r
+            .client_cpu_us_per_event
+            .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
         println!(
-            "{:<9} {:>10} {:>7} {:>8.2} {:>9.0} {:>7} {:>7} {:>8} {:>20}",
+            "{:<9} {:>10} {:>7} {:>8.2} {:>9.0} {:>7} {:>7} {:>8} {:>20} {:>20}",
             r.proto.name(),
             r.publishers,
             r.events,
@@ -26,7 +29,8 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
             r.latency.p50_us,
             r.latency.p99_us,
             r.refused,
-            cpu
+            cpu,
+            client
         );
     }
     Ok(())

@@ -99,6 +99,7 @@ struct Prepared {
     alarm: Option<crate::alarms::Signal>,
     entry: NewEntry,
     key: Option<([u8; 32], bool)>,
+    /// SHA-256 of the event as sent, for keyed events (zero without a key: never read).
     payload: [u8; 32],
 }
 
@@ -149,7 +150,12 @@ pub async fn publish_keyed(
                 SubmitError::Rejected(r)
             })?;
         }
-        let payload = sha256(&serde_json::to_vec(&item.event)?);
+        // Only a keyed event compares its payload with an earlier one: without a key, skip the
+        // serialization and hash.
+        let payload = match item.key {
+            Some(_) => sha256(&serde_json::to_vec(&item.event)?),
+            None => [0u8; 32],
+        };
         let key = item.key.as_ref().map(|k| (k.hash(), k.strict));
         let body = EventBody {
             by: by.to_string(),

@@ -68,10 +68,24 @@ pub async fn finish(mut req: Request, next: Next) -> Response {
     let ms = crate::telemetry::millis(started.elapsed());
     if status.is_server_error() {
         tracing::warn!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
+    } else if status.is_success() && is_device_publish(&method, &path) {
+        // A machine may publish thousands of times a second: its successes are not worth a line
+        // each (the metrics count them); its refusals still are.
+        tracing::debug!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
     } else {
         tracing::info!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
     }
     res
+}
+
+/// Whether a request is a device's publish (the `Device` routes of the table, all `POST`).
+fn is_device_publish(method: &axum::http::Method, path: &str) -> bool {
+    *method == axum::http::Method::POST
+        && (path == "/api/v1/events"
+            || path == "/api/v1/events/batch"
+            || path == "/ntfy"
+            || path.starts_with("/ntfy/")
+            || path.starts_with("/api/v1/ingest/"))
 }
 
 /// Default-deny security headers; a route that sets its own value keeps it.
@@ -106,4 +120,28 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         }
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::is_device_publish;
+
+    #[test]
+    fn only_the_device_publish_routes_are_quiet() {
+        for path in [
+            "/api/v1/events",
+            "/api/v1/events/batch",
+            "/ntfy",
+            "/ntfy/boiler",
+            "/api/v1/ingest/alertmanager",
+            "/api/v1/ingest/grafana",
+        ] {
+            assert!(is_device_publish(&Method::POST, path), "{path}");
+        }
+        assert!(!is_device_publish(&Method::GET, "/api/v1/events"));
+        assert!(!is_device_publish(&Method::POST, "/api/v1/events/manual"));
+        assert!(!is_device_publish(&Method::POST, "/api/v1/auth/login"));
+    }
 }

@@ -132,6 +132,41 @@ async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_bat
 }
 
 #[tokio::test]
+async fn a_later_job_of_a_batch_sees_the_stream_rows_of_the_earlier_ones() {
+    // Log and index rows wait in memory until the commit; a read of them inside the write
+    // (`in_stream`, as the checkpointer does) must still see what earlier jobs appended.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let (release, held) = hold_writer(&log).await;
+    let a = tokio::spawn({
+        let log = log.clone();
+        async move { log.submit(|tx| tx.append(event(1))).await }
+    });
+    let b = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.submit(|tx| {
+                let seq = tx.next_seq() - 1;
+                let mine = tx.views().in_stream("test/notes", seq)?;
+                let other = tx.views().in_stream("other/stream", seq)?;
+                Ok((seq, mine, other))
+            })
+            .await
+        }
+    });
+    while log.queue_depth() < 2 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    held.await.unwrap();
+    assert_eq!(a.await.unwrap().unwrap(), 1);
+    assert_eq!(b.await.unwrap().unwrap(), (1, true, false));
+    let rtx = log.read().unwrap();
+    assert_eq!(log.head(&rtx).unwrap(), 1);
+    assert!(log.entry(&rtx, 1).unwrap().is_some());
+}
+
+#[tokio::test]
 async fn follow_replays_then_goes_live_each_seq_once_even_after_lagging() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), "north");

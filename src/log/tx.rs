@@ -165,7 +165,7 @@ impl<'a> Tx<'a> {
         let bytes = record
             .encode()
             .map_err(|err| Rejection::invalid("too_long", err.to_string()))?;
-        self.store.put_log(seq, &bytes)?;
+        self.store.put_log(seq, bytes)?;
         self.store.put_stream_index(&record.stream, seq)?;
         self.entries.push(Entry {
             site: self.site.clone(),
@@ -246,7 +246,7 @@ impl<'a> Tx<'a> {
         let bytes = record
             .encode()
             .map_err(|err| Rejection::invalid("too_long", err.to_string()))?;
-        self.store.put_log(e.seq, &bytes)?;
+        self.store.put_log(e.seq, bytes)?;
         self.store.put_stream_index(&record.stream, e.seq)?;
         self.entries.push(e.clone());
         self.chain.next_seq += 1;

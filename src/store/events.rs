@@ -231,7 +231,8 @@ impl ReadTx {
 }
 
 impl WriteTx {
-    /// Indexes one event entry; call in the transaction that appends it.
+    /// Indexes one event entry; call in the transaction that appends it. The rows are inserted
+    /// at the latest at commit (see [`WriteTx`]).
     pub fn put_event_index(
         &mut self,
         seq: u64,
@@ -239,15 +240,16 @@ impl WriteTx {
         source: &str,
         event_type: &str,
     ) -> Result<(), StoreError> {
-        self.put(EVENT_SEQS, seq, ())?;
-        self.put(EVENT_TIMES, (ts, seq), ())?;
-        self.put(EVENT_SOURCES, (source, seq), ())?;
-        self.put(EVENT_TYPES, (event_type, seq), ())
+        self.dirty = true;
+        self.pending.event(seq, ts, source, event_type);
+        Ok(())
     }
 
     /// Indexes one event's severity rank; call with [`WriteTx::put_event_index`].
     pub fn put_event_severity(&mut self, seq: u64, rank: u8) -> Result<(), StoreError> {
-        self.put(EVENT_SEVERITIES, (rank, seq), ())
+        self.dirty = true;
+        self.pending.severity(seq, rank);
+        Ok(())
     }
 
     /// Marks the v5 severity backfill done.

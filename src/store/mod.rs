@@ -11,6 +11,7 @@ mod codec;
 mod device_certs;
 mod events;
 mod ingest;
+mod pending;
 mod rows;
 mod schema;
 pub mod seal;
@@ -451,7 +452,11 @@ impl Store {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(Box::new(e.into())))?;
-        Ok(WriteTx { txn, dirty: false })
+        Ok(WriteTx {
+            txn,
+            dirty: false,
+            pending: pending::Pending::default(),
+        })
     }
 
     /// Runs redb's page checksum verification (needs exclusive access).
@@ -584,10 +589,13 @@ impl ReadTx {
 }
 
 /// The one write transaction. Every mutating call marks it dirty, so the sequencer knows whether
-/// a rejected job left writes behind that must be rolled back.
+/// a rejected job left writes behind that must be rolled back. Rows of the log, the stream index
+/// and the event indexes wait in `pending` and are inserted at commit, each table opened once per
+/// batch: a method that reads one of those tables inside the write calls `flush` first.
 pub struct WriteTx {
     txn: WriteTransaction,
     dirty: bool,
+    pending: pending::Pending,
 }
 
 impl WriteTx {
@@ -624,16 +632,28 @@ impl WriteTx {
         Ok(())
     }
 
-    pub fn put_log(&mut self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
-        self.put(LOG, seq, record)
+    /// Takes the log row of `seq` (inserted at the latest at commit; see [`WriteTx`]).
+    pub fn put_log(&mut self, seq: u64, record: Vec<u8>) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.pending.log(seq, record);
+        Ok(())
     }
 
+    /// Takes the stream index row of `seq` (inserted at the latest at commit).
     pub fn put_stream_index(&mut self, stream: &str, seq: u64) -> Result<(), StoreError> {
-        self.put(STREAM_INDEX, (stream, seq), ())
+        self.dirty = true;
+        self.pending.stream(stream, seq);
+        Ok(())
+    }
+
+    /// Inserts the rows still pending (see [`WriteTx`]).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.pending.write(&self.txn)
     }
 
     /// Whether entry `seq` belongs to `stream` (as written so far in this transaction).
-    pub fn in_stream(&self, stream: &str, seq: u64) -> Result<bool, StoreError> {
+    pub fn in_stream(&mut self, stream: &str, seq: u64) -> Result<bool, StoreError> {
+        self.flush()?;
         Ok(self
             .txn
             .open_table(STREAM_INDEX)?
@@ -700,7 +720,8 @@ impl WriteTx {
         )
     }
 
-    pub fn commit(self) -> Result<(), StoreError> {
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.flush()?;
         self.txn.commit()?;
         Ok(())
     }
