@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
@@ -66,19 +66,36 @@ pub async fn finish(mut req: Request, next: Next) -> Response {
             .insert(HeaderName::from_static("x-request-id"), v);
     }
     let ms = crate::telemetry::millis(started.elapsed());
-    if status.is_server_error() {
-        tracing::warn!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
-    } else if status.is_success() && is_device_publish(&method, &path) {
-        // A machine may publish thousands of times a second: its successes are not worth a line
-        // each (the metrics count them); its refusals still are.
-        tracing::debug!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
-    } else {
-        tracing::info!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
+    match access_level(&method, &path, status) {
+        tracing::Level::DEBUG => {
+            tracing::debug!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
+        }
+        tracing::Level::WARN => {
+            tracing::warn!(id = %id, %method, %path, status = status.as_u16(), ms, "request");
+        }
+        _ => tracing::info!(id = %id, %method, %path, status = status.as_u16(), ms, "request"),
     }
     res
 }
 
 /// Whether a request is a device's publish (the `Device` routes of the table, all `POST`).
+/// The level of a request's access line. A machine may publish thousands of times a second: its
+/// successes, and the back-pressure answers a flooding device gets by the thousand (429
+/// rate_limited, 503 busy), are not worth a line each (the metrics count them per device and
+/// code); its other refusals still are, and other server errors are warnings.
+fn access_level(method: &axum::http::Method, path: &str, status: StatusCode) -> tracing::Level {
+    let routine = status.is_success()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::SERVICE_UNAVAILABLE;
+    if routine && is_device_publish(method, path) {
+        tracing::Level::DEBUG
+    } else if status.is_server_error() {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    }
+}
+
 fn is_device_publish(method: &axum::http::Method, path: &str) -> bool {
     *method == axum::http::Method::POST
         && (path == "/api/v1/events"
@@ -126,7 +143,44 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 mod tests {
     use axum::http::Method;
 
-    use super::is_device_publish;
+    use axum::http::StatusCode;
+    use tracing::Level;
+
+    use super::{access_level, is_device_publish};
+
+    #[test]
+    fn a_flooding_device_costs_no_line_per_refusal_but_other_errors_do() {
+        let (post, publish) = (Method::POST, "/api/v1/events");
+        assert_eq!(
+            access_level(&post, publish, StatusCode::CREATED),
+            Level::DEBUG
+        );
+        assert_eq!(
+            access_level(&post, publish, StatusCode::TOO_MANY_REQUESTS),
+            Level::DEBUG
+        );
+        assert_eq!(
+            access_level(&post, publish, StatusCode::SERVICE_UNAVAILABLE),
+            Level::DEBUG
+        );
+        assert_eq!(
+            access_level(&post, publish, StatusCode::BAD_REQUEST),
+            Level::INFO
+        );
+        assert_eq!(
+            access_level(&post, publish, StatusCode::INTERNAL_SERVER_ERROR),
+            Level::WARN
+        );
+        let login = "/api/v1/auth/login";
+        assert_eq!(
+            access_level(&post, login, StatusCode::TOO_MANY_REQUESTS),
+            Level::INFO
+        );
+        assert_eq!(
+            access_level(&post, login, StatusCode::SERVICE_UNAVAILABLE),
+            Level::WARN
+        );
+    }
 
     #[test]
     fn only_the_device_publish_routes_are_quiet() {
