@@ -286,8 +286,15 @@ pub enum BenchCommand {
         #[arg(long)]
         ca: PathBuf,
         /// A file holding a device's API token (`plantwire device add NAME` prints one).
-        #[arg(long)]
-        token_file: PathBuf,
+        #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
+        token_file: Option<PathBuf>,
+        /// A device certificate (PEM, `plantwire device add NAME --cert`) to publish with over
+        /// mutual TLS; point `--addr` at the device listener.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
         /// Publisher counts to run, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "4,64,256")]
         publishers: Vec<usize>,
@@ -480,6 +487,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     addr,
                     ca,
                     token_file,
+                    cert,
+                    key,
                     publishers,
                     protocols,
                     count,
@@ -487,10 +496,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             crate::telemetry::init("warn");
-            let token = std::fs::read_to_string(token_file)
-                .with_context(|| format!("reading {}", token_file.display()))?
-                .trim()
-                .to_string();
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let credential = match (token_file, cert, key) {
+                (Some(t), _, _) => crate::bench::ingest::Credential::Token(read(t)?.trim().into()),
+                (None, Some(c), Some(k)) => crate::bench::ingest::Credential::Certificate {
+                    cert_pem: read(c)?,
+                    key_pem: read(k)?,
+                },
+                _ => anyhow::bail!("give --token-file, or --cert and --key"),
+            };
             let protos = protocols
                 .iter()
                 .map(|p| {
@@ -501,7 +517,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let b = crate::bench::ingest::IngestBench {
                 addr: *addr,
                 ca_file: ca.clone(),
-                credential: crate::bench::ingest::Credential::Token(token),
+                credential,
                 publishers: publishers.clone(),
                 protos,
                 count: *count,

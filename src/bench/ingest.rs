@@ -44,12 +44,12 @@ impl Proto {
     }
 }
 
-/// How the publishers authenticate. Client certificates (mutual TLS) are the other mode of the
-/// issue: add a variant here that sets the rustls client certificate once device certificates
-/// exist on this branch.
+/// How the publishers authenticate: a device token (`Authorization: Bearer`, on the main
+/// listener), or a device's client certificate and key (PEM; mutual TLS on the device listener).
 #[derive(Debug, Clone)]
 pub enum Credential {
     Token(String),
+    Certificate { cert_pem: String, key_pem: String },
 }
 
 #[derive(Debug, Clone)]
@@ -93,16 +93,26 @@ pub fn process_cpu_us(pid: u32) -> Option<u64> {
     Some((utime + stime) * 10_000)
 }
 
-fn connector(ca_pem: &str, proto: Proto) -> anyhow::Result<TlsConnector> {
+fn connector(ca_pem: &str, proto: Proto, cred: &Credential) -> anyhow::Result<TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.context("CA file")?)?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut cfg = match cred {
+        Credential::Token(_) => builder.with_no_client_auth(),
+        Credential::Certificate { cert_pem, key_pem } => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .context("certificate file")?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .context("key file")?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    };
     cfg.alpn_protocols = vec![match proto {
         Proto::Http1 => b"http/1.1".to_vec(),
         Proto::Http2 => b"h2".to_vec(),
@@ -161,7 +171,7 @@ pub async fn run(b: &IngestBench) -> anyhow::Result<Vec<IngestResult>> {
         .with_context(|| format!("reading {}", b.ca_file.display()))?;
     let mut out = Vec::new();
     for &proto in &b.protos {
-        let tls = connector(&ca, proto)?;
+        let tls = connector(&ca, proto, &b.credential)?;
         for &publishers in &b.publishers {
             out.push(run_one(b, &tls, proto, publishers).await?);
         }
@@ -183,8 +193,10 @@ async fn run_one(
     for _ in 0..conns {
         senders.push(connect(tls, b.addr, proto).await?);
     }
-    let Credential::Token(token) = &b.credential;
-    let auth = format!("Bearer {token}");
+    let auth = match &b.credential {
+        Credential::Token(token) => Some(format!("Bearer {token}")),
+        Credential::Certificate { .. } => None,
+    };
     let host = format!("localhost:{}", b.addr.port());
     let issued = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
@@ -208,9 +220,11 @@ async fn run_one(
                 );
                 let t = Instant::now();
                 loop {
-                    let req = Request::post("/api/v1/events")
-                        .header("host", &host)
-                        .header("authorization", &auth)
+                    let mut req = Request::post("/api/v1/events").header("host", &host);
+                    if let Some(auth) = &auth {
+                        req = req.header("authorization", auth);
+                    }
+                    let req = req
                         .header("content-type", "application/json")
                         .body(Full::new(Bytes::from(body.clone())))?;
                     match sender.publish(req).await? {

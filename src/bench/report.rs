@@ -5,8 +5,12 @@ use super::ingest::{self, IngestBench};
 use super::query::{self, QueryBench};
 
 pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
+    let credential = match b.credential {
+        ingest::Credential::Token(_) => "device token",
+        ingest::Credential::Certificate { .. } => "device certificate, mutual TLS",
+    };
     println!(
-        "event ingest over HTTPS to {} ({} events per run, closed-loop publishers, device token)",
+        "event ingest over HTTPS to {} ({} events per run, closed-loop publishers, {credential})",
         b.addr, b.count
     );
     println!(
