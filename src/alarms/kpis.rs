@@ -22,6 +22,8 @@ pub const CHATTER_WINDOW_US: i64 = 60_000_000;
 pub const CHATTER_MIN: usize = 3;
 /// Active longer than this is stale.
 pub const STALE_US: i64 = 24 * 3600 * 1_000_000;
+/// Ranges of at most this many periods carry the per-period counts (`per_10min`).
+pub const MAX_BUCKETS: usize = 10_000;
 /// Alarm entries one KPI read visits at most; more sets `truncated`.
 const SCAN_LIMIT: usize = 2_000_000;
 
@@ -61,6 +63,9 @@ pub struct Kpis {
     pub periods: u64,
     pub per_10min_avg: f64,
     pub per_10min_max: u64,
+    /// Annunciations in each 10-minute period from `since`, for the rate chart; empty when the
+    /// range has more than 10,000 periods.
+    pub per_10min: Vec<u64>,
     /// Periods with more than 10 annunciations, in percent of all periods.
     pub periods_over_10_pct: f64,
     /// Time in flood (more than 10 annunciations in the 10 minutes before), in percent.
@@ -191,6 +196,11 @@ pub fn compute(
         periods: periods as u64,
         per_10min_avg: total / periods as f64,
         per_10min_max: buckets.iter().copied().max().unwrap_or(0),
+        per_10min: if periods <= MAX_BUCKETS {
+            buckets.clone()
+        } else {
+            Vec::new()
+        },
         periods_over_10_pct: pct(
             buckets.iter().filter(|&&n| n > FLOOD_OVER as u64).count() as f64,
             periods as f64,

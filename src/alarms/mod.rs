@@ -24,8 +24,8 @@ use crate::store::StoreError;
 pub use crate::store::{AlarmRow, Priority, ShelveMode};
 pub use machine::{Action, State, no_such_alarm, state_of};
 pub use read::{
-    AlarmView, Counts, Filter, HistoryItem, HistoryQuery, JournalItem, KINDS, ReadError, audience,
-    counts, get, history, history_csv, list,
+    AlarmView, Counts, Filter, HistoryItem, HistoryPage, HistoryQuery, JournalItem, KINDS,
+    ReadError, audience, counts, get, history, history_csv, list,
 };
 
 /// The kinds of alarm entries all start with this (the `alarms` socket domain claims them).

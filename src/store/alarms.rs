@@ -85,6 +85,28 @@ impl ReadTx {
         }
         Ok(out)
     }
+
+    /// Alarm entries `(ts µs, seq)` from `from` (inclusive, in `(ts, seq)` order) up to `to_us`,
+    /// oldest first, at most `limit`: the history's cursor reads.
+    pub fn alarm_times_from(
+        &self,
+        from: (i64, u64),
+        to_us: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        if from.0 > to_us || limit == 0 {
+            return Ok(out);
+        }
+        let t = self.txn.open_table(ALARM_TIMES)?;
+        for row in t.range(from..=(to_us, u64::MAX))? {
+            out.push(row?.0.value());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl WriteTx {
@@ -133,6 +155,12 @@ impl WriteTx {
             if let Some(k) = new_key {
                 self.put(ALARM_SHELVES, k, ())?;
             }
+        }
+        if let Some(b) = before.filter(|b| b.id != row.id && b.shelf.is_some()) {
+            // A new occurrence took the shelve over: the old one no longer shows it.
+            let mut old = b.clone();
+            old.shelf = None;
+            ALARMS.put(self, old.id, &old)?;
         }
         if before.is_none_or(|b| b.id != row.id) {
             self.put(
