@@ -283,7 +283,8 @@ fn record(
     let seq = tx.append(entry)?;
     row.last_seq = seq;
     let ts = tx.now_us();
-    tx.views().put_alarm(prev.as_ref(), &row, seq, ts)?;
+    let kpi = kpis::facts_of(kind, &row);
+    tx.views().put_alarm(prev.as_ref(), &row, (seq, ts), kpi)?;
     Ok(Applied::Changed(Transition {
         seq,
         kind,
@@ -468,5 +469,7 @@ pub async fn ack_many(
     .await
 }
 
+#[cfg(test)]
+mod kpi_tests;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 mod alarm_rows;
 mod alarms;
+pub use alarms::{KPI_ACK, KPI_ACTIVATION, KPI_ANNUNCIATED, KpiFact};
 pub mod backup;
 mod chat;
 mod chat_rows;
@@ -127,6 +128,10 @@ pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicec
 /// queries.
 pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("eventseverities_rankseq_unit");
+/// (log ts µs, seq) → (flags, priority rank, occurrence raised_at µs, source, condition): what the
+/// alarm KPIs need of each activation and ack, so a KPI read decodes no entry.
+pub(crate) const ALARM_KPIS: TableDefinition<(i64, u64), (u8, u8, i64, &str, &str)> =
+    TableDefinition::new("alarmkpis_tsseq_facts");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -166,6 +171,7 @@ macro_rules! for_each_table {
         $f($($arg,)* INGEST_KEY_EXPIRY, 5)?;
         $f($($arg,)* DEVICE_CERTS.def(), 5)?;
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
+        $f($($arg,)* ALARM_KPIS, 6)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -27,6 +27,7 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         mark_event_backfill(txn)
     },
     |txn| create_tables(txn, 5),
+    |txn| create_tables(txn, 6),
 ];
 
 /// Creates every table of the list that first appears in `version`.
