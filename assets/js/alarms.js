@@ -93,7 +93,7 @@ export function alarmsScreen(go) {
     });
     pick.checked = selected.has(a.id);
     return h('tr', { class: `alarm ${a.state}`, dataset: { id: a.id, priority: a.priority, state: a.state } },
-      operator ? h('td', { class: 'pick-cell' }, pick) : null,
+      operator ? h('td', { class: 'pick-cell' }, h('label', { class: 'hit' }, pick)) : null,
       prioCell(a.priority),
       h('td', {}, STATE[a.state] + (a.shelved ? ' · shelved' : '') + (a.out_of_service ? ' · out of service' : '')),
       h('td', { class: 'alarm-name' }, link(a)),
@@ -120,7 +120,7 @@ export function alarmsScreen(go) {
   });
   const heads = (names) => h('thead', {}, h('tr', {}, names.map((x) => h('th', { scope: 'col' }, x))));
   const standingTable = h('table', { class: 'alarm-table' },
-    heads([operator ? all : null, 'Priority', 'State', 'Alarm', 'Message', 'Raised', ''].filter((x) => x !== null)), vStanding.body);
+    heads([operator ? h('label', { class: 'hit' }, all) : null, 'Priority', 'State', 'Alarm', 'Message', 'Raised', ''].filter((x) => x !== null)), vStanding.body);
   const shelvedTable = h('table', { class: 'alarm-table' }, heads(['Priority', 'Alarm', 'Shelved', 'Reason (by)', '']), vShelved.body);
 
   function paintCount() {

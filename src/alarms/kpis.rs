@@ -292,10 +292,34 @@ pub fn kpis(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> 
     }
 }
 
+/// FNV-1a: condition names are short and come from our own store, so a cheap hash will do.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// The KPIs from the KPI rows alone: no entry is unsealed or decoded.
 pub fn kpis_fast(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
     let rtx = log.read()?;
-    let mut ids: HashMap<String, HashMap<String, u32>> = HashMap::new();
+    let mut ids: FnvMap<String, FnvMap<String, u32>> = FnvMap::default();
     let mut names: Vec<(String, String)> = Vec::new();
     let mut points = Vec::new();
     let visited = rtx.alarm_kpi_facts(since_us, until_us, SCAN_LIMIT, |f| {

@@ -191,6 +191,9 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
             break;
         };
         for &(_, seq) in &rows {
+            if q.after.is_some_and(|a| seq <= a) {
+                continue;
+            }
             let Some(e) = log.entry(&rtx, seq)? else {
                 continue;
             };

@@ -130,8 +130,10 @@ pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("eventseverities_rankseq_unit");
 /// (log ts µs, seq) → (flags, priority rank, occurrence raised_at µs, source, condition): what the
 /// alarm KPIs need of each activation and ack, so a KPI read decodes no entry.
-pub(crate) const ALARM_KPIS: TableDefinition<(i64, u64), (u8, u8, i64, &str, &str)> =
+pub(crate) const ALARM_KPIS: TableDefinition<(i64, u64), AlarmKpiValue> =
     TableDefinition::new("alarmkpis_tsseq_facts");
+/// The value of an `ALARM_KPIS` row: flags, priority rank, raised_at µs, source, condition.
+pub(crate) type AlarmKpiValue = (u8, u8, i64, &'static str, &'static str);
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
