@@ -319,6 +319,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
+    /// The alarm KPI query over a scratch log of `--transitions` alarm transitions (in process),
+    /// p50/p99, with the full read it replaces for comparison.
+    Kpis {
+        /// Directory for the scratch store (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        transitions: u64,
+        /// Runs of the query per range.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -536,6 +548,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 runs: *runs,
             };
             runtime()?.block_on(crate::bench::report::query(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Kpis {
+                    dir,
+                    transitions,
+                    runs,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let b = crate::bench::kpis::KpiBench {
+                dir: dir.clone(),
+                transitions: *transitions,
+                runs: *runs,
+            };
+            runtime()?.block_on(crate::bench::report::kpis(b))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,6 +16,8 @@ import { adminScreen } from './admin.js';
 import { alarmsScreen } from './alarms.js';
 import { devicesScreen } from './devices.js';
 import { eventsScreen } from './events.js';
+import { alarmBanner, reload as reloadAlarms } from './banner.js';
+import { kpiScreen } from './kpis.js';
 
 const root = document.getElementById('root');
 
@@ -47,8 +49,8 @@ async function start() {
   shell();
   live.connect({
     onState: (s) => { S.conn = s; emit('conn'); },
-    onFirstHello: async () => { await loadConvs(); },
-    onResync: async () => { await loadConvs(); emit('resync'); },
+    onFirstHello: async () => { await Promise.all([loadConvs(), reloadAlarms()]); },
+    onResync: async () => { await Promise.all([loadConvs(), reloadAlarms()]); emit('resync'); },
     onEntry: (e) => notify(apply(e)),
     onAck: () => emit('outbox'),
     onSendError: (key, f) => { toast(`Not sent: ${f.message || f.code}`, 'error'); emit('outbox'); },
@@ -99,6 +101,7 @@ function shell() {
     h('header', { class: 'bar' },
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
       conn,
+      alarmBanner(go),
       h('nav', { 'aria-label': 'Main' }, links)),
     h('main', { id: 'main' },
       h('aside', { id: 'side', 'aria-label': 'Conversations' }, convList(go)),
@@ -121,7 +124,7 @@ function route() {
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices'));
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices') || (a.dataset.nav === '/alarms' && p === '/alarms/kpis'));
   }
   let view;
   if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
@@ -130,7 +133,8 @@ function route() {
   else if (p === '/profile') view = profileScreen(signedOut);
   else if (p === '/admin') view = adminScreen(go);
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
-  else if (p === '/alarms') view = alarmsScreen();
+  else if (p === '/alarms') view = alarmsScreen(go);
+  else if (p === '/alarms/kpis') view = kpiScreen(go);
   else if (p === '/events') view = eventsScreen();
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);

@@ -1,12 +1,13 @@
 //! Alarm KPIs (ISA-18.2 / EEMUA 191) over a time range of the log: rates per 10 minutes, flood,
-//! bad actors, chattering, stale, priority mix, time to ack; `compute` is pure, `kpis` reads.
+//! bad actors, chattering, stale, priority mix, time to ack; `compute` is pure, `kpis` reads
+//! the KPI rows (fast) or, for entries logged before they existed, every alarm entry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use crate::log::Log;
-use crate::store::{AlarmRow, Priority};
+use crate::store::{AlarmRow, KPI_ACK, KPI_ACTIVATION, KPI_ANNUNCIATED, Priority};
 
 use super::AlarmEntry;
 use super::machine::{KIND_ACK, KIND_RAISE};
@@ -22,6 +23,8 @@ pub const CHATTER_WINDOW_US: i64 = 60_000_000;
 pub const CHATTER_MIN: usize = 3;
 /// Active longer than this is stale.
 pub const STALE_US: i64 = 24 * 3600 * 1_000_000;
+/// Ranges of at most this many periods carry the per-period counts (`per_10min`).
+pub const MAX_BUCKETS: usize = 10_000;
 /// Alarm entries one KPI read visits at most; more sets `truncated`.
 const SCAN_LIMIT: usize = 2_000_000;
 
@@ -61,6 +64,9 @@ pub struct Kpis {
     pub periods: u64,
     pub per_10min_avg: f64,
     pub per_10min_max: u64,
+    /// Annunciations in each 10-minute period from `since`, for the rate chart; empty when the
+    /// range has more than 10,000 periods.
+    pub per_10min: Vec<u64>,
     /// Periods with more than 10 annunciations, in percent of all periods.
     pub periods_over_10_pct: f64,
     /// Time in flood (more than 10 annunciations in the 10 minutes before), in percent.
@@ -92,14 +98,39 @@ fn pct(part: f64, whole: f64) -> f64 {
     }
 }
 
-fn annunciated(t: &Transition) -> bool {
-    let a = &t.body.alarm;
-    t.kind == KIND_RAISE
+fn annunciated(kind: &str, a: &AlarmRow) -> bool {
+    kind == KIND_RAISE
         && a.active
         && a.priority != Priority::Diagnostic
         && a.shelf.is_none()
         && a.out_of_service.is_none()
         && !a.suppressed
+}
+
+/// The KPI flags (`store::KPI_*`) of an entry of `kind` that left the occurrence as `row`: what
+/// its KPI row records, 0 for entries the KPIs do not count.
+pub fn facts_of(kind: &str, row: &AlarmRow) -> u8 {
+    let mut f = 0;
+    if kind == KIND_RAISE && row.active {
+        f |= KPI_ACTIVATION;
+        if annunciated(kind, row) {
+            f |= KPI_ANNUNCIATED;
+        }
+    }
+    if kind == KIND_ACK {
+        f |= KPI_ACK;
+    }
+    f
+}
+
+/// What the KPIs use of one alarm entry; `key` names its condition.
+#[derive(Debug, Clone, Copy)]
+pub struct Point<K> {
+    pub ts_us: i64,
+    pub flags: u8,
+    pub priority: Priority,
+    pub raised_at_us: i64,
+    pub key: K,
 }
 
 /// The KPIs of `transitions` (oldest first, all within `[since_us, until_us]`) and the current
@@ -111,34 +142,62 @@ pub fn compute(
     now_rows: &[AlarmRow],
     now_us: i64,
 ) -> Kpis {
+    let points: Vec<Point<(&str, &str)>> = transitions
+        .iter()
+        .map(|t| {
+            let a = &t.body.alarm;
+            Point {
+                ts_us: t.ts_us,
+                flags: facts_of(&t.kind, a),
+                priority: a.priority,
+                raised_at_us: a.raised_at_us,
+                key: (a.source.as_str(), a.condition.as_str()),
+            }
+        })
+        .collect();
+    compute_points(
+        &points,
+        |(s, c)| (s.to_string(), c.to_string()),
+        (since_us, until_us),
+        now_rows,
+        now_us,
+    )
+}
+
+/// [`compute`] over points whose condition keys `name` turns into `(source, condition)`.
+pub fn compute_points<K: Ord + Copy>(
+    points: &[Point<K>],
+    name: impl Fn(K) -> (String, String),
+    (since_us, until_us): (i64, i64),
+    now_rows: &[AlarmRow],
+    now_us: i64,
+) -> Kpis {
     let duration = until_us.saturating_sub(since_us).max(1);
     let periods = usize::try_from((duration + PERIOD_US - 1) / PERIOD_US)
         .unwrap_or(1)
         .max(1);
     let mut buckets = vec![0u64; periods];
     let mut times = Vec::new();
-    let mut by_condition: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    let mut activations: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    let mut by_condition: BTreeMap<K, u64> = BTreeMap::new();
+    let mut activations: BTreeMap<K, Vec<i64>> = BTreeMap::new();
     let mut mix = BTreeMap::new();
     let (mut ack_sum, mut acks) = (0f64, 0u64);
-    for t in transitions {
-        let a = &t.body.alarm;
-        let key = (a.source.as_str(), a.condition.as_str());
-        if t.kind == KIND_RAISE && a.active {
-            activations.entry(key).or_default().push(t.ts_us);
+    for t in points {
+        if t.flags & KPI_ACTIVATION != 0 {
+            activations.entry(t.key).or_default().push(t.ts_us);
         }
-        if t.kind == KIND_ACK {
-            ack_sum += (t.ts_us - a.raised_at_us) as f64 / 1e6;
+        if t.flags & KPI_ACK != 0 {
+            ack_sum += (t.ts_us - t.raised_at_us) as f64 / 1e6;
             acks += 1;
         }
-        if !annunciated(t) {
+        if t.flags & KPI_ANNUNCIATED == 0 {
             continue;
         }
         let i = usize::try_from((t.ts_us - since_us) / PERIOD_US).unwrap_or(0);
         buckets[i.min(periods - 1)] += 1;
         times.push(t.ts_us);
-        *by_condition.entry(key).or_default() += 1;
-        *mix.entry(a.priority).or_default() += 1;
+        *by_condition.entry(t.key).or_default() += 1;
+        *mix.entry(t.priority).or_default() += 1;
     }
     let total = times.len() as f64;
     // In flood at t when (t - 10 min, t] holds more than 10: from the 11th of such a run until
@@ -153,22 +212,25 @@ pub fn compute(
             covered_to = end;
         }
     }
-    let mut actors: Vec<_> = by_condition.into_iter().collect();
+    let mut actors: Vec<((String, String), u64)> = by_condition
+        .into_iter()
+        .map(|(k, n)| (name(k), n))
+        .collect();
     actors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     actors.truncate(10);
     let bad_actors: Vec<BadActor> = actors
         .iter()
         .map(|((s, c), n)| BadActor {
-            source: s.to_string(),
-            condition: c.to_string(),
+            source: s.clone(),
+            condition: c.clone(),
             count: *n,
             share_pct: pct(*n as f64, total),
         })
         .collect();
     let top10: u64 = actors.iter().map(|(_, n)| n).sum();
-    let chattering = activations
+    let mut chattering: Vec<Chattering> = activations
         .into_iter()
-        .filter_map(|((s, c), ts)| {
+        .filter_map(|(k, ts)| {
             let mut most = 0;
             let mut lo = 0;
             for hi in 0..ts.len() {
@@ -177,13 +239,17 @@ pub fn compute(
                 }
                 most = most.max(hi - lo + 1);
             }
-            (most >= CHATTER_MIN).then(|| Chattering {
-                source: s.to_string(),
-                condition: c.to_string(),
-                max_in_60s: most as u64,
+            (most >= CHATTER_MIN).then(|| {
+                let (source, condition) = name(k);
+                Chattering {
+                    source,
+                    condition,
+                    max_in_60s: most as u64,
+                }
             })
         })
         .collect();
+    chattering.sort_by(|a, b| (&a.source, &a.condition).cmp(&(&b.source, &b.condition)));
     Kpis {
         since_us,
         until_us,
@@ -191,6 +257,11 @@ pub fn compute(
         periods: periods as u64,
         per_10min_avg: total / periods as f64,
         per_10min_max: buckets.iter().copied().max().unwrap_or(0),
+        per_10min: if periods <= MAX_BUCKETS {
+            buckets.clone()
+        } else {
+            Vec::new()
+        },
         periods_over_10_pct: pct(
             buckets.iter().filter(|&&n| n > FLOOD_OVER as u64).count() as f64,
             periods as f64,
@@ -211,8 +282,81 @@ pub fn compute(
     }
 }
 
-/// The KPIs of `[since_us, until_us]` from the log, with what stands now.
+/// The KPIs of `[since_us, until_us]` from the log, with what stands now: from the KPI rows
+/// when they cover the range, else from every alarm entry in it.
 pub fn kpis(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
+    if log.read()?.alarm_kpis_cover(since_us, until_us)? {
+        kpis_fast(log, since_us, until_us)
+    } else {
+        kpis_full(log, since_us, until_us)
+    }
+}
+
+/// FNV-1a: condition names are short and come from our own store, so a cheap hash will do.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// The KPIs from the KPI rows alone: no entry is unsealed or decoded.
+pub fn kpis_fast(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
+    let rtx = log.read()?;
+    let mut ids: FnvMap<String, FnvMap<String, u32>> = FnvMap::default();
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut points = Vec::new();
+    let visited = rtx.alarm_kpi_facts(since_us, until_us, SCAN_LIMIT, |f| {
+        let known = ids.get(f.source).and_then(|m| m.get(f.condition)).copied();
+        let key = match known {
+            Some(k) => k,
+            None => {
+                let k = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                names.push((f.source.to_string(), f.condition.to_string()));
+                ids.entry(f.source.to_string())
+                    .or_default()
+                    .insert(f.condition.to_string(), k);
+                k
+            }
+        };
+        points.push(Point {
+            ts_us: f.ts_us,
+            flags: f.flags,
+            priority: f.priority,
+            raised_at_us: f.raised_at_us,
+            key,
+        });
+    })?;
+    let rows = rtx.alarm_currents(None)?;
+    let name = |k: u32| {
+        names
+            .get(k as usize)
+            .cloned()
+            .unwrap_or_else(|| (String::new(), String::new()))
+    };
+    let mut k = compute_points(&points, name, (since_us, until_us), &rows, log.now_us());
+    k.truncated = visited >= SCAN_LIMIT;
+    Ok(k)
+}
+
+/// The KPIs from every alarm entry in the range, unsealed and decoded.
+pub fn kpis_full(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
     let rtx = log.read()?;
     let seqs = rtx.alarm_seqs_by_time(since_us, until_us, SCAN_LIMIT)?;
     let mut transitions = Vec::with_capacity(seqs.len());

@@ -27,8 +27,8 @@ use crate::store::StoreError;
 pub use crate::store::{AlarmRow, Priority, ShelveMode};
 pub use machine::{Action, State, no_such_alarm, state_of};
 pub use read::{
-    AlarmView, Counts, Filter, HistoryItem, HistoryQuery, JournalItem, KINDS, ReadError, audience,
-    counts, get, history, history_csv, list,
+    AlarmView, Counts, Filter, HistoryItem, HistoryPage, HistoryQuery, JournalItem, KINDS,
+    ReadError, audience, counts, get, history, history_csv, list,
 };
 
 /// The kinds of alarm entries all start with this (the `alarms` socket domain claims them).
@@ -288,7 +288,8 @@ fn record(
     let seq = tx.append(entry)?;
     row.last_seq = seq;
     let ts = tx.now_us();
-    tx.views().put_alarm(prev.as_ref(), &row, seq, ts)?;
+    let kpi = kpis::facts_of(kind, &row);
+    tx.views().put_alarm(prev.as_ref(), &row, (seq, ts), kpi)?;
     Ok(Applied::Changed(Transition {
         seq,
         kind,
@@ -473,5 +474,7 @@ pub async fn ack_many(
     .await
 }
 
+#[cfg(test)]
+mod kpi_tests;
 #[cfg(test)]
 mod tests;

@@ -132,6 +132,8 @@ pub struct HistoryQuery {
     pub until_us: Option<i64>,
     pub source: Option<String>,
     pub priority: Option<Priority>,
+    /// Only transitions after this seq (the `next` of the page before).
+    pub after: Option<u64>,
     pub limit: usize,
 }
 
@@ -151,45 +153,95 @@ pub struct HistoryItem {
     pub note: Option<String>,
 }
 
+/// One page of the history: `next` is set whenever more may follow (ask again with
+/// `after = next`).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryItem>,
+    pub next: Option<u64>,
+}
+
 /// Index rows one history read visits at most.
 const SCAN_LIMIT: usize = 50_000;
 
-/// Alarm transitions logged in the time range, oldest first, at most `q.limit`.
-pub fn history(log: &Log, q: &HistoryQuery) -> Result<Vec<HistoryItem>, ReadError> {
+/// Alarm transitions logged in the time range, oldest first, at most `q.limit` per page. At most
+/// [`SCAN_LIMIT`] index rows are read; `next` says where to go on, so a wide filtered range is
+/// never cut short silently.
+pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
     let rtx = log.read()?;
-    let seqs = rtx.alarm_seqs_by_time(
-        q.since_us.unwrap_or(i64::MIN),
-        q.until_us.unwrap_or(i64::MAX),
-        SCAN_LIMIT,
-    )?;
-    let mut out = Vec::new();
-    for seq in seqs {
-        let Some(e) = log.entry(&rtx, seq)? else {
-            continue;
+    let until = q.until_us.unwrap_or(i64::MAX);
+    let mut from = (q.since_us.unwrap_or(i64::MIN), 0u64);
+    if let Some(after) = q.after {
+        // `ts` never decreases along the log, so the cursor entry's time bounds the rest.
+        let after_ts = match log.entry(&rtx, after)? {
+            Some(e) => e.ts,
+            None => i64::MIN,
         };
-        let b = body(&e)?;
-        if q.source.as_ref().is_some_and(|s| *s != b.alarm.source)
-            || q.priority.is_some_and(|p| p != b.alarm.priority)
-        {
-            continue;
+        from = from.max((after_ts, after.saturating_add(1)));
+    }
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut chunk = q.limit.saturating_mul(2).clamp(64, SCAN_LIMIT);
+    loop {
+        let want = chunk.min(SCAN_LIMIT - scanned);
+        let rows = rtx.alarm_times_from(from, until, want)?;
+        scanned += rows.len();
+        let full = rows.len() >= want;
+        let Some(&(last_ts, last)) = rows.last() else {
+            break;
+        };
+        for &(_, seq) in &rows {
+            if q.after.is_some_and(|a| seq <= a) {
+                continue;
+            }
+            let Some(e) = log.entry(&rtx, seq)? else {
+                continue;
+            };
+            let b = body(&e)?;
+            if q.source.as_ref().is_some_and(|s| *s != b.alarm.source)
+                || q.priority.is_some_and(|p| p != b.alarm.priority)
+            {
+                continue;
+            }
+            out.push(HistoryItem {
+                seq,
+                ts_us: e.ts,
+                kind: e.kind,
+                by: e.author,
+                id: b.id,
+                source: b.alarm.source,
+                condition: b.alarm.condition,
+                priority: b.alarm.priority,
+                state: b.state,
+                note: b.note,
+            });
+            if out.len() >= q.limit {
+                let more = full || seq != last;
+                return Ok(HistoryPage {
+                    items: out,
+                    next: more.then_some(seq),
+                });
+            }
         }
-        out.push(HistoryItem {
-            seq,
-            ts_us: e.ts,
-            kind: e.kind,
-            by: e.author,
-            id: b.id,
-            source: b.alarm.source,
-            condition: b.alarm.condition,
-            priority: b.alarm.priority,
-            state: b.state,
-            note: b.note,
-        });
-        if out.len() >= q.limit {
+        if !full {
             break;
         }
+        if scanned >= SCAN_LIMIT {
+            return Ok(HistoryPage {
+                items: out,
+                next: Some(last),
+            });
+        }
+        let Some(l) = last.checked_add(1) else {
+            break;
+        };
+        from = (last_ts, l);
+        chunk = chunk.saturating_mul(4);
     }
-    Ok(out)
+    Ok(HistoryPage {
+        items: out,
+        next: None,
+    })
 }
 
 /// The alarm domain's kinds on a socket.

@@ -15,7 +15,7 @@ use super::{Applied, Command, Signal};
 
 const MINUTE: i64 = 60_000_000;
 
-fn open(dir: &Path, clock: Arc<ManualClock>) -> Log {
+pub(super) fn open(dir: &Path, clock: Arc<ManualClock>) -> Log {
     let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
     Log::open(
         &dir.join("plantwire.redb"),

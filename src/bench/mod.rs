@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod ingest;
+pub mod kpis;
 pub mod query;
 pub mod report;
 

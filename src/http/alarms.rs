@@ -368,6 +368,8 @@ pub struct HistoryParams {
     pub until: Option<i64>,
     pub source: Option<String>,
     pub priority: Option<Priority>,
+    /// Only transitions after this seq: the `next` of the page before.
+    pub after: Option<u64>,
     /// 1-10,000, default 1,000.
     pub limit: Option<usize>,
 }
@@ -375,7 +377,13 @@ pub struct HistoryParams {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct History {
     pub transitions: Vec<HistoryItem>,
+    /// Set whenever more may follow: ask again with `after=next` until it is absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
+
+/// The CSV answer's header that carries the page's `next`.
+pub const NEXT_HEADER: &str = "x-next-after";
 
 /// Alarm transitions by time, oldest first: JSON, or CSV with `Accept: text/csv`.
 #[utoipa::path(get, path = "/api/v1/alarms/history", tag = "alarms", params(HistoryParams), responses((status = 200, body = History, content_type = "application/json"), (status = 200, description = "the same rows as CSV", content_type = "text/csv")))]
@@ -390,18 +398,32 @@ pub async fn history(
         until_us: q.until,
         source: q.source,
         priority: q.priority,
+        after: q.after,
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
-    let transitions = alarms::history(state.log(), &query).map_err(read_error)?;
+    let log = state.log().clone();
+    let page = tokio::task::spawn_blocking(move || alarms::history(&log, &query))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(read_error)?;
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/csv"));
     if wants_csv {
-        let body = alarms::history_csv(&transitions);
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+        let body = alarms::history_csv(&page.items);
+        let mut res = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+        if let Some(n) = page.next {
+            res.headers_mut()
+                .insert(NEXT_HEADER, axum::http::HeaderValue::from(n));
+        }
+        return Ok(res);
     }
-    Ok(Json(History { transitions }).into_response())
+    Ok(Json(History {
+        transitions: page.items,
+        next: page.next,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

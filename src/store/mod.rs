@@ -4,6 +4,7 @@
 mod alarm_escalations;
 mod alarm_rows;
 mod alarms;
+pub use alarms::{KPI_ACK, KPI_ACTIVATION, KPI_ANNUNCIATED, KpiFact};
 pub mod backup;
 mod chat;
 mod chat_rows;
@@ -129,6 +130,12 @@ pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicec
 /// queries.
 pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("eventseverities_rankseq_unit");
+/// (log ts µs, seq) → (flags, priority rank, occurrence raised_at µs, source, condition): what the
+/// alarm KPIs need of each activation and ack, so a KPI read decodes no entry.
+pub(crate) const ALARM_KPIS: TableDefinition<(i64, u64), AlarmKpiValue> =
+    TableDefinition::new("alarmkpis_tsseq_facts");
+/// The value of an `ALARM_KPIS` row: flags, priority rank, raised_at µs, source, condition.
+pub(crate) type AlarmKpiValue = (u8, u8, i64, &'static str, &'static str);
 
 /// alarm id → (escalations sent, log µs of the last one): the on-call escalation of each
 /// unacknowledged alarm (`alarms::escalation`).
@@ -174,6 +181,7 @@ macro_rules! for_each_table {
         $f($($arg,)* DEVICE_CERTS.def(), 5)?;
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
         $f($($arg,)* ALARM_ESCALATIONS, 6)?;
+        $f($($arg,)* ALARM_KPIS, 6)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -12,6 +12,7 @@ mod support;
 mod accounts;
 mod admin_api;
 mod admin_cli;
+mod alarm_history;
 mod alarms;
 mod alarms_escalation;
 mod alarms_ntfy;
