@@ -10,6 +10,7 @@ mod codec;
 mod device_certs;
 mod events;
 mod ingest;
+mod replication;
 mod rows;
 mod schema;
 pub mod seal;
