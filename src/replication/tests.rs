@@ -253,3 +253,68 @@ async fn unknown_or_mismatched_sites_are_refused() {
     assert_eq!(hq.sites().unwrap(), vec!["south".to_string()]);
     edge.close().await;
 }
+
+/// Bytes on the wire per 300-byte event: a batch of 256 event entries (bodies shaped like
+/// ingested events, values varying) framed raw and deflated at levels 1, 6 and 9. Deflate at 6
+/// (what `wire::encode` uses) must at least halve the frame. Figures: `cargo test --lib
+/// replication::tests::deflate_earns -- --nocapture`, reported in docs/benchmarks.md.
+#[test]
+fn deflate_earns_its_keep_on_300_byte_events() {
+    let site: Arc<str> = "north".into();
+    let mut prev = crate::log::entry::GENESIS;
+    let mut entries = Vec::new();
+    let mut json_bytes = 0usize;
+    for i in 0..256u64 {
+        let pick = |xs: [&'static str; 3]| xs[(i % 3) as usize];
+        let body = serde_json::json!({
+            "by": format!("device:plc-{}", i % 7),
+            "source": format!("line-{}/pump-{}", i % 3, i % 11),
+            "type": pick(["pressure.high", "flow.low", "temperature.reading"]),
+            "severity": pick(["info", "warning", "critical"]),
+            "message": format!("reading {} at station {} exceeded its band for {} s", 1000 + i * 37 % 911, i % 13, i % 60),
+            "attributes": { "value": (i * 7919) % 10007, "unit": "kPa", "batch": format!("B{:06}", 4400 + i / 10), "operator_shift": pick(["early", "late", "night"]) },
+            "occurred_at": format!("2026-12-01T04:{:02}:{:02}.{:03}Z", i / 60 % 60, i % 60, (i * 137) % 1000)
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        json_bytes += body.len();
+        let mut e = crate::log::Entry {
+            site: site.clone(),
+            seq: i + 1,
+            ts: 1_764_561_600_000_000 + i as i64 * 10_000,
+            kind: "event".into(),
+            stream: format!("events/plc-{}", i % 7),
+            author: format!("device:plc-{}", i % 7),
+            body,
+            prev,
+            hash: [0; 32],
+        };
+        e.hash = e.computed_hash();
+        prev = e.hash;
+        entries.push(e);
+    }
+    let batch = wire::Batch {
+        site: "north".into(),
+        head: 256,
+        checkpoint: None,
+        entries,
+    };
+    let raw = wire::encode(&batch, false);
+    let per = |n: usize| n as f64 / 256.0;
+    let mut line = format!(
+        "body JSON {:.0} B/event, raw frame {:.0} B/event",
+        per(json_bytes),
+        per(raw.len())
+    );
+    for level in [1u8, 6, 9] {
+        let z = miniz_oxide::deflate::compress_to_vec(&raw[9..], level);
+        line.push_str(&format!(
+            ", deflate-{level} {:.1} B/event",
+            per(z.len() + 9)
+        ));
+    }
+    println!("{line}");
+    let deflated = wire::encode(&batch, true);
+    assert_eq!(wire::decode(&deflated).unwrap(), batch);
+    assert!(per(json_bytes) > 250.0, "events of about 300 bytes");
+    assert!(deflated.len() * 2 < raw.len(), "{line}");
+}
