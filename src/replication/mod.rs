@@ -1,8 +1,11 @@
 //! Site-to-headquarters replication: the wire format, the edge's shipper and cursor, HQ's
-//! replicas of every site and its witnessing of their checkpoints. Domain code: no HTTP here.
+//! replicas of every site and its witnessing of their checkpoints, enrolment and the transport.
 
 pub mod edge;
 pub mod hq;
+pub mod net;
+pub mod ship;
+pub mod sites;
 pub mod wire;
 pub mod witness;
 
@@ -33,6 +36,12 @@ pub enum ReplicationError {
     Wire(#[from] WireError),
     #[error("cannot read the site signing key: {0}")]
     Checkpoint(#[source] CheckpointStartError),
+    #[error(transparent)]
+    Net(net::NetError),
+    #[error("site certificate: {0}")]
+    Issue(#[from] crate::tls::issue::IssueError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot use {path}: {source}")]
     Io {
         path: std::path::PathBuf,

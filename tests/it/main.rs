@@ -39,6 +39,7 @@ mod notify;
 mod openapi;
 mod ops;
 mod powercut;
+mod replication;
 mod storage;
 mod tls;
 mod ui;
