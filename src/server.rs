@@ -170,6 +170,20 @@ pub async fn run_supervised<F>(
     supervisor.spawn("system-alarms", move |stop| {
         crate::alarms::system::run(system_log, system_cfg, state_dir, stop)
     });
+    if let Some(rt) = state.replication().cloned() {
+        let (log, dir) = (state.log().clone(), state.state_dir().to_path_buf());
+        let (opts, tls_state) = (
+            crate::replication::runtime::ship_options(state.config()),
+            state.clone(),
+        );
+        let hq_rt = rt.clone();
+        supervisor.spawn("replication-hq", move |stop| async move {
+            crate::replication::runtime::run_hq(hq_rt, tls_state.tls(), stop).await;
+        });
+        supervisor.spawn("replication-edge", move |stop| {
+            crate::replication::runtime::run_edge(rt, log, dir, opts, stop)
+        });
+    }
     let pruning = state.log().clone();
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)

@@ -16,10 +16,10 @@ use crate::error::Rejection;
 use crate::log::checkpoint::Signer;
 use crate::log::{Log, LogOptions};
 use crate::metrics::Metrics;
-use crate::store::{DataKey, SealError};
+use crate::store::DataKey;
 
 /// Where a replica stores HQ's own data key: each replica is sealed under it.
-pub type KeySource = Arc<dyn Fn() -> Result<DataKey, SealError> + Send + Sync>;
+pub type KeySource = Arc<dyn Fn() -> Result<DataKey, ReplicationError> + Send + Sync>;
 
 /// What HQ answers to a batch: the highest seq it has stored for the site (the edge's cursor
 /// from now on) and, when the batch's checkpoint was witnessed, HQ's cosignature line.
@@ -179,7 +179,7 @@ impl Replicas {
                 log.close().await;
             }
         }
-        let key = (self.key)().map_err(crate::store::StoreError::Seal)?;
+        let key = (self.key)()?;
         let log = Log::open(
             &self.site_dir(site).join("plantwire.redb"),
             site,

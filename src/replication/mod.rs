@@ -1,9 +1,11 @@
 //! Site-to-headquarters replication: the wire format, the edge's shipper and cursor, HQ's
 //! replicas of every site and its witnessing of their checkpoints, enrolment and the transport.
 
+pub mod commands;
 pub mod edge;
 pub mod hq;
 pub mod net;
+pub mod runtime;
 pub mod ship;
 pub mod sites;
 pub mod wire;
@@ -42,6 +44,8 @@ pub enum ReplicationError {
     Issue(#[from] crate::tls::issue::IssueError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("cannot use {path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -148,7 +148,8 @@ pub struct ShipperWatch {
 }
 
 /// Starts the shipper: it runs until `stop`, reconnecting with backoff (1 s doubling to 30 s),
-/// and never skips an entry: a refused batch is sent again after the backoff.
+/// and never skips an entry: a refused batch is sent again after the backoff. Not enrolled yet,
+/// it looks for the enrolment files every 5 s.
 pub fn spawn(
     log: Log,
     state_dir: PathBuf,
@@ -157,28 +158,7 @@ pub fn spawn(
 ) -> Result<(tokio::task::JoinHandle<()>, ShipperWatch), ReplicationError> {
     let (acked_tx, acked_rx) = watch::channel(acked(&log)?);
     let (conn_tx, conn_rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_secs(1);
-        let mut bucket = Bucket::new(opts.bandwidth);
-        while !stop.is_cancelled() {
-            let session = session(&log, &state_dir, opts, &mut bucket, &acked_tx, &conn_tx);
-            let result = tokio::select! {
-                r = session => r,
-                () = stop.cancelled() => Ok(false),
-            };
-            conn_tx.send_replace(false);
-            match result {
-                Ok(true) => backoff = Duration::from_secs(1),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "replication to HQ interrupted; retrying"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = stop.cancelled() => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-    });
+    let task = spawn_with(log, state_dir, opts, stop, acked_tx, conn_tx);
     Ok((
         task,
         ShipperWatch {
@@ -186,6 +166,49 @@ pub fn spawn(
             connected: conn_rx,
         },
     ))
+}
+
+/// [`spawn`] reporting into given channels (the server's runtime owns them).
+pub fn spawn_with(
+    log: Log,
+    state_dir: PathBuf,
+    opts: ShipOptions,
+    stop: CancellationToken,
+    acked_tx: watch::Sender<u64>,
+    conn_tx: watch::Sender<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        let mut bucket = Bucket::new(opts.bandwidth);
+        if let Ok(a) = acked(&log) {
+            acked_tx.send_replace(a);
+        }
+        while !stop.is_cancelled() {
+            let session = session(&log, &state_dir, opts, &mut bucket, &acked_tx, &conn_tx);
+            let result = tokio::select! {
+                r = session => r,
+                () = stop.cancelled() => Ok(true),
+            };
+            conn_tx.send_replace(false);
+            let wait = match result {
+                Ok(true) => {
+                    backoff = Duration::from_secs(1);
+                    backoff
+                }
+                Ok(false) => Duration::from_secs(5),
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication to HQ interrupted; retrying");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    w
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    })
 }
 
 /// One connection's worth of shipping. `Ok(false)`: not enrolled yet.

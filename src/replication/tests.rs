@@ -22,7 +22,7 @@ const HQ_SEED: [u8; 32] = [5; 32];
 fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
     Replicas::new(ReplicasConfig {
         root: root.join("sites"),
-        key: Arc::new(|| DataKey::from_bytes(&[9u8; 32])),
+        key: Arc::new(|| Ok(DataKey::from_bytes(&[9u8; 32]).unwrap())),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::new()),
         log: LogOptions { ..options() },

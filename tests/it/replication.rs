@@ -35,7 +35,7 @@ async fn start_hq(hq: &TestServer) -> HqSide {
     let sites = Arc::new(Sites::load(&root).unwrap());
     let replicas = Arc::new(Replicas::new(ReplicasConfig {
         root,
-        key: Arc::new(|| DataKey::from_bytes(&[9u8; 32])),
+        key: Arc::new(|| Ok(DataKey::from_bytes(&[9u8; 32]).unwrap())),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::new()),
         log: plantwire::state::log_options(st.config()),
@@ -203,4 +203,145 @@ async fn a_device_certificate_is_not_a_site() {
         "{err}"
     );
     side.stop.cancel();
+}
+
+async fn admin(
+    server: &TestServer,
+    request: plantwire::admin::Request,
+) -> plantwire::admin::Outcome {
+    let st = server.state();
+    let ctx = plantwire::admin::Ctx {
+        log: st.log(),
+        auth: st.auth(),
+        config: st.config(),
+        state_dir: st.state_dir(),
+        by: crate::support::test_author(),
+        online: true,
+        ingest: Some(st.ingest()),
+        replication: st.replication(),
+    };
+    plantwire::admin::execute(&ctx, &request).await
+}
+
+/// The wiring of `[replication]`: an HQ server and an edge server started with their roles, the
+/// commands as the control socket runs them: `site add` prints the code on its last line, the
+/// edge enrols before its first start and its server ships on its own; `site list --json`,
+/// `audit verify --site` and `replication status --json` report it; `site revoke` disconnects.
+#[tokio::test]
+async fn the_servers_replicate_by_role_and_the_commands_report_it() {
+    use plantwire::admin::Request;
+    use plantwire::config::ReplicationRole;
+    use plantwire::replication::commands::SiteCommand;
+    let hq = TestServer::start_with(|c| {
+        c.site = Some("hq".into());
+        c.replication.role = ReplicationRole::Hq;
+        c.replication.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    })
+    .await;
+    let added = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::Add {
+                name: "north".into(),
+            },
+        },
+    )
+    .await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let code = added.stdout.lines().last().unwrap().to_string();
+    let again = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::Add {
+                name: "Bad/Name".into(),
+            },
+        },
+    )
+    .await;
+    assert_ne!(again.code, 0);
+
+    let edge_dir = tempfile::tempdir().unwrap();
+    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
+    let edge = TestServer::start_in(edge_dir, |c| {
+        c.site = Some("north".into());
+        c.replication.role = ReplicationRole::Edge;
+    })
+    .await;
+    events(&edge, 20).await;
+    let head = edge.head_seq();
+    let rt = edge.state().replication().unwrap().clone();
+    let mut acked = rt.edge().unwrap().acked.subscribe();
+    tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|&a| a >= head))
+        .await
+        .expect("the edge server ships to HQ")
+        .unwrap();
+
+    let list = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::List { json: true },
+        },
+    )
+    .await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v[0]["site"], "north");
+    assert_eq!(v[0]["seq"], head);
+    assert_eq!(v[0]["history_rewritten"], false);
+    let verified = admin(
+        &hq,
+        Request::SiteVerify {
+            site: "north".into(),
+            json: true,
+        },
+    )
+    .await;
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let missing = admin(
+        &hq,
+        Request::SiteVerify {
+            site: "south".into(),
+            json: false,
+        },
+    )
+    .await;
+    assert_ne!(missing.code, 0);
+    let status = admin(&edge, Request::ReplicationStatus { json: true }).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        (s["cursor"].as_u64(), s["lag_entries"].as_u64()),
+        (Some(head), Some(0))
+    );
+    assert_eq!(s["enrolled"], true);
+
+    let mut connected = rt.edge().unwrap().connected.subscribe();
+    assert!(
+        *connected.borrow(),
+        "the edge is connected before the revocation"
+    );
+    let revoked = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::Revoke {
+                name: "north".into(),
+            },
+        },
+    )
+    .await;
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| !c))
+        .await
+        .expect("revocation disconnects the edge")
+        .unwrap();
+    // HQ refuses a site command on an edge, and the reverse.
+    let wrong = admin(
+        &edge,
+        Request::Site {
+            site: SiteCommand::List { json: false },
+        },
+    )
+    .await;
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("not an HQ"), "{}", wrong.stderr);
 }
