@@ -21,6 +21,7 @@ mod metrics;
 mod middleware;
 pub mod openapi;
 mod presence;
+mod sites;
 mod ui;
 mod users;
 mod ws;
@@ -274,6 +275,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             get(devices::list),
         ),
+        r(Method::GET, "/api/v1/sites", User, get(sites::list)),
         r(
             Method::POST,
             "/api/v1/admin/devices",

@@ -229,9 +229,11 @@ async fn admin(
 /// `audit verify --site` and `replication status --json` report it; `site revoke` disconnects.
 #[tokio::test]
 async fn the_servers_replicate_by_role_and_the_commands_report_it() {
+    use crate::chat_support::{Api, PW};
     use plantwire::admin::Request;
     use plantwire::config::ReplicationRole;
     use plantwire::replication::commands::SiteCommand;
+    use plantwire::store::Role;
     let hq = TestServer::start_with(|c| {
         c.site = Some("hq".into());
         c.replication.role = ReplicationRole::Hq;
@@ -267,6 +269,12 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
         c.replication.role = ReplicationRole::Edge;
     })
     .await;
+    edge.user("boss", Role::Admin, PW).await;
+    let at_edge = Api::login(&edge.client(), "boss", PW).await;
+    let none = at_edge
+        .call(hyper::Method::GET, "/api/v1/sites", None)
+        .await;
+    assert_eq!(none.status, 404);
     events(&edge, 20).await;
     let head = edge.head_seq();
     let rt = edge.state().replication().unwrap().clone();
@@ -306,6 +314,17 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
     )
     .await;
     assert_ne!(missing.code, 0);
+    // The same list over HTTPS, for admins only, and only at an HQ.
+    hq.user("boss", Role::Admin, PW).await;
+    hq.user("oper", Role::Operator, PW).await;
+    let boss = Api::login(&hq.client(), "boss", PW).await;
+    let sites = boss.call(hyper::Method::GET, "/api/v1/sites", None).await;
+    assert_eq!(sites.status, 200, "{:?}", sites.body);
+    assert_eq!(sites.json()["sites"][0]["seq"], head);
+    let op = Api::login(&hq.client(), "oper", PW).await;
+    let denied = op.call(hyper::Method::GET, "/api/v1/sites", None).await;
+    assert_eq!(denied.status, 403);
+
     let status = admin(&edge, Request::ReplicationStatus { json: true }).await;
     assert_eq!(status.code, 0, "{}", status.stderr);
     let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
