@@ -257,6 +257,10 @@ impl Replicas {
         let rtx = replica.read()?;
         let head = rtx.chain_head()?;
         let (seq, hash) = head.map_or((0, [0u8; 32]), |h| (h.seq, h.hash));
+        if let Ok(s) = self.status(site).await {
+            self.metrics
+                .set_replication_lag(site, s.lag_entries, s.lag_seconds);
+        }
         Ok(Ack {
             head: seq,
             head_hash: hex::encode(hash),

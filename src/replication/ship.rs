@@ -190,6 +190,7 @@ pub fn spawn_with(
                 () = stop.cancelled() => Ok(true),
             };
             conn_tx.send_replace(false);
+            note_lag(&log, false);
             let wait = match result {
                 Ok(true) => {
                     backoff = Duration::from_secs(1);
@@ -209,6 +210,14 @@ pub fn spawn_with(
             }
         }
     })
+}
+
+/// Updates the lag gauges from the log and the cursor.
+fn note_lag(log: &Log, connected: bool) {
+    if let Ok(s) = super::edge::status(log, connected) {
+        log.metrics()
+            .set_replication_lag(log.site(), s.lag_entries, s.lag_seconds);
+    }
 }
 
 /// One connection's worth of shipping. `Ok(false)`: not enrolled yet.
@@ -236,6 +245,7 @@ async fn session(
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = conn.closed() => return Err(NetError::Closed.into()),
             }
+            note_lag(log, true);
             continue;
         }
         first = false;
@@ -247,6 +257,7 @@ async fn session(
         let answer = conn.post(net::PATH_BATCH, bytes).await?;
         let ack: Ack = serde_json::from_slice(&answer)?;
         let head = record_ack(log, &ack).await?;
+        note_lag(log, true);
         acked_tx.send_replace(head);
     }
 }

@@ -284,6 +284,17 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
         .expect("the edge server ships to HQ")
         .unwrap();
 
+    // Lag as metrics at both ends.
+    let edge_metrics = edge.state().metrics().render(0, 0).unwrap();
+    assert!(
+        edge_metrics.contains("plantwire_replication_lag_entries{site=\"north\"} 0"),
+        "{edge_metrics}"
+    );
+    let hq_metrics = hq.state().metrics().render(0, 0).unwrap();
+    assert!(
+        hq_metrics.contains("plantwire_replication_lag_entries{site=\"north\"} 0"),
+        "{hq_metrics}"
+    );
     let list = admin(
         &hq,
         Request::Site {
