@@ -43,6 +43,19 @@ pub enum Request {
         json: bool,
     },
     ConfigCheck,
+    /// `site add|list|revoke` (HQ).
+    Site {
+        site: crate::replication::commands::SiteCommand,
+    },
+    /// `replication status` (edge).
+    ReplicationStatus {
+        json: bool,
+    },
+    /// `audit verify --site NAME` (HQ): one site's replica.
+    SiteVerify {
+        site: String,
+        json: bool,
+    },
 }
 
 /// What a command printed and its exit code, and files for the CLI to write as the calling user
@@ -96,6 +109,8 @@ pub struct Ctx<'a> {
     pub online: bool,
     /// The running server's in-memory ingest statistics (`None` offline: shown as `-`).
     pub ingest: Option<&'a crate::ingest::Ingest>,
+    /// The running server's replication runtime (`None` offline or when replication is off).
+    pub replication: Option<&'a Arc<crate::replication::runtime::Runtime>>,
 }
 
 /// Runs `req`. Errors become the outcome's stderr and exit code; nothing panics.
@@ -111,6 +126,20 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             Ok(())
         }
         Request::AuditVerify { json } => return verify_live(ctx.log, *json, ctx.online),
+        Request::Site { site } => {
+            crate::replication::commands::site(&replication_env(ctx), site, &mut out.stdout).await
+        }
+        Request::ReplicationStatus { json } => {
+            crate::replication::commands::status(&replication_env(ctx), *json, &mut out.stdout)
+        }
+        Request::SiteVerify { site, json } => {
+            match crate::replication::commands::verify_site(&replication_env(ctx), site, *json)
+                .await
+            {
+                Ok(outcome) => return outcome,
+                Err(e) => Err(e.into()),
+            }
+        }
         Request::AuditLog {
             kind,
             since,
@@ -127,6 +156,15 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
         out.code = EXIT_FAILED;
     }
     out
+}
+
+fn replication_env<'a>(ctx: &'a Ctx<'a>) -> crate::replication::commands::Env<'a> {
+    crate::replication::commands::Env {
+        config: ctx.config,
+        state_dir: ctx.state_dir,
+        log: ctx.log,
+        runtime: ctx.replication,
+    }
 }
 
 /// `audit log` as an outcome (run on a blocking thread inside the server).

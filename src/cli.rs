@@ -95,8 +95,30 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// HQ: enrol, list and revoke replicating sites; through the running server when it runs.
+    Site {
+        #[command(subcommand)]
+        command: crate::replication::commands::SiteCommand,
+    },
+    /// Edge: enrol at HQ, and replication status.
+    Replication {
+        #[command(subcommand)]
+        command: ReplicationCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicationCommand {
+    /// Enrol this site at HQ with the code `plantwire site add` printed there: makes a key, gets
+    /// a certificate, pins HQ's CA; files go to <state_dir>/replication (0600).
+    Enroll { code: String },
+    /// Cursor (acknowledged by HQ), lag and connection; through the running server when it runs.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +139,9 @@ pub enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// At HQ: verify this site's replica instead of the own log.
+        #[arg(long)]
+        site: Option<String>,
     },
     /// List security events (failed sign-ins, lockouts, sessions), newest first; online or offline.
     Log {
@@ -407,8 +432,51 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check { running: true },
         } => Ok(admin(&cli, Request::ConfigCheck)),
         Command::Audit {
-            command: AuditCommand::Verify { json },
+            command:
+                AuditCommand::Verify {
+                    json,
+                    site: Some(site),
+                },
+        } => Ok(admin(
+            &cli,
+            Request::SiteVerify {
+                site: site.clone(),
+                json: *json,
+            },
+        )),
+        Command::Audit {
+            command: AuditCommand::Verify { json, site: None },
         } => Ok(admin(&cli, Request::AuditVerify { json: *json })),
+        Command::Site { command } => Ok(admin(
+            &cli,
+            Request::Site {
+                site: command.clone(),
+            },
+        )),
+        Command::Replication {
+            command: ReplicationCommand::Status { json },
+        } => Ok(admin(&cli, Request::ReplicationStatus { json: *json })),
+        Command::Replication {
+            command: ReplicationCommand::Enroll { code },
+        } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            let state_dir = config.state_dir();
+            let site = config.site();
+            match runtime()?.block_on(crate::replication::ship::enroll(code, &site, &state_dir)) {
+                Ok(()) => {
+                    println!(
+                        "site {site} enrolled at HQ; files in {}; with [replication] role = \"edge\" the server ships its log",
+                        crate::replication::ship::identity_dir(&state_dir).display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("plantwire: error: {e}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
+        }
         Command::Audit {
             command:
                 AuditCommand::Log {
@@ -802,6 +870,7 @@ fn offline(config: &Config, request: &Request) -> Outcome {
                     by: Author::Cli(whoami()),
                     online: false,
                     ingest: None,
+                    replication: None,
                 };
                 crate::admin::execute(&ctx, request).await
             }

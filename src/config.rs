@@ -116,6 +116,53 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     pub ingest: IngestConfig,
     pub devices: DevicesConfig,
+    pub replication: ReplicationConfig,
+}
+
+/// Site-to-headquarters replication (`docs/replication.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationRole {
+    /// No replication.
+    #[default]
+    Off,
+    /// Ship this site's log to HQ (after `plantwire replication enroll`).
+    Edge,
+    /// Take the logs of enrolled sites.
+    Hq,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    pub role: ReplicationRole,
+    /// HQ: where sites connect (mutual TLS); only with the generated site CA.
+    #[serde(deserialize_with = "one_or_many_addrs")]
+    pub listen: Vec<SocketAddr>,
+    /// HQ: the `host:port` sites reach `listen` at, written into enrolment codes.
+    pub advertise: Option<String>,
+    /// HQ: how many site replicas stay open at once.
+    pub max_open_sites: usize,
+    /// Edge: at most this many entries per batch.
+    pub batch_entries: usize,
+    /// Edge: a batch closes after about this many bytes of entries.
+    pub batch_bytes: usize,
+    /// Edge: bytes per second on the link to HQ; 0 = no cap.
+    pub bandwidth_bytes_per_sec: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            role: ReplicationRole::Off,
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8445))],
+            advertise: None,
+            max_open_sites: 64,
+            batch_entries: 512,
+            batch_bytes: 1 << 20,
+            bandwidth_bytes_per_sec: 0,
+        }
+    }
 }
 
 /// Device certificates and the mutual-TLS device listener.
@@ -346,6 +393,7 @@ impl Default for Config {
             alarms: AlarmsConfig::default(),
             ingest: IngestConfig::default(),
             devices: DevicesConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -690,6 +738,16 @@ impl Config {
             10_080,
         )?;
         bounded("alarms.escalation.roster", esc.roster.len(), 0, 100)?;
+        let r = &self.replication;
+        bounded("replication.max_open_sites", r.max_open_sites, 1, 10_000)?;
+        bounded("replication.batch_entries", r.batch_entries, 1, 10_000)?;
+        bounded("replication.batch_bytes", r.batch_bytes, 4096, 16 << 20)?;
+        if r.role == ReplicationRole::Hq && r.listen.is_empty() {
+            return Err(invalid(
+                "replication.listen",
+                "an HQ needs at least one address",
+            ));
+        }
         let s = &self.server;
         if s.listen.is_empty() {
             return Err(invalid("server.listen", "needs at least one address"));

@@ -215,6 +215,7 @@ async fn run_admin(state: &AppState, uid: u32, env: AdminEnvelope) -> Outcome {
         by,
         online: true,
         ingest: Some(state.ingest()),
+        replication: state.replication(),
     };
     // The two that walk the log read for a while: on a blocking thread, never on one of the few
     // async workers that serve requests.

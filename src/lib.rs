@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;
+pub mod replication;
 pub mod secret;
 pub mod server;
 pub mod service;

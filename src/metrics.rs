@@ -28,6 +28,12 @@ pub struct RefusedLabels {
     pub code: String,
 }
 
+/// Labels of the replication lag gauges: the site (this one at an edge, each enrolled one at HQ).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    pub site: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -51,6 +57,8 @@ pub struct Metrics {
     alarms_unacked: Gauge,
     alarms_shelved: Gauge,
     ingest_refused: Family<RefusedLabels, Counter>,
+    replication_lag_entries: Family<SiteLabels, Gauge>,
+    replication_lag_seconds: Family<SiteLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -146,6 +154,18 @@ impl Metrics {
             "Publishes refused after the device was identified, by device and error code",
             ingest_refused.clone(),
         );
+        let replication_lag_entries = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "replication_lag_entries",
+            "Entries not yet acknowledged by HQ (edge) or not yet received from the site (HQ)",
+            replication_lag_entries.clone(),
+        );
+        let replication_lag_seconds = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "replication_lag_seconds",
+            "Age of the oldest unacknowledged entry (edge), or of the newest received one (HQ)",
+            replication_lag_seconds.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -169,7 +189,23 @@ impl Metrics {
             alarms_unacked,
             alarms_shelved,
             ingest_refused,
+            replication_lag_entries,
+            replication_lag_seconds,
         }
+    }
+
+    /// Replication lag of `site`, in entries and seconds.
+    pub fn set_replication_lag(&self, site: &str, entries: u64, seconds: u64) {
+        let labels = SiteLabels {
+            site: site.to_string(),
+        };
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.replication_lag_entries
+            .get_or_create(&labels)
+            .set(clamp(entries));
+        self.replication_lag_seconds
+            .get_or_create(&labels)
+            .set(clamp(seconds));
     }
 
     /// The alarm gauges, sampled at scrape time: standing, unacknowledged, shelved.

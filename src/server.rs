@@ -182,6 +182,20 @@ pub async fn run_supervised<F>(
     supervisor.spawn("alarm-escalation", move |stop| {
         crate::alarms::escalation::run(escalation_log, escalation_cfg, stop)
     });
+    if let Some(rt) = state.replication().cloned() {
+        let (log, dir) = (state.log().clone(), state.state_dir().to_path_buf());
+        let (opts, tls_state) = (
+            crate::replication::runtime::ship_options(state.config()),
+            state.clone(),
+        );
+        let hq_rt = rt.clone();
+        supervisor.spawn("replication-hq", move |stop| async move {
+            crate::replication::runtime::run_hq(hq_rt, tls_state.tls(), stop).await;
+        });
+        supervisor.spawn("replication-edge", move |stop| {
+            crate::replication::runtime::run_edge(rt, log, dir, opts, stop)
+        });
+    }
     let pruning = state.log().clone();
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)

@@ -14,6 +14,11 @@ pub const CARRIED: &[&str] = &[
     "tls/server.key",
     "jwt-signing.key",
     "site-signing.key",
+    // An edge's replication identity (`plantwire replication enroll`).
+    "replication/hq.txt",
+    "replication/hq-ca.pem",
+    "replication/site.crt",
+    "replication/site.key",
 ];
 
 #[derive(Debug, thiserror::Error)]

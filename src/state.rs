@@ -54,6 +54,8 @@ pub enum StartError {
     IngestSecret(#[from] crate::ingest::IngestSetupError),
     #[error("device certificates: {0}")]
     Devices(#[from] crate::tls::issue::IssueError),
+    #[error("replication: {0}")]
+    Replication(#[from] crate::replication::ReplicationError),
 }
 
 /// How this process opens its site's log: the config's storage section.
@@ -193,6 +195,8 @@ struct Inner {
     ready: AtomicBool,
     sockets: Sockets,
     devices: DeviceListener,
+    /// `[replication]`: HQ's replicas and listener, or the edge's shipper status.
+    replication: Option<Arc<crate::replication::runtime::Runtime>>,
 }
 
 /// The mutual-TLS device listener: its gate (verifier, CRL, live connections) when the site CA
@@ -250,9 +254,12 @@ impl AppState {
             // Once, after the v4 migration: index the events that were logged before it.
             crate::events::backfill(&log).await?;
             let tls = TlsSetup::load(&config, &state_dir, log.site())?;
-            Ok::<_, StartError>((signer, auth, tls))
+            let replication =
+                crate::replication::runtime::start(&config, &state_dir, &log, &signer, &metrics)?
+                    .map(Arc::new);
+            Ok::<_, StartError>((signer, auth, tls, replication))
         };
-        let (signer, auth, tls) = match services.await {
+        let (signer, auth, tls, replication) = match services.await {
             Ok(s) => s,
             Err(e) => {
                 log.close().await;
@@ -276,9 +283,15 @@ impl AppState {
                 ready: AtomicBool::new(false),
                 sockets: Sockets::default(),
                 devices,
+                replication,
             }),
         };
         Ok((state, listeners))
+    }
+
+    /// Replication's runtime, when `[replication] role` is not `off`.
+    pub fn replication(&self) -> Option<&Arc<crate::replication::runtime::Runtime>> {
+        self.inner.replication.as_ref()
     }
 
     pub fn log(&self) -> &Log {

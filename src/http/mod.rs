@@ -23,6 +23,7 @@ mod ntfy_clear;
 mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
+mod sites;
 mod ui;
 mod users;
 mod ws;
@@ -313,6 +314,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             get(devices::list),
         ),
+        r(Method::GET, "/api/v1/sites", User, get(sites::list)),
         r(
             Method::POST,
             "/api/v1/admin/devices",

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     accounts, alarms, attachments, auth, contacts, conversations, device_certs, devices, events,
-    events_export, health, ingest, messages, metrics, presence, users, ws,
+    events_export, health, ingest, messages, metrics, presence, sites, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -52,6 +52,7 @@ use super::{
         accounts::own_sessions,
         accounts::end_own_session,
         devices::list,
+        sites::list,
         devices::add,
         devices::revoke,
         device_certs::renew,

@@ -30,6 +30,7 @@ pub const KIND_SIGNING_KEY: &str = "log.signing_key";
 pub const STREAM: &str = "system/checkpoints";
 
 const ALG_ED25519: u8 = 0x01;
+const ALG_COSIGNATURE_V1: u8 = 0x04;
 const DASH: &str = "\u{2014} ";
 
 /// What a checkpoint states: the log named `origin` had `size` entries, the last hashing to `root`.
@@ -123,6 +124,74 @@ impl Signer {
         blob.extend_from_slice(sig.as_ref());
         format!("{body}\n{DASH}{} {}\n", self.name, STANDARD.encode(blob))
     }
+}
+
+impl Signer {
+    /// A witness's timestamped cosignature of `note` (C2SP tlog-cosignature/v1 shape): the line
+    /// `— <our name> base64(key id ‖ time u64 ‖ signature)`, the signature over
+    /// `cosignature/v1\ntime <time_s>\n` followed by the note's body. The key id uses algorithm
+    /// byte 0x04. Only the note's shape is checked here; verify it first.
+    pub fn cosign(&self, note: &str, time_s: u64) -> Result<String, CheckpointError> {
+        let (text, _) = note
+            .split_once("\n\n")
+            .ok_or(CheckpointError::Malformed("no blank line after the body"))?;
+        let msg = format!("cosignature/v1\ntime {time_s}\n{text}\n");
+        let sig = self.key.sign(msg.as_bytes());
+        let id = cosigner_id(&self.name, &self.public_key());
+        let mut blob = Vec::with_capacity(4 + 8 + 64);
+        blob.extend_from_slice(&id);
+        blob.extend_from_slice(&time_s.to_be_bytes());
+        blob.extend_from_slice(sig.as_ref());
+        Ok(format!("{DASH}{} {}\n", self.name, STANDARD.encode(blob)))
+    }
+}
+
+/// The key id of a witness key for cosignature/v1 lines.
+fn cosigner_id(name: &str, public_key: &[u8]) -> [u8; 4] {
+    let mut input = Vec::with_capacity(name.len() + 2 + public_key.len());
+    input.extend_from_slice(name.as_bytes());
+    input.push(b'\n');
+    input.push(ALG_COSIGNATURE_V1);
+    input.extend_from_slice(public_key);
+    let d = digest(&SHA256, &input);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&d.as_ref()[..4]);
+    id
+}
+
+/// Checks a witness's cosignature `line` of `note` by `name`'s key and returns its time (s).
+pub fn verify_cosignature(
+    note: &str,
+    line: &str,
+    name: &str,
+    public_key: &[u8; 32],
+) -> Result<u64, CheckpointError> {
+    let (text, _) = note
+        .split_once("\n\n")
+        .ok_or(CheckpointError::Malformed("no blank line after the body"))?;
+    let rest = line
+        .trim_end_matches('\n')
+        .strip_prefix(DASH)
+        .ok_or(CheckpointError::Malformed(
+            "a signature line lacks the dash",
+        ))?;
+    let (found, b64) = rest.split_once(' ').ok_or(CheckpointError::Malformed(
+        "a signature line lacks its key name",
+    ))?;
+    let blob = STANDARD
+        .decode(b64)
+        .map_err(|_| CheckpointError::Malformed("a signature is not base64"))?;
+    if found != name || blob.len() != 76 || blob[..4] != cosigner_id(name, public_key) {
+        return Err(CheckpointError::UnknownKey);
+    }
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&blob[4..12]);
+    let time_s = u64::from_be_bytes(t);
+    let msg = format!("cosignature/v1\ntime {time_s}\n{text}\n");
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(msg.as_bytes(), &blob[12..])
+        .map(|()| time_s)
+        .map_err(|_| CheckpointError::BadSignature)
 }
 
 /// Generates a new Ed25519 key as a PKCS#8 v2 document (for the state directory).
@@ -259,6 +328,33 @@ mod tests {
         // A witness's cosignature line beside ours is fine.
         let cosigned = format!("{note}\u{2014} hq.example AAAA\n");
         assert!(verify(&cosigned, o, &pk).is_ok());
+    }
+
+    #[test]
+    fn a_cosignature_verifies_and_binds_time_and_note() {
+        let site = Signer::from_seed("plant-a", &SEED).unwrap();
+        let hq = Signer::from_seed("hq", &[3; 32]).unwrap();
+        let note = site.sign(42, &[0xAB; 32]);
+        let line = hq.cosign(&note, 1_700_000_000).unwrap();
+        let pk = hq.public_key();
+        assert_eq!(
+            verify_cosignature(&note, &line, "plantwire/hq", &pk),
+            Ok(1_700_000_000)
+        );
+        let other = site.sign(43, &[0xAB; 32]);
+        assert_eq!(
+            verify_cosignature(&other, &line, "plantwire/hq", &pk),
+            Err(CheckpointError::BadSignature)
+        );
+        // The cosigned note still verifies as the site's note.
+        assert!(
+            verify(
+                &format!("{note}{line}"),
+                "plantwire/plant-a",
+                &site.public_key()
+            )
+            .is_ok()
+        );
     }
 
     #[test]

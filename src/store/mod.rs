@@ -13,6 +13,7 @@ mod device_certs;
 mod events;
 mod ingest;
 mod pending;
+mod replication;
 mod rows;
 mod schema;
 pub mod seal;

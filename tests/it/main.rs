@@ -43,6 +43,7 @@ mod notify;
 mod openapi;
 mod ops;
 mod powercut;
+mod replication;
 mod storage;
 mod tls;
 mod ui;

@@ -1,0 +1,167 @@
+//! The edge's side: batches read from the log after the acknowledged cursor, the cursor itself
+//! (a meta row written only when HQ acknowledges), the edge's status and its bandwidth cap.
+
+use serde::{Deserialize, Serialize};
+
+use super::ReplicationError;
+use super::hq::Ack;
+use super::wire::Batch;
+use crate::error::Rejection;
+use crate::log::Log;
+use crate::log::checkpoint::{KIND_CHECKPOINT, STREAM};
+use crate::log::checkpointer::CheckpointBody;
+
+/// The highest seq HQ acknowledged (0: nothing yet).
+pub fn acked(log: &Log) -> Result<u64, ReplicationError> {
+    Ok(log
+        .read()?
+        .replication_meta("acked")?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Records HQ's answer as the cursor: HQ's head is the truth, even below the old cursor (HQ
+/// restored from a backup takes the missing entries again). An answer whose head hash is not
+/// ours is refused: HQ holds another history than this log.
+pub async fn record_ack(log: &Log, ack: &Ack) -> Result<u64, ReplicationError> {
+    let rtx = log.read()?;
+    let ours = if ack.head == 0 {
+        Some([0u8; 32])
+    } else {
+        log.entry(&rtx, ack.head)?.map(|e| e.hash)
+    };
+    if ours.map(hex::encode).as_deref() != Some(ack.head_hash.as_str()) {
+        return Err(Rejection::conflict(
+            "diverged",
+            format!(
+                "HQ holds another entry at seq {} than this log: the histories diverged",
+                ack.head
+            ),
+        )
+        .into());
+    }
+    drop(rtx);
+    let head = ack.head;
+    let cosig = ack.cosignature.clone();
+    log.submit(move |tx| {
+        tx.views()
+            .set_replication_meta("acked", &head.to_be_bytes())?;
+        if let Some(c) = &cosig {
+            tx.views()
+                .set_replication_meta("cosignature", c.as_bytes())?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(head)
+}
+
+/// The entries after `after`, at most `max_entries` and about `max_bytes` of bodies (at least
+/// one entry), with the newest checkpoint note of the log.
+pub fn next_batch(
+    log: &Log,
+    after: u64,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Batch, ReplicationError> {
+    let rtx = log.read()?;
+    let head = log.head(&rtx)?;
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    let mut seq = after + 1;
+    while seq <= head && entries.len() < max_entries.max(1) {
+        let Some(e) = log.entry(&rtx, seq)? else {
+            break;
+        };
+        bytes += e.body.len() + e.kind.len() + e.stream.len() + e.author.len() + 96;
+        entries.push(e);
+        if bytes >= max_bytes {
+            break;
+        }
+        seq += 1;
+    }
+    let checkpoint = match rtx.stream_seqs_newest(STREAM, 0, head, 1)?.first() {
+        Some(&s) => log
+            .entry_of_kind(&rtx, s, KIND_CHECKPOINT)?
+            .and_then(|e| serde_json::from_slice::<CheckpointBody>(&e.body).ok())
+            .map(|b| b.note),
+        None => None,
+    };
+    Ok(Batch {
+        site: log.site().to_string(),
+        head,
+        checkpoint,
+        entries,
+    })
+}
+
+/// What `replication status` shows at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// The highest seq HQ acknowledged.
+    pub cursor: u64,
+    /// The newest seq of this log.
+    pub head: u64,
+    pub lag_entries: u64,
+    /// Age of the oldest entry HQ has not acknowledged (0 when none).
+    pub lag_seconds: u64,
+    pub connected: bool,
+}
+
+/// The edge's status now.
+pub fn status(log: &Log, connected: bool) -> Result<EdgeStatus, ReplicationError> {
+    let cursor = acked(log)?;
+    let rtx = log.read()?;
+    let head = log.head(&rtx)?;
+    let lag_seconds = if head > cursor {
+        log.entry(&rtx, cursor + 1)?.map_or(0, |e| {
+            u64::try_from((log.now_us() - e.ts).max(0) / 1_000_000).unwrap_or(0)
+        })
+    } else {
+        0
+    };
+    Ok(EdgeStatus {
+        cursor,
+        head,
+        lag_entries: head.saturating_sub(cursor),
+        lag_seconds,
+        connected,
+    })
+}
+
+/// A token bucket for the bandwidth cap: `rate` bytes per second, bursts up to one second's
+/// worth (or one batch, whichever is larger). `rate = 0` means no cap.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: u64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: u64) -> Self {
+        Self {
+            rate,
+            tokens: rate as f64,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// How long to wait before sending `n` bytes; the bytes are taken now (the bucket may go
+    /// negative by one batch, which the wait pays back).
+    pub fn take(&mut self, n: usize) -> std::time::Duration {
+        if self.rate == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let now = std::time::Instant::now();
+        let rate = self.rate as f64;
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
+        self.last = now;
+        self.tokens -= n as f64;
+        if self.tokens >= 0.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Replication end to end inside one process, against real redb files: an edge log shipped to
+//! HQ's replicas through the wire format, lost acks, restarts and a rewritten history.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clock::SystemClock;
+use crate::log::checkpoint::{self, Signer};
+use crate::log::checkpointer::{checkpoint_now, ensure_key_logged};
+use crate::log::tests::{event, open, options};
+use crate::log::{Log, LogOptions};
+use crate::metrics::Metrics;
+use crate::store::DataKey;
+
+use super::edge::{acked, next_batch, record_ack};
+use super::hq::{Ack, Replicas, ReplicasConfig};
+use super::wire;
+
+const SITE_SEED: [u8; 32] = [1; 32];
+const HQ_SEED: [u8; 32] = [5; 32];
+
+fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
+    Replicas::new(ReplicasConfig {
+        root: root.join("sites"),
+        key: Arc::new(|| Ok(DataKey::from_bytes(&[9u8; 32]).unwrap())),
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(Metrics::new()),
+        log: LogOptions { ..options() },
+        max_open: 2,
+        witness: Arc::new(Signer::from_seed("hq", &HQ_SEED).unwrap()),
+        alarms,
+    })
+}
+
+/// An edge log named `north` with its key logged, `n` events and a checkpoint after them.
+async fn edge_with(dir: &Path, first: u64, n: u64) -> Log {
+    let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
+    let log = open(dir, "north");
+    ensure_key_logged(&log, &signer).await.unwrap();
+    for i in 0..n {
+        let v = if i == 0 { first } else { i };
+        log.submit(move |tx| tx.append(event(v))).await.unwrap();
+    }
+    checkpoint_now(&log, &signer).await.unwrap();
+    log
+}
+
+/// One round trip through the wire format (deflated), as the transport carries it.
+async fn ship(edge: &Log, hq: &Replicas, max: usize) -> Result<Ack, super::ReplicationError> {
+    let batch = next_batch(edge, acked(edge)?, max, 1 << 20)?;
+    let bytes = wire::encode(&batch, true);
+    hq.receive("north", wire::decode(&bytes)?).await
+}
+
+fn hashes(log: &Log) -> Vec<(u64, [u8; 32])> {
+    let rtx = log.read().unwrap();
+    let head = log.head(&rtx).unwrap();
+    (1..=head)
+        .map(|s| (s, log.entry(&rtx, s).unwrap().unwrap().hash))
+        .collect()
+}
+
+/// The edge ships everything in small batches; HQ's replica has the same seqs and hashes, its
+/// chain verifies under HQ's key, and HQ witnessed the edge's checkpoint with a cosignature.
+#[tokio::test]
+async fn a_site_replicates_verbatim_and_its_checkpoint_is_witnessed() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 10).await;
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    let head = hashes(&edge).len() as u64;
+    let mut rounds = 0;
+    while acked(&edge).unwrap() < head {
+        let ack = ship(&edge, &hq, 3).await.unwrap();
+        record_ack(&edge, &ack).await.unwrap();
+        rounds += 1;
+        assert!(rounds < 20);
+    }
+    let replica = hq.replica("north").await.unwrap();
+    assert_eq!(hashes(&replica), hashes(&edge));
+    assert!(replica.verify().unwrap().ok());
+    let status = hq.status("north").await.unwrap();
+    assert_eq!((status.seq, status.lag_entries), (head, 0));
+    assert!(!status.history_rewritten);
+    let w = status.checkpoint.expect("witnessed");
+    assert_eq!(w.size, head - 1, "the checkpoint signs the head before it");
+    let hq_key = Signer::from_seed("hq", &HQ_SEED).unwrap().public_key();
+    let t = checkpoint::verify_cosignature(&w.note, &w.cosignature, "plantwire/hq", &hq_key);
+    assert_eq!(t, Ok(w.witnessed_s));
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// HQ commits a batch and the ack is lost: the edge sends the same batch again (also after both
+/// restart). HQ answers its head and stores nothing twice; the edge resumes after it: no
+/// duplicate, no gap.
+#[tokio::test]
+async fn a_lost_ack_neither_duplicates_nor_loses_entries() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 10).await;
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    let first = ship(&edge, &hq, 4).await.unwrap();
+    assert_eq!(first.head, 4);
+    // The ack is lost: the cursor stays at 0 and the same batch goes again.
+    assert_eq!(acked(&edge).unwrap(), 0);
+    let again = ship(&edge, &hq, 4).await.unwrap();
+    assert_eq!(
+        again,
+        Ack {
+            cosignature: again.cosignature.clone(),
+            ..first.clone()
+        }
+    );
+    // Both restart before the ack is recorded.
+    hq.close_all().await;
+    edge.close().await;
+    drop((edge, hq));
+    let edge = open(e_dir.path(), "north");
+    let hq = replicas(h_dir.path(), None);
+    let third = ship(&edge, &hq, 4).await.unwrap();
+    assert_eq!(third.head, 4, "HQ's cursor survives its restart");
+    record_ack(&edge, &third).await.unwrap();
+    assert_eq!(
+        acked(&edge).unwrap(),
+        4,
+        "the edge resumes from HQ's cursor"
+    );
+    let head = hashes(&edge).len() as u64;
+    while acked(&edge).unwrap() < head {
+        let ack = ship(&edge, &hq, 4).await.unwrap();
+        record_ack(&edge, &ack).await.unwrap();
+    }
+    let replica = hq.replica("north").await.unwrap();
+    assert_eq!(hashes(&replica), hashes(&edge));
+    assert!(replica.verify().unwrap().ok());
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// An edge restarted with an old cursor (its own acked row behind HQ) resumes from what HQ
+/// answers, not from its own record; an answer naming a hash the edge does not hold is refused.
+#[tokio::test]
+async fn an_edge_restart_resumes_from_hqs_cursor() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 6).await;
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    let ack = ship(&edge, &hq, 5).await.unwrap();
+    record_ack(&edge, &ack).await.unwrap();
+    let ack2 = ship(&edge, &hq, 2).await.unwrap();
+    assert_eq!(ack2.head, 7);
+    edge.close().await; // stopped before it recorded ack2
+    drop(edge);
+    let edge = open(e_dir.path(), "north");
+    assert_eq!(acked(&edge).unwrap(), 5);
+    let resent = ship(&edge, &hq, 2).await.unwrap();
+    assert_eq!(resent.head, 7);
+    assert_eq!(record_ack(&edge, &resent).await.unwrap(), 7);
+    let forged = Ack {
+        head: 3,
+        head_hash: hex::encode([7u8; 32]),
+        cosignature: None,
+    };
+    let err = record_ack(&edge, &forged).await.unwrap_err();
+    assert_eq!(err.rejection().map(|r| r.code), Some("diverged"));
+    assert_eq!(acked(&edge).unwrap(), 7);
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// A second history for the same site and key (a different entry at seq 2, its chain and
+/// checkpoints recomputed) reaches an HQ that holds the genuine one: its checkpoint names another
+/// head for a size HQ has (`extra = 0`), or signs entries that link to another head than HQ's
+/// (`extra = 3`). The batch is refused, the evidence kept, the site flagged, a system alarm raised
+/// on HQ's own log, and even genuine batches are refused from then on.
+#[tokio::test]
+async fn a_rewritten_history_is_refused_and_the_site_flagged() {
+    for extra in [0u64, 3] {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let genuine = edge_with(dirs[0].path(), 0, 6).await;
+        genuine.submit(|tx| tx.append(event(50))).await.unwrap();
+        let hq_log = open(dirs[3].path(), "hq");
+        let hq = replicas(dirs[1].path(), Some(hq_log.clone()));
+        hq.create_site("north").unwrap();
+        let ack = ship(&genuine, &hq, 100).await.unwrap();
+        record_ack(&genuine, &ack).await.unwrap();
+        let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
+        let forged = edge_with(dirs[2].path(), 666, 6).await;
+        for n in 0..extra {
+            forged
+                .submit(move |tx| tx.append(event(100 + n)))
+                .await
+                .unwrap();
+        }
+        if extra > 0 {
+            checkpoint_now(&forged, &signer).await.unwrap();
+        }
+        // The forger sends from HQ's cursor on, with its newest (validly signed) checkpoint.
+        let batch = next_batch(&forged, ack.head, 100, 1 << 20).unwrap();
+        let before = hashes(&hq.replica("north").await.unwrap());
+        let err = hq.receive("north", batch).await.unwrap_err();
+        assert_eq!(
+            err.rejection().map(|r| r.code),
+            Some("history_rewritten"),
+            "extra {extra}"
+        );
+        let status = hq.status("north").await.unwrap();
+        assert!(status.history_rewritten);
+        assert_eq!(hashes(&hq.replica("north").await.unwrap()), before);
+        let evidence = super::witness::rewritten(&hq.replica("north").await.unwrap())
+            .unwrap()
+            .unwrap();
+        let at = evidence.size as usize - 1;
+        assert_eq!(evidence.replicated_root, hex::encode(before[at].1));
+        assert_ne!(hashes(&forged)[at].1, before[at].1);
+        // The genuine edge is refused too until someone looks.
+        genuine.submit(|tx| tx.append(event(1))).await.unwrap();
+        let err = ship(&genuine, &hq, 100).await.unwrap_err();
+        assert_eq!(err.rejection().map(|r| r.code), Some("history_rewritten"));
+        // HQ's own log holds the system alarm naming the site.
+        let rtx = hq_log.read().unwrap();
+        let head = hq_log.head(&rtx).unwrap();
+        let raised = (1..=head)
+            .filter_map(|s| hq_log.entry(&rtx, s).unwrap())
+            .any(|e| {
+                e.kind.starts_with("alarm.")
+                    && String::from_utf8_lossy(&e.body).contains("site/north")
+            });
+        assert!(raised, "a system alarm names the site");
+        drop(rtx);
+        hq.close_all().await;
+        for l in [genuine, forged, hq_log] {
+            l.close().await;
+        }
+    }
+}
+
+/// A batch for a site that was never enrolled, or naming another site than the caller's
+/// certificate, is refused and creates nothing.
+#[tokio::test]
+async fn unknown_or_mismatched_sites_are_refused() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 2).await;
+    let hq = replicas(h_dir.path(), None);
+    let batch = next_batch(&edge, 0, 10, 1 << 20).unwrap();
+    let err = hq.receive("north", batch.clone()).await.unwrap_err();
+    assert_eq!(err.rejection().map(|r| r.code), Some("unknown_site"));
+    hq.create_site("south").unwrap();
+    let err = hq.receive("south", batch).await.unwrap_err();
+    assert_eq!(err.rejection().map(|r| r.code), Some("wrong_site"));
+    assert!(!h_dir.path().join("sites/north").exists());
+    assert_eq!(hq.sites().unwrap(), vec!["south".to_string()]);
+    edge.close().await;
+}
+
+/// Bytes on the wire per 300-byte event: a batch of 256 event entries (bodies shaped like
+/// ingested events, values varying) framed raw and deflated at levels 1, 6 and 9. Deflate at 6
+/// (what `wire::encode` uses) must at least halve the frame. Figures: `cargo test --lib
+/// replication::tests::deflate_earns -- --nocapture`, reported in docs/benchmarks.md.
+#[test]
+fn deflate_earns_its_keep_on_300_byte_events() {
+    let site: Arc<str> = "north".into();
+    let mut prev = crate::log::entry::GENESIS;
+    let mut entries = Vec::new();
+    let mut json_bytes = 0usize;
+    for i in 0..256u64 {
+        let pick = |xs: [&'static str; 3]| xs[(i % 3) as usize];
+        let body = serde_json::json!({
+            "by": format!("device:plc-{}", i % 7),
+            "source": format!("line-{}/pump-{}", i % 3, i % 11),
+            "type": pick(["pressure.high", "flow.low", "temperature.reading"]),
+            "severity": pick(["info", "warning", "critical"]),
+            "message": format!("reading {} at station {} exceeded its band for {} s", 1000 + i * 37 % 911, i % 13, i % 60),
+            "attributes": { "value": (i * 7919) % 10007, "unit": "kPa", "batch": format!("B{:06}", 4400 + i / 10), "operator_shift": pick(["early", "late", "night"]) },
+            "occurred_at": format!("2026-12-01T04:{:02}:{:02}.{:03}Z", i / 60 % 60, i % 60, (i * 137) % 1000)
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        json_bytes += body.len();
+        let mut e = crate::log::Entry {
+            site: site.clone(),
+            seq: i + 1,
+            ts: 1_764_561_600_000_000 + i as i64 * 10_000,
+            kind: "event".into(),
+            stream: format!("events/plc-{}", i % 7),
+            author: format!("device:plc-{}", i % 7),
+            body,
+            prev,
+            hash: [0; 32],
+        };
+        e.hash = e.computed_hash();
+        prev = e.hash;
+        entries.push(e);
+    }
+    let batch = wire::Batch {
+        site: "north".into(),
+        head: 256,
+        checkpoint: None,
+        entries,
+    };
+    let raw = wire::encode(&batch, false);
+    let per = |n: usize| n as f64 / 256.0;
+    let mut line = format!(
+        "body JSON {:.0} B/event, raw frame {:.0} B/event",
+        per(json_bytes),
+        per(raw.len())
+    );
+    for level in [1u8, 6, 9] {
+        let z = miniz_oxide::deflate::compress_to_vec(&raw[9..], level);
+        line.push_str(&format!(
+            ", deflate-{level} {:.1} B/event",
+            per(z.len() + 9)
+        ));
+    }
+    println!("{line}");
+    let deflated = wire::encode(&batch, true);
+    assert_eq!(wire::decode(&deflated).unwrap(), batch);
+    assert!(per(json_bytes) > 250.0, "events of about 300 bytes");
+    assert!(deflated.len() * 2 < raw.len(), "{line}");
+}

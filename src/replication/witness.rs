@@ -1,0 +1,165 @@
+//! HQ as a witness of a site's checkpoints: verify the note against the site's logged signing key,
+//! compare it with the replicated history, cosign it with a timestamp, keep evidence of a rewrite.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::ReplicationError;
+use crate::error::Rejection;
+use crate::log::checkpoint::{self, KIND_SIGNING_KEY, Signer};
+use crate::log::checkpointer::{SigningKeyBody, logged_key};
+use crate::log::{Entry, Log};
+
+/// A checkpoint HQ verified and cosigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Witnessed {
+    pub size: u64,
+    /// Hex of the checkpointed entry's hash.
+    pub root: String,
+    /// The site's signed note, as received.
+    pub note: String,
+    /// HQ's cosignature line (`checkpoint::verify_cosignature` checks it).
+    pub cosignature: String,
+    /// When HQ cosigned (Unix seconds, also inside the cosignature).
+    pub witnessed_s: u64,
+}
+
+/// Two heads for one size: the signed note received and the hash HQ had already replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub size: u64,
+    /// The site's signed note stating another root for `size`.
+    pub note: String,
+    /// Hex of the hash HQ holds at `size`.
+    pub replicated_root: String,
+    pub detected_s: u64,
+}
+
+/// The outcome of checking one note.
+#[derive(Debug)]
+pub enum Checked {
+    Witnessed(Witnessed),
+    Rewritten(Evidence),
+    /// Not checkable yet (beyond what HQ will hold after this batch, or no key known): ignored.
+    Ahead,
+}
+
+/// The evidence stored when the site was flagged, if it was.
+pub fn rewritten(replica: &Log) -> Result<Option<Evidence>, ReplicationError> {
+    Ok(replica
+        .read()?
+        .replication_meta("rewritten")?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Stores the evidence (once: the first stays).
+pub async fn store_evidence(replica: &Log, evidence: &Evidence) -> Result<(), ReplicationError> {
+    let bytes = serde_json::to_vec(evidence)?;
+    replica
+        .submit(move |tx| {
+            if tx.views().replication_meta_in_tx("rewritten")?.is_none() {
+                tx.views().set_replication_meta("rewritten", &bytes)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The site's signing key: the newest one replicated, else one logged in this batch (the first
+/// batch carries it: a key is logged before any checkpoint).
+fn site_key(replica: &Log, entries: &[Entry]) -> Result<Option<[u8; 32]>, ReplicationError> {
+    let body = match logged_key(replica).map_err(ReplicationError::from_checkpoint)? {
+        Some(b) => Some(b),
+        None => entries
+            .iter()
+            .rev()
+            .find(|e| e.kind == KIND_SIGNING_KEY)
+            .and_then(|e| serde_json::from_slice::<SigningKeyBody>(&e.body).ok()),
+    };
+    Ok(body
+        .and_then(|b| STANDARD.decode(b.public_key).ok())
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()))
+}
+
+/// The entries `from..=to` of the batch when they are there, each matching its hash and linking
+/// to the one before.
+fn signed_prefix(entries: &[Entry], from: u64, to: u64) -> Option<&[Entry]> {
+    let first = entries.first()?;
+    if first.seq != from || to < from {
+        return None;
+    }
+    let signed = entries.get(..usize::try_from(to - from + 1).ok()?)?;
+    let chained = signed.iter().all(|e| e.computed_hash() == e.hash)
+        && signed
+            .windows(2)
+            .all(|w| w[1].prev == w[0].hash && w[1].seq == w[0].seq + 1);
+    chained.then_some(signed)
+}
+
+/// Checks `note` before the batch's `entries` are appended.
+pub async fn check(
+    replica: &Log,
+    note: &str,
+    entries: &[Entry],
+    hq: &Signer,
+    now_s: u64,
+) -> Result<Checked, ReplicationError> {
+    let Some(pk) = site_key(replica, entries)? else {
+        return Ok(Checked::Ahead);
+    };
+    let cp = checkpoint::verify(note, &checkpoint::origin(replica.site()), &pk).map_err(|e| {
+        Rejection::invalid(
+            "bad_checkpoint",
+            format!("the checkpoint does not verify: {e}"),
+        )
+    })?;
+    let rtx = replica.read()?;
+    let head = replica.head(&rtx)?;
+    let rewritten = |size: u64, held: [u8; 32]| {
+        Ok(Checked::Rewritten(Evidence {
+            size,
+            note: note.to_string(),
+            replicated_root: hex::encode(held),
+            detected_s: now_s,
+        }))
+    };
+    if cp.size <= head {
+        let Some(held) = replica.entry(&rtx, cp.size)?.map(|e| e.hash) else {
+            return Ok(Checked::Ahead);
+        };
+        if held != cp.root {
+            return rewritten(cp.size, held);
+        }
+    } else {
+        // The note signs an entry of this batch; through the chain it signs the batch's first
+        // `prev` too, which must be HQ's head.
+        let Some(signed) = signed_prefix(entries, head + 1, cp.size) else {
+            return Ok(Checked::Ahead);
+        };
+        if signed.last().map(|e| e.hash) != Some(cp.root) {
+            return Err(Rejection::invalid(
+                "bad_checkpoint",
+                "the checkpoint does not match the batch's entries",
+            )
+            .into());
+        }
+        let held = rtx
+            .chain_head()?
+            .map_or(crate::log::entry::GENESIS, |h| h.hash);
+        if signed.first().map(|e| e.prev) != Some(held) {
+            return rewritten(head, held);
+        }
+    }
+    let cosignature = hq
+        .cosign(note, now_s)
+        .map_err(|e| Rejection::invalid("bad_checkpoint", e.to_string()))?;
+    Ok(Checked::Witnessed(Witnessed {
+        size: cp.size,
+        root: hex::encode(cp.root),
+        note: note.to_string(),
+        cosignature,
+        witnessed_s: now_s,
+    }))
+}
