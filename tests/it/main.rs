@@ -46,6 +46,7 @@ mod powercut;
 mod storage;
 mod tls;
 mod ui;
+mod ui_alarm_notify;
 mod ui_alarms;
 mod ui_assets;
 mod ui_events;
