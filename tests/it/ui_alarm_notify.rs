@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::chat_support::PW;
 use crate::support::TestServer;
-use crate::ui::{BROWSER, origin, sign_in, spki_hash};
+use crate::ui::{BROWSER, origin, shots_dir, sign_in, spki_hash};
 use crate::webdriver::{Driver, Session, find_browser};
 use plantwire::store::Role;
 
@@ -135,6 +135,19 @@ async fn a_new_high_alarm_notifies_and_sounds_a_low_one_does_not_and_the_sound_c
         .await,
         json!([true, "high"])
     );
+    let sizes = b
+        .js(
+            "return ['label.hit[for=alarm-sound]', '#alarm-min-priority'].map(s => {
+               const r = document.querySelector(s).getBoundingClientRect();
+               return Math.min(r.width, r.height); })",
+            json!([]),
+        )
+        .await;
+    for s in sizes.as_array().unwrap() {
+        assert!(s.as_f64().unwrap() >= 44.0, "touch target {sizes}");
+    }
+    b.screenshot(&shots_dir().join("desktop-alarm-settings.png"))
+        .await;
     b.click("label.hit[for='alarm-sound']").await;
     assert_eq!(
         b.js(
