@@ -18,6 +18,7 @@ import { devicesScreen } from './devices.js';
 import { eventsScreen } from './events.js';
 import { alarmBanner, reload as reloadAlarms } from './banner.js';
 import { kpiScreen } from './kpis.js';
+import { annunciate } from './annunciate.js';
 
 const root = document.getElementById('root');
 
@@ -51,7 +52,11 @@ async function start() {
     onState: (s) => { S.conn = s; emit('conn'); },
     onFirstHello: async () => { await Promise.all([loadConvs(), reloadAlarms()]); },
     onResync: async () => { await Promise.all([loadConvs(), reloadAlarms()]); emit('resync'); },
-    onEntry: (e) => notify(apply(e)),
+    onEntry: (e) => {
+      notify(apply(e));
+      // Only entries arriving live sound: not a reconnect's replay (the link is not online then).
+      if (S.conn === 'online') annunciate(e, () => go('/alarms'));
+    },
     onAck: () => emit('outbox'),
     onSendError: (key, f) => { toast(`Not sent: ${f.message || f.code}`, 'error'); emit('outbox'); },
     onError: (e) => toast(e.message, 'error'),

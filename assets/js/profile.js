@@ -1,9 +1,11 @@
-// My account: profile, notifications permission, password change, my sessions, sign out.
+// My account: profile, notifications permission, alarm sound and notification settings,
+// password change, my sessions, sign out.
 
 import { clear, h, time, toast } from './dom.js';
 import * as auth from './api/auth.js';
 import { S } from './model.js';
 import { passwordScreen } from './login.js';
+import * as annunciation from './annunciate.js';
 
 export function profileScreen(signedOut) {
   const me = S.me;
@@ -25,6 +27,7 @@ export function profileScreen(signedOut) {
         h('dt', {}, 'Role'), h('dd', {}, me.role),
         h('dt', {}, 'Site'), h('dd', {}, me.site)),
       h('p', {}, notif, ' Direct messages and mentions while this tab is hidden.'),
+      alarmSettings(),
       passwordScreen(() => {}, false),
       sessionsCard(),
       h('p', {}, out)),
@@ -56,4 +59,24 @@ function sessionsCard() {
   };
   paint();
   return h('section', { 'aria-labelledby': 'sessions-title' }, h('h3', { id: 'sessions-title' }, 'Signed in on'), list);
+}
+
+// How new alarms announce themselves in this browser: the sound on or off and the lowest
+// priority that notifies (kept in localStorage per user).
+function alarmSettings() {
+  const sound = h('input', {
+    type: 'checkbox', id: 'alarm-sound',
+    onchange: (e) => annunciation.setSound(e.target.checked),
+  });
+  sound.checked = annunciation.soundOn();
+  const min = h('select', {
+    id: 'alarm-min-priority',
+    onchange: (e) => annunciation.setMinPriority(e.target.value),
+  }, annunciation.LEVELS.map((p) => h('option', { value: p }, p)));
+  min.value = annunciation.minPriority();
+  return h('section', { class: 'card alarm-settings', 'aria-labelledby': 'alarm-settings-title' },
+    h('h3', { id: 'alarm-settings-title' }, 'Alarms'),
+    h('p', {}, h('label', { class: 'hit', for: 'alarm-sound' }, sound), h('label', { for: 'alarm-sound' }, 'Alarm sound')),
+    h('p', {}, h('label', { for: 'alarm-min-priority' }, 'Alarm notifications from priority '), min),
+    h('p', { class: 'muted' }, 'New unacknowledged alarms arriving while this page is open; diagnostic, shelved, suppressed and out-of-service alarms stay quiet.'));
 }

@@ -47,6 +47,7 @@ mod replication;
 mod storage;
 mod tls;
 mod ui;
+mod ui_alarm_notify;
 mod ui_alarms;
 mod ui_assets;
 mod ui_events;
