@@ -26,7 +26,7 @@ export function profileScreen(signedOut) {
         h('dt', {}, 'Username'), h('dd', {}, me.username),
         h('dt', {}, 'Role'), h('dd', {}, me.role),
         h('dt', {}, 'Site'), h('dd', {}, me.site)),
-      h('p', {}, notif, ' Direct messages and mentions while this tab is hidden.'),
+      h('p', {}, notif, ' Direct messages and mentions while this tab is hidden, and new alarms at the priority chosen below.'),
       alarmSettings(),
       passwordScreen(() => {}, false),
       sessionsCard(),
