@@ -356,6 +356,31 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         runs: usize,
     },
+    /// An alarm flood against a running server over HTTPS: closed-loop device publishers,
+    /// raise-to-visible latency on a WebSocket, one bulk ack of 1,000, the server's peak RSS.
+    Alarms {
+        /// The server's address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        addr: std::net::SocketAddr,
+        /// The site CA to trust (`<state>/tls/ca.crt`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// A file holding a device's API token (`plantwire device add NAME` prints one).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// A file holding the `admin` password (the first start's one-time password works).
+        #[arg(long)]
+        admin_password_file: PathBuf,
+        /// Concurrent publishers (each on its own connection).
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Alarms each publisher raises.
+        #[arg(long, default_value_t = 100)]
+        alarms: usize,
+        /// The server's pid, to report its peak resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -633,6 +658,34 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 runs: *runs,
             };
             runtime()?.block_on(crate::bench::report::kpis(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Alarms {
+                    addr,
+                    ca,
+                    token_file,
+                    admin_password_file,
+                    devices,
+                    alarms,
+                    server_pid,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let b = crate::bench::alarms::AlarmBench {
+                addr: *addr,
+                ca_file: ca.clone(),
+                token: read(token_file)?.trim().into(),
+                admin_password: read(admin_password_file)?.trim().into(),
+                devices: *devices,
+                per_device: *alarms,
+                server_pid: *server_pid,
+            };
+            runtime()?.block_on(crate::bench::report::alarms(b))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -160,7 +160,20 @@ pub async fn login(
     password: &str,
     client: &Client,
 ) -> Result<Issued, AuthError> {
-    let from = client.address;
+    let user = verify_password(log, auth, username, password, client.address).await?;
+    open_session(log, auth, &user, client).await
+}
+
+/// Checks a username and password from `from` under the sign-in throttles, recording failures
+/// and lockouts as security events; returns the active user. Used by sign-in and by HTTP Basic
+/// on the ntfy subscribe routes.
+pub async fn verify_password(
+    log: &Log,
+    auth: &Auth,
+    username: &str,
+    password: &str,
+    from: IpAddr,
+) -> Result<UserRow, AuthError> {
     if username.is_empty() || username.len() > 64 || password.is_empty() || password.len() > 1024 {
         return Err(AuthError::Rejected(Rejection::invalid(
             "invalid_login",
@@ -256,7 +269,7 @@ pub async fn login(
         UserStatus::Active => {}
     }
     auth.by_user_addr.succeed(&user_addr);
-    open_session(log, auth, &user, client).await
+    Ok(user)
 }
 
 /// Starts a new session (a new refresh-token family) for `user`.

@@ -53,15 +53,15 @@ pub struct ChatResult {
     pub rss_with_idle_kib: Option<u64>,
 }
 
-type Ws = WebSocketStream<TlsStream<TcpStream>>;
+pub(super) type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
-struct Http {
+pub(super) struct Http {
     addr: SocketAddr,
     tls: TlsConnector,
 }
 
 impl Http {
-    fn new(addr: SocketAddr, ca_pem: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(addr: SocketAddr, ca_pem: &str) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.context("CA file")?)?;
@@ -78,14 +78,18 @@ impl Http {
         })
     }
 
-    async fn connect(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(super) async fn connect(&self) -> anyhow::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost")?;
         Ok(self.tls.connect(name, tcp).await?)
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -113,7 +117,7 @@ impl Http {
     }
 
     /// Signs in; a one-time password is replaced by `new_password` first.
-    async fn sign_in(
+    pub(super) async fn sign_in(
         &self,
         user: &str,
         password: &str,
@@ -182,7 +186,7 @@ impl Http {
     }
 }
 
-async fn next_json<S>(ws: &mut S) -> anyhow::Result<Value>
+pub(super) async fn next_json<S>(ws: &mut S) -> anyhow::Result<Value>
 where
     S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -197,13 +201,13 @@ where
     }
 }
 
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut b = [0u8; 12];
     let _ = aws_lc_rs::rand::fill(&mut b);
     hex::encode(b)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(super) fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))?

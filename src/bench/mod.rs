@@ -1,6 +1,7 @@
 //! `plantwire bench append`: durable append throughput and acknowledgement latency through the
 //! real sequencer and store, for several producer counts, beside the disk's own fsync latency.
 
+pub mod alarms;
 pub mod chat;
 pub mod ingest;
 pub mod kpis;

@@ -83,3 +83,30 @@ pub async fn kpis(b: super::kpis::KpiBench) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn alarms(b: super::alarms::AlarmBench) -> anyhow::Result<()> {
+    let r = super::alarms::run(&b).await?;
+    println!(
+        "alarm flood over HTTPS to {}: {} devices x {} alarms, closed loop, one device token",
+        b.addr, b.devices, b.per_device
+    );
+    println!(
+        "raised {} in {:.2} s ({:.0}/s); raise answer p50 {} µs, p99 {} µs",
+        r.raised, r.seconds, r.per_second, r.raise.p50_us, r.raise.p99_us
+    );
+    println!(
+        "raise-to-visible on a WebSocket (domain alarms): {} seen, p50 {} µs, p99 {} µs, max {} µs",
+        r.seen, r.visible.p50_us, r.visible.p99_us, r.visible.max_us
+    );
+    println!(
+        "one bulk ack of {} visible alarms: {} acked in {:.1} ms",
+        super::alarms::ACK_BATCH.min(r.raised),
+        r.ack_count,
+        r.ack_ms
+    );
+    match r.peak_rss_kib {
+        Some(k) => println!("server peak RSS during the flood: {} MiB", k / 1024),
+        None => println!("server peak RSS: - (pass --server-pid)"),
+    }
+    Ok(())
+}

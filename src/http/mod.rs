@@ -19,6 +19,7 @@ mod ingest;
 mod messages;
 mod metrics;
 mod middleware;
+mod ntfy_auth;
 mod ntfy_clear;
 mod ntfy_subscribe;
 pub mod openapi;
@@ -548,6 +549,7 @@ pub fn route_specs() -> Vec<RouteSpec> {
 /// handler runs; the handlers' extractors then check the credential itself.
 async fn require_credentials(req: Request, next: Next) -> Response {
     if extract::has_credentials(req.headers())
+        || ntfy_auth::has_auth_query(req.uri())
         || req
             .extensions()
             .get::<crate::tls::gate::PeerCertificate>()

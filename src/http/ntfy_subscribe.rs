@@ -1,7 +1,8 @@
 //! The subscribe side of ntfy for alarm topics: `GET /ntfy/<topic>/json` (newline-delimited
 //! JSON), `/ntfy/<topic>/sse` (Server-Sent Events) and `/ntfy/<topic>/ws` (WebSocket, one JSON
 //! event a text message), with `poll=1` and `since=`. Streams end when the server shuts down.
-//! Signed-in users (viewers too) by Bearer access token; at most [`MAX_PER_USER`] open each.
+//! Users of any role by Bearer access token or HTTP Basic ([`NtfyUser`]); at most
+//! [`MAX_PER_USER`] open each. A stream ends once its user is disabled or their password changes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use futures_util::stream;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{RequireRole, Viewer};
+use super::ntfy_auth::NtfyUser;
 use crate::alarms::ntfy::{
     KEEPALIVE_SECS, MAX_BACKLOG, NtfyEvent, keepalive, message_of, open, parse_since, start_after,
     topic_floor,
@@ -102,11 +103,33 @@ struct Sub {
     keepalive: tokio::time::Interval,
     done: bool,
     closing: tokio_util::sync::CancellationToken,
+    /// The user's key and the `auth_version` their credential was checked against.
+    user: String,
+    auth_version: u64,
     _slot: Slot,
 }
 
 impl Sub {
+    /// Whether the user is still active with the credential's `auth_version`; a read failure
+    /// keeps the stream (it says nothing about the user).
+    fn still_valid(&self) -> bool {
+        match self.log.read().and_then(|r| r.user(&self.user)) {
+            Ok(Some(u)) => {
+                u.status == crate::store::UserStatus::Active && u.auth_version == self.auth_version
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "ntfy subscription: user check failed");
+                true
+            }
+        }
+    }
+
     fn push(&mut self, e: &crate::log::Entry) {
+        if e.stream == crate::users::STREAM && !self.still_valid() {
+            self.done = true;
+            return;
+        }
         if let Some(m) = message_of(e, &self.topic, self.floor) {
             self.ready.push_back(encode(self.format, &m));
         }
@@ -135,6 +158,10 @@ impl Sub {
             tokio::select! {
                 () = self.closing.cancelled() => self.done = true,
                 _ = self.keepalive.tick() => {
+                    if !self.still_valid() {
+                        self.done = true;
+                        continue;
+                    }
                     let k = keepalive(&self.topic, self.log.now_us());
                     self.ready.push_back(encode(self.format, &k));
                 }
@@ -153,7 +180,7 @@ impl Sub {
 /// Checks the request and opens the follower: the subscription, `open` queued unless polling.
 fn prepare(
     state: &AppState,
-    user: &str,
+    me: &NtfyUser,
     topic: String,
     q: SubscribeQuery,
     format: Format,
@@ -162,7 +189,8 @@ fn prepare(
     let log = state.log().clone();
     let since = parse_since(q.since.as_deref(), log.now_us())?;
     let poll = matches!(q.poll.as_deref(), Some("1" | "true" | "yes"));
-    let slot = Slot::take(&state.sockets().ntfy_open, user)?;
+    let user = crate::users::key(&me.user.username);
+    let slot = Slot::take(&state.sockets().ntfy_open, &user)?;
     let mut follower = log.follow(0)?;
     let head = follower.head();
     let seqs = match follower.snapshot() {
@@ -185,6 +213,8 @@ fn prepare(
         keepalive: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         done: false,
         closing: state.sockets().closing.clone(),
+        user,
+        auth_version: me.auth_version,
         _slot: slot,
     };
     if !poll {
@@ -196,12 +226,12 @@ fn prepare(
 
 fn subscribe(
     state: &AppState,
-    user: &str,
+    me: &NtfyUser,
     topic: String,
     q: SubscribeQuery,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let sub = prepare(state, user, topic, q, format)?;
+    let sub = prepare(state, me, topic, q, format)?;
     let body = Body::from_stream(stream::unfold(sub, |mut sub| async move {
         let chunk = sub.next().await?;
         Some((Ok::<_, std::io::Error>(chunk), sub))
@@ -227,17 +257,11 @@ fn subscribe(
         (status = 404, description = "no_such_topic"), (status = 429, description = "too_many_subscriptions")))]
 pub async fn json(
     State(state): State<AppState>,
-    RequireRole(me, _): RequireRole<Viewer>,
+    me: NtfyUser,
     Path(topic): Path<String>,
     Query(q): Query<SubscribeQuery>,
 ) -> Result<Response, ApiError> {
-    subscribe(
-        &state,
-        &crate::users::key(&me.user.username),
-        topic,
-        q,
-        Format::Json,
-    )
+    subscribe(&state, &me, topic, q, Format::Json)
 }
 
 /// ntfy's Server-Sent Events stream of an alarm topic (same events as the JSON stream).
@@ -246,17 +270,11 @@ pub async fn json(
     responses((status = 200, content_type = "text/event-stream", body = String)))]
 pub async fn sse(
     State(state): State<AppState>,
-    RequireRole(me, _): RequireRole<Viewer>,
+    me: NtfyUser,
     Path(topic): Path<String>,
     Query(q): Query<SubscribeQuery>,
 ) -> Result<Response, ApiError> {
-    subscribe(
-        &state,
-        &crate::users::key(&me.user.username),
-        topic,
-        q,
-        Format::Sse,
-    )
+    subscribe(&state, &me, topic, q, Format::Sse)
 }
 
 /// ntfy's WebSocket of an alarm topic: each event (`open`, `keepalive`, `message`) one JSON
@@ -266,13 +284,12 @@ pub async fn sse(
     responses((status = 101, description = "switching to the WebSocket protocol")))]
 pub async fn ws(
     State(state): State<AppState>,
-    RequireRole(me, _): RequireRole<Viewer>,
+    me: NtfyUser,
     Path(topic): Path<String>,
     Query(q): Query<SubscribeQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let user = crate::users::key(&me.user.username);
-    let mut sub = prepare(&state, &user, topic, q, Format::Json)?;
+    let mut sub = prepare(&state, &me, topic, q, Format::Json)?;
     Ok(upgrade
         .max_message_size(4096)
         .on_upgrade(move |mut socket| async move {

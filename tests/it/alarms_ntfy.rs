@@ -10,8 +10,8 @@ use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use crate::chat_support::{Api, people};
-use crate::support::{Client, TestServer};
+use crate::chat_support::{Api, PW, people};
+use crate::support::{Client, TestServer, test_author};
 
 /// An open streaming response, read chunk by chunk.
 struct Stream {
@@ -40,6 +40,17 @@ impl Stream {
         }
     }
 
+    /// Whether the stream ends within 10 s (whatever it still sends before).
+    async fn ends(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.body.frame()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     /// ntfy JSON stream: one object a line.
     async fn json_line(&mut self) -> Value {
         serde_json::from_str(&self.until("\n").await).unwrap()
@@ -62,21 +73,37 @@ impl Stream {
 }
 
 async fn get_stream(c: &Client, path: &str, token: Option<&str>) -> (StatusCode, Stream) {
+    let (s, _, st) = get_stream_as(c, path, token.map(|t| format!("Bearer {t}"))).await;
+    (s, st)
+}
+
+/// Opens `path` with `authorization` as the header value; answers the status, the response's
+/// `WWW-Authenticate` and the body.
+async fn get_stream_as(
+    c: &Client,
+    path: &str,
+    authorization: Option<String>,
+) -> (StatusCode, Option<String>, Stream) {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(c.tls().await))
         .await
         .unwrap();
     tokio::spawn(conn);
     let mut b = c.request(Method::GET, path);
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
+    if let Some(v) = authorization {
+        b = b.header("authorization", v);
     }
     let res = sender
         .send_request(b.body(Full::default()).unwrap())
         .await
         .unwrap();
     let status = res.status();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
     (
         status,
+        challenge,
         Stream {
             body: res.into_body(),
             buf: String::new(),
@@ -320,4 +347,120 @@ async fn a_user_holds_at_most_eight_subscriptions() {
         tokio::task::yield_now().await;
     }
     assert!(freed);
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {pair}")
+}
+
+#[tokio::test]
+async fn the_ntfy_app_s_basic_credentials_open_json_sse_and_auth_query_streams() {
+    use base64::Engine;
+    let server = TestServer::start().await;
+    let token = server.device("plc-1").await;
+    let c = server.client();
+    people(&server, &["vic"], &["vic"]).await;
+
+    let (s, _, mut json) = get_stream_as(&c, "/ntfy/alarms/json", Some(basic("vic", PW))).await;
+    assert_eq!(s, 200);
+    assert_eq!(json.json_line().await["event"], "open");
+    let (s, _, mut sse) = get_stream_as(&c, "/ntfy/alarms/sse", Some(basic("vic", PW))).await;
+    assert_eq!(s, 200);
+    assert_eq!(sse.sse_event().await.0, "open");
+    // ntfy's `?auth=`: the header value in base64 (URL alphabet, no padding), no header at all.
+    let q = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(basic("vic", PW));
+    let (s, _, mut by_query) =
+        get_stream_as(&c, &format!("/ntfy/alarms/json?auth={q}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(by_query.json_line().await["event"], "open");
+
+    let seq = device_alarm(&c, &token, "pump-7", "high").await;
+    let m = json.json_line().await;
+    assert_eq!(
+        (m["event"].as_str(), m["id"].clone()),
+        (Some("message"), json!(format!("a{seq}")))
+    );
+    let (ev, data) = sse.sse_event().await;
+    assert_eq!(
+        (ev.as_str(), data["id"].clone()),
+        ("message", json!(format!("a{seq}")))
+    );
+    assert_eq!(by_query.json_line().await["id"], format!("a{seq}"));
+}
+
+#[tokio::test]
+async fn a_wrong_basic_password_is_a_401_basic_challenge_and_counts_toward_lockout() {
+    let server = TestServer::start_with(|c| c.auth.throttle_after = 3).await;
+    let c = server.client();
+    people(&server, &["vic"], &["vic"]).await;
+    for _ in 0..3 {
+        let (s, challenge, _) = get_stream_as(
+            &c,
+            "/ntfy/alarms/json",
+            Some(basic("vic", "wrong password!")),
+        )
+        .await;
+        assert_eq!(s, 401);
+        assert_eq!(challenge.as_deref(), Some("Basic realm=\"plantwire\""));
+    }
+    // Locked out now, even with the right password.
+    let (s, _, _) = get_stream_as(&c, "/ntfy/alarms/sse", Some(basic("vic", PW))).await;
+    assert_eq!(s, 429);
+    // The failures are security events in the log, as for sign-in, without the password.
+    let log = server.state().log();
+    let rtx = log.read().unwrap();
+    let mut failed = 0;
+    rtx.scan_log(1, |seq, raw| {
+        let e = log.decode(seq, raw).unwrap();
+        assert!(!String::from_utf8_lossy(&e.body).contains("wrong password!"));
+        failed += usize::from(e.kind == "auth.login_failed");
+        true
+    })
+    .unwrap();
+    assert_eq!(failed, 3);
+}
+
+#[tokio::test]
+async fn a_basic_stream_ends_when_its_user_is_disabled_or_their_password_changes() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    people(&server, &["vic", "ida"], &["vic"]).await;
+    let (s, _, mut vic) = get_stream_as(&c, "/ntfy/alarms/json", Some(basic("vic", PW))).await;
+    assert_eq!(s, 200);
+    assert_eq!(vic.json_line().await["event"], "open");
+    let (s, _, mut ida) = get_stream_as(&c, "/ntfy/alarms/sse", Some(basic("ida", PW))).await;
+    assert_eq!(s, 200);
+    assert_eq!(ida.sse_event().await.0, "open");
+
+    let log = server.state().log();
+    plantwire::users::set_status(
+        log,
+        "vic",
+        plantwire::store::UserStatus::Disabled,
+        &test_author(),
+    )
+    .await
+    .unwrap();
+    assert!(vic.ends().await, "a disabled user's stream must end");
+    let (s, _, _) = get_stream_as(&c, "/ntfy/alarms/json", Some(basic("vic", PW))).await;
+    assert_eq!(s, 403);
+
+    let hash = server
+        .state()
+        .auth()
+        .hasher
+        .hash("another long passphrase 9")
+        .await
+        .unwrap();
+    plantwire::users::set_password_hash(log, "ida", hash, false, &test_author())
+        .await
+        .unwrap();
+    assert!(
+        ida.ends().await,
+        "a stream must end when its password changes"
+    );
+    let (s, _, _) = get_stream_as(&c, "/ntfy/alarms/json", Some(basic("ida", PW))).await;
+    assert_eq!(s, 401);
 }
