@@ -32,6 +32,28 @@ pub trait Audience: Send {
     ) -> Result<Option<Vec<u64>>, StoreError>;
 }
 
+/// A domain every signed-in user at the site sees whole (events, alarms): everything live is
+/// admitted, and replay reads the domain's own seq index, `index(rtx, lo, hi, limit)` giving the
+/// seqs in `lo..=hi`, oldest first, at most `limit`.
+pub struct SiteWide(pub fn(&ReadTx, u64, u64, usize) -> Result<Vec<u64>, StoreError>);
+
+impl Audience for SiteWide {
+    fn admit(&mut self, _e: &Entry) -> bool {
+        true
+    }
+
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let seqs = (self.0)(rtx, since.saturating_add(1), head, room.saturating_add(1))?;
+        Ok((seqs.len() <= room).then_some(seqs))
+    }
+}
+
 /// Makes a domain's audience for one viewer, from a read snapshot.
 pub type Factory = fn(&ReadTx, &Viewer) -> Result<Box<dyn Audience>, StoreError>;
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::audience::{Audience, Viewer};
+use crate::audience::{Audience, SiteWide, Viewer};
 use crate::log::{Entry, Log};
 use crate::store::{AlarmRow, Priority, ReadTx, StoreError};
 
@@ -247,45 +247,17 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
 /// The alarm domain's kinds on a socket.
 pub const KINDS: &[&str] = &[KIND_PREFIX];
 
-/// Everyone signed in at the site sees every alarm transition; replay reads the alarm index.
-#[derive(Debug)]
-struct SiteWide;
-
-impl Audience for SiteWide {
-    fn admit(&mut self, _e: &Entry) -> bool {
-        true
-    }
-
-    fn replay(
-        &self,
-        rtx: &ReadTx,
-        since: u64,
-        head: u64,
-        room: usize,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
-        let seqs = rtx.alarm_seqs(since.saturating_add(1), head, room.saturating_add(1))?;
-        Ok((seqs.len() <= room).then_some(seqs))
-    }
-}
-
 /// The alarm domain's audience factory, registered in the composition root as domain `alarms`.
+/// Everyone signed in at the site sees every alarm transition; replay reads the alarm index.
 pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
-    Ok(Box::new(SiteWide))
+    Ok(Box::new(SiteWide(|rtx, lo, hi, limit| {
+        rtx.alarm_seqs(lo, hi, limit)
+    })))
 }
 
-/// One CSV field, quoted when it holds a comma, quote or line break; a leading `=`, `+`, `-` or
-/// `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
+/// One CSV field of text someone wrote: the event export's formula guard and RFC 4180 quoting.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
+    crate::events::export::csv_field(&crate::events::export::text_cell(s))
 }
 
 /// The history as CSV with a header row.

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audience::{Audience, Viewer};
+use crate::audience::{Audience, SiteWide, Viewer};
 use crate::config::EventsConfig;
 use crate::error::Rejection;
-use crate::log::{Author, Entry, Log, SubmitError};
+use crate::log::{Author, Log, SubmitError};
 use crate::store::{EventIndex, EventRange, ReadTx, StoreError};
 
 pub mod export;
@@ -288,36 +288,18 @@ pub struct StoredEvent {
 /// The event domain's kinds on a socket.
 pub const KINDS: &[&str] = &[KIND_EVENT];
 
-/// Everyone signed in at the site sees events; replay reads the event index.
-#[derive(Debug)]
-struct SiteWide;
-
-impl Audience for SiteWide {
-    fn admit(&mut self, _e: &Entry) -> bool {
-        true
-    }
-
-    fn replay(
-        &self,
-        rtx: &ReadTx,
-        since: u64,
-        head: u64,
-        room: usize,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
-        let range = EventRange {
-            lo: since.saturating_add(1),
-            hi: head,
-            newest_first: false,
-            limit: room.saturating_add(1),
-        };
-        let seqs = rtx.event_seqs(&EventIndex::All, range)?;
-        Ok((seqs.len() <= room).then_some(seqs))
-    }
-}
-
 /// The event domain's audience factory, registered in the composition root as domain `events`.
+/// Everyone signed in at the site sees events; replay reads the event index.
 pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
-    Ok(Box::new(SiteWide))
+    Ok(Box::new(SiteWide(|rtx, lo, hi, limit| {
+        let range = EventRange {
+            lo,
+            hi,
+            newest_first: false,
+            limit,
+        };
+        rtx.event_seqs(&EventIndex::All, range)
+    })))
 }
 
 #[cfg(test)]
