@@ -35,7 +35,10 @@ pub trait Audience: Send {
 /// A domain every signed-in user at the site sees whole (events, alarms): everything live is
 /// admitted, and replay reads the domain's own seq index, `index(rtx, lo, hi, limit)` giving the
 /// seqs in `lo..=hi`, oldest first, at most `limit`.
-pub struct SiteWide(pub fn(&ReadTx, u64, u64, usize) -> Result<Vec<u64>, StoreError>);
+pub struct SiteWide(pub SeqIndex);
+
+/// A domain's seq index: the seqs in `lo..=hi`, oldest first, at most `limit`.
+pub type SeqIndex = fn(&ReadTx, u64, u64, usize) -> Result<Vec<u64>, StoreError>;
 
 impl Audience for SiteWide {
     fn admit(&mut self, _e: &Entry) -> bool {

@@ -302,7 +302,8 @@ pub enum BenchCommand {
         fsync_dir: Option<PathBuf>,
     },
     /// Event ingest against a running server over HTTPS: closed-loop publishers with a device
-    /// token, HTTP/1.1 keep-alive and HTTP/2, events/s, latency and server CPU per event.
+    /// token (or `--cert`/`--key`: mutual TLS on the device listener), HTTP/1.1 keep-alive and
+    /// HTTP/2, events/s, latency and server CPU per event.
     Ingest {
         /// The server's address.
         #[arg(long, default_value = "127.0.0.1:8443")]
