@@ -123,14 +123,42 @@ pub fn facts_of(kind: &str, row: &AlarmRow) -> u8 {
     f
 }
 
-/// What the KPIs use of one alarm entry; `key` names its condition.
+/// What the KPIs use of one alarm entry.
 #[derive(Debug, Clone, Copy)]
-pub struct Point<K> {
-    pub ts_us: i64,
-    pub flags: u8,
-    pub priority: Priority,
-    pub raised_at_us: i64,
-    pub key: K,
+struct Point {
+    ts_us: i64,
+    flags: u8,
+    priority: Priority,
+    raised_at_us: i64,
+}
+
+/// Condition names by dense index, so the KPI loop counts in vectors instead of maps. One hash
+/// of both names finds the index; the names themselves are compared only on a hit.
+#[derive(Default)]
+struct Names {
+    ids: FnvMap<u64, Vec<u32>>,
+    names: Vec<(String, String)>,
+}
+
+impl Names {
+    fn id(&mut self, source: &str, condition: &str) -> usize {
+        use std::hash::Hasher;
+        let mut h = Fnv::default();
+        h.write(source.as_bytes());
+        h.write(&[0xff]);
+        h.write(condition.as_bytes());
+        let same = self.ids.entry(h.finish()).or_default();
+        for &k in same.iter() {
+            let (s, c) = &self.names[k as usize];
+            if s == source && c == condition {
+                return k as usize;
+            }
+        }
+        let k = self.names.len();
+        same.push(u32::try_from(k).unwrap_or(u32::MAX));
+        self.names.push((source.to_string(), condition.to_string()));
+        k
+    }
 }
 
 /// The KPIs of `transitions` (oldest first, all within `[since_us, until_us]`) and the current
@@ -142,143 +170,172 @@ pub fn compute(
     now_rows: &[AlarmRow],
     now_us: i64,
 ) -> Kpis {
-    let points: Vec<Point<(&str, &str)>> = transitions
-        .iter()
-        .map(|t| {
-            let a = &t.body.alarm;
+    let mut acc = Acc::new(since_us, until_us);
+    for t in transitions {
+        let a = &t.body.alarm;
+        let key = acc.names.id(&a.source, &a.condition);
+        acc.add(
+            key,
             Point {
                 ts_us: t.ts_us,
                 flags: facts_of(&t.kind, a),
                 priority: a.priority,
                 raised_at_us: a.raised_at_us,
-                key: (a.source.as_str(), a.condition.as_str()),
-            }
-        })
-        .collect();
-    compute_points(
-        &points,
-        |(s, c)| (s.to_string(), c.to_string()),
-        (since_us, until_us),
-        now_rows,
-        now_us,
-    )
+            },
+        );
+    }
+    acc.finish(now_rows, now_us)
 }
 
-/// [`compute`] over points whose condition keys `name` turns into `(source, condition)`.
-pub fn compute_points<K: Ord + Copy>(
-    points: &[Point<K>],
-    name: impl Fn(K) -> (String, String),
-    (since_us, until_us): (i64, i64),
-    now_rows: &[AlarmRow],
-    now_us: i64,
-) -> Kpis {
-    let duration = until_us.saturating_sub(since_us).max(1);
-    let periods = usize::try_from((duration + PERIOD_US - 1) / PERIOD_US)
-        .unwrap_or(1)
-        .max(1);
-    let mut buckets = vec![0u64; periods];
-    let mut times = Vec::new();
-    let mut by_condition: BTreeMap<K, u64> = BTreeMap::new();
-    let mut activations: BTreeMap<K, Vec<i64>> = BTreeMap::new();
-    let mut mix = BTreeMap::new();
-    let (mut ack_sum, mut acks) = (0f64, 0u64);
-    for t in points {
+/// The KPIs of one range, taken in one pass over its entries (oldest first).
+struct Acc {
+    since_us: i64,
+    until_us: i64,
+    names: Names,
+    buckets: Vec<u64>,
+    /// Annunciation times, for the time in flood.
+    times: Vec<i64>,
+    /// Per condition: annunciations, activations still within 60 s of its newest, the most
+    /// activations seen within 60 s.
+    by_condition: Vec<u64>,
+    recent: Vec<std::collections::VecDeque<i64>>,
+    most: Vec<usize>,
+    mix: BTreeMap<Priority, u64>,
+    ack_sum: f64,
+    acks: u64,
+}
+
+impl Acc {
+    fn new(since_us: i64, until_us: i64) -> Acc {
+        let duration = until_us.saturating_sub(since_us).max(1);
+        let periods = usize::try_from((duration + PERIOD_US - 1) / PERIOD_US)
+            .unwrap_or(1)
+            .max(1);
+        Acc {
+            since_us,
+            until_us,
+            names: Names::default(),
+            buckets: vec![0; periods],
+            times: Vec::new(),
+            by_condition: Vec::new(),
+            recent: Vec::new(),
+            most: Vec::new(),
+            mix: BTreeMap::new(),
+            ack_sum: 0.0,
+            acks: 0,
+        }
+    }
+
+    fn add(&mut self, k: usize, t: Point) {
+        if k >= self.by_condition.len() {
+            self.by_condition.resize(k + 1, 0);
+            self.recent.resize(k + 1, Default::default());
+            self.most.resize(k + 1, 0);
+        }
         if t.flags & KPI_ACTIVATION != 0 {
-            activations.entry(t.key).or_default().push(t.ts_us);
+            let window = &mut self.recent[k];
+            window.push_back(t.ts_us);
+            while window
+                .front()
+                .is_some_and(|&f| t.ts_us - f > CHATTER_WINDOW_US)
+            {
+                window.pop_front();
+            }
+            self.most[k] = self.most[k].max(window.len());
         }
         if t.flags & KPI_ACK != 0 {
-            ack_sum += (t.ts_us - t.raised_at_us) as f64 / 1e6;
-            acks += 1;
+            self.ack_sum += (t.ts_us - t.raised_at_us) as f64 / 1e6;
+            self.acks += 1;
         }
         if t.flags & KPI_ANNUNCIATED == 0 {
-            continue;
+            return;
         }
-        let i = usize::try_from((t.ts_us - since_us) / PERIOD_US).unwrap_or(0);
-        buckets[i.min(periods - 1)] += 1;
-        times.push(t.ts_us);
-        *by_condition.entry(t.key).or_default() += 1;
-        *mix.entry(t.priority).or_default() += 1;
+        let periods = self.buckets.len();
+        let i = usize::try_from((t.ts_us - self.since_us) / PERIOD_US).unwrap_or(0);
+        self.buckets[i.min(periods - 1)] += 1;
+        self.times.push(t.ts_us);
+        self.by_condition[k] += 1;
+        *self.mix.entry(t.priority).or_default() += 1;
     }
-    let total = times.len() as f64;
-    // In flood at t when (t - 10 min, t] holds more than 10: from the 11th of such a run until
-    // the first of it leaves the window.
-    let mut flood_us = 0i64;
-    let mut covered_to = i64::MIN;
-    for j in FLOOD_OVER..times.len() {
-        let start = times[j].max(covered_to).max(since_us);
-        let end = (times[j - FLOOD_OVER] + PERIOD_US).min(until_us);
-        if end > start {
-            flood_us += end - start;
-            covered_to = end;
-        }
-    }
-    let mut actors: Vec<((String, String), u64)> = by_condition
-        .into_iter()
-        .map(|(k, n)| (name(k), n))
-        .collect();
-    actors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    actors.truncate(10);
-    let bad_actors: Vec<BadActor> = actors
-        .iter()
-        .map(|((s, c), n)| BadActor {
-            source: s.clone(),
-            condition: c.clone(),
-            count: *n,
-            share_pct: pct(*n as f64, total),
-        })
-        .collect();
-    let top10: u64 = actors.iter().map(|(_, n)| n).sum();
-    let mut chattering: Vec<Chattering> = activations
-        .into_iter()
-        .filter_map(|(k, ts)| {
-            let mut most = 0;
-            let mut lo = 0;
-            for hi in 0..ts.len() {
-                while ts[hi] - ts[lo] > CHATTER_WINDOW_US {
-                    lo += 1;
-                }
-                most = most.max(hi - lo + 1);
+
+    fn finish(self, now_rows: &[AlarmRow], now_us: i64) -> Kpis {
+        let (since_us, until_us) = (self.since_us, self.until_us);
+        let duration = until_us.saturating_sub(since_us).max(1);
+        let periods = self.buckets.len();
+        let times = &self.times;
+        let total = times.len() as f64;
+        // In flood at t when (t - 10 min, t] holds more than 10: from the 11th of such a run
+        // until the first of it leaves the window.
+        let mut flood_us = 0i64;
+        let mut covered_to = i64::MIN;
+        for j in FLOOD_OVER..times.len() {
+            let start = times[j].max(covered_to).max(since_us);
+            let end = (times[j - FLOOD_OVER] + PERIOD_US).min(until_us);
+            if end > start {
+                flood_us += end - start;
+                covered_to = end;
             }
-            (most >= CHATTER_MIN).then(|| {
-                let (source, condition) = name(k);
-                Chattering {
-                    source,
-                    condition,
-                    max_in_60s: most as u64,
-                }
-            })
-        })
-        .collect();
-    chattering.sort_by(|a, b| (&a.source, &a.condition).cmp(&(&b.source, &b.condition)));
-    Kpis {
-        since_us,
-        until_us,
-        annunciated: times.len() as u64,
-        periods: periods as u64,
-        per_10min_avg: total / periods as f64,
-        per_10min_max: buckets.iter().copied().max().unwrap_or(0),
-        per_10min: if periods <= MAX_BUCKETS {
-            buckets.clone()
-        } else {
-            Vec::new()
-        },
-        periods_over_10_pct: pct(
-            buckets.iter().filter(|&&n| n > FLOOD_OVER as u64).count() as f64,
-            periods as f64,
-        ),
-        flood_time_pct: pct(flood_us as f64, duration as f64),
-        bad_actors,
-        top10_share_pct: pct(top10 as f64, total),
-        chattering,
-        stale: now_rows
+        }
+        let names = &self.names.names;
+        let mut actors: Vec<(&(String, String), u64)> = names
             .iter()
-            .filter(|r| r.active && now_us - r.raised_at_us > STALE_US)
-            .count() as u64,
-        priority_mix: mix,
-        mean_time_to_ack_secs: (acks > 0).then(|| ack_sum / acks as f64),
-        standing: now_rows.iter().filter(|r| r.active).count() as u64,
-        shelved: now_rows.iter().filter(|r| r.shelf.is_some()).count() as u64,
-        truncated: false,
+            .zip(self.by_condition.iter().copied())
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        actors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        actors.truncate(10);
+        let bad_actors: Vec<BadActor> = actors
+            .iter()
+            .map(|((s, c), n)| BadActor {
+                source: s.clone(),
+                condition: c.clone(),
+                count: *n,
+                share_pct: pct(*n as f64, total),
+            })
+            .collect();
+        let top10: u64 = actors.iter().map(|(_, n)| n).sum();
+        let mut chattering: Vec<Chattering> = names
+            .iter()
+            .zip(self.most.iter().copied())
+            .filter(|(_, m)| *m >= CHATTER_MIN)
+            .map(|((source, condition), m)| Chattering {
+                source: source.clone(),
+                condition: condition.clone(),
+                max_in_60s: m as u64,
+            })
+            .collect();
+        chattering.sort_by(|a, b| (&a.source, &a.condition).cmp(&(&b.source, &b.condition)));
+        let buckets = &self.buckets;
+        Kpis {
+            since_us,
+            until_us,
+            annunciated: times.len() as u64,
+            periods: periods as u64,
+            per_10min_avg: total / periods as f64,
+            per_10min_max: buckets.iter().copied().max().unwrap_or(0),
+            per_10min: if periods <= MAX_BUCKETS {
+                buckets.clone()
+            } else {
+                Vec::new()
+            },
+            periods_over_10_pct: pct(
+                buckets.iter().filter(|&&n| n > FLOOD_OVER as u64).count() as f64,
+                periods as f64,
+            ),
+            flood_time_pct: pct(flood_us as f64, duration as f64),
+            bad_actors,
+            top10_share_pct: pct(top10 as f64, total),
+            chattering,
+            stale: now_rows
+                .iter()
+                .filter(|r| r.active && now_us - r.raised_at_us > STALE_US)
+                .count() as u64,
+            priority_mix: self.mix,
+            mean_time_to_ack_secs: (self.acks > 0).then(|| self.ack_sum / self.acks as f64),
+            standing: now_rows.iter().filter(|r| r.active).count() as u64,
+            shelved: now_rows.iter().filter(|r| r.shelf.is_some()).count() as u64,
+            truncated: false,
+        }
     }
 }
 
@@ -319,38 +376,21 @@ type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 /// The KPIs from the KPI rows alone: no entry is unsealed or decoded.
 pub fn kpis_fast(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
     let rtx = log.read()?;
-    let mut ids: FnvMap<String, FnvMap<String, u32>> = FnvMap::default();
-    let mut names: Vec<(String, String)> = Vec::new();
-    let mut points = Vec::new();
+    let mut acc = Acc::new(since_us, until_us);
     let visited = rtx.alarm_kpi_facts(since_us, until_us, SCAN_LIMIT, |f| {
-        let known = ids.get(f.source).and_then(|m| m.get(f.condition)).copied();
-        let key = match known {
-            Some(k) => k,
-            None => {
-                let k = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                names.push((f.source.to_string(), f.condition.to_string()));
-                ids.entry(f.source.to_string())
-                    .or_default()
-                    .insert(f.condition.to_string(), k);
-                k
-            }
-        };
-        points.push(Point {
-            ts_us: f.ts_us,
-            flags: f.flags,
-            priority: f.priority,
-            raised_at_us: f.raised_at_us,
+        let key = acc.names.id(f.source, f.condition);
+        acc.add(
             key,
-        });
+            Point {
+                ts_us: f.ts_us,
+                flags: f.flags,
+                priority: f.priority,
+                raised_at_us: f.raised_at_us,
+            },
+        );
     })?;
     let rows = rtx.alarm_currents(None)?;
-    let name = |k: u32| {
-        names
-            .get(k as usize)
-            .cloned()
-            .unwrap_or_else(|| (String::new(), String::new()))
-    };
-    let mut k = compute_points(&points, name, (since_us, until_us), &rows, log.now_us());
+    let mut k = acc.finish(&rows, log.now_us());
     k.truncated = visited >= SCAN_LIMIT;
     Ok(k)
 }
