@@ -324,6 +324,10 @@ pub enum BenchCommand {
         /// Publisher counts to run, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "4,64,256")]
         publishers: Vec<usize>,
+        /// Events per request: 1 posts each to `/api/v1/events`; more (up to 1,000) post them
+        /// together to `/api/v1/events/batch`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        batch: u16,
         /// Protocols to run, comma-separated: `h1` (keep-alive) and/or `h2`.
         #[arg(long, value_delimiter = ',', default_value = "h1,h2")]
         protocols: Vec<String>,
@@ -598,6 +602,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     publishers,
                     protocols,
                     count,
+                    batch,
                     server_pid,
                 },
         } => {
@@ -627,6 +632,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 publishers: publishers.clone(),
                 protos,
                 count: *count,
+                batch: usize::from(*batch),
                 server_pid: *server_pid,
             };
             runtime()?.block_on(crate::bench::report::ingest(b))?;

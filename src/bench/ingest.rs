@@ -61,6 +61,9 @@ pub struct IngestBench {
     pub protos: Vec<Proto>,
     /// Events per run (one run per protocol and publisher count).
     pub count: usize,
+    /// Events per request: 1 posts each to `/api/v1/events`, more post them together to
+    /// `/api/v1/events/batch`.
+    pub batch: usize,
     /// The server's pid, to read its CPU time from `/proc`.
     pub server_pid: Option<u32>,
 }
@@ -69,6 +72,8 @@ pub struct IngestBench {
 pub struct IngestResult {
     pub proto: Proto,
     pub publishers: usize,
+    /// Events per request.
+    pub batch: usize,
     pub events: usize,
     pub seconds: f64,
     pub per_second: f64,
@@ -207,20 +212,33 @@ async fn run_one(
     for p in 0..publishers {
         let mut sender = senders[p % conns].clone();
         let (issued, refused) = (issued.clone(), refused.clone());
-        let (auth, host, total) = (auth.clone(), host.clone(), b.count);
+        let (auth, host, total, per) = (auth.clone(), host.clone(), b.count, b.batch.max(1));
+        let path = if per == 1 {
+            "/api/v1/events"
+        } else {
+            "/api/v1/events/batch"
+        };
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
-                let n = issued.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                let first = issued.fetch_add(per, Ordering::Relaxed);
+                if first >= total {
                     return Ok::<_, anyhow::Error>(lat);
                 }
-                let body = format!(
-                    r#"{{"source":"bench-{p}","type":"bench.tick","severity":"info","message":"tick {n}","attributes":{{"n":{n}}}}}"#
-                );
+                let event = |n: usize| {
+                    format!(
+                        r#"{{"source":"bench-{p}","type":"bench.tick","severity":"info","message":"tick {n}","attributes":{{"n":{n}}}}}"#
+                    )
+                };
+                let body = if per == 1 {
+                    event(first)
+                } else {
+                    let events: Vec<String> = (first..(first + per).min(total)).map(event).collect();
+                    format!(r#"{{"events":[{}]}}"#, events.join(","))
+                };
                 let t = Instant::now();
                 loop {
-                    let mut req = Request::post("/api/v1/events").header("host", &host);
+                    let mut req = Request::post(path).header("host", &host);
                     if let Some(auth) = &auth {
                         req = req.header("authorization", auth);
                     }
@@ -236,21 +254,26 @@ async fn run_one(
                         other => bail!("publish answered {other}"),
                     }
                 }
-                lat.push(t.elapsed().as_micros() as u64);
+                let took = t.elapsed().as_micros() as u64;
+                lat.push((took, (first + per).min(total) - first));
             }
         }));
     }
     let mut all = Vec::with_capacity(b.count);
+    let mut events = 0;
     for t in tasks {
-        all.extend(t.await.map_err(|e| anyhow!("publisher: {e}"))??);
+        for (took, n) in t.await.map_err(|e| anyhow!("publisher: {e}"))?? {
+            all.push(took);
+            events += n;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = b.server_pid.and_then(process_cpu_us);
     let client_after = process_cpu_us(std::process::id());
-    let events = all.len();
     Ok(IngestResult {
         proto,
         publishers,
+        batch: b.batch.max(1),
         events,
         seconds,
         per_second: events as f64 / seconds,

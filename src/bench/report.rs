@@ -9,8 +9,13 @@ pub async fn ingest(b: IngestBench) -> anyhow::Result<()> {
         ingest::Credential::Token(_) => "device token",
         ingest::Credential::Certificate { .. } => "device certificate, mutual TLS",
     };
+    let per = if b.batch > 1 {
+        format!("{} events per request to /api/v1/events/batch", b.batch)
+    } else {
+        "one event per request to /api/v1/events".to_string()
+    };
     println!(
-        "event ingest over HTTPS to {} ({} events per run, closed-loop publishers, {credential})",
+        "event ingest over HTTPS to {} ({} events per run, {per}, closed-loop publishers, {credential}; latency per request)",
         b.addr, b.count
     );
     println!(
