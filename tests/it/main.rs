@@ -20,6 +20,7 @@ mod alarms_system;
 mod artifacts;
 mod auth;
 mod backup;
+mod bench_drivers;
 mod binary;
 mod chat;
 mod chat_live;
