@@ -10,93 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::netns::{Namespaces, ip};
 use crate::process::{BIN, Running, clean, skip, write_config};
 use crate::support::TestServer;
 
 const WATCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/zeroconf_watch.py");
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Two namespaces `<id>a` and `<id>b` joined by a veth pair, with 10.x and fd00:: addresses of
-/// their own. Removed on drop, also when the test fails.
-struct Namespaces {
-    a: String,
-    b: String,
-    a_if: String,
-    subnet: u8,
-}
-
-impl Namespaces {
-    fn create() -> Self {
-        let mut r = [0u8; 3];
-        aws_lc_rs::rand::fill(&mut r).unwrap();
-        let id = format!("pw{}", hex::encode(r));
-        let ns = Self {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-            a_if: format!("{id}a"),
-            subnet: 100 + r[0] % 100,
-        };
-        ip(&["netns", "add", &ns.a]);
-        ip(&["netns", "add", &ns.b]);
-        let b_if = format!("{id}b");
-        ip(&[
-            "link", "add", &ns.a_if, "type", "veth", "peer", "name", &b_if,
-        ]);
-        ip(&["link", "set", &ns.a_if, "netns", &ns.a]);
-        ip(&["link", "set", &b_if, "netns", &ns.b]);
-        for (name, dev, host) in [(&ns.a, &ns.a_if, 1), (&ns.b, &b_if, 2)] {
-            ip(&[
-                "-n",
-                name,
-                "addr",
-                "add",
-                &format!("10.{}.0.{host}/24", ns.subnet),
-                "dev",
-                dev,
-            ]);
-            ip(&[
-                "-n",
-                name,
-                "addr",
-                "add",
-                &format!("fd00:{}::{host}/64", ns.subnet),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ip(&["-n", name, "link", "set", "lo", "up"]);
-            ip(&["-n", name, "link", "set", dev, "up"]);
-        }
-        ns
-    }
-
-    fn addr_a(&self, host: u8) -> String {
-        format!("10.{}.0.{host}", self.subnet)
-    }
-
-    fn exec(&self, ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        // Deleting a namespace removes its end of the veth, and with it the pair.
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// The zeroconf watcher in namespace B; killed on drop.
 struct Watcher {

@@ -6,6 +6,7 @@
 
 mod chat_support;
 mod lazyfs;
+mod netns;
 mod process;
 mod support;
 
@@ -45,6 +46,7 @@ mod openapi;
 mod ops;
 mod powercut;
 mod replication;
+mod replication_chaos;
 mod storage;
 mod tls;
 mod ui;
