@@ -540,6 +540,11 @@ pub struct AlarmsConfig {
     /// `plantwire/tls.cert_expiring` is active while the served certificate or the site CA ends
     /// within this many days.
     pub cert_alarm_days: u32,
+    /// `plantwire/replication.lag.<site>` is active while replication is more than this many
+    /// seconds behind: at an edge, the age of the oldest entry HQ has not acknowledged; at HQ,
+    /// per site, the age of the newest stored entry while the edge has more, or the time since
+    /// the site was last heard from (an idle edge says hello every 30 s).
+    pub replication_lag_secs: u64,
     /// `[alarms.escalation]`: direct messages to an on-call roster for unacknowledged alarms.
     pub escalation: EscalationConfig,
 }
@@ -558,15 +563,19 @@ pub enum SystemAlarm {
     Clock,
     /// `alarm.flood`
     Flood,
+    /// `replication.lag.<site>`
+    #[serde(rename = "replication_lag")]
+    ReplicationLag,
 }
 
 impl SystemAlarm {
-    pub const ALL: [SystemAlarm; 5] = [
+    pub const ALL: [SystemAlarm; 6] = [
         SystemAlarm::Disk,
         SystemAlarm::Queue,
         SystemAlarm::Certificate,
         SystemAlarm::Clock,
         SystemAlarm::Flood,
+        SystemAlarm::ReplicationLag,
     ];
 }
 
@@ -604,6 +613,7 @@ impl Default for AlarmsConfig {
             disk_alarm_percent: 90,
             system_check_secs: 60,
             system_alarms: SystemAlarm::ALL.to_vec(),
+            replication_lag_secs: 600,
             queue_alarm_percent: 80,
             cert_alarm_days: 14,
             escalation: EscalationConfig::default(),
@@ -894,6 +904,12 @@ impl Config {
             self.alarms.system_check_secs,
             1,
             3600,
+        )?;
+        bounded(
+            "alarms.replication_lag_secs",
+            self.alarms.replication_lag_secs,
+            60,
+            7 * 24 * 3600,
         )?;
         self.validate_ingest()?;
         let c = &self.chat;

@@ -171,6 +171,10 @@ pub async fn run_supervised<F>(
     let probes = crate::alarms::system_checks::Probes {
         certs: Some(Arc::new(move || cert_state.tls().expiries())),
         queue_capacity: state.config().storage.queue_capacity,
+        replication_lag: state
+            .replication()
+            .cloned()
+            .map(|rt| replication_lag_probe(rt, state.log().clone())),
     };
     supervisor.spawn("system-alarms", move |stop| {
         crate::alarms::system::run(system_log, system_cfg, state_dir, probes, stop)
@@ -529,4 +533,39 @@ async fn redirect_plaintext(mut stream: TcpStream, deadline: Duration) {
         let _ = stream.write_all(response.as_bytes()).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// How far behind replication is, for the lag alarm: at an edge, the age of the oldest entry HQ
+/// has not acknowledged; at HQ, every site not revoked (`Replicas::behind`).
+fn replication_lag_probe(
+    rt: Arc<crate::replication::runtime::Runtime>,
+    log: crate::log::Log,
+) -> crate::alarms::system_checks::LagProbe {
+    use crate::replication::runtime::Runtime;
+    Arc::new(move || {
+        let (rt, log) = (rt.clone(), log.clone());
+        Box::pin(async move {
+            match &*rt {
+                Runtime::Edge(e) => {
+                    let connected = *e.connected.borrow();
+                    match crate::replication::edge::status(&log, connected) {
+                        Ok(s) => vec![(log.site().to_string(), s.lag_seconds)],
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the replication lag failed");
+                            Vec::new()
+                        }
+                    }
+                }
+                Runtime::Hq(h) => {
+                    let sites = h.hq.sites.clone();
+                    h.hq.replicas
+                        .behind()
+                        .await
+                        .into_iter()
+                        .filter(|(site, _)| !matches!(sites.record(site), Ok(Some(r)) if r.revoked))
+                        .collect()
+                }
+            }
+        })
+    })
 }

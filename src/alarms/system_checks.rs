@@ -1,5 +1,5 @@
 //! The system alarms beyond the disk: write queue saturated, TLS certificate expiring, clock
-//! stepped back, alarm flood. Each is a pure reading → signal step plus a sync that writes only
+//! stepped back, alarm flood, replication lag. Each is a pure reading → signal step plus a sync that writes only
 //! on a change; `system::run` calls them on every check.
 
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub const QUEUE_SATURATED: &str = "queue.saturated";
 pub const CERT_EXPIRING: &str = "tls.cert_expiring";
 pub const CLOCK_STEPPED: &str = "clock.stepped";
 pub const ALARM_FLOOD: &str = "alarm.flood";
+/// The replication lag alarm of a site is `replication.lag.<site>`.
+pub const REPLICATION_LAG: &str = "replication.lag";
 
 /// More than this many annunciated alarms within [`FLOOD_WINDOW_US`] is a flood (EEMUA 191).
 pub const FLOOD_OVER: usize = 10;
@@ -30,11 +32,17 @@ const DAY_US: i64 = 86_400_000_000;
 /// What the certificates expire: `(which, not after µs)`, read at each check (renewal swaps them).
 pub type CertExpiries = Arc<dyn Fn() -> Vec<(&'static str, i64)> + Send + Sync>;
 
+/// How far behind replication is, in seconds, per site (one at an edge, every enrolled site at
+/// HQ); the composition root builds it from the replication runtime.
+pub type LagProbe =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, Vec<(String, u64)>> + Send + Sync>;
+
 /// What the system checks read besides the log and config.
 #[derive(Clone, Default)]
 pub struct Probes {
     pub certs: Option<CertExpiries>,
     pub queue_capacity: usize,
+    pub replication_lag: Option<LagProbe>,
 }
 
 /// Memory between checks: how many checks in a row found the queue over its threshold.
@@ -106,6 +114,18 @@ pub fn flood_signal(count: usize) -> Signal {
         format!(
             "{count}{} alarms annunciated in the last 10 minutes (flood above {FLOOD_OVER})",
             if count > FLOOD_OVER { "+" } else { "" }
+        ),
+    )
+}
+
+/// The lag alarm of `site`: active while replication is more than `limit_secs` behind.
+pub fn lag_signal(site: &str, behind_secs: u64, limit_secs: u64) -> Signal {
+    signal(
+        &format!("{REPLICATION_LAG}.{site}"),
+        behind_secs > limit_secs,
+        Priority::High,
+        format!(
+            "replication of site {site} is {behind_secs} s behind (alarm above {limit_secs} s)"
         ),
     )
 }
@@ -215,7 +235,7 @@ async fn clock_check(log: &Log) -> Result<(), SubmitError> {
     .map(|_| ())
 }
 
-/// Runs the four checks once.
+/// Runs the checks once.
 pub async fn check_all(
     log: &Log,
     cfg: &AlarmsConfig,
@@ -252,6 +272,13 @@ pub async fn check_all(
             Err(e) => tracing::warn!(error = %e, "counting annunciated alarms failed"),
         }
     }
+    if on(SystemAlarm::ReplicationLag)
+        && let Some(lag) = &probes.replication_lag
+    {
+        for (site, behind) in lag().await {
+            sync(log, lag_signal(&site, behind, cfg.replication_lag_secs)).await?;
+        }
+    }
     Ok(())
 }
 
@@ -269,5 +296,10 @@ mod tests {
         assert!(!cert_signal(&[("a", now + 15 * DAY_US)], now, 14).active);
         assert!(!cert_signal(&[], now, 14).active);
         assert!(!flood_signal(10).active && flood_signal(11).active);
+        assert!(!lag_signal("north", 600, 600).active && lag_signal("north", 601, 600).active);
+        assert_eq!(
+            lag_signal("north", 0, 600).condition,
+            "replication.lag.north"
+        );
     }
 }

@@ -44,6 +44,10 @@ pub struct SiteStatus {
     pub lag_entries: u64,
     /// Seconds between the newest replicated entry and now (0 when nothing is replicated).
     pub lag_seconds: u64,
+    /// Seconds since the site's last batch (an idle edge sends an empty one every 30 s); 0
+    /// before its first.
+    #[serde(default)]
+    pub silent_seconds: u64,
     /// The newest checkpoint HQ witnessed for the site.
     pub checkpoint: Option<Witnessed>,
     /// Set when the site presented two different heads for one size: no batch is taken since.
@@ -235,6 +239,7 @@ impl Replicas {
         };
         let entries = Arc::new(batch.entries);
         let edge_head = batch.head;
+        let contact_us = self.clock.now_us();
         let job_entries = entries.clone();
         let job_witnessed = witnessed.clone();
         replica
@@ -247,6 +252,8 @@ impl Replicas {
                 let head = tx.next_seq() - 1;
                 tx.views()
                     .set_replication_meta("edge_head", &edge_head.max(head).to_be_bytes())?;
+                tx.views()
+                    .set_replication_meta("contact_us", &contact_us.to_be_bytes())?;
                 if let Some(w) = job_witnessed.as_ref().filter(|w| w.size <= head) {
                     let bytes = serde_json::to_vec(w)?;
                     tx.views().set_replication_meta("checkpoint", &bytes)?;
@@ -318,18 +325,41 @@ impl Replicas {
         let checkpoint = rtx
             .replication_meta("checkpoint")?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let lag_seconds = ts.map_or(0, |ts| {
-            u64::try_from((self.clock.now_us() - ts).max(0) / 1_000_000).unwrap_or(0)
-        });
+        let now = self.clock.now_us();
+        let secs_since = |ts: i64| u64::try_from((now - ts).max(0) / 1_000_000).unwrap_or(0);
+        let lag_seconds = ts.map_or(0, secs_since);
+        let silent_seconds = rtx
+            .replication_meta("contact_us")?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, |b| secs_since(i64::from_be_bytes(b)));
         Ok(SiteStatus {
             site: site.to_string(),
             seq,
             head_hash: hex::encode(hash),
             lag_entries: edge_head.saturating_sub(seq),
             lag_seconds,
+            silent_seconds,
             checkpoint,
             history_rewritten: witness::rewritten(&replica)?.is_some(),
         })
+    }
+
+    /// How far behind each site is, in seconds, for the lag alarm: the age of the newest stored
+    /// entry while the edge has more, or the time since it was last heard from.
+    pub async fn behind(&self) -> Vec<(String, u64)> {
+        match self.list().await {
+            Ok(list) => list
+                .into_iter()
+                .map(|s| {
+                    let stale = if s.lag_entries > 0 { s.lag_seconds } else { 0 };
+                    (s.site, stale.max(s.silent_seconds))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the sites' replication lag failed");
+                Vec::new()
+            }
+        }
     }
 
     /// Every enrolled site's status.

@@ -220,6 +220,9 @@ fn note_lag(log: &Log, connected: bool) {
     }
 }
 
+/// How often an idle edge sends an empty batch (HQ records when it last heard from a site).
+pub const HELLO_EVERY: Duration = Duration::from_secs(30);
+
 /// One connection's worth of shipping. `Ok(false)`: not enrolled yet.
 async fn session(
     log: &Log,
@@ -235,10 +238,12 @@ async fn session(
     let mut conn = Conn::open(&id.hq, id.config).await?;
     conn_tx.send_replace(true);
     let mut live = log.subscribe();
-    let mut first = true;
+    // The first batch of a session goes out even when empty (HQ answers its cursor), and so
+    // does one every HELLO_EVERY while idle, so HQ can tell an idle site from a silent one.
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
         let batch = next_batch(log, acked(log)?, opts.batch_entries, opts.batch_bytes)?;
-        if batch.entries.is_empty() && !first {
+        if batch.entries.is_empty() && last_sent.is_some_and(|t| t.elapsed() < HELLO_EVERY) {
             // Wait for anything new (or a periodic look, in case the hub lagged).
             tokio::select! {
                 _ = live.recv() => {}
@@ -248,7 +253,7 @@ async fn session(
             note_lag(log, true);
             continue;
         }
-        first = false;
+        last_sent = Some(tokio::time::Instant::now());
         let bytes = wire::encode(&batch, true);
         let wait = bucket.take(bytes.len());
         if !wait.is_zero() {

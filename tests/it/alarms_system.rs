@@ -82,6 +82,7 @@ async fn a_write_queue_over_its_threshold_for_two_checks_raises_the_queue_alarm(
     let probes = Probes {
         certs: None,
         queue_capacity: 8192,
+        replication_lag: None,
     };
     let mut memory = Memory::default();
     for _ in 0..3 {
@@ -113,6 +114,7 @@ async fn a_certificate_ending_within_the_configured_days_raises_the_certificate_
     let probes = Probes {
         certs: Some(Arc::new(move || state.tls().expiries())),
         queue_capacity: 8192,
+        replication_lag: None,
     };
     check_all(
         quiet.state().log(),

@@ -375,3 +375,110 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
     assert_ne!(wrong.code, 0);
     assert!(wrong.stderr.contains("not an HQ"), "{}", wrong.stderr);
 }
+
+/// Whether `server`'s system alarm `replication.lag.<site>` exists and is active.
+fn lag_alarm(server: &TestServer, site: &str) -> Option<bool> {
+    let rtx = server.state().log().read().unwrap();
+    let id = rtx
+        .alarm_current("plantwire", &format!("replication.lag.{site}"))
+        .unwrap()?;
+    Some(rtx.alarm(id).unwrap().unwrap().input_active)
+}
+
+/// Waits (a few seconds at most) until the lag alarm of `site` at `server` is `want`.
+async fn lag_alarm_becomes(server: &TestServer, site: &str, want: Option<bool>) {
+    for _ in 0..200 {
+        if lag_alarm(server, site) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the lag alarm of {site} is {:?}, not {want:?}",
+        lag_alarm(server, site)
+    );
+}
+
+/// The lag alarm by the test clocks: quiet while replication keeps up; at HQ raised when a site
+/// is silent longer than `alarms.replication_lag_secs` and cleared when it is heard from again;
+/// at the edge raised when the oldest entry HQ has not acknowledged is older than that.
+#[tokio::test]
+async fn replication_lag_raises_system_alarms_at_hq_and_at_the_edge_by_the_clock() {
+    use plantwire::admin::Request;
+    use plantwire::clock::ManualClock;
+    use plantwire::config::{ReplicationRole, SystemAlarm};
+    use plantwire::replication::commands::SiteCommand;
+    const MINUTE: i64 = 60_000_000;
+    // Certificates are checked against the real time, so the test clocks start at it.
+    let t0 = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let hq_clock = Arc::new(ManualClock::new(t0));
+    let hq = TestServer::start_full(tempfile::tempdir().unwrap(), hq_clock.clone(), |c| {
+        c.site = Some("hq".into());
+        c.replication.role = ReplicationRole::Hq;
+        c.replication.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.alarms.system_alarms = vec![SystemAlarm::ReplicationLag];
+    })
+    .await;
+    let added = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::Add {
+                name: "north".into(),
+            },
+        },
+    )
+    .await;
+    let code = added.stdout.lines().last().unwrap().to_string();
+    let edge_dir = tempfile::tempdir().unwrap();
+    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
+    let edge_clock = Arc::new(ManualClock::new(t0));
+    let edge = TestServer::start_full(edge_dir, edge_clock.clone(), |c| {
+        c.site = Some("north".into());
+        c.replication.role = ReplicationRole::Edge;
+        c.alarms.system_alarms = vec![SystemAlarm::ReplicationLag];
+    })
+    .await;
+    let shipped = |edge: &TestServer| {
+        let rt = edge.state().replication().unwrap().clone();
+        let head = edge.head_seq();
+        async move {
+            let mut acked = rt.edge().unwrap().acked.subscribe();
+            tokio::time::timeout(Duration::from_secs(30), acked.wait_for(|&a| a >= head))
+                .await
+                .expect("the edge ships to HQ")
+                .unwrap();
+        }
+    };
+    events(&edge, 5).await;
+    shipped(&edge).await;
+
+    // Five minutes on at both ends: replication keeps up, no alarm anywhere.
+    hq_clock.advance_us(5 * MINUTE);
+    edge_clock.advance_us(5 * MINUTE);
+    let hq_head = hq.head_seq();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lag_alarm(&hq, "north"), None);
+    assert_eq!(lag_alarm(&edge, "north"), None);
+    assert_eq!(hq.head_seq(), hq_head, "a quiet check writes nothing");
+
+    // HQ hears nothing from north for 11 minutes of its clock: raised there.
+    hq_clock.advance_us(6 * MINUTE);
+    lag_alarm_becomes(&hq, "north", Some(true)).await;
+    // North ships again: heard from, cleared at the next check.
+    events(&edge, 1).await;
+    shipped(&edge).await;
+    hq_clock.advance_us(MINUTE);
+    lag_alarm_becomes(&hq, "north", Some(false)).await;
+
+    // HQ goes away; the edge's unacknowledged entry ages past the limit by its clock.
+    hq.stop().await;
+    events(&edge, 1).await;
+    edge_clock.advance_us(11 * MINUTE);
+    lag_alarm_becomes(&edge, "north", Some(true)).await;
+}
