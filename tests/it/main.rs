@@ -33,6 +33,7 @@ mod event_query;
 mod events;
 mod foundations;
 mod history_policy;
+mod incidents;
 mod ingest;
 mod input_hardening;
 mod listener;
