@@ -103,7 +103,7 @@ pub enum IncidentBody {
         severity: Priority,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assignee: Option<String>,
-        context: Context,
+        context: Box<Context>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         alarms: Vec<u64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]

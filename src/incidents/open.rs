@@ -311,7 +311,7 @@ pub fn open_in_tx(
         title: p.title.clone(),
         severity: p.severity,
         assignee: p.assignee.clone(),
-        context: p.context.clone(),
+        context: Box::new(p.context.clone()),
         alarms: p.alarm.into_iter().collect(),
         events: p.event.into_iter().collect(),
         rule: p.rule.clone(),

@@ -181,10 +181,7 @@ impl Pattern {
         reach[0] = true;
         for (atom, min, max) in &self.items {
             let mut next = vec![false; n + 1];
-            for start in 0..=n {
-                if !reach[start] {
-                    continue;
-                }
+            for (start, _) in reach.iter().enumerate().filter(|(_, r)| **r) {
                 let mut count = 0;
                 let mut p = start;
                 loop {

@@ -158,7 +158,7 @@ pub(crate) fn view(
         .template;
     let context = match log.entry_of_kind(rtx, row.opened_seq, KIND_OPENED)? {
         Some(e) => match serde_json::from_slice(&e.body).map_err(IncidentError::Body)? {
-            IncidentBody::Opened { context, .. } => context,
+            IncidentBody::Opened { context, .. } => *context,
             _ => Context::default(),
         },
         None => Context::default(),

@@ -646,8 +646,11 @@ async fn a_rule_opens_one_incident_per_occurrence_across_a_retried_raise_and_a_r
     let again = device_raise(&server.client(), &token, pump(true)).await;
     assert_eq!(again.json()["id"].as_u64().unwrap(), alarm);
 
-    // Restart on the same state dir, retry once more.
+    // Restart on the same state dir, retry once more. The rules' cursor is wound back to the
+    // start of the log as if it had been lost, so the raise is handled again after the restart:
+    // the alarm → incident link alone keeps it at one incident.
     let dir = server.stop().await;
+    rewind_rules_cursor(dir.path());
     let server = TestServer::start_in(dir, rules).await;
     let boss = Api::login(&server.client(), "boss", PW).await;
     let again = device_raise(&server.client(), &token, pump(true)).await;
@@ -691,6 +694,19 @@ async fn a_rule_opens_one_incident_per_occurrence_across_a_retried_raise_and_a_r
             server.state().log().site()
         )
     );
+}
+
+/// Sets the incident rules' cursor in `meta` back to 0, with the server stopped.
+fn rewind_rules_cursor(dir: &std::path::Path) {
+    use redb::TableDefinition;
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_name_value");
+    let db = redb::Database::open(dir.join(plantwire::bootstrap::STORE_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("incident_rules_cursor", 0u64.to_be_bytes().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
 }
 
 /// Waits (on the log, not the clock) until the rule has linked `alarm` to an incident.
