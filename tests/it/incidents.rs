@@ -722,3 +722,54 @@ async fn wait_for_incident(server: &TestServer, boss: &Api, alarm: u64) -> Strin
         let _ = follower.next().await;
     }
 }
+
+#[tokio::test]
+async fn members_follow_an_incident_live_and_on_resume_others_never_see_it() {
+    let server = TestServer::start().await;
+    let boss = admin(&server, "boss").await;
+    let p = people(&server, &["olga", "otto"], &[]).await;
+    let (olga, otto) = (&p[0], &p[1]);
+    created(&boss, "/api/v1/templates", trip_template()).await;
+    let shared = olga.group("Shift", &["otto"]).await;
+    let since = server.head_seq();
+    let mut olga_ws = olga.ws().await;
+    olga_ws.subscribe(since).await;
+    let mut otto_ws = otto.ws().await;
+    otto_ws.subscribe(since).await;
+
+    let id = created(olga, "/api/v1/incidents", json!({"template": "pump-trip"})).await;
+    let id = id["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        answer(olga, &id, json!({"cause": "seal"})).await.status,
+        201
+    );
+    let f = olga_ws.next_entry("incident.opened").await;
+    assert_eq!(f["stream"], format!("conv/{id}"));
+    let f = olga_ws.next_entry("incident.answered").await;
+    assert_eq!(f["body"]["answers"]["cause"], "seal");
+    // Otto, not a member, gets the next thing he may see and nothing of the incident before it.
+    olga.say(&shared, "k-after", "after the incident").await;
+    let f = otto_ws.next_of("entry").await;
+    assert_eq!(f["kind"], "chat.message", "{f}");
+    assert_eq!(f["body"]["text"], "after the incident");
+
+    // On resume, a member is replayed the incident's entries; a non-member none of them.
+    let mut again = olga.ws().await;
+    let replayed = again.subscribe(since).await;
+    let kinds: Vec<&str> = replayed
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"incident.opened") && kinds.contains(&"incident.answered"),
+        "{kinds:?}"
+    );
+    let mut again = otto.ws().await;
+    let replayed = again.subscribe(since).await;
+    assert!(
+        replayed
+            .iter()
+            .all(|f| !f["stream"].as_str().unwrap().ends_with(&id)),
+        "{replayed:?}"
+    );
+}
