@@ -1,14 +1,17 @@
 //! Rules from config (`[[incidents.rules]]`): an alarm occurrence raised at or above a priority
 //! from a matching source opens one incident with the rule's template and members.
 //!
-//! Contract: one task follows the log from a cursor kept in `meta`. For each new occurrence (the
-//! `alarm.*` entry whose seq is the alarm's id) that a rule matches, one job checks the
-//! alarm → incident link, opens the incident and moves the cursor; the link makes a replay after a
-//! crash, a retried raise or a second run of the job open nothing twice.
+//! Contract: one task follows the log from a cursor kept in `meta`. For the new occurrences (the
+//! `alarm.*` entries whose seq is the alarm's id) that a rule matches among the entries ready, one
+//! job (at most [`OPEN_BATCH`] incidents) checks each alarm → incident link, opens the incidents
+//! and moves the cursor; the link makes a replay after a crash, a retried raise or a second run
+//! of the job open nothing twice.
 
 use tokio_util::sync::CancellationToken;
 
-use super::open::{OpenRequest, open_in_tx, prepare};
+use futures_util::FutureExt;
+
+use super::open::{OpenRequest, Prepared, open_in_tx, prepare};
 use crate::alarms::AlarmEntry;
 use crate::config::{IncidentRule, IncidentsConfig};
 use crate::log::{Entry, Log, SubmitError};
@@ -57,35 +60,39 @@ fn new_occurrence(e: &Entry) -> Option<AlarmRow> {
     (body.id == e.seq).then_some(body.alarm)
 }
 
-/// Handles one entry: opens the incident a rule asks for. `true` when the cursor was written.
-pub async fn handle(log: &Log, rules: &[IncidentRule], e: &Entry) -> Result<bool, SubmitError> {
-    let Some(row) = new_occurrence(e) else {
-        return Ok(false);
-    };
-    let Some(rule) = rule_for(rules, &row) else {
-        return Ok(false);
-    };
+/// Most incidents one job opens: a flood's matches are opened in few commits.
+pub const OPEN_BATCH: usize = 64;
+
+/// What a rule asks of entry `e`: the opening, checked and prepared (`None`: nothing to open).
+fn wanted(log: &Log, rules: &[IncidentRule], e: &Entry) -> Option<Prepared> {
+    let row = new_occurrence(e)?;
+    let rule = rule_for(rules, &row)?;
     let req = OpenRequest {
         template: rule.template.clone(),
         alarm: Some(row.id),
         members: rule.members.clone(),
         ..OpenRequest::default()
     };
-    let seq = e.seq;
-    let p = match prepare(log, req, Some(rule.name.clone())) {
-        Ok(p) => p,
+    match prepare(log, req, Some(rule.name.clone())) {
+        Ok(p) => Some(p),
         Err(err) => {
             tracing::warn!(rule = %rule.name, alarm = row.id, error = %err, "incident rule could not open an incident");
-            return Ok(false);
+            None
         }
-    };
+    }
+}
+
+/// Opens `batch` in one job and moves the cursor to `seq` in the same commit; an occurrence that
+/// already has its incident is skipped there.
+pub async fn open_batch(log: &Log, batch: Vec<Prepared>, seq: u64) -> Result<(), SubmitError> {
     log.submit(move |tx| {
-        open_in_tx(tx, &p, None, true)?;
+        for p in &batch {
+            open_in_tx(tx, p, None, true)?;
+        }
         tx.views().set_incident_rules_cursor(seq)?;
         Ok(())
     })
-    .await?;
-    Ok(true)
+    .await
 }
 
 async fn save_cursor(log: &Log, seq: u64) -> Result<(), SubmitError> {
@@ -132,24 +139,48 @@ async fn follow(
     let mut follower = log.follow(start).map_err(storage)?;
     let mut saved = start;
     loop {
-        let e = tokio::select! {
+        let first = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             e = follower.next() => e,
         };
-        let e = match e {
-            Ok(e) => e,
-            Err(crate::log::FollowError::Closed) => return Ok(()),
-            Err(err) => {
-                tracing::warn!(error = %err, "incident rules lost the log; resuming");
-                follower = log.follow(saved).map_err(storage)?;
-                continue;
+        // What else is ready now joins this entry (`next` is cancel-safe: nothing is lost).
+        let mut ready = vec![first];
+        while ready.len() < OPEN_BATCH * 16 {
+            match follower.next().now_or_never() {
+                Some(e) => ready.push(e),
+                None => break,
             }
-        };
-        if handle(log, rules, &e).await? {
-            saved = e.seq;
-        } else if e.seq.saturating_sub(saved) >= CURSOR_EVERY {
-            save_cursor(log, e.seq).await?;
-            saved = e.seq;
+        }
+        let mut batch = Vec::new();
+        let mut last = saved;
+        let mut lost = false;
+        for e in ready {
+            match e {
+                Ok(e) => {
+                    batch.extend(wanted(log, rules, &e));
+                    last = e.seq;
+                }
+                Err(crate::log::FollowError::Closed) => return Ok(()),
+                Err(err) => {
+                    tracing::warn!(error = %err, "incident rules lost the log; resuming");
+                    lost = true;
+                    break;
+                }
+            }
+            if batch.len() >= OPEN_BATCH {
+                open_batch(log, std::mem::take(&mut batch), last).await?;
+                saved = last;
+            }
+        }
+        if !batch.is_empty() {
+            open_batch(log, batch, last).await?;
+            saved = last;
+        } else if last.saturating_sub(saved) >= CURSOR_EVERY {
+            save_cursor(log, last).await?;
+            saved = last;
+        }
+        if lost {
+            follower = log.follow(saved).map_err(storage)?;
         }
     }
 }
