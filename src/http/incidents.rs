@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, Operator, RequireRole, Viewer};
 use crate::chat::{Actor, validate_conv_id};
+use crate::error::Rejection;
 use crate::incidents::lifecycle::{self, AnswerRequest, Answered, StateChanged, StateRequest};
 use crate::incidents::open::{self, OpenRequest, Opened};
 use crate::incidents::read::{self, Filter, IncidentView, Summary};
@@ -22,6 +23,11 @@ frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 fn actor<R>(me: &RequireRole<R>) -> Actor {
     Actor::of(&me.0.user)
+}
+
+/// An id that cannot be an incident's is the same 404 as an unknown one.
+fn check_id(id: &str) -> Result<(), Rejection> {
+    validate_conv_id(id).map_err(|_| crate::incidents::no_incident())
 }
 
 /// Opens an incident from an alarm occurrence, an event or nothing, with a template's current
@@ -60,7 +66,7 @@ pub async fn get(
     me: RequireRole<Viewer>,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentView>, ApiError> {
-    validate_conv_id(&id)?;
+    check_id(&id)?;
     Ok(Json(read::get(state.log(), &actor(&me), &id)?))
 }
 
@@ -72,7 +78,7 @@ pub async fn set_state(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<StateRequest>,
 ) -> Result<Json<StateChanged>, ApiError> {
-    validate_conv_id(&id)?;
+    check_id(&id)?;
     Ok(Json(
         lifecycle::set_state(state.log(), &actor(&me), &id, req).await?,
     ))
@@ -86,7 +92,7 @@ pub async fn answer(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AnswerRequest>,
 ) -> Result<(StatusCode, Json<Answered>), ApiError> {
-    validate_conv_id(&id)?;
+    check_id(&id)?;
     let a = lifecycle::answer(state.log(), &actor(&me), &id, req).await?;
     Ok((StatusCode::CREATED, Json(a)))
 }
@@ -99,7 +105,7 @@ pub async fn report(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    validate_conv_id(&id)?;
+    check_id(&id)?;
     let r = report::build(state.log(), &actor(&me), &id)?;
     let json = headers
         .get(header::ACCEPT)

@@ -137,6 +137,7 @@ impl IncidentBody {
     }
 }
 
-pub(crate) fn no_incident() -> crate::error::Rejection {
+/// The 404 of an incident the caller may not read or that does not exist.
+pub fn no_incident() -> crate::error::Rejection {
     crate::error::Rejection::not_found("no_such_incident", "no incident with this id")
 }
