@@ -566,6 +566,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             put(templates::update),
         ),
         r(
+            Method::DELETE,
+            "/api/v1/templates/{id}",
+            User,
+            delete(templates::delete),
+        ),
+        r(
             Method::POST,
             "/api/v1/templates/{id}/archive",
             User,

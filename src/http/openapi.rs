@@ -106,6 +106,7 @@ use super::{
         super::templates::preview,
         super::templates::get,
         super::templates::update,
+        super::templates::delete,
         super::templates::archive,
         super::incidents::list,
         super::incidents::open,

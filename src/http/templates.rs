@@ -99,6 +99,17 @@ pub async fn archive(
     Ok(Json(saved(&row)))
 }
 
+/// Deletes a template no incident was opened with; one in use is `409 template_in_use`.
+#[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "incidents", params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::error::ErrorResponse), (status = 409, body = super::error::ErrorResponse, description = "template_in_use")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    me: RequireRole<Admin>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    templates::delete(state.log(), &admin(&me), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {

@@ -15,6 +15,7 @@ use crate::store::{ReadTx, TemplateRow};
 
 pub const KIND_SAVED: &str = "template.saved";
 pub const KIND_ARCHIVED: &str = "template.archived";
+pub const KIND_DELETED: &str = "template.deleted";
 
 /// Most questions in one template.
 pub const MAX_QUESTIONS: usize = 50;
@@ -465,6 +466,34 @@ pub async fn set_archived(
             row.archived = archived;
             tx.views().put_template(&row)?;
             Ok(row)
+        })
+        .await?)
+}
+
+/// Deletes template `id` if no incident was ever opened with it (`409 template_in_use`
+/// otherwise: archive it instead). Its entries stay in the log; the id may be used again.
+pub async fn delete(log: &Log, by: &Author, id: &str) -> Result<(), IncidentError> {
+    let (by, id) = (by.clone(), id.to_string());
+    Ok(log
+        .submit(move |tx| {
+            let row = tx.views().template(&id)?.ok_or_else(no_template)?;
+            if row.incidents > 0 {
+                return Err(Rejection::conflict(
+                    "template_in_use",
+                    format!(
+                        "{} incident(s) were opened with this template; archive it instead",
+                        row.incidents
+                    ),
+                )
+                .into());
+            }
+            let body = ArchivedBody {
+                id: id.clone(),
+                archived: true,
+            };
+            tx.append(NewEntry::json(KIND_DELETED, &stream_of(&id), &by, &body)?)?;
+            tx.views().remove_template(&id)?;
+            Ok(())
         })
         .await?)
 }

@@ -137,6 +137,11 @@ impl WriteTx {
         TEMPLATES.put(self, row.id.as_str(), row)
     }
 
+    /// Forgets template `id` (the caller checks that no incident uses it).
+    pub fn remove_template(&mut self, id: &str) -> Result<(), StoreError> {
+        self.remove(TEMPLATES.def(), id)
+    }
+
     pub fn incident(&self, id: &str) -> Result<Option<IncidentRow>, StoreError> {
         incident_of(self, id)
     }

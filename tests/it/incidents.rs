@@ -328,6 +328,34 @@ async fn a_template_edit_leaves_an_open_incident_on_its_version() {
     assert!(list["templates"].as_array().unwrap().is_empty());
     let list = boss.ok("/api/v1/templates?archived=true").await;
     assert_eq!(list["templates"][0]["incidents"], 2);
+
+    // Never deleted while in use; one never used is deleted, its entries stay in the log.
+    let head = server.head_seq();
+    let r = boss
+        .call(Method::DELETE, "/api/v1/templates/pump-trip", None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (409, "template_in_use".into())
+    );
+    assert_eq!(server.head_seq(), head);
+    created(&boss, "/api/v1/templates", all_types_template()).await;
+    let r = olga
+        .call(Method::DELETE, "/api/v1/templates/all-types", None)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = boss
+        .call(Method::DELETE, "/api/v1/templates/all-types", None)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(boss.get("/api/v1/templates/all-types").await.status, 404);
+    assert_eq!(
+        boss.ok("/api/v1/templates?archived=true").await["templates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
