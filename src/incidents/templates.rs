@@ -160,6 +160,12 @@ pub struct SavedBody {
     pub template: TemplateDef,
 }
 
+/// The body of `template.deleted`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedBody {
+    pub id: String,
+}
+
 /// The body of `template.archived`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArchivedBody {
@@ -487,10 +493,7 @@ pub async fn delete(log: &Log, by: &Author, id: &str) -> Result<(), IncidentErro
                 )
                 .into());
             }
-            let body = ArchivedBody {
-                id: id.clone(),
-                archived: true,
-            };
+            let body = DeletedBody { id: id.clone() };
             tx.append(NewEntry::json(KIND_DELETED, &stream_of(&id), &by, &body)?)?;
             tx.views().remove_template(&id)?;
             Ok(())
