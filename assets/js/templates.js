@@ -65,9 +65,9 @@ function questionEditor(q, onChange, onRemove) {
 
 export function templatesScreen() {
   const list = h('tbody');
-  const name = h('input', { 'aria-label': 'Template name', placeholder: 'name' });
-  const title = h('input', { 'aria-label': 'Incident title', placeholder: 'title, e.g. {source} tripped at {attr.bar} bar' });
-  const topErrors = h('p', { class: 'field-error', role: 'alert', hidden: true });
+  const name = h('input', { id: 'tpl-name', 'aria-label': 'Template name', placeholder: 'name' });
+  const title = h('input', { id: 'tpl-title', 'aria-label': 'Incident title', placeholder: 'title, e.g. {source} tripped at {attr.bar} bar' });
+  const topErrors = h('p', { class: 'field-error', id: 'tpl-errors', role: 'alert', hidden: true });
   const qbox = h('div', { class: 'stack' });
   const preview = h('div', { class: 'card preview', 'aria-label': 'Preview' });
   const heading = h('h3', {}, 'New template');
@@ -133,11 +133,15 @@ export function templatesScreen() {
         h('td', {}, t.name), h('td', {}, `v${t.version}`), h('td', {}, String(t.incidents)),
         h('td', {}, h('div', { class: 'row nowrap' },
           h('button', { onclick: async () => { try { edit(await api.detail(t.id)); } catch (x) { toast(x.message, 'error'); } } }, 'Edit'),
-          h('button', { onclick: async () => { try { await api.archive(t.id, !t.archived); loadList(); } catch (x) { toast(x.message, 'error'); } } }, t.archived ? 'Restore' : 'Archive'))))));
+          h('button', { onclick: async () => { try { await api.archive(t.id, !t.archived); loadList(); } catch (x) { toast(x.message, 'error'); } } }, t.archived ? 'Restore' : 'Archive'),
+          t.incidents === 0 ? h('button', { class: 'danger', onclick: async () => {
+            if (!window.confirm(`Delete template ${t.name}? No incident uses it.`)) return;
+            try { await api.remove(t.id); loadList(); } catch (x) { toast(x.message, 'error'); }
+          } }, 'Delete') : null)))));
     } catch (e) { toast(e.message, 'error'); }
   }
   for (const el of [name, title]) el.addEventListener('input', refresh);
-  events.list({ limit: 1 }).then((r) => {
+  events.list({ limit: 1, order: 'desc' }).then((r) => {
     const ev = r.events && r.events[0];
     if (!ev) return;
     const attributes = {};
@@ -152,7 +156,7 @@ export function templatesScreen() {
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Version', 'Incidents', ''].map((x) => h('th', { scope: 'col' }, x)))), list)),
       h('form', { class: 'builder', onsubmit: save }, heading, name, title, topErrors, qbox,
         h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => { addQuestion(); refresh(); } }, 'Add question'),
-          h('button', { class: 'primary', type: 'submit' }, 'Save'))),
+          h('button', { class: 'primary', type: 'submit', id: 'tpl-save' }, 'Save'))),
       h('h3', {}, 'Preview from a sample event'), preview),
     close: () => clearTimeout(timer),
   };

@@ -138,3 +138,85 @@ async fn an_incident_opened_from_an_alarm_row_is_answered_corrected_and_resolved
     assert_eq!(view["alarms"][0], alarm);
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn the_template_builder_previews_from_the_newest_event_and_marks_an_unknown_placeholder() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("boss", Role::Admin, PW).await;
+    let token = server.device("plc-9").await;
+    let r = server
+        .client()
+        .post_json(
+            "/api/v1/events",
+            Some(&token),
+            &json!({"source": "pump-9", "type": "pressure.high", "severity": "error",
+                    "attributes": {"bar": 13.1}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let base = origin(&server);
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let b = driver.session(&spki_hash(&server).await).await;
+    sign_in(&b, &base, "boss").await;
+    b.goto(&format!("{base}/templates")).await;
+    b.type_into("#tpl-name", "Pump trip").await;
+    b.type_into("fieldset.question input[aria-label='Question id']", "cause")
+        .await;
+    b.type_into(
+        "fieldset.question input[aria-label='Label']",
+        "Why did {source} trip?",
+    )
+    .await;
+    b.type_into("#tpl-title", "{source} at {attr.bar} bar")
+        .await;
+    b.wait_for(
+        "the preview filled from the newest event",
+        "const t = document.querySelector('.preview h4'); const q = document.querySelector('.preview li');
+         return t && t.textContent === 'pump-9 at 13.1 bar' && q && q.textContent.startsWith('Why did pump-9 trip?')",
+        json!([]),
+    )
+    .await;
+
+    b.type_into("#tpl-title", " {bogus}").await;
+    b.wait_for(
+        "the unknown placeholder named next to the title",
+        "const e = document.getElementById('tpl-errors'); return e && !e.hidden && e.textContent.includes('bogus')",
+        json!([]),
+    )
+    .await;
+    b.js(
+        "document.getElementById('tpl-title').value = '';",
+        json!([]),
+    )
+    .await;
+    b.type_into("#tpl-title", "{source} tripped").await;
+    b.wait_for(
+        "the error gone",
+        "return document.getElementById('tpl-errors').hidden",
+        json!([]),
+    )
+    .await;
+    b.click("#tpl-save").await;
+    b.wait_for(
+        "the saved template listed",
+        "return Boolean(document.querySelector(\"tr[data-id='pump-trip']\"))",
+        json!([]),
+    )
+    .await;
+    let boss = Api::login(&server.client(), "boss", PW).await;
+    let t = boss.ok("/api/v1/templates/pump-trip").await;
+    assert_eq!(t["current"]["title"], "{source} tripped");
+    assert_eq!(
+        t["current"]["questions"][0]["label"],
+        "Why did {source} trip?"
+    );
+    b.quit().await;
+}

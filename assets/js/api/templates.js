@@ -1,7 +1,7 @@
-// Paths of /api/v1/templates: list, one (with a past version), create, new version, archive, and
-// the builder's preview filled from a sample context.
+// Paths of /api/v1/templates: list, one (with a past version), create, new version, archive, delete
+// (only one never used), and the builder's preview filled from a sample context.
 
-import { get, post, put, enc } from './http.js';
+import { get, post, put, del, enc } from './http.js';
 
 const one = (id) => `/api/v1/templates/${enc(id)}`;
 
@@ -16,3 +16,5 @@ export const update = (id, t) => put(one(id), t);
 export const archive = (id, archived) => post(`${one(id)}/archive`, { archived });
 
 export const preview = (template, context) => post('/api/v1/templates/preview', { template, context });
+
+export const remove = (id) => del(one(id));
