@@ -167,6 +167,16 @@ export function incidentScreen(id, go) {
   const timeline = h('ol', { class: 'timeline' });
   const reason = h('input', { 'aria-label': 'Reason', placeholder: 'reason (to reopen)', id: 'incident-reason' });
   const stateRow = h('div', { class: 'row state-actions' });
+  const assignee = h('input', { 'aria-label': 'Assignee', placeholder: 'assignee', id: 'incident-assignee' });
+  const severity = h('select', { 'aria-label': 'Severity', id: 'incident-severity' }, SEVERITIES.map((s) => h('option', { value: s }, s)));
+  const assignRow = h('div', { class: 'row assign-actions' }, assignee, severity,
+    h('button', { onclick: async () => {
+      try {
+        await api.assign(id, { assignee: assignee.value.trim(), severity: severity.value });
+        toast('Assigned');
+        await load();
+      } catch (e) { toast(e.message, 'error'); }
+    } }, 'Assign'));
   let fields = new Map();
   const conv = openConversation(id, go);
 
@@ -216,6 +226,9 @@ export function incidentScreen(id, go) {
       d.alarms.length ? h('p', {}, 'Alarms: ', d.alarms.map((a) => link(go, '/alarms', `#${a}`, { class: 'alarm-link' }))) : null,
       h('p', {}, h('a', { href: api.reportUrl(id), target: '_blank', rel: 'noopener', id: 'incident-report' }, 'Printable report')));
     clear(stateRow);
+    assignRow.hidden = !d.can_answer;
+    assignee.value = d.assignee || '';
+    severity.value = d.severity;
     if (d.can_answer) {
       const i = STATES.indexOf(d.state);
       for (const s of STATES.slice(i + 1)) stateRow.append(h('button', { dataset: { to: s }, onclick: () => change(s) }, s[0].toUpperCase() + s.slice(1)));
@@ -242,7 +255,7 @@ export function incidentScreen(id, go) {
   load();
   return {
     el: h('div', { class: 'screen incident' },
-      h('div', { class: 'incident-pane' }, head, stateRow, form,
+      h('div', { class: 'incident-pane' }, head, stateRow, assignRow, form,
         h('details', { class: 'card' }, h('summary', {}, 'Timeline'), timeline)),
       h('div', { class: 'incident-conv' }, conv.el)),
     close: () => { if (conv.close) conv.close(); },

@@ -11,7 +11,9 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Operator, RequireRole, Viewer};
 use crate::chat::{Actor, validate_conv_id};
 use crate::error::Rejection;
-use crate::incidents::lifecycle::{self, AnswerRequest, Answered, StateChanged, StateRequest};
+use crate::incidents::lifecycle::{
+    self, AnswerRequest, Answered, AssignRequest, Assigned, StateChanged, StateRequest,
+};
 use crate::incidents::open::{self, OpenRequest, Opened};
 use crate::incidents::read::{self, Filter, IncidentView, Summary};
 use crate::incidents::report::{self, Report};
@@ -81,6 +83,20 @@ pub async fn set_state(
     check_id(&id)?;
     Ok(Json(
         lifecycle::set_state(state.log(), &actor(&me), &id, req).await?,
+    ))
+}
+
+/// Assigns the incident (the assignee is called in) and/or sets its severity.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/assign", tag = "incidents", params(("id" = String, Path)), request_body = AssignRequest, responses((status = 200, body = Assigned), (status = 404, body = super::error::ErrorResponse), (status = 403, body = super::error::ErrorResponse)))]
+pub async fn assign(
+    State(state): State<AppState>,
+    me: RequireRole<Viewer>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AssignRequest>,
+) -> Result<Json<Assigned>, ApiError> {
+    check_id(&id)?;
+    Ok(Json(
+        lifecycle::assign(state.log(), &actor(&me), &id, req).await?,
     ))
 }
 

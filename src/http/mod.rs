@@ -603,6 +603,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(incidents::answer),
         ),
         r(
+            Method::POST,
+            "/api/v1/incidents/{id}/assign",
+            User,
+            post(incidents::assign),
+        ),
+        r(
             Method::GET,
             "/api/v1/incidents/{id}/report",
             User,

@@ -113,6 +113,7 @@ use super::{
         super::incidents::get,
         super::incidents::set_state,
         super::incidents::answer,
+        super::incidents::assign,
         super::incidents::report,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),

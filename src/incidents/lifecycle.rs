@@ -13,7 +13,7 @@ use super::{FieldErrors, IncidentBody, IncidentError, State, no_incident};
 use crate::chat::{Actor, conv_stream};
 use crate::error::Rejection;
 use crate::log::{AppendError, Author, Log, NewEntry, Tx};
-use crate::store::IncidentRow;
+use crate::store::{IncidentRow, MemberRole, Priority, UserStatus};
 
 const MAX_REASON: usize = 1000;
 
@@ -52,6 +52,25 @@ pub struct StateChanged {
     pub id: String,
     pub from: State,
     pub to: State,
+    pub seq: u64,
+}
+
+/// `POST /api/v1/incidents/{id}/assign`: a new assignee (`""` for none) and/or severity.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub severity: Option<Priority>,
+}
+
+/// What an assignment did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Assigned {
+    pub id: String,
+    pub assignee: Option<String>,
+    pub severity: Priority,
     pub seq: u64,
 }
 
@@ -290,4 +309,83 @@ pub async fn set_state(
         })
         .await?;
     outcome.map_err(invalid_answers)
+}
+
+/// Assigns the incident (the assignee becomes a member if not one) and/or sets its severity.
+pub async fn assign(
+    log: &Log,
+    actor: &Actor,
+    id: &str,
+    req: AssignRequest,
+) -> Result<Assigned, IncidentError> {
+    actor.require_poster()?;
+    if req.assignee.is_none() && req.severity.is_none() {
+        return Err(
+            Rejection::invalid("invalid_assignment", "name an assignee or a severity").into(),
+        );
+    }
+    let (actor, id) = (actor.clone(), id.to_string());
+    let assignee = req.assignee.map(|a| crate::users::key(&a));
+    Ok(log
+        .submit(move |tx| {
+            let mut row = changer(tx, &id, &actor)?;
+            let severity = req
+                .severity
+                .or_else(|| {
+                    Priority::ALL
+                        .into_iter()
+                        .find(|p| p.as_str() == row.severity)
+                })
+                .unwrap_or(Priority::Medium);
+            let new_assignee = match assignee.as_deref() {
+                None => row.assignee.clone(),
+                Some("") => None,
+                Some(a) => {
+                    match tx.views().user(a)? {
+                        Some(u) if u.status == UserStatus::Active => {}
+                        _ => {
+                            return Err(Rejection::not_found(
+                                "no_such_user",
+                                format!("no active user {a:?}"),
+                            )
+                            .into());
+                        }
+                    }
+                    Some(a.to_string())
+                }
+            };
+            if let Some(a) = &new_assignee
+                && !tx.views().member(&id, a)?.is_some_and(|m| m.active)
+            {
+                let mut conv = tx
+                    .views()
+                    .conv(&id)?
+                    .ok_or_else(crate::chat::no_conversation)?;
+                let joined = crate::chat::ChatBody::Joined {
+                    conv: id.clone(),
+                    users: vec![a.clone()],
+                    by: actor.user.clone(),
+                };
+                let seq = crate::chat::append(tx, &actor.user, &joined)?;
+                crate::chat::conversations::admit(tx, &mut conv, a, MemberRole::Member, seq)?;
+                conv.last_seq = seq;
+                tx.views().put_conv(&conv)?;
+            }
+            let body = IncidentBody::Assigned {
+                incident: id.clone(),
+                assignee: new_assignee.clone(),
+                severity,
+            };
+            let seq = append(tx, &mut row, &actor.user, &body)?;
+            row.assignee = new_assignee.clone();
+            row.severity = severity.as_str().to_string();
+            tx.views().put_incident(&row)?;
+            Ok(Assigned {
+                id: id.clone(),
+                assignee: new_assignee.clone(),
+                severity,
+                seq,
+            })
+        })
+        .await?)
 }

@@ -32,6 +32,7 @@ pub type FieldErrors = BTreeMap<String, String>;
 pub const KIND_OPENED: &str = "incident.opened";
 pub const KIND_STATE: &str = "incident.state";
 pub const KIND_ANSWERED: &str = "incident.answered";
+pub const KIND_ASSIGNED: &str = "incident.assigned";
 
 /// Why an incident or template request failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,13 @@ pub enum IncidentBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A new assignee and/or severity.
+    Assigned {
+        incident: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignee: Option<String>,
+        severity: Priority,
+    },
     Answered {
         incident: String,
         version: u32,
@@ -133,6 +141,7 @@ impl IncidentBody {
             IncidentBody::Opened { .. } => KIND_OPENED,
             IncidentBody::State { .. } => KIND_STATE,
             IncidentBody::Answered { .. } => KIND_ANSWERED,
+            IncidentBody::Assigned { .. } => KIND_ASSIGNED,
         }
     }
 }

@@ -90,6 +90,13 @@ fn summary(e: &Entry, body: &Value) -> String {
                 to.as_str(),
                 reason.map(|r| format!(" — {r}")).unwrap_or_default()
             ),
+            Ok(IncidentBody::Assigned {
+                assignee, severity, ..
+            }) => format!(
+                "assigned to {}, severity {}",
+                assignee.as_deref().unwrap_or("nobody"),
+                severity.as_str()
+            ),
             Ok(IncidentBody::Answered { answers, .. }) => answers
                 .iter()
                 .map(|(k, v)| format!("{k} = {v}"))

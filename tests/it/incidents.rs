@@ -801,3 +801,56 @@ async fn members_follow_an_incident_live_and_on_resume_others_never_see_it() {
         "{replayed:?}"
     );
 }
+
+#[tokio::test]
+async fn assigning_calls_the_assignee_in_and_severity_changes_are_entries() {
+    let server = TestServer::start().await;
+    let boss = admin(&server, "boss").await;
+    let p = people(&server, &["olga", "otto", "vera"], &["vera"]).await;
+    let (olga, otto, vera) = (&p[0], &p[1], &p[2]);
+    created(&boss, "/api/v1/templates", trip_template()).await;
+    let id = created(
+        olga,
+        "/api/v1/incidents",
+        json!({"template": "pump-trip", "members": ["vera"]}),
+    )
+    .await;
+    let id = id["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/incidents/{id}/assign");
+    assert_eq!(
+        otto.get(&format!("/api/v1/incidents/{id}")).await.status,
+        404
+    );
+
+    let head = server.head_seq();
+    for (who, body, status, code) in [
+        (olga, json!({}), 400, "invalid_assignment"),
+        (olga, json!({"assignee": "nobody"}), 404, "no_such_user"),
+        (vera, json!({"severity": "low"}), 403, "read_only"),
+        (otto, json!({"assignee": "otto"}), 404, "no_such_incident"),
+    ] {
+        let r = who.post(&path, body.clone()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (status, code.into()),
+            "{body}"
+        );
+    }
+    assert_eq!(server.head_seq(), head);
+
+    let r = olga
+        .post(&path, json!({"assignee": "Otto", "severity": "critical"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let view = otto.ok(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(view["assignee"], "otto");
+    assert_eq!(view["severity"], "critical");
+    assert_eq!(view["can_answer"], true);
+    let mine = otto
+        .ok("/api/v1/incidents?assignee=otto&severity=critical")
+        .await;
+    assert_eq!(mine["incidents"][0]["id"], id.as_str());
+    let r = otto.post(&path, json!({"assignee": ""})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(olga.ok(&format!("/api/v1/incidents/{id}")).await["assignee"].is_null());
+}

@@ -1,5 +1,5 @@
 // Paths of /api/v1/incidents: the list with filters, one incident, opening one, answers, state
-// changes, and the report (JSON for the timeline, the page's URL for printing).
+// changes, assignment, and the report (JSON for the timeline, the page's URL for printing).
 
 import { get, post, enc, refresh, ApiError } from './http.js';
 
@@ -21,6 +21,8 @@ export const open = (body) => post('/api/v1/incidents', body);
 export const answer = (id, answers) => post(`${one(id)}/answers`, { answers });
 
 export const setState = (id, state, reason) => post(`${one(id)}/state`, reason ? { state, reason } : { state });
+
+export const assign = (id, body) => post(`${one(id)}/assign`, body);
 
 export const reportUrl = (id) => `${one(id)}/report`;
 
