@@ -78,10 +78,15 @@ fn state_of(row: &IncidentRow) -> State {
     State::parse(&row.state).unwrap_or(State::Open)
 }
 
-/// The pinned template version of incident `id`, read before the job is queued.
-fn pinned(log: &Log, id: &str) -> Result<(IncidentRow, TemplateDef), IncidentError> {
+/// The pinned template version of incident `id`, read before the job is queued; `404` for
+/// whoever may not read the incident, so that no refusal tells them its questions (the job checks
+/// membership again).
+fn pinned(log: &Log, actor: &Actor, id: &str) -> Result<(IncidentRow, TemplateDef), IncidentError> {
     let rtx = log.read()?;
     let row = rtx.incident(id)?.ok_or_else(no_incident)?;
+    if !super::read::may_read(&rtx, actor, id)? {
+        return Err(no_incident().into());
+    }
     let tpl = rtx
         .template(&row.template)?
         .ok_or_else(templates::no_template)?;
@@ -141,7 +146,7 @@ pub async fn answer(
     req: AnswerRequest,
 ) -> Result<Answered, IncidentError> {
     actor.require_poster()?;
-    let (row, def) = pinned(log, id)?;
+    let (row, def) = pinned(log, actor, id)?;
     let checked = answers::check(&def, &req.answers).map_err(invalid_answers)?;
     let (actor, id) = (actor.clone(), id.to_string());
     let version = row.version;
@@ -256,7 +261,7 @@ pub async fn set_state(
         )
         .into());
     }
-    let (_, def) = pinned(log, id)?;
+    let (_, def) = pinned(log, actor, id)?;
     let (actor, id, to) = (actor.clone(), id.to_string(), req.state);
     let outcome = log
         .submit(move |tx| {

@@ -456,6 +456,22 @@ async fn only_members_read_or_answer_and_viewers_read_without_answering() {
         assert_eq!(otto.get(&path).await.status, 404, "{path}");
     }
     assert_eq!(answer(otto, id, json!({"cause": "seal"})).await.status, 404);
+    // Not even a refusal tells a non-member which questions the incident has.
+    let r = answer(otto, id, json!({"cause": "no such option", "nope": 1})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "no_such_incident".into())
+    );
+    let r = otto
+        .post(
+            &format!("/api/v1/incidents/{id}/state"),
+            json!({"state": "resolved"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "no_such_incident".into())
+    );
     assert!(
         otto.ok("/api/v1/incidents").await["incidents"]
             .as_array()
