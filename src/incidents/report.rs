@@ -1,6 +1,6 @@
-//! The incident report: its timeline (alarm transitions, messages, answers, state changes) with
-//! the seq and hash of every entry it quotes, the people involved and the durations, as JSON
-//! and as a printable HTML page (no script; styles from the UI's stylesheet `report.css`).
+//! The incident report: its timeline (alarm transitions, the events it was opened from, messages,
+//! answers, state changes) with the seq and hash of every entry it quotes, the people involved
+//! and the durations, as JSON and as a printable HTML page (no script; `report.css` styles it).
 
 use std::collections::BTreeMap;
 
@@ -72,6 +72,15 @@ fn summary(e: &Entry, body: &Value) -> String {
             Err(_) => format!("alarm {kind}"),
         };
     }
+    if e.kind == crate::events::KIND_EVENT {
+        return match serde_json::from_value::<crate::events::EventBody>(body.clone()) {
+            Ok(b) => format!(
+                "event {} {} ({:?}): {}",
+                b.event.source, b.event.event_type, b.event.severity, b.event.message
+            ),
+            Err(_) => e.kind.clone(),
+        };
+    }
     if e.kind.starts_with("incident.") {
         return match serde_json::from_value::<IncidentBody>(body.clone()) {
             Ok(IncidentBody::Opened {
@@ -139,6 +148,8 @@ pub fn build(log: &Log, actor: &Actor, id: &str) -> Result<Report, IncidentError
     for a in &row.alarms {
         seqs.extend(rtx.stream_seqs(&stream_of(*a), 1, head, MAX_TIMELINE + 1)?);
     }
+    // The events it was opened from (site-wide entries, readable by everyone signed in).
+    seqs.extend(row.events.iter().copied().filter(|&s| s <= head));
     seqs.sort_unstable();
     seqs.dedup();
     let truncated = seqs.len() > MAX_TIMELINE;

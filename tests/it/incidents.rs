@@ -870,3 +870,68 @@ async fn assigning_calls_the_assignee_in_and_severity_changes_are_entries() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(olga.ok(&format!("/api/v1/incidents/{id}")).await["assignee"].is_null());
 }
+
+#[tokio::test]
+async fn an_incident_from_an_event_is_filled_from_it_and_its_report_quotes_it() {
+    let server = TestServer::start().await;
+    let token = server.device("plc-3").await;
+    let boss = admin(&server, "boss").await;
+    let ops = people(&server, &["olga"], &[]).await;
+    let olga = &ops[0];
+    created(&boss, "/api/v1/templates", trip_template()).await;
+    let r = server
+        .client()
+        .post_json(
+            "/api/v1/events",
+            Some(&token),
+            &json!({"source": "pump-3", "type": "vibration.high", "severity": "warning",
+                    "message": "bearing noise", "attributes": {"bar": 7, "line": "C"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let seq = r.json()["seq"].as_u64().unwrap();
+    let opened = created(
+        olga,
+        "/api/v1/incidents",
+        json!({"template": "pump-trip", "event_seq": seq}),
+    )
+    .await;
+    let site = server.state().log().site().to_string();
+    assert_eq!(
+        opened["title"],
+        format!("pump-3 tripped at 7 bar (medium, {site})")
+    );
+    assert_eq!(
+        opened["questions"][0]["label_filled"],
+        "Why did pump-3 trip on line C?"
+    );
+    let id = opened["id"].as_str().unwrap();
+    let report = get_accept(
+        olga,
+        &format!("/api/v1/incidents/{id}/report"),
+        "application/json",
+    )
+    .await
+    .json();
+    let quoted = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["seq"] == seq)
+        .cloned()
+        .unwrap();
+    assert_eq!(quoted["kind"], "event");
+    let log = server.state().log();
+    let e = log.entry(&log.read().unwrap(), seq).unwrap().unwrap();
+    assert_eq!(quoted["hash"], hex::encode(e.hash));
+    let r = olga
+        .post(
+            "/api/v1/incidents",
+            json!({"template": "pump-trip", "event_seq": 999_999}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "no_such_event".into())
+    );
+}
