@@ -386,6 +386,25 @@ pub enum BenchCommand {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Incidents opened by rules during an alarm flood (in process, scratch store): open latency
+    /// p50/p99, and the cost of checking a reply against a template.
+    Incidents {
+        /// Directory for the scratch store (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Alarms in the flood.
+        #[arg(long, default_value_t = 10_000)]
+        alarms: usize,
+        /// Every n-th alarm matches the rule and opens an incident.
+        #[arg(long, default_value_t = 10)]
+        every: usize,
+        /// Concurrent raisers.
+        #[arg(long, default_value_t = 32)]
+        publishers: usize,
+        /// Replies checked in the validation loop.
+        #[arg(long, default_value_t = 100_000)]
+        replies: usize,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -693,6 +712,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 server_pid: *server_pid,
             };
             runtime()?.block_on(crate::bench::report::alarms(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Incidents {
+                    dir,
+                    alarms,
+                    every,
+                    publishers,
+                    replies,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let b = crate::bench::incidents::IncidentBench {
+                dir: dir.clone(),
+                alarms: *alarms,
+                every: *every,
+                publishers: *publishers,
+                replies: *replies,
+            };
+            runtime()?.block_on(crate::bench::report::incidents(b))?;
             Ok(ExitCode::SUCCESS)
         }
     }

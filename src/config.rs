@@ -117,6 +117,38 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub devices: DevicesConfig,
     pub replication: ReplicationConfig,
+    pub incidents: IncidentsConfig,
+}
+
+/// Incidents (`docs/incidents.md`): rules that open one incident per alarm occurrence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    pub rules: Vec<IncidentRule>,
+}
+
+/// `[[incidents.rules]]`: an alarm raised at or above `min_priority` whose source matches
+/// `source` (`*` any run of characters, `?` one) opens an incident with `template`, with
+/// `members` called in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentRule {
+    pub name: String,
+    #[serde(default = "default_rule_priority")]
+    pub min_priority: crate::store::Priority,
+    #[serde(default = "default_rule_source")]
+    pub source: String,
+    pub template: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+fn default_rule_priority() -> crate::store::Priority {
+    crate::store::Priority::High
+}
+
+fn default_rule_source() -> String {
+    "*".into()
 }
 
 /// Site-to-headquarters replication (`docs/replication.md`).
@@ -394,6 +426,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             devices: DevicesConfig::default(),
             replication: ReplicationConfig::default(),
+            incidents: IncidentsConfig::default(),
         }
     }
 }
@@ -748,6 +781,25 @@ impl Config {
             10_080,
         )?;
         bounded("alarms.escalation.roster", esc.roster.len(), 0, 100)?;
+        bounded("incidents.rules", self.incidents.rules.len(), 0, 100)?;
+        for r in &self.incidents.rules {
+            let slug = |s: &str, max: usize| {
+                (1..=max).contains(&s.len())
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    })
+            };
+            if !slug(&r.name, 48) || !slug(&r.template, 48) {
+                return Err(invalid(
+                    "incidents.rules",
+                    "name and template are 1-48 characters of a-z, 0-9, '-' and '_'",
+                ));
+            }
+            if r.source.is_empty() || r.source.len() > 128 {
+                return Err(invalid("incidents.rules.source", "1-128 characters"));
+            }
+            bounded("incidents.rules.members", r.members.len(), 0, 100)?;
+        }
         let r = &self.replication;
         bounded("replication.max_open_sites", r.max_open_sites, 1, 10_000)?;
         bounded("replication.batch_entries", r.batch_entries, 1, 10_000)?;

@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod incidents;
 pub mod ingest;
 pub mod log;
 pub mod maintenance;

@@ -186,6 +186,10 @@ pub async fn run_supervised<F>(
     supervisor.spawn("alarm-escalation", move |stop| {
         crate::alarms::escalation::run(escalation_log, escalation_cfg, stop)
     });
+    let (rules_log, rules_cfg) = (state.log().clone(), state.config().incidents.clone());
+    supervisor.spawn("incident-rules", move |stop| {
+        crate::incidents::rules::run(rules_log, rules_cfg, stop)
+    });
     if let Some(rt) = state.replication().cloned() {
         let (log, dir) = (state.log().clone(), state.state_dir().to_path_buf());
         let (opts, tls_state) = (

@@ -87,6 +87,7 @@ export function alarmsScreen(go) {
       actions.append(h('button', { class: 'primary', onclick: () => act(() => api.ack(a.id, comment.value.trim()), 'Acknowledged') }, 'Ack'));
     }
     if (operator && a.shelved) actions.append(h('button', { onclick: () => act(() => api.unshelve(a.id), 'Unshelved') }, 'Unshelve'));
+    if (operator) actions.append(h('button', { class: 'open-incident', onclick: () => go(`/incidents/new?alarm=${a.id}`) }, 'Open incident'));
     const pick = h('input', {
       type: 'checkbox', class: 'pick', 'aria-label': `Select ${a.source} ${a.condition}`,
       onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); paintCount(); },

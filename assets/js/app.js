@@ -19,6 +19,8 @@ import { eventsScreen } from './events.js';
 import { alarmBanner, reload as reloadAlarms } from './banner.js';
 import { kpiScreen } from './kpis.js';
 import { annunciate } from './annunciate.js';
+import { incidentsScreen, incidentScreen, openIncidentScreen } from './incidents.js';
+import { templatesScreen } from './templates.js';
 
 const root = document.getElementById('root');
 
@@ -100,7 +102,7 @@ function shell() {
   paint();
   on('conn', paint);
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
-  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/profile', 'Me')];
+  const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/incidents', 'Incidents'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
   clear(root,
     h('header', { class: 'bar' },
@@ -115,7 +117,7 @@ function shell() {
 }
 
 export function go(path) {
-  if (location.pathname !== path) history.pushState(null, '', path);
+  if (location.pathname + location.search !== path) history.pushState(null, '', path);
   route();
 }
 window.addEventListener('popstate', () => { if (S.me) route(); });
@@ -129,7 +131,7 @@ function route() {
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices') || (a.dataset.nav === '/alarms' && p === '/alarms/kpis'));
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices') || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
   }
   let view;
   if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
@@ -140,7 +142,11 @@ function route() {
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
   else if (p === '/alarms') view = alarmsScreen(go);
   else if (p === '/alarms/kpis') view = kpiScreen(go);
-  else if (p === '/events') view = eventsScreen();
+  else if (p === '/events') view = eventsScreen(go);
+  else if (p === '/incidents') view = incidentsScreen(go);
+  else if (p === '/incidents/new') view = openIncidentScreen(go, new URLSearchParams(location.search));
+  else if (p.startsWith('/incidents/')) view = incidentScreen(decodeURIComponent(p.slice(11)), go);
+  else if (p === '/templates' && S.me.role === 'admin') view = templatesScreen();
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

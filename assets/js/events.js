@@ -5,6 +5,7 @@
 import { h, clear, toast } from './dom.js';
 import * as events from './api/events.js';
 import { socketUrl } from './api/socket.js';
+import { S } from './model.js';
 
 const SEVERITIES = ['debug', 'info', 'notice', 'warning', 'error', 'critical'];
 const rank = (s) => SEVERITIES.indexOf(s);
@@ -14,7 +15,7 @@ const fmtTime = (us) => new Date(Math.floor(us / 1000)).toISOString().replace('T
 // A datetime-local value (the browser's local time) as RFC 3339 UTC; '' stays ''.
 const toRfc3339 = (v) => (v ? new Date(v).toISOString() : '');
 
-export function eventsScreen() {
+export function eventsScreen(go) {
   const field = (name, label, attrs = {}) => h('label', { class: 'ev-field' }, h('span', {}, label),
     h('input', { name, autocapitalize: 'none', spellcheck: 'false', ...attrs }));
   const severity = h('select', { name: 'severity', 'aria-label': 'Minimum severity' },
@@ -83,6 +84,7 @@ export function eventsScreen() {
       const attrs = Object.entries(b.attributes || {});
       clear(detail,
         h('div', { class: 'row' }, h('h3', {}, `Event #${e.seq}`),
+          go && S.me.role !== 'viewer' ? h('button', { class: 'open-incident', onclick: () => go(`/incidents/new?event=${e.seq}`) }, 'Open incident') : null,
           h('button', { class: 'ev-close', 'aria-label': 'Close details', onclick: () => { detail.hidden = true; selected = null; } }, '×')),
         h('dl', { class: 'ev-dl' },
           h('dt', {}, 'Seq'), h('dd', { id: 'detail-seq' }, String(e.seq)),

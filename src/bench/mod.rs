@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod chat;
+pub mod incidents;
 pub mod ingest;
 pub mod kpis;
 pub mod query;

@@ -115,3 +115,27 @@ pub async fn alarms(b: super::alarms::AlarmBench) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn incidents(b: super::incidents::IncidentBench) -> anyhow::Result<()> {
+    let r = super::incidents::run(&b).await?;
+    println!(
+        "incident rules during an alarm flood, in process: {} alarms by {} closed-loop raisers, every {}th matches the rule",
+        r.alarms, b.publishers, b.every
+    );
+    println!(
+        "{} incidents opened; flood done in {:.2} s; open latency (raise answered -> incident.opened committed) p50 {} µs, p99 {} µs, max {} µs",
+        r.incidents, r.flood_secs, r.open.p50_us, r.open.p99_us, r.open.max_us
+    );
+    println!(
+        "checking one reply (8 questions) against the pinned version: {:.2} µs per reply over {} replies",
+        r.check_us, b.replies
+    );
+    println!(
+        "answering end to end (check, job, durable commit), {} replies one at a time: p50 {} µs, p99 {} µs, max {} µs",
+        r.incidents.min(1000),
+        r.answer.p50_us,
+        r.answer.p99_us,
+        r.answer.max_us
+    );
+    Ok(())
+}

@@ -95,7 +95,7 @@ fn active_user(tx: &mut Tx<'_>, user: &str) -> Result<(), AppendError> {
 }
 
 /// Makes `user` an active member as of entry `seq`.
-pub(super) fn admit(
+pub(crate) fn admit(
     tx: &mut Tx<'_>,
     conv: &mut ConvRow,
     user: &str,
@@ -213,7 +213,7 @@ pub(crate) fn require_contact(
     }
 }
 
-pub(super) fn new_conv(
+pub(crate) fn new_conv(
     id: String,
     kind: ConvKind,
     name: String,
@@ -252,6 +252,12 @@ pub async fn create(
             return Err(SubmitError::Rejected(Rejection::invalid(
                 "invalid_kind",
                 "use POST /api/v1/conversations/direct/{username} for a direct conversation",
+            )));
+        }
+        ConvKind::Incident => {
+            return Err(SubmitError::Rejected(Rejection::invalid(
+                "invalid_kind",
+                "use POST /api/v1/incidents to open an incident",
             )));
         }
     };
@@ -537,6 +543,13 @@ pub async fn rename(
                 return Err(Rejection::invalid(
                     "direct_conversation",
                     "a direct conversation has no name",
+                )
+                .into());
+            }
+            ConvKind::Incident => {
+                return Err(Rejection::invalid(
+                    "incident_conversation",
+                    "an incident's title belongs to the incident",
                 )
                 .into());
             }

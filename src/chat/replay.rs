@@ -12,7 +12,8 @@ use crate::log::{Entry, Log};
 use crate::store::{ConvKind, ReadTx, Span, StoreError};
 
 /// The chat domain's entry kinds on a socket.
-pub const KINDS: &[&str] = &[super::KIND_PREFIX, super::CONTACT_PREFIX];
+/// `incident.` entries live on their conversation's stream and have the same audience.
+pub const KINDS: &[&str] = &[super::KIND_PREFIX, super::CONTACT_PREFIX, "incident."];
 
 /// Chat's audience factory, registered in the composition root as domain `chat`.
 pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
@@ -95,7 +96,8 @@ pub enum HistoryPolicy {
 /// conversations are `Joined`: an invited member never reads what was said before.
 pub fn history_policy(kind: ConvKind) -> HistoryPolicy {
     match kind {
-        ConvKind::Channel => HistoryPolicy::Shared,
+        // Whoever is called into an incident reads it from the start.
+        ConvKind::Channel | ConvKind::Incident => HistoryPolicy::Shared,
         ConvKind::Direct | ConvKind::Group => HistoryPolicy::Joined,
     }
 }

@@ -122,6 +122,8 @@ pub struct AlarmDetail {
     pub alarm: AlarmView,
     /// Every transition of this occurrence, oldest first.
     pub journal: Vec<JournalItem>,
+    /// The incident this occurrence opened or is linked to.
+    pub incident: Option<String>,
 }
 
 /// One alarm occurrence with its journal.
@@ -132,7 +134,11 @@ pub async fn get(
     Path(id): Path<u64>,
 ) -> Result<Json<AlarmDetail>, ApiError> {
     match alarms::get(state.log(), id).map_err(read_error)? {
-        Some((alarm, journal)) => Ok(Json(AlarmDetail { alarm, journal })),
+        Some((alarm, journal)) => Ok(Json(AlarmDetail {
+            incident: crate::incidents::read::of_alarm(state.log(), id)?,
+            alarm,
+            journal,
+        })),
         None => Err(alarms::no_such_alarm().into()),
     }
 }

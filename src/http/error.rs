@@ -14,6 +14,10 @@ pub struct ErrorResponse {
     /// For people.
     pub error: String,
     pub request_id: String,
+    /// Per-field refusals, only on `422 invalid_answers` / `invalid_template` /
+    /// `invalid_incident`: field or question id → why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The body of an error response; the HTTP layer adds the request id when it writes it.
@@ -21,6 +25,8 @@ pub struct ErrorResponse {
 pub struct ErrorBody {
     pub code: &'static str,
     pub message: String,
+    /// Per-field refusals (`422 invalid_answers`, `invalid_template`): field → why.
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An error as the API answers it.
@@ -30,6 +36,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after_secs: Option<u64>,
+    /// Per-field refusals, sent as `fields` beside `code`.
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ApiError {
@@ -39,6 +47,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            fields: None,
         }
     }
 
@@ -119,6 +128,7 @@ impl IntoResponse for ApiError {
         res.extensions_mut().insert(ErrorBody {
             code: self.code,
             message: self.message,
+            fields: self.fields,
         });
         res
     }

@@ -20,6 +20,8 @@ struct ErrorJson<'a> {
     code: &'a str,
     error: &'a str,
     request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn new_request_id() -> String {
@@ -41,17 +43,18 @@ pub async fn finish(mut req: Request, next: Next) -> Response {
     let mut res = next.run(req).instrument(span).await;
     let status = res.status();
     if status.is_client_error() || status.is_server_error() {
-        let (code, message) = match res.extensions_mut().remove::<ErrorBody>() {
-            Some(b) => (b.code, b.message),
+        let (code, message, fields) = match res.extensions_mut().remove::<ErrorBody>() {
+            Some(b) => (b.code, b.message, b.fields),
             None => {
                 let (c, m) = default_code(status);
-                (c, m.to_string())
+                (c, m.to_string(), None)
             }
         };
         let body = serde_json::to_vec(&ErrorJson {
             code,
             error: &message,
             request_id: &id,
+            fields,
         })
         .unwrap_or_default();
         res.headers_mut().remove(header::CONTENT_LENGTH);

@@ -15,6 +15,7 @@ mod events;
 mod events_export;
 mod extract;
 mod health;
+mod incidents;
 mod ingest;
 mod messages;
 mod metrics;
@@ -25,6 +26,7 @@ mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
 mod sites;
+mod templates;
 mod ui;
 mod users;
 mod ws;
@@ -536,6 +538,81 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/alarms/{id}/comment",
             User,
             post(alarms::comment),
+        ),
+        // Question templates (admins write) and incidents.
+        r(Method::GET, "/api/v1/templates", User, get(templates::list)),
+        r(
+            Method::POST,
+            "/api/v1/templates",
+            User,
+            post(templates::create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/templates/preview",
+            User,
+            post(templates::preview),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/templates/{id}",
+            User,
+            get(templates::get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/templates/{id}",
+            User,
+            put(templates::update),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/templates/{id}",
+            User,
+            delete(templates::delete),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/templates/{id}/archive",
+            User,
+            post(templates::archive),
+        ),
+        r(Method::GET, "/api/v1/incidents", User, get(incidents::list)),
+        r(
+            Method::POST,
+            "/api/v1/incidents",
+            User,
+            post(incidents::open),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            User,
+            get(incidents::get),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/incidents/{id}/state",
+            User,
+            post(incidents::set_state),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/incidents/{id}/answers",
+            User,
+            post(incidents::answer),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/incidents/{id}/assign",
+            User,
+            post(incidents::assign),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/incidents/{id}/report",
+            User,
+            get(incidents::report),
         ),
     ]
 }

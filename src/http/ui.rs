@@ -68,6 +68,12 @@ fn walk<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     }
 }
 
+/// The version in the UI's asset URLs (`/assets/<version>/…`), computed once.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| Ui::build().version)
+}
+
 impl Ui {
     /// Hashes every embedded file; the version is the hash of all of them, so any change to any
     /// file gives every URL a new name and browsers may cache each one forever.

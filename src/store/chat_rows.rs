@@ -38,6 +38,8 @@ pub enum ConvKind {
     Direct,
     Group,
     Channel,
+    /// An incident's conversation (`incidents`): opened only through the incidents API.
+    Incident,
 }
 
 /// A conversation. Keyed by its id.

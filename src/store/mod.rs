@@ -11,6 +11,7 @@ mod chat_rows;
 mod codec;
 mod device_certs;
 mod events;
+mod incidents;
 mod ingest;
 mod pending;
 mod replication;
@@ -35,6 +36,7 @@ pub use chat_rows::{
 pub use codec::{CodecError, LogRecord};
 pub use device_certs::DeviceCertRow;
 pub use events::{EventIndex, EventRange, MAX_SEVERITY_RANK};
+pub use incidents::{IncidentRow, TemplateRow};
 pub use ingest::IngestKeyRow;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
@@ -143,6 +145,14 @@ pub(crate) type AlarmKpiValue = (u8, u8, i64, &'static str, &'static str);
 pub(crate) const ALARM_ESCALATIONS: TableDefinition<u64, (u32, i64)> =
     TableDefinition::new("alarmescalations_id_countlast");
 
+/// template id → incidents::TemplateRow v1 (name, seq of each version's `template.saved`, archived).
+pub(crate) const TEMPLATES: Table<&str, TemplateRow> = Table::new("templates_id_row");
+/// incident id (= its conversation id) → incidents::IncidentRow v1.
+pub(crate) const INCIDENTS: Table<&str, IncidentRow> = Table::new("incidents_id_row");
+/// alarm id (occurrence) → id of the incident it opened or is linked to: one per occurrence.
+pub(crate) const INCIDENT_ALARMS: TableDefinition<u64, &str> =
+    TableDefinition::new("incidentalarms_alarm_incident");
+
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
 /// const above and one line here (plus the migration step of its version).
@@ -183,6 +193,9 @@ macro_rules! for_each_table {
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
         $f($($arg,)* ALARM_ESCALATIONS, 6)?;
         $f($($arg,)* ALARM_KPIS, 6)?;
+        $f($($arg,)* TEMPLATES.def(), 7)?;
+        $f($($arg,)* INCIDENTS.def(), 7)?;
+        $f($($arg,)* INCIDENT_ALARMS, 7)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -3,10 +3,12 @@
 // Views never import this file for paths: each resource's paths live in its own api/<resource>.js.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, fields) {
     super(message || code || `HTTP ${status}`);
     this.status = status;
     this.code = code;
+    // Per-field refusals of a 422 (`invalid_answers`, `invalid_template`): field → why.
+    this.fields = fields || null;
   }
 }
 
@@ -34,7 +36,7 @@ async function parse(res) {
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
-  if (!res.ok) throw new ApiError(res.status, body && body.code, body && body.error);
+  if (!res.ok) throw new ApiError(res.status, body && body.code, body && body.error, body && body.fields);
   return body;
 }
 
