@@ -125,11 +125,27 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentsConfig {
     pub rules: Vec<IncidentRule>,
+    /// Named rosters a rule calls in with `roster = "NAME"`: name → usernames.
+    pub rosters: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl IncidentsConfig {
+    /// Whom `rule` calls in: its `members`, then its roster's, each once.
+    pub fn members_of(&self, rule: &IncidentRule) -> Vec<String> {
+        let roster = rule.roster.as_ref().and_then(|r| self.rosters.get(r));
+        let mut out: Vec<String> = Vec::new();
+        for m in rule.members.iter().chain(roster.into_iter().flatten()) {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
 }
 
 /// `[[incidents.rules]]`: an alarm raised at or above `min_priority` whose source matches
 /// `source` (`*` any run of characters, `?` one) opens an incident with `template`, with
-/// `members` called in.
+/// `members` and the people of the named `roster` called in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentRule {
@@ -141,6 +157,9 @@ pub struct IncidentRule {
     pub template: String,
     #[serde(default)]
     pub members: Vec<String>,
+    /// A name in `[incidents.rosters]`.
+    #[serde(default)]
+    pub roster: Option<String>,
 }
 
 fn default_rule_priority() -> crate::store::Priority {
@@ -799,6 +818,21 @@ impl Config {
                 return Err(invalid("incidents.rules.source", "1-128 characters"));
             }
             bounded("incidents.rules.members", r.members.len(), 0, 100)?;
+            if let Some(roster) = &r.roster
+                && !self.incidents.rosters.contains_key(roster)
+            {
+                return Err(invalid(
+                    "incidents.rules.roster",
+                    "names a roster that [incidents.rosters] does not define",
+                ));
+            }
+        }
+        bounded("incidents.rosters", self.incidents.rosters.len(), 0, 100)?;
+        for (name, people) in &self.incidents.rosters {
+            if name.is_empty() || name.len() > 48 {
+                return Err(invalid("incidents.rosters", "names are 1-48 characters"));
+            }
+            bounded("incidents.rosters.<name>", people.len(), 0, 100)?;
         }
         let r = &self.replication;
         bounded("replication.max_open_sites", r.max_open_sites, 1, 10_000)?;

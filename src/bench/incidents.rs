@@ -120,7 +120,9 @@ pub async fn run(b: &IncidentBench) -> anyhow::Result<IncidentResult> {
             source: "pump-*".into(),
             template: "pump-trip".into(),
             members: Vec::new(),
+            roster: None,
         }],
+        ..IncidentsConfig::default()
     };
     let stop = CancellationToken::new();
     let rules = tokio::spawn(crate::incidents::rules::run(log.clone(), cfg, stop.clone()));

@@ -64,13 +64,13 @@ fn new_occurrence(e: &Entry) -> Option<AlarmRow> {
 pub const OPEN_BATCH: usize = 64;
 
 /// What a rule asks of entry `e`: the opening, checked and prepared (`None`: nothing to open).
-fn wanted(log: &Log, rules: &[IncidentRule], e: &Entry) -> Option<Prepared> {
+fn wanted(log: &Log, cfg: &IncidentsConfig, e: &Entry) -> Option<Prepared> {
     let row = new_occurrence(e)?;
-    let rule = rule_for(rules, &row)?;
+    let rule = rule_for(&cfg.rules, &row)?;
     let req = OpenRequest {
         template: rule.template.clone(),
         alarm: Some(row.id),
-        members: rule.members.clone(),
+        members: cfg.members_of(rule),
         ..OpenRequest::default()
     };
     match prepare(log, req, Some(rule.name.clone())) {
@@ -106,7 +106,7 @@ pub async fn run(log: Log, cfg: IncidentsConfig, stop: CancellationToken) {
         return;
     }
     loop {
-        match follow(&log, &cfg.rules, &stop).await {
+        match follow(&log, &cfg, &stop).await {
             Ok(()) | Err(SubmitError::ShuttingDown) => return,
             Err(e) => tracing::warn!(error = %e, "incident rules stopped; restarting"),
         }
@@ -121,7 +121,7 @@ pub async fn run(log: Log, cfg: IncidentsConfig, stop: CancellationToken) {
 
 async fn follow(
     log: &Log,
-    rules: &[IncidentRule],
+    cfg: &IncidentsConfig,
     stop: &CancellationToken,
 ) -> Result<(), SubmitError> {
     let storage = |e: crate::store::StoreError| SubmitError::Storage(e.into());
@@ -157,7 +157,7 @@ async fn follow(
         for e in ready {
             match e {
                 Ok(e) => {
-                    batch.extend(wanted(log, rules, &e));
+                    batch.extend(wanted(log, cfg, &e));
                     last = e.seq;
                 }
                 Err(crate::log::FollowError::Closed) => return Ok(()),

@@ -659,12 +659,16 @@ async fn a_rule_opens_one_incident_per_occurrence_across_a_retried_raise_and_a_r
             source: "pump-*".into(),
             template: "pump-trip".into(),
             members: vec!["olga".into()],
+            roster: Some("mechanical".into()),
         }];
+        c.incidents.rosters = [("mechanical".to_string(), vec!["olga".into(), "ravi".into()])]
+            .into_iter()
+            .collect();
     };
     let server = TestServer::start_with(rules).await;
     let token = server.device("plc-3").await;
     let boss = admin(&server, "boss").await;
-    people(&server, &["olga"], &[]).await;
+    people(&server, &["olga", "ravi"], &[]).await;
     created(&boss, "/api/v1/templates", trip_template()).await;
 
     let raised = device_raise(&server.client(), &token, pump(true)).await;
@@ -738,6 +742,18 @@ async fn a_rule_opens_one_incident_per_occurrence_across_a_retried_raise_and_a_r
             server.state().log().site()
         )
     );
+    // Ravi was called in by the rule's roster `mechanical`.
+    let ravi = Api::login(&server.client(), "ravi", PW).await;
+    let path = format!("/api/v1/incidents/{incident}");
+    assert_eq!(ravi.get(&path).await.status, 200);
+
+    // A rule naming a roster the config does not define is refused at start.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = crate::support::test_config(dir.path());
+    rules(&mut bad);
+    bad.incidents.rules[0].roster = Some("electrical".into());
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("incidents.rules.roster"), "{err}");
 }
 
 /// Sets the incident rules' cursor in `meta` back to 0, with the server stopped.
