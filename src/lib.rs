@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alarms;
 pub mod audience;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;

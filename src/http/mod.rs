@@ -4,6 +4,7 @@
 mod accounts;
 mod alarms;
 mod attachments;
+mod audit;
 mod auth;
 mod contacts;
 mod conversations;
@@ -84,6 +85,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
         r(Method::GET, "/ca.crl", Public, get(device_certs::crl)),
         r(Method::GET, "/api/v1/site", Public, get(health::site)),
+        r(
+            Method::GET,
+            "/api/v1/site/key",
+            Public,
+            get(audit::site_key),
+        ),
         r(
             Method::GET,
             "/api/v1/openapi.json",
@@ -536,6 +543,13 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/alarms/{id}/comment",
             User,
             post(alarms::comment),
+        ),
+        // Audit export (admins).
+        r(
+            Method::GET,
+            "/api/v1/audit/export",
+            User,
+            get(audit::export),
         ),
     ]
 }

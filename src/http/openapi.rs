@@ -101,6 +101,8 @@ use super::{
         super::ntfy_subscribe::json,
         super::ntfy_subscribe::sse,
         super::ntfy_subscribe::ws,
+        super::audit::site_key,
+        super::audit::export,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

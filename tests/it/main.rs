@@ -18,6 +18,7 @@ mod alarms_escalation;
 mod alarms_ntfy;
 mod alarms_system;
 mod artifacts;
+mod audit_export;
 mod auth;
 mod backup;
 mod binary;
