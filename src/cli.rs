@@ -105,6 +105,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ReplicationCommand,
     },
+    /// Payload retention: status, purge now, restore, overrides and legal holds; through the
+    /// running server when it runs.
+    Retention {
+        #[command(subcommand)]
+        command: crate::retention::commands::RetentionCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -541,6 +547,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 json, site: None, ..
             },
         } => Ok(admin(&cli, Request::AuditVerify { json: *json })),
+        Command::Retention { command } => Ok(admin(
+            &cli,
+            Request::Retention {
+                retention: command.clone(),
+            },
+        )),
         Command::Site { command } => Ok(admin(
             &cli,
             Request::Site {

@@ -117,6 +117,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub devices: DevicesConfig,
     pub replication: ReplicationConfig,
+    /// Payload retention, legal hold and grace (`docs/operations.md`).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Site-to-headquarters replication (`docs/replication.md`).
@@ -394,6 +396,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             devices: DevicesConfig::default(),
             replication: ReplicationConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -711,6 +714,9 @@ impl Config {
         if let Some(site) = &self.site {
             validate_site(site)?;
         }
+        self.retention
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;
         bounded(
             "alarms.queue_alarm_percent",

@@ -25,6 +25,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod replication;
+pub mod retention;
 pub mod secret;
 pub mod server;
 pub mod service;

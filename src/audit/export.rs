@@ -13,7 +13,7 @@ use crate::log::checkpoint::{KIND_CHECKPOINT, STREAM as CHECKPOINTS, Signer};
 use crate::log::checkpointer::{self, CheckpointStartError};
 use crate::log::read::ReadError;
 use crate::log::{Log, SubmitError};
-use crate::store::{CodecError, LogRecord, ReadTx, StoreError};
+use crate::store::{CodecError, ReadTx, RecordMeta, StoreError};
 
 /// Entries one step reads (one read snapshot each).
 const PAGE: u64 = 256;
@@ -138,8 +138,8 @@ fn ts_of(rtx: &ReadTx, seq: u64) -> Result<i64, ExportError> {
     let raw = rtx
         .log_raw(seq)?
         .ok_or_else(|| bad_range(format!("entry {seq} is not in the log")))?;
-    LogRecord::decode(&raw)
-        .map(|r| r.ts)
+    RecordMeta::decode(&raw)
+        .map(|(r, _)| r.ts)
         .map_err(|source| ExportError::Decode { seq, source })
 }
 
@@ -228,9 +228,12 @@ impl Walk {
         let raw = rtx
             .log_raw(seq)?
             .ok_or_else(|| bad_range(format!("entry {seq} is not in the log")))?;
-        let rec = LogRecord::decode(&raw).map_err(|source| ExportError::Decode { seq, source })?;
+        let (rec, _) =
+            RecordMeta::decode(&raw).map_err(|source| ExportError::Decode { seq, source })?;
         let checkpoint = rec.kind == KIND_CHECKPOINT;
-        let withheld = if checkpoint {
+        let withheld = if rec.purged {
+            Some(Withheld::Purged)
+        } else if checkpoint {
             None
         } else if seq > self.header.to {
             Some(Withheld::OutsideRange)

@@ -14,6 +14,7 @@ mod events;
 mod ingest;
 mod pending;
 mod replication;
+mod retention;
 mod rows;
 mod schema;
 pub mod seal;
@@ -32,10 +33,11 @@ pub use chat_rows::{
     AttachmentRef, AttachmentRow, ContactRow, ContactState, ConvKind, ConvRow, MAX_SPANS,
     MemberRole, MemberRow, MessageRow, Span,
 };
-pub use codec::{CodecError, LogRecord};
+pub use codec::{CodecError, LogRecord, RecordMeta};
 pub use device_certs::DeviceCertRow;
 pub use events::{EventIndex, EventRange, MAX_SEVERITY_RANK};
 pub use ingest::IngestKeyRow;
+pub use retention::PurgeOutcome;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
@@ -111,6 +113,13 @@ pub(crate) const INGEST_KEYS: Table<(&str, &[u8]), IngestKeyRow> =
 pub(crate) const INGEST_KEY_EXPIRY: TableDefinition<(i64, &str, &[u8]), ()> =
     TableDefinition::new("ingestexpiry_tsdevicekey_unit");
 
+/// seq → purged at (i64 µs BE) ‖ the entry's v1 record: a payload retention purged, restorable
+/// until the grace period ends.
+pub(crate) const PURGED: TableDefinition<u64, &[u8]> = TableDefinition::new("purged_seq_record");
+/// retention scope (`site`, `stream:<name>`) → version u8 ‖ JSON (keep override, legal hold).
+pub(crate) const RETENTION_SCOPES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("retention_scope_row");
+
 /// alarm id (the seq of the entry that raised the occurrence) → alarm_rows::AlarmRow v1.
 pub(crate) const ALARMS: Table<u64, AlarmRow> = Table::new("alarms_id_row");
 /// (source, condition) → id of the condition's newest occurrence.
@@ -183,6 +192,8 @@ macro_rules! for_each_table {
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
         $f($($arg,)* ALARM_ESCALATIONS, 6)?;
         $f($($arg,)* ALARM_KPIS, 6)?;
+        $f($($arg,)* PURGED, 7)?;
+        $f($($arg,)* RETENTION_SCOPES, 7)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -45,6 +45,7 @@ mod openapi;
 mod ops;
 mod powercut;
 mod replication;
+mod retention;
 mod storage;
 mod tls;
 mod ui;

@@ -1,0 +1,186 @@
+//! Retention purges payloads, never the chain: after a purge `audit verify` (the store walk and
+//! an export's offline check) passes and reports the purged ranges, while a changed byte in a kept
+//! entry is still caught; a held conversation is kept; the grace period restores; `--now` does
+//! not keep; under replication nothing above HQ's acknowledged seq is purged.
+
+use std::sync::Arc;
+
+use plantwire::clock::ManualClock;
+use plantwire::log::{Author, Problem, verify};
+use plantwire::retention::{Keep, ScopeRow, ranges, stream_scope};
+use plantwire::store::LogRecord;
+use redb::{ReadableTable, TableDefinition};
+
+use crate::chat_support::people;
+use crate::support::TestServer;
+
+const T0: i64 = 1_800_000_000_000_000;
+const DAY: i64 = 86_400_000_000;
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log_seq_record");
+
+async fn start(clock: &Arc<ManualClock>) -> TestServer {
+    TestServer::start_full(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.retention.events = Keep::Days(1);
+        c.retention.chat = Keep::Days(2);
+        c.retention.pause_ms = 0;
+    })
+    .await
+}
+
+fn offline_verify(dir: &std::path::Path) -> plantwire::log::VerifyReport {
+    let config = crate::support::test_config(dir);
+    let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
+    verify(&store, &site, &key).unwrap()
+}
+
+/// The export of the whole log checked with only the public key.
+async fn export_check(server: &TestServer) -> plantwire::audit::CheckReport {
+    let state = server.state();
+    let plan = plantwire::audit::prepare(state.log(), state.signer(), &Default::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    plantwire::audit::Walk::new(state.log().clone(), plan)
+        .write_all(&mut out)
+        .unwrap();
+    let key = plantwire::audit::SiteKey::new(state.log().site(), state.signer().public_key());
+    plantwire::audit::check(&mut &out[..], &key).unwrap()
+}
+
+#[tokio::test]
+async fn after_a_purge_verify_reports_the_purged_ranges_and_a_changed_kept_byte_is_still_caught() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = start(&clock).await;
+    let token = server.device("pump-7").await;
+    let c = server.client();
+    let mut old = Vec::new();
+    for i in 0..5 {
+        let r = c.event(&token, &format!("old reading {i}")).await;
+        old.push(r.json()["seq"].as_u64().unwrap());
+    }
+    clock.advance_us(2 * DAY);
+    let kept = c.event(&token, "new reading").await.json()["seq"]
+        .as_u64()
+        .unwrap();
+    let retention = server.state().retention().clone();
+    let report = retention.pass(false, &Author::System).await.unwrap();
+    assert_eq!(report.purged, old, "the old events and only them");
+    // Their payload is gone from the log; the recent one reads.
+    let log = server.state().log().clone();
+    let rtx = log.read().unwrap();
+    assert!(log.entry(&rtx, old[0]).is_err());
+    assert!(log.entry(&rtx, kept).unwrap().is_some());
+    drop(rtx);
+    // A second pass finds nothing more.
+    assert!(
+        retention
+            .pass(false, &Author::System)
+            .await
+            .unwrap()
+            .purged
+            .is_empty()
+    );
+
+    let live = log.verify().unwrap();
+    assert!(live.ok(), "{:?}", live.problem);
+    assert_eq!(live.purged, ranges(&old));
+    let checked = export_check(&server).await;
+    assert_eq!(checked.purged, ranges(&old));
+
+    // The store to ourselves: our handles go first.
+    drop((log, retention));
+    let dir = server.stop().await;
+    let report = offline_verify(dir.path());
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.purged, ranges(&old));
+    // One byte of the kept event's sealed body changed: still caught.
+    let db = redb::Database::open(dir.path().join(plantwire::bootstrap::STORE_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(LOG).unwrap();
+        let mut rec = LogRecord::decode(t.get(kept).unwrap().unwrap().value()).unwrap();
+        rec.sealed.ciphertext[0] ^= 1;
+        t.insert(kept, rec.encode().unwrap().as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    let report = offline_verify(dir.path());
+    assert!(
+        matches!(report.problem, Some(Problem::Unreadable { seq, .. }) if seq == kept),
+        "{:?}",
+        report.problem
+    );
+}
+
+#[tokio::test]
+async fn a_held_conversation_is_not_purged_and_the_grace_period_restores() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = start(&clock).await;
+    let api = people(&server, &["ana", "ben"], &[]).await;
+    let held = api[0].group("held", &["ben"]).await;
+    let free = api[0].group("free", &["ben"]).await;
+    let h = api[0].say(&held, "k1", "kept under hold").await;
+    let f = api[0].say(&free, "k2", "goes after two days").await;
+    let retention = server.state().retention().clone();
+    let by = Author::Cli("auditor".into());
+    let hold = ScopeRow {
+        keep: None,
+        hold: true,
+    };
+    retention
+        .set_scope(&stream_scope(&format!("conv/{held}")), Some(hold), &by)
+        .await
+        .unwrap();
+    clock.advance_us(3 * DAY);
+    let report = retention.pass(false, &by).await.unwrap();
+    assert!(report.purged.contains(&f), "{report:?}");
+    assert!(!report.purged.contains(&h), "the held message stays");
+    let log = server.state().log().clone();
+    assert!(log.entry(&log.read().unwrap(), h).unwrap().is_some());
+
+    // Within the grace period (7 days) the purged entries come back, and read again.
+    let restored = retention.restore(1, u64::MAX, &by).await.unwrap();
+    assert_eq!(restored, report.purged);
+    let e = log.entry(&log.read().unwrap(), f).unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&e.body).contains("goes after two days"));
+    assert!(log.verify().unwrap().purged.is_empty());
+
+    // Purged again and the grace period over: the next pass removes them for good.
+    let again = retention.pass(false, &by).await.unwrap();
+    assert_eq!(again.purged, report.purged);
+    clock.advance_us(8 * DAY);
+    let later = retention.pass(false, &by).await.unwrap();
+    assert_eq!(later.forgotten, again.purged.len() as u64);
+    assert!(
+        retention
+            .restore(1, u64::MAX, &by)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let v = log.verify().unwrap();
+    assert!(v.ok(), "{:?}", v.problem);
+    assert_eq!(v.purged, ranges(&again.purged));
+}
+
+#[tokio::test]
+async fn purge_now_keeps_nothing_to_restore() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = start(&clock).await;
+    let token = server.device("pump-7").await;
+    let seq = server.client().event(&token, "x").await.json()["seq"]
+        .as_u64()
+        .unwrap();
+    clock.advance_us(2 * DAY);
+    let retention = server.state().retention().clone();
+    let r = retention.pass(true, &Author::System).await.unwrap();
+    assert_eq!(r.purged, vec![seq]);
+    assert!(retention.restorable().unwrap().is_empty());
+    assert!(
+        retention
+            .restore(1, u64::MAX, &Author::System)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
