@@ -213,7 +213,35 @@ mod tests {
             Err(CodecError::Truncated)
         );
         let mut bad = bytes.clone();
-        bad[0] = 2;
-        assert_eq!(LogRecord::decode(&bad), Err(CodecError::Version(2)));
+        bad[0] = 3;
+        assert_eq!(LogRecord::decode(&bad), Err(CodecError::Version(3)));
+    }
+
+    #[test]
+    fn a_purged_record_keeps_the_clear_fields_and_no_body() {
+        let rec = LogRecord {
+            ts: 5,
+            kind: "event".into(),
+            stream: "events/pump".into(),
+            author: "device:pump".into(),
+            prev: [1; 32],
+            hash: [2; 32],
+            sealed: Sealed {
+                key_id: 9,
+                nonce: [3; 12],
+                ciphertext: vec![4; 40],
+            },
+        };
+        let v1 = rec.encode().unwrap();
+        let v2 = RecordMeta::purged_record(&v1).unwrap();
+        assert_eq!(v2[0], PURGED_RECORD_VERSION);
+        assert_eq!(v2.len(), v1.len() - 4 - 12 - 40);
+        assert_eq!(LogRecord::decode(&v2), Err(CodecError::Purged));
+        let (meta, _) = RecordMeta::decode(&v2).unwrap();
+        assert!(meta.purged);
+        assert_eq!((meta.ts, meta.prev, meta.hash), (5, [1; 32], [2; 32]));
+        assert_eq!(RecordMeta::purged_record(&v2), Err(CodecError::Purged));
+        let (meta, _) = RecordMeta::decode(&v1).unwrap();
+        assert!(!meta.purged);
     }
 }

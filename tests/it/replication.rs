@@ -391,7 +391,12 @@ async fn retention_on_an_edge_never_purges_what_hq_has_not_acknowledged() {
     let side = start_hq(&hq).await;
     let code = side
         .sites
-        .add("north", &side.addr, &side.ca_sha256, hq.state().log().now_us())
+        .add(
+            "north",
+            &side.addr,
+            &side.ca_sha256,
+            hq.state().log().now_us(),
+        )
         .unwrap()
         .encode()
         .unwrap();

@@ -184,3 +184,56 @@ async fn purge_now_keeps_nothing_to_restore() {
             .is_empty()
     );
 }
+
+/// The CLI through the running server's control socket: holds and overrides are stored and
+/// listed, a bad value is refused, a pass reports what it did.
+#[test]
+fn the_retention_commands_work_through_the_running_server() {
+    use crate::process::{Running, command, default_server_section, write_config};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[retention]\nchat = \"30 days\"\n",
+            default_server_section()
+        ),
+    );
+    let c = cfg.to_str().unwrap();
+    let _server = Running::start(&cfg);
+    let run = |args: &[&str]| {
+        let mut all = vec!["retention"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", c]);
+        let o = command(&all).current_dir(dir.path()).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, out) = run(&["hold", "--conversation", "c1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("through the running server"), "{out}");
+    let (code, out) = run(&["set", "--stream", "events/pump-7", "--keep", "90 days"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["set", "--site", "--keep", "soon"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("not `inherit`, `forever` or `N days`"),
+        "{out}"
+    );
+    let (code, out) = run(&["status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("chat 30 days"), "{out}");
+    assert!(out.contains("stream:conv/c1: keep -, hold true"), "{out}");
+    assert!(
+        out.contains("stream:events/pump-7: keep 90 days, hold false"),
+        "{out}"
+    );
+    let (code, out) = run(&["purge"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("purged 0 entries"), "{out}");
+    let (code, out) = run(&["release", "--conversation", "c1"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out) = run(&["status"]);
+    assert!(!out.contains("conv/c1"), "{out}");
+}
