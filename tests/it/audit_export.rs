@@ -292,3 +292,55 @@ async fn admins_export_over_the_api_streamed_and_a_stream_export_withholds_other
     assert_eq!(get(&c, &viewer, "/api/v1/audit/export").await.status, 403);
     assert_eq!(c.get("/api/v1/audit/export").await.status, 401);
 }
+
+/// `from` and `to` as RFC 3339 times pick the first entry at or after `from` and the last at or
+/// before `to` (by the log's time, which never decreases).
+#[tokio::test]
+async fn an_export_by_time_takes_the_entries_between_the_two_times() {
+    use plantwire::clock::ManualClock;
+    const T0: i64 = 1_800_000_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+    let clock = std::sync::Arc::new(ManualClock::new(T0));
+    let server = TestServer::start_full(tempfile::tempdir().unwrap(), clock.clone(), |_| {}).await;
+    let token = server.device("pump-7").await;
+    let c = server.client();
+    let mut seqs = Vec::new();
+    for h in 1..=4 {
+        clock.set_us(T0 + h * HOUR);
+        seqs.push(
+            c.event(&token, &format!("hour {h}")).await.json()["seq"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let (c, admin) = login(&server, "ada", Role::Admin).await;
+    let rfc = |us: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    // From half past hour 1 to half past hour 3: the events of hours 2 and 3.
+    let q = format!(
+        "/api/v1/audit/export?from={}&to={}",
+        rfc(T0 + HOUR + HOUR / 2),
+        rfc(T0 + 3 * HOUR + HOUR / 2)
+    );
+    let res = get(&c, &admin, &q).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    let text = String::from_utf8(res.body.to_vec()).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["from"].as_u64(), Some(seqs[1]));
+    assert_eq!(header["to"].as_u64(), Some(seqs[2]));
+    let key = plantwire::audit::SiteKey::new(
+        server.state().log().site(),
+        server.state().signer().public_key(),
+    );
+    let report = plantwire::audit::check(&mut text.as_bytes(), &key).unwrap();
+    assert!(text.contains("hour 2") && text.contains("hour 3"));
+    assert!(
+        !text.contains("hour 4") && !text.contains("hour 1"),
+        "{text}"
+    );
+    assert_eq!(report.to, seqs[2]);
+}
