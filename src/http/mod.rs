@@ -25,6 +25,7 @@ mod ntfy_clear;
 mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
+mod retention;
 mod sites;
 mod ui;
 mod users;
@@ -543,6 +544,19 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/alarms/{id}/comment",
             User,
             post(alarms::comment),
+        ),
+        // Retention overrides and legal holds (admins).
+        r(
+            Method::GET,
+            "/api/v1/admin/retention",
+            User,
+            get(retention::get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/admin/retention/scope",
+            User,
+            put(retention::set_scope),
         ),
         // Audit export (admins).
         r(

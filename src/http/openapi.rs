@@ -103,6 +103,8 @@ use super::{
         super::ntfy_subscribe::ws,
         super::audit::site_key,
         super::audit::export,
+        super::retention::get,
+        super::retention::set_scope,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

@@ -3,8 +3,10 @@
 //!
 //! Hook for other domains (search index, views): [`Retention::add_hook`] takes a function run in
 //! the same write transaction as each purge or restore batch, with the seqs it changed; a view
-//! that holds an entry's content forgets (or re-reads) those seqs there. Each batch's seqs are
-//! also returned in [`PassReport::purged`] and logged in a `retention.purged` entry.
+//! that holds an entry's content forgets (or re-reads) those seqs there. Register hooks in
+//! `state::retention`, the one place a `Retention` is built (server task, CLI and API alike). Each
+//! batch's seqs are also returned in [`PassReport::purged`] and logged in a `retention.purged`
+//! entry.
 
 pub mod commands;
 pub mod policy;
