@@ -113,9 +113,10 @@ pub async fn run(
             let report = r.pass(*now, by).await?;
             writeln!(
                 out,
-                "purged {} entries in {} batches (up to seq {}); {} kept payloads removed after their grace period",
+                "purged {} entries in {} batches ({} records scanned, up to seq {}); {} kept payloads removed after their grace period",
                 report.purged.len(),
                 report.batches,
+                report.scanned,
                 report.floor,
                 report.forgotten
             )?;

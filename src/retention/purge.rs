@@ -48,6 +48,9 @@ pub struct PassReport {
     pub batches: u64,
     /// The highest seq the pass could consider (HQ's cursor under replication).
     pub floor: u64,
+    /// Records read to find what is due. The scan stops at the first entry younger than the
+    /// shortest keep in force, and does not run at all when everything is kept forever or held.
+    pub scanned: u64,
 }
 
 pub struct Retention {
@@ -166,10 +169,18 @@ impl Retention {
             (self.floor)().map_or(head, |f| f.min(head))
         };
         report.floor = floor;
+        let Some(shortest) = self.shortest_keep()? else {
+            return Ok(report);
+        };
+        let cutoff = self.log.now_us().saturating_sub(shortest);
         let mut next = 1;
         while next <= floor {
-            let (due, scanned_to) = self.due(next, floor)?;
+            let (due, scanned_to, done) = self.due(next, floor, cutoff)?;
+            report.scanned += scanned_to + 1 - next;
             next = scanned_to + 1;
+            if done {
+                next = floor + 1;
+            }
             if due.is_empty() {
                 continue;
             }
@@ -181,8 +192,46 @@ impl Retention {
         Ok(report)
     }
 
-    /// Up to one batch of due seqs from `from` (at most `floor`), and the last seq looked at.
-    fn due(&self, from: u64, floor: u64) -> Result<(Vec<u64>, u64), RetentionError> {
+    /// The shortest keep (µs) any class or override has in force; `None` when nothing can be
+    /// due (everything forever, or the site held).
+    fn shortest_keep(&self) -> Result<Option<i64>, RetentionError> {
+        let c = &self.config;
+        let rtx = self.log.read()?;
+        let site = Self::scope(&rtx, SITE_SCOPE)?.unwrap_or_default();
+        if c.legal_hold || site.hold {
+            return Ok(None);
+        }
+        let default = site
+            .keep
+            .filter(|k| *k != policy::Keep::Inherit)
+            .unwrap_or(c.default);
+        let resolve = |k: policy::Keep| match k {
+            policy::Keep::Inherit => default.micros(),
+            k => k.micros(),
+        };
+        let mut keeps: Vec<Option<i64>> = [c.events, c.alarms, c.incidents, c.chat, c.admin]
+            .into_iter()
+            .map(resolve)
+            .collect();
+        for (key, json) in rtx.retention_scopes()? {
+            let row: ScopeRow = serde_json::from_slice(&json)?;
+            if key != SITE_SCOPE
+                && let Some(k) = row.keep
+            {
+                keeps.push(resolve(k));
+            }
+        }
+        Ok(keeps.into_iter().flatten().min())
+    }
+
+    /// Up to one batch of due seqs from `from` (at most `floor`), the last seq looked at, and
+    /// whether the scan reached an entry younger than `cutoff` (nothing after it can be due).
+    fn due(
+        &self,
+        from: u64,
+        floor: u64,
+        cutoff: i64,
+    ) -> Result<(Vec<u64>, u64, bool), RetentionError> {
         const SCAN: u64 = 5_000;
         let rtx = self.log.read()?;
         let now = self.log.now_us();
@@ -194,6 +243,9 @@ impl Retention {
             let Some(meta) = rtx.log_meta(seq)? else {
                 continue;
             };
+            if meta.ts > cutoff {
+                return Ok((due, seq, true));
+            }
             if meta.purged {
                 continue;
             }
@@ -209,11 +261,11 @@ impl Retention {
             if keep.is_some_and(|k| meta.ts <= now.saturating_sub(k)) {
                 due.push(seq);
                 if due.len() >= self.config.batch {
-                    return Ok((due, seq));
+                    return Ok((due, seq, false));
                 }
             }
         }
-        Ok((due, last))
+        Ok((due, last, false))
     }
 
     async fn purge_batch(

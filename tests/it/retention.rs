@@ -65,6 +65,10 @@ async fn after_a_purge_verify_reports_the_purged_ranges_and_a_changed_kept_byte_
     let retention = server.state().retention().clone();
     let report = retention.pass(false, &Author::System).await.unwrap();
     assert_eq!(report.purged, old, "the old events and only them");
+    assert!(
+        report.scanned < kept,
+        "the scan stops at the young entries: {report:?}"
+    );
     // Their payload is gone from the log; the recent one reads.
     let log = server.state().log().clone();
     let rtx = log.read().unwrap();
@@ -164,7 +168,7 @@ async fn a_held_conversation_is_not_purged_and_the_grace_period_restores() {
 }
 
 #[tokio::test]
-async fn purge_now_keeps_nothing_to_restore() {
+async fn purge_now_keeps_nothing_to_restore_and_a_held_site_is_not_scanned() {
     let clock = Arc::new(ManualClock::new(T0));
     let server = start(&clock).await;
     let token = server.device("pump-7").await;
@@ -173,6 +177,25 @@ async fn purge_now_keeps_nothing_to_restore() {
         .unwrap();
     clock.advance_us(2 * DAY);
     let retention = server.state().retention().clone();
+    // Nothing to scan while the site is held.
+    let hold = ScopeRow {
+        keep: None,
+        hold: true,
+    };
+    retention
+        .set_scope(
+            plantwire::retention::SITE_SCOPE,
+            Some(hold),
+            &Author::System,
+        )
+        .await
+        .unwrap();
+    let r = retention.pass(true, &Author::System).await.unwrap();
+    assert_eq!((r.scanned, r.purged.len()), (0, 0));
+    retention
+        .set_scope(plantwire::retention::SITE_SCOPE, None, &Author::System)
+        .await
+        .unwrap();
     let r = retention.pass(true, &Author::System).await.unwrap();
     assert_eq!(r.purged, vec![seq]);
     assert!(retention.restorable().unwrap().is_empty());
