@@ -75,6 +75,18 @@ async fn after_a_purge_verify_reports_the_purged_ranges_and_a_changed_kept_byte_
     assert!(log.entry(&rtx, old[0]).is_err());
     assert!(log.entry(&rtx, kept).unwrap().is_some());
     drop(rtx);
+    // Listings skip purged events; a purged event is no longer found by its seq.
+    let api = people(&server, &["ana"], &[]).await;
+    let listed = api[0].ok("/api/v1/events").await;
+    let seqs: Vec<u64> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![kept], "{listed}");
+    let gone = api[0].get(&format!("/api/v1/events/{}", old[0])).await;
+    assert_eq!(gone.status, 404);
     // A second pass finds nothing more.
     assert!(
         retention
