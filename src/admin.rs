@@ -56,6 +56,10 @@ pub enum Request {
         site: String,
         json: bool,
     },
+    /// `retention …`.
+    Retention {
+        retention: crate::retention::commands::RetentionCommand,
+    },
 }
 
 /// What a command printed and its exit code, and files for the CLI to write as the calling user
@@ -146,6 +150,10 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             limit,
             json,
         } => return audit_log_outcome(ctx.log, kind, *since, *limit, *json),
+        Request::Retention { retention } => {
+            let r = crate::state::retention(ctx.config, ctx.log);
+            crate::retention::commands::run(&r, retention, &ctx.by, &mut out.stdout).await
+        }
     };
     if let Err(e) = result {
         let _ = writeln!(
@@ -256,6 +264,12 @@ pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
         let _ = writeln!(s, "head:    {head}");
     }
     let _ = writeln!(s, "signed:  {} checkpoints verified", report.checkpoints);
+    for [a, b] in &report.purged {
+        let _ = writeln!(
+            s,
+            "purged:  {a}..={b} (payload removed by retention; links checked)"
+        );
+    }
     let _ = match &report.problem {
         None => writeln!(s, "result:  OK, the chain verifies"),
         Some(p) => writeln!(s, "result:  FAILED: {p}"),

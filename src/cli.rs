@@ -105,6 +105,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ReplicationCommand,
     },
+    /// Payload retention: status, purge now, restore, overrides and legal holds; through the
+    /// running server when it runs.
+    Retention {
+        #[command(subcommand)]
+        command: crate::retention::commands::RetentionCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -142,6 +148,29 @@ pub enum AuditCommand {
         /// At HQ: verify this site's replica instead of the own log.
         #[arg(long)]
         site: Option<String>,
+        /// Check an export file (`audit export`) instead, with only the site's public key: no
+        /// state directory, store or data key is read.
+        #[arg(long, requires = "public_key", conflicts_with = "site")]
+        file: Option<PathBuf>,
+        /// The site's public key line (`plantwire site key`, or GET /api/v1/site/key).
+        #[arg(long, requires = "file")]
+        public_key: Option<PathBuf>,
+    },
+    /// Export a range of the log as JSON Lines with its signed checkpoints (docs/log-format.md),
+    /// for `audit verify --file` elsewhere; through the running server when it runs.
+    Export {
+        /// First entry: a seq, or an RFC 3339 time (default: the oldest).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last entry: a seq, or an RFC 3339 time (default: the newest).
+        #[arg(long)]
+        to: Option<String>,
+        /// Open only this stream's bodies (the others are exported without a body).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Write here (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List security events (failed sign-ins, lockouts, sessions), newest first; online or offline.
     Log {
@@ -484,7 +513,50 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command:
                 AuditCommand::Verify {
                     json,
+                    file: Some(file),
+                    public_key: Some(public_key),
+                    ..
+                },
+        } => Ok(crate::audit::commands::verify_file(file, public_key, *json)),
+        Command::Audit {
+            command:
+                AuditCommand::Export {
+                    from,
+                    to,
+                    stream,
+                    out,
+                },
+        } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            let bound = |name: &str, raw: &Option<String>| {
+                raw.as_deref()
+                    .map(|r| crate::audit::Bound::parse(name, r))
+                    .transpose()
+            };
+            let req = match (bound("--from", from), bound("--to", to)) {
+                (Ok(from), Ok(to)) => crate::audit::ExportRequest {
+                    from,
+                    to,
+                    stream: stream.clone(),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("plantwire: error: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            Ok(crate::audit::commands::export(
+                &config,
+                &req,
+                out.as_deref(),
+            ))
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    json,
                     site: Some(site),
+                    ..
                 },
         } => Ok(admin(
             &cli,
@@ -494,8 +566,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         )),
         Command::Audit {
-            command: AuditCommand::Verify { json, site: None },
+            command: AuditCommand::Verify {
+                json, site: None, ..
+            },
         } => Ok(admin(&cli, Request::AuditVerify { json: *json })),
+        Command::Retention { command } => Ok(admin(
+            &cli,
+            Request::Retention {
+                retention: command.clone(),
+            },
+        )),
         Command::Site { command } => Ok(admin(
             &cli,
             Request::Site {

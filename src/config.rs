@@ -118,6 +118,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub replication: ReplicationConfig,
     pub incidents: IncidentsConfig,
+    /// Payload retention, legal hold and grace (`docs/operations.md`).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Incidents (`docs/incidents.md`): rules that open one incident per alarm occurrence.
@@ -446,6 +448,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             replication: ReplicationConfig::default(),
             incidents: IncidentsConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -773,6 +776,9 @@ impl Config {
         if let Some(site) = &self.site {
             validate_site(site)?;
         }
+        self.retention
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;
         bounded(
             "alarms.queue_alarm_percent",

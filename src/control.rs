@@ -26,6 +26,7 @@ use crate::state::AppState;
 pub const SOCKET_FILE: &str = "control.sock";
 const BACKUP_REQUEST: &str = "backup v1";
 const ADMIN_PREFIX: &str = "admin v1 ";
+const AUDIT_EXPORT_PREFIX: &str = "audit-export v1 ";
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 64 << 10;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -147,6 +148,9 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
         answer.push('\n');
         return stream.get_mut().write_all(answer.as_bytes()).await;
     }
+    if let Some(json) = line.trim_end().strip_prefix(AUDIT_EXPORT_PREFIX) {
+        return serve_audit_export(stream.into_inner(), &state, uid, json).await;
+    }
     if line.trim_end() != BACKUP_REQUEST {
         return stream
             .get_mut()
@@ -175,6 +179,35 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
         Ok(Err(e)) => Err(e),
         Err(e) => Err(std::io::Error::other(e.to_string())),
     }
+}
+
+/// `audit-export v1 <JSON>`: the export streamed onto the socket, or one `error: ` line when the
+/// range is refused before anything is written.
+async fn serve_audit_export(
+    mut stream: UnixStream,
+    state: &AppState,
+    uid: u32,
+    json: &str,
+) -> std::io::Result<()> {
+    let req = match serde_json::from_str::<crate::audit::ExportRequest>(json) {
+        Ok(r) => r,
+        Err(e) => return stream.write_all(format!("error: {e}\n").as_bytes()).await,
+    };
+    tracing::info!(uid, request = ?req, "audit export requested on the control socket");
+    let plan = match crate::audit::prepare(state.log(), state.signer(), &req).await {
+        Ok(p) => p,
+        Err(e) => return stream.write_all(format!("error: {e}\n").as_bytes()).await,
+    };
+    let std_stream = stream.into_std()?;
+    std_stream.set_nonblocking(false)?;
+    let walk = crate::audit::Walk::new(state.log().clone(), plan);
+    tokio::task::spawn_blocking(move || {
+        let mut out = BufWriter::with_capacity(256 << 10, std_stream);
+        walk.write_all(&mut out).map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map(|_| ())
 }
 
 /// The author of an online admin command: the account of the peer's uid, as the kernel reports
@@ -341,6 +374,44 @@ pub fn request_backup(state_dir: &Path, out: &mut dyn Write) -> Result<bool, Con
     }
     out.write_all(&first).map_err(err)?;
     std::io::copy(&mut stream, out).map_err(err)?;
+    Ok(true)
+}
+
+/// Asks the server running on `state_dir` for an audit export and copies it to `out`.
+/// `Ok(false)` when no server listens there.
+pub fn request_audit_export(
+    state_dir: &Path,
+    req: &crate::audit::ExportRequest,
+    out: &mut dyn Write,
+) -> Result<bool, ControlError> {
+    let path = state_dir.join(SOCKET_FILE);
+    let err = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(false);
+    };
+    let json = serde_json::to_string(req).map_err(|source| ControlError::BadAnswer {
+        path: path.clone(),
+        source,
+    })?;
+    stream
+        .write_all(format!("{AUDIT_EXPORT_PREFIX}{json}\n").as_bytes())
+        .map_err(err)?;
+    let mut reader = std::io::BufReader::with_capacity(256 << 10, stream);
+    let mut first = Vec::new();
+    reader.read_until(b'\n', &mut first).map_err(err)?;
+    if let Some(reason) = first.strip_prefix(b"error: ") {
+        return Err(ControlError::Refused(
+            String::from_utf8_lossy(reason).trim().to_string(),
+        ));
+    }
+    if first.is_empty() {
+        return Err(ControlError::Refused("the server closed the export".into()));
+    }
+    out.write_all(&first).map_err(err)?;
+    std::io::copy(&mut reader, out).map_err(err)?;
     Ok(true)
 }
 

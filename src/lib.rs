@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alarms;
 pub mod audience;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod bootstrap;
@@ -25,6 +26,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod replication;
+pub mod retention;
 pub mod secret;
 pub mod server;
 pub mod service;

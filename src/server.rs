@@ -205,6 +205,8 @@ pub async fn run_supervised<F>(
         });
     }
     let pruning = state.log().clone();
+    let retention = state.retention().clone();
+    supervisor.spawn("retention", move |stop| retention.run(stop));
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)
     });

@@ -197,6 +197,8 @@ struct Inner {
     devices: DeviceListener,
     /// `[replication]`: HQ's replicas and listener, or the edge's shipper status.
     replication: Option<Arc<crate::replication::runtime::Runtime>>,
+    /// Payload retention (the purge task and the admin commands share it).
+    retention: Arc<crate::retention::Retention>,
 }
 
 /// The mutual-TLS device listener: its gate (verifier, CRL, live connections) when the site CA
@@ -268,6 +270,7 @@ impl AppState {
         };
         let live = Arc::new(Live::new(config.chat.ws_max_per_user));
         let devices = device_listener(&config, &state_dir, &log, device_listeners)?;
+        let retention = Arc::new(retention(&config, &log));
         let state = Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -284,6 +287,7 @@ impl AppState {
                 sockets: Sockets::default(),
                 devices,
                 replication,
+                retention,
             }),
         };
         Ok((state, listeners))
@@ -296,6 +300,11 @@ impl AppState {
 
     pub fn log(&self) -> &Log {
         &self.inner.log
+    }
+
+    /// Payload retention: passes, restores, overrides and holds.
+    pub fn retention(&self) -> &Arc<crate::retention::Retention> {
+        &self.inner.retention
     }
 
     pub fn signer(&self) -> &Arc<Signer> {
@@ -376,4 +385,17 @@ impl AppState {
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::SeqCst);
     }
+}
+
+/// Retention over `log`: on an edge, nothing above HQ's acknowledged seq is purged (an unreadable
+/// cursor purges nothing).
+pub fn retention(config: &Config, log: &Log) -> crate::retention::Retention {
+    let floor: crate::retention::Floor =
+        if config.replication.role == crate::config::ReplicationRole::Edge {
+            let edge_log = log.clone();
+            Arc::new(move || Some(crate::replication::edge::acked(&edge_log).unwrap_or(0)))
+        } else {
+            Arc::new(|| None)
+        };
+    crate::retention::Retention::new(log.clone(), config.retention.clone(), floor)
 }

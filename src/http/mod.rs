@@ -4,6 +4,7 @@
 mod accounts;
 mod alarms;
 mod attachments;
+mod audit;
 mod auth;
 mod contacts;
 mod conversations;
@@ -25,6 +26,7 @@ mod ntfy_clear;
 mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
+mod retention;
 mod sites;
 mod templates;
 mod ui;
@@ -86,6 +88,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(Method::GET, "/ca.crt", Public, get(health::ca_cert)),
         r(Method::GET, "/ca.crl", Public, get(device_certs::crl)),
         r(Method::GET, "/api/v1/site", Public, get(health::site)),
+        r(
+            Method::GET,
+            "/api/v1/site/key",
+            Public,
+            get(audit::site_key),
+        ),
         r(
             Method::GET,
             "/api/v1/openapi.json",
@@ -613,6 +621,26 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/incidents/{id}/report",
             User,
             get(incidents::report),
+        ),
+        // Retention overrides and legal holds (admins).
+        r(
+            Method::GET,
+            "/api/v1/admin/retention",
+            User,
+            get(retention::get),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/admin/retention/scope",
+            User,
+            put(retention::set_scope),
+        ),
+        // Audit export (admins).
+        r(
+            Method::GET,
+            "/api/v1/audit/export",
+            User,
+            get(audit::export),
         ),
     ]
 }

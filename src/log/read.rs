@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::store::{CodecError, DataKey, LogRecord, ReadTx, SealError, StoreError};
+use crate::store::{CodecError, DataKey, LogRecord, ReadTx, RecordMeta, SealError, StoreError};
 
 use super::entry::{Entry, seal_aad};
 
@@ -50,7 +50,8 @@ pub fn decode_entry(
 }
 
 /// Reads one entry by seq if its kind is `kind`; other entries are decoded (their kind is clear)
-/// but never unsealed.
+/// but never unsealed. An entry whose payload retention purged is `None` too: it no longer has a
+/// body of that kind (listings skip it, a lookup finds nothing).
 pub fn entry_of_kind(
     rtx: &ReadTx,
     site: &Arc<str>,
@@ -61,8 +62,8 @@ pub fn entry_of_kind(
     let Some(raw) = rtx.log_raw(seq)? else {
         return Ok(None);
     };
-    let rec = LogRecord::decode(&raw).map_err(|source| ReadError::Decode { seq, source })?;
-    if rec.kind != kind {
+    let (rec, _) = RecordMeta::decode(&raw).map_err(|source| ReadError::Decode { seq, source })?;
+    if rec.kind != kind || rec.purged {
         return Ok(None);
     }
     decode_entry(site, key, seq, &raw).map(Some)

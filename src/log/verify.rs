@@ -1,11 +1,12 @@
 //! The audit walk: from the oldest kept entry to the head, decode, open, re-hash and check links,
-//! and name the first entry that does not match. It reads only; it never repairs.
+//! and name the first entry that does not match. It reads only; it never repairs. An entry whose
+//! payload retention purged is checked by its links and reported as purged, not as damage.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::store::{DataKey, Store, StoreError};
+use crate::store::{DataKey, RecordMeta, Store, StoreError};
 
 use super::entry::GENESIS;
 use super::read::{ReadError, decode_entry};
@@ -21,6 +22,9 @@ pub struct VerifyReport {
     pub head: Option<String>,
     /// Signed checkpoints whose signature and head matched.
     pub checkpoints: u64,
+    /// Runs `[first, last]` of entries whose payload retention purged: their links were checked,
+    /// their hashes cannot be recomputed without the body.
+    pub purged: Vec<[u64; 2]>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
 }
@@ -94,6 +98,7 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         last_seq: None,
         head: None,
         checkpoints: 0,
+        purged: Vec::new(),
         problem: None,
     };
     let origin = super::checkpoint::origin(site);
@@ -114,6 +119,26 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
                 found: seq,
             });
             return false;
+        }
+        if let Ok((meta, _)) = RecordMeta::decode(raw)
+            && meta.purged
+        {
+            let linked = match prev_hash {
+                Some(p) => meta.prev == p,
+                None => seq != 1 || meta.prev == GENESIS,
+            };
+            if !linked {
+                report.problem = Some(Problem::BrokenLink { seq });
+                return false;
+            }
+            match report.purged.last_mut() {
+                Some(run) if run[1] + 1 == seq => run[1] = seq,
+                _ => report.purged.push([seq, seq]),
+            }
+            prev_hash = Some(meta.hash);
+            report.head = Some(hex::encode(meta.hash));
+            expected_seq = Some(seq + 1);
+            return true;
         }
         let entry = match decode_entry(site, key, seq, raw) {
             Ok(e) => e,

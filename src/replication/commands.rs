@@ -30,6 +30,9 @@ pub enum SiteCommand {
     },
     /// Cut a site off at once: its certificate is refused and its connections close.
     Revoke { name: String },
+    /// Print this site's checkpoint-signing public key (the line `audit verify --public-key`
+    /// reads); any role.
+    Key,
 }
 
 /// What a command needs from where it runs.
@@ -76,6 +79,9 @@ fn hq(env: &Env<'_>) -> Result<(Arc<Replicas>, Arc<Sites>, bool), ReplicationErr
 }
 
 pub async fn site(env: &Env<'_>, cmd: &SiteCommand, out: &mut String) -> anyhow::Result<()> {
+    if let SiteCommand::Key = cmd {
+        return crate::audit::key::print(env.log, out);
+    }
     let (replicas, sites, opened) = hq(env)?;
     let result = site_inner(env, cmd, &replicas, &sites, out).await;
     if opened {
@@ -145,6 +151,7 @@ async fn site_inner(
             }
             writeln!(out, "site {name} revoked; its connections are closed")?;
         }
+        SiteCommand::Key => crate::audit::key::print(env.log, out)?,
     }
     Ok(())
 }

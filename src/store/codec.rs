@@ -2,10 +2,13 @@
 //! Layout v1, all integers big-endian:
 //!   version u8 = 1 | ts i64 (UTC µs) | kind: u8 len + bytes | stream: u16 len + bytes |
 //!   author: u16 len + bytes | prev [32] | hash [32] | key_id u32 | nonce [12] | ciphertext (rest, incl. GCM tag)
+//! Layout v2, an entry whose payload retention purged: v1 up to and including `hash`, nothing after.
 
 use super::seal::Sealed;
 
 pub const RECORD_VERSION: u8 = 1;
+/// A record whose sealed body was removed by retention (the chain fields are kept).
+pub const PURGED_RECORD_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -17,6 +20,66 @@ pub enum CodecError {
     Utf8,
     #[error("a field is too long to encode")]
     TooLong,
+    #[error("the entry's payload was purged by retention")]
+    Purged,
+}
+
+/// The clear fields of a stored record, v1 or v2 (purged), without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub ts: i64,
+    pub kind: String,
+    pub stream: String,
+    pub author: String,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    /// True for a v2 record: the body is gone.
+    pub purged: bool,
+}
+
+impl RecordMeta {
+    /// Reads the clear fields of a v1 or v2 record; returns them and the length of that part.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, usize), CodecError> {
+        let mut r = Reader { buf: bytes };
+        let version = r.take(1)?[0];
+        if version != RECORD_VERSION && version != PURGED_RECORD_VERSION {
+            return Err(CodecError::Version(version));
+        }
+        let ts = i64::from_be_bytes(r.array::<8>()?);
+        let kind_len = usize::from(r.take(1)?[0]);
+        let kind = r.string(kind_len)?;
+        let stream_len = usize::from(u16::from_be_bytes(r.array::<2>()?));
+        let stream = r.string(stream_len)?;
+        let author_len = usize::from(u16::from_be_bytes(r.array::<2>()?));
+        let author = r.string(author_len)?;
+        let prev = r.array::<32>()?;
+        let hash = r.array::<32>()?;
+        let purged = version == PURGED_RECORD_VERSION;
+        if purged && !r.buf.is_empty() {
+            return Err(CodecError::Version(version));
+        }
+        let meta = Self {
+            ts,
+            kind,
+            stream,
+            author,
+            prev,
+            hash,
+            purged,
+        };
+        Ok((meta, bytes.len() - r.buf.len()))
+    }
+
+    /// The v2 (purged) record of a v1 record: its clear fields, no body.
+    pub fn purged_record(v1: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let (meta, len) = Self::decode(v1)?;
+        if meta.purged {
+            return Err(CodecError::Purged);
+        }
+        let mut out = v1[..len].to_vec();
+        out[0] = PURGED_RECORD_VERSION;
+        Ok(out)
+    }
 }
 
 /// One stored log entry: the clear metadata, the chain links and the sealed body.
@@ -63,6 +126,9 @@ impl LogRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader { buf: bytes };
         let version = r.take(1)?[0];
+        if version == PURGED_RECORD_VERSION {
+            return Err(CodecError::Purged);
+        }
         if version != RECORD_VERSION {
             return Err(CodecError::Version(version));
         }
@@ -147,7 +213,35 @@ mod tests {
             Err(CodecError::Truncated)
         );
         let mut bad = bytes.clone();
-        bad[0] = 2;
-        assert_eq!(LogRecord::decode(&bad), Err(CodecError::Version(2)));
+        bad[0] = 3;
+        assert_eq!(LogRecord::decode(&bad), Err(CodecError::Version(3)));
+    }
+
+    #[test]
+    fn a_purged_record_keeps_the_clear_fields_and_no_body() {
+        let rec = LogRecord {
+            ts: 5,
+            kind: "event".into(),
+            stream: "events/pump".into(),
+            author: "device:pump".into(),
+            prev: [1; 32],
+            hash: [2; 32],
+            sealed: Sealed {
+                key_id: 9,
+                nonce: [3; 12],
+                ciphertext: vec![4; 40],
+            },
+        };
+        let v1 = rec.encode().unwrap();
+        let v2 = RecordMeta::purged_record(&v1).unwrap();
+        assert_eq!(v2[0], PURGED_RECORD_VERSION);
+        assert_eq!(v2.len(), v1.len() - 4 - 12 - 40);
+        assert_eq!(LogRecord::decode(&v2), Err(CodecError::Purged));
+        let (meta, _) = RecordMeta::decode(&v2).unwrap();
+        assert!(meta.purged);
+        assert_eq!((meta.ts, meta.prev, meta.hash), (5, [1; 32], [2; 32]));
+        assert_eq!(RecordMeta::purged_record(&v2), Err(CodecError::Purged));
+        let (meta, _) = RecordMeta::decode(&v1).unwrap();
+        assert!(!meta.purged);
     }
 }

@@ -15,6 +15,7 @@ mod incidents;
 mod ingest;
 mod pending;
 mod replication;
+mod retention;
 mod rows;
 mod schema;
 pub mod seal;
@@ -33,11 +34,12 @@ pub use chat_rows::{
     AttachmentRef, AttachmentRow, ContactRow, ContactState, ConvKind, ConvRow, MAX_SPANS,
     MemberRole, MemberRow, MessageRow, Span,
 };
-pub use codec::{CodecError, LogRecord};
+pub use codec::{CodecError, LogRecord, RecordMeta};
 pub use device_certs::DeviceCertRow;
 pub use events::{EventIndex, EventRange, MAX_SEVERITY_RANK};
 pub use incidents::{IncidentRow, TemplateRow};
 pub use ingest::IngestKeyRow;
+pub use retention::PurgeOutcome;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
@@ -112,6 +114,13 @@ pub(crate) const INGEST_KEYS: Table<(&str, &[u8]), IngestKeyRow> =
 /// (expires_at µs, device name, key hash) → (): the keys in the order they expire.
 pub(crate) const INGEST_KEY_EXPIRY: TableDefinition<(i64, &str, &[u8]), ()> =
     TableDefinition::new("ingestexpiry_tsdevicekey_unit");
+
+/// seq → purged at (i64 µs BE) ‖ the entry's v1 record: a payload retention purged, restorable
+/// until the grace period ends.
+pub(crate) const PURGED: TableDefinition<u64, &[u8]> = TableDefinition::new("purged_seq_record");
+/// retention scope (`site`, `stream:<name>`) → version u8 ‖ JSON (keep override, legal hold).
+pub(crate) const RETENTION_SCOPES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("retention_scope_row");
 
 /// alarm id (the seq of the entry that raised the occurrence) → alarm_rows::AlarmRow v1.
 pub(crate) const ALARMS: Table<u64, AlarmRow> = Table::new("alarms_id_row");
@@ -196,6 +205,8 @@ macro_rules! for_each_table {
         $f($($arg,)* TEMPLATES.def(), 7)?;
         $f($($arg,)* INCIDENTS.def(), 7)?;
         $f($($arg,)* INCIDENT_ALARMS, 7)?;
+        $f($($arg,)* PURGED, 7)?;
+        $f($($arg,)* RETENTION_SCOPES, 7)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -482,3 +482,76 @@ async fn replication_lag_raises_system_alarms_at_hq_and_at_the_edge_by_the_clock
     edge_clock.advance_us(11 * MINUTE);
     lag_alarm_becomes(&edge, "north", Some(true)).await;
 }
+
+/// Retention on an edge purges nothing HQ has not acknowledged: entries shipped and acknowledged
+/// go when due, entries logged after the shipper stopped stay, however old.
+#[tokio::test]
+async fn retention_on_an_edge_never_purges_what_hq_has_not_acknowledged() {
+    use plantwire::clock::{Clock, ManualClock};
+    use plantwire::retention::Keep;
+    let hq = TestServer::start_with(|c| c.site = Some("hq".into())).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now_us()));
+    let edge = TestServer::start_full(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.site = Some("north".into())
+    })
+    .await;
+    let side = start_hq(&hq).await;
+    let code = side
+        .sites
+        .add(
+            "north",
+            &side.addr,
+            &side.ca_sha256,
+            hq.state().log().now_us(),
+        )
+        .unwrap()
+        .encode()
+        .unwrap();
+    let dir = edge.state().state_dir().to_path_buf();
+    ship::enroll(&code, "north", &dir).await.unwrap();
+    events(&edge, 10).await;
+    let stop = CancellationToken::new();
+    let opts = ShipOptions {
+        batch_entries: 16,
+        batch_bytes: 1 << 20,
+        bandwidth: 0,
+    };
+    let (task, mut watch) =
+        ship::spawn(edge.state().log().clone(), dir.clone(), opts, stop.clone()).unwrap();
+    let shipped = edge.head_seq();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        watch.acked.wait_for(|&a| a >= shipped),
+    )
+    .await
+    .expect("the edge's log reaches HQ")
+    .unwrap();
+    stop.cancel();
+    let _ = task.await;
+    // Logged after the shipper stopped: HQ never acknowledged these.
+    events(&edge, 5).await;
+    let head = edge.head_seq();
+    let acked = plantwire::replication::edge::acked(edge.state().log()).unwrap();
+    assert!(acked >= shipped && acked < head, "{acked} {shipped} {head}");
+
+    clock.advance_us(2 * 86_400_000_000);
+    let mut config = edge.state().config().clone();
+    config.replication.role = plantwire::config::ReplicationRole::Edge;
+    config.retention.admin = Keep::Days(1);
+    config.retention.pause_ms = 0;
+    let retention = plantwire::state::retention(&config, edge.state().log());
+    let report = retention.pass(false, &Author::System).await.unwrap();
+    assert_eq!(report.floor, acked);
+    assert!(!report.purged.is_empty(), "{report:?}");
+    assert!(
+        report.purged.iter().all(|&s| s <= acked),
+        "{report:?} above {acked}"
+    );
+    let log = edge.state().log();
+    let rtx = log.read().unwrap();
+    for seq in acked + 1..=head {
+        assert!(log.entry(&rtx, seq).unwrap().is_some(), "entry {seq} kept");
+    }
+    side.stop.cancel();
+    side.replicas.close_all().await;
+}

@@ -1,0 +1,381 @@
+//! The purge pass, restore, and the per-scope overrides, all through the log's single writer in
+//! batches of `retention.batch` entries with a pause between them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{self, RetentionConfig, SITE_SCOPE, ScopeRow};
+use crate::log::{AppendError, Author, Log, NewEntry, SubmitError, Tx};
+use crate::store::{PurgeOutcome, ReadTx, StoreError};
+
+/// The stream of retention's own entries (kept forever as admin entries).
+pub const STREAM: &str = "admin/retention";
+
+/// The highest seq that may be purged (HQ's acknowledged cursor on an edge), `None`: no bound.
+pub type Floor = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// What a batch did to the seqs handed to a [`Hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Purged,
+    Restored,
+}
+
+/// Runs inside the write transaction of each purge or restore batch.
+pub type Hook = Arc<dyn Fn(&mut Tx<'_>, Change, &[u64]) -> Result<(), AppendError> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("a retention scope row does not decode: {0}")]
+    Row(#[from] serde_json::Error),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    /// Seqs whose payload was purged, ascending.
+    pub purged: Vec<u64>,
+    /// Kept payloads removed for good after their grace period.
+    pub forgotten: u64,
+    pub batches: u64,
+    /// The highest seq the pass could consider (HQ's cursor under replication).
+    pub floor: u64,
+    /// Records read to find what is due. The scan stops at the first entry younger than the
+    /// shortest keep in force, and does not run at all when everything is kept forever or held.
+    pub scanned: u64,
+}
+
+pub struct Retention {
+    log: Log,
+    config: RetentionConfig,
+    floor: Floor,
+    hooks: Vec<Hook>,
+}
+
+/// Runs of consecutive seqs, `[first, last]`.
+pub fn ranges(seqs: &[u64]) -> Vec<[u64; 2]> {
+    let mut out: Vec<[u64; 2]> = Vec::new();
+    for &s in seqs {
+        match out.last_mut() {
+            Some(r) if r[1] + 1 == s => r[1] = s,
+            _ => out.push([s, s]),
+        }
+    }
+    out
+}
+
+impl Retention {
+    pub fn new(log: Log, config: RetentionConfig, floor: Floor) -> Self {
+        Self {
+            log,
+            config,
+            floor,
+            hooks: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RetentionConfig {
+        &self.config
+    }
+
+    /// Adds a function run in each purge or restore batch's transaction (see the module doc).
+    pub fn add_hook(&mut self, hook: Hook) {
+        self.hooks.push(hook);
+    }
+
+    fn scope(rtx: &ReadTx, key: &str) -> Result<Option<ScopeRow>, RetentionError> {
+        match rtx.retention_scope(key)? {
+            Some(json) => Ok(Some(serde_json::from_slice(&json)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The override and hold of one scope.
+    pub fn scope_row(&self, key: &str) -> Result<Option<ScopeRow>, RetentionError> {
+        let rtx = self.log.read()?;
+        Self::scope(&rtx, key)
+    }
+
+    /// Purged entries still restorable: (seq, purged at µs).
+    pub fn restorable(&self) -> Result<Vec<(u64, i64)>, RetentionError> {
+        Ok(self.log.read()?.purged_restorable(0, usize::MAX)?)
+    }
+
+    /// Every override and hold, by scope.
+    pub fn scopes(&self) -> Result<Vec<(String, ScopeRow)>, RetentionError> {
+        let rtx = self.log.read()?;
+        rtx.retention_scopes()?
+            .into_iter()
+            .map(|(k, j)| Ok((k, serde_json::from_slice(&j)?)))
+            .collect()
+    }
+
+    /// Sets (`None`: removes) the override of `scope` (`site` or `stream:<name>`), logged as a
+    /// `retention.scope` entry by `by`.
+    pub async fn set_scope(
+        &self,
+        scope: &str,
+        row: Option<ScopeRow>,
+        by: &Author,
+    ) -> Result<u64, RetentionError> {
+        let json = row.map(|r| serde_json::to_vec(&r)).transpose()?;
+        let entry = NewEntry::json(
+            "retention.scope",
+            STREAM,
+            by,
+            &serde_json::json!({"scope": scope, "row": row}),
+        )
+        .map_err(SubmitError::from)?;
+        let scope = scope.to_string();
+        Ok(self
+            .log
+            .submit(move |tx| {
+                tx.views().put_retention_scope(&scope, json.as_deref())?;
+                tx.append(entry.clone())
+            })
+            .await?)
+    }
+
+    /// One pass: forgets kept payloads past their grace period, then purges every due payload
+    /// up to the floor, a batch at a time. With `now`, purged payloads are not kept for grace.
+    pub async fn pass(&self, now: bool, by: &Author) -> Result<PassReport, RetentionError> {
+        let mut report = PassReport::default();
+        let batch = self.config.batch;
+        let pause = Duration::from_millis(self.config.pause_ms);
+        let grace_us = i64::from(self.config.grace_days) * 86_400_000_000;
+        loop {
+            let before = self.log.now_us().saturating_sub(grace_us);
+            let gone = self
+                .log
+                .submit(move |tx| Ok(tx.views().forget_purged(before, batch)?))
+                .await?;
+            report.forgotten += gone.len() as u64;
+            if gone.len() < batch {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        let floor = {
+            let rtx = self.log.read()?;
+            let head = self.log.head(&rtx)?;
+            (self.floor)().map_or(head, |f| f.min(head))
+        };
+        report.floor = floor;
+        let Some(shortest) = self.shortest_keep()? else {
+            return Ok(report);
+        };
+        let cutoff = self.log.now_us().saturating_sub(shortest);
+        let mut next = 1;
+        while next <= floor {
+            let (due, scanned_to, done) = self.due(next, floor, cutoff)?;
+            report.scanned += scanned_to + 1 - next;
+            next = scanned_to + 1;
+            if done {
+                next = floor + 1;
+            }
+            if due.is_empty() {
+                continue;
+            }
+            let purged = self.purge_batch(due, now || grace_us == 0, by).await?;
+            report.batches += 1;
+            report.purged.extend(purged);
+            tokio::time::sleep(pause).await;
+        }
+        Ok(report)
+    }
+
+    /// The shortest keep (µs) any class or override has in force; `None` when nothing can be
+    /// due (everything forever, or the site held).
+    fn shortest_keep(&self) -> Result<Option<i64>, RetentionError> {
+        let c = &self.config;
+        let rtx = self.log.read()?;
+        let site = Self::scope(&rtx, SITE_SCOPE)?.unwrap_or_default();
+        if c.legal_hold || site.hold {
+            return Ok(None);
+        }
+        let default = site
+            .keep
+            .filter(|k| *k != policy::Keep::Inherit)
+            .unwrap_or(c.default);
+        let resolve = |k: policy::Keep| match k {
+            policy::Keep::Inherit => default.micros(),
+            k => k.micros(),
+        };
+        let mut keeps: Vec<Option<i64>> = [c.events, c.alarms, c.incidents, c.chat, c.admin]
+            .into_iter()
+            .map(resolve)
+            .collect();
+        for (key, json) in rtx.retention_scopes()? {
+            let row: ScopeRow = serde_json::from_slice(&json)?;
+            if key != SITE_SCOPE
+                && let Some(k) = row.keep
+            {
+                keeps.push(resolve(k));
+            }
+        }
+        Ok(keeps.into_iter().flatten().min())
+    }
+
+    /// Up to one batch of due seqs from `from` (at most `floor`), the last seq looked at, and
+    /// whether the scan reached an entry younger than `cutoff` (nothing after it can be due).
+    fn due(
+        &self,
+        from: u64,
+        floor: u64,
+        cutoff: i64,
+    ) -> Result<(Vec<u64>, u64, bool), RetentionError> {
+        const SCAN: u64 = 5_000;
+        let rtx = self.log.read()?;
+        let now = self.log.now_us();
+        let site = Self::scope(&rtx, SITE_SCOPE)?.unwrap_or_default();
+        let mut rows: HashMap<String, Option<ScopeRow>> = HashMap::new();
+        let mut due = Vec::new();
+        let last = floor.min(from.saturating_add(SCAN - 1));
+        for seq in from..=last {
+            let Some(meta) = rtx.log_meta(seq)? else {
+                continue;
+            };
+            if meta.ts > cutoff {
+                return Ok((due, seq, true));
+            }
+            if meta.purged {
+                continue;
+            }
+            let row = match rows.get(&meta.stream) {
+                Some(r) => *r,
+                None => {
+                    let r = Self::scope(&rtx, &policy::stream_scope(&meta.stream))?;
+                    rows.insert(meta.stream.clone(), r);
+                    r
+                }
+            };
+            let keep = policy::keep_us(&self.config, &site, row.as_ref(), &meta.kind, &meta.stream);
+            if keep.is_some_and(|k| meta.ts <= now.saturating_sub(k)) {
+                due.push(seq);
+                if due.len() >= self.config.batch {
+                    return Ok((due, seq, false));
+                }
+            }
+        }
+        Ok((due, last, false))
+    }
+
+    async fn purge_batch(
+        &self,
+        seqs: Vec<u64>,
+        at_once: bool,
+        by: &Author,
+    ) -> Result<Vec<u64>, RetentionError> {
+        let hooks = self.hooks.clone();
+        let by = by.clone();
+        let grace_days = if at_once { 0 } else { self.config.grace_days };
+        Ok(self
+            .log
+            .submit(move |tx| {
+                let now = tx.now_us();
+                let mut done = Vec::with_capacity(seqs.len());
+                for &seq in &seqs {
+                    if tx.views().purge_payload(seq, now, !at_once)? == PurgeOutcome::Purged {
+                        done.push(seq);
+                    }
+                }
+                if done.is_empty() {
+                    return Ok(done);
+                }
+                for h in &hooks {
+                    h(tx, Change::Purged, &done)?;
+                }
+                let body = serde_json::json!({
+                    "ranges": ranges(&done),
+                    "count": done.len(),
+                    "grace_days": grace_days,
+                });
+                tx.append(NewEntry::json("retention.purged", STREAM, &by, &body)?)?;
+                Ok(done)
+            })
+            .await?)
+    }
+
+    /// Puts back the payloads of purged entries in `from..=to` still in their grace period.
+    pub async fn restore(
+        &self,
+        from: u64,
+        to: u64,
+        by: &Author,
+    ) -> Result<Vec<u64>, RetentionError> {
+        let mut restored = Vec::new();
+        let mut next = from;
+        loop {
+            let seqs: Vec<u64> = {
+                let rtx = self.log.read()?;
+                rtx.purged_restorable(next, self.config.batch)?
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .filter(|s| *s <= to)
+                    .collect()
+            };
+            let Some(&last) = seqs.last() else {
+                return Ok(restored);
+            };
+            next = last + 1;
+            let hooks = self.hooks.clone();
+            let by = by.clone();
+            let done = self
+                .log
+                .submit(move |tx| {
+                    let mut done = Vec::with_capacity(seqs.len());
+                    for &seq in &seqs {
+                        if tx.views().restore_payload(seq)? {
+                            done.push(seq);
+                        }
+                    }
+                    for h in &hooks {
+                        h(tx, Change::Restored, &done)?;
+                    }
+                    let body = serde_json::json!({"ranges": ranges(&done), "count": done.len()});
+                    tx.append(NewEntry::json("retention.restored", STREAM, &by, &body)?)?;
+                    Ok(done)
+                })
+                .await?;
+            restored.extend(done);
+            tokio::time::sleep(Duration::from_millis(self.config.pause_ms)).await;
+        }
+    }
+
+    /// The background task: a pass every `interval_secs` until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let every = Duration::from_secs(self.config.interval_secs);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let pass = tokio::select! {
+                () = stop.cancelled() => return,
+                r = self.pass(false, &Author::System) => r,
+            };
+            match pass {
+                Ok(r) if !r.purged.is_empty() || r.forgotten > 0 => {
+                    tracing::info!(
+                        purged = r.purged.len(),
+                        forgotten = r.forgotten,
+                        batches = r.batches,
+                        "retention pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; retried at the next interval")
+                }
+            }
+        }
+    }
+}
