@@ -50,5 +50,6 @@ mod ui;
 mod ui_alarm_notify;
 mod ui_alarms;
 mod ui_assets;
+mod ui_chat_product;
 mod ui_events;
 mod webdriver;

@@ -70,21 +70,10 @@ async fn wait_message(b: &Session<'_>, text: &str) -> Value {
     .await
 }
 
-/// Clicks the action button (by its label or aria-label) of the delivered message with this text.
+/// Clicks the action (by its label or aria-label) of the delivered message with this text,
+/// opening the message's action menu first.
 async fn act(s: &Session<'_>, text: &str, label: &str) {
-    s.wait_for(
-        label,
-        "document.querySelectorAll('[data-test-target]').forEach(e => e.removeAttribute('data-test-target'));
-         const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
-           .find(l => l.querySelector('.text')?.textContent === arguments[0]);
-         const b = li && [...li.querySelectorAll('.actions button')]
-           .find(x => x.textContent === arguments[1] || x.getAttribute('aria-label') === arguments[1]);
-         if (b) b.setAttribute('data-test-target', '1');
-         return !!b",
-        json!([text, label]),
-    )
-    .await;
-    s.click("[data-test-target='1']").await;
+    crate::ui_chat_product::act(s, text, label).await;
 }
 
 async fn users(server: &TestServer) -> (Api, Api, String) {
