@@ -358,12 +358,6 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
-fn notes_script() -> &'static str {
-    "const done = arguments[arguments.length - 1];
-     navigator.serviceWorker.getRegistration('/').then(r => r ? r.getNotifications() : [])
-       .then(ns => done(ns.map(n => n.title + ' | ' + n.body)), e => done(['error ' + e]))"
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(pw_has_browser),
@@ -437,18 +431,28 @@ async fn the_service_worker_shows_a_mention_while_hidden_and_the_title_counts_un
         json!([]),
     )
     .await;
+    // The test hook: every `registration.showNotification` the page makes, with its outcome.
+    a.js(
+        "const orig = ServiceWorkerRegistration.prototype.showNotification; window.__shown = [];
+         ServiceWorkerRegistration.prototype.showNotification = function (t, o) {
+           return orig.call(this, t, o).then(
+             (v) => { window.__shown.push(`${t} | ${o.body} | ${this.active ? 'active' : 'no worker'}`); return v; },
+             (e) => { window.__shown.push(`failed: ${e}`); throw e; });
+         };",
+        json!([]),
+    )
+    .await;
     bob.say(&group, "n1", "@alice valve 7 is stuck").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let notes = loop {
-        let n = a.js_async(notes_script(), json!([])).await;
-        if n.as_array().is_some_and(|x| !x.is_empty()) || std::time::Instant::now() > deadline {
-            break n;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let notes = a
+        .wait_for(
+            "a notification through the service worker",
+            "return window.__shown.length ? window.__shown : null",
+            json!([]),
+        )
+        .await;
     assert_eq!(
         notes,
-        json!(["bob · Line 3 | @alice valve 7 is stuck"]),
+        json!(["bob · Line 3 | @alice valve 7 is stuck | active"]),
         "notifications shown through the service worker"
     );
     a.wait_for(
