@@ -74,11 +74,23 @@ export function passwordScreen(done, forced, current = '') {
     forced ? h('p', {}, 'You signed in with a one-time password. Choose your own to continue.') : null,
     field('Current password', 'current_password', 'password', { autocomplete: 'current-password', value: current }),
     field('New password (10+ characters)', 'new_password', 'password', { autocomplete: 'new-password', minlength: 10 }),
+    field('New password again', 'confirm_password', 'password', { autocomplete: 'new-password', minlength: 10 }),
+    h('label', { class: 'hit-row' }, h('input', {
+      type: 'checkbox', name: 'show_passwords',
+      onchange: (e) => { for (const i of form.querySelectorAll('input[name$=_password]')) i.type = e.target.checked ? 'text' : 'password'; },
+    }), ' Show passwords'),
     msg,
     h('button', { type: 'submit', class: 'primary' }, 'Change password'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     msg.textContent = '';
+    // One typo on a phone with gloves would otherwise cost an admin reset.
+    if (form.elements.new_password.value !== form.elements.confirm_password.value) {
+      msg.className = 'error';
+      msg.textContent = 'The two new passwords differ.';
+      form.elements.confirm_password.focus();
+      return;
+    }
     try {
       await auth.changePassword(form.elements.current_password.value, form.elements.new_password.value);
       msg.className = 'ok';

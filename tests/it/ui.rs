@@ -149,7 +149,7 @@ async fn two_operators_chat_live_in_real_browsers() {
     act(&b, "hello from alice", "React 👍").await;
     a.wait_for(
         "reaction",
-        "return [...document.querySelectorAll('#messages .react')].some(r => r.textContent === '👍 1')",
+        "return [...document.querySelectorAll('#messages .react')].some(r => r.getAttribute('aria-label')?.startsWith('👍 1') && r.querySelector('svg'))",
         json!([]),
     )
     .await;
@@ -443,6 +443,35 @@ async fn first_sign_in_forces_a_new_password_and_an_expired_access_cookie_is_ref
     b.screenshot(&shots_dir().join("desktop-first-password.png"))
         .await;
     b.type_into("#password-form input[name=new_password]", PW)
+        .await;
+    // A typo in the confirmation is caught before anything is sent; the toggle shows both.
+    b.type_into(
+        "#password-form input[name=confirm_password]",
+        "typo-typo-typo",
+    )
+    .await;
+    b.click("#password-form button[type=submit]").await;
+    b.wait_for(
+        "the mismatch",
+        "return document.querySelector('#password-form .error')?.textContent.includes('differ')",
+        json!([]),
+    )
+    .await;
+    b.click("#password-form input[name=show_passwords]").await;
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#password-form input[name$=_password]')].map(i => i.type)",
+            json!([])
+        )
+        .await,
+        json!(["text", "text", "text"])
+    );
+    b.js(
+        "document.querySelector('#password-form input[name=confirm_password]').value = ''",
+        json!([]),
+    )
+    .await;
+    b.type_into("#password-form input[name=confirm_password]", PW)
         .await;
     b.click("#password-form button[type=submit]").await;
     wait_online(&b).await;

@@ -135,7 +135,8 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
     let files = alice.group("Files", &["bob"]).await;
     let other = bob.group("Shift", &["alice"]).await;
     for i in 1..=10 {
-        bob.say(&group, &format!("k{i}"), &format!("line {i}")).await;
+        bob.say(&group, &format!("k{i}"), &format!("line {i}"))
+            .await;
     }
     let base = origin(&server);
     let spki = spki_hash(&server).await;
@@ -181,7 +182,9 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
         )
         .await;
     if shown_hidden != json!([]) {
-        failed.push(format!("elements with `hidden` still displayed: {shown_hidden}"));
+        failed.push(format!(
+            "elements with `hidden` still displayed: {shown_hidden}"
+        ));
     }
     let h = alice.history(&group, "").await;
     let reply_of = |t: &str| {
@@ -285,6 +288,17 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
             json!([]),
         )
         .await;
+    let valid = a
+        .js(
+            "try { new RegExp(document.getElementById('channel-name').pattern, 'v'); return true } catch (e) { return String(e) }",
+            json!([]),
+        )
+        .await;
+    if valid != json!(true) {
+        failed.push(format!(
+            "the channel name pattern is invalid under the v flag: {valid}"
+        ));
+    }
     if !slug.to_string().contains("line-3") {
         failed.push(format!("no slug `line-3` shown for \"Line 3\": {slug}"));
     }
@@ -478,9 +492,7 @@ async fn the_service_worker_shows_a_mention_while_hidden_and_the_title_counts_un
         "{cached:?}"
     );
     assert!(
-        cached
-            .iter()
-            .all(|p| p.starts_with("/assets/") || p == "/"),
+        cached.iter().all(|p| p.starts_with("/assets/") || p == "/"),
         "{cached:?}"
     );
     a.quit().await;
