@@ -277,6 +277,32 @@ async fn two_operators_chat_live_in_real_browsers() {
     a.screenshot(&shots.join("desktop-people.png")).await;
     a.click("[data-nav='/admin']").await;
     a.find("tr[data-user='bob']").await;
+    // A new account's one-time password: monospace, with a copy button; the form clears.
+    a.type_into("#new-account input[name=username]", "carol")
+        .await;
+    a.type_into("#new-account input[aria-label='Display name']", "Carol")
+        .await;
+    a.click("#new-account button.primary").await;
+    a.find("#otp-value").await;
+    let otp = a
+        .js(
+            "const o = document.getElementById('otp-value');
+             return [o.textContent, getComputedStyle(o).fontFamily, !!document.getElementById('otp-copy'),
+                     document.querySelector('#new-account input[name=username]').value]",
+            json!([]),
+        )
+        .await;
+    assert!(otp[1].as_str().unwrap().contains("monospace"), "{otp}");
+    assert_eq!((&otp[2], &otp[3]), (&json!(true), &json!("")), "{otp}");
+    let r = server
+        .client()
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "carol", "password": otp[0]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the shown one-time password signs in");
     a.screenshot(&shots.join("desktop-admin.png")).await;
     b.set_size(360, 740).await;
     b.click("[data-nav='/']").await;
