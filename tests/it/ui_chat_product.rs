@@ -269,6 +269,34 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
     if png_size(&shot) != (360, 740) {
         failed.push(format!("phone screenshot is {:?}", png_size(&shot)));
     }
+    let bar = a
+        .js(
+            "return document.querySelector('header.bar').getBoundingClientRect().height",
+            json!([]),
+        )
+        .await;
+    if bar.as_f64().unwrap_or(999.0) > 110.0 {
+        failed.push(format!("the phone header takes {bar} px of 740"));
+    }
+    // On a touch keyboard Enter is a new line; the Send button sends.
+    a.type_into("#composer", "two").await;
+    a.type_into("#composer", ENTER).await;
+    a.type_into("#composer", "lines").await;
+    let typed = a
+        .js(
+            "return document.getElementById('composer').value",
+            json!([]),
+        )
+        .await;
+    if typed != json!("two\nlines") {
+        failed.push(format!(
+            "Enter on a phone did not insert a newline: {typed}"
+        ));
+    }
+    a.click(".composer button[type=submit]").await;
+    if typed == json!("two\nlines") {
+        wait_message(&a, "two\nlines").await;
+    }
     open_menu(&a, "line 8").await;
     let small = a.js(SMALL_TARGETS, json!([])).await;
     if small != json!([]) {
