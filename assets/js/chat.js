@@ -73,7 +73,7 @@ export function openConversation(id, go) {
     ta.focus();
   };
 
-  const msgEl = (m) => {
+  const msgEl = (m, grouped) => {
     const mine = m.author === S.me.username;
     const parent = m.reply_to ? msgMap(id).get(m.reply_to) : null;
     const reacts = Object.entries(m.reactions || {}).map(([emoji, who]) =>
@@ -86,7 +86,7 @@ export function openConversation(id, go) {
       mine || S.me.role === 'admin' ? h('button', { type: 'button', class: 'act', onclick: then(() => redact(m)) }, icon('trash'), h('span', { class: 'act-label' }, 'Delete')) : null,
       h('button', { type: 'button', class: 'act act-close', 'aria-label': 'Close menu', onclick: closeMenu }, icon('close')),
     ];
-    return h('li', { class: `msg${mine ? ' mine' : ''}${menuSeq === m.seq ? ' open' : ''}`, tabindex: actions.length ? 0 : null, dataset: { seq: m.seq } },
+    return h('li', { class: `msg${mine ? ' mine' : ''}${grouped ? ' grouped' : ''}${menuSeq === m.seq ? ' open' : ''}`, tabindex: actions.length ? 0 : null, dataset: { seq: m.seq } },
       h('div', { class: 'meta' }, h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
       m.reply_to ? h('div', { class: 'quote' }, parent ? `↪ ${parent.author}: ${parent.text.slice(0, 80)}` : '↪ an earlier message') : null,
       m.redacted ? h('div', { class: 'text deleted' }, 'message deleted') : h('div', { class: 'text' }, richText(m.text, S.me.username)),
@@ -117,6 +117,22 @@ export function openConversation(id, go) {
     else if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
   });
 
+  // A separator before each new day; a message by the same author within 5 minutes of the one
+  // before (and not a reply) is grouped under it: its author is not repeated.
+  const withDays = (msgs) => {
+    const out = [];
+    let prev = null;
+    for (const m of msgs) {
+      const day = new Date(m.ts_us / 1000).toDateString();
+      const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
+      if (newDay) out.push(h('li', { class: 'day-sep', role: 'separator' }, h('span', {}, dayLabel(m.ts_us))));
+      const grouped = !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
+      out.push(msgEl(m, grouped));
+      prev = m;
+    }
+    return out;
+  };
+
   const pendingEl = (p) => h('li', { class: 'msg mine pending', dataset: { key: p.key } },
     h('div', { class: 'meta' }, h('strong', {}, S.me.username), ' ', h('span', { class: 'state' }, S.conn === 'online' ? 'sending…' : 'pending — will send when connected')),
     h('div', { class: 'text' }, p.text),
@@ -126,7 +142,7 @@ export function openConversation(id, go) {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const msgs = sorted(id);
     const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
-    clear(list, msgs.map(msgEl), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
+    clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
     scroller.querySelector('#older').hidden = !S.hasMore.get(id);
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     paintSeen();
@@ -273,4 +289,13 @@ export function openConversation(id, go) {
   else setTimeout(paint, 0);
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
   return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
+}
+
+function dayLabel(us) {
+  const d = new Date(us / 1000);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return d.toLocaleDateString([], { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }

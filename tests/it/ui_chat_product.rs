@@ -264,6 +264,17 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
     if fit.as_u64().unwrap_or(0) < 6 {
         failed.push(format!("only {fit} messages fit on a 360×740 phone"));
     }
+    // One "Today" separator; bob's consecutive lines grouped under the first.
+    let days = a
+        .js(
+            "return [[...document.querySelectorAll('#messages .day-sep')].map(e => e.textContent),
+                     document.querySelectorAll('#messages .msg.grouped').length]",
+            json!([]),
+        )
+        .await;
+    if days[0] != json!(["Today"]) || days[1].as_u64().unwrap_or(0) < 9 {
+        failed.push(format!("day separators / grouping: {days}"));
+    }
     let shot = shots.join("phone-conversation.png");
     a.screenshot(&shot).await;
     if png_size(&shot) != (360, 740) {
