@@ -107,6 +107,21 @@ async fn two_operators_chat_live_in_real_browsers() {
 
     a.goto(&format!("{base}/")).await;
     a.find("#login-form").await;
+    // The sign-in page names the site and shows the CA fingerprint to compare.
+    let info = server.client().get("/api/v1/site").await.json();
+    let shown = a
+        .wait_for(
+            "the site and fingerprint",
+            "return document.getElementById('site-info')?.textContent",
+            json!([]),
+        )
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains(info["site"].as_str().unwrap())
+            && shown.contains(info["ca_fingerprint"].as_str().unwrap()),
+        "{shown} / {info}"
+    );
     a.screenshot(&shots.join("desktop-sign-in.png")).await;
     sign_in(&a, &base, "alice").await;
     sign_in(&b, &base, "bob").await;
