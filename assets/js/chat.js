@@ -125,7 +125,7 @@ export function openConversation(id, go) {
     for (const m of msgs) {
       const day = new Date(m.ts_us / 1000).toDateString();
       const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
-      if (newDay) out.push(h('li', { class: 'day-sep', role: 'separator' }, h('span', {}, dayLabel(m.ts_us))));
+      if (newDay) out.push(h('li', { class: 'day-sep' }, h('span', {}, dayLabel(m.ts_us))));
       const grouped = !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
       out.push(msgEl(m, grouped));
       prev = m;

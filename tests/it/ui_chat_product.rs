@@ -536,3 +536,73 @@ async fn the_service_worker_shows_a_mention_while_hidden_and_the_title_counts_un
     );
     a.quit().await;
 }
+
+/// axe-core (vendored with its licence under `tests/vendor/axe-core/`), injected through
+/// WebDriver (script execution is not subject to the page's CSP).
+const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
+/// The serious and critical violations axe-core finds on the current page.
+async fn axe(s: &Session<'_>) -> Vec<String> {
+    if s.js("return typeof axe", json!([])).await != json!("object") {
+        s.js(&format!("{AXE}\n;return true"), json!([])).await;
+    }
+    let v = s
+        .js_async(
+            "const done = arguments[0];
+             axe.run(document, { resultTypes: ['violations'] }).then((r) => done(r.violations
+               .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+               .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`)),
+               (e) => done([`axe failed: ${e}`]))",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn axe_finds_no_serious_or_critical_violations_on_the_main_screens() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("alice", Role::Admin, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let alice = Api::login(&server.client(), "alice", PW).await;
+    let group = alice.group("Line 3", &["bob"]).await;
+    alice.say(&group, "a1", "pump 2 @bob").await;
+    let base = origin(&server);
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki_hash(&server).await).await;
+    let mut found = Vec::new();
+    a.goto(&format!("{base}/")).await;
+    a.find("#login-form").await;
+    a.find("#site-info strong").await;
+    for v in axe(&a).await {
+        found.push(format!("sign-in: {v}"));
+    }
+    sign_in(&a, &base, "alice").await;
+    let screens = [
+        ("conversation list", "/", "#conv-list .conv-item"),
+        ("conversation", "/c/GROUP", "#messages .msg[data-seq]"),
+        ("people", "/people", "#contacts h3"),
+        ("channels", "/channels", "#channel-name"),
+        ("profile", "/profile", "#sign-out"),
+        ("admin", "/admin", "tr[data-user='bob']"),
+    ];
+    for (name, path, ready) in screens {
+        a.goto(&format!("{base}{}", path.replace("GROUP", &group)))
+            .await;
+        wait_online(&a).await;
+        a.find(ready).await;
+        for v in axe(&a).await {
+            found.push(format!("{name}: {v}"));
+        }
+    }
+    a.quit().await;
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
