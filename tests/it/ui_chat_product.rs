@@ -603,6 +603,22 @@ async fn axe_finds_no_serious_or_critical_violations_on_the_main_screens() {
             found.push(format!("{name}: {v}"));
         }
     }
+    // The same in dark mode on a phone, for the chat screens.
+    a.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    )
+    .await;
+    a.set_size(360, 740).await;
+    for (name, path, ready) in &screens[..2] {
+        a.goto(&format!("{base}{}", path.replace("GROUP", &group)))
+            .await;
+        wait_online(&a).await;
+        a.find(ready).await;
+        for v in axe(&a).await {
+            found.push(format!("{name} (dark phone): {v}"));
+        }
+    }
     a.quit().await;
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
