@@ -10,6 +10,7 @@ import * as outbox from './outbox.js';
 import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
 import { icon, reactionGlyph, REACTIONS } from './icons.js';
+import { convDetails } from './convhead.js';
 
 // Touch screens (no hover): Enter inserts a newline there and the Send button sends.
 const touch = () => matchMedia('(pointer: coarse)').matches;
@@ -60,7 +61,8 @@ export function openConversation(id, go) {
     ? h('p', { class: 'composer read-only', role: 'note' }, 'Read only: your role (viewer) can follow this conversation but not write in it. An administrator can change your role.')
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title), scroller, typing, seen, form);
+  const details = convDetails(id, go);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form);
   let replyTo = null;
   let editing = null;
   let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
@@ -280,7 +282,7 @@ export function openConversation(id, go) {
   unsubs.push(on('conn', paint));
   unsubs.push(on('typing', (c) => { if (c === id) paintTyping(); }));
   unsubs.push(on('seen', (c) => { if (c === id) paintSeen(); }));
-  unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); } }));
+  unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); details.paint(); } }));
   unsubs.push(on('visible', markRead));
   unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
 

@@ -128,6 +128,7 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
     server.user("alice", Role::Operator, PW).await;
     server.user("bob", Role::Operator, PW).await;
     server.user("vera", Role::Viewer, PW).await;
+    server.user("dave", Role::Operator, PW).await;
     let c = server.client();
     let alice = Api::login(&c, "alice", PW).await;
     let bob = Api::login(&c, "bob", PW).await;
@@ -203,6 +204,38 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
             reply_of("no reply")
         ));
     }
+
+    // The conversation header: members, invite, rename (leave comes last).
+    a.click(".conv-details summary").await;
+    let members = "return [...document.querySelectorAll('#members li')].map(l => l.textContent.trim()).sort().join(',')";
+    a.wait_for(
+        "the members",
+        &format!("{members} === 'alice,bob,vera'"),
+        json!([]),
+    )
+    .await;
+    a.type_into("#invite-users", "dave").await;
+    a.click("#invite-users + button").await;
+    a.wait_for(
+        "dave invited",
+        &format!("{members} === 'alice,bob,dave,vera'"),
+        json!([]),
+    )
+    .await;
+    a.js(
+        "document.getElementById('conv-rename').value = ''",
+        json!([]),
+    )
+    .await;
+    a.type_into("#conv-rename", "Line 3 east").await;
+    a.click("#conv-rename + button").await;
+    a.wait_for(
+        "the new name",
+        "return document.querySelector('.conv-title').textContent === 'Line 3 east'",
+        json!([]),
+    )
+    .await;
+    a.click(".conv-details summary").await;
 
     // 2. No tofu: a reaction, the action menu's glyphs and an attachment-only message (📎).
     act(&a, "line 9", "React 👍").await;
@@ -405,6 +438,19 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
         ));
     }
     v.screenshot(&shots.join("desktop-viewer.png")).await;
+
+    // Leaving from the header: back to the list, the conversation gone from it.
+    a.goto(&format!("{base}/c/{group}")).await;
+    wait_online(&a).await;
+    a.click(".conv-details summary").await;
+    a.click("#conv-leave").await;
+    a.accept_alert().await;
+    a.wait_for(
+        "left",
+        "return location.pathname === '/' && !document.querySelector(`.conv-item[data-id='${arguments[0]}']`)",
+        json!([group]),
+    )
+    .await;
 
     a.quit().await;
     v.quit().await;
