@@ -7,9 +7,29 @@ import { S } from './model.js';
 // `go` navigates within the app (to the devices screen).
 export function adminScreen(go) {
   const table = h('tbody');
-  const secret = h('p', { class: 'ok', role: 'status' });
+  const secret = h('div', { role: 'status' });
   const act = async (f, msg) => {
-    try { const r = await f(); if (r && r.one_time_password) secret.textContent = `One-time password for ${r.user.username}: ${r.one_time_password} (shown once)`; else if (msg) toast(msg); paint(); } catch (e) { toast(e.message, 'error'); }
+    try {
+      const r = await f();
+      if (r && r.one_time_password) showSecret(r.user.username, r.one_time_password);
+      else if (msg) toast(msg);
+      paint();
+      return true;
+    } catch (e) { toast(e.message, 'error'); return false; }
+  };
+  // The one-time password, shown once: monospace (no l/1 or O/0 guessing) with a copy button.
+  const showSecret = (user, pw) => {
+    const value = h('output', { id: 'otp-value', class: 'otp-value' }, pw);
+    const copied = h('span', { class: 'muted', 'aria-live': 'polite' });
+    const copy = async () => {
+      try { await navigator.clipboard.writeText(pw); copied.textContent = 'Copied'; } catch {
+        getSelection().selectAllChildren(value);
+        copied.textContent = 'Selected: copy it with Ctrl+C';
+      }
+    };
+    clear(secret, h('div', { class: 'card inline otp', id: 'otp' },
+      h('p', {}, `One-time password for ${user} (shown once; they choose their own at the first sign-in):`),
+      h('div', { class: 'row' }, value, h('button', { type: 'button', id: 'otp-copy', onclick: copy }, 'Copy'), copied)));
   };
   const paint = async () => {
     try {
@@ -30,13 +50,14 @@ export function adminScreen(go) {
     } catch (e) { toast(e.message, 'error'); }
   };
   paint();
-  const uname = h('input', { required: true, 'aria-label': 'Username', placeholder: 'username', autocapitalize: 'none' });
+  const uname = h('input', { required: true, name: 'username', 'aria-label': 'Username', placeholder: 'username', autocapitalize: 'none' });
   const dname = h('input', { required: true, 'aria-label': 'Display name', placeholder: 'display name' });
   const role = h('select', { 'aria-label': 'Role' }, ['operator', 'viewer', 'admin'].map((x) => h('option', { value: x }, x)));
-  const form = h('form', { class: 'card inline' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
+  const form = h('form', { class: 'card inline', id: 'new-account' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    act(() => users.createAccount({ username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }));
+    act(() => users.createAccount({ username: uname.value.trim(), display_name: dname.value.trim(), role: role.value }))
+      .then((ok) => { if (ok) form.reset(); });
   });
   return {
     el: h('div', { class: 'screen' },

@@ -21,6 +21,8 @@ import { kpiScreen } from './kpis.js';
 import { annunciate } from './annunciate.js';
 import { incidentsScreen, incidentScreen, openIncidentScreen } from './incidents.js';
 import { templatesScreen } from './templates.js';
+import './theme.js';
+import * as notifier from './notify.js';
 
 const root = document.getElementById('root');
 
@@ -50,6 +52,7 @@ async function start() {
   S.me = me;
   outbox.setOwner(me.username);
   shell();
+  notifier.register(go);
   live.connect({
     onState: (s) => { S.conn = s; emit('conn'); },
     onFirstHello: async () => { await Promise.all([loadConvs(), reloadAlarms()]); },
@@ -82,8 +85,7 @@ function notify(r) {
   const c = S.convs.get(r.conv);
   const mention = r.msg.mentions.includes(S.me.username);
   if ((c && c.kind === 'direct') || mention) {
-    const n = new Notification(`${r.msg.author} · ${convTitle(c)}`, { body: r.msg.text.slice(0, 140), tag: r.conv });
-    n.onclick = () => { window.focus(); go(`/c/${encodeURIComponent(r.conv)}`); };
+    notifier.show(`${r.msg.author} · ${convTitle(c)}`, r.msg.text.slice(0, 140), r.conv, `/c/${encodeURIComponent(r.conv)}`, go).catch(() => {});
   }
 }
 
@@ -101,6 +103,7 @@ function shell() {
   const paint = () => { conn.dataset.state = S.conn; conn.textContent = connLabel(S.conn); };
   paint();
   on('conn', paint);
+  on('convs', () => notifier.title([...S.convs.values()].reduce((n, c) => n + (c.unread || 0), 0)));
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
   const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/incidents', 'Incidents'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
@@ -110,6 +113,7 @@ function shell() {
       conn,
       alarmBanner(go),
       h('nav', { 'aria-label': 'Main' }, links)),
+    notifier.askCard(S.me.username),
     h('main', { id: 'main' },
       h('aside', { id: 'side', 'aria-label': 'Conversations' }, convList(go)),
       h('section', { id: 'pane' })),

@@ -9,8 +9,11 @@ import { S, on, emit, convTitle, loadHistory, loadDetail, sorted, msgMap, typing
 import * as outbox from './outbox.js';
 import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
+import { icon, reactionGlyph, REACTIONS } from './icons.js';
+import { convDetails } from './convhead.js';
 
-const EMOJI = ['👍', '✅', '👀', '❗'];
+// Touch screens (no hover): Enter inserts a newline there and the Send button sends.
+const touch = () => matchMedia('(pointer: coarse)').matches;
 
 export function convList(go) {
   const ul = h('ul', { class: 'convs', id: 'conv-list' });
@@ -29,10 +32,10 @@ export function convList(go) {
         dot,
         h('span', { class: 'conv-main' },
           h('span', { class: 'conv-name' }, convTitle(c)),
-          h('span', { class: 'conv-last' }, last ? `${last.author}: ${last.redacted ? 'deleted' : last.text || '📎'}` : '')),
+          h('span', { class: 'conv-last' }, last ? [`${last.author}: `, last.redacted ? 'deleted' : last.text || [icon('clip'), 'attachment']] : '')),
         c.mentions ? h('span', { class: 'badge mention', title: 'mentions' }, `@${c.mentions}`) : null,
         c.unread ? h('span', { class: 'badge unread', title: 'unread' }, String(c.unread)) : null));
-    }) : h('li', { class: 'muted' }, 'No conversations yet.'));
+    }) : h('li', { class: 'muted empty' }, 'No conversations yet — start one from People (a person or a group) or join one under Channels.'));
   };
   paint();
   on('convs', paint);
@@ -49,14 +52,20 @@ export function openConversation(id, go) {
   const seen = h('p', { class: 'seen', id: 'seen' });
   const replyBar = h('div', { class: 'reply-bar', hidden: true });
   const files = uploader();
-  const ta = h('textarea', { id: 'composer', rows: 2, placeholder: 'Message — Enter to send, Shift+Enter for a new line', 'aria-label': 'Message' });
+  const ta = h('textarea', { id: 'composer', rows: touch() ? 1 : 2, placeholder: touch() ? 'Message' : 'Message — Enter to send, Shift+Enter for a new line', 'aria-label': 'Message' });
   const suggest = h('ul', { class: 'suggest', role: 'listbox', hidden: true });
   const sendBtn = h('button', { class: 'primary', type: 'submit' }, 'Send');
-  const form = h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
+  // Viewers read only: a notice instead of a composer (the server would refuse their messages).
+  const readOnly = S.me.role === 'viewer';
+  const form = readOnly
+    ? h('p', { class: 'composer read-only', role: 'note' }, 'Read only: your role (viewer) can follow this conversation but not write in it. An administrator can change your role.')
+    : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title), scroller, typing, seen, form);
+  const details = convDetails(id, go);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form);
   let replyTo = null;
   let editing = null;
+  let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
   const unsubs = [];
 
   const setReply = (m) => {
@@ -66,24 +75,64 @@ export function openConversation(id, go) {
     ta.focus();
   };
 
-  const msgEl = (m) => {
+  const msgEl = (m, grouped) => {
     const mine = m.author === S.me.username;
     const parent = m.reply_to ? msgMap(id).get(m.reply_to) : null;
     const reacts = Object.entries(m.reactions || {}).map(([emoji, who]) =>
-      h('button', { class: `react${who.includes(S.me.username) ? ' mine' : ''}`, title: who.join(', '), onclick: () => toggleReact(m, emoji) }, `${emoji} ${who.length}`));
-    const actions = m.redacted ? [] : [
-      h('button', { class: 'act', onclick: () => setReply(m) }, 'Reply'),
-      ...EMOJI.map((e) => h('button', { class: 'act', 'aria-label': `React ${e}`, onclick: () => toggleReact(m, e) }, e)),
-      mine ? h('button', { class: 'act', onclick: () => startEdit(m) }, 'Edit') : null,
-      mine || S.me.role === 'admin' ? h('button', { class: 'act', onclick: () => redact(m) }, 'Delete') : null,
+      h('button', { class: `react${who.includes(S.me.username) ? ' mine' : ''}`, title: who.join(', '), 'aria-label': `${emoji} ${who.length}: ${who.join(', ')}`, disabled: readOnly, onclick: () => toggleReact(m, emoji) }, reactionGlyph(emoji), ` ${who.length}`));
+    const then = (f) => () => { closeMenu(); f(); };
+    const actions = m.redacted || readOnly ? [] : [
+      h('button', { type: 'button', class: 'act', onclick: then(() => setReply(m)) }, icon('reply'), h('span', { class: 'act-label' }, 'Reply')),
+      ...REACTIONS.map((r) => h('button', { type: 'button', class: 'act', 'aria-label': `React ${r.emoji}`, title: r.name, onclick: then(() => toggleReact(m, r.emoji)) }, icon(r.glyph))),
+      mine ? h('button', { type: 'button', class: 'act', onclick: then(() => startEdit(m)) }, icon('edit'), h('span', { class: 'act-label' }, 'Edit')) : null,
+      mine || S.me.role === 'admin' ? h('button', { type: 'button', class: 'act', onclick: then(() => redact(m)) }, icon('trash'), h('span', { class: 'act-label' }, 'Delete')) : null,
+      h('button', { type: 'button', class: 'act act-close', 'aria-label': 'Close menu', onclick: closeMenu }, icon('close')),
     ];
-    return h('li', { class: `msg${mine ? ' mine' : ''}`, dataset: { seq: m.seq } },
+    return h('li', { class: `msg${mine ? ' mine' : ''}${grouped ? ' grouped' : ''}${menuSeq === m.seq ? ' open' : ''}`, tabindex: actions.length ? 0 : null, dataset: { seq: m.seq } },
       h('div', { class: 'meta' }, h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
       m.reply_to ? h('div', { class: 'quote' }, parent ? `↪ ${parent.author}: ${parent.text.slice(0, 80)}` : '↪ an earlier message') : null,
       m.redacted ? h('div', { class: 'text deleted' }, 'message deleted') : h('div', { class: 'text' }, richText(m.text, S.me.username)),
       (m.attachments || []).map(attachmentView),
       reacts.length ? h('div', { class: 'reacts' }, reacts) : null,
-      h('div', { class: 'actions' }, actions));
+      actions.length ? h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' }, actions) : null);
+  };
+
+  // A tap or click on a message (not on its links or buttons) opens its action menu; a long-press
+  // (the touch context menu) too. Desktop pointers also get the menu as a toolbar on hover.
+  const closeMenu = () => {
+    menuSeq = null;
+    for (const x of list.querySelectorAll('.msg.open')) x.classList.remove('open');
+  };
+  const toggleMenu = (e, force) => {
+    const li = e.target.closest('.msg[data-seq]');
+    if (!li || !li.querySelector('.actions') || e.target.closest('a, button, .actions')) return;
+    if (force) e.preventDefault();
+    const seq = Number(li.dataset.seq);
+    menuSeq = force || menuSeq !== seq ? seq : null;
+    for (const x of list.querySelectorAll('.msg.open')) x.classList.remove('open');
+    if (menuSeq !== null) li.classList.add('open');
+  };
+  list.addEventListener('click', (e) => toggleMenu(e, false));
+  list.addEventListener('contextmenu', (e) => { if (touch()) toggleMenu(e, true); });
+  list.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && menuSeq !== null) closeMenu();
+    else if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
+  });
+
+  // A separator before each new day; a message by the same author within 5 minutes of the one
+  // before (and not a reply) is grouped under it: its author is not repeated.
+  const withDays = (msgs) => {
+    const out = [];
+    let prev = null;
+    for (const m of msgs) {
+      const day = new Date(m.ts_us / 1000).toDateString();
+      const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
+      if (newDay) out.push(h('li', { class: 'day-sep' }, h('span', {}, dayLabel(m.ts_us))));
+      const grouped = !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
+      out.push(msgEl(m, grouped));
+      prev = m;
+    }
+    return out;
   };
 
   const pendingEl = (p) => h('li', { class: 'msg mine pending', dataset: { key: p.key } },
@@ -95,7 +144,7 @@ export function openConversation(id, go) {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const msgs = sorted(id);
     const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
-    clear(list, msgs.map(msgEl), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
+    clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
     scroller.querySelector('#older').hidden = !S.hasMore.get(id);
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     paintSeen();
@@ -180,7 +229,7 @@ export function openConversation(id, go) {
       if (first) { e.preventDefault(); first.click(); return; }
     }
     if (e.key === 'Escape') { suggest.hidden = true; setReply(null); }
-    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); submit(); }
+    if (e.key === 'Enter' && !e.shiftKey && !touch()) { e.preventDefault(); submit(); }
   });
   ta.addEventListener('input', () => {
     const now = Date.now();
@@ -233,13 +282,22 @@ export function openConversation(id, go) {
   unsubs.push(on('conn', paint));
   unsubs.push(on('typing', (c) => { if (c === id) paintTyping(); }));
   unsubs.push(on('seen', (c) => { if (c === id) paintSeen(); }));
-  unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); } }));
+  unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); details.paint(); } }));
   unsubs.push(on('visible', markRead));
   unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
 
   loadDetail(id).catch((e) => toast(e.message, 'error'));
   if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { scroller.scrollTop = scroller.scrollHeight; }).catch((e) => toast(e.message, 'error'));
   else setTimeout(paint, 0);
-  setTimeout(() => ta.focus(), 0);
+  if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
   return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
+}
+
+function dayLabel(us) {
+  const d = new Date(us / 1000);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return d.toLocaleDateString([], { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }

@@ -3,6 +3,7 @@
 
 import { h, clear, size, toast } from './dom.js';
 import * as attachments from './api/attachments.js';
+import { icon } from './icons.js';
 
 export function attachmentView(a) {
   const url = attachments.url(a.id);
@@ -12,7 +13,7 @@ export function attachmentView(a) {
         h('img', { src: url, alt: a.name, loading: 'lazy' })),
       h('figcaption', {}, h('a', { href: url, download: a.name }, a.name), ` · ${size(a.size)}`));
   }
-  return h('div', { class: 'attachment file' }, '📎 ', h('a', { href: url, download: a.name }, a.name), ` · ${size(a.size)}`);
+  return h('div', { class: 'attachment file' }, icon('clip'), ' ', h('a', { href: url, download: a.name }, a.name), ` · ${size(a.size)}`);
 }
 
 function enlarge(url, name) {

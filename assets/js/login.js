@@ -2,6 +2,7 @@
 
 import { h, clear } from './dom.js';
 import * as auth from './api/auth.js';
+import * as site from './api/site.js';
 
 function field(label, name, type = 'text', extra = {}) {
   const id = `f-${name}-${Math.random().toString(36).slice(2, 7)}`;
@@ -18,7 +19,8 @@ export function loginScreen(done) {
     field('Password', 'password', 'password', { autocomplete: 'current-password' }),
     err,
     h('button', { type: 'submit', class: 'primary' }, 'Sign in'),
-    h('button', { type: 'button', class: 'link', onclick: () => form.replaceWith(registerForm(() => form)) }, 'Request an account'));
+    h('button', { type: 'button', class: 'link', onclick: () => form.replaceWith(registerForm(() => form)) }, 'Request an account'),
+    siteInfo());
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     err.textContent = '';
@@ -33,6 +35,17 @@ export function loginScreen(done) {
     }
   });
   return h('div', { class: 'center' }, form);
+}
+
+// Which site this is and its CA fingerprint, to compare with the one the administrator gave out
+// (or `plantwire discover` shows) before typing a password.
+function siteInfo() {
+  const box = h('p', { id: 'site-info', class: 'site-info muted' });
+  site.info().then((s) => {
+    clear(box, 'Site ', h('strong', {}, s.site),
+      s.ca_fingerprint ? [' · CA fingerprint (SHA-256), compare it with the one you were given: ', h('code', { class: 'fingerprint' }, s.ca_fingerprint)] : null);
+  }, () => {});
+  return box;
 }
 
 function registerForm(back) {
@@ -74,11 +87,23 @@ export function passwordScreen(done, forced, current = '') {
     forced ? h('p', {}, 'You signed in with a one-time password. Choose your own to continue.') : null,
     field('Current password', 'current_password', 'password', { autocomplete: 'current-password', value: current }),
     field('New password (10+ characters)', 'new_password', 'password', { autocomplete: 'new-password', minlength: 10 }),
+    field('New password again', 'confirm_password', 'password', { autocomplete: 'new-password', minlength: 10 }),
+    h('label', { class: 'hit-row' }, h('input', {
+      type: 'checkbox', name: 'show_passwords',
+      onchange: (e) => { for (const i of form.querySelectorAll('input[name$=_password]')) i.type = e.target.checked ? 'text' : 'password'; },
+    }), ' Show passwords'),
     msg,
     h('button', { type: 'submit', class: 'primary' }, 'Change password'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     msg.textContent = '';
+    // One typo on a phone with gloves would otherwise cost an admin reset.
+    if (form.elements.new_password.value !== form.elements.confirm_password.value) {
+      msg.className = 'error';
+      msg.textContent = 'The two new passwords differ.';
+      form.elements.confirm_password.focus();
+      return;
+    }
     try {
       await auth.changePassword(form.elements.current_password.value, form.elements.new_password.value);
       msg.className = 'ok';

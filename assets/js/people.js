@@ -88,15 +88,31 @@ export function channelsScreen(go) {
     } catch (e) { toast(e.message, 'error'); }
   };
   paint();
-  const name = h('input', { id: 'channel-name', required: true, pattern: '#?[a-z0-9_-]{1,48}', 'aria-label': 'Channel name' });
-  const form = h('form', { class: 'card inline' }, h('h3', {}, 'New channel'), h('label', {}, 'Name ', name), h('button', { class: 'primary' }, 'Create channel'));
+  // The pattern is compiled with the `v` flag by current browsers: `-` is escaped in the class.
+  const name = h('input', { id: 'channel-name', required: true, maxlength: 49, pattern: '#?[a-z0-9_\\-]{1,48}', autocapitalize: 'none', 'aria-label': 'Channel name', 'aria-describedby': 'channel-slug' });
+  const slugHint = h('p', { id: 'channel-slug', class: 'muted', 'aria-live': 'polite' }, 'Lower-case letters, digits, - and _.');
+  name.addEventListener('input', () => {
+    const s = slugify(name.value);
+    if (s !== name.value) name.value = s;
+    slugHint.textContent = s ? `Will be created as #${s.replace(/^#/, '').replace(/[-_]+$/, '')}` : 'Lower-case letters, digits, - and _.';
+  });
+  const form = h('form', { class: 'card inline' }, h('h3', {}, 'New channel'), h('label', {}, 'Name ', name), slugHint, h('button', { class: 'primary' }, 'Create channel'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
-      const c = await conversations.createChannel(name.value);
+      const c = await conversations.createChannel(name.value.replace(/[-_]+$/, ''));
       await loadConvs();
       go(`/c/${enc(c.id)}`);
     } catch (x) { toast(x.message, 'error'); }
   });
   return { el: h('div', { class: 'screen' }, h('h2', {}, 'Channels'), list, form) };
+}
+
+// "Line 3" → "line-3" as it is typed: lower case, accents dropped, any other run of characters one
+// `-` (a trailing one is kept while typing and dropped on submit), at most 48 after an optional `#`.
+export function slugify(v) {
+  const hash = v.startsWith('#') ? '#' : '';
+  const body = v.slice(hash.length).normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-').replace(/^-+/, '').slice(0, 48);
+  return hash + body;
 }

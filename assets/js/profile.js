@@ -6,6 +6,7 @@ import * as auth from './api/auth.js';
 import { S } from './model.js';
 import { passwordScreen } from './login.js';
 import * as annunciation from './annunciate.js';
+import { THEMES, theme, setTheme } from './theme.js';
 
 export function profileScreen(signedOut) {
   const me = S.me;
@@ -27,6 +28,7 @@ export function profileScreen(signedOut) {
         h('dt', {}, 'Role'), h('dd', {}, me.role),
         h('dt', {}, 'Site'), h('dd', {}, me.site)),
       h('p', {}, notif, ' Direct messages and mentions while this tab is hidden, and new alarms at the priority chosen below.'),
+      themeSettings(),
       alarmSettings(),
       passwordScreen(() => {}, false),
       sessionsCard(),
@@ -79,4 +81,17 @@ function alarmSettings() {
     h('p', {}, h('label', { class: 'hit', for: 'alarm-sound' }, sound), h('label', { for: 'alarm-sound' }, 'Alarm sound')),
     h('p', {}, h('label', { for: 'alarm-min-priority' }, 'Alarm notifications from priority '), min),
     h('p', { class: 'muted' }, 'New unacknowledged alarms arriving while this page is open; diagnostic, shelved, suppressed and out-of-service alarms stay quiet.'));
+}
+
+// The theme toggle: system, light or dark, for this browser (a control-room PC whose OS theme is
+// light can still run the UI dark).
+function themeSettings() {
+  const names = { system: 'Same as the system', light: 'Light', dark: 'Dark' };
+  return h('fieldset', { class: 'card theme-settings' },
+    h('legend', {}, 'Theme'),
+    THEMES.map((t) => {
+      const r = h('input', { type: 'radio', name: 'theme', value: t, id: `theme-${t}`, onchange: () => setTheme(t) });
+      r.checked = theme() === t;
+      return h('label', { class: 'hit-row', for: `theme-${t}` }, r, ` ${names[t]}`);
+    }));
 }

@@ -20,7 +20,13 @@ const PREFIX_MARK: &str = "/assets/__VERSION__/";
 /// same host's `wss:` in CSP 3); images also from `blob:`/`data:` for previews before upload.
 pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self' blob: data:; connect-src 'self'; manifest-src 'self'; frame-ancestors 'none'; \
-base-uri 'none'; form-action 'self'";
+base-uri 'none'; form-action 'self'; worker-src 'self'";
+
+/// The service worker's path: at the root so its scope is the whole UI (no
+/// `Service-Worker-Allowed` needed), `no-cache` so a new build's worker is picked up at once.
+const WORKER_PATH: &str = "/sw.js";
+/// The worker's own policy: it only fetches this origin's shell.
+const WORKER_CSP: &str = "default-src 'none'; connect-src 'self'";
 
 struct Asset {
     body: bytes::Bytes,
@@ -32,6 +38,7 @@ struct Asset {
 pub struct Ui {
     version: String,
     index: Asset,
+    worker: Asset,
     files: HashMap<String, Asset>,
 }
 
@@ -84,10 +91,16 @@ impl Ui {
         let mut whole = Vec::new();
         let mut files = HashMap::new();
         let mut index_src = Vec::new();
+        let mut worker_src = Vec::new();
         for f in all {
             let path = f.path().to_string_lossy().replace('\\', "/");
             if path == "index.html" {
                 index_src = f.contents().to_vec();
+                continue;
+            }
+            if path == "sw.js" {
+                worker_src = f.contents().to_vec();
+                whole.extend_from_slice(&worker_src);
                 continue;
             }
             if path.ends_with(".md") {
@@ -101,9 +114,19 @@ impl Ui {
         let version = sha256_hex(&whole)[..16].to_string();
         let index = String::from_utf8_lossy(&index_src)
             .replace(PREFIX_MARK, &format!("/assets/{version}/"));
+        // The worker learns this build's version and its shell: every versioned file.
+        let mut shell: Vec<String> = files
+            .keys()
+            .map(|p| format!("\"/assets/{version}/{p}\""))
+            .collect();
+        shell.sort();
+        let worker = String::from_utf8_lossy(&worker_src)
+            .replace("__VERSION__", &version)
+            .replace("__SHELL__", &format!("[{}]", shell.join(", ")));
         Self {
             version,
             index: asset(index.into_bytes(), "text/html; charset=utf-8"),
+            worker: asset(worker.into_bytes(), "text/javascript; charset=utf-8"),
             files,
         }
     }
@@ -116,6 +139,14 @@ impl Ui {
             || path.starts_with("/api/")
         {
             return ApiError::not_found().into_response();
+        }
+        if path == WORKER_PATH {
+            let mut res = respond(&self.worker, req.headers(), "no-cache");
+            res.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(WORKER_CSP),
+            );
+            return res;
         }
         if let Some(rest) = path.strip_prefix("/assets/") {
             return match rest.split_once('/') {

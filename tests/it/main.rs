@@ -56,6 +56,7 @@ mod ui;
 mod ui_alarm_notify;
 mod ui_alarms;
 mod ui_assets;
+mod ui_chat_product;
 mod ui_events;
 mod ui_incidents;
 mod webdriver;

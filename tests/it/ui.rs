@@ -70,21 +70,10 @@ async fn wait_message(b: &Session<'_>, text: &str) -> Value {
     .await
 }
 
-/// Clicks the action button (by its label or aria-label) of the delivered message with this text.
+/// Clicks the action (by its label or aria-label) of the delivered message with this text,
+/// opening the message's action menu first.
 async fn act(s: &Session<'_>, text: &str, label: &str) {
-    s.wait_for(
-        label,
-        "document.querySelectorAll('[data-test-target]').forEach(e => e.removeAttribute('data-test-target'));
-         const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
-           .find(l => l.querySelector('.text')?.textContent === arguments[0]);
-         const b = li && [...li.querySelectorAll('.actions button')]
-           .find(x => x.textContent === arguments[1] || x.getAttribute('aria-label') === arguments[1]);
-         if (b) b.setAttribute('data-test-target', '1');
-         return !!b",
-        json!([text, label]),
-    )
-    .await;
-    s.click("[data-test-target='1']").await;
+    crate::ui_chat_product::act(s, text, label).await;
 }
 
 async fn users(server: &TestServer) -> (Api, Api, String) {
@@ -118,6 +107,21 @@ async fn two_operators_chat_live_in_real_browsers() {
 
     a.goto(&format!("{base}/")).await;
     a.find("#login-form").await;
+    // The sign-in page names the site and shows the CA fingerprint to compare.
+    let info = server.client().get("/api/v1/site").await.json();
+    let shown = a
+        .wait_for(
+            "the site and fingerprint",
+            "return document.getElementById('site-info')?.textContent",
+            json!([]),
+        )
+        .await;
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains(info["site"].as_str().unwrap())
+            && shown.contains(info["ca_fingerprint"].as_str().unwrap()),
+        "{shown} / {info}"
+    );
     a.screenshot(&shots.join("desktop-sign-in.png")).await;
     sign_in(&a, &base, "alice").await;
     sign_in(&b, &base, "bob").await;
@@ -160,7 +164,7 @@ async fn two_operators_chat_live_in_real_browsers() {
     act(&b, "hello from alice", "React 👍").await;
     a.wait_for(
         "reaction",
-        "return [...document.querySelectorAll('#messages .react')].some(r => r.textContent === '👍 1')",
+        "return [...document.querySelectorAll('#messages .react')].some(r => r.getAttribute('aria-label')?.startsWith('👍 1') && r.querySelector('svg'))",
         json!([]),
     )
     .await;
@@ -288,6 +292,32 @@ async fn two_operators_chat_live_in_real_browsers() {
     a.screenshot(&shots.join("desktop-people.png")).await;
     a.click("[data-nav='/admin']").await;
     a.find("tr[data-user='bob']").await;
+    // A new account's one-time password: monospace, with a copy button; the form clears.
+    a.type_into("#new-account input[name=username]", "carol")
+        .await;
+    a.type_into("#new-account input[aria-label='Display name']", "Carol")
+        .await;
+    a.click("#new-account button.primary").await;
+    a.find("#otp-value").await;
+    let otp = a
+        .js(
+            "const o = document.getElementById('otp-value');
+             return [o.textContent, getComputedStyle(o).fontFamily, !!document.getElementById('otp-copy'),
+                     document.querySelector('#new-account input[name=username]').value]",
+            json!([]),
+        )
+        .await;
+    assert!(otp[1].as_str().unwrap().contains("monospace"), "{otp}");
+    assert_eq!((&otp[2], &otp[3]), (&json!(true), &json!("")), "{otp}");
+    let r = server
+        .client()
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "carol", "password": otp[0]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the shown one-time password signs in");
     a.screenshot(&shots.join("desktop-admin.png")).await;
     b.set_size(360, 740).await;
     b.click("[data-nav='/']").await;
@@ -454,6 +484,35 @@ async fn first_sign_in_forces_a_new_password_and_an_expired_access_cookie_is_ref
     b.screenshot(&shots_dir().join("desktop-first-password.png"))
         .await;
     b.type_into("#password-form input[name=new_password]", PW)
+        .await;
+    // A typo in the confirmation is caught before anything is sent; the toggle shows both.
+    b.type_into(
+        "#password-form input[name=confirm_password]",
+        "typo-typo-typo",
+    )
+    .await;
+    b.click("#password-form button[type=submit]").await;
+    b.wait_for(
+        "the mismatch",
+        "return document.querySelector('#password-form .error')?.textContent.includes('differ')",
+        json!([]),
+    )
+    .await;
+    b.click("#password-form input[name=show_passwords]").await;
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll('#password-form input[name$=_password]')].map(i => i.type)",
+            json!([])
+        )
+        .await,
+        json!(["text", "text", "text"])
+    );
+    b.js(
+        "document.querySelector('#password-form input[name=confirm_password]').value = ''",
+        json!([]),
+    )
+    .await;
+    b.type_into("#password-form input[name=confirm_password]", PW)
         .await;
     b.click("#password-form button[type=submit]").await;
     wait_online(&b).await;

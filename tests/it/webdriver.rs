@@ -164,11 +164,14 @@ impl Driver {
             .call(Method::POST, "/session", Some(caps))
             .await
             .unwrap_or_else(|e| panic!("new browser session: {e}"));
-        Session {
+        let s = Session {
             driver: self,
             id: v["sessionId"].as_str().unwrap().to_string(),
             _profile: profile,
-        }
+        };
+        // Screenshots and layout at the true 1280×800, not the window minus the browser's chrome.
+        s.set_size(1280, 800).await;
+        s
     }
 }
 
@@ -196,13 +199,61 @@ impl Session<'_> {
             .await;
     }
 
+    /// Sets the page's true viewport (CSS px, scale 1) through the DevTools viewport override, so
+    /// layout, media queries and screenshots are exactly `width`×`height`; the window size would
+    /// include the browser's own chrome. Widths up to 720 px are emulated as a touch phone
+    /// (`pointer: coarse`, `hover: none`).
     pub async fn set_size(&self, width: u32, height: u32) {
-        self.ok(
-            Method::POST,
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
+        let phone = width <= 720;
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone}),
         )
         .await;
+        self.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": phone, "maxTouchPoints": if phone { 5 } else { 1 }}),
+        )
+        .await;
+    }
+
+    /// One DevTools command through chromedriver's `goog/cdp/execute`; returns its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.ok(
+            Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
+    /// Runs an async script (its body; the last argument is the callback) and returns its value.
+    pub async fn js_async(&self, script: &str, args: Value) -> Value {
+        self.ok(
+            Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// The browser console since the last call: `[level, message]` pairs.
+    pub async fn console_log(&self) -> Vec<(String, String)> {
+        let v = self
+            .ok(Method::POST, "/se/log", Some(json!({"type": "browser"})))
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["level"].as_str().unwrap_or("").to_string(),
+                            e["message"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Runs a script in the page (its body, with `arguments`) and returns its value.
