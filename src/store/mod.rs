@@ -118,6 +118,10 @@ pub(crate) const INGEST_KEY_EXPIRY: TableDefinition<(i64, &str, &[u8]), ()> =
 /// seq → purged at (i64 µs BE) ‖ the entry's v1 record: a payload retention purged, restorable
 /// until the grace period ends.
 pub(crate) const PURGED: TableDefinition<u64, &[u8]> = TableDefinition::new("purged_seq_record");
+/// seq of a purged chat message → (conversation id, its sealed `messages_convseq_sealedrow` row):
+/// the message's view row goes with its payload and comes back with it within the grace period.
+pub(crate) const PURGED_MESSAGES: TableDefinition<u64, (&str, &[u8])> =
+    TableDefinition::new("purgedmessages_seq_convrow");
 /// retention scope (`site`, `stream:<name>`) → version u8 ‖ JSON (keep override, legal hold).
 pub(crate) const RETENTION_SCOPES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("retention_scope_row");
@@ -206,6 +210,7 @@ macro_rules! for_each_table {
         $f($($arg,)* INCIDENTS.def(), 7)?;
         $f($($arg,)* INCIDENT_ALARMS, 7)?;
         $f($($arg,)* PURGED, 7)?;
+        $f($($arg,)* PURGED_MESSAGES, 7)?;
         $f($($arg,)* RETENTION_SCOPES, 7)?;
     }};
 }

@@ -1,11 +1,14 @@
 //! Retention's rows: purging an entry's payload (the log record rewritten as v2, the v1 record
 //! kept in `purged_seq_record` through the grace period), restoring it, removing it for good,
-//! and the per-scope policy rows (overrides and legal holds).
+//! and the per-scope policy rows (overrides and legal holds). A chat message's view row (its
+//! sealed text, edits applied) moves with its payload, so history stops showing it.
 
 use redb::ReadableTable;
 
 use super::codec::RecordMeta;
-use super::{LOG, PURGED, RETENTION_SCOPES, ReadTx, StoreError, WriteTx};
+use super::{
+    LOG, MESSAGES, PURGED, PURGED_MESSAGES, RETENTION_SCOPES, ReadTx, StoreError, WriteTx,
+};
 
 const SCOPE_ROW_V1: u8 = 1;
 
@@ -114,6 +117,19 @@ impl WriteTx {
             kept.extend_from_slice(&raw);
             self.put(PURGED, seq, kept.as_slice())?;
         }
+        if let Some(conv) = meta.stream.strip_prefix("conv/") {
+            let row = self
+                .txn
+                .open_table(MESSAGES)?
+                .get((conv, seq))?
+                .map(|v| v.value().to_vec());
+            if let Some(row) = row {
+                self.remove(MESSAGES, (conv, seq))?;
+                if grace {
+                    self.put(PURGED_MESSAGES, seq, (conv, row.as_slice()))?;
+                }
+            }
+        }
         Ok(PurgeOutcome::Purged)
     }
 
@@ -134,6 +150,14 @@ impl WriteTx {
         })?;
         self.put(LOG, seq, raw)?;
         self.remove(PURGED, seq)?;
+        let message = self.txn.open_table(PURGED_MESSAGES)?.get(seq)?.map(|v| {
+            let (conv, row) = v.value();
+            (conv.to_string(), row.to_vec())
+        });
+        if let Some((conv, row)) = message {
+            self.put(MESSAGES, (conv.as_str(), seq), row.as_slice())?;
+            self.remove(PURGED_MESSAGES, seq)?;
+        }
         Ok(true)
     }
 
@@ -154,6 +178,7 @@ impl WriteTx {
         }
         for seq in &due {
             self.remove(PURGED, *seq)?;
+            self.remove(PURGED_MESSAGES, *seq)?;
         }
         Ok(due)
     }

@@ -11,7 +11,7 @@ use plantwire::retention::{Keep, ScopeRow, ranges, stream_scope};
 use plantwire::store::LogRecord;
 use redb::{ReadableTable, TableDefinition};
 
-use crate::chat_support::people;
+use crate::chat_support::{Api, PW, people};
 use crate::support::TestServer;
 
 const T0: i64 = 1_800_000_000_000_000;
@@ -153,12 +153,32 @@ async fn a_held_conversation_is_not_purged_and_the_grace_period_restores() {
     assert!(!report.purged.contains(&h), "the held message stays");
     let log = server.state().log().clone();
     assert!(log.entry(&log.read().unwrap(), h).unwrap().is_some());
+    // History follows the payload: the purged message is gone from its conversation, the held
+    // one is still read.
+    let seqs = |v: serde_json::Value| -> Vec<u64> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+    // (Three days on, the access tokens have expired: sign in again.)
+    let client = server.client();
+    let ben = || Api::login(&client, "ben", PW);
+    assert!(!seqs(ben().await.history(&free, "").await).contains(&f));
+    assert!(seqs(ben().await.history(&held, "").await).contains(&h));
 
     // Within the grace period (7 days) the purged entries come back, and read again.
     let restored = retention.restore(1, u64::MAX, &by).await.unwrap();
     assert_eq!(restored, report.purged);
     let e = log.entry(&log.read().unwrap(), f).unwrap().unwrap();
     assert!(String::from_utf8_lossy(&e.body).contains("goes after two days"));
+    let back = ben().await.history(&free, "").await;
+    assert!(
+        seqs(back.clone()).contains(&f),
+        "restored into history: {back}"
+    );
     assert!(log.verify().unwrap().purged.is_empty());
 
     // Purged again and the grace period over: the next pass removes them for good.
@@ -177,6 +197,7 @@ async fn a_held_conversation_is_not_purged_and_the_grace_period_restores() {
     let v = log.verify().unwrap();
     assert!(v.ok(), "{:?}", v.problem);
     assert_eq!(v.purged, ranges(&again.purged));
+    assert!(!seqs(ben().await.history(&free, "").await).contains(&f));
 }
 
 #[tokio::test]
