@@ -24,6 +24,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod replication;
+pub mod search;
 pub mod secret;
 pub mod server;
 pub mod service;

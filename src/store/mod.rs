@@ -16,6 +16,7 @@ mod pending;
 mod replication;
 mod rows;
 mod schema;
+mod search;
 pub mod seal;
 mod table;
 
@@ -143,6 +144,14 @@ pub(crate) type AlarmKpiValue = (u8, u8, i64, &'static str, &'static str);
 pub(crate) const ALARM_ESCALATIONS: TableDefinition<u64, (u32, i64)> =
     TableDefinition::new("alarmescalations_id_countlast");
 
+/// (token MAC [16], seq of the block's first posting) → a sealed posting block (`search::postings`,
+/// AAD `search/<mac hex>/<first>`): the blind inverted index.
+pub(crate) const SEARCH_POSTINGS: TableDefinition<(&[u8], u64), &[u8]> =
+    TableDefinition::new("searchpostings_macfirst_sealedblock");
+/// seq → (): entries `search::forget` dropped (a retention purge); hits on them are never shown.
+pub(crate) const SEARCH_FORGOTTEN: TableDefinition<u64, ()> =
+    TableDefinition::new("searchforgotten_seq_unit");
+
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
 /// const above and one line here (plus the migration step of its version).
@@ -183,6 +192,8 @@ macro_rules! for_each_table {
         $f($($arg,)* EVENT_SEVERITIES, 5)?;
         $f($($arg,)* ALARM_ESCALATIONS, 6)?;
         $f($($arg,)* ALARM_KPIS, 6)?;
+        $f($($arg,)* SEARCH_POSTINGS, 7)?;
+        $f($($arg,)* SEARCH_FORGOTTEN, 7)?;
     }};
 }
 pub(crate) use for_each_table;
