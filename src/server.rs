@@ -196,6 +196,10 @@ pub async fn run_supervised<F>(
             crate::replication::runtime::run_edge(rt, log, dir, opts, stop)
         });
     }
+    let indexing = state.log().clone();
+    supervisor.spawn("search-indexer", move |stop| {
+        crate::search::indexer::run(indexing, stop)
+    });
     let pruning = state.log().clone();
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)

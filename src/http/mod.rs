@@ -24,6 +24,7 @@ mod ntfy_clear;
 mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
+mod search;
 mod sites;
 mod ui;
 mod users;
@@ -212,6 +213,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             delete(accounts::end_own_session),
         ),
         r(Method::GET, "/api/v1/events", User, get(events::list)),
+        r(Method::GET, "/api/v1/search", User, get(search::search)),
         r(
             Method::GET,
             "/api/v1/events/export",

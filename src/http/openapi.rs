@@ -101,6 +101,7 @@ use super::{
         super::ntfy_subscribe::json,
         super::ntfy_subscribe::sse,
         super::ntfy_subscribe::ws,
+        super::search::search,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

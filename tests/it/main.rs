@@ -44,6 +44,7 @@ mod openapi;
 mod ops;
 mod powercut;
 mod replication;
+mod search;
 mod storage;
 mod tls;
 mod ui;
