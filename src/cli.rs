@@ -105,8 +105,19 @@ pub enum Command {
         #[command(subcommand)]
         command: ReplicationCommand,
     },
+    /// The full-text search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Rebuilds the search index from the log (offline, or through the running server).
+    Reindex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -482,6 +493,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replication {
             command: ReplicationCommand::Status { json },
         } => Ok(admin(&cli, Request::ReplicationStatus { json: *json })),
+        Command::Search {
+            command: SearchCommand::Reindex,
+        } => Ok(admin(&cli, Request::SearchReindex)),
         Command::Replication {
             command: ReplicationCommand::Enroll { code },
         } => {

@@ -221,3 +221,34 @@ async fn bad_queries_are_refused_with_stable_codes() {
     let r = server.client().get("/api/v1/search?q=pump").await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test]
+async fn search_reindex_runs_offline_and_through_the_running_server() {
+    use crate::process::{Running, command, default_server_section, init, write_config};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n",
+            default_server_section()
+        ),
+    );
+    let c = cfg.to_str().unwrap();
+    init(&cfg);
+    let run = |args: &[&str]| {
+        let o = command(args).current_dir(dir.path()).output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        assert!(o.status.success(), "{out}{err}");
+        (out, err)
+    };
+    let (out, _) = run(&["search", "reindex", "--config", c]);
+    assert!(out.contains("search index rebuilt"), "{out}");
+    let server = Running::start(&cfg);
+    let (out, err) = run(&["search", "reindex", "--config", c]);
+    assert!(out.contains("search index rebuilt"), "{out}");
+    assert!(err.contains("through the running server"), "{err}");
+    drop(server);
+}
