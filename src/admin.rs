@@ -144,7 +144,10 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
         }
         Request::SearchReindex => match crate::search::reindex(ctx.log).await {
             Ok(to) => {
-                let _ = writeln!(out.stdout, "search index rebuilt from the log up to seq {to}");
+                let _ = writeln!(
+                    out.stdout,
+                    "search index rebuilt from the log up to seq {to}"
+                );
                 Ok(())
             }
             Err(e) => Err(e.into()),

@@ -19,6 +19,7 @@ import { eventsScreen } from './events.js';
 import { alarmBanner, reload as reloadAlarms } from './banner.js';
 import { kpiScreen } from './kpis.js';
 import { annunciate } from './annunciate.js';
+import { searchBox, searchScreen } from './search.js';
 
 const root = document.getElementById('root');
 
@@ -107,6 +108,7 @@ function shell() {
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
       conn,
       alarmBanner(go),
+      searchBox(go),
       h('nav', { 'aria-label': 'Main' }, links)),
     h('main', { id: 'main' },
       h('aside', { id: 'side', 'aria-label': 'Conversations' }, convList(go)),
@@ -115,7 +117,7 @@ function shell() {
 }
 
 export function go(path) {
-  if (location.pathname !== path) history.pushState(null, '', path);
+  if (location.pathname + location.search !== path) history.pushState(null, '', path);
   route();
 }
 window.addEventListener('popstate', () => { if (S.me) route(); });
@@ -140,7 +142,8 @@ function route() {
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
   else if (p === '/alarms') view = alarmsScreen(go);
   else if (p === '/alarms/kpis') view = kpiScreen(go);
-  else if (p === '/events') view = eventsScreen();
+  else if (p === '/events') view = eventsScreen(Number(new URLSearchParams(location.search).get('seq')) || null);
+  else if (p === '/search') view = searchScreen(go);
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

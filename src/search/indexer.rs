@@ -1,5 +1,5 @@
-//! Writing the index: entries become token MACs outside the writer, then one sequencer job per
-//! batch appends the postings and moves the cursor (`meta.search_cursor`) in the same commit.
+//! Writing the index: entries become token MACs and sealed blocks outside the writer, then one
+//! sequencer job per batch inserts the blocks and moves the cursor (`meta.search_cursor`) in the same commit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{AppendError, Entry, Log, SubmitError};
+use crate::log::{Entry, Log, SubmitError};
 use crate::store::seal::SEARCH_MAC_LEN;
 use crate::store::{LogRecord, StoreError};
 
@@ -17,7 +17,9 @@ use super::tokenize;
 
 /// Most entries one indexing job covers: bounds the time the writer spends on the index per
 /// batch (and the memory of one batch).
-pub const BATCH: usize = 512;
+pub const BATCH: usize = 4_096;
+/// How long the background indexer gathers entries before it writes a batch.
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Why indexing failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,10 @@ pub enum IndexError {
     Read(#[from] crate::log::read::ReadError),
     #[error(transparent)]
     Follow(#[from] crate::log::FollowError),
+    #[error(transparent)]
+    Postings(#[from] AppendPostingsError),
+    #[error("the indexing thread failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 type Mac = [u8; SEARCH_MAC_LEN];
@@ -85,46 +91,69 @@ impl Prepared {
     }
 }
 
-fn storage(e: AppendPostingsError) -> AppendError {
-    match e {
-        AppendPostingsError::Store(s) => AppendError::Storage(s),
-        AppendPostingsError::Seal(s) => AppendError::Storage(StoreError::Seal(s)),
-        AppendPostingsError::Malformed(_) => AppendError::Storage(StoreError::Malformed {
-            what: "search posting block",
-        }),
-    }
+/// A batch sealed against the index as it stood at cursor `base`: the blocks to write (each
+/// token's newest block rewritten with the new postings, then new blocks) and the cursor after.
+struct SealedBatch {
+    base: u64,
+    to: u64,
+    blocks: Vec<(Mac, u64, Vec<u8>)>,
 }
 
-/// Writes a prepared batch, if it continues the index: the job reads the cursor inside the
-/// write, appends only seqs above it, and skips the batch when it would leave a gap (the index
-/// was cleared or is behind). Returns the cursor after the commit.
-pub async fn commit(log: &Log, batch: Prepared) -> Result<u64, SubmitError> {
+/// Reads the newest block of each token in the batch from a snapshot and seals the new blocks,
+/// all off the writer; `Err(cursor)` when the batch does not continue the index.
+fn seal_batch(log: &Log, batch: &Prepared) -> Result<Result<SealedBatch, u64>, IndexError> {
+    let rtx = log.read()?;
+    let base = rtx.search_cursor()?;
+    if base >= batch.to || base + 1 < batch.from {
+        return Ok(Err(base));
+    }
+    let mut lists: BTreeMap<&Mac, Vec<u64>> = BTreeMap::new();
+    for (seq, macs) in batch.entries.iter().filter(|(s, _)| *s > base) {
+        for m in macs {
+            lists.entry(m).or_default().push(*seq);
+        }
+    }
+    let mut blocks = Vec::new();
+    for (mac, seqs) in lists {
+        let last = rtx.search_last_block(mac)?;
+        for (first, sealed) in postings::plan(log, mac, last, &seqs)? {
+            blocks.push((*mac, first, sealed));
+        }
+    }
+    Ok(Ok(SealedBatch {
+        base,
+        to: batch.to,
+        blocks,
+    }))
+}
+
+/// Writes a prepared batch if it continues the index. The blocks are sealed off the writer
+/// against the cursor as it was; the job writes them only if the cursor has not moved since
+/// (nothing else writes postings), so the writer only inserts rows. Returns the cursor after
+/// the commit: `batch.to`, or where the index stands when the batch did not apply.
+pub async fn commit(log: &Log, batch: Prepared) -> Result<u64, IndexError> {
     if batch.from == 0 {
         return Ok(0);
     }
-    let batch = Arc::new(batch);
-    log.submit(move |tx| {
-        let cursor = tx.views().search_cursor()?;
-        if cursor >= batch.to || cursor + 1 < batch.from {
-            return Ok(cursor);
-        }
-        let mut lists: BTreeMap<&Mac, Vec<u64>> = BTreeMap::new();
-        for (seq, macs) in batch.entries.iter().filter(|(s, _)| *s > cursor) {
-            for m in macs {
-                lists.entry(m).or_default().push(*seq);
+    let sealing = log.clone();
+    let sealed = tokio::task::spawn_blocking(move || seal_batch(&sealing, &batch)).await??;
+    let sealed = match sealed {
+        Ok(s) => Arc::new(s),
+        Err(cursor) => return Ok(cursor),
+    };
+    Ok(log
+        .submit(move |tx| {
+            let cursor = tx.views().search_cursor()?;
+            if cursor != sealed.base {
+                return Ok(cursor);
             }
-        }
-        for (mac, seqs) in &lists {
-            let last = tx.views().search_last_block(mac.as_slice())?;
-            let blocks = postings::plan(tx.key(), mac.as_slice(), last, seqs).map_err(storage)?;
-            for (first, sealed) in blocks {
-                tx.views().put_search_block(mac.as_slice(), first, &sealed)?;
+            for (mac, first, block) in &sealed.blocks {
+                tx.views().put_search_block(mac, *first, block)?;
             }
-        }
-        tx.views().set_search_cursor(batch.to)?;
-        Ok(batch.to)
-    })
-    .await
+            tx.views().set_search_cursor(sealed.to)?;
+            Ok(sealed.to)
+        })
+        .await?)
 }
 
 /// Indexes what lies between the cursor and the head, in batches, if that is at most `max`
@@ -221,12 +250,22 @@ async fn follow(log: &Log, stop: &CancellationToken) -> Result<(), IndexError> {
             Err(crate::log::FollowError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        // Gather for up to LINGER (or BATCH entries): one indexing job per many sends, so the
+        // index costs the writer few extra commits. A search catches up on the spot meanwhile.
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match follower.next().now_or_never() {
-                Some(Ok(e)) => batch.push(e),
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
+            let next = match follower.next().now_or_never() {
+                Some(n) => n,
+                None => match tokio::time::timeout_at(until, follower.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Ok(e) => batch.push(e),
+                Err(crate::log::FollowError::Closed) => break,
+                Err(e) => return Err(e.into()),
             }
         }
         let to = batch.last().map_or(0, |e| e.seq);

@@ -1,10 +1,11 @@
 //! Posting blocks: the seqs of one token MAC, ascending, delta-varint coded, at most
 //! [`BLOCK_LEN`] per block, each block sealed (AES-256-GCM under the data key) before it is stored.
 
-use crate::store::{DataKey, SealError, StoreError};
+use crate::log::Log;
+use crate::store::{SealError, StoreError};
 
 /// Postings per block: a block is rewritten while it fills, then a new one starts.
-pub const BLOCK_LEN: usize = 128;
+pub const BLOCK_LEN: usize = 512;
 /// The version byte of a block's plaintext.
 const BLOCK_VERSION: u8 = 1;
 
@@ -80,7 +81,7 @@ pub enum AppendPostingsError {
 /// follow the list of `mac` whose newest block is `last`: that block filled up first, then new
 /// blocks. Each is `(first seq, sealed bytes)`.
 pub fn plan(
-    key: &DataKey,
+    log: &Log,
     mac: &[u8],
     last: Option<(u64, Vec<u8>)>,
     seqs: &[u64],
@@ -88,19 +89,19 @@ pub fn plan(
     let mut out = Vec::new();
     let mut rest = seqs;
     if let Some((first, sealed)) = last {
-        let mut block = decode(first, &key.open_bytes(&aad(mac, first), &sealed)?)?;
+        let mut block = decode(first, &log.open_view(&aad(mac, first), &sealed)?)?;
         let room = BLOCK_LEN.saturating_sub(block.len());
         if room > 0 && !rest.is_empty() {
             let take = room.min(rest.len());
             let newest = block.last().copied().unwrap_or(first);
             block.extend(rest[..take].iter().copied().filter(|s| *s > newest));
             rest = &rest[take..];
-            out.push((first, key.seal_bytes(&aad(mac, first), &encode(&block))?));
+            out.push((first, log.seal_view(&aad(mac, first), &encode(&block))?));
         }
     }
     for chunk in rest.chunks(BLOCK_LEN) {
         let first = chunk[0];
-        out.push((first, key.seal_bytes(&aad(mac, first), &encode(chunk))?));
+        out.push((first, log.seal_view(&aad(mac, first), &encode(chunk))?));
     }
     Ok(out)
 }

@@ -270,7 +270,8 @@ impl List {
             let plain = log
                 .open_view(&postings::aad(&self.mac, first), &sealed)
                 .map_err(|e| Some(SearchError::Store(e.into())))?;
-            let seqs = postings::decode(first, &plain).map_err(|e| Some(SearchError::Block(e.into())))?;
+            let seqs =
+                postings::decode(first, &plain).map_err(|e| Some(SearchError::Block(e.into())))?;
             self.buf = seqs.into_iter().filter(|s| *s < self.before).collect();
         }
         Ok(self.buf.last().copied())
@@ -278,7 +279,12 @@ impl List {
 }
 
 /// Runs `query` for `viewer` over the snapshot `rtx`.
-pub fn search(log: &Log, rtx: &ReadTx, viewer: &Viewer, query: &Query) -> Result<Results, SearchError> {
+pub fn search(
+    log: &Log,
+    rtx: &ReadTx,
+    viewer: &Viewer,
+    query: &Query,
+) -> Result<Results, SearchError> {
     let (terms, limit) = query.check()?;
     let indexed_to = rtx.search_cursor()?;
     let before = query.before.unwrap_or(u64::MAX);
@@ -301,10 +307,24 @@ pub fn search(log: &Log, rtx: &ReadTx, viewer: &Viewer, query: &Query) -> Result
         for l in &mut lists {
             match l.peek(log, rtx, &mut budget) {
                 Ok(Some(h)) => heads.push(h),
-                Ok(None) => return Ok(Results { hits, next: None, indexed_to }),
+                Ok(None) => {
+                    return Ok(Results {
+                        hits,
+                        next: None,
+                        indexed_to,
+                    });
+                }
                 Err(None) => {
-                    let next = heads.iter().chain(lists.iter().filter_map(|l| l.buf.last())).min().map(|m| m + 1);
-                    return Ok(Results { hits, next, indexed_to });
+                    let next = heads
+                        .iter()
+                        .chain(lists.iter().filter_map(|l| l.buf.last()))
+                        .min()
+                        .map(|m| m + 1);
+                    return Ok(Results {
+                        hits,
+                        next,
+                        indexed_to,
+                    });
                 }
                 Err(Some(e)) => return Err(e),
             }
@@ -334,7 +354,13 @@ pub fn search(log: &Log, rtx: &ReadTx, viewer: &Viewer, query: &Query) -> Result
                     }
                 }
                 Verdict::Skip => {}
-                Verdict::Stop => return Ok(Results { hits, next: None, indexed_to }),
+                Verdict::Stop => {
+                    return Ok(Results {
+                        hits,
+                        next: None,
+                        indexed_to,
+                    });
+                }
             }
         } else {
             for l in &mut lists {
@@ -370,7 +396,9 @@ impl Context<'_> {
                 self.rtx.member(conv, &self.viewer.user)?,
                 self.rtx.conv(conv)?,
             ) {
-                (Some(m), Some(c)) if m.active => Some(visible_ranges(c.kind, &m.spans, c.last_seq)),
+                (Some(m), Some(c)) if m.active => {
+                    Some(visible_ranges(c.kind, &m.spans, c.last_seq))
+                }
                 _ => None,
             };
             self.convs.insert(conv.to_string(), ranges);
@@ -404,7 +432,8 @@ impl Context<'_> {
             let Some(conv) = conv else {
                 return Ok(Verdict::Skip);
             };
-            if q.conv.as_deref().is_some_and(|c| c != conv) || self.visible_ranges(conv)?.is_none() {
+            if q.conv.as_deref().is_some_and(|c| c != conv) || self.visible_ranges(conv)?.is_none()
+            {
                 return Ok(Verdict::Skip);
             }
         } else if q.conv.is_some() {
@@ -449,7 +478,8 @@ impl Context<'_> {
             let who = who.to_lowercase();
             let source = body.get("source").and_then(serde_json::Value::as_str);
             let by_name = author.name().to_lowercase() == who || rec.author.to_lowercase() == who;
-            let by_source = kind != HitKind::Message && source.is_some_and(|s| s.to_lowercase() == who);
+            let by_source =
+                kind != HitKind::Message && source.is_some_and(|s| s.to_lowercase() == who);
             if !by_name && !by_source {
                 return Ok(Verdict::Skip);
             }
@@ -459,14 +489,20 @@ impl Context<'_> {
             return Ok(Verdict::Skip);
         };
         let alarm = (kind == HitKind::Alarm)
-            .then(|| rec.stream.strip_prefix("alarms/").and_then(|s| s.parse().ok()))
+            .then(|| {
+                rec.stream
+                    .strip_prefix("alarms/")
+                    .and_then(|s| s.parse().ok())
+            })
             .flatten();
         Ok(Verdict::Hit(Box::new(Hit {
             kind,
             seq: hit_seq,
             ts_us: rec.ts,
             author: rec.author.clone(),
-            conv: conv.filter(|_| kind == HitKind::Message).map(str::to_string),
+            conv: conv
+                .filter(|_| kind == HitKind::Message)
+                .map(str::to_string),
             stream: rec.stream.clone(),
             alarm,
             snippet,
@@ -486,12 +522,15 @@ fn term_matches(term: &Term, word: &str) -> bool {
 /// up to [`SNIPPET_CONTEXT`] characters around the first match, each matching word marked.
 pub fn snippet(texts: &[&str], terms: &[Term]) -> Option<String> {
     let words: BTreeSet<String> = texts.iter().flat_map(|t| tokenize::words(t)).collect();
-    if !terms.iter().all(|t| words.iter().any(|w| term_matches(t, w))) {
+    if !terms
+        .iter()
+        .all(|t| words.iter().any(|w| term_matches(t, w)))
+    {
         return None;
     }
-    let text = texts.iter().find(|t| {
-        tokenize::words(t).any(|w| terms.iter().any(|term| term_matches(term, &w)))
-    })?;
+    let text = texts
+        .iter()
+        .find(|t| tokenize::words(t).any(|w| terms.iter().any(|term| term_matches(term, &w))))?;
     let chars: Vec<char> = text.chars().collect();
     // Word spans (char offsets) of the text, marked where a term matches.
     let mut spans = Vec::new();
@@ -503,7 +542,11 @@ pub fn snippet(texts: &[&str], terms: &[Term]) -> Option<String> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
-            let word: String = word.chars().flat_map(char::to_lowercase).take(tokenize::MAX_TOKEN).collect();
+            let word: String = word
+                .chars()
+                .flat_map(char::to_lowercase)
+                .take(tokenize::MAX_TOKEN)
+                .collect();
             if terms.iter().any(|t| term_matches(t, &word)) {
                 spans.push((start, i));
             }
@@ -549,7 +592,10 @@ mod tests {
 
     #[test]
     fn parse_reads_words_and_prefixes_and_refuses_bad_queries() {
-        assert_eq!(parse("Pump pres*").unwrap(), [t("pump", false), t("pres", true)]);
+        assert_eq!(
+            parse("Pump pres*").unwrap(),
+            [t("pump", false), t("pres", true)]
+        );
         assert_eq!(
             parse("valve-ab12*").unwrap(),
             [t("valve", false), t("ab12", true)]
@@ -564,7 +610,11 @@ mod tests {
 
     #[test]
     fn snippet_marks_matches_and_needs_every_term() {
-        let s = snippet(&["Pump 7 pressure high"], &[t("pump", false), t("pres", true)]).unwrap();
+        let s = snippet(
+            &["Pump 7 pressure high"],
+            &[t("pump", false), t("pres", true)],
+        )
+        .unwrap();
         assert_eq!(s, "«Pump» 7 «pressure» high");
         assert!(snippet(&["Pump 7"], &[t("pump", false), t("valve", false)]).is_none());
         let long = format!("{} needle {}", "x ".repeat(100), "y ".repeat(100));

@@ -16,8 +16,8 @@ mod pending;
 mod replication;
 mod rows;
 mod schema;
-mod search;
 pub mod seal;
+mod search;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ pub(crate) type AlarmKpiValue = (u8, u8, i64, &'static str, &'static str);
 pub(crate) const ALARM_ESCALATIONS: TableDefinition<u64, (u32, i64)> =
     TableDefinition::new("alarmescalations_id_countlast");
 
-/// (token MAC [16], seq of the block's first posting) → a sealed posting block (`search::postings`,
+/// (token MAC [8], seq of the block's first posting) → a sealed posting block (`search::postings`,
 /// AAD `search/<mac hex>/<first>`): the blind inverted index.
 pub(crate) const SEARCH_POSTINGS: TableDefinition<(&[u8], u64), &[u8]> =
     TableDefinition::new("searchpostings_macfirst_sealedblock");

@@ -43,7 +43,7 @@ pub struct DataKey {
 }
 
 /// Length of the token MACs kept in the search index (truncated HMAC-SHA-256).
-pub const SEARCH_MAC_LEN: usize = 16;
+pub const SEARCH_MAC_LEN: usize = 8;
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

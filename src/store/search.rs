@@ -14,12 +14,9 @@ fn cursor(txn: &impl Txn) -> Result<u64, StoreError> {
     let Some(v) = meta.get(CURSOR)? else {
         return Ok(0);
     };
-    let b: [u8; 8] = v
-        .value()
-        .try_into()
-        .map_err(|_| StoreError::Malformed {
-            what: "search cursor",
-        })?;
+    let b: [u8; 8] = v.value().try_into().map_err(|_| StoreError::Malformed {
+        what: "search cursor",
+    })?;
     Ok(u64::from_be_bytes(b))
 }
 
@@ -61,14 +58,26 @@ impl ReadTx {
         blocks_rev(self, mac, below, limit)
     }
 
+    /// The newest posting block of one token MAC, if any.
+    pub fn search_last_block(&self, mac: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(blocks_rev(self, mac, u64::MAX, 1)?.pop())
+    }
+
     /// Whether `forget` dropped this seq from search.
     pub fn search_forgotten(&self, seq: u64) -> Result<bool, StoreError> {
         Ok(self.txn.open_table(SEARCH_FORGOTTEN)?.get(seq)?.is_some())
     }
 
-    /// How many posting blocks the index holds.
-    pub fn search_block_count(&self) -> Result<u64, StoreError> {
-        Ok(self.txn.open_table(SEARCH_POSTINGS)?.len()?)
+    /// How many posting blocks the index holds and their key and value bytes (what the index
+    /// stores, before redb's page overhead).
+    pub fn search_index_size(&self) -> Result<(u64, u64), StoreError> {
+        let t = self.txn.open_table(SEARCH_POSTINGS)?;
+        let mut bytes = 0u64;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            bytes += (k.value().0.len() + 8 + v.value().len()) as u64;
+        }
+        Ok((t.len()?, bytes))
     }
 }
 
@@ -80,11 +89,6 @@ impl WriteTx {
 
     pub fn set_search_cursor(&mut self, seq: u64) -> Result<(), StoreError> {
         self.put(META, CURSOR, seq.to_be_bytes().as_slice())
-    }
-
-    /// The newest posting block of one token MAC, if any.
-    pub fn search_last_block(&self, mac: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(blocks_rev(self, mac, u64::MAX, 1)?.pop())
     }
 
     pub fn put_search_block(

@@ -12,7 +12,12 @@ fn hits(v: &Value) -> Vec<(String, u64)> {
         .as_array()
         .unwrap_or_else(|| panic!("no hits in {v}"))
         .iter()
-        .map(|h| (h["kind"].as_str().unwrap().to_string(), h["seq"].as_u64().unwrap()))
+        .map(|h| {
+            (
+                h["kind"].as_str().unwrap().to_string(),
+                h["seq"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -121,7 +126,11 @@ async fn edits_are_found_by_new_words_and_redactions_not_at_all() {
 
     let path = format!("/api/v1/conversations/{g}/messages/{m}");
     let r = alice
-        .call(Method::PUT, &path, Some(json!({"text": "replace the diaphragm on valve 3"})))
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"text": "replace the diaphragm on valve 3"})),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = alice
@@ -136,9 +145,17 @@ async fn edits_are_found_by_new_words_and_redactions_not_at_all() {
     assert!(hits(&search(alice, "q=gasket").await).is_empty());
     let v = search(alice, "q=diaphragm").await;
     assert_eq!(hits(&v), [("message".to_string(), m)]);
-    assert!(v["hits"][0]["snippet"].as_str().unwrap().contains("«diaphragm»"));
+    assert!(
+        v["hits"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("«diaphragm»")
+    );
     // A word the edit kept is found once, on the message.
-    assert_eq!(hits(&search(alice, "q=valve").await), [("message".to_string(), m)]);
+    assert_eq!(
+        hits(&search(alice, "q=valve").await),
+        [("message".to_string(), m)]
+    );
 }
 
 #[tokio::test]
@@ -165,7 +182,9 @@ async fn the_store_file_holds_no_searched_word_and_reindex_gives_the_same_answer
     assert_eq!(before.0.as_array().unwrap().len(), 1);
     assert_eq!(before.1.as_array().unwrap().len(), 1);
 
-    plantwire::search::reindex(server.state().log()).await.unwrap();
+    plantwire::search::reindex(server.state().log())
+        .await
+        .unwrap();
     let after = (
         search(alice, "q=xylophonic").await["hits"].clone(),
         search(alice, "q=zanzib*").await["hits"].clone(),
@@ -179,7 +198,13 @@ async fn the_store_file_holds_no_searched_word_and_reindex_gives_the_same_answer
     // The scan sees what is stored in clear (a conversation name)...
     assert!(file.windows(14).any(|w| w == b"quartermasters"));
     // ...and no word of a message or an event attribute.
-    for word in ["xylophonic", "Xylophonic", "quenchtower", "zanzibarite", "zanzib"] {
+    for word in [
+        "xylophonic",
+        "Xylophonic",
+        "quenchtower",
+        "zanzibarite",
+        "zanzib",
+    ] {
         assert!(
             !file.windows(word.len()).any(|w| w == word.as_bytes()),
             "{word} is in the store in clear"
