@@ -87,7 +87,7 @@ def main():
         )
         print(f"{'query (limit 20)':<34} {'hits':>8} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>8}")
         for name, (p50, p99, mx, h) in [("one word", q1), ("two words + conv filter", q2)]:
-            print(f"{name:<34} {h:>8.1} {p50:>8.0f} {p99:>8.0f} {mx:>8.0f}")
+            print(f"{name:<34} {h:>8.1f} {p50:>8.0f} {p99:>8.0f} {mx:>8.0f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 // its message in the conversation, its event in the viewer, or the alarm list.
 
 import { h, clear } from './dom.js';
-import { get, enc } from './api/http.js';
+import { enc } from './api/http.js';
+import * as api from './api/search.js';
+import { S, convTitle } from './model.js';
 
 const KINDS = [['message', 'Messages'], ['event', 'Events'], ['alarm', 'Alarms']];
 
@@ -68,7 +70,7 @@ export function searchScreen(go) {
         h('ul', {}, hits[k].map((hit) => h('li', {},
           h('button', { type: 'button', class: 'search-hit-open', dataset: { seq: hit.seq }, onclick: () => open(hit) },
             h('span', { class: 'search-meta' },
-              `${hit.author.replace(/^(user|device):/, '')} · ${hit.kind === 'message' ? '' : `${hit.stream} · `}${when(hit.ts_us)}`),
+              `${hit.author.replace(/^(user|device):/, '')} · ${hit.kind === 'message' ? convTitle(S.convs.get(hit.conv)) || hit.conv : hit.stream} · ${when(hit.ts_us)}`),
             snippet(hit.snippet))))))));
     const n = hits.message.length + hits.event.length + hits.alarm.length;
     status.textContent = n ? `${n} result${n === 1 ? '' : 's'} for “${q}”` : `Nothing found for “${q}”`;
@@ -76,7 +78,7 @@ export function searchScreen(go) {
   };
   const load = async () => {
     try {
-      const r = await get(`/api/v1/search?q=${enc(q)}&limit=50${next ? `&before=${next}` : ''}`);
+      const r = await api.search(q, { before: next });
       for (const hit of r.hits) hits[hit.kind].push(hit);
       next = r.next ?? null;
       paint();

@@ -152,7 +152,8 @@ pub async fn search(b: super::search::SearchBench) -> anyhow::Result<()> {
             l.p50_us, l.p99_us, l.max_us
         );
     }
-    let kib = |v: Option<u64>| v.map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+    let kib =
+        |v: Option<u64>| v.map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
     println!(
         "RSS after indexing {}, peak while indexing and querying {}",
         kib(r.rss_after_kib),

@@ -56,8 +56,22 @@ pub struct SearchResult {
 }
 
 const EQUIPMENT: &[&str] = &[
-    "pump", "valve", "compressor", "conveyor", "boiler", "chiller", "mixer", "tank", "filter",
-    "extruder", "blower", "separator", "dryer", "press", "kiln", "scrubber",
+    "pump",
+    "valve",
+    "compressor",
+    "conveyor",
+    "boiler",
+    "chiller",
+    "mixer",
+    "tank",
+    "filter",
+    "extruder",
+    "blower",
+    "separator",
+    "dryer",
+    "press",
+    "kiln",
+    "scrubber",
 ];
 const CONDITIONS: &[&str] = &[
     "pressure is high",
@@ -246,7 +260,15 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
     };
     let mut convs = Vec::new();
     for i in 0..CHANNELS {
-        let c = conversations::create(&log, &cfg, &owner, ConvKind::Channel, &format!("area-{i}"), Vec::new()).await?;
+        let c = conversations::create(
+            &log,
+            &cfg,
+            &owner,
+            ConvKind::Channel,
+            &format!("area-{i}"),
+            Vec::new(),
+        )
+        .await?;
         for p in &PEOPLE[1..] {
             let a = Actor {
                 user: p.to_string(),
@@ -287,8 +309,16 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
     let rate_on = on.iter().sum::<f64>() / on.len() as f64;
     // The rest without the indexer, then indexed in one go: the indexing throughput.
     let rest = b.messages - sent;
-    let (_, n) = send_many(&log, &convs, b.seed, sent, rest, b.senders.max(64), export.as_mut())
-        .await?;
+    let (_, n) = send_many(
+        &log,
+        &convs,
+        b.seed,
+        sent,
+        rest,
+        b.senders.max(64),
+        export.as_mut(),
+    )
+    .await?;
     text_bytes += n;
     // The peak RSS from here on is indexing and querying, not the seeding (Linux: writing 5 to
     // clear_refs resets VmHWM).
@@ -300,8 +330,16 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
     let rss_after_kib = rss("VmRSS:");
     let (blocks, index_bytes) = log.read()?.search_index_size()?;
     let words = [
-        "pump", "valve", "seal", "cavitation", "bearing", "transmitter", "flange", "overload",
-        "kiln", "electrical",
+        "pump",
+        "valve",
+        "seal",
+        "cavitation",
+        "bearing",
+        "transmitter",
+        "flange",
+        "overload",
+        "kiln",
+        "electrical",
     ];
     let pairs = [
         ("pump", "leak"),

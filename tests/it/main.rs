@@ -52,4 +52,5 @@ mod ui_alarm_notify;
 mod ui_alarms;
 mod ui_assets;
 mod ui_events;
+mod ui_search;
 mod webdriver;

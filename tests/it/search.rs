@@ -115,7 +115,7 @@ async fn finds_messages_events_and_alarms_only_where_the_user_may_look() {
 }
 
 #[tokio::test]
-async fn edits_are_found_by_new_words_and_redactions_not_at_all() {
+async fn edits_are_found_by_new_words_and_redactions_and_forgotten_entries_not_at_all() {
     let server = TestServer::start().await;
     let ppl = people(&server, &["alice", "bob"], &[]).await;
     let alice = &ppl[0];
@@ -152,6 +152,17 @@ async fn edits_are_found_by_new_words_and_redactions_not_at_all() {
             .contains("«diaphragm»")
     );
     // A word the edit kept is found once, on the message.
+    assert_eq!(
+        hits(&search(alice, "q=valve").await),
+        [("message".to_string(), m)]
+    );
+
+    // What a retention purge forgets is never shown again.
+    let other = alice.say(&g, "k3", "valve 9 replaced").await;
+    assert_eq!(hits(&search(alice, "q=valve").await).len(), 2);
+    plantwire::search::forget(server.state().log(), vec![other])
+        .await
+        .unwrap();
     assert_eq!(
         hits(&search(alice, "q=valve").await),
         [("message".to_string(), m)]
