@@ -211,8 +211,8 @@ pub enum SearchError {
 
 type Mac = [u8; SEARCH_MAC_LEN];
 
-/// One term's posting list, read newest block first.
-struct List {
+/// One posting list, read newest block first.
+struct Source {
     mac: Mac,
     /// Blocks with a first seq below this are still unread.
     below: u64,
@@ -228,25 +228,78 @@ struct Budget {
     candidates: usize,
 }
 
+/// One term's postings: its list, or for a prefix exactly as long as an indexed prefix length
+/// the union of that prefix's list and the word's (a word is not indexed again as its own prefix).
+struct List {
+    sources: Vec<Source>,
+}
+
 impl List {
     fn new(log: &Log, term: &Term, before: u64) -> Self {
-        let key = if term.prefix {
+        let mut keys = Vec::new();
+        if term.prefix {
             let n = term.text.chars().count();
             let len = PREFIX_LENS.iter().copied().filter(|l| *l <= n).max();
             let len = len.unwrap_or(MIN_PREFIX);
-            tokenize::prefix_key(&term.text.chars().take(len).collect::<String>())
+            keys.push(tokenize::prefix_key(
+                &term.text.chars().take(len).collect::<String>(),
+            ));
+            if len == n {
+                keys.push(tokenize::word_key(&term.text));
+            }
         } else {
-            tokenize::word_key(&term.text)
-        };
-        Self {
-            mac: log.search_mac(&key),
-            below: before,
-            buf: Vec::new(),
-            before,
-            done: false,
+            keys.push(tokenize::word_key(&term.text));
         }
+        let sources = keys
+            .iter()
+            .map(|k| Source {
+                mac: log.search_mac(k),
+                below: before,
+                buf: Vec::new(),
+                before,
+                done: false,
+            })
+            .collect();
+        Self { sources }
     }
 
+    /// The newest posting not yet popped; `Err(None)` when the block budget ran out.
+    fn peek(
+        &mut self,
+        log: &Log,
+        rtx: &ReadTx,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, Option<SearchError>> {
+        let mut head = None;
+        for s in &mut self.sources {
+            head = head.max(s.peek(log, rtx, budget)?);
+        }
+        Ok(head)
+    }
+
+    /// The newest posting already read, if any.
+    fn last(&self) -> Option<u64> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.buf.last().copied())
+            .max()
+    }
+
+    /// Drops every read posting above `target`, and `target` itself when `inclusive`.
+    fn skip(&mut self, target: u64, inclusive: bool) {
+        for s in &mut self.sources {
+            while s
+                .buf
+                .last()
+                .is_some_and(|h| *h > target || (inclusive && *h == target))
+            {
+                s.buf.pop();
+            }
+        }
+    }
+}
+
+impl Source {
     /// The newest posting not yet popped; `Err(None)` when the block budget ran out.
     fn peek(
         &mut self,
@@ -315,11 +368,8 @@ pub fn search(
                     });
                 }
                 Err(None) => {
-                    let next = heads
-                        .iter()
-                        .chain(lists.iter().filter_map(|l| l.buf.last()))
-                        .min()
-                        .map(|m| m + 1);
+                    let read = lists.iter().filter_map(List::last);
+                    let next = heads.iter().copied().chain(read).min().map(|m| m + 1);
                     return Ok(Results {
                         hits,
                         next,
@@ -340,7 +390,7 @@ pub fn search(
             }
             budget.candidates -= 1;
             for l in &mut lists {
-                l.buf.pop();
+                l.skip(target, true);
             }
             match ctx.check(target)? {
                 Verdict::Hit(h) => {
@@ -364,9 +414,7 @@ pub fn search(
             }
         } else {
             for l in &mut lists {
-                while l.buf.last().is_some_and(|h| *h > target) {
-                    l.buf.pop();
-                }
+                l.skip(target, false);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 pub const MIN_TOKEN: usize = 2;
 /// Longer tokens are cut to this many characters, when indexed and when searched alike.
 pub const MAX_TOKEN: usize = 32;
-/// The prefix lengths indexed for every token at least that long. A prefix query of `n`
+/// The prefix lengths indexed for every token longer than that. A prefix query of `n`
 /// characters reads the list of the longest indexed length `<= n` and checks the rest on the
 /// opened text.
 pub const PREFIX_LENS: [usize; 2] = [3, 6];
@@ -45,8 +45,10 @@ pub fn keys<'a>(texts: impl IntoIterator<Item = &'a str>) -> BTreeSet<Vec<u8>> {
     for text in texts {
         for w in words(text) {
             let chars: Vec<char> = w.chars().collect();
+            // A word exactly as long as a prefix length is its own prefix: the word key serves
+            // (a prefix query of that length reads both lists).
             for n in PREFIX_LENS {
-                if chars.len() >= n {
+                if chars.len() > n {
                     out.insert(prefix_key(&chars[..n].iter().collect::<String>()));
                 }
             }
@@ -108,13 +110,16 @@ mod tests {
 
     #[test]
     fn keys_hold_words_and_prefixes_once() {
-        let k = keys(["pressure pressure", "pump"]);
+        let k = keys(["pressure pressure", "pump", "bar filter"]);
         assert!(k.contains(&word_key("pressure")));
         assert!(k.contains(&prefix_key("pre")));
         assert!(k.contains(&prefix_key("pressu")));
         assert!(k.contains(&prefix_key("pum")));
         assert!(!k.contains(&prefix_key("pump")));
-        assert_eq!(k.len(), 5);
+        // Words exactly 3 or 6 long are not indexed again as their own prefix.
+        assert!(k.contains(&word_key("bar")) && !k.contains(&prefix_key("bar")));
+        assert!(k.contains(&prefix_key("fil")) && !k.contains(&prefix_key("filter")));
+        assert_eq!(k.len(), 8);
     }
 
     #[test]

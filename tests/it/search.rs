@@ -123,6 +123,13 @@ async fn edits_are_found_by_new_words_and_redactions_and_forgotten_entries_not_a
     let m = alice.say(&g, "k1", "replace the gasket on valve 3").await;
     let gone = alice.say(&g, "k2", "gasket order placed").await;
     assert_eq!(hits(&search(alice, "q=gasket").await).len(), 2);
+    // Prefixes exactly as long as an indexed prefix length also find the word itself.
+    assert_eq!(hits(&search(alice, "q=gasket*").await).len(), 2);
+    assert_eq!(hits(&search(alice, "q=gas*").await).len(), 2);
+    assert_eq!(
+        hits(&search(alice, "q=the*").await),
+        [("message".to_string(), m)]
+    );
 
     let path = format!("/api/v1/conversations/{g}/messages/{m}");
     let r = alice
