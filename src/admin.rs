@@ -60,6 +60,8 @@ pub enum Request {
     Retention {
         retention: crate::retention::commands::RetentionCommand,
     },
+    /// `search reindex`: rebuild the search index from the log.
+    SearchReindex,
 }
 
 /// What a command printed and its exit code, and files for the CLI to write as the calling user
@@ -144,6 +146,16 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
                 Err(e) => Err(e.into()),
             }
         }
+        Request::SearchReindex => match crate::search::reindex(ctx.log).await {
+            Ok(to) => {
+                let _ = writeln!(
+                    out.stdout,
+                    "search index rebuilt from the log up to seq {to}"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
         Request::AuditLog {
             kind,
             since,

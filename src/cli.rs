@@ -111,8 +111,19 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::retention::commands::RetentionCommand,
     },
+    /// The full-text search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Rebuilds the search index from the log (offline, or through the running server).
+    Reindex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,6 +379,27 @@ pub enum BenchCommand {
         server_pid: Option<u32>,
     },
     /// Filtered event listings over a scratch log of `--entries` entries (in process), p50/p99.
+    /// Full-text search: send rate without and with the indexer, indexing throughput, index
+    /// size against the text, query latency, memory.
+    Search {
+        /// Directory for the scratch store (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Messages of each send-rate phase (without, then with the indexer).
+        #[arg(long, default_value_t = 20_000)]
+        rate_messages: u64,
+        #[arg(long, default_value_t = 32)]
+        senders: usize,
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        #[arg(long, default_value_t = 18)]
+        seed: u64,
+        /// Write the texts and queries here for benches/search-fts5.py.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
     Query {
         /// Directory for the scratch store (removed afterwards).
         #[arg(long, default_value = ".")]
@@ -585,6 +617,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replication {
             command: ReplicationCommand::Status { json },
         } => Ok(admin(&cli, Request::ReplicationStatus { json: *json })),
+        Command::Search {
+            command: SearchCommand::Reindex,
+        } => Ok(admin(&cli, Request::SearchReindex)),
         Command::Replication {
             command: ReplicationCommand::Enroll { code },
         } => {
@@ -735,6 +770,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 server_pid: *server_pid,
             };
             runtime()?.block_on(crate::bench::report::ingest(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Search {
+                    dir,
+                    messages,
+                    rate_messages,
+                    senders,
+                    runs,
+                    seed,
+                    export,
+                },
+        } => {
+            crate::telemetry::init("warn");
+            let b = crate::bench::search::SearchBench {
+                dir: dir.clone(),
+                messages: *messages,
+                rate_messages: *rate_messages,
+                senders: *senders,
+                runs: *runs,
+                seed: *seed,
+                export: export.clone(),
+            };
+            runtime()?.block_on(crate::bench::report::search(b))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -27,6 +27,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod replication;
 pub mod retention;
+pub mod search;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -204,6 +204,10 @@ pub async fn run_supervised<F>(
             crate::replication::runtime::run_edge(rt, log, dir, opts, stop)
         });
     }
+    let indexing = state.log().clone();
+    supervisor.spawn("search-indexer", move |stop| {
+        crate::search::indexer::run(indexing, stop)
+    });
     let pruning = state.log().clone();
     let retention = state.retention().clone();
     supervisor.spawn("retention", move |stop| retention.run(stop));

@@ -23,6 +23,7 @@ import { incidentsScreen, incidentScreen, openIncidentScreen } from './incidents
 import { templatesScreen } from './templates.js';
 import './theme.js';
 import * as notifier from './notify.js';
+import { searchBox, searchScreen } from './search.js';
 
 const root = document.getElementById('root');
 
@@ -112,6 +113,7 @@ function shell() {
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
       conn,
       alarmBanner(go),
+      searchBox(go),
       h('nav', { 'aria-label': 'Main' }, links)),
     notifier.askCard(S.me.username),
     h('main', { id: 'main' },
@@ -146,11 +148,12 @@ function route() {
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
   else if (p === '/alarms') view = alarmsScreen(go);
   else if (p === '/alarms/kpis') view = kpiScreen(go);
-  else if (p === '/events') view = eventsScreen(go);
+  else if (p === '/events') view = eventsScreen(go, Number(new URLSearchParams(location.search).get('seq')) || null);
   else if (p === '/incidents') view = incidentsScreen(go);
   else if (p === '/incidents/new') view = openIncidentScreen(go, new URLSearchParams(location.search));
   else if (p.startsWith('/incidents/')) view = incidentScreen(decodeURIComponent(p.slice(11)), go);
   else if (p === '/templates' && S.me.role === 'admin') view = templatesScreen();
+  else if (p === '/search') view = searchScreen(go);
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

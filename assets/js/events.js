@@ -15,7 +15,7 @@ const fmtTime = (us) => new Date(Math.floor(us / 1000)).toISOString().replace('T
 // A datetime-local value (the browser's local time) as RFC 3339 UTC; '' stays ''.
 const toRfc3339 = (v) => (v ? new Date(v).toISOString() : '');
 
-export function eventsScreen(go) {
+export function eventsScreen(go, openSeq) {
   const field = (name, label, attrs = {}) => h('label', { class: 'ev-field' }, h('span', {}, label),
     h('input', { name, autocapitalize: 'none', spellcheck: 'false', ...attrs }));
   const severity = h('select', { name: 'severity', 'aria-label': 'Minimum severity' },
@@ -185,6 +185,8 @@ export function eventsScreen(go) {
   // The socket first, so its hello.head is no later than the listing: nothing falls between.
   connect();
   load(false);
+  // Opened from search (`/events?seq=N`): show that event's detail at once.
+  if (openSeq) show(openSeq);
 
   return {
     el: h('div', { class: 'screen events-screen' },

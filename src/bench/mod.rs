@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod kpis;
 pub mod query;
 pub mod report;
+pub mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -139,3 +139,54 @@ pub async fn incidents(b: super::incidents::IncidentBench) -> anyhow::Result<()>
     );
     Ok(())
 }
+
+pub async fn search(b: super::search::SearchBench) -> anyhow::Result<()> {
+    let r = super::search::run(&b).await?;
+    let mib = |x: u64| x as f64 / (1 << 20) as f64;
+    println!(
+        "search over {} plant chat messages (seed {}, {} senders), in process",
+        r.messages, b.seed, b.senders
+    );
+    println!(
+        "send rate: {:.0}/s without the indexer, {:.0}/s with it following ({:+.1} %); mean of 2 alternating phases of {} messages each",
+        r.rate_off,
+        r.rate_on,
+        (r.rate_on / r.rate_off - 1.0) * 100.0,
+        b.rate_messages.min(b.messages / 4)
+    );
+    println!(
+        "indexing: {} entries in {:.1} s = {:.0} entries/s",
+        r.index_entries,
+        r.index_secs,
+        r.index_entries as f64 / r.index_secs.max(1e-9)
+    );
+    println!(
+        "index: {} blocks, {:.1} MiB of keys and sealed blocks for {:.1} MiB of text ({:.0} %); store file {:.1} MiB",
+        r.blocks,
+        mib(r.index_bytes),
+        mib(r.text_bytes),
+        r.index_bytes as f64 * 100.0 / r.text_bytes.max(1) as f64,
+        mib(r.file_bytes)
+    );
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8}",
+        "query (limit 20)", "hits", "p50 µs", "p99 µs", "max µs"
+    );
+    for (name, l, h) in [
+        ("one word", &r.one_word, r.one_word_hits),
+        ("two words + conv filter", &r.two_words, r.two_words_hits),
+    ] {
+        println!(
+            "{name:<34} {h:>8.1} {:>8} {:>8} {:>8}",
+            l.p50_us, l.p99_us, l.max_us
+        );
+    }
+    let kib =
+        |v: Option<u64>| v.map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+    println!(
+        "RSS after indexing {}, peak while indexing and querying {}",
+        kib(r.rss_after_kib),
+        kib(r.peak_rss_kib)
+    );
+    Ok(())
+}

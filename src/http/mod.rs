@@ -27,6 +27,7 @@ mod ntfy_subscribe;
 pub mod openapi;
 mod presence;
 mod retention;
+mod search;
 mod sites;
 mod templates;
 mod ui;
@@ -222,6 +223,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             delete(accounts::end_own_session),
         ),
         r(Method::GET, "/api/v1/events", User, get(events::list)),
+        r(Method::GET, "/api/v1/search", User, get(search::search)),
         r(
             Method::GET,
             "/api/v1/events/export",

@@ -119,6 +119,7 @@ use super::{
         super::audit::export,
         super::retention::get,
         super::retention::set_scope,
+        super::search::search,
     ),
     components(schemas(super::error::ErrorResponse, super::events::Order)),
     modifiers(&Security),

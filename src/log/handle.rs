@@ -192,6 +192,11 @@ impl Log {
         self.inner.key.open_bytes(aad, sealed)
     }
 
+    /// The search index's keyed name of a token (`DataKey::search_mac`).
+    pub fn search_mac(&self, token: &[u8]) -> [u8; crate::store::seal::SEARCH_MAC_LEN] {
+        self.inner.key.search_mac(token)
+    }
+
     /// Committed entries from now on, as they commit. A receiver that falls behind the bounded
     /// ring gets `Lagged` and must resume from the log: use [`Log::follow`] for that.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {

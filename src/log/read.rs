@@ -69,7 +69,8 @@ pub fn entry_of_kind(
     decode_entry(site, key, seq, &raw).map(Some)
 }
 
-/// Reads one entry by seq.
+/// Reads one entry by seq; `None` when there is none, or when retention purged its payload
+/// (followers, replays and reports pass over it; `audit verify` reads the record itself).
 pub fn entry(
     rtx: &ReadTx,
     site: &Arc<str>,
@@ -77,7 +78,13 @@ pub fn entry(
     seq: u64,
 ) -> Result<Option<Entry>, ReadError> {
     match rtx.log_raw(seq)? {
-        Some(raw) => decode_entry(site, key, seq, &raw).map(Some),
+        Some(raw) => match decode_entry(site, key, seq, &raw) {
+            Err(ReadError::Decode {
+                source: CodecError::Purged,
+                ..
+            }) => Ok(None),
+            other => other.map(Some),
+        },
         None => Ok(None),
     }
 }

@@ -19,6 +19,7 @@ mod retention;
 mod rows;
 mod schema;
 pub mod seal;
+mod search;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -165,6 +166,13 @@ pub(crate) const INCIDENTS: Table<&str, IncidentRow> = Table::new("incidents_id_
 /// alarm id (occurrence) → id of the incident it opened or is linked to: one per occurrence.
 pub(crate) const INCIDENT_ALARMS: TableDefinition<u64, &str> =
     TableDefinition::new("incidentalarms_alarm_incident");
+/// (token MAC [8], seq of the block's first posting) → a sealed posting block (`search::postings`,
+/// AAD `search/<mac hex>/<first>`): the blind inverted index.
+pub(crate) const SEARCH_POSTINGS: TableDefinition<(&[u8], u64), &[u8]> =
+    TableDefinition::new("searchpostings_macfirst_sealedblock");
+/// seq → (): entries `search::forget` dropped (a retention purge); hits on them are never shown.
+pub(crate) const SEARCH_FORGOTTEN: TableDefinition<u64, ()> =
+    TableDefinition::new("searchforgotten_seq_unit");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -212,6 +220,8 @@ macro_rules! for_each_table {
         $f($($arg,)* PURGED, 7)?;
         $f($($arg,)* PURGED_MESSAGES, 7)?;
         $f($($arg,)* RETENTION_SCOPES, 7)?;
+        $f($($arg,)* SEARCH_POSTINGS, 7)?;
+        $f($($arg,)* SEARCH_FORGOTTEN, 7)?;
     }};
 }
 pub(crate) use for_each_table;

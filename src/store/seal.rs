@@ -3,6 +3,7 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hmac;
 
 /// Length of a data key in bytes.
 pub const KEY_LEN: usize = 32;
@@ -37,7 +38,12 @@ pub struct DataKey {
     id: u32,
     fingerprint: [u8; 32],
     key: LessSafeKey,
+    /// The search index's token key, derived from the data key (see [`DataKey::search_mac`]).
+    search: hmac::Key,
 }
+
+/// Length of the token MACs kept in the search index (truncated HMAC-SHA-256).
+pub const SEARCH_MAC_LEN: usize = 8;
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,10 +69,18 @@ impl DataKey {
             fingerprint[2],
             fingerprint[3],
         ]);
+        // The search key: HMAC-SHA-256 keyed with the data key over a fixed label, so the data
+        // key itself never keys anything but AES-GCM, and the MACs say nothing of the key.
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            b"plantwire search token key v1",
+        );
+        let search = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
         Ok(Self {
             id,
             fingerprint,
             key,
+            search,
         })
     }
 
@@ -84,6 +98,15 @@ impl DataKey {
     /// A one-way fingerprint of the key, kept in the store to notice a swapped key.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// The search index's name for a token: HMAC-SHA-256 under the derived search key,
+    /// truncated to [`SEARCH_MAC_LEN`] bytes. Equal tokens give equal MACs; nothing else leaks.
+    pub fn search_mac(&self, token: &[u8]) -> [u8; SEARCH_MAC_LEN] {
+        let tag = hmac::sign(&self.search, token);
+        let mut out = [0u8; SEARCH_MAC_LEN];
+        out.copy_from_slice(&tag.as_ref()[..SEARCH_MAC_LEN]);
+        out
     }
 
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, SealError> {
