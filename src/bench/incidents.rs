@@ -19,9 +19,8 @@ use crate::clock::SystemClock;
 use crate::config::{IncidentRule, IncidentsConfig};
 use crate::incidents::templates::{self, NewTemplate, TemplateDef};
 use crate::incidents::{IncidentBody, KIND_OPENED, answers, lifecycle};
-use crate::log::{Author, Log, LogOptions};
-use crate::metrics::Metrics;
-use crate::store::{DataKey, Priority, Role};
+use crate::log::{Author, LogOptions};
+use crate::store::{Priority, Role};
 
 use super::{Latencies, percentiles};
 
@@ -89,11 +88,6 @@ pub async fn run(b: &IncidentBench) -> anyhow::Result<IncidentResult> {
     if b.alarms == 0 || b.every == 0 || b.publishers == 0 {
         bail!("--alarms, --every and --publishers must be at least 1");
     }
-    std::fs::create_dir_all(&b.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("plantwire-bench-incidents-")
-        .tempdir_in(&b.dir)?;
-    let key = DataKey::from_bytes(&DataKey::generate_bytes()?)?;
     let opts = LogOptions {
         cache_bytes: 64 << 20,
         queue_capacity: 1024,
@@ -101,14 +95,7 @@ pub async fn run(b: &IncidentBench) -> anyhow::Result<IncidentResult> {
         hub_capacity: 4096,
         clock_step_us: i64::MAX,
     };
-    let log = Log::open(
-        &scratch.path().join("bench.redb"),
-        "bench",
-        key,
-        Arc::new(SystemClock),
-        &opts,
-        Arc::new(Metrics::new()),
-    )?;
+    let (_scratch, log) = super::scratch_log(&b.dir, "incidents", &opts, Arc::new(SystemClock))?;
     let admin = Author::user("bench-admin");
     templates::create(&log, &admin, template())
         .await

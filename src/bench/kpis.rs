@@ -9,8 +9,7 @@ use crate::alarms::{self, Command, Signal, kpis};
 use crate::clock::{Clock, ManualClock};
 use crate::config::AlarmsConfig;
 use crate::log::{Author, Log, LogOptions};
-use crate::metrics::Metrics;
-use crate::store::{DataKey, Priority};
+use crate::store::Priority;
 
 use super::{Latencies, percentiles};
 
@@ -84,11 +83,6 @@ async fn seed(log: &Log, clock: &ManualClock, n: u64) -> anyhow::Result<()> {
 
 /// Seeds a scratch log, then times the KPI query over the whole range and over its last 24 h.
 pub async fn run(b: &KpiBench) -> anyhow::Result<(f64, Vec<KpiResult>)> {
-    std::fs::create_dir_all(&b.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("plantwire-bench-kpis-")
-        .tempdir_in(&b.dir)?;
-    let key = DataKey::from_bytes(&DataKey::generate_bytes()?)?;
     let opts = LogOptions {
         cache_bytes: 64 << 20,
         queue_capacity: 64,
@@ -97,14 +91,7 @@ pub async fn run(b: &KpiBench) -> anyhow::Result<(f64, Vec<KpiResult>)> {
         clock_step_us: i64::MAX,
     };
     let clock = Arc::new(ManualClock::new(T0));
-    let log = Log::open(
-        &scratch.path().join("bench.redb"),
-        "bench",
-        key,
-        clock.clone(),
-        &opts,
-        Arc::new(Metrics::new()),
-    )?;
+    let (_scratch, log) = super::scratch_log(&b.dir, "kpis", &opts, clock.clone())?;
     let seeding = Instant::now();
     seed(&log, &clock, b.transitions).await?;
     let seed_secs = seeding.elapsed().as_secs_f64();

@@ -21,6 +21,30 @@ use crate::clock::SystemClock;
 use crate::log::{Hub, NewEntry, Sequencer, SequencerConfig};
 use crate::store::{DataKey, Store};
 
+/// A scratch log for an in-process bench: a fresh store under `dir` (removed when the returned
+/// directory is dropped), a new data key, the site `bench`.
+pub(crate) fn scratch_log(
+    dir: &Path,
+    name: &str,
+    opts: &crate::log::LogOptions,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<(tempfile::TempDir, crate::log::Log)> {
+    std::fs::create_dir_all(dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("plantwire-bench-{name}-"))
+        .tempdir_in(dir)?;
+    let key = DataKey::from_bytes(&DataKey::generate_bytes()?)?;
+    let log = crate::log::Log::open(
+        &scratch.path().join("bench.redb"),
+        "bench",
+        key,
+        clock,
+        opts,
+        Arc::new(crate::metrics::Metrics::new()),
+    )?;
+    Ok((scratch, log))
+}
+
 #[derive(Debug, Clone)]
 pub struct AppendBench {
     /// Directory on the disk to measure; scratch stores are made and removed inside it.

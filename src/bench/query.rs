@@ -10,8 +10,6 @@ use crate::clock::SystemClock;
 use crate::config::EventsConfig;
 use crate::events::{self, AttrValue, EventIn, Query, Severity};
 use crate::log::{Author, Log, LogOptions, NewEntry};
-use crate::metrics::Metrics;
-use crate::store::DataKey;
 
 use super::{Latencies, percentiles};
 
@@ -99,11 +97,6 @@ async fn seed(log: &Log, entries: u64) -> anyhow::Result<(i64, i64)> {
 
 /// Seeds a scratch log, then times each query shape `runs` times (a fresh read snapshot each).
 pub async fn run(b: &QueryBench) -> anyhow::Result<(f64, Vec<QueryResult>)> {
-    std::fs::create_dir_all(&b.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("plantwire-bench-query-")
-        .tempdir_in(&b.dir)?;
-    let key = DataKey::from_bytes(&DataKey::generate_bytes()?)?;
     let opts = LogOptions {
         cache_bytes: 64 << 20,
         queue_capacity: 64,
@@ -111,14 +104,7 @@ pub async fn run(b: &QueryBench) -> anyhow::Result<(f64, Vec<QueryResult>)> {
         hub_capacity: 16,
         clock_step_us: i64::MAX,
     };
-    let log = Log::open(
-        &scratch.path().join("bench.redb"),
-        "bench",
-        key,
-        Arc::new(SystemClock),
-        &opts,
-        Arc::new(Metrics::new()),
-    )?;
+    let (_scratch, log) = super::scratch_log(&b.dir, "query", &opts, Arc::new(SystemClock))?;
     let seeding = Instant::now();
     let (first_us, last_us) = seed(&log, b.entries).await?;
     let seed_secs = seeding.elapsed().as_secs_f64();

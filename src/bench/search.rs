@@ -14,9 +14,8 @@ use crate::chat::{Actor, conversations};
 use crate::clock::SystemClock;
 use crate::config::ChatConfig;
 use crate::log::{Log, LogOptions};
-use crate::metrics::Metrics;
 use crate::search::{self, Query};
-use crate::store::{ConvKind, DataKey, Role};
+use crate::store::{ConvKind, Role};
 
 use super::{Latencies, percentiles};
 
@@ -232,11 +231,6 @@ fn time_queries(
 }
 
 pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
-    std::fs::create_dir_all(&b.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("plantwire-bench-search-")
-        .tempdir_in(&b.dir)?;
-    let key = DataKey::from_bytes(&DataKey::generate_bytes()?)?;
     let opts = LogOptions {
         cache_bytes: 32 << 20,
         queue_capacity: 1024,
@@ -244,15 +238,8 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
         hub_capacity: 1024,
         clock_step_us: i64::MAX,
     };
+    let (scratch, log) = super::scratch_log(&b.dir, "search", &opts, Arc::new(SystemClock))?;
     let path = scratch.path().join("bench.redb");
-    let log = Log::open(
-        &path,
-        "bench",
-        key,
-        Arc::new(SystemClock),
-        &opts,
-        Arc::new(Metrics::new()),
-    )?;
     let cfg = ChatConfig::default();
     let owner = Actor {
         user: PEOPLE[0].to_string(),
