@@ -585,6 +585,9 @@ pub struct AlarmsConfig {
     /// The system alarm `plantwire/disk.almost_full` is active while the state directory's
     /// file system is more than this full, in percent (0 raises it whenever anything is used).
     pub disk_alarm_percent: u8,
+    /// The earlier warning `plantwire/disk.filling` (medium) is active while the state
+    /// directory's file system is more than this full, in percent.
+    pub disk_warn_percent: u8,
     /// How often the system alarms are checked, in seconds of the server clock.
     pub system_check_secs: u64,
     /// Which system alarms plantwire raises (all by default).
@@ -666,6 +669,7 @@ impl Default for AlarmsConfig {
             out_of_service_role: crate::store::Role::Admin,
             comment_required: Vec::new(),
             disk_alarm_percent: 90,
+            disk_warn_percent: 80,
             system_check_secs: 60,
             system_alarms: SystemAlarm::ALL.to_vec(),
             replication_lag_secs: 600,
@@ -988,6 +992,12 @@ impl Config {
         bounded(
             "alarms.disk_alarm_percent",
             self.alarms.disk_alarm_percent,
+            0,
+            100,
+        )?;
+        bounded(
+            "alarms.disk_warn_percent",
+            self.alarms.disk_warn_percent,
             0,
             100,
         )?;

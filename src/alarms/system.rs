@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AlarmsConfig, SystemAlarm};
-use crate::log::{Author, Log, SubmitError};
+use crate::log::{Log, SubmitError};
 use crate::store::Priority;
 
 use super::Signal;
@@ -16,6 +16,8 @@ use super::Signal;
 pub const SOURCE: &str = "plantwire";
 /// The condition of the disk alarm.
 pub const DISK_ALMOST_FULL: &str = "disk.almost_full";
+/// The condition of the earlier disk warning.
+pub const DISK_FILLING: &str = "disk.filling";
 
 /// How full the file system holding `path` is, in percent, as `df` counts it (space reserved
 /// for root counts as not available).
@@ -47,7 +49,20 @@ pub fn disk_signal(used_percent: f64, threshold: u8) -> Signal {
     }
 }
 
-/// Checks now: raises or clears the disk alarm (a check that changes nothing writes nothing).
+/// The earlier disk warning's signal for a reading: active above its threshold.
+pub fn disk_warn_signal(used_percent: f64, threshold: u8) -> Signal {
+    Signal {
+        condition: DISK_FILLING.into(),
+        priority: Some(Priority::Medium),
+        message: Some(format!(
+            "the state directory's disk is {used_percent:.1} % full (warning above {threshold} %)"
+        )),
+        ..disk_signal(used_percent, threshold)
+    }
+}
+
+/// Checks now: raises or clears the disk warning and the disk alarm (a check that changes
+/// nothing writes nothing: the usual case, every minute).
 pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<(), SubmitError> {
     let used = match disk_used_percent(state_dir) {
         Ok(u) => u,
@@ -56,25 +71,9 @@ pub async fn check(log: &Log, cfg: &AlarmsConfig, state_dir: &Path) -> Result<()
             return Ok(());
         }
     };
-    let signal = disk_signal(used, cfg.disk_alarm_percent);
-    let current = {
-        let rtx = log.read().map_err(|e| SubmitError::Storage(e.into()))?;
-        match rtx
-            .alarm_current(SOURCE, DISK_ALMOST_FULL)
-            .map_err(|e| SubmitError::Storage(e.into()))?
-        {
-            Some(id) => rtx.alarm(id).map_err(|e| SubmitError::Storage(e.into()))?,
-            None => None,
-        }
-    };
-    // Nothing to change: no job for the writer (the usual case, every minute).
-    if current
-        .as_ref()
-        .map_or(!signal.active, |c| c.input_active == signal.active)
-    {
-        return Ok(());
-    }
-    super::raise(log, &Author::System, signal).await.map(|_| ())
+    let sync = super::system_checks::sync;
+    sync(log, disk_warn_signal(used, cfg.disk_warn_percent)).await?;
+    sync(log, disk_signal(used, cfg.disk_alarm_percent)).await
 }
 
 /// Runs the system checks (the disk here, the rest in `system_checks`) every

@@ -670,6 +670,34 @@ async fn the_kpis_of_a_scripted_history_equal_the_hand_computed_values() {
 #[tokio::test]
 async fn a_system_alarm_is_raised_when_the_state_disk_is_above_the_threshold() {
     let server = TestServer::start_with(|c| c.alarms.disk_alarm_percent = 0).await;
+    // The earlier warning at its own threshold (here 0 %: anything used), priority medium.
+    let warned = TestServer::start_with(|c| c.alarms.disk_warn_percent = 0).await;
+    let mut id = None;
+    for _ in 0..100 {
+        id = warned
+            .state()
+            .log()
+            .read()
+            .unwrap()
+            .alarm_current("plantwire", "disk.filling")
+            .unwrap();
+        if id.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rtx = warned.state().log().read().unwrap();
+    let row = rtx
+        .alarm(id.expect("disk.filling raised at start"))
+        .unwrap()
+        .unwrap();
+    assert!(row.input_active);
+    assert_eq!(row.priority, plantwire::store::Priority::Medium);
+    assert_eq!(
+        rtx.alarm_current("plantwire", "disk.almost_full").unwrap(),
+        None
+    );
+    drop(rtx);
     let ops = people(&server, &["vic"], &["vic"]).await;
     let (mut ws, replayed) = alarm_socket(&ops[0], 0).await;
     let raise = match replayed.into_iter().find(|f| f["kind"] == "alarm.raise") {
