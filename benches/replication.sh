@@ -57,7 +57,11 @@ for _ in $(seq 1 300); do
 done
 [[ -s "$WORK/code.txt" ]] || { echo "HQ did not start"; cat "$WORK/hq.log"; exit 1; }
 
-echo "link: veth between two namespaces, tc tbf rate $RATE burst 32kbit latency 400ms each way (no added delay: no netem)"
+if [[ "$RATE" == none ]]; then
+  echo "link: veth between two namespaces, unshaped"
+else
+  echo "link: veth between two namespaces, tc tbf rate $RATE burst 32kbit latency 400ms each way (no added delay: no netem)"
+fi
 before=$(cpu_ms "$HQ_PID")
 ip netns exec "$EDGE_NS" "$B" bench replication --dir "$WORK" --edge \
   --code-file "$WORK/code.txt" --events "$EVENTS" "$@" 2>&1 | grep -v 'first admin' | tee "$WORK/edge.out"
