@@ -466,6 +466,44 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         replies: usize,
     },
+    /// Replication edge -> HQ over the real TLS transport: entries/s and CPU per entry, wire
+    /// bytes per event, catch-up after an hour offline, a capped link. Both sides in this process
+    /// unless `--hq-listen` (HQ only) or `--edge` (edge only) split them (`benches/replication.sh`).
+    Replication {
+        /// Directory for the scratch state directories.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Events of the throughput run.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Events waiting after an hour offline (0: no catch-up run).
+        #[arg(long, default_value_t = 360_000)]
+        backlog: u64,
+        /// Events of the run under the shipper's own bandwidth cap (0: no such run).
+        #[arg(long, default_value_t = 20_000)]
+        capped_events: u64,
+        /// That cap, bytes per second (125,000 = 1 Mbit/s).
+        #[arg(long, default_value_t = 125_000)]
+        cap_bytes_per_sec: u64,
+        /// JSON bytes per event.
+        #[arg(long, default_value_t = 300)]
+        body_bytes: usize,
+        /// `telemetry` (plant fields, a few random readings) or `random` (random readings only).
+        #[arg(long, default_value = "telemetry")]
+        payload: String,
+        #[arg(long, default_value_t = 512)]
+        batch_entries: usize,
+        #[arg(long, default_value_t = 1 << 20)]
+        batch_bytes: usize,
+        /// Run HQ only, listening here, until SIGTERM; the enrolment code goes to `--code-file`.
+        #[arg(long, conflicts_with = "edge")]
+        hq_listen: Option<std::net::SocketAddr>,
+        /// Run the edge only, enrolling with the code in `--code-file`.
+        #[arg(long)]
+        edge: bool,
+        #[arg(long, default_value = "replication-code.txt")]
+        code_file: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -873,6 +911,55 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 replies: *replies,
             };
             runtime()?.block_on(crate::bench::report::incidents(b))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Replication {
+                    dir,
+                    events,
+                    backlog,
+                    capped_events,
+                    cap_bytes_per_sec,
+                    body_bytes,
+                    payload,
+                    batch_entries,
+                    batch_bytes,
+                    hq_listen,
+                    edge,
+                    code_file,
+                },
+        } => {
+            use crate::bench::replication::{Mode, Payload, ReplicationBench};
+            crate::telemetry::init("warn");
+            let payload = match payload.as_str() {
+                "telemetry" => Payload::Telemetry,
+                "random" => Payload::Random,
+                other => anyhow::bail!("--payload {other:?}: expected telemetry or random"),
+            };
+            let mode = match (hq_listen, edge) {
+                (Some(listen), _) => Mode::Hq {
+                    listen: *listen,
+                    code_file: code_file.clone(),
+                },
+                (None, true) => Mode::Edge {
+                    code_file: code_file.clone(),
+                },
+                (None, false) => Mode::Both,
+            };
+            let b = ReplicationBench {
+                dir: dir.clone(),
+                mode,
+                events: *events,
+                backlog: *backlog,
+                capped_events: *capped_events,
+                cap_bytes_per_sec: *cap_bytes_per_sec,
+                body_bytes: *body_bytes,
+                payload,
+                batch_entries: *batch_entries,
+                batch_bytes: *batch_bytes,
+            };
+            runtime()?.block_on(crate::bench::replication::report(b))?;
             Ok(ExitCode::SUCCESS)
         }
     }

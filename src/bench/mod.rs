@@ -7,6 +7,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod kpis;
 pub mod query;
+pub mod replication;
 pub mod report;
 pub mod search;
 

@@ -23,6 +23,7 @@ mod audit_export;
 mod auth;
 mod backup;
 mod bench_drivers;
+mod bench_replication;
 mod binary;
 mod chat;
 mod chat_live;
