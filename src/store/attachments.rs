@@ -1,0 +1,69 @@
+//! Attachment bookkeeping beyond the rows themselves: each uploader's byte count (the quota) and
+//! removing an attachment with its chunks, both in the caller's write transaction.
+
+use redb::ReadableTable;
+
+use super::{
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENT_USAGE, ATTACHMENTS, ReadTx, StoreError, WriteTx,
+};
+
+impl ReadTx {
+    /// Bytes of attachments `user` uploaded that still exist.
+    pub fn attachment_usage(&self, user: &str) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_USAGE)?;
+        let n = t.get(user)?.map_or(0, |v| v.value());
+        Ok(n)
+    }
+}
+
+impl WriteTx {
+    /// Bytes of attachments `user` uploaded that still exist.
+    pub fn attachment_usage(&self, user: &str) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_USAGE)?;
+        let n = t.get(user)?.map_or(0, |v| v.value());
+        Ok(n)
+    }
+
+    /// Counts `bytes` more against `user`.
+    pub fn add_attachment_usage(&mut self, user: &str, bytes: u64) -> Result<(), StoreError> {
+        let n = self.attachment_usage(user)?.saturating_add(bytes);
+        self.put(ATTACHMENT_USAGE, user, n)
+    }
+
+    /// Removes an attachment: its row, its chunks and its conversation counts, and frees its
+    /// bytes from the uploader's usage. Returns whether it existed.
+    pub fn remove_attachment(&mut self, id: &str) -> Result<bool, StoreError> {
+        let Some(row) = ATTACHMENTS.get(self, id)? else {
+            return Ok(false);
+        };
+        for n in 0..row.chunks {
+            self.remove(ATTACHMENT_CHUNKS, (id, n))?;
+        }
+        let convs: Vec<String> = {
+            let t = self.txn.open_table(ATTACHMENT_CONVS)?;
+            let mut out = Vec::new();
+            for r in t.range((id, "")..)? {
+                let (k, _) = r?;
+                let (a, c) = k.value();
+                if a != id {
+                    break;
+                }
+                out.push(c.to_string());
+            }
+            out
+        };
+        for c in &convs {
+            self.remove(ATTACHMENT_CONVS, (id, c.as_str()))?;
+        }
+        self.remove(ATTACHMENTS.def(), id)?;
+        let left = self
+            .attachment_usage(&row.uploader)?
+            .saturating_sub(row.size);
+        if left == 0 {
+            self.remove(ATTACHMENT_USAGE, row.uploader.as_str())?;
+        } else {
+            self.put(ATTACHMENT_USAGE, row.uploader.as_str(), left)?;
+        }
+        Ok(true)
+    }
+}
