@@ -170,6 +170,8 @@ pub async fn store(
         }
         tx.views().add_attachment_usage(&row.uploader, row.size)?;
         tx.views().put_attachment(&row)?;
+        tx.views()
+            .put_attachment_unposted(row.created_at_us, &row.id)?;
         for (n, c) in chunks.iter().enumerate() {
             tx.views().put_attachment_chunk(&row.id, n as u32, c)?;
         }

@@ -1,10 +1,11 @@
-//! Attachment bookkeeping beyond the rows themselves: each uploader's byte count (the quota) and
-//! removing an attachment with its chunks, both in the caller's write transaction.
+//! Attachment bookkeeping beyond the rows themselves: each uploader's byte count (the quota), the
+//! uploads never posted, and removing an attachment with its chunks, in the caller's transaction.
 
 use redb::ReadableTable;
 
 use super::{
-    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENT_USAGE, ATTACHMENTS, ReadTx, StoreError, WriteTx,
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENT_UNPOSTED, ATTACHMENT_USAGE, ATTACHMENTS,
+    ReadTx, StoreError, WriteTx,
 };
 
 impl ReadTx {
@@ -55,6 +56,7 @@ impl WriteTx {
         for c in &convs {
             self.remove(ATTACHMENT_CONVS, (id, c.as_str()))?;
         }
+        self.remove(ATTACHMENT_UNPOSTED, (row.created_at_us, id))?;
         self.remove(ATTACHMENTS.def(), id)?;
         let left = self
             .attachment_usage(&row.uploader)?
@@ -65,5 +67,45 @@ impl WriteTx {
             self.put(ATTACHMENT_USAGE, row.uploader.as_str(), left)?;
         }
         Ok(true)
+    }
+
+    /// Notes a fresh upload as not yet posted.
+    pub fn put_attachment_unposted(
+        &mut self,
+        uploaded_us: i64,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        self.put(ATTACHMENT_UNPOSTED, (uploaded_us, id), ())
+    }
+
+    /// A message references the attachment: it is no longer a candidate for collection.
+    pub(crate) fn attachment_posted(&mut self, id: &str) -> Result<(), StoreError> {
+        if let Some(row) = ATTACHMENTS.get(self, id)? {
+            let key = (row.created_at_us, id);
+            let present = self
+                .txn
+                .open_table(ATTACHMENT_UNPOSTED)?
+                .get(key)?
+                .is_some();
+            if present {
+                self.remove(ATTACHMENT_UNPOSTED, key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` uploads never posted that were uploaded before `before_us`, oldest first.
+    pub fn unposted_before(&self, before_us: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_UNPOSTED)?;
+        let mut out = Vec::new();
+        for r in t.range((i64::MIN, "")..)? {
+            let (k, _) = r?;
+            let (ts, id) = k.value();
+            if ts >= before_us || out.len() >= limit {
+                break;
+            }
+            out.push(id.to_string());
+        }
+        Ok(out)
     }
 }

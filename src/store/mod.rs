@@ -178,6 +178,10 @@ pub(crate) const SEARCH_FORGOTTEN: TableDefinition<u64, ()> =
 /// written in the same commit as each upload and removal.
 pub(crate) const ATTACHMENT_USAGE: TableDefinition<&str, u64> =
     TableDefinition::new("attachmentusage_user_bytes");
+/// (uploaded at µs, attachment id) → (): uploads no message has referenced yet; the first
+/// reference removes the row, garbage collection removes the old ones with their attachment.
+pub(crate) const ATTACHMENT_UNPOSTED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("attachmentunposted_tsid_unit");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -228,6 +232,7 @@ macro_rules! for_each_table {
         $f($($arg,)* SEARCH_POSTINGS, 7)?;
         $f($($arg,)* SEARCH_FORGOTTEN, 7)?;
         $f($($arg,)* ATTACHMENT_USAGE, 7)?;
+        $f($($arg,)* ATTACHMENT_UNPOSTED, 7)?;
     }};
 }
 pub(crate) use for_each_table;
