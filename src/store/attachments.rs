@@ -4,8 +4,8 @@
 use redb::ReadableTable;
 
 use super::{
-    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENT_UNPOSTED, ATTACHMENT_USAGE, ATTACHMENTS,
-    ReadTx, StoreError, WriteTx,
+    ATTACHMENT_CHUNKS, ATTACHMENT_CONVS, ATTACHMENT_REF_COUNTS, ATTACHMENT_REFS,
+    ATTACHMENT_UNPOSTED, ATTACHMENT_USAGE, ATTACHMENTS, ReadTx, StoreError, WriteTx,
 };
 
 impl ReadTx {
@@ -107,5 +107,57 @@ impl WriteTx {
             out.push(id.to_string());
         }
         Ok(out)
+    }
+
+    /// The entry `seq` references the attachment `id` (each pair counted once).
+    pub fn put_attachment_ref(&mut self, seq: u64, id: &str) -> Result<(), StoreError> {
+        if self
+            .txn
+            .open_table(ATTACHMENT_REFS)?
+            .get((seq, id))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.put(ATTACHMENT_REFS, (seq, id), ())?;
+        let n = self
+            .txn
+            .open_table(ATTACHMENT_REF_COUNTS)?
+            .get(id)?
+            .map_or(0, |v| v.value());
+        self.put(ATTACHMENT_REF_COUNTS, id, n.saturating_add(1))
+    }
+
+    /// The entry `seq` is gone for good: its references leave, and an attachment no entry
+    /// references any more is removed with its chunks (freeing its uploader's quota).
+    pub(crate) fn release_attachment_refs(&mut self, seq: u64) -> Result<(), StoreError> {
+        let ids: Vec<String> = {
+            let t = self.txn.open_table(ATTACHMENT_REFS)?;
+            let mut out = Vec::new();
+            for r in t.range((seq, "")..)? {
+                let (k, _) = r?;
+                let (s, id) = k.value();
+                if s != seq {
+                    break;
+                }
+                out.push(id.to_string());
+            }
+            out
+        };
+        for id in &ids {
+            self.remove(ATTACHMENT_REFS, (seq, id.as_str()))?;
+            let n = self
+                .txn
+                .open_table(ATTACHMENT_REF_COUNTS)?
+                .get(id.as_str())?
+                .map_or(0, |v| v.value());
+            if n <= 1 {
+                self.remove(ATTACHMENT_REF_COUNTS, id.as_str())?;
+                self.remove_attachment(id)?;
+            } else {
+                self.put(ATTACHMENT_REF_COUNTS, id.as_str(), n - 1)?;
+            }
+        }
+        Ok(())
     }
 }

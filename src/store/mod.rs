@@ -182,6 +182,14 @@ pub(crate) const ATTACHMENT_USAGE: TableDefinition<&str, u64> =
 /// reference removes the row, garbage collection removes the old ones with their attachment.
 pub(crate) const ATTACHMENT_UNPOSTED: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("attachmentunposted_tsid_unit");
+/// (seq of a message or incident answer, attachment id) → (): the entries that reference an
+/// attachment; when retention removes such an entry for good, its rows go and the count drops.
+pub(crate) const ATTACHMENT_REFS: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("attachmentrefs_seqid_unit");
+/// attachment id → how many entries reference it (u32); at zero after a purge for good, the
+/// attachment and its chunks are removed.
+pub(crate) const ATTACHMENT_REF_COUNTS: TableDefinition<&str, u32> =
+    TableDefinition::new("attachmentrefcounts_id_count");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -233,6 +241,8 @@ macro_rules! for_each_table {
         $f($($arg,)* SEARCH_FORGOTTEN, 7)?;
         $f($($arg,)* ATTACHMENT_USAGE, 7)?;
         $f($($arg,)* ATTACHMENT_UNPOSTED, 7)?;
+        $f($($arg,)* ATTACHMENT_REFS, 7)?;
+        $f($($arg,)* ATTACHMENT_REF_COUNTS, 7)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -113,3 +113,91 @@ async fn uploads_never_posted_are_collected_after_the_ttl_and_free_the_quota() {
     let r = upload(&alice, png(100_000)).await;
     assert_eq!(r.status, 201, "the quota is freed: {:?}", r.body);
 }
+
+const DAY: i64 = 24 * HOUR;
+
+async fn post_with(api: &Api, conv: &str, key: &str, ids: &[&str]) -> u64 {
+    let r = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"key": key, "text": "", "attachments": ids}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.json()["seq"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_go_with_the_last_reference_purged_for_good_and_a_restore_finds_them() {
+    use plantwire::log::Author;
+    use plantwire::retention::{Keep, ScopeRow, stream_scope};
+
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = TestServer::start_full(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.attachments.quota_bytes_per_user = 250_000;
+        c.retention.chat = Keep::Days(2);
+        c.retention.pause_ms = 0;
+    })
+    .await;
+    let p = people(&server, &["alice", "bob"], &[]).await;
+    let free = p[0].group("free", &["bob"]).await;
+    let held = p[0].group("held", &["bob"]).await;
+    let retention = server.state().retention().clone();
+    let by = Author::Cli("auditor".into());
+    let hold = ScopeRow {
+        keep: None,
+        hold: true,
+    };
+    retention
+        .set_scope(&stream_scope(&format!("conv/{held}")), Some(hold), &by)
+        .await
+        .unwrap();
+    let a = id_of(&upload(&p[0], png(100_000)).await);
+    let b = id_of(&upload(&p[0], png(100_000)).await);
+    let m1 = post_with(&p[0], &free, "m1", &[&a, &b]).await;
+    post_with(&p[0], &held, "m2", &[&b]).await;
+
+    let client = server.client();
+    let status = |id: String| {
+        let client = client.clone();
+        async move {
+            let alice = Api::login(&client, "alice", PW).await;
+            alice.get(&format!("/api/v1/attachments/{id}")).await.status
+        }
+    };
+    // Purged within the grace period: the chunks stay, and a restore finds them.
+    clock.advance_us(3 * DAY);
+    let report = retention.pass(false, &by).await.unwrap();
+    assert!(report.purged.contains(&m1), "{report:?}");
+    assert_eq!(status(a.clone()).await, 200);
+    let restored = retention.restore(1, u64::MAX, &by).await.unwrap();
+    assert!(restored.contains(&m1), "{restored:?}");
+    assert_eq!(status(a.clone()).await, 200);
+
+    // Purged again and the grace period over: the last reference to `a` is gone for good, so are
+    // its chunks and its bytes; `b` is still referenced by the held message.
+    let again = retention.pass(false, &by).await.unwrap();
+    assert!(again.purged.contains(&m1), "{again:?}");
+    clock.advance_us(8 * DAY);
+    assert!(retention.pass(false, &by).await.unwrap().forgotten >= 1);
+    assert_eq!(status(a.clone()).await, 404);
+    assert_eq!(status(b.clone()).await, 200);
+    let alice = Api::login(&client, "alice", PW).await;
+    let c = id_of(&upload(&alice, png(150_000)).await);
+
+    // `--now` keeps nothing: the chunks go in the purge itself.
+    let m3 = post_with(&alice, &free, "m3", &[&c]).await;
+    clock.advance_us(3 * DAY);
+    assert!(
+        retention
+            .pass(true, &by)
+            .await
+            .unwrap()
+            .purged
+            .contains(&m3)
+    );
+    assert_eq!(status(c).await, 404);
+    let alice = Api::login(&client, "alice", PW).await;
+    let r = upload(&alice, png(150_000)).await;
+    assert_eq!(r.status, 201, "the quota is freed: {:?}", r.body);
+}
