@@ -120,6 +120,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// Payload retention, legal hold and grace (`docs/operations.md`).
     pub retention: crate::retention::RetentionConfig,
+    /// Attachment quota and unposted uploads (`docs/operations.md`).
+    pub attachments: crate::chat::attachment_limits::AttachmentsConfig,
 }
 
 /// Incidents (`docs/incidents.md`): rules that open one incident per alarm occurrence.
@@ -449,6 +451,7 @@ impl Default for Config {
             replication: ReplicationConfig::default(),
             incidents: IncidentsConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
+            attachments: crate::chat::attachment_limits::AttachmentsConfig::default(),
         }
     }
 }
@@ -781,6 +784,9 @@ impl Config {
             validate_site(site)?;
         }
         self.retention
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
+        self.attachments
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
         bounded("devices.cert_days", self.devices.cert_days, 1, 3650)?;

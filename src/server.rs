@@ -214,6 +214,11 @@ pub async fn run_supervised<F>(
     supervisor.spawn("ingest-key-pruning", move |stop| {
         crate::events::prune_loop(pruning, stop)
     });
+    let collecting = state.log().clone();
+    let ttl_hours = state.config().attachments.unposted_ttl_hours;
+    supervisor.spawn("attachment-gc", move |stop| {
+        crate::chat::attachment_gc::run(collecting, ttl_hours, stop)
+    });
     state.set_ready(true);
     // READY=1 and the watchdog under systemd (Type=notify); nothing otherwise.
     let lifecycle = crate::service::Lifecycle::ready(&state, &mut supervisor);

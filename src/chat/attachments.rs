@@ -112,12 +112,15 @@ fn aad(id: &str, n: u32) -> Vec<u8> {
     format!("att/{id}/{n}").into_bytes()
 }
 
-/// Stores an upload. The caller has already bounded its size.
+/// Stores an upload. The caller has already bounded its size. Refused with `quota_exceeded` (and
+/// nothing stored) when the uploader's stored bytes would pass `quota`; the usage count moves in
+/// the same commit as the rows.
 pub async fn store(
     log: &Log,
     actor: &Actor,
     name: &str,
     data: Vec<u8>,
+    quota: u64,
 ) -> Result<AttachmentInfo, SubmitError> {
     actor.require_poster().map_err(SubmitError::Rejected)?;
     if data.is_empty() {
@@ -155,7 +158,20 @@ pub async fn store(
     };
     let info = AttachmentInfo::from(&row);
     log.submit(move |tx| {
+        let used = tx.views().attachment_usage(&row.uploader)?;
+        if used.saturating_add(row.size) > quota {
+            return Err(Rejection::invalid(
+                "quota_exceeded",
+                format!(
+                    "this upload would pass your attachment quota of {quota} bytes ({used} in use)"
+                ),
+            )
+            .into());
+        }
+        tx.views().add_attachment_usage(&row.uploader, row.size)?;
         tx.views().put_attachment(&row)?;
+        tx.views()
+            .put_attachment_unposted(row.created_at_us, &row.id)?;
         for (n, c) in chunks.iter().enumerate() {
             tx.views().put_attachment_chunk(&row.id, n as u32, c)?;
         }

@@ -287,6 +287,7 @@ pub async fn send(
         }
         for a in &attachments {
             tx.views().put_attachment_conv(&a.id, &id)?;
+            tx.views().put_attachment_ref(seq, &a.id)?;
         }
         // The sender has read what they wrote.
         mine.last_read_seq = seq;

@@ -1,6 +1,8 @@
 //! Messaging domain rules: conversations and membership, messages, read markers, contacts,
 //! attachments, presence and replay visibility. Every change is a log entry plus view updates.
 
+pub mod attachment_gc;
+pub mod attachment_limits;
 pub mod attachments;
 pub mod contacts;
 pub mod conversations;

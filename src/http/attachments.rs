@@ -191,11 +191,15 @@ async fn store_upload(
         let data = read_bounded(req.into_body().into_data_stream(), limit).await?;
         (q.name.unwrap_or_default(), data)
     };
-    let info = attachments::store(state.log(), &actor, &name, data)
+    let quota = state.config().attachments.quota_bytes_per_user;
+    let info = attachments::store(state.log(), &actor, &name, data, quota)
         .await
         .map_err(|e| match e {
             crate::log::SubmitError::Rejected(r) if r.code == "unsupported_type" => {
                 ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, r.code, r.message)
+            }
+            crate::log::SubmitError::Rejected(r) if r.code == "quota_exceeded" => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, r.code, r.message)
             }
             other => other.into(),
         })?;

@@ -201,6 +201,7 @@ pub async fn answer(
             }
             for a in &atts {
                 tx.views().put_attachment_conv(a, &id)?;
+                tx.views().put_attachment_ref(seq, a)?;
             }
             tx.views().put_incident(&row)?;
             Ok(Ok(Answered {

@@ -284,6 +284,7 @@ impl WriteTx {
 
     /// Counts one more message in `conv` carrying the attachment.
     pub fn put_attachment_conv(&mut self, id: &str, conv: &str) -> Result<(), StoreError> {
+        self.attachment_posted(id)?;
         let n = self.attachment_conv_count(id, conv)?;
         self.put(ATTACHMENT_CONVS, (id, conv), n.saturating_add(1))
     }

@@ -5,6 +5,7 @@ mod alarm_escalations;
 mod alarm_rows;
 mod alarms;
 pub use alarms::{KPI_ACK, KPI_ACTIVATION, KPI_ANNUNCIATED, KpiFact};
+mod attachments;
 pub mod backup;
 mod chat;
 mod chat_rows;
@@ -173,6 +174,22 @@ pub(crate) const SEARCH_POSTINGS: TableDefinition<(&[u8], u64), &[u8]> =
 /// seq → (): entries `search::forget` dropped (a retention purge); hits on them are never shown.
 pub(crate) const SEARCH_FORGOTTEN: TableDefinition<u64, ()> =
     TableDefinition::new("searchforgotten_seq_unit");
+/// uploader → bytes of their attachments that still exist (u64): the per-user quota's count,
+/// written in the same commit as each upload and removal.
+pub(crate) const ATTACHMENT_USAGE: TableDefinition<&str, u64> =
+    TableDefinition::new("attachmentusage_user_bytes");
+/// (uploaded at µs, attachment id) → (): uploads no message has referenced yet; the first
+/// reference removes the row, garbage collection removes the old ones with their attachment.
+pub(crate) const ATTACHMENT_UNPOSTED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("attachmentunposted_tsid_unit");
+/// (seq of a message or incident answer, attachment id) → (): the entries that reference an
+/// attachment; when retention removes such an entry for good, its rows go and the count drops.
+pub(crate) const ATTACHMENT_REFS: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("attachmentrefs_seqid_unit");
+/// attachment id → how many entries reference it (u32); at zero after a purge for good, the
+/// attachment and its chunks are removed.
+pub(crate) const ATTACHMENT_REF_COUNTS: TableDefinition<&str, u32> =
+    TableDefinition::new("attachmentrefcounts_id_count");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -222,6 +239,10 @@ macro_rules! for_each_table {
         $f($($arg,)* RETENTION_SCOPES, 7)?;
         $f($($arg,)* SEARCH_POSTINGS, 7)?;
         $f($($arg,)* SEARCH_FORGOTTEN, 7)?;
+        $f($($arg,)* ATTACHMENT_USAGE, 7)?;
+        $f($($arg,)* ATTACHMENT_UNPOSTED, 7)?;
+        $f($($arg,)* ATTACHMENT_REFS, 7)?;
+        $f($($arg,)* ATTACHMENT_REF_COUNTS, 7)?;
     }};
 }
 pub(crate) use for_each_table;

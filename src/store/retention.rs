@@ -130,6 +130,9 @@ impl WriteTx {
                 }
             }
         }
+        if !grace {
+            self.release_attachment_refs(seq)?;
+        }
         Ok(PurgeOutcome::Purged)
     }
 
@@ -179,6 +182,7 @@ impl WriteTx {
         for seq in &due {
             self.remove(PURGED, *seq)?;
             self.remove(PURGED_MESSAGES, *seq)?;
+            self.release_attachment_refs(*seq)?;
         }
         Ok(due)
     }

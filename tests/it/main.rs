@@ -19,6 +19,7 @@ mod alarms_escalation;
 mod alarms_ntfy;
 mod alarms_system;
 mod artifacts;
+mod attachment_retention;
 mod audit_export;
 mod auth;
 mod backup;
