@@ -15,10 +15,13 @@ import { convDetails } from './convhead.js';
 // Touch screens (no hover): Enter inserts a newline there and the Send button sends.
 const touch = () => matchMedia('(pointer: coarse)').matches;
 
+// The conversations in the list's order: newest activity first.
+const ordered = () => [...S.convs.values()].sort((a, b) => (b.last_seq || 0) - (a.last_seq || 0));
+
 export function convList(go) {
   const ul = h('ul', { class: 'convs', id: 'conv-list' });
   const paint = () => {
-    const items = [...S.convs.values()].sort((a, b) => (b.last_seq || 0) - (a.last_seq || 0));
+    const items = ordered();
     clear(ul, items.length ? items.map((c) => {
       const dot = c.kind === 'direct'
         ? h('span', { class: `dot ${S.presence.get(c.peer) || 'offline'}`, title: S.presence.get(c.peer) || 'offline' })
@@ -46,7 +49,10 @@ export function openConversation(id, go) {
   S.current = id;
   const c0 = S.convs.get(id);
   const title = h('h2', { class: 'conv-title' }, convTitle(c0) || id);
-  const list = h('ol', { class: 'messages', id: 'messages', 'aria-live': 'polite' });
+  // The list is repainted whole, so it is not itself live: new messages from others are read out
+  // through `announce` ("<author>: <text>"), a visually hidden polite live region.
+  const list = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' });
+  const announce = h('div', { id: 'announce', class: 'sr-only', role: 'status', 'aria-live': 'polite' });
   const scroller = h('div', { class: 'scroller' }, h('button', { class: 'link more', id: 'older' }, 'Load older messages'), list);
   const typing = h('p', { class: 'typing', id: 'typing' });
   const seen = h('p', { class: 'seen', id: 'seen' });
@@ -62,10 +68,11 @@ export function openConversation(id, go) {
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
   const details = convDetails(id, go);
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form, announce);
   let replyTo = null;
   let editing = null;
   let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
+  let heard = null; // the highest seq already on screen (or announced); null until history is in
   const unsubs = [];
 
   const setReply = (m) => {
@@ -115,9 +122,21 @@ export function openConversation(id, go) {
   list.addEventListener('click', (e) => toggleMenu(e, false));
   list.addEventListener('contextmenu', (e) => { if (touch()) toggleMenu(e, true); });
   list.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && menuSeq !== null) closeMenu();
-    else if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
+    if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
   });
+  // Esc anywhere in the conversation closes the open action menu (the composer also cancels an
+  // edit or a reply, below).
+  el.addEventListener('keydown', (e) => { if (e.key === 'Escape' && menuSeq !== null) closeMenu(); });
+  // Alt+Up / Alt+Down: the previous / next conversation in the list's order.
+  const switchKeys = (e) => {
+    if (!e.altKey || (e.key !== 'ArrowUp' && e.key !== 'ArrowDown')) return;
+    const cs = ordered();
+    const next = cs[cs.findIndex((c) => c.id === id) + (e.key === 'ArrowDown' ? 1 : -1)];
+    e.preventDefault();
+    if (next) go(`/c/${enc(next.id)}`);
+  };
+  document.addEventListener('keydown', switchKeys);
+  unsubs.push(() => document.removeEventListener('keydown', switchKeys));
 
   // A separator before each new day; a message by the same author within 5 minutes of the one
   // before (and not a reply) is grouped under it: its author is not repeated.
@@ -144,12 +163,27 @@ export function openConversation(id, go) {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
     const msgs = sorted(id);
     const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
+    announceNew(msgs);
     clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
     scroller.querySelector('#older').hidden = !S.hasMore.get(id);
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     paintSeen();
     markRead();
   };
+
+  // Messages from others that arrived since the last paint, read out one line each (the five
+  // newest are kept in the region). History loaded at open or on scroll is not read out.
+  const announceNew = (msgs) => {
+    const top = msgs.length ? msgs[msgs.length - 1].seq : 0;
+    if (heard === null) return;
+    for (const m of msgs) {
+      if (m.seq <= heard || m.author === S.me.username || m.redacted) continue;
+      announce.append(h('p', {}, `${m.author}: ${m.text || 'attachment'}`));
+    }
+    while (announce.childElementCount > 5) announce.firstElementChild.remove();
+    heard = Math.max(heard, top);
+  };
+  const hearFrom = () => { const m = sorted(id); heard = m.length ? m[m.length - 1].seq : 0; };
 
   const paintSeen = () => {
     const c = S.convs.get(id);
@@ -187,6 +221,13 @@ export function openConversation(id, go) {
       if (mineNow) await messages.unreact(id, m.seq, emoji);
       else await messages.react(id, m.seq, emoji);
     } catch (e) { toast(e.message, 'error'); }
+  }
+
+  function cancelEdit() {
+    if (editing === null) return;
+    editing = null;
+    ta.value = '';
+    sendBtn.textContent = 'Send';
   }
 
   function startEdit(m) {
@@ -228,7 +269,15 @@ export function openConversation(id, go) {
       const first = suggest.querySelector('button');
       if (first) { e.preventDefault(); first.click(); return; }
     }
-    if (e.key === 'Escape') { suggest.hidden = true; setReply(null); }
+    if (e.key === 'Escape') {
+      if (!suggest.hidden) { suggest.hidden = true; return; }
+      cancelEdit(); setReply(null); closeMenu();
+    }
+    // Up in an empty composer edits one's own last message.
+    if (e.key === 'ArrowUp' && !e.altKey && !e.shiftKey && !ta.value && editing === null) {
+      const m = [...sorted(id)].reverse().find((x) => x.author === S.me.username && !x.redacted);
+      if (m) { e.preventDefault(); startEdit(m); }
+    }
     if (e.key === 'Enter' && !e.shiftKey && !touch()) { e.preventDefault(); submit(); }
   });
   ta.addEventListener('input', () => {
@@ -287,8 +336,8 @@ export function openConversation(id, go) {
   unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
 
   loadDetail(id).catch((e) => toast(e.message, 'error'));
-  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { scroller.scrollTop = scroller.scrollHeight; }).catch((e) => toast(e.message, 'error'));
-  else setTimeout(paint, 0);
+  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
+  else { hearFrom(); setTimeout(paint, 0); }
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
   return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
 }

@@ -1,6 +1,7 @@
 //! The chat screens' issue-19 defects in a real headless Chromium: the reply bar, tofu glyphs,
 //! 44 px targets and six messages on a phone, viewers, the channel slug, dark contrast and the theme
-//! toggle, true-size screenshots, and the service worker's notifications and unread title.
+//! toggle, true-size screenshots, the service worker's notifications and unread title, the live
+//! region of new messages and the desktop keys (Up edits, Esc cancels, Alt+Up/Down switch).
 
 use std::path::Path;
 
@@ -667,4 +668,131 @@ async fn axe_finds_no_serious_or_critical_violations_on_the_main_screens() {
     }
     a.quit().await;
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The text of the conversation's live region (what a screen reader is given to read out).
+const ANNOUNCED: &str =
+    "const r = document.getElementById('announce'); return r ? r.textContent : null";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("alice", Role::Operator, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let c = server.client();
+    let alice = Api::login(&c, "alice", PW).await;
+    let bob = Api::login(&c, "bob", PW).await;
+    let shift = bob.group("Shift", &["alice"]).await;
+    let group = alice.group("Line 3", &["bob"]).await;
+    bob.say(&group, "h1", "history line").await;
+    let base = origin(&server);
+    let spki = spki_hash(&server).await;
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki).await;
+    let mut failed: Vec<String> = Vec::new();
+    sign_in(&a, &base, "alice").await;
+    a.goto(&format!("{base}/c/{group}")).await;
+    wait_online(&a).await;
+    wait_message(&a, "history line").await;
+
+    // 1. A polite live region: history is not read out, a new message from bob is, alice's own
+    // is not; the repainted list itself is not live (it would be read again whole).
+    let said = a.js(ANNOUNCED, json!([])).await;
+    if said != json!("") {
+        failed.push(format!("the live region before any new message: {said}"));
+    }
+    let region = a
+        .js(
+            "const r = document.getElementById('announce');
+             return r && [r.getAttribute('aria-live'), getComputedStyle(r).position,
+               document.getElementById('messages').hasAttribute('aria-live')]",
+            json!([]),
+        )
+        .await;
+    if region != json!(["polite", "absolute", false]) {
+        failed.push(format!("live region, position, list live: {region}"));
+    }
+    bob.say(&group, "n1", "pump 2 is back").await;
+    wait_message(&a, "pump 2 is back").await;
+    a.type_into("#composer", "on my way").await;
+    a.type_into("#composer", ENTER).await;
+    wait_message(&a, "on my way").await;
+    let said = a.js(ANNOUNCED, json!([])).await;
+    if said != json!("bob: pump 2 is back") {
+        failed.push(format!(
+            "announced after bob's and alice's messages: {said}"
+        ));
+    }
+
+    // 2. Up in the empty composer edits alice's last message; Esc cancels; Up and a change save.
+    const UP: &str = "\u{E013}";
+    const DOWN: &str = "\u{E015}";
+    const ESC: &str = "\u{E00C}";
+    const ALT: &str = "\u{E00A}";
+    const RELEASE: &str = "\u{E000}";
+    let composer = "return [document.getElementById('composer').value,
+        document.querySelector('.composer button[type=submit]').textContent]";
+    a.type_into("#composer", UP).await;
+    let state = a.js(composer, json!([])).await;
+    if state != json!(["on my way", "Save edit"]) {
+        failed.push(format!("composer after Up: {state}"));
+    }
+    a.type_into("#composer", ESC).await;
+    let state = a.js(composer, json!([])).await;
+    if state != json!(["", "Send"]) {
+        failed.push(format!("composer after Esc: {state}"));
+    }
+    a.type_into("#composer", UP).await;
+    a.type_into("#composer", ", 5 min").await;
+    if a.js(composer, json!([])).await == json!(["on my way, 5 min", "Save edit"]) {
+        a.type_into("#composer", ENTER).await;
+        wait_message(&a, "on my way, 5 min").await;
+    } else {
+        failed.push("Up then typing did not edit alice's last message".into());
+    }
+
+    // Esc in the composer drops a reply.
+    act(&a, "pump 2 is back", "Reply").await;
+    a.type_into("#composer", ESC).await;
+    let bar = a
+        .js(
+            "return document.querySelector('.reply-bar').hidden",
+            json!([]),
+        )
+        .await;
+    if bar != json!(true) {
+        failed.push("Esc left the reply bar open".into());
+    }
+
+    // Alt+Down / Alt+Up walk the conversation list (newest first: Line 3, then Shift).
+    let at = |path: String| {
+        format!("return location.pathname === '{path}' && !!document.getElementById('composer')")
+    };
+    a.type_into("#composer", &format!("{ALT}{DOWN}{RELEASE}"))
+        .await;
+    let on_shift = at(format!("/c/{shift}"));
+    for _ in 0..20 {
+        if a.js(&on_shift, json!([])).await == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if a.js(&on_shift, json!([])).await == json!(true) {
+        a.type_into("#composer", &format!("{ALT}{UP}{RELEASE}"))
+            .await;
+        a.wait_for("back on Line 3", &at(format!("/c/{group}")), json!([]))
+            .await;
+    } else {
+        failed.push("Alt+Down did not open the next conversation".into());
+    }
+    a.quit().await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
