@@ -53,6 +53,7 @@ export function openConversation(id, go) {
   // through `announce` ("<author>: <text>"), a visually hidden polite live region.
   const list = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' });
   const announce = h('div', { id: 'announce', class: 'sr-only', role: 'status', 'aria-live': 'polite' });
+  const jump = h('button', { type: 'button', class: 'jump-unread', id: 'jump-unread', hidden: true }, 'Jump to first unread');
   const scroller = h('div', { class: 'scroller' }, h('button', { class: 'link more', id: 'older' }, 'Load older messages'), list);
   const typing = h('p', { class: 'typing', id: 'typing' });
   const seen = h('p', { class: 'seen', id: 'seen' });
@@ -68,11 +69,14 @@ export function openConversation(id, go) {
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
   const details = convDetails(id, go);
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form, announce);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), jump, scroller, typing, seen, form, announce);
   let replyTo = null;
   let editing = null;
   let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
   let heard = null; // the highest seq already on screen (or announced); null until history is in
+  // My read marker when the conversation opened (from its fresh detail): "New messages" goes
+  // before the first message from others after it. undefined until known; null if unknown.
+  let unreadAt;
   const unsubs = [];
 
   const setReply = (m) => {
@@ -143,11 +147,14 @@ export function openConversation(id, go) {
   const withDays = (msgs) => {
     const out = [];
     let prev = null;
+    let marked = false;
     for (const m of msgs) {
       const day = new Date(m.ts_us / 1000).toDateString();
       const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
       if (newDay) out.push(h('li', { class: 'day-sep' }, h('span', {}, dayLabel(m.ts_us))));
-      const grouped = !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
+      const mark = !marked && unreadAt != null && m.seq > unreadAt && m.author !== S.me.username;
+      if (mark) { marked = true; out.push(h('li', { class: 'unread-sep', id: 'first-unread', tabindex: -1 }, h('span', {}, 'New messages'))); }
+      const grouped = !mark && !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
       out.push(msgEl(m, grouped));
       prev = m;
     }
@@ -167,6 +174,7 @@ export function openConversation(id, go) {
     clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
     scroller.querySelector('#older').hidden = !S.hasMore.get(id);
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+    paintJump();
     paintSeen();
     markRead();
   };
@@ -185,6 +193,29 @@ export function openConversation(id, go) {
   };
   const hearFrom = () => { const m = sorted(id); heard = m.length ? m[m.length - 1].seq : 0; };
 
+  // "Jump to first unread" while the marker is above the view (or not loaded yet).
+  const unreadAbove = () => {
+    if (unreadAt == null) return false;
+    const mk = list.querySelector('.unread-sep');
+    if (mk) return mk.getBoundingClientRect().bottom <= scroller.getBoundingClientRect().top + 1;
+    const first = sorted(id)[0];
+    return !!first && first.seq > unreadAt && !!S.hasMore.get(id);
+  };
+  const paintJump = () => { jump.hidden = !unreadAbove(); };
+  jump.addEventListener('click', async () => {
+    try {
+      while (!list.querySelector('.unread-sep') && S.hasMore.get(id)) {
+        const first = sorted(id)[0];
+        if (!first || first.seq <= unreadAt) break;
+        await loadHistory(id, first.seq);
+      }
+    } catch (e) { toast(e.message, 'error'); }
+    const mk = list.querySelector('.unread-sep');
+    if (mk) { mk.scrollIntoView({ block: 'start' }); mk.focus({ preventScroll: true }); }
+    paintJump();
+  });
+  scroller.addEventListener('scroll', paintJump);
+
   const paintSeen = () => {
     const c = S.convs.get(id);
     const msgs = sorted(id);
@@ -201,7 +232,7 @@ export function openConversation(id, go) {
 
   let readSent = 0;
   const markRead = () => {
-    if (document.hidden) return;
+    if (document.hidden || unreadAt === undefined) return;
     const msgs = sorted(id);
     const last = msgs[msgs.length - 1];
     const c = S.convs.get(id);
@@ -335,7 +366,10 @@ export function openConversation(id, go) {
   unsubs.push(on('visible', markRead));
   unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
 
-  loadDetail(id).catch((e) => toast(e.message, 'error'));
+  loadDetail(id).then(() => {
+    const me = (S.convs.get(id)?.members || []).find((m) => m.username === S.me.username);
+    unreadAt = me ? me.last_read_seq || 0 : null;
+  }).catch((e) => { unreadAt = null; toast(e.message, 'error'); }).then(paint);
   if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
   else { hearFrom(); setTimeout(paint, 0); }
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);

@@ -1,7 +1,8 @@
 //! The chat screens' issue-19 defects in a real headless Chromium: the reply bar, tofu glyphs,
 //! 44 px targets and six messages on a phone, viewers, the channel slug, dark contrast and the theme
 //! toggle, true-size screenshots, the service worker's notifications and unread title, the live
-//! region of new messages and the desktop keys (Up edits, Esc cancels, Alt+Up/Down switch).
+//! region of new messages, the desktop keys (Up edits, Esc cancels, Alt+Up/Down switch) and the
+//! "New messages" marker with its jump button.
 
 use std::path::Path;
 
@@ -692,7 +693,18 @@ async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches(
     let bob = Api::login(&c, "bob", PW).await;
     let shift = bob.group("Shift", &["alice"]).await;
     let group = alice.group("Line 3", &["bob"]).await;
-    bob.say(&group, "h1", "history line").await;
+    let read = bob.say(&group, "h1", "history line").await;
+    let r = alice
+        .post(
+            &format!("/api/v1/conversations/{group}/read"),
+            json!({ "seq": read }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for i in 1..=40 {
+        bob.say(&group, &format!("u{i}"), &format!("unread {i}"))
+            .await;
+    }
     let base = origin(&server);
     let spki = spki_hash(&server).await;
     let driver = Driver::start(&driver_bin, &browser_bin).await;
@@ -702,6 +714,46 @@ async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches(
     a.goto(&format!("{base}/c/{group}")).await;
     wait_online(&a).await;
     wait_message(&a, "history line").await;
+
+    // 3. "New messages" right before the first unread; the jump button (the marker is out of
+    // view at the bottom) brings it into view and goes away.
+    const MARKER: &str = "
+        const mk = document.querySelector('#messages .unread-sep');
+        const next = mk && mk.nextElementSibling;
+        return mk && [mk.textContent, next && next.querySelector('.text')?.textContent]";
+    match a
+        .wait_for("the new-messages marker", MARKER, json!([]))
+        .await
+    {
+        v if v == json!(["New messages", "unread 1"]) => {}
+        v => failed.push(format!("marker and the message after it: {v}")),
+    }
+    let marker_in_view = "
+        const mk = document.querySelector('#messages .unread-sep');
+        const sc = document.querySelector('.scroller').getBoundingClientRect();
+        const r = mk.getBoundingClientRect();
+        return [r.top >= sc.top - 1 && r.bottom <= sc.bottom + 1,
+          document.getElementById('jump-unread').hidden]";
+    a.wait_for(
+        "the view at the newest message",
+        "const sc = document.querySelector('.scroller');
+         return sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80",
+        json!([]),
+    )
+    .await;
+    let before = a.js(marker_in_view, json!([])).await;
+    if before != json!([false, false]) {
+        failed.push(format!(
+            "at the bottom: marker in view, jump hidden: {before}"
+        ));
+    }
+    a.click("#jump-unread").await;
+    let after = a.js(marker_in_view, json!([])).await;
+    if after != json!([true, true]) {
+        failed.push(format!(
+            "after the jump: marker in view, jump hidden: {after}"
+        ));
+    }
 
     // 1. A polite live region: history is not read out, a new message from bob is, alice's own
     // is not; the repainted list itself is not live (it would be read again whole).
