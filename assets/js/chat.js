@@ -11,6 +11,7 @@ import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
 import { icon, reactionGlyph, REACTIONS } from './icons.js';
 import { convDetails } from './convhead.js';
+import { avatar } from './avatar.js';
 
 // Touch screens (no hover): Enter inserts a newline there and the Send button sends.
 const touch = () => matchMedia('(pointer: coarse)').matches;
@@ -33,6 +34,7 @@ export function convList(go) {
           onclick: (e) => { e.preventDefault(); go(`/c/${enc(c.id)}`); },
         },
         dot,
+        avatar(c.kind === 'direct' && c.peer ? c.peer : convTitle(c)),
         h('span', { class: 'conv-main' },
           h('span', { class: 'conv-name' }, convTitle(c)),
           h('span', { class: 'conv-last' }, last ? [`${last.author}: `, last.redacted ? 'deleted' : last.text || [icon('clip'), 'attachment']] : '')),
@@ -100,7 +102,7 @@ export function openConversation(id, go) {
       h('button', { type: 'button', class: 'act act-close', 'aria-label': 'Close menu', onclick: closeMenu }, icon('close')),
     ];
     return h('li', { class: `msg${mine ? ' mine' : ''}${grouped ? ' grouped' : ''}${menuSeq === m.seq ? ' open' : ''}`, tabindex: actions.length ? 0 : null, dataset: { seq: m.seq } },
-      h('div', { class: 'meta' }, h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
+      h('div', { class: 'meta' }, grouped ? null : avatar(m.author), h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
       m.reply_to ? h('div', { class: 'quote' }, parent ? `↪ ${parent.author}: ${parent.text.slice(0, 80)}` : '↪ an earlier message') : null,
       m.redacted ? h('div', { class: 'text deleted' }, 'message deleted') : h('div', { class: 'text' }, richText(m.text, S.me.username)),
       (m.attachments || []).map(attachmentView),

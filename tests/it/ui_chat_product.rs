@@ -715,6 +715,28 @@ async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches(
     wait_online(&a).await;
     wait_message(&a, "history line").await;
 
+    // 4. Initials avatars: bob's say "B" in one colour, white on it at least 4.5:1 for every
+    // avatar on the page; the grouped messages have none.
+    let avatars = a
+        .js(
+            "const rgb = (s) => s.match(/[\\d.]+/g).map(Number);
+             const lum = ([r, g, b]) => { const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+               return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+             const all = [...document.querySelectorAll('.avatar')];
+             const low = all.map(e => { const s = getComputedStyle(e); const a = lum(rgb(s.color)), b = lum(rgb(s.backgroundColor));
+               return [e.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; }).filter(([, c]) => c < 4.5);
+             const bobs = [...document.querySelectorAll('#messages .msg[data-seq] .meta .avatar')];
+             return [all.length > 1, low, [...new Set(bobs.map(e => e.textContent + ' ' + getComputedStyle(e).backgroundColor))].length,
+               bobs[0]?.textContent, document.querySelectorAll('#messages .msg.grouped .avatar').length]",
+            json!([]),
+        )
+        .await;
+    if avatars != json!([true, [], 1, "B", 0]) {
+        failed.push(format!(
+            "avatars (several, low contrast, bob's kinds, bob's text, on grouped): {avatars}"
+        ));
+    }
+
     // 3. "New messages" right before the first unread; the jump button (the marker is out of
     // view at the bottom) brings it into view and goes away.
     const MARKER: &str = "
