@@ -2,7 +2,8 @@
 //! 44 px targets and six messages on a phone, viewers, the channel slug, dark contrast and the theme
 //! toggle, true-size screenshots, the service worker's notifications and unread title, the live
 //! region of new messages, the desktop keys (Up edits, Esc cancels, Alt+Up/Down switch) and the
-//! "New messages" marker with its jump button.
+//! "New messages" marker with its jump button, initials avatars, the empty states, the people
+//! directory and the admin's badge of pending registrations.
 
 use std::path::Path;
 
@@ -867,6 +868,140 @@ async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches(
     } else {
         failed.push("Alt+Down did not open the next conversation".into());
     }
+    a.quit().await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn empty_states_say_what_to_do_people_browse_and_admins_see_pending_registrations() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("ada", Role::Admin, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let hash = server.state().auth().hasher.hash(PW).await.unwrap();
+    plantwire::users::create(
+        server.state().log(),
+        plantwire::users::NewUser {
+            username: "petra".into(),
+            display_name: "Petra Pending".into(),
+            password_hash: hash,
+            role: Role::Operator,
+            status: plantwire::store::UserStatus::Pending,
+            must_change_password: false,
+        },
+        &crate::support::test_author(),
+    )
+    .await
+    .unwrap();
+    let base = origin(&server);
+    let spki = spki_hash(&server).await;
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki).await;
+    let mut failed: Vec<String> = Vec::new();
+    sign_in(&a, &base, "ada").await;
+
+    // The Admin link counts the one registration waiting.
+    let badge = "const b = document.getElementById('pending-badge');
+        return b && [b.hidden, b.textContent]";
+    match a
+        .wait_for(
+            "the pending badge",
+            &format!("const v = (() => {{ {badge} }})(); return v && !v[0] && v"),
+            json!([]),
+        )
+        .await
+    {
+        v if v == json!([false, "1"]) => {}
+        v => failed.push(format!("pending badge: {v}")),
+    }
+
+    // Empty channels say how to make one.
+    a.goto(&format!("{base}/channels")).await;
+    let channels = a
+        .wait_for(
+            "the channel list",
+            "return document.querySelector('#channel-list li')?.textContent",
+            json!([]),
+        )
+        .await;
+    if !channels.as_str().unwrap_or("").contains("Create one") {
+        failed.push(format!("empty channel list: {channels}"));
+    }
+
+    // People: the directory with nobody typed (the test server's admin and bob; not ada herself,
+    // not pending petra), and a
+    // search with no hit says what to try.
+    a.goto(&format!("{base}/people")).await;
+    let people = a
+        .wait_for(
+            "the directory",
+            "const l = document.querySelectorAll('#user-results li');
+             return l.length && [...l].map(e => e.querySelector('.grow')?.textContent || e.textContent)",
+            json!([]),
+        )
+        .await;
+    if people != json!(["Everyone (2)", "Administrator (admin)", "bob display (bob)"]) {
+        failed.push(format!("directory: {people}"));
+    }
+    a.type_into("#user-search", "zz").await;
+    let none = a
+        .wait_for(
+            "no match",
+            "return document.querySelector('#user-results .empty')?.textContent",
+            json!([]),
+        )
+        .await;
+    if !none
+        .as_str()
+        .unwrap_or("")
+        .starts_with("No one matches \"zz\"")
+    {
+        failed.push(format!("search without hits: {none}"));
+    }
+
+    // No events and no alarms: each list says so and what brings something into it.
+    for (path, script, start) in [
+        (
+            "/events",
+            "const e = document.getElementById('events-empty'); return e && !e.hidden && e.textContent",
+            "No events here. Devices send them",
+        ),
+        (
+            "/alarms",
+            "return [...document.querySelectorAll('.alarm-table td')].map(t => t.textContent).find(t => t.startsWith('No standing'))",
+            "No standing alarms: every alarm is back to normal.",
+        ),
+    ] {
+        a.goto(&format!("{base}{path}")).await;
+        let said = a.wait_for(path, script, json!([])).await;
+        if !said.as_str().unwrap_or("").starts_with(start) {
+            failed.push(format!("{path} empty: {said}"));
+        }
+    }
+
+    // Approving petra clears the badge.
+    a.goto(&format!("{base}/admin")).await;
+    a.wait_for(
+        "petra's row",
+        "const b = [...document.querySelectorAll(\"tr[data-user='petra'] button\")].find(x => x.textContent === 'Approve');
+         if (b) b.setAttribute('data-test-target', 'approve'); return !!b",
+        json!([]),
+    )
+    .await;
+    a.click("[data-test-target='approve']").await;
+    a.wait_for(
+        "the badge gone",
+        &format!("const v = (() => {{ {badge} }})(); return v && v[0]"),
+        json!([]),
+    )
+    .await;
     a.quit().await;
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
