@@ -1,6 +1,7 @@
 //! Alarm annunciation in a real headless Chromium: a new high alarm arriving live gives one
-//! notification through the service worker and one Web Audio tone; a low one (below the default minimum) neither; with
-//! "Alarm sound" switched off on the Me page a new high alarm notifies without a tone.
+//! notification through the service worker and one Web Audio tone; a low one (below the default
+//! minimum) neither; with "Alarm sound" switched off on the Me page a new high alarm notifies
+//! without a tone.
 
 use serde_json::{Value, json};
 
