@@ -79,6 +79,10 @@ export function openConversation(id, go) {
   // My read marker when the conversation opened (from its fresh detail): "New messages" goes
   // before the first message from others after it. undefined until known; null if unknown.
   let unreadAt;
+  // A bounded DOM: only the newest `shown` loaded messages are drawn; "older" first draws more of
+  // what is loaded, then fetches a page; back at the bottom the window shrinks to WINDOW again.
+  const WINDOW = 200;
+  let shown = WINDOW;
   const unsubs = [];
 
   const setReply = (m) => {
@@ -170,11 +174,13 @@ export function openConversation(id, go) {
 
   const paint = () => {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-    const msgs = sorted(id);
-    const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
-    announceNew(msgs);
+    const all = sorted(id);
+    const delivered = new Set(all.map((m) => m.key).filter(Boolean));
+    announceNew(all);
+    if (atBottom && shown > WINDOW) shown = WINDOW;
+    const msgs = all.slice(-shown);
     clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
-    scroller.querySelector('#older').hidden = !S.hasMore.get(id);
+    scroller.querySelector('#older').hidden = !S.hasMore.get(id) && all.length <= shown;
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     paintJump();
     paintSeen();
@@ -200,8 +206,9 @@ export function openConversation(id, go) {
     if (unreadAt == null) return false;
     const mk = list.querySelector('.unread-sep');
     if (mk) return mk.getBoundingClientRect().bottom <= scroller.getBoundingClientRect().top + 1;
-    const first = sorted(id)[0];
-    return !!first && first.seq > unreadAt && !!S.hasMore.get(id);
+    const all = sorted(id);
+    if (!all.some((m) => m.seq > unreadAt && m.author !== S.me.username)) return false;
+    return all.length > shown || (all[0].seq > unreadAt && !!S.hasMore.get(id));
   };
   const paintJump = () => { jump.hidden = !unreadAbove(); };
   jump.addEventListener('click', async () => {
@@ -212,6 +219,8 @@ export function openConversation(id, go) {
         await loadHistory(id, first.seq);
       }
     } catch (e) { toast(e.message, 'error'); }
+    const need = sorted(id).filter((m) => m.seq > unreadAt).length + 1;
+    if (need > shown) { shown = need; paint(); }
     const mk = list.querySelector('.unread-sep');
     if (mk) { mk.scrollIntoView({ block: 'start' }); mk.focus({ preventScroll: true }); }
     paintJump();
@@ -349,14 +358,26 @@ export function openConversation(id, go) {
     }, `@${u}`))));
   }
 
+  // Scroll anchoring: the distance from the bottom is kept while older messages go in on top.
+  let fetching = false;
   scroller.querySelector('#older').addEventListener('click', async () => {
-    const first = sorted(id)[0];
+    if (fetching) return;
+    const all = sorted(id);
     const h0 = scroller.scrollHeight;
-    try { await loadHistory(id, first ? first.seq : undefined); } catch (e) { toast(e.message, 'error'); }
-    scroller.scrollTop = scroller.scrollHeight - h0;
+    const top0 = scroller.scrollTop;
+    if (all.length > shown) {
+      shown += 50;
+      paint();
+    } else {
+      fetching = true;
+      shown += 50;
+      try { await loadHistory(id, all[0] ? all[0].seq : undefined); } catch (e) { toast(e.message, 'error'); }
+      fetching = false;
+    }
+    scroller.scrollTop = top0 + scroller.scrollHeight - h0;
   });
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < 40 && S.hasMore.get(id)) scroller.querySelector('#older').click();
+    if (scroller.scrollTop < 40 && (S.hasMore.get(id) || sorted(id).length > shown)) scroller.querySelector('#older').click();
   });
 
   unsubs.push(on('msgs', (c) => { if (c === id) paint(); }));
