@@ -179,8 +179,11 @@ export function openConversation(id, go) {
     announceNew(all);
     if (atBottom && shown > WINDOW) shown = WINDOW;
     const msgs = all.slice(-shown);
+    // A search hit (search.js marks it) stays marked through repaints.
+    const hits = [...list.querySelectorAll('.msg.search-hit')].map((x) => x.dataset.seq);
     clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
     scroller.querySelector('#older').hidden = !S.hasMore.get(id) && all.length <= shown;
+    for (const s of hits) list.querySelector(`.msg[data-seq="${s}"]`)?.classList.add('search-hit');
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
     paintJump();
     paintSeen();
