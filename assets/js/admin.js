@@ -2,7 +2,7 @@
 
 import { h, clear, toast } from './dom.js';
 import * as users from './api/users.js';
-import { S } from './model.js';
+import { S, emit } from './model.js';
 
 // `go` navigates within the app (to the devices screen).
 export function adminScreen(go) {
@@ -14,6 +14,7 @@ export function adminScreen(go) {
       if (r && r.one_time_password) showSecret(r.user.username, r.one_time_password);
       else if (msg) toast(msg);
       paint();
+      emit('accounts');
       return true;
     } catch (e) { toast(e.message, 'error'); return false; }
   };

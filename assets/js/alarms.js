@@ -110,8 +110,8 @@ export function alarmsScreen(go) {
     h('td', {}, operator ? h('button', { onclick: () => act(() => api.unshelve(a.id), 'Unshelved') }, 'Unshelve') : null));
 
   const cols = operator ? 7 : 6;
-  const vStanding = virtualBody(scroller, cols, standingRow, 'No standing alarms.');
-  const vShelved = virtualBody(scroller, 5, shelvedRow, 'Nothing is shelved.');
+  const vStanding = virtualBody(scroller, cols, standingRow, 'No standing alarms: every alarm is back to normal. New ones appear here live, highest priority first.');
+  const vShelved = virtualBody(scroller, 5, shelvedRow, 'Nothing is shelved. To shelve a standing alarm, tick it under Standing and use Shelve selected.');
   const all = h('input', {
     type: 'checkbox', 'aria-label': 'Select all',
     onchange: (e) => {

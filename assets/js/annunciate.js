@@ -3,6 +3,7 @@
 
 import { S } from './model.js';
 import { annunciated } from './banner.js';
+import { show } from './notify.js';
 
 export const LEVELS = ['low', 'medium', 'high', 'critical'];
 const RANK = { diagnostic: 0, low: 1, medium: 2, high: 3, critical: 4 };
@@ -57,16 +58,15 @@ function beep() {
 }
 
 // Called by app.js for every entry that arrives live (not replayed after a reconnect, not at
-// page load or a resync). `open` opens the alarm summary.
+// page load or a resync). `open` opens the alarm summary. The notification goes through the
+// service worker like the chat's (notify.js): Chrome for Android refuses `new Notification()`;
+// a click on it comes back to the page as `/alarms`.
 export function annunciate(e, open) {
   if (!worthAnnouncing(e)) return;
   const a = e.body.alarm;
   if (soundOn()) beep();
-  if (!('Notification' in window) || Notification.permission !== 'granted') return;
-  const n = new Notification(`${a.priority.toUpperCase()} alarm · ${a.source}`, {
-    body: `${a.condition}${a.message ? ` — ${a.message}` : ''}`.slice(0, 200),
-    tag: `alarm-${a.id}`,
-    requireInteraction: RANK[a.priority] >= RANK.high,
-  });
-  n.onclick = () => { window.focus(); open(); if (n.close) n.close(); };
+  show(`${a.priority.toUpperCase()} alarm · ${a.source}`,
+    `${a.condition}${a.message ? ` — ${a.message}` : ''}`.slice(0, 200),
+    `alarm-${a.id}`, '/alarms', () => open(),
+    { requireInteraction: RANK[a.priority] >= RANK.high }).catch(() => {});
 }

@@ -24,6 +24,7 @@ import { templatesScreen } from './templates.js';
 import './theme.js';
 import * as notifier from './notify.js';
 import { searchBox, searchScreen } from './search.js';
+import * as users from './api/users.js';
 
 const root = document.getElementById('root');
 
@@ -107,7 +108,7 @@ function shell() {
   on('convs', () => notifier.title([...S.convs.values()].reduce((n, c) => n + (c.unread || 0), 0)));
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
   const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/incidents', 'Incidents'), nav('/profile', 'Me')];
-  if (S.me.role === 'admin') links.push(nav('/admin', 'Admin'));
+  if (S.me.role === 'admin') links.push(adminNav(nav('/admin', 'Admin')));
   clear(root,
     h('header', { class: 'bar' },
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
@@ -134,6 +135,7 @@ function route() {
   if (!pane) return;
   if (closeView) { closeView(); closeView = null; }
   const p = location.pathname;
+  emit('route', p);
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
@@ -161,3 +163,21 @@ function route() {
 }
 
 start();
+
+// Admins: the Admin link carries the number of registrations waiting for approval, refreshed on
+// each navigation and after each change on the admin screen.
+function adminNav(link) {
+  const badge = h('span', { class: 'badge unread', id: 'pending-badge', hidden: true });
+  link.append(' ', badge);
+  const paint = () => users.pendingAccounts().then((r) => {
+    const n = r.users.length;
+    badge.hidden = !n;
+    badge.textContent = String(n);
+    badge.title = `${n} registration${n === 1 ? '' : 's'} waiting for approval`;
+    link.setAttribute('aria-label', n ? `Admin, ${badge.title}` : 'Admin');
+  }, () => {});
+  paint();
+  on('route', paint);
+  on('accounts', paint);
+  return link;
+}

@@ -11,14 +11,18 @@ import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
 import { icon, reactionGlyph, REACTIONS } from './icons.js';
 import { convDetails } from './convhead.js';
+import { avatar } from './avatar.js';
 
 // Touch screens (no hover): Enter inserts a newline there and the Send button sends.
 const touch = () => matchMedia('(pointer: coarse)').matches;
 
+// The conversations in the list's order: newest activity first.
+const ordered = () => [...S.convs.values()].sort((a, b) => (b.last_seq || 0) - (a.last_seq || 0));
+
 export function convList(go) {
   const ul = h('ul', { class: 'convs', id: 'conv-list' });
   const paint = () => {
-    const items = [...S.convs.values()].sort((a, b) => (b.last_seq || 0) - (a.last_seq || 0));
+    const items = ordered();
     clear(ul, items.length ? items.map((c) => {
       const dot = c.kind === 'direct'
         ? h('span', { class: `dot ${S.presence.get(c.peer) || 'offline'}`, title: S.presence.get(c.peer) || 'offline' })
@@ -30,6 +34,7 @@ export function convList(go) {
           onclick: (e) => { e.preventDefault(); go(`/c/${enc(c.id)}`); },
         },
         dot,
+        avatar(c.kind === 'direct' && c.peer ? c.peer : convTitle(c)),
         h('span', { class: 'conv-main' },
           h('span', { class: 'conv-name' }, convTitle(c)),
           h('span', { class: 'conv-last' }, last ? [`${last.author}: `, last.redacted ? 'deleted' : last.text || [icon('clip'), 'attachment']] : '')),
@@ -46,7 +51,11 @@ export function openConversation(id, go) {
   S.current = id;
   const c0 = S.convs.get(id);
   const title = h('h2', { class: 'conv-title' }, convTitle(c0) || id);
-  const list = h('ol', { class: 'messages', id: 'messages', 'aria-live': 'polite' });
+  // The list is repainted whole, so it is not itself live: new messages from others are read out
+  // through `announce` ("<author>: <text>"), a visually hidden polite live region.
+  const list = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' });
+  const announce = h('div', { id: 'announce', class: 'sr-only', role: 'status', 'aria-live': 'polite' });
+  const jump = h('button', { type: 'button', class: 'jump-unread', id: 'jump-unread', hidden: true }, 'Jump to first unread');
   const scroller = h('div', { class: 'scroller' }, h('button', { class: 'link more', id: 'older' }, 'Load older messages'), list);
   const typing = h('p', { class: 'typing', id: 'typing' });
   const seen = h('p', { class: 'seen', id: 'seen' });
@@ -62,10 +71,18 @@ export function openConversation(id, go) {
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
   const details = convDetails(id, go);
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), scroller, typing, seen, form);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), jump, scroller, typing, seen, form, announce);
   let replyTo = null;
   let editing = null;
   let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
+  let heard = null; // the highest seq already on screen (or announced); null until history is in
+  // My read marker when the conversation opened (from its fresh detail): "New messages" goes
+  // before the first message from others after it. undefined until known; null if unknown.
+  let unreadAt;
+  // A bounded DOM: only the newest `shown` loaded messages are drawn; "older" first draws more of
+  // what is loaded, then fetches a page; back at the bottom the window shrinks to WINDOW again.
+  const WINDOW = 200;
+  let shown = WINDOW;
   const unsubs = [];
 
   const setReply = (m) => {
@@ -89,7 +106,7 @@ export function openConversation(id, go) {
       h('button', { type: 'button', class: 'act act-close', 'aria-label': 'Close menu', onclick: closeMenu }, icon('close')),
     ];
     return h('li', { class: `msg${mine ? ' mine' : ''}${grouped ? ' grouped' : ''}${menuSeq === m.seq ? ' open' : ''}`, tabindex: actions.length ? 0 : null, dataset: { seq: m.seq } },
-      h('div', { class: 'meta' }, h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
+      h('div', { class: 'meta' }, grouped ? null : avatar(m.author), h('strong', {}, m.author), ' ', h('time', {}, time(m.ts_us)), m.edited_at_us ? ' (edited)' : ''),
       m.reply_to ? h('div', { class: 'quote' }, parent ? `↪ ${parent.author}: ${parent.text.slice(0, 80)}` : '↪ an earlier message') : null,
       m.redacted ? h('div', { class: 'text deleted' }, 'message deleted') : h('div', { class: 'text' }, richText(m.text, S.me.username)),
       (m.attachments || []).map(attachmentView),
@@ -115,20 +132,35 @@ export function openConversation(id, go) {
   list.addEventListener('click', (e) => toggleMenu(e, false));
   list.addEventListener('contextmenu', (e) => { if (touch()) toggleMenu(e, true); });
   list.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && menuSeq !== null) closeMenu();
-    else if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
+    if (e.key === 'Enter' && e.target.matches('.msg[data-seq]')) toggleMenu(e, false);
   });
+  // Esc anywhere in the conversation closes the open action menu (the composer also cancels an
+  // edit or a reply, below).
+  el.addEventListener('keydown', (e) => { if (e.key === 'Escape' && menuSeq !== null) closeMenu(); });
+  // Alt+Up / Alt+Down: the previous / next conversation in the list's order.
+  const switchKeys = (e) => {
+    if (!e.altKey || (e.key !== 'ArrowUp' && e.key !== 'ArrowDown')) return;
+    const cs = ordered();
+    const next = cs[cs.findIndex((c) => c.id === id) + (e.key === 'ArrowDown' ? 1 : -1)];
+    e.preventDefault();
+    if (next) go(`/c/${enc(next.id)}`);
+  };
+  document.addEventListener('keydown', switchKeys);
+  unsubs.push(() => document.removeEventListener('keydown', switchKeys));
 
   // A separator before each new day; a message by the same author within 5 minutes of the one
   // before (and not a reply) is grouped under it: its author is not repeated.
   const withDays = (msgs) => {
     const out = [];
     let prev = null;
+    let marked = false;
     for (const m of msgs) {
       const day = new Date(m.ts_us / 1000).toDateString();
       const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
       if (newDay) out.push(h('li', { class: 'day-sep' }, h('span', {}, dayLabel(m.ts_us))));
-      const grouped = !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
+      const mark = !marked && unreadAt != null && m.seq > unreadAt && m.author !== S.me.username;
+      if (mark) { marked = true; out.push(h('li', { class: 'unread-sep', id: 'first-unread', tabindex: -1 }, h('span', {}, 'New messages'))); }
+      const grouped = !mark && !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
       out.push(msgEl(m, grouped));
       prev = m;
     }
@@ -142,14 +174,61 @@ export function openConversation(id, go) {
 
   const paint = () => {
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-    const msgs = sorted(id);
-    const delivered = new Set(msgs.map((m) => m.key).filter(Boolean));
+    const all = sorted(id);
+    const delivered = new Set(all.map((m) => m.key).filter(Boolean));
+    announceNew(all);
+    if (atBottom && shown > WINDOW) shown = WINDOW;
+    const msgs = all.slice(-shown);
+    // A search hit (search.js marks it) stays marked through repaints.
+    const hits = [...list.querySelectorAll('.msg.search-hit')].map((x) => x.dataset.seq);
     clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
-    scroller.querySelector('#older').hidden = !S.hasMore.get(id);
+    scroller.querySelector('#older').hidden = !S.hasMore.get(id) && all.length <= shown;
+    for (const s of hits) list.querySelector(`.msg[data-seq="${s}"]`)?.classList.add('search-hit');
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+    paintJump();
     paintSeen();
     markRead();
   };
+
+  // Messages from others that arrived since the last paint, read out one line each (the five
+  // newest are kept in the region). History loaded at open or on scroll is not read out.
+  const announceNew = (msgs) => {
+    const top = msgs.length ? msgs[msgs.length - 1].seq : 0;
+    if (heard === null) return;
+    for (const m of msgs) {
+      if (m.seq <= heard || m.author === S.me.username || m.redacted) continue;
+      announce.append(h('p', {}, `${m.author}: ${m.text || 'attachment'}`));
+    }
+    while (announce.childElementCount > 5) announce.firstElementChild.remove();
+    heard = Math.max(heard, top);
+  };
+  const hearFrom = () => { const m = sorted(id); heard = m.length ? m[m.length - 1].seq : 0; };
+
+  // "Jump to first unread" while the marker is above the view (or not loaded yet).
+  const unreadAbove = () => {
+    if (unreadAt == null) return false;
+    const mk = list.querySelector('.unread-sep');
+    if (mk) return mk.getBoundingClientRect().bottom <= scroller.getBoundingClientRect().top + 1;
+    const all = sorted(id);
+    if (!all.some((m) => m.seq > unreadAt && m.author !== S.me.username)) return false;
+    return all.length > shown || (all[0].seq > unreadAt && !!S.hasMore.get(id));
+  };
+  const paintJump = () => { jump.hidden = !unreadAbove(); };
+  jump.addEventListener('click', async () => {
+    try {
+      while (!list.querySelector('.unread-sep') && S.hasMore.get(id)) {
+        const first = sorted(id)[0];
+        if (!first || first.seq <= unreadAt) break;
+        await loadHistory(id, first.seq);
+      }
+    } catch (e) { toast(e.message, 'error'); }
+    const need = sorted(id).filter((m) => m.seq > unreadAt).length + 1;
+    if (need > shown) { shown = need; paint(); }
+    const mk = list.querySelector('.unread-sep');
+    if (mk) { mk.scrollIntoView({ block: 'start' }); mk.focus({ preventScroll: true }); }
+    paintJump();
+  });
+  scroller.addEventListener('scroll', paintJump);
 
   const paintSeen = () => {
     const c = S.convs.get(id);
@@ -167,7 +246,7 @@ export function openConversation(id, go) {
 
   let readSent = 0;
   const markRead = () => {
-    if (document.hidden) return;
+    if (document.hidden || unreadAt === undefined) return;
     const msgs = sorted(id);
     const last = msgs[msgs.length - 1];
     const c = S.convs.get(id);
@@ -187,6 +266,13 @@ export function openConversation(id, go) {
       if (mineNow) await messages.unreact(id, m.seq, emoji);
       else await messages.react(id, m.seq, emoji);
     } catch (e) { toast(e.message, 'error'); }
+  }
+
+  function cancelEdit() {
+    if (editing === null) return;
+    editing = null;
+    ta.value = '';
+    sendBtn.textContent = 'Send';
   }
 
   function startEdit(m) {
@@ -228,7 +314,15 @@ export function openConversation(id, go) {
       const first = suggest.querySelector('button');
       if (first) { e.preventDefault(); first.click(); return; }
     }
-    if (e.key === 'Escape') { suggest.hidden = true; setReply(null); }
+    if (e.key === 'Escape') {
+      if (!suggest.hidden) { suggest.hidden = true; return; }
+      cancelEdit(); setReply(null); closeMenu();
+    }
+    // Up in an empty composer edits one's own last message.
+    if (e.key === 'ArrowUp' && !e.altKey && !e.shiftKey && !ta.value && editing === null) {
+      const m = [...sorted(id)].reverse().find((x) => x.author === S.me.username && !x.redacted);
+      if (m) { e.preventDefault(); startEdit(m); }
+    }
     if (e.key === 'Enter' && !e.shiftKey && !touch()) { e.preventDefault(); submit(); }
   });
   ta.addEventListener('input', () => {
@@ -267,14 +361,26 @@ export function openConversation(id, go) {
     }, `@${u}`))));
   }
 
+  // Scroll anchoring: the distance from the bottom is kept while older messages go in on top.
+  let fetching = false;
   scroller.querySelector('#older').addEventListener('click', async () => {
-    const first = sorted(id)[0];
+    if (fetching) return;
+    const all = sorted(id);
     const h0 = scroller.scrollHeight;
-    try { await loadHistory(id, first ? first.seq : undefined); } catch (e) { toast(e.message, 'error'); }
-    scroller.scrollTop = scroller.scrollHeight - h0;
+    const top0 = scroller.scrollTop;
+    if (all.length > shown) {
+      shown += 50;
+      paint();
+    } else {
+      fetching = true;
+      shown += 50;
+      try { await loadHistory(id, all[0] ? all[0].seq : undefined); } catch (e) { toast(e.message, 'error'); }
+      fetching = false;
+    }
+    scroller.scrollTop = top0 + scroller.scrollHeight - h0;
   });
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < 40 && S.hasMore.get(id)) scroller.querySelector('#older').click();
+    if (scroller.scrollTop < 40 && (S.hasMore.get(id) || sorted(id).length > shown)) scroller.querySelector('#older').click();
   });
 
   unsubs.push(on('msgs', (c) => { if (c === id) paint(); }));
@@ -286,9 +392,12 @@ export function openConversation(id, go) {
   unsubs.push(on('visible', markRead));
   unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
 
-  loadDetail(id).catch((e) => toast(e.message, 'error'));
-  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { scroller.scrollTop = scroller.scrollHeight; }).catch((e) => toast(e.message, 'error'));
-  else setTimeout(paint, 0);
+  loadDetail(id).then(() => {
+    const me = (S.convs.get(id)?.members || []).find((m) => m.username === S.me.username);
+    unreadAt = me ? me.last_read_seq || 0 : null;
+  }).catch((e) => { unreadAt = null; toast(e.message, 'error'); }).then(paint);
+  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
+  else { hearFrom(); setTimeout(paint, 0); }
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
   return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
 }

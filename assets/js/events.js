@@ -31,6 +31,9 @@ export function eventsScreen(go, openSeq) {
   const csv = h('a', { class: 'button', id: 'export-csv', download: 'events.csv' }, 'Export CSV');
   const jsonl = h('a', { class: 'button', id: 'export-jsonl', download: 'events.jsonl' }, 'Export JSONL');
   const list = h('ol', { id: 'event-list', class: 'ev-list', 'aria-label': 'Events' });
+  const empty = h('p', { id: 'events-empty', class: 'muted empty', hidden: true },
+    'No events here. Devices send them to the ingest API (an admin adds devices under Admin → Devices); if filters are set, widen them or the time range. New events appear here live.');
+  const paintEmpty = () => { empty.hidden = list.childElementCount > 0; };
   const more = h('button', { id: 'event-more', hidden: true }, 'Older events');
   const detail = h('section', { id: 'event-detail', class: 'ev-detail', 'aria-live': 'polite', hidden: true });
   const status = h('span', { id: 'event-live', class: 'muted', role: 'status' }, 'connecting…');
@@ -126,6 +129,7 @@ export function eventsScreen(go, openSeq) {
       }
       next = r.next || null;
       more.hidden = !next;
+      paintEmpty();
     } catch (err) { toast(err.message, 'error'); }
   }
 
@@ -158,6 +162,7 @@ export function eventsScreen(go, openSeq) {
         if (seen.has(f.seq) || !matches(f)) return;
         seen.add(f.seq);
         list.prepend(row({ seq: f.seq, ts_us: f.ts_us, ...f.body }));
+        paintEmpty();
       }
     };
     s.onclose = () => {
@@ -194,7 +199,7 @@ export function eventsScreen(go, openSeq) {
         h('div', { class: 'row ev-export' }, csv, jsonl)),
       h('details', { class: 'ev-filter-box', open: window.matchMedia('(min-width: 721px)').matches },
         h('summary', {}, 'Filters'), form),
-      h('div', { class: 'ev-body' }, h('div', { class: 'ev-main' }, list, more), detail)),
+      h('div', { class: 'ev-body' }, h('div', { class: 'ev-main' }, list, empty, more), detail)),
     close: () => {
       closed = true;
       clearTimeout(timer);

@@ -22,14 +22,15 @@ export function register(go) {
 export const permitted = () => 'Notification' in window && Notification.permission === 'granted';
 
 // Shows a notification through the worker when there is one, else with the page's constructor.
-export async function show(title, body, tag, path, go) {
+// `extra` adds options (an alarm's `requireInteraction`).
+export async function show(title, body, tag, path, go, extra = {}) {
   if (!permitted()) return;
   const reg = registration || (navigator.serviceWorker ? await navigator.serviceWorker.getRegistration('/') : null);
   if (reg) {
-    await reg.showNotification(title, { body, tag, data: { path } });
+    await reg.showNotification(title, { ...extra, body, tag, data: { path } });
     return;
   }
-  const n = new Notification(title, { body, tag });
+  const n = new Notification(title, { ...extra, body, tag });
   n.onclick = () => { window.focus(); go(path); };
 }
 

@@ -7,6 +7,7 @@ import * as contactsApi from './api/contacts.js';
 import * as conversations from './api/conversations.js';
 import * as users from './api/users.js';
 import { on, loadConvs, S } from './model.js';
+import { avatar } from './avatar.js';
 
 async function openDirect(u, go) {
   try {
@@ -19,20 +20,29 @@ async function openDirect(u, go) {
 export function peopleScreen(go) {
   const results = h('ul', { class: 'plain', id: 'user-results' });
   const q = h('input', { type: 'search', id: 'user-search', placeholder: 'Search people by name', 'aria-label': 'Search people' });
+  // With the box empty the list is the directory: everyone active (the API's first 100, by
+  // name); typing searches. Each says what to do when it has no one.
+  const person = (u) => h('li', { class: 'row' },
+    avatar(u.username),
+    h('span', { class: 'grow' }, `${u.display_name} (${u.username})`),
+    h('button', { onclick: () => openDirect(u.username, go) }, 'Message'),
+    h('button', { onclick: () => request(u.username) }, 'Add contact'));
+  const find = async () => {
+    const text = q.value.trim();
+    try {
+      const r = await users.search(text, text ? 20 : 100);
+      const others = r.users.filter((u) => u.username !== S.me.username);
+      const empty = text
+        ? `No one matches "${text}" — try the start of a username or of a name.`
+        : 'Nobody else has an account yet. An administrator adds people under Admin, or they request an account on the sign-in page.';
+      clear(results,
+        text ? null : h('li', { class: 'muted dir-head' }, r.users.length >= 100 ? 'Everyone (the first 100 by name; search to find others)' : `Everyone (${others.length})`),
+        others.length ? others.map(person) : h('li', { class: 'muted empty' }, empty));
+    } catch (e) { toast(e.message, 'error'); }
+  };
   let t = null;
-  q.addEventListener('input', () => {
-    clearTimeout(t);
-    t = setTimeout(async () => {
-      if (!q.value.trim()) { clear(results); return; }
-      try {
-        const r = await users.search(q.value.trim(), 20);
-        clear(results, r.users.filter((u) => u.username !== S.me.username).map((u) => h('li', { class: 'row' },
-          h('span', { class: 'grow' }, `${u.display_name} (${u.username})`),
-          h('button', { onclick: () => openDirect(u.username, go) }, 'Message'),
-          h('button', { onclick: () => request(u.username) }, 'Add contact'))));
-      } catch (e) { toast(e.message, 'error'); }
-    }, 200);
-  });
+  q.addEventListener('input', () => { clearTimeout(t); t = setTimeout(find, 200); });
+  find();
   const contacts = h('div', { id: 'contacts' });
   const paint = async () => {
     try {
@@ -84,7 +94,7 @@ export function channelsScreen(go) {
           ? h('button', { onclick: () => go(`/c/${enc(c.id)}`) }, 'Open')
           : h('button', { class: 'primary', onclick: async () => {
             try { await conversations.join(c.id); await loadConvs(); go(`/c/${enc(c.id)}`); } catch (e) { toast(e.message, 'error'); }
-          } }, 'Join'))) : h('li', { class: 'muted' }, 'No channels yet.'));
+          } }, 'Join'))) : h('li', { class: 'muted empty' }, 'No channels yet. Create one below (for a line, a shift or a team): anyone can find and join it here.'));
     } catch (e) { toast(e.message, 'error'); }
   };
   paint();

@@ -1,6 +1,7 @@
 //! Alarm annunciation in a real headless Chromium: a new high alarm arriving live gives one
-//! browser notification and one Web Audio tone; a low one (below the default minimum) neither; with
-//! "Alarm sound" switched off on the Me page a new high alarm notifies without a tone.
+//! notification through the service worker and one Web Audio tone; a low one (below the default
+//! minimum) neither; with "Alarm sound" switched off on the Me page a new high alarm notifies
+//! without a tone.
 
 use serde_json::{Value, json};
 
@@ -10,17 +11,18 @@ use crate::ui::{BROWSER, origin, shots_dir, sign_in, spki_hash};
 use crate::webdriver::{Driver, Session, find_browser};
 use plantwire::store::Role;
 
-/// Replaces `Notification` (permission granted) and `AudioContext` with recorders:
-/// `window.__notes` gets `{title, body}` per notification, `window.__tones` one per tone started.
+/// Records what the page shows through the service worker (the hook the chat notification test
+/// uses: `registration.showNotification`, then the real call) and replaces `AudioContext`:
+/// `window.__notes` gets `{title, body, path, worker}` per notification shown, `window.__tones`
+/// one per tone started. A `new Notification()` from the page is not recorded (phones refuse it).
 const STUBS: &str = "
-    window.__notes = []; window.__shown = []; window.__tones = 0;
-    class N {
-      constructor(title, o) { this.title = title; this.body = o && o.body; window.__notes.push({title, body: this.body}); window.__shown.push(this); }
-      close() {}
-      static requestPermission() { return Promise.resolve('granted'); }
-    }
-    N.permission = 'granted';
-    window.Notification = N;
+    window.__notes = []; window.__tones = 0;
+    const orig = ServiceWorkerRegistration.prototype.showNotification;
+    ServiceWorkerRegistration.prototype.showNotification = function (title, o) {
+      return orig.call(this, title, o).then((v) => {
+        window.__notes.push({ title, body: o.body, path: o.data && o.data.path, sticky: !!o.requireInteraction, worker: !!this.active });
+        return v; });
+    };
     const param = () => ({ setValueAtTime() {}, linearRampToValueAtTime() {}, exponentialRampToValueAtTime() {} });
     class A {
       constructor() { this.state = 'running'; this.currentTime = 0; this.destination = {}; }
@@ -83,7 +85,20 @@ async fn a_new_high_alarm_notifies_and_sounds_a_low_one_does_not_and_the_sound_c
     let base = origin(&server);
     let driver = Driver::start(&driver_bin, &browser_bin).await;
     let b = driver.session(&spki_hash(&server).await).await;
+    // Permission granted the way a user would (the browser's permission store), and the page
+    // controlled by its worker before anything is raised.
+    b.cdp(
+        "Browser.grantPermissions",
+        json!({"origin": base, "permissions": ["notifications"]}),
+    )
+    .await;
     sign_in(&b, &base, "olga").await;
+    b.wait_for(
+        "the worker controls the page",
+        "return !!navigator.serviceWorker.controller",
+        json!([]),
+    )
+    .await;
     assert_eq!(b.js(STUBS, json!([])).await, json!(true));
 
     // A high alarm: one notification with priority, source, condition and message; one tone.
@@ -106,6 +121,11 @@ async fn a_new_high_alarm_notifies_and_sounds_a_low_one_does_not_and_the_sound_c
         body.contains("pressure.high") && body.contains("pressure.high tripped"),
         "{body}"
     );
+    assert_eq!(
+        (&notes[0]["path"], &notes[0]["sticky"], &notes[0]["worker"]),
+        (&json!("/alarms"), &json!(true), &json!(true)),
+        "{notes}"
+    );
 
     // A low alarm is below the default minimum (high): it reaches the page, but stays quiet.
     raise(&server, &token, "level.low", "low").await;
@@ -113,9 +133,13 @@ async fn a_new_high_alarm_notifies_and_sounds_a_low_one_does_not_and_the_sound_c
     let (notes, tones) = recorded(&b).await;
     assert_eq!((notes.as_array().unwrap().len(), tones), (1, 1), "{notes}");
 
-    // Clicking the notification opens the alarm summary.
-    b.js("window.__shown[0].onclick(); return true", json!([]))
-        .await;
+    // Clicking the notification: the worker posts its path to the page (sw.js
+    // `notificationclick`), which opens the alarm summary.
+    b.js(
+        "navigator.serviceWorker.dispatchEvent(new MessageEvent('message', { data: { go: '/alarms' } })); return true",
+        json!([]),
+    )
+    .await;
     b.wait_for(
         "the alarm summary",
         "return location.pathname === '/alarms' && !!document.querySelector('.screen.alarms')",

@@ -1,6 +1,9 @@
 //! The chat screens' issue-19 defects in a real headless Chromium: the reply bar, tofu glyphs,
 //! 44 px targets and six messages on a phone, viewers, the channel slug, dark contrast and the theme
-//! toggle, true-size screenshots, and the service worker's notifications and unread title.
+//! toggle, true-size screenshots, the service worker's notifications and unread title, the live
+//! region of new messages, the desktop keys (Up edits, Esc cancels, Alt+Up/Down switch) and the
+//! "New messages" marker with its jump button, initials avatars, the empty states, the people
+//! directory, the admin's badge of pending registrations, and a long conversation's bounded DOM.
 
 use std::path::Path;
 
@@ -407,6 +410,7 @@ async fn reply_bar_glyphs_phone_targets_viewer_channel_slug_and_dark_contrast() 
         .await;
     let light_bg = "const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number); return c[0] > 200";
     a.goto(&format!("{base}/profile")).await;
+    a.find("input[name=theme][value=light]").await;
     let toggled = a
         .js(
             "const r = document.querySelector('input[name=theme][value=light]'); if (r) r.click(); return !!r",
@@ -667,4 +671,423 @@ async fn axe_finds_no_serious_or_critical_violations_on_the_main_screens() {
     }
     a.quit().await;
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The text of the conversation's live region (what a screen reader is given to read out).
+const ANNOUNCED: &str =
+    "const r = document.getElementById('announce'); return r ? r.textContent : null";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn new_messages_are_announced_and_the_keyboard_edits_cancels_and_switches() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("alice", Role::Operator, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let c = server.client();
+    let alice = Api::login(&c, "alice", PW).await;
+    let bob = Api::login(&c, "bob", PW).await;
+    let shift = bob.group("Shift", &["alice"]).await;
+    let group = alice.group("Line 3", &["bob"]).await;
+    let read = bob.say(&group, "h1", "history line").await;
+    let r = alice
+        .post(
+            &format!("/api/v1/conversations/{group}/read"),
+            json!({ "seq": read }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for i in 1..=40 {
+        bob.say(&group, &format!("u{i}"), &format!("unread {i}"))
+            .await;
+    }
+    let base = origin(&server);
+    let spki = spki_hash(&server).await;
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki).await;
+    let mut failed: Vec<String> = Vec::new();
+    sign_in(&a, &base, "alice").await;
+    a.goto(&format!("{base}/c/{group}")).await;
+    wait_online(&a).await;
+    wait_message(&a, "history line").await;
+
+    // 4. Initials avatars: bob's say "B" in one colour, white on it at least 4.5:1 for every
+    // avatar on the page; the grouped messages have none.
+    let avatars = a
+        .js(
+            "const rgb = (s) => s.match(/[\\d.]+/g).map(Number);
+             const lum = ([r, g, b]) => { const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+               return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+             const all = [...document.querySelectorAll('.avatar')];
+             const low = all.map(e => { const s = getComputedStyle(e); const a = lum(rgb(s.color)), b = lum(rgb(s.backgroundColor));
+               return [e.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; }).filter(([, c]) => c < 4.5);
+             const bobs = [...document.querySelectorAll('#messages .msg[data-seq] .meta .avatar')];
+             return [all.length > 1, low, [...new Set(bobs.map(e => e.textContent + ' ' + getComputedStyle(e).backgroundColor))].length,
+               bobs[0]?.textContent, document.querySelectorAll('#messages .msg.grouped .avatar').length]",
+            json!([]),
+        )
+        .await;
+    if avatars != json!([true, [], 1, "B", 0]) {
+        failed.push(format!(
+            "avatars (several, low contrast, bob's kinds, bob's text, on grouped): {avatars}"
+        ));
+    }
+
+    // 3. "New messages" right before the first unread; the jump button (the marker is out of
+    // view at the bottom) brings it into view and goes away.
+    const MARKER: &str = "
+        const mk = document.querySelector('#messages .unread-sep');
+        const next = mk && mk.nextElementSibling;
+        return mk && [mk.textContent, next && next.querySelector('.text')?.textContent]";
+    match a
+        .wait_for("the new-messages marker", MARKER, json!([]))
+        .await
+    {
+        v if v == json!(["New messages", "unread 1"]) => {}
+        v => failed.push(format!("marker and the message after it: {v}")),
+    }
+    let marker_in_view = "
+        const mk = document.querySelector('#messages .unread-sep');
+        const sc = document.querySelector('.scroller').getBoundingClientRect();
+        const r = mk.getBoundingClientRect();
+        return [r.top >= sc.top - 1 && r.bottom <= sc.bottom + 1,
+          document.getElementById('jump-unread').hidden]";
+    a.wait_for(
+        "the view at the newest message",
+        "const sc = document.querySelector('.scroller');
+         return sc.scrollHeight - sc.scrollTop - sc.clientHeight < 80",
+        json!([]),
+    )
+    .await;
+    let before = a.js(marker_in_view, json!([])).await;
+    if before != json!([false, false]) {
+        failed.push(format!(
+            "at the bottom: marker in view, jump hidden: {before}"
+        ));
+    }
+    a.click("#jump-unread").await;
+    let after = a.js(marker_in_view, json!([])).await;
+    if after != json!([true, true]) {
+        failed.push(format!(
+            "after the jump: marker in view, jump hidden: {after}"
+        ));
+    }
+
+    // 1. A polite live region: history is not read out, a new message from bob is, alice's own
+    // is not; the repainted list itself is not live (it would be read again whole).
+    let said = a.js(ANNOUNCED, json!([])).await;
+    if said != json!("") {
+        failed.push(format!("the live region before any new message: {said}"));
+    }
+    let region = a
+        .js(
+            "const r = document.getElementById('announce');
+             return r && [r.getAttribute('aria-live'), getComputedStyle(r).position,
+               document.getElementById('messages').hasAttribute('aria-live')]",
+            json!([]),
+        )
+        .await;
+    if region != json!(["polite", "absolute", false]) {
+        failed.push(format!("live region, position, list live: {region}"));
+    }
+    bob.say(&group, "n1", "pump 2 is back").await;
+    wait_message(&a, "pump 2 is back").await;
+    a.type_into("#composer", "on my way").await;
+    a.type_into("#composer", ENTER).await;
+    wait_message(&a, "on my way").await;
+    let said = a.js(ANNOUNCED, json!([])).await;
+    if said != json!("bob: pump 2 is back") {
+        failed.push(format!(
+            "announced after bob's and alice's messages: {said}"
+        ));
+    }
+
+    // 2. Up in the empty composer edits alice's last message; Esc cancels; Up and a change save.
+    const UP: &str = "\u{E013}";
+    const DOWN: &str = "\u{E015}";
+    const ESC: &str = "\u{E00C}";
+    const ALT: &str = "\u{E00A}";
+    const RELEASE: &str = "\u{E000}";
+    let composer = "return [document.getElementById('composer').value,
+        document.querySelector('.composer button[type=submit]').textContent]";
+    a.type_into("#composer", UP).await;
+    let state = a.js(composer, json!([])).await;
+    if state != json!(["on my way", "Save edit"]) {
+        failed.push(format!("composer after Up: {state}"));
+    }
+    a.type_into("#composer", ESC).await;
+    let state = a.js(composer, json!([])).await;
+    if state != json!(["", "Send"]) {
+        failed.push(format!("composer after Esc: {state}"));
+    }
+    a.type_into("#composer", UP).await;
+    a.type_into("#composer", ", 5 min").await;
+    if a.js(composer, json!([])).await == json!(["on my way, 5 min", "Save edit"]) {
+        a.type_into("#composer", ENTER).await;
+        wait_message(&a, "on my way, 5 min").await;
+    } else {
+        failed.push("Up then typing did not edit alice's last message".into());
+    }
+
+    // Esc in the composer drops a reply.
+    act(&a, "pump 2 is back", "Reply").await;
+    a.type_into("#composer", ESC).await;
+    let bar = a
+        .js(
+            "return document.querySelector('.reply-bar').hidden",
+            json!([]),
+        )
+        .await;
+    if bar != json!(true) {
+        failed.push("Esc left the reply bar open".into());
+    }
+
+    // Alt+Down / Alt+Up walk the conversation list (newest first: Line 3, then Shift).
+    let at = |path: String| {
+        format!("return location.pathname === '{path}' && !!document.getElementById('composer')")
+    };
+    a.type_into("#composer", &format!("{ALT}{DOWN}{RELEASE}"))
+        .await;
+    let on_shift = at(format!("/c/{shift}"));
+    for _ in 0..20 {
+        if a.js(&on_shift, json!([])).await == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if a.js(&on_shift, json!([])).await == json!(true) {
+        a.type_into("#composer", &format!("{ALT}{UP}{RELEASE}"))
+            .await;
+        a.wait_for("back on Line 3", &at(format!("/c/{group}")), json!([]))
+            .await;
+    } else {
+        failed.push("Alt+Down did not open the next conversation".into());
+    }
+    a.quit().await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn empty_states_say_what_to_do_people_browse_and_admins_see_pending_registrations() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("ada", Role::Admin, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let hash = server.state().auth().hasher.hash(PW).await.unwrap();
+    plantwire::users::create(
+        server.state().log(),
+        plantwire::users::NewUser {
+            username: "petra".into(),
+            display_name: "Petra Pending".into(),
+            password_hash: hash,
+            role: Role::Operator,
+            status: plantwire::store::UserStatus::Pending,
+            must_change_password: false,
+        },
+        &crate::support::test_author(),
+    )
+    .await
+    .unwrap();
+    let base = origin(&server);
+    let spki = spki_hash(&server).await;
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki).await;
+    let mut failed: Vec<String> = Vec::new();
+    sign_in(&a, &base, "ada").await;
+
+    // The Admin link counts the one registration waiting.
+    let badge = "const b = document.getElementById('pending-badge');
+        return b && [b.hidden, b.textContent]";
+    match a
+        .wait_for(
+            "the pending badge",
+            &format!("const v = (() => {{ {badge} }})(); return v && !v[0] && v"),
+            json!([]),
+        )
+        .await
+    {
+        v if v == json!([false, "1"]) => {}
+        v => failed.push(format!("pending badge: {v}")),
+    }
+
+    // Empty channels say how to make one.
+    a.goto(&format!("{base}/channels")).await;
+    let channels = a
+        .wait_for(
+            "the channel list",
+            "return document.querySelector('#channel-list li')?.textContent",
+            json!([]),
+        )
+        .await;
+    if !channels.as_str().unwrap_or("").contains("Create one") {
+        failed.push(format!("empty channel list: {channels}"));
+    }
+
+    // People: the directory with nobody typed (the test server's admin and bob; not ada herself,
+    // not pending petra), and a
+    // search with no hit says what to try.
+    a.goto(&format!("{base}/people")).await;
+    let people = a
+        .wait_for(
+            "the directory",
+            "const l = document.querySelectorAll('#user-results li');
+             return l.length && [...l].map(e => e.querySelector('.grow')?.textContent || e.textContent)",
+            json!([]),
+        )
+        .await;
+    if people != json!(["Everyone (2)", "Administrator (admin)", "bob display (bob)"]) {
+        failed.push(format!("directory: {people}"));
+    }
+    a.type_into("#user-search", "zz").await;
+    let none = a
+        .wait_for(
+            "no match",
+            "return document.querySelector('#user-results .empty')?.textContent",
+            json!([]),
+        )
+        .await;
+    if !none
+        .as_str()
+        .unwrap_or("")
+        .starts_with("No one matches \"zz\"")
+    {
+        failed.push(format!("search without hits: {none}"));
+    }
+
+    // No events and no alarms: each list says so and what brings something into it.
+    for (path, script, start) in [
+        (
+            "/events",
+            "const e = document.getElementById('events-empty'); return e && !e.hidden && e.textContent",
+            "No events here. Devices send them",
+        ),
+        (
+            "/alarms",
+            "return [...document.querySelectorAll('.alarm-table td')].map(t => t.textContent).find(t => t.startsWith('No standing'))",
+            "No standing alarms: every alarm is back to normal.",
+        ),
+    ] {
+        a.goto(&format!("{base}{path}")).await;
+        let said = a.wait_for(path, script, json!([])).await;
+        if !said.as_str().unwrap_or("").starts_with(start) {
+            failed.push(format!("{path} empty: {said}"));
+        }
+    }
+
+    // Approving petra clears the badge.
+    a.goto(&format!("{base}/admin")).await;
+    a.wait_for(
+        "petra's row",
+        "const b = [...document.querySelectorAll(\"tr[data-user='petra'] button\")].find(x => x.textContent === 'Approve');
+         if (b) b.setAttribute('data-test-target', 'approve'); return !!b",
+        json!([]),
+    )
+    .await;
+    a.click("[data-test-target='approve']").await;
+    a.wait_for(
+        "the badge gone",
+        &format!("const v = (() => {{ {badge} }})(); return v && v[0]"),
+        json!([]),
+    )
+    .await;
+    a.quit().await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn a_long_conversation_keeps_a_bounded_dom_and_its_place_when_older_pages_load() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    server.user("alice", Role::Operator, PW).await;
+    server.user("bob", Role::Operator, PW).await;
+    let c = server.client();
+    let alice = Api::login(&c, "alice", PW).await;
+    let bob = Api::login(&c, "bob", PW).await;
+    let group = alice.group("Long", &["bob"]).await;
+    for i in 1..=320 {
+        bob.say(&group, &format!("k{i}"), &format!("long {i}"))
+            .await;
+    }
+    let base = origin(&server);
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let a = driver.session(&spki_hash(&server).await).await;
+    let mut failed: Vec<String> = Vec::new();
+    sign_in(&a, &base, "alice").await;
+    a.goto(&format!("{base}/c/{group}")).await;
+    wait_online(&a).await;
+    wait_message(&a, "long 320").await;
+    let count = "return document.querySelectorAll('#messages .msg[data-seq]').length";
+    // Scrolled to the top, older pages come in (the scroll, or the button); the message in view
+    // stays where it was.
+    for _ in 0..8 {
+        let before = a.js(count, json!([])).await.as_u64().unwrap_or(0);
+        if before >= 320 {
+            break;
+        }
+        let anchor = a
+            .js(
+                "document.querySelector('.scroller').scrollTop = 0;
+                 const m = document.querySelector('#messages .msg[data-seq]');
+                 return [m.dataset.seq, m.getBoundingClientRect().top]",
+                json!([]),
+            )
+            .await;
+        a.js(
+            "document.getElementById('older').click(); return true",
+            json!([]),
+        )
+        .await;
+        a.wait_for(
+            "an older page",
+            "return document.querySelectorAll('#messages .msg[data-seq]').length > arguments[0]",
+            json!([before]),
+        )
+        .await;
+        let moved = a
+            .js(
+                "const m = document.querySelector(`#messages .msg[data-seq='${arguments[0]}']`);
+                 return m ? Math.abs(m.getBoundingClientRect().top - arguments[1]) : null",
+                json!([anchor[0], anchor[1]]),
+            )
+            .await;
+        if moved.as_f64().unwrap_or(999.0) > 2.0 {
+            failed.push(format!("the message in view moved {moved} px"));
+        }
+    }
+    // Back at the newest message, a new one trims the DOM to the window again.
+    a.js(
+        "const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; return true",
+        json!([]),
+    )
+    .await;
+    bob.say(&group, "k321", "long 321").await;
+    wait_message(&a, "long 321").await;
+    let n = a.js(count, json!([])).await;
+    if n.as_u64().unwrap_or(999) > 200 {
+        failed.push(format!(
+            "{n} messages in the DOM at the bottom (window 200)"
+        ));
+    }
+    a.quit().await;
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -11,6 +11,8 @@ const account = (username) => `/api/v1/admin/users/${enc(username)}`;
 
 export const accounts = () => get('/api/v1/admin/users');
 
+export const pendingAccounts = () => get('/api/v1/admin/users?status=pending');
+
 export const createAccount = ({ username, display_name, role }) =>
   post('/api/v1/admin/users', { username, display_name, role });
 
