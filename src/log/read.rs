@@ -25,6 +25,19 @@ pub enum ReadError {
     Store(#[from] StoreError),
 }
 
+impl ReadError {
+    /// Whether the entry's payload was purged by retention (its record has no body left).
+    pub fn is_purged(&self) -> bool {
+        matches!(
+            self,
+            ReadError::Decode {
+                source: CodecError::Purged,
+                ..
+            }
+        )
+    }
+}
+
 /// Rebuilds one entry from its stored bytes.
 pub fn decode_entry(
     site: &Arc<str>,
@@ -79,10 +92,7 @@ pub fn entry(
 ) -> Result<Option<Entry>, ReadError> {
     match rtx.log_raw(seq)? {
         Some(raw) => match decode_entry(site, key, seq, &raw) {
-            Err(ReadError::Decode {
-                source: CodecError::Purged,
-                ..
-            }) => Ok(None),
+            Err(e) if e.is_purged() => Ok(None),
             other => other.map(Some),
         },
         None => Ok(None),

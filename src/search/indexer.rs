@@ -183,10 +183,7 @@ pub async fn catch_up(log: &Log, max: u64) -> Result<u64, IndexError> {
                         }
                     }
                     // A payload retention purged has nothing left to index.
-                    Err(crate::log::read::ReadError::Decode {
-                        source: crate::store::CodecError::Purged,
-                        ..
-                    }) => {}
+                    Err(e) if e.is_purged() => {}
                     Err(e) => {
                         failed = Some(e);
                         return false;
