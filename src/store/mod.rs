@@ -15,6 +15,7 @@ mod events;
 mod incidents;
 mod ingest;
 mod pending;
+mod purged_views;
 mod replication;
 mod retention;
 mod rows;
@@ -124,6 +125,10 @@ pub(crate) const PURGED: TableDefinition<u64, &[u8]> = TableDefinition::new("pur
 /// the message's view row goes with its payload and comes back with it within the grace period.
 pub(crate) const PURGED_MESSAGES: TableDefinition<u64, (&str, &[u8])> =
     TableDefinition::new("purgedmessages_seq_convrow");
+/// seq of a purged entry → (`alarm:<id>` | `incident:<id>`, the text that view row copied from
+/// it: an occurrence's message, an incident's title), kept through the grace period.
+pub(crate) const PURGED_VIEWS: TableDefinition<u64, (&str, &[u8])> =
+    TableDefinition::new("purgedviews_seq_copy");
 /// retention scope (`site`, `stream:<name>`) → version u8 ‖ JSON (keep override, legal hold).
 pub(crate) const RETENTION_SCOPES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("retention_scope_row");
@@ -243,6 +248,7 @@ macro_rules! for_each_table {
         $f($($arg,)* ATTACHMENT_UNPOSTED, 7)?;
         $f($($arg,)* ATTACHMENT_REFS, 7)?;
         $f($($arg,)* ATTACHMENT_REF_COUNTS, 7)?;
+        $f($($arg,)* PURGED_VIEWS, 8)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -1,7 +1,8 @@
 //! Retention's rows: purging an entry's payload (the log record rewritten as v2, the v1 record
 //! kept in `purged_seq_record` through the grace period), restoring it, removing it for good,
 //! and the per-scope policy rows (overrides and legal holds). A chat message's view row (its
-//! sealed text, edits applied) moves with its payload, so history stops showing it.
+//! sealed text, edits applied) moves with its payload, so history stops showing it; the alarm
+//! and incident views' copies move too (`purged_views.rs`).
 
 use redb::ReadableTable;
 
@@ -130,6 +131,7 @@ impl WriteTx {
                 }
             }
         }
+        self.purge_view_copies(seq, &meta.stream, grace)?;
         if !grace {
             self.release_attachment_refs(seq)?;
         }
@@ -161,6 +163,7 @@ impl WriteTx {
             self.put(MESSAGES, (conv.as_str(), seq), row.as_slice())?;
             self.remove(PURGED_MESSAGES, seq)?;
         }
+        self.restore_view_copies(seq)?;
         Ok(true)
     }
 
@@ -182,6 +185,7 @@ impl WriteTx {
         for seq in &due {
             self.remove(PURGED, *seq)?;
             self.remove(PURGED_MESSAGES, *seq)?;
+            self.forget_view_copies(*seq)?;
             self.release_attachment_refs(*seq)?;
         }
         Ok(due)

@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -29,6 +29,8 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     |txn| create_tables(txn, 5),
     |txn| create_tables(txn, 6),
     |txn| create_tables(txn, 7),
+    // v8: the views' copies of purged content.
+    |txn| create_tables(txn, 8),
 ];
 
 /// Creates every table of the list that first appears in `version`.

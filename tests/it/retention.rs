@@ -143,6 +143,7 @@ async fn a_held_conversation_is_not_purged_and_the_grace_period_restores() {
     let hold = ScopeRow {
         keep: None,
         hold: true,
+        ..Default::default()
     };
     retention
         .set_scope(&stream_scope(&format!("conv/{held}")), Some(hold), &by)
@@ -231,6 +232,7 @@ async fn purge_now_keeps_nothing_to_restore_and_a_held_site_is_not_scanned() {
     let hold = ScopeRow {
         keep: None,
         hold: true,
+        ..Default::default()
     };
     retention
         .set_scope(
@@ -403,4 +405,94 @@ async fn admins_set_overrides_and_holds_over_the_api() {
         .stream_seqs(plantwire::retention::STREAM, 0, log.head(&rtx).unwrap(), 10)
         .unwrap();
     assert_eq!(seqs.len(), 2);
+}
+
+/// The views that copy content follow a purge: an alarm occurrence's message and an incident's
+/// title are blank while their entries are purged, come back with a restore, and stay blank
+/// once the grace period is over.
+#[tokio::test]
+async fn an_alarm_message_and_an_incident_title_leave_their_views_with_the_payload() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = TestServer::start_full(tempfile::tempdir().unwrap(), clock.clone(), |c| {
+        c.retention.alarms = Keep::Days(1);
+        c.retention.incidents = Keep::Days(1);
+        c.retention.pause_ms = 0;
+    })
+    .await;
+    let token = server.device("pump-7").await;
+    server.user("boss", plantwire::store::Role::Admin, PW).await;
+    let boss = Api::login(&server.client(), "boss", PW).await;
+    let template = serde_json::json!({"id": "trip", "name": "Trip", "title": "{source} tripped",
+        "questions": [{"id": "notes", "label": "Notes", "type": "text"}]});
+    let r = boss.post("/api/v1/templates", template).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let raised = server
+        .client()
+        .with_bearer(
+            hyper::Method::POST,
+            "/api/v1/alarms",
+            &token,
+            Some(
+                serde_json::json!({"source": "pump-7", "condition": "seal.leak",
+                "active": true, "priority": "high", "message": "seal leaking at bay 4"}),
+            ),
+        )
+        .await;
+    assert_eq!(raised.status, 201, "{:?}", raised.body);
+    let alarm = raised.json()["id"].as_u64().unwrap();
+    let r = boss
+        .post(
+            "/api/v1/incidents",
+            serde_json::json!({"template": "trip", "alarm": alarm}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let incident = r.json()["id"].as_str().unwrap().to_string();
+    let view = |boss: Api| {
+        let incident = incident.clone();
+        async move {
+            let a = boss.ok(&format!("/api/v1/alarms/{alarm}")).await;
+            let i = boss.ok(&format!("/api/v1/incidents/{incident}")).await;
+            (a.to_string(), i.to_string())
+        }
+    };
+    let (a, i) = view(boss).await;
+    assert!(a.contains("seal leaking at bay 4"), "{a}");
+    assert!(i.contains("pump-7 tripped"), "{i}");
+
+    clock.advance_us(2 * DAY);
+    let retention = server.state().retention().clone();
+    let by = Author::System;
+    let report = retention.pass(false, &by).await.unwrap();
+    assert!(report.purged.contains(&alarm), "{report:?}");
+    let client = server.client();
+    let again = || Api::login(&client, "boss", PW);
+    let (a, i) = view(again().await).await;
+    assert!(
+        !a.contains("seal leaking"),
+        "the message left the alarm view: {a}"
+    );
+    assert!(
+        !i.contains("pump-7 tripped"),
+        "the title left the incident view: {i}"
+    );
+
+    retention.restore(1, u64::MAX, &by).await.unwrap();
+    let (a, i) = view(again().await).await;
+    assert!(a.contains("seal leaking at bay 4"), "restored: {a}");
+    assert!(i.contains("pump-7 tripped"), "restored: {i}");
+
+    retention.pass(true, &by).await.unwrap();
+    clock.advance_us(8 * DAY);
+    retention.pass(false, &by).await.unwrap();
+    assert!(
+        retention
+            .restore(1, u64::MAX, &by)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (a, i) = view(again().await).await;
+    assert!(!a.contains("seal leaking"), "{a}");
+    assert!(!i.contains("pump-7 tripped"), "{i}");
 }
