@@ -184,6 +184,7 @@ fn replication_env<'a>(ctx: &'a Ctx<'a>) -> crate::replication::commands::Env<'a
         state_dir: ctx.state_dir,
         log: ctx.log,
         runtime: ctx.replication,
+        by: &ctx.by,
     }
 }
 

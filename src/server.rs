@@ -190,6 +190,16 @@ pub async fn run_supervised<F>(
     supervisor.spawn("incident-rules", move |stop| {
         crate::incidents::rules::run(rules_log, rules_cfg, stop)
     });
+    if let Some(h) = state.replication().and_then(|rt| rt.hq()) {
+        let (config, replicas, hq) = (
+            state.config().clone(),
+            h.hq.replicas.clone(),
+            state.log().clone(),
+        );
+        supervisor.spawn("hq-retention", move |stop| {
+            crate::replication::retention::run(config, replicas, hq, stop)
+        });
+    }
     if let Some(rt) = state.replication().cloned() {
         let (log, dir) = (state.log().clone(), state.state_dir().to_path_buf());
         let (opts, tls_state) = (

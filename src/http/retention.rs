@@ -106,9 +106,16 @@ pub async fn set_scope(
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_keep", e.to_string()))?;
     let r = state.retention();
+    // The scope's class keeps stay as they are (set with `retention set --site --class`).
+    let classes = r
+        .scope_row(&key)
+        .map_err(error)?
+        .unwrap_or_default()
+        .classes;
     let row = ScopeRow {
         keep,
         hold: req.hold.unwrap_or(false),
+        classes,
     };
     let row = (row != ScopeRow::default()).then_some(row);
     let by = Author::User(crate::users::key(&admin.user.username));

@@ -33,6 +33,13 @@ pub enum SiteCommand {
     /// Print this site's checkpoint-signing public key (the line `audit verify --public-key`
     /// reads); any role.
     Key,
+    /// A site's retention at HQ, set there: its bounds (`set --site [--class C] --keep K`),
+    /// legal holds, a pass now, restore; the subcommands of `plantwire retention`.
+    Retention {
+        name: String,
+        #[command(subcommand)]
+        command: crate::retention::commands::RetentionCommand,
+    },
 }
 
 /// What a command needs from where it runs.
@@ -42,6 +49,8 @@ pub struct Env<'a> {
     pub log: &'a Log,
     /// The running server's runtime (`None` offline).
     pub runtime: Option<&'a Arc<Runtime>>,
+    /// Who runs the command.
+    pub by: &'a crate::log::Author,
 }
 
 fn not_hq() -> ReplicationError {
@@ -152,6 +161,18 @@ async fn site_inner(
             writeln!(out, "site {name} revoked; its connections are closed")?;
         }
         SiteCommand::Key => crate::audit::key::print(env.log, out)?,
+        SiteCommand::Retention { name, command } => {
+            if !replicas.site_dir(name).join("plantwire.redb").exists() {
+                return Err(Rejection::not_found(
+                    "unknown_site",
+                    "no replica of that site here (enrolled sites have one after their first batch)",
+                )
+                .into());
+            }
+            let replica = replicas.replica(name).await?;
+            let r = super::retention::for_site(env.config, replica, env.log.clone(), name);
+            crate::retention::commands::run(&r, command, env.by, out).await?;
+        }
     }
     Ok(())
 }

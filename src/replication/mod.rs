@@ -5,6 +5,7 @@ pub mod commands;
 pub mod edge;
 pub mod hq;
 pub mod net;
+pub mod retention;
 pub mod runtime;
 pub mod ship;
 pub mod sites;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Keep, SITE_SCOPE, ScopeRow, stream_scope};
+use super::policy::{Class, Keep, SITE_SCOPE, ScopeRow, stream_scope};
 use super::purge::{Retention, ranges};
 use crate::error::Rejection;
 use crate::log::Author;
@@ -62,12 +62,17 @@ pub enum RetentionCommand {
         #[serde(default)]
         to: u64,
     },
-    /// Override how long a scope keeps payloads: `inherit`, `forever` or `N days`.
+    /// Override how long a scope keeps payloads: `inherit`, `forever` or `N days`; with
+    /// `--site --class C`, how long the site keeps one class (events, alarms, incidents, chat,
+    /// admin).
     Set {
         #[command(flatten)]
         scope: ScopeArgs,
         #[arg(long)]
         keep: String,
+        #[arg(long, requires = "site")]
+        #[serde(default)]
+        class: Option<String>,
     },
     /// Place a legal hold: nothing of the scope is purged until it is released.
     Hold {
@@ -104,7 +109,13 @@ pub async fn run(
             )?;
             for (scope, row) in r.scopes()? {
                 let keep = row.keep.map_or("-".to_string(), String::from);
-                writeln!(out, "{scope}: keep {keep}, hold {}", row.hold)?;
+                write!(out, "{scope}: keep {keep}, hold {}", row.hold)?;
+                for c in Class::ALL {
+                    if let Some(k) = row.classes.get(c) {
+                        write!(out, ", {} {}", c.name(), String::from(k))?;
+                    }
+                }
+                writeln!(out)?;
             }
             let waiting = r.restorable()?;
             writeln!(out, "restorable (in grace): {} entries", waiting.len())?;
@@ -131,14 +142,37 @@ pub async fn run(
                 writeln!(out, "restored: {a}..={b}")?;
             }
         }
-        RetentionCommand::Set { scope, keep } => {
+        RetentionCommand::Set { scope, keep, class } => {
             let key = scope.key()?;
             let keep =
                 Keep::parse(keep).map_err(|e| Rejection::invalid("invalid_keep", e.to_string()))?;
+            let class = match class.as_deref() {
+                None => None,
+                Some(_) if key != SITE_SCOPE => {
+                    return Err(Rejection::invalid(
+                        "invalid_scope",
+                        "--class applies to the site scope only (--site)",
+                    )
+                    .into());
+                }
+                Some(name) => Some(Class::parse(name).ok_or_else(|| {
+                    Rejection::invalid(
+                        "invalid_class",
+                        "a class is one of events, alarms, incidents, chat, admin",
+                    )
+                })?),
+            };
             let mut row = r.scope_row(&key)?.unwrap_or_default();
-            row.keep = Some(keep);
-            r.set_scope(&key, Some(row), by).await?;
-            writeln!(out, "{key}: keep {}", String::from(keep))?;
+            match class {
+                Some(c) => row.classes.set(c, keep),
+                None => row.keep = Some(keep),
+            }
+            let stored = (row != ScopeRow::default()).then_some(row);
+            r.set_scope(&key, stored, by).await?;
+            match class {
+                Some(c) => writeln!(out, "{key}: {} keep {}", c.name(), String::from(keep))?,
+                None => writeln!(out, "{key}: keep {}", String::from(keep))?,
+            }
         }
         RetentionCommand::Hold { scope } | RetentionCommand::Release { scope } => {
             let key = scope.key()?;

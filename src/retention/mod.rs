@@ -12,5 +12,5 @@ pub mod commands;
 pub mod policy;
 mod purge;
 
-pub use policy::{Class, Keep, RetentionConfig, SITE_SCOPE, ScopeRow, stream_scope};
+pub use policy::{Class, ClassKeeps, Keep, RetentionConfig, SITE_SCOPE, ScopeRow, stream_scope};
 pub use purge::{Change, Floor, Hook, PassReport, Retention, RetentionError, STREAM, ranges};

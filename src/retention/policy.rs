@@ -79,6 +79,29 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 5] = [
+        Self::Events,
+        Self::Alarms,
+        Self::Incidents,
+        Self::Chat,
+        Self::Admin,
+    ];
+
+    /// The name used in config and commands.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Alarms => "alarms",
+            Self::Incidents => "incidents",
+            Self::Chat => "chat",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn of(stream: &str) -> Self {
         let prefix = stream.split('/').next().unwrap_or_default();
         match prefix {
@@ -159,6 +182,15 @@ impl RetentionConfig {
         Ok(())
     }
 
+    /// The keep of class `c` for a site whose scope row is `site`: its class override, else the
+    /// config's.
+    pub fn class_for(&self, site: &ScopeRow, c: Class) -> Keep {
+        match site.classes.get(c) {
+            Some(Keep::Inherit) | None => self.class(c),
+            Some(k) => k,
+        }
+    }
+
     fn class(&self, c: Class) -> Keep {
         match c {
             Class::Events => self.events,
@@ -179,6 +211,54 @@ pub struct ScopeRow {
     /// Legal hold: nothing of this scope is purged while set.
     #[serde(default)]
     pub hold: bool,
+    /// Per-class keeps of the site scope (`retention set --site --class C`); at HQ these are a
+    /// site's bounds. Absent or `inherit`: the config's class keep.
+    #[serde(default, skip_serializing_if = "ClassKeeps::is_empty")]
+    pub classes: ClassKeeps,
+}
+
+/// A keep per stream class; `None` leaves the class to the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassKeeps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Keep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<Keep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incidents: Option<Keep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Keep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Keep>,
+}
+
+impl ClassKeeps {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn get(&self, c: Class) -> Option<Keep> {
+        match c {
+            Class::Events => self.events,
+            Class::Alarms => self.alarms,
+            Class::Incidents => self.incidents,
+            Class::Chat => self.chat,
+            Class::Admin => self.admin,
+        }
+    }
+
+    /// Sets one class's keep; `inherit` removes it.
+    pub fn set(&mut self, c: Class, keep: Keep) {
+        let k = (keep != Keep::Inherit).then_some(keep);
+        match c {
+            Class::Events => self.events = k,
+            Class::Alarms => self.alarms = k,
+            Class::Incidents => self.incidents = k,
+            Class::Chat => self.chat = k,
+            Class::Admin => self.admin = k,
+        }
+    }
 }
 
 /// The scope key of a stream's override row.
@@ -208,7 +288,7 @@ pub fn keep_us(
         .keep
         .filter(|k| *k != Keep::Inherit)
         .unwrap_or(config.default);
-    let class = config.class(Class::of(stream));
+    let class = config.class_for(site, Class::of(stream));
     let keep = match stream_row.and_then(|r| r.keep) {
         Some(Keep::Inherit) | None => class,
         Some(k) => k,
@@ -258,6 +338,7 @@ mod tests {
         let row = ScopeRow {
             keep: Some(Keep::Forever),
             hold: false,
+            ..Default::default()
         };
         assert_eq!(
             keep_us(&c, &site, Some(&row), "chat.message", "conv/x"),
@@ -266,6 +347,7 @@ mod tests {
         let held = ScopeRow {
             keep: Some(Keep::Days(1)),
             hold: true,
+            ..Default::default()
         };
         assert_eq!(
             keep_us(&c, &site, Some(&held), "chat.message", "conv/x"),

@@ -58,6 +58,44 @@ pub struct Retention {
     config: RetentionConfig,
     floor: Floor,
     hooks: Vec<Hook>,
+    journal: Journal,
+}
+
+/// Where retention's own entries (`retention.purged|restored|scope`) go.
+#[derive(Clone)]
+enum Journal {
+    /// Into the log it purges, in the same commit.
+    Same,
+    /// Into HQ's own log, naming the site, after the replica's commit: a replica's chain is the
+    /// site's and takes no entry of HQ's.
+    Hq { log: Log, site: String },
+}
+
+impl Journal {
+    /// Appends `body` (plus the site, at HQ) as `kind` to HQ's log; nothing for [`Journal::Same`],
+    /// whose entry went into the batch's own commit.
+    async fn after(
+        &self,
+        kind: &'static str,
+        by: &Author,
+        mut body: serde_json::Value,
+    ) -> Result<(), RetentionError> {
+        let Self::Hq { log, site } = self else {
+            return Ok(());
+        };
+        body["site"] = serde_json::Value::String(site.clone());
+        let entry = NewEntry::json(kind, STREAM, by, &body).map_err(SubmitError::from)?;
+        log.submit(move |tx| tx.append(entry.clone())).await?;
+        Ok(())
+    }
+}
+
+fn purged_body(done: &[u64], grace_days: u32) -> serde_json::Value {
+    serde_json::json!({"ranges": ranges(done), "count": done.len(), "grace_days": grace_days})
+}
+
+fn restored_body(done: &[u64]) -> serde_json::Value {
+    serde_json::json!({"ranges": ranges(done), "count": done.len()})
 }
 
 /// Runs of consecutive seqs, `[first, last]`.
@@ -79,6 +117,26 @@ impl Retention {
             config,
             floor,
             hooks: Vec::new(),
+            journal: Journal::Same,
+        }
+    }
+
+    /// Retention over HQ's replica of `site`: the site's bounds are the replica's own scope
+    /// rows (set at HQ), `config` (HQ's `[retention]`) gives the defaults, and what it does is
+    /// recorded in `hq`, HQ's own log.
+    pub fn for_replica(
+        replica: Log,
+        config: RetentionConfig,
+        floor: Floor,
+        hq: Log,
+        site: &str,
+    ) -> Self {
+        Self {
+            journal: Journal::Hq {
+                log: hq,
+                site: site.to_string(),
+            },
+            ..Self::new(replica, config, floor)
         }
     }
 
@@ -127,21 +185,24 @@ impl Retention {
         by: &Author,
     ) -> Result<u64, RetentionError> {
         let json = row.map(|r| serde_json::to_vec(&r)).transpose()?;
-        let entry = NewEntry::json(
-            "retention.scope",
-            STREAM,
-            by,
-            &serde_json::json!({"scope": scope, "row": row}),
-        )
-        .map_err(SubmitError::from)?;
+        let body = serde_json::json!({"scope": scope, "row": row});
+        let entry =
+            NewEntry::json("retention.scope", STREAM, by, &body).map_err(SubmitError::from)?;
+        let same = matches!(self.journal, Journal::Same);
         let scope = scope.to_string();
-        Ok(self
+        let seq = self
             .log
             .submit(move |tx| {
                 tx.views().put_retention_scope(&scope, json.as_deref())?;
-                tx.append(entry.clone())
+                if same {
+                    tx.append(entry.clone())
+                } else {
+                    Ok(0)
+                }
             })
-            .await?)
+            .await?;
+        self.journal.after("retention.scope", by, body).await?;
+        Ok(seq)
     }
 
     /// One pass: forgets kept payloads past their grace period, then purges every due payload
@@ -209,9 +270,9 @@ impl Retention {
             policy::Keep::Inherit => default.micros(),
             k => k.micros(),
         };
-        let mut keeps: Vec<Option<i64>> = [c.events, c.alarms, c.incidents, c.chat, c.admin]
+        let mut keeps: Vec<Option<i64>> = policy::Class::ALL
             .into_iter()
-            .map(resolve)
+            .map(|class| resolve(c.class_for(&site, class)))
             .collect();
         for (key, json) in rtx.retention_scopes()? {
             let row: ScopeRow = serde_json::from_slice(&json)?;
@@ -275,9 +336,10 @@ impl Retention {
         by: &Author,
     ) -> Result<Vec<u64>, RetentionError> {
         let hooks = self.hooks.clone();
-        let by = by.clone();
+        let job_by = by.clone();
         let grace_days = if at_once { 0 } else { self.config.grace_days };
-        Ok(self
+        let same = matches!(self.journal, Journal::Same);
+        let done = self
             .log
             .submit(move |tx| {
                 let now = tx.now_us();
@@ -293,15 +355,18 @@ impl Retention {
                 for h in &hooks {
                     h(tx, Change::Purged, &done)?;
                 }
-                let body = serde_json::json!({
-                    "ranges": ranges(&done),
-                    "count": done.len(),
-                    "grace_days": grace_days,
-                });
-                tx.append(NewEntry::json("retention.purged", STREAM, &by, &body)?)?;
+                if same {
+                    let body = purged_body(&done, grace_days);
+                    tx.append(NewEntry::json("retention.purged", STREAM, &job_by, &body)?)?;
+                }
                 Ok(done)
             })
-            .await?)
+            .await?;
+        if !done.is_empty() {
+            let body = purged_body(&done, grace_days);
+            self.journal.after("retention.purged", by, body).await?;
+        }
+        Ok(done)
     }
 
     /// Puts back the payloads of purged entries in `from..=to` still in their grace period.
@@ -327,7 +392,8 @@ impl Retention {
             };
             next = last + 1;
             let hooks = self.hooks.clone();
-            let by = by.clone();
+            let job_by = by.clone();
+            let same = matches!(self.journal, Journal::Same);
             let done = self
                 .log
                 .submit(move |tx| {
@@ -340,11 +406,22 @@ impl Retention {
                     for h in &hooks {
                         h(tx, Change::Restored, &done)?;
                     }
-                    let body = serde_json::json!({"ranges": ranges(&done), "count": done.len()});
-                    tx.append(NewEntry::json("retention.restored", STREAM, &by, &body)?)?;
+                    if same {
+                        let body = restored_body(&done);
+                        tx.append(NewEntry::json(
+                            "retention.restored",
+                            STREAM,
+                            &job_by,
+                            &body,
+                        )?)?;
+                    }
                     Ok(done)
                 })
                 .await?;
+            if !done.is_empty() {
+                let body = restored_body(&done);
+                self.journal.after("retention.restored", by, body).await?;
+            }
             restored.extend(done);
             tokio::time::sleep(Duration::from_millis(self.config.pause_ms)).await;
         }

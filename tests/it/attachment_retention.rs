@@ -147,6 +147,7 @@ async fn chunks_go_with_the_last_reference_purged_for_good_and_a_restore_finds_t
     let hold = ScopeRow {
         keep: None,
         hold: true,
+        ..Default::default()
     };
     retention
         .set_scope(&stream_scope(&format!("conv/{held}")), Some(hold), &by)

@@ -38,6 +38,7 @@ mod event_query;
 mod events;
 mod foundations;
 mod history_policy;
+mod hq_retention;
 mod incidents;
 mod ingest;
 mod input_hardening;
