@@ -151,6 +151,17 @@ fn rss(field: &str) -> Option<u64> {
         .ok()
 }
 
+/// Message `n` of the chat: its text, author and conversation index, from `seed` and `n` alone,
+/// so senders make each one when they send it and nothing holds the whole run in memory.
+fn nth(seed: u64, n: u64, convs: usize) -> (String, &'static str, usize) {
+    let mut r = Rng((seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
+    r.next();
+    let text = message(&mut r);
+    let who = PEOPLE[(r.next() % PEOPLE.len() as u64) as usize];
+    let conv = (r.next() % convs as u64) as usize;
+    (text, who, conv)
+}
+
 async fn send_many(
     log: &Log,
     convs: &Arc<Vec<String>>,
@@ -160,34 +171,35 @@ async fn send_many(
     senders: usize,
     export: Option<&mut std::fs::File>,
 ) -> anyhow::Result<(f64, u64)> {
-    // Texts first, so the timed part is the sending.
-    let mut r = Rng(seed ^ from.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut work = Vec::with_capacity(count as usize);
     let mut bytes = 0;
+    let mut out = export.map(std::io::BufWriter::new);
     for n in from..from + count {
-        let text = message(&mut r);
-        let who = PEOPLE[(r.next() % PEOPLE.len() as u64) as usize];
-        let conv = (r.next() % convs.len() as u64) as usize;
+        let (text, who, conv) = nth(seed, n, convs.len());
         bytes += text.len() as u64;
-        work.push((n, who, conv, text));
-    }
-    if let Some(f) = export {
-        for (_, who, conv, text) in &work {
-            writeln!(f, "{}\t{who}\t{text}", convs[*conv])?;
+        if let Some(f) = out.as_mut() {
+            writeln!(f, "{}\t{who}\t{text}", convs[conv])?;
         }
     }
-    let work = Arc::new(std::sync::Mutex::new(work));
+    if let Some(f) = out.as_mut() {
+        f.flush()?;
+    }
+    drop(out);
+    // Each sender takes the next number and makes its message (about a microsecond, beside a
+    // durable send of tens).
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(from));
+    let end = from + count;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..senders {
-        let (log, convs, work) = (log.clone(), convs.clone(), work.clone());
+        let (log, convs, next) = (log.clone(), convs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let cfg = ChatConfig::default();
             loop {
-                let next = work.lock().ok().and_then(|mut w| w.pop());
-                let Some((n, who, conv, text)) = next else {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= end {
                     return Ok::<_, anyhow::Error>(());
-                };
+                }
+                let (text, who, conv) = nth(seed, n, convs.len());
                 let actor = Actor {
                     user: who.to_string(),
                     role: Role::Operator,
@@ -231,8 +243,9 @@ fn time_queries(
 }
 
 pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
+    // The server's default page cache, so the RSS is what a server would hold.
     let opts = LogOptions {
-        cache_bytes: 32 << 20,
+        cache_bytes: crate::config::StorageConfig::default().cache_mib << 20,
         queue_capacity: 1024,
         max_batch: 256,
         hub_capacity: 1024,

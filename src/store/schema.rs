@@ -29,8 +29,11 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     |txn| create_tables(txn, 5),
     |txn| create_tables(txn, 6),
     |txn| create_tables(txn, 7),
-    // v8: the views' copies of purged content.
-    |txn| create_tables(txn, 8),
+    // v8: the views' copies of purged content; attachment bookkeeping for stores older than v7.
+    |txn| {
+        create_tables(txn, 8)?;
+        backfill_attachments(txn)
+    },
 ];
 
 /// Creates every table of the list that first appears in `version`.
@@ -58,6 +61,45 @@ fn mark_event_backfill(txn: &WriteTransaction) -> Result<(), StoreError> {
     if last > 0 {
         txn.open_table(META)?
             .insert(EVENT_BACKFILL_KEY, last.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// v8: attachments stored before v7 had no usage or unposted rows (the quota and the collector
+/// did not count them). Each uploader's usage is recomputed as the sum of their attachments' sizes
+/// (what v7 keeps, so a v7 store gets the same numbers), and an attachment in no conversation and
+/// no reference count is noted as unposted at its upload time. References from messages sealed
+/// before v7 cannot be read here (no data key): such attachments are kept, never collected.
+fn backfill_attachments(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut usage: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut unposted = Vec::new();
+    {
+        let rows = txn.open_table(ATTACHMENTS.def())?;
+        let convs = txn.open_table(ATTACHMENT_CONVS)?;
+        let counts = txn.open_table(ATTACHMENT_REF_COUNTS)?;
+        for r in rows.iter()? {
+            let (_, v) = r?;
+            let row = AttachmentRow::decode(v.value())?;
+            let n = usage.entry(row.uploader.clone()).or_default();
+            *n = n.saturating_add(row.size);
+            let posted = convs
+                .range((row.id.as_str(), "")..)?
+                .next()
+                .transpose()?
+                .is_some_and(|(k, _)| k.value().0 == row.id);
+            if !posted && counts.get(row.id.as_str())?.is_none() {
+                unposted.push((row.created_at_us, row.id));
+            }
+        }
+    }
+    let mut t = txn.open_table(ATTACHMENT_USAGE)?;
+    t.retain(|_, _| false)?;
+    for (user, bytes) in &usage {
+        t.insert(user.as_str(), *bytes)?;
+    }
+    let mut t = txn.open_table(ATTACHMENT_UNPOSTED)?;
+    for (at, id) in &unposted {
+        t.insert((*at, id.as_str()), ())?;
     }
     Ok(())
 }
@@ -106,6 +148,8 @@ pub(super) fn migrate_to(db: &Database, target: u32) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{AttachmentRow, Store};
+
     /// `docs/log-format.md` lists exactly the tables of the one list (it drifted twice before).
     #[test]
     fn the_docs_name_every_table_and_no_other() {
@@ -122,5 +166,43 @@ mod tests {
             documented, code,
             "docs/log-format.md and the table list differ"
         );
+    }
+
+    fn row(id: &str, uploader: &str, size: u64, at: i64) -> AttachmentRow {
+        AttachmentRow {
+            id: id.into(),
+            size,
+            sha256: "00".repeat(32),
+            mime: "image/png".into(),
+            name: format!("{id}.png"),
+            uploader: uploader.into(),
+            created_at_us: at,
+            chunks: 0,
+        }
+    }
+
+    /// A v6 store's attachments (no usage or unposted rows then) are counted against their
+    /// uploaders after the migration, and the one never posted becomes collectable; the posted one
+    /// is not.
+    #[test]
+    fn attachments_of_a_store_before_v7_are_counted_and_the_unposted_collectable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plantwire.redb");
+        {
+            let store = Store::create_at_version(&path, 6).unwrap();
+            let mut w = store.write().unwrap();
+            w.put_attachment(&row("a1", "ana", 1_000, 10)).unwrap();
+            w.put_attachment(&row("a2", "ana", 500, 20)).unwrap();
+            w.put_attachment(&row("b1", "bo", 70, 30)).unwrap();
+            w.put_attachment_conv("a1", "c-1").unwrap();
+            w.commit().unwrap();
+        }
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let r = store.read().unwrap();
+        assert_eq!(r.attachment_usage("ana").unwrap(), 1_500);
+        assert_eq!(r.attachment_usage("bo").unwrap(), 70);
+        drop(r);
+        let w = store.write().unwrap();
+        assert_eq!(w.unposted_before(i64::MAX, 10).unwrap(), ["a2", "b1"]);
     }
 }

@@ -1,5 +1,6 @@
 //! The benchmark drivers against a real server: `bench ingest` publishes exactly the events it
-//! counts, one per request and in batches, over HTTP/1.1 and HTTP/2.
+//! counts, one per request and in batches, over HTTP/1.1 and HTTP/2; `bench search` sends and
+//! indexes exactly the chat it counts.
 
 use plantwire::bench::ingest::{Credential, IngestBench, Proto, run};
 
@@ -32,4 +33,49 @@ async fn bench_ingest_stores_every_event_it_counts_singly_and_in_batches() {
         }
         assert_eq!(server.head_seq() - before, 300, "{batch} per request");
     }
+}
+
+/// `bench search` sends exactly the messages it counts (its export holds one line for each, the
+/// same texts for the same seed), indexes all of them and finds what it queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_search_indexes_every_message_it_sends_and_its_queries_find_them() {
+    use plantwire::bench::search::{SearchBench, run};
+    let dir = tempfile::tempdir().unwrap();
+    let bench = |export: &str| SearchBench {
+        dir: dir.path().to_path_buf(),
+        messages: 1_200,
+        rate_messages: 100,
+        senders: 4,
+        runs: 20,
+        seed: 18,
+        export: Some(dir.path().join(export)),
+    };
+    let r = run(&bench("a.tsv")).await.unwrap();
+    assert_eq!(r.messages, 1_200);
+    let text = std::fs::read_to_string(dir.path().join("a.tsv")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 1_200);
+    let bytes: u64 = lines
+        .iter()
+        .map(|l| l.rsplit('\t').next().unwrap().len() as u64)
+        .sum();
+    assert_eq!(r.text_bytes, bytes);
+    // The last phase (everything after the two rate phases) is indexed in one go.
+    assert!(r.index_entries >= 1_200 - 400, "{r:?}");
+    assert!(r.blocks > 0 && r.index_bytes > 0, "{r:?}");
+    assert!(r.one_word_hits > 0.0 && r.two_words_hits > 0.0, "{r:?}");
+    assert!(r.peak_rss_kib.is_some(), "{r:?}");
+    // The same seed, the same chat (authors and texts; conversation ids are new each run).
+    run(&bench("b.tsv")).await.unwrap();
+    let again = std::fs::read_to_string(dir.path().join("b.tsv")).unwrap();
+    let chat = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_once('\t').unwrap().1.to_string())
+            .collect()
+    };
+    assert!(
+        chat(&text) == chat(&again),
+        "the same seed gives the same chat"
+    );
 }
