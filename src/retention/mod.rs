@@ -11,6 +11,8 @@
 pub mod commands;
 pub mod policy;
 mod purge;
+#[cfg(test)]
+mod tests;
 
 pub use policy::{Class, ClassKeeps, Keep, RetentionConfig, SITE_SCOPE, ScopeRow, stream_scope};
 pub use purge::{Change, Floor, Hook, PassReport, Retention, RetentionError, STREAM, ranges};

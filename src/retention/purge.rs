@@ -329,6 +329,26 @@ impl Retention {
         Ok((due, last, false))
     }
 
+    /// The scan of [`Retention::pass`] over `from..=to`, for the unit tests.
+    #[cfg(test)]
+    pub(super) fn scan_for_test(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<(Vec<u64>, u64, bool), RetentionError> {
+        self.due(from, to, i64::MAX)
+    }
+
+    /// One purge batch with the grace period, for the unit tests.
+    #[cfg(test)]
+    pub(super) async fn purge_for_test(
+        &self,
+        seqs: Vec<u64>,
+        by: &Author,
+    ) -> Result<Vec<u64>, RetentionError> {
+        self.purge_batch(seqs, false, by).await
+    }
+
     async fn purge_batch(
         &self,
         seqs: Vec<u64>,
@@ -339,12 +359,32 @@ impl Retention {
         let job_by = by.clone();
         let grace_days = if at_once { 0 } else { self.config.grace_days };
         let same = matches!(self.journal, Journal::Same);
+        let config = self.config.clone();
         let done = self
             .log
             .submit(move |tx| {
                 let now = tx.now_us();
                 let mut done = Vec::with_capacity(seqs.len());
+                // The scan ran on a snapshot: a hold or a longer keep set since then wins, so
+                // the policy is checked again in the transaction that purges.
+                let scope = |tx: &mut Tx<'_>, key: &str| {
+                    tx.views()
+                        .retention_scope(key)?
+                        .map(|json| serde_json::from_slice::<ScopeRow>(&json))
+                        .transpose()
+                        .map_err(AppendError::from)
+                };
+                let site = scope(tx, SITE_SCOPE)?.unwrap_or_default();
                 for &seq in &seqs {
+                    let Some(meta) = tx.views().log_meta(seq)? else {
+                        continue;
+                    };
+                    let row = scope(tx, &policy::stream_scope(&meta.stream))?;
+                    let keep =
+                        policy::keep_us(&config, &site, row.as_ref(), &meta.kind, &meta.stream);
+                    if keep.is_none_or(|k| meta.ts > now.saturating_sub(k)) {
+                        continue;
+                    }
                     if tx.views().purge_payload(seq, now, !at_once)? == PurgeOutcome::Purged {
                         done.push(seq);
                     }

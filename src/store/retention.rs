@@ -7,6 +7,7 @@
 use redb::ReadableTable;
 
 use super::codec::RecordMeta;
+use super::table::Txn;
 use super::{
     LOG, MESSAGES, PURGED, PURGED_MESSAGES, RETENTION_SCOPES, ReadTx, StoreError, WriteTx,
 };
@@ -24,13 +25,26 @@ pub enum PurgeOutcome {
     Missing,
 }
 
+/// The clear fields of entry `seq`, on a snapshot or in the writer's transaction.
+fn meta_in(t: &impl Txn, seq: u64) -> Result<Option<RecordMeta>, StoreError> {
+    match t.open(LOG)?.get(seq)? {
+        Some(raw) => Ok(Some(RecordMeta::decode(raw.value())?.0)),
+        None => Ok(None),
+    }
+}
+
+/// The JSON row of a retention scope, on a snapshot or in the writer's transaction.
+fn scope_in(t: &impl Txn, scope: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    t.open(RETENTION_SCOPES)?
+        .get(scope)?
+        .map(|v| scope_json(v.value()))
+        .transpose()
+}
+
 impl ReadTx {
     /// The clear fields of entry `seq` (v1 or purged v2 record), without opening its body.
     pub fn log_meta(&self, seq: u64) -> Result<Option<RecordMeta>, StoreError> {
-        match self.log_raw(seq)? {
-            Some(raw) => Ok(Some(RecordMeta::decode(&raw)?.0)),
-            None => Ok(None),
-        }
+        meta_in(self, seq)
     }
 
     /// Purged entries still restorable, from `from` on: (seq, purged at µs), at most `limit`.
@@ -53,8 +67,7 @@ impl ReadTx {
 
     /// The JSON row of a retention scope (`site`, `stream:<name>`).
     pub fn retention_scope(&self, scope: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = self.txn.open_table(RETENTION_SCOPES)?;
-        t.get(scope)?.map(|v| scope_json(v.value())).transpose()
+        scope_in(self, scope)
     }
 
     /// Every retention scope row, in key order.
@@ -88,6 +101,16 @@ fn scope_json(v: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 impl WriteTx {
+    /// [`ReadTx::log_meta`] in the writer's transaction (a purge re-checks the policy there).
+    pub fn log_meta(&self, seq: u64) -> Result<Option<RecordMeta>, StoreError> {
+        meta_in(self, seq)
+    }
+
+    /// [`ReadTx::retention_scope`] in the writer's transaction.
+    pub fn retention_scope(&self, scope: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        scope_in(self, scope)
+    }
+
     /// Removes entry `seq`'s payload: its record becomes v2 (clear fields and chain links only).
     /// With `grace`, the v1 record is kept in `purged_seq_record` with `now_us` until
     /// [`WriteTx::forget_purged`] removes it; without, it is gone at commit.
