@@ -410,8 +410,33 @@ pub fn request_audit_export(
     if first.is_empty() {
         return Err(ControlError::Refused("the server closed the export".into()));
     }
+    let header: crate::audit::format::Header =
+        serde_json::from_slice(&first).map_err(|source| ControlError::BadAnswer {
+            path: path.clone(),
+            source,
+        })?;
     out.write_all(&first).map_err(err)?;
-    std::io::copy(&mut reader, out).map_err(err)?;
+    // Line by line, keeping the last: an export is complete only when it ends with the entry
+    // its header names as the end (the checkpoint), so a server that stops midway is an error
+    // here, not a short file with exit status 0.
+    let (mut line, mut last) = (Vec::new(), Vec::new());
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(err)? == 0 {
+            break;
+        }
+        out.write_all(&line).map_err(err)?;
+        std::mem::swap(&mut line, &mut last);
+    }
+    let complete = last.ends_with(b"\n")
+        && serde_json::from_slice::<crate::audit::format::EntryLine>(&last)
+            .is_ok_and(|l| l.seq == header.end);
+    if !complete {
+        return Err(ControlError::Refused(format!(
+            "the export stopped before its last entry (seq {}): the file is incomplete",
+            header.end
+        )));
+    }
     Ok(true)
 }
 
