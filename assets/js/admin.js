@@ -62,7 +62,9 @@ export function adminScreen(go) {
   });
   return {
     el: h('div', { class: 'screen' },
-      h('p', {}, h('a', { href: '/admin/devices', class: 'nav', onclick: (e) => { e.preventDefault(); go('/admin/devices'); } }, 'Devices: tokens and certificates →')),
+      h('p', { class: 'row' },
+        h('a', { href: '/admin/devices', class: 'nav', onclick: (e) => { e.preventDefault(); go('/admin/devices'); } }, 'Devices: tokens and certificates →'),
+        h('a', { href: '/admin/retention', class: 'nav', onclick: (e) => { e.preventDefault(); go('/admin/retention'); } }, 'Retention and legal holds →')),
       h('h2', {}, 'Accounts'), secret,
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['User', 'Name', 'Role', 'Status', ''].map((x) => h('th', {}, x)))), table)),
       form),

@@ -13,6 +13,7 @@ import { convList, openConversation } from './chat.js';
 import { peopleScreen, channelsScreen } from './people.js';
 import { profileScreen } from './profile.js';
 import { adminScreen } from './admin.js';
+import { retentionScreen } from './retention.js';
 import { alarmsScreen } from './alarms.js';
 import { devicesScreen } from './devices.js';
 import { eventsScreen } from './events.js';
@@ -139,7 +140,7 @@ function route() {
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && p === '/admin/devices') || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && (p === '/admin/devices' || p === '/admin/retention')) || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
   }
   let view;
   if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
@@ -148,6 +149,7 @@ function route() {
   else if (p === '/profile') view = profileScreen(signedOut);
   else if (p === '/admin') view = adminScreen(go);
   else if (p === '/admin/devices' && S.me.role === 'admin') view = devicesScreen();
+  else if (p === '/admin/retention' && S.me.role === 'admin') view = retentionScreen();
   else if (p === '/alarms') view = alarmsScreen(go);
   else if (p === '/alarms/kpis') view = kpiScreen(go);
   else if (p === '/events') view = eventsScreen(go, Number(new URLSearchParams(location.search).get('seq')) || null);

@@ -19,6 +19,10 @@ pub struct ScopeView {
     /// `inherit`, `forever`, `N days`, or absent (no override).
     keep: Option<String>,
     hold: bool,
+    /// The site scope's keeps per class (`events`, `alarms`, `incidents`, `chat`, `admin`), over
+    /// the configured ones; absent classes follow the config.
+    #[schema(value_type = Object)]
+    classes: crate::retention::ClassKeeps,
 }
 
 /// The configured policy and the stored overrides.
@@ -32,7 +36,8 @@ pub struct RetentionView {
 }
 
 /// Exactly one of `site`, `stream`, `conversation`, and the scope's whole row (it replaces the
-/// stored one): `keep` absent or null is no override, `hold` absent is false.
+/// stored one): `keep` absent or null is no override, `hold` absent is false. With `class` (site
+/// only), `keep` is that class's keep for the site and nothing else of the row changes.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetScope {
@@ -43,6 +48,8 @@ pub struct SetScope {
     /// `inherit`, `forever`, `N days`; absent or `null`: no override.
     keep: Option<String>,
     hold: Option<bool>,
+    /// `events`, `alarms`, `incidents`, `chat` or `admin`: set this class's keep (with `site`).
+    class: Option<String>,
 }
 
 fn error(e: RetentionError) -> ApiError {
@@ -63,6 +70,7 @@ fn view(state: &AppState) -> Result<RetentionView, ApiError> {
             scope,
             keep: row.keep.map(String::from),
             hold: row.hold,
+            classes: row.classes,
         })
         .collect();
     Ok(RetentionView {
@@ -106,6 +114,18 @@ pub async fn set_scope(
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_keep", e.to_string()))?;
     let r = state.retention();
+    let by = Author::User(crate::users::key(&admin.user.username));
+    if let Some(name) = &req.class {
+        let class = crate::retention::Class::parse_or_reject(name)?;
+        let (true, Some(keep), None) = (key == SITE_SCOPE, keep, req.hold) else {
+            return Err(ApiError::bad_request(
+                "invalid_scope",
+                "a class keep takes site: true and keep, without hold",
+            ));
+        };
+        r.set_class_keep(class, keep, &by).await.map_err(error)?;
+        return Ok(Json(view(&state)?));
+    }
     // The scope's class keeps stay as they are (set with `retention set --site --class`).
     let classes = r
         .scope_row(&key)
@@ -118,7 +138,6 @@ pub async fn set_scope(
         classes,
     };
     let row = (row != ScopeRow::default()).then_some(row);
-    let by = Author::User(crate::users::key(&admin.user.username));
     r.set_scope(&key, row, &by).await.map_err(error)?;
     Ok(Json(view(&state)?))
 }

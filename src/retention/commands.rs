@@ -146,8 +146,7 @@ pub async fn run(
             let key = scope.key()?;
             let keep =
                 Keep::parse(keep).map_err(|e| Rejection::invalid("invalid_keep", e.to_string()))?;
-            let class = match class.as_deref() {
-                None => None,
+            match class.as_deref() {
                 Some(_) if key != SITE_SCOPE => {
                     return Err(Rejection::invalid(
                         "invalid_scope",
@@ -155,23 +154,18 @@ pub async fn run(
                     )
                     .into());
                 }
-                Some(name) => Some(Class::parse(name).ok_or_else(|| {
-                    Rejection::invalid(
-                        "invalid_class",
-                        "a class is one of events, alarms, incidents, chat, admin",
-                    )
-                })?),
-            };
-            let mut row = r.scope_row(&key)?.unwrap_or_default();
-            match class {
-                Some(c) => row.classes.set(c, keep),
-                None => row.keep = Some(keep),
-            }
-            let stored = (row != ScopeRow::default()).then_some(row);
-            r.set_scope(&key, stored, by).await?;
-            match class {
-                Some(c) => writeln!(out, "{key}: {} keep {}", c.name(), String::from(keep))?,
-                None => writeln!(out, "{key}: keep {}", String::from(keep))?,
+                Some(name) => {
+                    let c = Class::parse_or_reject(name)?;
+                    r.set_class_keep(c, keep, by).await?;
+                    writeln!(out, "{key}: {} keep {}", c.name(), String::from(keep))?;
+                }
+                None => {
+                    let mut row = r.scope_row(&key)?.unwrap_or_default();
+                    row.keep = Some(keep);
+                    let stored = (row != ScopeRow::default()).then_some(row);
+                    r.set_scope(&key, stored, by).await?;
+                    writeln!(out, "{key}: keep {}", String::from(keep))?;
+                }
             }
         }
         RetentionCommand::Hold { scope } | RetentionCommand::Release { scope } => {

@@ -102,6 +102,16 @@ impl Class {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
+    /// [`Class::parse`], refusing an unknown name with `invalid_class`.
+    pub fn parse_or_reject(name: &str) -> Result<Self, crate::error::Rejection> {
+        Self::parse(name).ok_or_else(|| {
+            crate::error::Rejection::invalid(
+                "invalid_class",
+                "a class is one of events, alarms, incidents, chat, admin",
+            )
+        })
+    }
+
     pub fn of(stream: &str) -> Self {
         let prefix = stream.split('/').next().unwrap_or_default();
         match prefix {

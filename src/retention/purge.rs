@@ -205,6 +205,20 @@ impl Retention {
         Ok(seq)
     }
 
+    /// Sets how long the site keeps one class (`inherit`: back to the config's), leaving the
+    /// site's other keeps and its hold as they are.
+    pub async fn set_class_keep(
+        &self,
+        class: policy::Class,
+        keep: policy::Keep,
+        by: &Author,
+    ) -> Result<u64, RetentionError> {
+        let mut row = self.scope_row(SITE_SCOPE)?.unwrap_or_default();
+        row.classes.set(class, keep);
+        let stored = (row != ScopeRow::default()).then_some(row);
+        self.set_scope(SITE_SCOPE, stored, by).await
+    }
+
     /// One pass: forgets kept payloads past their grace period, then purges every due payload
     /// up to the floor, a batch at a time. With `now`, purged payloads are not kept for grace.
     pub async fn pass(&self, now: bool, by: &Author) -> Result<PassReport, RetentionError> {

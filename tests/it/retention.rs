@@ -377,11 +377,24 @@ async fn admins_set_overrides_and_holds_over_the_api() {
     assert_eq!(
         listed["scopes"],
         json!([
-            {"scope": "stream:conv/c1", "keep": null, "hold": true},
-            {"scope": "stream:events/pump-7", "keep": "90 days", "hold": false},
+            {"scope": "stream:conv/c1", "keep": null, "hold": true, "classes": {}},
+            {"scope": "stream:events/pump-7", "keep": "90 days", "hold": false, "classes": {}},
         ])
     );
     assert_eq!(listed["config"]["admin"], "forever");
+    // One class's keep for the site; the rest of the site's row stays.
+    let r = call(
+        Method::PUT,
+        Some(json!({"site": true, "class": "chat", "keep": "30 days"})),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.json()["scopes"][0],
+        json!({"scope": "site", "keep": null, "hold": false, "classes": {"chat": "30 days"}})
+    );
+    let listed = call(Method::GET, None, admin.clone()).await.json();
     for (body, code) in [
         (json!({"site": true, "keep": "soon"}), "invalid_keep"),
         (
@@ -389,6 +402,18 @@ async fn admins_set_overrides_and_holds_over_the_api() {
             "invalid_scope",
         ),
         (json!({"hold": true}), "invalid_scope"),
+        (
+            json!({"site": true, "class": "gossip", "keep": "1 days"}),
+            "invalid_class",
+        ),
+        (
+            json!({"stream": "x", "class": "chat", "keep": "1 days"}),
+            "invalid_scope",
+        ),
+        (
+            json!({"site": true, "class": "chat", "keep": "1 days", "hold": true}),
+            "invalid_scope",
+        ),
     ] {
         let r = call(Method::PUT, Some(body), admin.clone()).await;
         assert_eq!((r.status.as_u16(), r.error_code().as_str()), (400, code));
@@ -404,7 +429,7 @@ async fn admins_set_overrides_and_holds_over_the_api() {
     let seqs = rtx
         .stream_seqs(plantwire::retention::STREAM, 0, log.head(&rtx).unwrap(), 10)
         .unwrap();
-    assert_eq!(seqs.len(), 2);
+    assert_eq!(seqs.len(), 3);
 }
 
 /// The views that copy content follow a purge: an alarm occurrence's message and an incident's

@@ -592,7 +592,7 @@ async fn the_service_worker_shows_a_mention_while_hidden_and_the_title_counts_un
 const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
 
 /// The serious and critical violations axe-core finds on the current page.
-async fn axe(s: &Session<'_>) -> Vec<String> {
+pub(crate) async fn axe(s: &Session<'_>) -> Vec<String> {
     if s.js("return typeof axe", json!([])).await != json!("object") {
         s.js(&format!("{AXE}\n;return true"), json!([])).await;
     }
