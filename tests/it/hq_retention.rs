@@ -13,24 +13,10 @@ use plantwire::replication::commands::SiteCommand;
 use plantwire::replication::ship;
 use plantwire::retention::commands::{RetentionCommand, ScopeArgs};
 
+use crate::replication::admin;
 use crate::support::TestServer;
 
 const DAY: i64 = 86_400_000_000;
-
-async fn admin(server: &TestServer, request: Request) -> plantwire::admin::Outcome {
-    let st = server.state();
-    let ctx = plantwire::admin::Ctx {
-        log: st.log(),
-        auth: st.auth(),
-        config: st.config(),
-        state_dir: st.state_dir(),
-        by: crate::support::test_author(),
-        online: true,
-        ingest: Some(st.ingest()),
-        replication: st.replication(),
-    };
-    plantwire::admin::execute(&ctx, &request).await
-}
 
 fn at_hq(name: &str, command: RetentionCommand) -> Request {
     Request::Site {
@@ -41,12 +27,21 @@ fn at_hq(name: &str, command: RetentionCommand) -> Request {
     }
 }
 
-fn site_scope() -> ScopeArgs {
-    ScopeArgs {
+/// `site retention north set --site --class CLASS --keep KEEP`.
+fn set_class(class: &str, keep: &str) -> Request {
+    let scope = ScopeArgs {
         site: true,
         stream: None,
         conversation: None,
-    }
+    };
+    at_hq(
+        "north",
+        RetentionCommand::Set {
+            scope,
+            keep: keep.into(),
+            class: Some(class.into()),
+        },
+    )
 }
 
 /// Appends one entry per stream, `n` times, at the edge; returns their seqs by stream.
@@ -121,32 +116,10 @@ async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
         .expect("the edge ships to HQ")
         .unwrap();
 
-    let bad = admin(
-        &hq,
-        at_hq(
-            "north",
-            RetentionCommand::Set {
-                scope: site_scope(),
-                keep: "1 days".into(),
-                class: Some("gossip".into()),
-            },
-        ),
-    )
-    .await;
+    let bad = admin(&hq, set_class("gossip", "1 days")).await;
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("class"), "{}", bad.stderr);
-    let set = admin(
-        &hq,
-        at_hq(
-            "north",
-            RetentionCommand::Set {
-                scope: site_scope(),
-                keep: "1 days".into(),
-                class: Some("events".into()),
-            },
-        ),
-    )
-    .await;
+    let set = admin(&hq, set_class("events", "1 days")).await;
     assert_eq!(set.code, 0, "{}", set.stderr);
     let status = admin(&hq, at_hq("north", RetentionCommand::Status)).await;
     assert_eq!(status.code, 0, "{}", status.stderr);
