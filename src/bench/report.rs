@@ -184,7 +184,8 @@ pub async fn search(b: super::search::SearchBench) -> anyhow::Result<()> {
     let kib =
         |v: Option<u64>| v.map_or("-".to_string(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
     println!(
-        "RSS after indexing {}, peak while indexing and querying {}",
+        "RSS before indexing {}, after indexing {}, peak while indexing and querying {}",
+        kib(r.rss_before_kib),
         kib(r.rss_after_kib),
         kib(r.peak_rss_kib)
     );

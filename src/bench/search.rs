@@ -50,6 +50,8 @@ pub struct SearchResult {
     pub one_word_hits: f64,
     pub two_words: Latencies,
     pub two_words_hits: f64,
+    /// After the seeding, when the peak is reset.
+    pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
 }
@@ -323,6 +325,7 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
     // The peak RSS from here on is indexing and querying, not the seeding (Linux: writing 5 to
     // clear_refs resets VmHWM).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before_kib = rss("VmRSS:");
     let before = log.read()?.search_cursor()?;
     let t = Instant::now();
     let cursor = search::catch_up(&log, u64::MAX).await?;
@@ -386,6 +389,7 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
         one_word_hits,
         two_words,
         two_words_hits,
+        rss_before_kib,
         rss_after_kib,
         peak_rss_kib,
     })
