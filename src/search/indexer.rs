@@ -51,7 +51,10 @@ pub struct Prepared {
 
 /// Whether entries of `kind` are searched (the rest only move the cursor).
 pub fn indexed_kind(kind: &str) -> bool {
-    matches!(kind, "chat.message" | "chat.edited" | "event") || kind.starts_with("alarm.")
+    matches!(
+        kind,
+        "chat.message" | "chat.edited" | "event" | crate::incidents::KIND_ANSWERED
+    ) || kind.starts_with("alarm.")
 }
 
 /// The MACs of one entry's searchable text (none for other kinds or a body that is not JSON).

@@ -46,7 +46,7 @@ pub enum HitKind {
 impl HitKind {
     fn of(kind: &str) -> Option<Self> {
         match kind {
-            "chat.message" | "chat.edited" => Some(Self::Message),
+            "chat.message" | "chat.edited" | crate::incidents::KIND_ANSWERED => Some(Self::Message),
             "event" => Some(Self::Event),
             k if k.starts_with("alarm.") => Some(Self::Alarm),
             _ => None,
@@ -496,7 +496,17 @@ impl Context<'_> {
         };
         let author = Author::parse(&rec.author);
         let mut hit_seq = seq;
-        if let (HitKind::Message, Some(conv)) = (kind, conv) {
+        // An incident answer is its own entry (an amendment is another): the whole body is the
+        // text, seen by the incident's members within their spans.
+        let answer = rec.kind == crate::incidents::KIND_ANSWERED;
+        if let (true, Some(conv)) = (answer, conv) {
+            let in_range = self
+                .visible_ranges(conv)?
+                .is_some_and(|r| r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)));
+            if !in_range {
+                return Ok(Verdict::Skip);
+            }
+        } else if let (HitKind::Message, Some(conv)) = (kind, conv) {
             let target = match rec.kind.as_str() {
                 "chat.edited" => body.get("target").and_then(serde_json::Value::as_u64),
                 _ => Some(seq),

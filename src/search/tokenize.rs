@@ -70,6 +70,7 @@ const SKIP: &[&str] = &[
     "target",
     "reply_to",
     "event_id",
+    "incident",
 ];
 
 /// Every string value of a JSON body (nested objects and arrays included) except under

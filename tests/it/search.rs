@@ -295,3 +295,64 @@ async fn search_reindex_runs_offline_and_through_the_running_server() {
     assert!(err.contains("through the running server"), "{err}");
     drop(server);
 }
+
+/// An incident answer is searchable: its members find it as a message hit in the incident's
+/// conversation (the answer's seq), someone outside the incident does not.
+#[tokio::test]
+async fn incident_answers_are_found_by_the_incidents_members_only() {
+    let server = TestServer::start().await;
+    server.user("boss", plantwire::store::Role::Admin, PW).await;
+    let boss = Api::login(&server.client(), "boss", PW).await;
+    let ppl = people(&server, &["olga", "carl"], &[]).await;
+    let (olga, carl) = (&ppl[0], &ppl[1]);
+    let template = json!({"id": "trip", "name": "Trip", "title": "{source} tripped",
+        "questions": [{"id": "notes", "label": "Notes", "type": "text", "max_length": 200}]});
+    let r = boss.post("/api/v1/templates", template).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let dev = server.device("pump-7").await;
+    let raised = server
+        .client()
+        .with_bearer(
+            Method::POST,
+            "/api/v1/alarms",
+            &dev,
+            Some(
+                json!({"source": "pump-7", "condition": "trip", "active": true,
+                "priority": "high", "message": "pump tripped"}),
+            ),
+        )
+        .await;
+    assert_eq!(raised.status, 201, "{:?}", raised.body);
+    let alarm = raised.json()["id"].as_u64().unwrap();
+    let r = olga
+        .post(
+            "/api/v1/incidents",
+            json!({"template": "trip", "alarm": alarm}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = olga
+        .post(
+            &format!("/api/v1/incidents/{id}/answers"),
+            json!({"answers": {"notes": "impeller galled by debris"}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let answered = r.json()["seq"].as_u64().unwrap();
+
+    let found = search(olga, "q=galled").await;
+    assert_eq!(hits(&found), [("message".to_string(), answered)], "{found}");
+    assert_eq!(found["hits"][0]["conv"], id.as_str());
+    assert!(
+        found["hits"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("«galled»"),
+        "{found}"
+    );
+    let prefix = search(olga, "q=impel*").await;
+    assert_eq!(hits(&prefix).len(), 1, "{prefix}");
+    let outside = search(carl, "q=galled").await;
+    assert!(hits(&outside).is_empty(), "{outside}");
+}
