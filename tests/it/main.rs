@@ -63,5 +63,6 @@ mod ui_assets;
 mod ui_chat_product;
 mod ui_events;
 mod ui_incidents;
+mod ui_long;
 mod ui_search;
 mod webdriver;
