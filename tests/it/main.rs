@@ -65,4 +65,5 @@ mod ui_events;
 mod ui_incidents;
 mod ui_long;
 mod ui_search;
+mod ui_toolbar;
 mod webdriver;
