@@ -454,11 +454,18 @@ pub async fn reset_admin(
     Ok(otp)
 }
 
-/// Prefix search on username and display name (case-insensitive), active users only.
-pub fn search(log: &Log, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreError> {
+/// Prefix search on username and display name (case-insensitive), active users only, in
+/// username order from the one after `after` (a cursor: the last username of the page before).
+pub fn search(
+    log: &Log,
+    q: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<UserRow>, StoreError> {
     let q = q.to_lowercase();
     let mut out = Vec::new();
-    log.read()?.scan_users(|u| {
+    let rtx = log.read()?;
+    let visit = |u: UserRow| {
         let hit = u.username.to_lowercase().starts_with(&q)
             || u.display_name.to_lowercase().starts_with(&q)
             || u.display_name
@@ -469,7 +476,11 @@ pub fn search(log: &Log, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreErr
             out.push(u);
         }
         out.len() < limit
-    })?;
+    };
+    match after {
+        Some(a) => rtx.scan_users_after(&key(a), visit)?,
+        None => rtx.scan_users(visit)?,
+    }
     Ok(out)
 }
 

@@ -618,6 +618,16 @@ impl ReadTx {
         USERS.range::<&str>(self, .., |_, u| visit(u))
     }
 
+    /// Like `scan_users`, from the first key after `after` (a lower-cased username).
+    pub fn scan_users_after(
+        &self,
+        after: &str,
+        mut visit: impl FnMut(UserRow) -> bool,
+    ) -> Result<(), StoreError> {
+        let from = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        USERS.range::<&str>(self, from, |_, u| visit(u))
+    }
+
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         SESSIONS.get(self, id)
     }

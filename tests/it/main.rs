@@ -49,6 +49,7 @@ mod migration;
 mod notify;
 mod openapi;
 mod ops;
+mod people_directory;
 mod powercut;
 mod replication;
 mod replication_chaos;
