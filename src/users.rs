@@ -269,7 +269,7 @@ pub async fn reject(log: &Log, username: &str, by: &Author) -> Result<(), Submit
 /// How many registrations wait for an admin.
 pub fn pending_count(log: &Log) -> Result<usize, StoreError> {
     let mut n = 0;
-    log.read()?.scan_users(|u| {
+    log.read()?.scan_users(None, |u| {
         n += usize::from(u.status == UserStatus::Pending);
         true
     })?;
@@ -380,7 +380,7 @@ pub async fn ensure_first_admin(
     let exists = {
         let rtx = log.read().map_err(SubmitError::from)?;
         let mut any = false;
-        rtx.scan_users(|u| {
+        rtx.scan_users(None, |u| {
             any = u.role == Role::Admin && u.status == UserStatus::Active;
             !any
         })
@@ -477,17 +477,14 @@ pub fn search(
         }
         out.len() < limit
     };
-    match after {
-        Some(a) => rtx.scan_users_after(&key(a), visit)?,
-        None => rtx.scan_users(visit)?,
-    }
+    rtx.scan_users(after.map(key).as_deref(), visit)?;
     Ok(out)
 }
 
 /// All users (admin listing), optionally only those with `status`.
 pub fn list(log: &Log, status: Option<UserStatus>) -> Result<Vec<UserRow>, StoreError> {
     let mut out = Vec::new();
-    log.read()?.scan_users(|u| {
+    log.read()?.scan_users(None, |u| {
         if status.is_none_or(|s| s == u.status) {
             out.push(u);
         }
