@@ -269,7 +269,7 @@ pub async fn reject(log: &Log, username: &str, by: &Author) -> Result<(), Submit
 /// How many registrations wait for an admin.
 pub fn pending_count(log: &Log) -> Result<usize, StoreError> {
     let mut n = 0;
-    log.read()?.scan_users(|u| {
+    log.read()?.scan_users(None, |u| {
         n += usize::from(u.status == UserStatus::Pending);
         true
     })?;
@@ -380,7 +380,7 @@ pub async fn ensure_first_admin(
     let exists = {
         let rtx = log.read().map_err(SubmitError::from)?;
         let mut any = false;
-        rtx.scan_users(|u| {
+        rtx.scan_users(None, |u| {
             any = u.role == Role::Admin && u.status == UserStatus::Active;
             !any
         })
@@ -454,11 +454,18 @@ pub async fn reset_admin(
     Ok(otp)
 }
 
-/// Prefix search on username and display name (case-insensitive), active users only.
-pub fn search(log: &Log, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreError> {
+/// Prefix search on username and display name (case-insensitive), active users only, in
+/// username order from the one after `after` (a cursor: the last username of the page before).
+pub fn search(
+    log: &Log,
+    q: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<UserRow>, StoreError> {
     let q = q.to_lowercase();
     let mut out = Vec::new();
-    log.read()?.scan_users(|u| {
+    let rtx = log.read()?;
+    let visit = |u: UserRow| {
         let hit = u.username.to_lowercase().starts_with(&q)
             || u.display_name.to_lowercase().starts_with(&q)
             || u.display_name
@@ -469,14 +476,15 @@ pub fn search(log: &Log, q: &str, limit: usize) -> Result<Vec<UserRow>, StoreErr
             out.push(u);
         }
         out.len() < limit
-    })?;
+    };
+    rtx.scan_users(after.map(key).as_deref(), visit)?;
     Ok(out)
 }
 
 /// All users (admin listing), optionally only those with `status`.
 pub fn list(log: &Log, status: Option<UserStatus>) -> Result<Vec<UserRow>, StoreError> {
     let mut out = Vec::new();
-    log.read()?.scan_users(|u| {
+    log.read()?.scan_users(None, |u| {
         if status.is_none_or(|s| s == u.status) {
             out.push(u);
         }

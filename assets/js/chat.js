@@ -1,11 +1,11 @@
 // The conversation list (badges, presence dots) and one conversation: live messages, history
 // on scroll, pending outbox items, typing, "seen by", edit/delete, reactions, replies, mentions.
 
-import { h, clear, richText, time, toast } from './dom.js';
+import { h, clear, richText, time, toast, perFrame } from './dom.js';
 import { enc } from './api/http.js';
 import * as conversations from './api/conversations.js';
 import * as messages from './api/messages.js';
-import { S, on, emit, convTitle, loadHistory, loadDetail, sorted, msgMap, typingNow } from './model.js';
+import { S, on, emit, convTitle, loadHistory, loadDetail, sorted, msgMap, typingNow, trimOlder } from './model.js';
 import * as outbox from './outbox.js';
 import * as live from './live.js';
 import { attachmentView, uploader } from './files.js';
@@ -43,7 +43,7 @@ export function convList(go) {
     }) : h('li', { class: 'muted empty' }, 'No conversations yet — start one from People (a person or a group) or join one under Channels.'));
   };
   paint();
-  on('convs', paint);
+  on('convs', perFrame(paint));
   return ul;
 }
 
@@ -56,6 +56,7 @@ export function openConversation(id, go) {
   const list = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' });
   const announce = h('div', { id: 'announce', class: 'sr-only', role: 'status', 'aria-live': 'polite' });
   const jump = h('button', { type: 'button', class: 'jump-unread', id: 'jump-unread', hidden: true }, 'Jump to first unread');
+  const newest = h('button', { type: 'button', class: 'jump-newest', id: 'jump-newest', hidden: true }, 'Jump to newest');
   const scroller = h('div', { class: 'scroller' }, h('button', { class: 'link more', id: 'older' }, 'Load older messages'), list);
   const typing = h('p', { class: 'typing', id: 'typing' });
   const seen = h('p', { class: 'seen', id: 'seen' });
@@ -71,7 +72,7 @@ export function openConversation(id, go) {
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
   const details = convDetails(id, go);
-  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), jump, scroller, typing, seen, form, announce);
+  const el = h('div', { class: 'conversation' }, h('div', { class: 'conv-head' }, back, title, details.el), h('div', { class: 'scroll-wrap' }, scroller, jump, newest), typing, seen, form, announce);
   let replyTo = null;
   let editing = null;
   let menuSeq = null; // the message whose action menu is open (a tap, a long-press or a click)
@@ -79,10 +80,14 @@ export function openConversation(id, go) {
   // My read marker when the conversation opened (from its fresh detail): "New messages" goes
   // before the first message from others after it. undefined until known; null if unknown.
   let unreadAt;
-  // A bounded DOM: only the newest `shown` loaded messages are drawn; "older" first draws more of
-  // what is loaded, then fetches a page; back at the bottom the window shrinks to WINDOW again.
+  // A bounded DOM both ways: at most WINDOW loaded messages are drawn. `follow` keeps the window
+  // on the newest; otherwise it starts at the message `start` (a seq). Near the top the window
+  // moves STEP older (a page is fetched when none is loaded) and the newest STEP leave the DOM;
+  // near the bottom it moves STEP newer and the oldest leave. The message in view keeps its place.
   const WINDOW = 200;
-  let shown = WINDOW;
+  const STEP = 50;
+  let follow = true;
+  let start = 0;
   const unsubs = [];
 
   const setReply = (m) => {
@@ -150,16 +155,15 @@ export function openConversation(id, go) {
 
   // A separator before each new day; a message by the same author within 5 minutes of the one
   // before (and not a reply) is grouped under it: its author is not repeated.
-  const withDays = (msgs) => {
+  const withDays = (msgs, firstUnread) => {
     const out = [];
     let prev = null;
-    let marked = false;
     for (const m of msgs) {
       const day = new Date(m.ts_us / 1000).toDateString();
       const newDay = !prev || day !== new Date(prev.ts_us / 1000).toDateString();
       if (newDay) out.push(h('li', { class: 'day-sep' }, h('span', {}, dayLabel(m.ts_us))));
-      const mark = !marked && unreadAt != null && m.seq > unreadAt && m.author !== S.me.username;
-      if (mark) { marked = true; out.push(h('li', { class: 'unread-sep', id: 'first-unread', tabindex: -1 }, h('span', {}, 'New messages'))); }
+      const mark = m.seq === firstUnread;
+      if (mark) { out.push(h('li', { class: 'unread-sep', id: 'first-unread', tabindex: -1 }, h('span', {}, 'New messages'))); }
       const grouped = !mark && !newDay && prev.author === m.author && !m.reply_to && m.ts_us - prev.ts_us < 300e6;
       out.push(msgEl(m, grouped));
       prev = m;
@@ -172,19 +176,51 @@ export function openConversation(id, go) {
     h('div', { class: 'text' }, p.text),
     (p.attachments || []).map(attachmentView));
 
-  const paint = () => {
-    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-    const all = sorted(id);
-    const delivered = new Set(all.map((m) => m.key).filter(Boolean));
+  // The drawn part of the loaded messages (sorted by seq): indices [lo, hi).
+  const windowOf = (all) => {
+    if (follow) return [Math.max(0, all.length - WINDOW), all.length];
+    let a = 0;
+    let b = all.length;
+    while (a < b) { const mid = (a + b) >> 1; if (all[mid].seq < start) a = mid + 1; else b = mid; }
+    const lo = Math.max(0, Math.min(a, all.length - WINDOW));
+    return [lo, Math.min(all.length, lo + WINDOW)];
+  };
+  // The first drawn message at least partly in view, and where it is: put back after a repaint.
+  const anchorOf = () => {
+    const top = scroller.getBoundingClientRect().top;
+    for (const li of list.querySelectorAll('.msg[data-seq]')) {
+      const r = li.getBoundingClientRect();
+      if (r.bottom > top) return { seq: li.dataset.seq, y: r.top };
+    }
+    return null;
+  };
+  const restore = (a) => {
+    const li = a && list.querySelector(`.msg[data-seq="${a.seq}"]`);
+    if (li) scroller.scrollTop += li.getBoundingClientRect().top - a.y;
+  };
+  // The first message from others after my read marker, among the loaded ones.
+  const firstUnreadOf = (all) => (unreadAt == null ? undefined : all.find((m) => m.seq > unreadAt && m.author !== S.me.username));
+
+  const paint = () => draw(null);
+  const draw = (anchor) => {
+    const atBottom = !anchor && follow && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    const place = atBottom ? null : anchor || anchorOf();
+    let all = sorted(id);
     announceNew(all);
-    if (atBottom && shown > WINDOW) shown = WINDOW;
-    const msgs = all.slice(-shown);
+    // Back at the newest, the model too forgets what was scrolled back through (paged in again on
+    // the way up), so an hour of a busy channel holds a bounded number of messages.
+    if (atBottom && all.length > 5 * WINDOW) { trimOlder(id, 2 * WINDOW); all = sorted(id); }
+    const delivered = new Set(all.map((m) => m.key).filter(Boolean));
+    const [lo, hi] = windowOf(all);
+    const unread = firstUnreadOf(all);
     // A search hit (search.js marks it) stays marked through repaints.
     const hits = [...list.querySelectorAll('.msg.search-hit')].map((x) => x.dataset.seq);
-    clear(list, withDays(msgs), outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl));
-    scroller.querySelector('#older').hidden = !S.hasMore.get(id) && all.length <= shown;
+    clear(list, withDays(all.slice(lo, hi), unread && unread.seq), follow ? outbox.list().filter((p) => p.conv === id && !delivered.has(p.key)).map(pendingEl) : []);
+    scroller.querySelector('#older').hidden = !S.hasMore.get(id) && lo === 0;
+    newest.hidden = follow;
     for (const s of hits) list.querySelector(`.msg[data-seq="${s}"]`)?.classList.add('search-hit');
     if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+    else restore(place);
     paintJump();
     paintSeen();
     markRead();
@@ -210,8 +246,9 @@ export function openConversation(id, go) {
     const mk = list.querySelector('.unread-sep');
     if (mk) return mk.getBoundingClientRect().bottom <= scroller.getBoundingClientRect().top + 1;
     const all = sorted(id);
-    if (!all.some((m) => m.seq > unreadAt && m.author !== S.me.username)) return false;
-    return all.length > shown || (all[0].seq > unreadAt && !!S.hasMore.get(id));
+    const first = firstUnreadOf(all);
+    if (!first) return false;
+    return first.seq < all[windowOf(all)[0]].seq || (all[0].seq > unreadAt && !!S.hasMore.get(id));
   };
   const paintJump = () => { jump.hidden = !unreadAbove(); };
   jump.addEventListener('click', async () => {
@@ -222,8 +259,15 @@ export function openConversation(id, go) {
         await loadHistory(id, first.seq);
       }
     } catch (e) { toast(e.message, 'error'); }
-    const need = sorted(id).filter((m) => m.seq > unreadAt).length + 1;
-    if (need > shown) { shown = need; paint(); }
+    // The window starts a few messages before the marker (or follows the newest, if that shows it).
+    const all = sorted(id);
+    const first = firstUnreadOf(all);
+    if (first) {
+      const i = all.indexOf(first);
+      follow = i >= all.length - WINDOW + 5;
+      if (!follow) start = all[Math.max(0, i - 5)].seq;
+      paint();
+    }
     const mk = list.querySelector('.unread-sep');
     if (mk) { mk.scrollIntoView({ block: 'start' }); mk.focus({ preventScroll: true }); }
     paintJump();
@@ -361,36 +405,57 @@ export function openConversation(id, go) {
     }, `@${u}`))));
   }
 
-  // Scroll anchoring: the distance from the bottom is kept while older messages go in on top.
+  // Moving the window (see WINDOW): older fetches a page first when none is loaded; the anchor is
+  // taken before anything changes, so the message in view stays where it was.
   let fetching = false;
-  scroller.querySelector('#older').addEventListener('click', async () => {
+  async function older() {
     if (fetching) return;
-    const all = sorted(id);
-    const h0 = scroller.scrollHeight;
-    const top0 = scroller.scrollTop;
-    if (all.length > shown) {
-      shown += 50;
-      paint();
-    } else {
+    let all = sorted(id);
+    let lo = windowOf(all)[0];
+    const place = anchorOf();
+    if (lo === 0) {
+      if (!S.hasMore.get(id)) return;
       fetching = true;
-      shown += 50;
       try { await loadHistory(id, all[0] ? all[0].seq : undefined); } catch (e) { toast(e.message, 'error'); }
       fetching = false;
+      all = sorted(id);
+      lo = windowOf(all)[0];
     }
-    scroller.scrollTop = top0 + scroller.scrollHeight - h0;
-  });
+    if (lo === 0) return;
+    follow = false;
+    start = all[Math.max(0, lo - STEP)].seq;
+    draw(place);
+  }
+  function newer() {
+    const all = sorted(id);
+    const lo = windowOf(all)[0] + STEP;
+    follow = lo + WINDOW >= all.length;
+    if (!follow) start = all[lo].seq;
+    draw(anchorOf());
+  }
+  scroller.querySelector('#older').addEventListener('click', older);
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < 40 && (S.hasMore.get(id) || sorted(id).length > shown)) scroller.querySelector('#older').click();
+    if (scroller.scrollTop < 40) older();
+    else if (!follow && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40) newer();
+  });
+  newest.addEventListener('click', () => {
+    follow = true;
+    paint();
+    scroller.scrollTop = scroller.scrollHeight;
+    paint();
   });
 
-  unsubs.push(on('msgs', (c) => { if (c === id) paint(); }));
-  unsubs.push(on('outbox', paint));
-  unsubs.push(on('conn', paint));
+  // Changes repaint once per frame; the screen's own actions (send, scroll) repaint at once.
+  let closed = false;
+  const paintSoon = perFrame(() => { if (!closed) paint(); });
+  unsubs.push(on('msgs', (c) => { if (c === id) paintSoon(); }));
+  unsubs.push(on('outbox', paintSoon));
+  unsubs.push(on('conn', paintSoon));
   unsubs.push(on('typing', (c) => { if (c === id) paintTyping(); }));
   unsubs.push(on('seen', (c) => { if (c === id) paintSeen(); }));
   unsubs.push(on('detail', (c) => { if (c === id) { title.textContent = convTitle(S.convs.get(id)); paintSeen(); details.paint(); } }));
   unsubs.push(on('visible', markRead));
-  unsubs.push(on('resync', () => { S.msgs.delete(id); loadHistory(id).catch(() => {}); }));
+  unsubs.push(on('resync', () => { S.msgs.delete(id); follow = true; loadHistory(id).catch(() => {}); }));
 
   loadDetail(id).then(() => {
     const me = (S.convs.get(id)?.members || []).find((m) => m.username === S.me.username);
@@ -399,7 +464,7 @@ export function openConversation(id, go) {
   if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
   else { hearFrom(); setTimeout(paint, 0); }
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
-  return { el, close: () => { unsubs.forEach((u) => u()); S.current = null; } };
+  return { el, close: () => { closed = true; unsubs.forEach((u) => u()); S.current = null; trimOlder(id, 2 * WINDOW); } };
 }
 
 function dayLabel(us) {

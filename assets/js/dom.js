@@ -16,6 +16,25 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+// `f` at most once per frame however often the returned function is called (a burst of socket
+// entries repaints once); a timer stands in where frames do not run (a hidden tab).
+export function perFrame(f) {
+  let raf = 0;
+  let timer = 0;
+  const run = () => {
+    cancelAnimationFrame(raf);
+    clearTimeout(timer);
+    raf = 0;
+    timer = 0;
+    f();
+  };
+  return () => {
+    if (raf || timer) return;
+    raf = requestAnimationFrame(run);
+    timer = setTimeout(run, 100);
+  };
+}
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;

@@ -66,6 +66,16 @@ export async function loadHistory(conv, before) {
   return r;
 }
 
+// Forgets all but the newest `keep` loaded messages of a conversation (they page in again from
+// the server: `hasMore` says so). Bounds the model as the window bounds the DOM.
+export function trimOlder(conv, keep) {
+  const m = S.msgs.get(conv);
+  if (!m || m.size <= keep) return;
+  const seqs = [...m.keys()].sort((x, y) => x - y);
+  for (const s of seqs.slice(0, seqs.length - keep)) m.delete(s);
+  S.hasMore.set(conv, true);
+}
+
 export function sorted(conv) {
   return [...msgMap(conv).values()].sort((a, b) => a.seq - b.seq);
 }

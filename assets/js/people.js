@@ -20,26 +20,64 @@ async function openDirect(u, go) {
 export function peopleScreen(go) {
   const results = h('ul', { class: 'plain', id: 'user-results' });
   const q = h('input', { type: 'search', id: 'user-search', placeholder: 'Search people by name', 'aria-label': 'Search people' });
-  // With the box empty the list is the directory: everyone active (the API's first 100, by
-  // name); typing searches. Each says what to do when it has no one.
+  // With the box empty the list is the directory: everyone active by username, 100 a page, the
+  // next page loading as "More people" scrolls into view (the API's `next` cursor); typing
+  // searches. Each says what to do when it has no one.
+  const PAGE = 100;
   const person = (u) => h('li', { class: 'row' },
     avatar(u.username),
     h('span', { class: 'grow' }, `${u.display_name} (${u.username})`),
     h('button', { onclick: () => openDirect(u.username, go) }, 'Message'),
     h('button', { onclick: () => request(u.username) }, 'Add contact'));
+  const more = h('button', { type: 'button', class: 'link', id: 'people-more', hidden: true }, 'More people');
+  let next = null;
+  let count = 0;
+  let gen = 0; // a newer search makes an older page's answer stale
+  let loading = false;
+  const head = h('li', { class: 'muted dir-head' });
+  const paintHead = () => { head.textContent = next ? `Everyone (${count} so far, by name; more load as you scroll)` : `Everyone (${count})`; };
   const find = async () => {
     const text = q.value.trim();
+    const mine = ++gen;
     try {
-      const r = await users.search(text, text ? 20 : 100);
+      const r = await users.search(text, text ? 20 : PAGE);
+      if (mine !== gen) return;
       const others = r.users.filter((u) => u.username !== S.me.username);
+      next = text ? null : r.next;
+      count = others.length;
+      more.hidden = !next;
+      paintHead();
       const empty = text
         ? `No one matches "${text}" — try the start of a username or of a name.`
         : 'Nobody else has an account yet. An administrator adds people under Admin, or they request an account on the sign-in page.';
       clear(results,
-        text ? null : h('li', { class: 'muted dir-head' }, r.users.length >= 100 ? 'Everyone (the first 100 by name; search to find others)' : `Everyone (${others.length})`),
+        text ? null : head,
         others.length ? others.map(person) : h('li', { class: 'muted empty' }, empty));
+      loadMoreIfSeen();
     } catch (e) { toast(e.message, 'error'); }
   };
+  const loadMore = async () => {
+    if (!next || loading) return;
+    const mine = gen;
+    loading = true;
+    try {
+      const r = await users.search('', PAGE, next);
+      if (mine !== gen) return;
+      const others = r.users.filter((u) => u.username !== S.me.username);
+      results.append(...others.map(person));
+      count += others.length;
+      next = r.next;
+      more.hidden = !next;
+      paintHead();
+    } catch (e) { toast(e.message, 'error'); } finally { loading = false; }
+    loadMoreIfSeen();
+  };
+  // The observer fires when "More people" comes into view; a page that leaves it in view loads on.
+  const loadMoreIfSeen = () => {
+    if (!more.hidden && more.isConnected && more.getBoundingClientRect().top < innerHeight) loadMore();
+  };
+  new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) loadMore(); }).observe(more);
+  more.addEventListener('click', loadMore);
   let t = null;
   q.addEventListener('input', () => { clearTimeout(t); t = setTimeout(find, 200); });
   find();
@@ -79,7 +117,7 @@ export function peopleScreen(go) {
       go(`/c/${enc(c.id)}`);
     } catch (x) { toast(x.message, 'error'); }
   });
-  const el = h('div', { class: 'screen' }, h('h2', {}, 'People'), q, results, contacts, group);
+  const el = h('div', { class: 'screen' }, h('h2', {}, 'People'), q, results, more, contacts, group);
   return { el, close: off };
 }
 

@@ -61,14 +61,22 @@ impl From<&UserRow> for AdminView {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
+    /// A prefix of a username, a display name or a word of it (at most 64 characters); empty
+    /// lists everyone active.
     #[serde(default)]
     pub q: String,
+    /// Users per page, 1-100 (default 20; outside the range it is clamped).
     pub limit: Option<usize>,
+    /// The cursor: the page continues after this username (the previous page's `next`).
+    pub after: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Profiles {
+    /// In username order.
     pub users: Vec<Profile>,
+    /// When more users match: pass it as `after` for the next page.
+    pub next: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(SearchQuery), responses((status = 200, body = Profiles)))]
@@ -83,10 +91,26 @@ pub async fn search(
             "q is at most 64 characters",
         ));
     }
+    if q.after
+        .as_ref()
+        .is_some_and(|a| a.is_empty() || a.len() > 64)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_after",
+            "after is a username of 1-64 bytes",
+        ));
+    }
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
-    let found = users::search(state.log(), &q.q, limit)?;
+    let mut found = users::search(state.log(), &q.q, q.after.as_deref(), limit + 1)?;
+    let next = if found.len() > limit {
+        found.truncate(limit);
+        found.last().map(|u| u.username.clone())
+    } else {
+        None
+    };
     Ok(Json(Profiles {
         users: found.iter().map(Profile::from).collect(),
+        next,
     }))
 }
 

@@ -613,9 +613,14 @@ impl ReadTx {
         USERS.get(self, key)
     }
 
-    /// Visits every user in key order until `visit` returns false.
-    pub fn scan_users(&self, mut visit: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
-        USERS.range::<&str>(self, .., |_, u| visit(u))
+    /// Visits users in key order, after the key `after` if given, until `visit` returns false.
+    pub fn scan_users(
+        &self,
+        after: Option<&str>,
+        mut visit: impl FnMut(UserRow) -> bool,
+    ) -> Result<(), StoreError> {
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        USERS.range::<&str>(self, (from, std::ops::Bound::Unbounded), |_, u| visit(u))
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {

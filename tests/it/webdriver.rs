@@ -137,8 +137,13 @@ impl Driver {
     /// A fresh headless browser with its own temporary profile that trusts exactly the server
     /// key with this SPKI hash (no blanket certificate override).
     pub async fn session(&self, spki_sha256_b64: &str) -> Session<'_> {
+        self.session_with(spki_sha256_b64, &[]).await
+    }
+
+    /// `session` with more browser flags (e.g. `MOUSE`).
+    pub async fn session_with(&self, spki_sha256_b64: &str, extra: &[&str]) -> Session<'_> {
         let profile = TempDir::new().unwrap();
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -155,6 +160,7 @@ impl Driver {
             "--disable-renderer-backgrounding".into(),
             "--disable-backgrounding-occluded-windows".into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": self.browser, "args": args},
@@ -174,6 +180,11 @@ impl Driver {
         s
     }
 }
+
+/// A desktop with a mouse: headless Chromium reports `hover: none` and `pointer: none`, and
+/// DevTools' `Emulation.setEmulatedMedia` does not emulate those two features, so Blink's own
+/// settings say the primary pointer is fine (4) and hovers (2).
+pub const MOUSE: &str = "--blink-settings=primaryPointerType=4,availablePointerTypes=4,primaryHoverType=2,availableHoverTypes=2";
 
 pub struct Session<'a> {
     driver: &'a Driver,

@@ -3,7 +3,7 @@
 
 import { get, post, put, enc } from './http.js';
 
-export const search = (q, limit) => get(`/api/v1/users?q=${enc(q)}&limit=${limit}`);
+export const search = (q, limit, after) => get(`/api/v1/users?q=${enc(q)}&limit=${limit}${after ? `&after=${enc(after)}` : ''}`);
 
 export const presence = (usernames) => get(`/api/v1/presence?users=${enc(usernames.join(','))}`);
 

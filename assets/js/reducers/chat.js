@@ -1,7 +1,7 @@
 // The chat domain's reducer: applies `chat.*` log entries to the model (messages, edits,
 // deletes, reactions, read markers; anything else about a conversation reloads its summary).
 
-import { S, emit, reloadConvsSoon, loadDetail } from '../model.js';
+import { S, emit, reloadConvsSoon, loadDetail, trimOlder } from '../model.js';
 
 // Returns {conv, msg} for a new message (app.js decides on a notification), else null.
 export function reduce(e) {
@@ -18,6 +18,8 @@ export function reduce(e) {
         redacted: false, reactions: {}, key: b.key,
       };
       if (m) m.set(e.seq, msg);
+      // A conversation not on screen keeps only its newest messages (the open one bounds its own).
+      if (m && conv !== S.current) trimOlder(conv, 400);
       if (!c) { reloadConvsSoon(); return { conv, msg }; }
       if (e.seq > (c.last_seq || 0)) { c.last_seq = e.seq; c.last_message = msg; }
       if (e.author === S.me.username) c.last_read_seq = Math.max(c.last_read_seq || 0, e.seq);
