@@ -143,7 +143,11 @@ function route() {
     a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && (p === '/admin/devices' || p === '/admin/retention')) || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
   }
   let view;
-  if (p.startsWith('/c/')) view = openConversation(decodeURIComponent(p.slice(3)), go);
+  if (p.startsWith('/c/')) {
+    view = openConversation(decodeURIComponent(p.slice(3)), go);
+    const at = Number(new URLSearchParams(location.search).get('at'));
+    if (at > 0) view.show(at);
+  }
   else if (p === '/people') view = peopleScreen(go);
   else if (p === '/channels') view = channelsScreen(go);
   else if (p === '/profile') view = profileScreen(signedOut);

@@ -457,14 +457,37 @@ export function openConversation(id, go) {
   unsubs.push(on('visible', markRead));
   unsubs.push(on('resync', () => { S.msgs.delete(id); follow = true; loadHistory(id).catch(() => {}); }));
 
+  // Shows message `seq` (a search hit, `/c/<id>?at=<seq>`): once the first page is in, older
+  // pages load until it is, the window moves to it, and it is scrolled to the middle and marked.
+  const show = async (seq) => {
+    await ready;
+    try {
+      while (S.hasMore.get(id)) {
+        const first = sorted(id)[0];
+        if (first && first.seq <= seq) break;
+        fetching = true;
+        await loadHistory(id, first ? first.seq : undefined);
+      }
+    } catch (e) { toast(e.message, 'error'); } finally { fetching = false; }
+    const all = sorted(id);
+    const i = all.findIndex((m) => m.seq === seq);
+    if (i < 0) { toast('That message is no longer in this conversation.', 'error'); return; }
+    follow = i >= all.length - WINDOW + STEP;
+    if (!follow) start = all[Math.max(0, i - STEP)].seq;
+    paint();
+    const li = list.querySelector(`.msg[data-seq="${seq}"]`);
+    if (li) { li.scrollIntoView({ block: 'center' }); li.classList.add('search-hit'); }
+  };
+
   loadDetail(id).then(() => {
     const me = (S.convs.get(id)?.members || []).find((m) => m.username === S.me.username);
     unreadAt = me ? me.last_read_seq || 0 : null;
   }).catch((e) => { unreadAt = null; toast(e.message, 'error'); }).then(paint);
-  if (!S.msgs.has(id) || !S.msgs.get(id).size) loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
+  let ready = Promise.resolve();
+  if (!S.msgs.has(id) || !S.msgs.get(id).size) ready = loadHistory(id).then(() => { hearFrom(); scroller.scrollTop = scroller.scrollHeight; }).catch((e) => { hearFrom(); toast(e.message, 'error'); });
   else { hearFrom(); setTimeout(paint, 0); }
   if (!readOnly && !touch()) setTimeout(() => ta.focus(), 0);
-  return { el, close: () => { closed = true; unsubs.forEach((u) => u()); S.current = null; trimOlder(id, 2 * WINDOW); } };
+  return { el, show, close: () => { closed = true; unsubs.forEach((u) => u()); S.current = null; trimOlder(id, 2 * WINDOW); } };
 }
 
 function dayLabel(us) {

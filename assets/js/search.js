@@ -37,16 +37,6 @@ function when(us) {
   return new Date(us / 1000).toLocaleString();
 }
 
-// After the conversation is shown, bring the hit's message into view.
-// (history loads after the screen: look again for up to ~2 s of frames).
-function reveal(seq, frames = 120) {
-  requestAnimationFrame(() => {
-    const el = document.querySelector(`.msg[data-seq="${seq}"]`);
-    if (el) { el.scrollIntoView({ block: 'center' }); el.classList.add('search-hit'); }
-    else if (frames > 0) reveal(seq, frames - 1);
-  });
-}
-
 export function searchScreen(go) {
   const params = new URLSearchParams(location.search);
   const q = params.get('q') || '';
@@ -59,7 +49,10 @@ export function searchScreen(go) {
   const hits = { message: [], event: [], alarm: [] };
 
   const open = (hit) => {
-    if (hit.kind === 'message') { go(`/c/${enc(hit.conv)}`); reveal(hit.seq); }
+    // An incident's answers and messages open in the incident's own screen; other messages in
+    // their conversation, loaded back to the hit and scrolled to it (`?at=`).
+    if (hit.kind === 'message' && hit.conv.startsWith('i-')) go(`/incidents/${enc(hit.conv)}`);
+    else if (hit.kind === 'message') go(`/c/${enc(hit.conv)}?at=${hit.seq}`);
     else if (hit.kind === 'event') go(`/events?seq=${hit.seq}`);
     else go('/alarms');
   };

@@ -1,6 +1,6 @@
 //! The header search box in a real headless Chromium against the real server: results grouped by
-//! kind with marked words, a message hit opening its conversation at the message, an event hit
-//! opening the event viewer on that event.
+//! kind with marked words, a message hit opening its conversation at the message (older pages
+//! loaded back to it), an event hit opening the event viewer on that event.
 
 use serde_json::json;
 
@@ -27,6 +27,11 @@ async fn the_search_box_groups_hits_and_opens_the_message_and_the_event() {
     let msg = olga
         .say(&g, "k1", "Gasket on valve 3 is weeping again")
         .await;
+    // More than two pages after it: the hit is not in the page a conversation opens with.
+    for i in 0..120 {
+        olga.say(&g, &format!("f{i}"), &format!("reading {i} normal"))
+            .await;
+    }
     let dev = server.device("valve-3").await;
     let res = server
         .client()
