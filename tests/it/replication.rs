@@ -205,7 +205,7 @@ async fn a_device_certificate_is_not_a_site() {
     side.stop.cancel();
 }
 
-async fn admin(
+pub(crate) async fn admin(
     server: &TestServer,
     request: plantwire::admin::Request,
 ) -> plantwire::admin::Outcome {
