@@ -29,8 +29,9 @@ pub struct NatsConfig {
     /// The cursor file is rewritten after this many acknowledged entries (and at the end of each
     /// run of publishes): the most a crash can leave to republish.
     pub persist_every: u64,
-    /// How often the replicas are looked at for new entries while there is nothing to forward.
-    pub poll_ms: u64,
+    /// Every this many seconds every site is looked at, besides the sites whose replica took a
+    /// batch (a safety net, and the retry of a site that failed on its own).
+    pub sweep_secs: u64,
 }
 
 impl Default for NatsConfig {
@@ -44,7 +45,7 @@ impl Default for NatsConfig {
             max_in_flight: 256,
             ack_timeout_secs: 10,
             persist_every: 256,
-            poll_ms: 500,
+            sweep_secs: 60,
         }
     }
 }
@@ -104,7 +105,7 @@ impl NatsConfig {
             1,
             100_000,
         )?;
-        bounded("replication.nats.poll_ms", self.poll_ms, 10, 60_000)?;
+        bounded("replication.nats.sweep_secs", self.sweep_secs, 1, 3600)?;
         Ok(())
     }
 }
@@ -137,8 +138,8 @@ mod tests {
             ("replication.nats.persist_every", |c| {
                 c.replication.nats.persist_every = 0
             }),
-            ("replication.nats.poll_ms", |c| {
-                c.replication.nats.poll_ms = 1
+            ("replication.nats.sweep_secs", |c| {
+                c.replication.nats.sweep_secs = 0
             }),
             ("replication.nats.url", |c| {
                 c.replication.nats.url = Some(" ".into())

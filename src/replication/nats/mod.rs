@@ -5,12 +5,14 @@
 pub mod cursor;
 pub mod message;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::IntoFuture;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_nats::jetstream::context::{
     CreateStreamError, GetStreamError, PublishAckFuture, PublishError,
@@ -81,37 +83,55 @@ impl Forwarder {
         }
     }
 
-    /// Forwards until `stop`: connect, make sure of the stream, then pass over the sites, waiting
-    /// `poll_ms` when there was nothing to send and backing off (up to 30 s) after a failure.
+    /// Forwards until `stop`: connect and make sure of the stream, then forward the sites that
+    /// have something new (told by [`Replicas::changed`]), every site at start and every
+    /// `sweep_secs`; back off (200 ms doubling to 30 s) while NATS fails.
     pub async fn run(self, stop: CancellationToken) {
+        let sweep = Duration::from_secs(self.cfg.sweep_secs);
         let mut js: Option<jetstream::Context> = None;
         let mut backoff = FIRST_BACKOFF;
+        let mut pending = BTreeSet::new();
+        let mut next_sweep = Instant::now();
         loop {
+            pending.extend(self.replicas.take_changed());
+            if Instant::now() >= next_sweep {
+                match self.replicas.sites() {
+                    Ok(all) => pending.extend(all),
+                    Err(e) => tracing::warn!(error = %e, "NATS forwarding: cannot list the sites"),
+                }
+                next_sweep = Instant::now() + sweep;
+            }
             let attempt = async {
                 let ctx = match js.take() {
                     Some(ctx) => ctx,
                     None => self.connect().await?,
                 };
                 js = Some(ctx.clone());
-                self.pass(&ctx, &stop).await
+                self.pass(&ctx, &mut pending, &stop).await
             };
-            let wait = match attempt.await {
-                Ok(0) => Duration::from_millis(self.cfg.poll_ms),
-                Ok(_) => {
+            let failed = match attempt.await {
+                Ok(()) => {
                     backoff = FIRST_BACKOFF;
-                    Duration::ZERO
+                    false
                 }
                 Err(ForwardError::Stopped) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "NATS forwarding");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    wait
+                    true
                 }
             };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+            if failed {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else if pending.is_empty() {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.replicas.changed() => {}
+                    () = tokio::time::sleep_until(next_sweep) => {}
+                }
             }
         }
     }
@@ -151,43 +171,43 @@ impl Forwarder {
         Ok(js)
     }
 
-    /// One turn over every site; the number of entries acknowledged. A site that fails on its
-    /// own (its replica, its cursor) does not hold up the others, but the pass reports it.
+    /// One turn over the `pending` sites; a site leaves the set once it is caught up. A NATS
+    /// failure ends the turn (the sites stay pending); a site that fails on its own (its replica,
+    /// its cursor) is left to the next sweep and does not hold up the others.
     async fn pass(
         &self,
         js: &jetstream::Context,
+        pending: &mut BTreeSet<String>,
         stop: &CancellationToken,
-    ) -> Result<u64, ForwardError> {
-        let sites = self.replicas.sites().map_err(Box::new)?;
-        let (mut moved, mut first_err) = (0, None);
-        for site in sites {
+    ) -> Result<(), ForwardError> {
+        for site in pending.clone() {
             match self.site(js, &site, stop).await {
-                Ok(n) => moved += n,
+                Ok(true) => {
+                    pending.remove(&site);
+                }
+                Ok(false) => {}
                 Err(e) if e.is_nats() || matches!(e, ForwardError::Stopped) => return Err(e),
                 Err(e) => {
-                    tracing::warn!(site = %site, error = %e, "NATS forwarding of a site");
-                    first_err.get_or_insert(e);
+                    tracing::warn!(site = %site, error = %e, "NATS forwarding of a site; retried at the next sweep");
+                    pending.remove(&site);
                 }
             }
         }
-        match first_err {
-            Some(e) if moved == 0 => Err(e),
-            _ => Ok(moved),
-        }
+        Ok(())
     }
 
-    /// Forwards up to `TURN` entries of `site` past its cursor; the cursor is rewritten every
-    /// `persist_every` acks and at the end, also when a publish failed.
+    /// Forwards up to `TURN` entries of `site` past its cursor; whether it is caught up. The
+    /// cursor is rewritten every `persist_every` acks and at the end, also when a publish failed.
     async fn site(
         &self,
         js: &jetstream::Context,
         site: &str,
         stop: &CancellationToken,
-    ) -> Result<u64, ForwardError> {
+    ) -> Result<bool, ForwardError> {
         let dir = self.replicas.site_dir(site);
         // A site enrolled but not shipped yet has no replica file.
         if !dir.join("plantwire.redb").exists() {
-            return Ok(0);
+            return Ok(true);
         }
         let replica = self.replicas.replica(site).await.map_err(Box::new)?;
         let start = cursor::load(&dir, &self.cfg.stream)?;
@@ -195,7 +215,7 @@ impl Forwarder {
         let head = replica.head(&rtx)?;
         if head <= start {
             self.metrics.set_nats_forward_lag(site, 0);
-            return Ok(0);
+            return Ok(true);
         }
         let mut run = Run {
             dir: &dir,
@@ -213,7 +233,7 @@ impl Forwarder {
             .set_nats_forward_lag(site, head.saturating_sub(run.acked));
         sent?;
         persisted?;
-        Ok(run.acked - start)
+        Ok(run.acked >= head)
     }
 
     /// Publishes `seqs` with at most `max_in_flight` PubAcks outstanding, awaiting them in seq
