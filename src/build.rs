@@ -1,5 +1,5 @@
 //! Probes, for the integration tests only, which outside prerequisites this machine has (a browser,
-//! curl, qemu, root, FUSE, the release artifacts) and sets one `pw_has_*` cfg for each present.
+//! curl, nats-server, qemu, root, FUSE, the release artifacts) and sets one `pw_has_*` cfg for each present.
 //!
 //! A test whose prerequisite is missing is then marked ignored, with the reason, so `cargo test` counts
 //! it as "ignored" in its summary instead of passing after a hidden "SKIPPED". With `CI` set (as
@@ -18,6 +18,7 @@ const CFGS: &[&str] = &[
     "pw_has_artifacts",
     "pw_has_qemu_aarch64",
     "pw_has_qemu_arm",
+    "pw_has_nats",
 ];
 
 fn main() {
@@ -57,6 +58,7 @@ fn present(cfg: &str) -> bool {
                         .any(|b| which(b)))
         }
         "pw_has_curl" => which("curl"),
+        "pw_has_nats" => which("nats-server"),
         "pw_has_netns" => root() && which("ip") && which("curl") && python_module("zeroconf"),
         "pw_has_fuse" => root() && Path::new("/dev/fuse").exists() && which("fusermount3"),
         "pw_has_tmpfs" => root() && which("mount"),

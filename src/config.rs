@@ -8,6 +8,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod nats;
+pub use nats::NatsConfig;
+
 /// Where the config file is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/plantwire/plantwire.toml";
 /// The packaged service's state directory (`StateDirectory=plantwire`), used when it exists.
@@ -204,6 +207,8 @@ pub struct ReplicationConfig {
     pub batch_bytes: usize,
     /// Edge: bytes per second on the link to HQ; 0 = no cap.
     pub bandwidth_bytes_per_sec: u64,
+    /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
+    pub nats: NatsConfig,
 }
 
 impl Default for ReplicationConfig {
@@ -216,6 +221,7 @@ impl Default for ReplicationConfig {
             batch_entries: 512,
             batch_bytes: 1 << 20,
             bandwidth_bytes_per_sec: 0,
+            nats: NatsConfig::default(),
         }
     }
 }
@@ -860,6 +866,7 @@ impl Config {
                 "an HQ needs at least one address",
             ));
         }
+        r.nats.validate(r.role == ReplicationRole::Hq)?;
         let s = &self.server;
         if s.listen.is_empty() {
             return Err(invalid("server.listen", "needs at least one address"));

@@ -59,6 +59,7 @@ pub struct Metrics {
     ingest_refused: Family<RefusedLabels, Counter>,
     replication_lag_entries: Family<SiteLabels, Gauge>,
     replication_lag_seconds: Family<SiteLabels, Gauge>,
+    nats_forward_lag_entries: Family<SiteLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -166,6 +167,12 @@ impl Metrics {
             "Age of the oldest unacknowledged entry (edge), or of the newest received one (HQ)",
             replication_lag_seconds.clone(),
         );
+        let nats_forward_lag_entries = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "nats_forward_lag_entries",
+            "Entries of a site's replica at HQ not yet acknowledged by NATS JetStream",
+            nats_forward_lag_entries.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -191,6 +198,7 @@ impl Metrics {
             ingest_refused,
             replication_lag_entries,
             replication_lag_seconds,
+            nats_forward_lag_entries,
         }
     }
 
@@ -206,6 +214,16 @@ impl Metrics {
         self.replication_lag_seconds
             .get_or_create(&labels)
             .set(clamp(seconds));
+    }
+
+    /// Entries of `site`'s replica that NATS JetStream has not acknowledged yet.
+    pub fn set_nats_forward_lag(&self, site: &str, entries: u64) {
+        let labels = SiteLabels {
+            site: site.to_string(),
+        };
+        self.nats_forward_lag_entries
+            .get_or_create(&labels)
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// The alarm gauges, sampled at scrape time: standing, unacknowledged, shelved.

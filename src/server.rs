@@ -199,6 +199,15 @@ pub async fn run_supervised<F>(
         supervisor.spawn("hq-retention", move |stop| {
             crate::replication::retention::run(config, replicas, hq, stop)
         });
+        let nats = &state.config().replication.nats;
+        if nats.enabled() {
+            let forwarder = crate::replication::nats::Forwarder::new(
+                nats.clone(),
+                h.hq.replicas.clone(),
+                state.metrics().clone(),
+            );
+            supervisor.spawn("nats-forward", move |stop| forwarder.run(stop));
+        }
     }
     if let Some(rt) = state.replication().cloned() {
         let (log, dir) = (state.log().clone(), state.state_dir().to_path_buf());

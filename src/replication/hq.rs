@@ -1,7 +1,7 @@
 //! Headquarters' side: one replica `Log` per site under `<sites dir>/<site>/plantwire.redb`
 //! (opened lazily, a bounded number at once), batches appended verbatim, checkpoints witnessed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,6 +66,9 @@ pub struct Replicas {
     /// HQ's own log, where a rewritten history raises its system alarm.
     alarms: Option<Log>,
     open: Mutex<HashMap<String, Log>>,
+    /// Sites whose replica took a batch since HQ's NATS forwarder last asked, and its wake-up.
+    changed: std::sync::Mutex<BTreeSet<String>>,
+    changed_notify: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Replicas {
@@ -119,6 +122,8 @@ impl Replicas {
             witness: cfg.witness,
             alarms: cfg.alarms,
             open: Mutex::new(HashMap::new()),
+            changed: std::sync::Mutex::new(BTreeSet::new()),
+            changed_notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -261,6 +266,7 @@ impl Replicas {
                 Ok(())
             })
             .await?;
+        self.mark_changed(site);
         let rtx = replica.read()?;
         let head = rtx.chain_head()?;
         let (seq, hash) = head.map_or((0, [0u8; 32]), |h| (h.seq, h.hash));
@@ -273,6 +279,29 @@ impl Replicas {
             head_hash: hex::encode(hash),
             cosignature: witnessed.filter(|w| w.size <= seq).map(|w| w.cosignature),
         })
+    }
+
+    fn mark_changed(&self, site: &str) {
+        self.changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(site.to_string());
+        self.changed_notify.notify_one();
+    }
+
+    /// The sites whose replica took a batch since the last call (for the NATS forwarder).
+    pub fn take_changed(&self) -> BTreeSet<String> {
+        std::mem::take(
+            &mut *self
+                .changed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Resolves after a batch was taken (at once if one was since the last wait).
+    pub async fn changed(&self) {
+        self.changed_notify.notified().await;
     }
 
     async fn flag_rewritten(

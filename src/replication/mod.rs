@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod edge;
 pub mod hq;
+pub mod nats;
 pub mod net;
 pub mod retention;
 pub mod runtime;

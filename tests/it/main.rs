@@ -46,6 +46,7 @@ mod listener;
 mod log;
 mod metrics;
 mod migration;
+mod nats_forward;
 mod notify;
 mod openapi;
 mod ops;
