@@ -10,10 +10,9 @@ use plantwire::clock::{Clock, ManualClock, SystemClock};
 use plantwire::config::ReplicationRole;
 use plantwire::log::{Author, NewEntry};
 use plantwire::replication::commands::SiteCommand;
-use plantwire::replication::ship;
 use plantwire::retention::commands::{RetentionCommand, ScopeArgs};
 
-use crate::replication::admin;
+use crate::replication::{admin, enrolled};
 use crate::support::TestServer;
 
 const DAY: i64 = 86_400_000_000;
@@ -83,24 +82,13 @@ async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
         c.retention.pause_ms = 0;
     })
     .await;
-    let added = admin(
-        &hq,
-        Request::Site {
-            site: SiteCommand::Add {
-                name: "north".into(),
-            },
-        },
-    )
-    .await;
-    assert_eq!(added.code, 0, "{}", added.stderr);
-    let code = added.stdout.lines().last().unwrap().to_string();
-    // Before the first batch there is no replica to bound.
-    let early = admin(&hq, at_hq("north", RetentionCommand::Status)).await;
+    // Before its first batch a site has no replica to bound.
+    let _south = enrolled(&hq, "south").await;
+    let early = admin(&hq, at_hq("south", RetentionCommand::Status)).await;
     assert_ne!(early.code, 0);
     assert!(early.stderr.contains("no replica"), "{}", early.stderr);
 
-    let edge_dir = tempfile::tempdir().unwrap();
-    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
+    let edge_dir = enrolled(&hq, "north").await;
     let edge = TestServer::start_in(edge_dir, |c| {
         c.site = Some("north".into());
         c.replication.role = ReplicationRole::Edge;

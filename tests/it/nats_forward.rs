@@ -5,15 +5,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use plantwire::admin::Request;
 use plantwire::config::{Config, ReplicationRole};
 use plantwire::log::{Author, NewEntry};
-use plantwire::replication::commands::SiteCommand;
 use plantwire::replication::nats::{cursor, message};
-use plantwire::replication::ship;
 use plantwire::retention::Class;
 
-use crate::replication::admin;
+use crate::replication::enrolled;
 use crate::support::TestServer;
 
 const STREAM: &str = "PLANTWIRE";
@@ -200,19 +197,7 @@ async fn hq_forwards_every_entry_to_jetstream_once_through_an_outage_and_a_resta
     let url = format!("nats://127.0.0.1:{port}");
 
     let hq = TestServer::start_with(|c| hq_config(c, &url)).await;
-    let added = admin(
-        &hq,
-        Request::Site {
-            site: SiteCommand::Add {
-                name: "north".into(),
-            },
-        },
-    )
-    .await;
-    assert_eq!(added.code, 0, "{}", added.stderr);
-    let code = added.stdout.lines().last().unwrap().to_string();
-    let edge_dir = tempfile::tempdir().unwrap();
-    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
+    let edge_dir = enrolled(&hq, "north").await;
     let edge = TestServer::start_in(edge_dir, |c| {
         c.site = Some("north".into());
         c.replication.role = ReplicationRole::Edge;

@@ -223,6 +223,25 @@ pub(crate) async fn admin(
     plantwire::admin::execute(&ctx, &request).await
 }
 
+/// Adds `site` at `hq` (`site add`, as the control socket runs it) and enrols a fresh state
+/// directory with the code it printed on its last line: start the edge in it.
+pub(crate) async fn enrolled(hq: &TestServer, site: &str) -> tempfile::TempDir {
+    use plantwire::admin::Request;
+    use plantwire::replication::commands::SiteCommand;
+    let added = admin(
+        hq,
+        Request::Site {
+            site: SiteCommand::Add { name: site.into() },
+        },
+    )
+    .await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let code = added.stdout.lines().last().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    ship::enroll(&code, site, dir.path()).await.unwrap();
+    dir
+}
+
 /// The wiring of `[replication]`: an HQ server and an edge server started with their roles, the
 /// commands as the control socket runs them: `site add` prints the code on its last line, the
 /// edge enrols before its first start and its server ships on its own; `site list --json`,
@@ -240,17 +259,7 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
         c.replication.listen = vec!["127.0.0.1:0".parse().unwrap()];
     })
     .await;
-    let added = admin(
-        &hq,
-        Request::Site {
-            site: SiteCommand::Add {
-                name: "north".into(),
-            },
-        },
-    )
-    .await;
-    assert_eq!(added.code, 0, "{}", added.stderr);
-    let code = added.stdout.lines().last().unwrap().to_string();
+    let edge_dir = enrolled(&hq, "north").await;
     let again = admin(
         &hq,
         Request::Site {
@@ -262,8 +271,6 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
     .await;
     assert_ne!(again.code, 0);
 
-    let edge_dir = tempfile::tempdir().unwrap();
-    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
     let edge = TestServer::start_in(edge_dir, |c| {
         c.site = Some("north".into());
         c.replication.role = ReplicationRole::Edge;
@@ -404,10 +411,8 @@ async fn lag_alarm_becomes(server: &TestServer, site: &str, want: Option<bool>) 
 /// at the edge raised when the oldest entry HQ has not acknowledged is older than that.
 #[tokio::test]
 async fn replication_lag_raises_system_alarms_at_hq_and_at_the_edge_by_the_clock() {
-    use plantwire::admin::Request;
     use plantwire::clock::ManualClock;
     use plantwire::config::{ReplicationRole, SystemAlarm};
-    use plantwire::replication::commands::SiteCommand;
     const MINUTE: i64 = 60_000_000;
     // Certificates are checked against the real time, so the test clocks start at it.
     let t0 = i64::try_from(
@@ -425,18 +430,7 @@ async fn replication_lag_raises_system_alarms_at_hq_and_at_the_edge_by_the_clock
         c.alarms.system_alarms = vec![SystemAlarm::ReplicationLag];
     })
     .await;
-    let added = admin(
-        &hq,
-        Request::Site {
-            site: SiteCommand::Add {
-                name: "north".into(),
-            },
-        },
-    )
-    .await;
-    let code = added.stdout.lines().last().unwrap().to_string();
-    let edge_dir = tempfile::tempdir().unwrap();
-    ship::enroll(&code, "north", edge_dir.path()).await.unwrap();
+    let edge_dir = enrolled(&hq, "north").await;
     let edge_clock = Arc::new(ManualClock::new(t0));
     let edge = TestServer::start_full(edge_dir, edge_clock.clone(), |c| {
         c.site = Some("north".into());
