@@ -117,6 +117,9 @@ impl Forwarder {
                 Err(ForwardError::Stopped) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "NATS forwarding");
+                    // The next attempt connects afresh and finds (or creates) the stream again,
+                    // so a stream deleted under a running forwarder comes back.
+                    js = None;
                     true
                 }
             };
