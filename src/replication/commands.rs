@@ -162,7 +162,7 @@ async fn site_inner(
         }
         SiteCommand::Key => crate::audit::key::print(env.log, out)?,
         SiteCommand::Retention { name, command } => {
-            if !replicas.site_dir(name).join("plantwire.redb").exists() {
+            if !replicas.has_replica(name) {
                 return Err(Rejection::not_found(
                     "unknown_site",
                     "no replica of that site here (enrolled sites have one after their first batch)",

@@ -136,6 +136,11 @@ impl Replicas {
         self.root.join(site)
     }
 
+    /// Whether `site` has a replica yet (an enrolled site has one after its first batch).
+    pub fn has_replica(&self, site: &str) -> bool {
+        self.site_dir(site).join("plantwire.redb").exists()
+    }
+
     /// Creates the site's directory (enrolment); its replica file appears with the first batch.
     pub fn create_site(&self, site: &str) -> Result<(), ReplicationError> {
         if !valid_site(site) {

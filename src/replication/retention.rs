@@ -39,7 +39,7 @@ pub async fn run(config: Config, replicas: Arc<Replicas>, hq: Log, stop: Cancell
                 return;
             }
             // A site enrolled but not shipped yet has no replica file: nothing to purge.
-            if !replicas.site_dir(&site).join("plantwire.redb").exists() {
+            if !replicas.has_replica(&site) {
                 continue;
             }
             let replica = match replicas.replica(&site).await {

@@ -207,11 +207,11 @@ impl Forwarder {
         site: &str,
         stop: &CancellationToken,
     ) -> Result<bool, ForwardError> {
-        let dir = self.replicas.site_dir(site);
         // A site enrolled but not shipped yet has no replica file.
-        if !dir.join("plantwire.redb").exists() {
+        if !self.replicas.has_replica(site) {
             return Ok(true);
         }
+        let dir = self.replicas.site_dir(site);
         let replica = self.replicas.replica(site).await.map_err(Box::new)?;
         let start = cursor::load(&dir, &self.cfg.stream)?;
         let rtx = replica.read()?;
