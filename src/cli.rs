@@ -396,6 +396,9 @@ pub enum BenchCommand {
         runs: usize,
         #[arg(long, default_value_t = 18)]
         seed: u64,
+        /// redb's page cache in MiB (the server's `storage.cache_mib` unless given).
+        #[arg(long)]
+        cache_mib: Option<usize>,
         /// Write the texts and queries here for benches/search-fts5.py.
         #[arg(long)]
         export: Option<PathBuf>,
@@ -819,11 +822,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     senders,
                     runs,
                     seed,
+                    cache_mib,
                     export,
                 },
         } => {
             crate::telemetry::init("warn");
             let b = crate::bench::search::SearchBench {
+                cache_mib: cache_mib.unwrap_or(crate::config::StorageConfig::default().cache_mib),
                 dir: dir.clone(),
                 messages: *messages,
                 rate_messages: *rate_messages,

@@ -30,6 +30,8 @@ pub struct SearchBench {
     pub senders: usize,
     pub runs: usize,
     pub seed: u64,
+    /// redb's page cache (the server's default unless the bench is told otherwise).
+    pub cache_mib: usize,
     /// Where to write the generated texts (one `conv<TAB>author<TAB>text` line each) and the
     /// queries, for `benches/search-fts5.py`.
     pub export: Option<PathBuf>,
@@ -245,9 +247,9 @@ fn time_queries(
 }
 
 pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
-    // The server's default page cache, so the RSS is what a server would hold.
+    // The server's default page cache unless told otherwise, so the RSS is what a server would hold.
     let opts = LogOptions {
-        cache_bytes: crate::config::StorageConfig::default().cache_mib << 20,
+        cache_bytes: b.cache_mib << 20,
         queue_capacity: 1024,
         max_batch: 256,
         hub_capacity: 1024,

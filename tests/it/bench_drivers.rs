@@ -48,6 +48,7 @@ async fn bench_search_indexes_every_message_it_sends_and_its_queries_find_them()
         senders: 4,
         runs: 20,
         seed: 18,
+        cache_mib: 8,
         export: Some(dir.path().join(export)),
     };
     let r = run(&bench("a.tsv")).await.unwrap();
