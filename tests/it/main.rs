@@ -39,6 +39,7 @@ mod events;
 mod foundations;
 mod history_policy;
 mod hq_retention;
+mod hq_tenancy;
 mod incidents;
 mod ingest;
 mod input_hardening;
