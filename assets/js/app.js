@@ -26,7 +26,7 @@ import './theme.js';
 import * as notifier from './notify.js';
 import { searchBox, searchScreen } from './search.js';
 import * as users from './api/users.js';
-import { isHq, allSitesScreen, siteScreen } from './sites.js';
+import { allSitesScreen, siteScreen } from './sites.js';
 
 const root = document.getElementById('root');
 
@@ -111,8 +111,8 @@ function shell() {
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
   const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/incidents', 'Incidents'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(adminNav(nav('/admin', 'Admin')));
-  // At HQ, the all-sites screen (after the bar is drawn: the answer says whether this is an HQ).
-  isHq().then((hq) => { if (hq) links[links.length - 1].after(nav('/sites', 'Sites')); });
+  // At HQ (`me.hq`), the all-sites screen.
+  if (S.me.hq) links.push(nav('/sites', 'Sites'));
   clear(root,
     h('header', { class: 'bar' },
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),

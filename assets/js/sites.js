@@ -9,10 +9,6 @@ const time = (us) => new Date(us / 1000).toLocaleString();
 const PRIORITIES = [['critical', '◆'], ['high', '▲'], ['medium', '■'], ['low', '●']];
 const KINDS = [['', 'all kinds'], ['event', 'events'], ['alarm.', 'alarms'], ['incident.', 'incidents'], ['message.', 'messages']];
 
-// Whether this server is an HQ that lets the person read a site (null while unknown).
-export async function isHq() {
-  try { await sites.list(); return true; } catch { return false; }
-}
 
 function switcher(go, current) {
   const sel = h('select', { id: 'site-switcher', 'aria-label': 'Site' },

@@ -22,7 +22,7 @@ use plantwire::store::Role;
 const ALPHA_MARK: &str = "alpha-marker-5c1e9d";
 const BRAVO_MARK: &str = "bravo-marker-8f3a2b";
 
-async fn start_hq() -> TestServer {
+pub(crate) async fn start_hq() -> TestServer {
     TestServer::start_with(|c| {
         c.site = Some("hq".into());
         c.replication.role = ReplicationRole::Hq;
@@ -33,7 +33,7 @@ async fn start_hq() -> TestServer {
 
 /// Enrols `site` at `hq`, starts its edge, writes a note and raises a critical alarm carrying
 /// `mark`, and waits until HQ acknowledged the whole log.
-async fn edge(hq: &TestServer, site: &str, mark: &str) -> TestServer {
+pub(crate) async fn edge(hq: &TestServer, site: &str, mark: &str) -> TestServer {
     let dir = enrolled(hq, site).await;
     let edge = TestServer::start_in(dir, |c| {
         c.site = Some(site.into());

@@ -69,5 +69,6 @@ mod ui_incidents;
 mod ui_long;
 mod ui_retention;
 mod ui_search;
+mod ui_sites;
 mod ui_toolbar;
 mod webdriver;
