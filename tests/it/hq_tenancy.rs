@@ -169,6 +169,38 @@ async fn a_user_granted_one_site_sees_nothing_of_another_and_the_auditor_reads_a
     assert_eq!(granted, 1, "the grant is an entry of HQ's log");
     drop(rtx);
 
+    // The offline path (no running replication runtime: replicas opened for the command) lists
+    // the same grants.
+    let st = hq.state();
+    let offline = plantwire::admin::execute(
+        &plantwire::admin::Ctx {
+            log: st.log(),
+            auth: st.auth(),
+            config: st.config(),
+            state_dir: st.state_dir(),
+            by: crate::support::test_author(),
+            online: false,
+            ingest: None,
+            replication: None,
+        },
+        &Request::Site {
+            site: SiteCommand::Grants {
+                site: Some("alpha".into()),
+                json: false,
+            },
+        },
+    )
+    .await;
+    assert_eq!(offline.code, 0, "{}", offline.stderr);
+    assert!(
+        offline
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("alpha") && l.contains("alice") && l.contains("viewer")),
+        "{}",
+        offline.stdout
+    );
+
     let alice = Api::login(&hq.client(), "alice", PW).await;
     // What alice may see: alpha, whole.
     let sites = alice.get("/api/v1/sites").await;
