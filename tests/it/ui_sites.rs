@@ -67,6 +67,7 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
     let violations = axe(&b).await;
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 
+    b.quit().await;
     alpha.stop().await;
     hq.stop().await;
 }
