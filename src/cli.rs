@@ -279,6 +279,8 @@ pub enum UserCommand {
 #[serde(rename_all = "snake_case")]
 pub enum CliRole {
     Viewer,
+    /// Read-only everywhere; at HQ it reads every site.
+    Auditor,
     Operator,
     Admin,
 }
@@ -287,6 +289,7 @@ impl From<CliRole> for Role {
     fn from(r: CliRole) -> Self {
         match r {
             CliRole::Viewer => Role::Viewer,
+            CliRole::Auditor => Role::Auditor,
             CliRole::Operator => Role::Operator,
             CliRole::Admin => Role::Admin,
         }

@@ -127,7 +127,11 @@ pub fn open_offline(config: &Config) -> Result<(Store, DataKey, Arc<str>), Start
 /// Who sees what on a live socket: every domain's audience, registered once here.
 pub fn audiences() -> Audiences {
     use crate::store::Role;
-    const ADMIN_STREAMS: &[&str] = &[crate::users::STREAM, crate::devices::STREAM];
+    const ADMIN_STREAMS: &[&str] = &[
+        crate::users::STREAM,
+        crate::devices::STREAM,
+        crate::replication::grants::STREAM,
+    ];
     let mut a = Audiences::default();
     a.register(
         "chat",
@@ -136,7 +140,7 @@ pub fn audiences() -> Audiences {
     );
     a.register("events", crate::events::KINDS, crate::events::audience);
     a.register("alarms", crate::alarms::KINDS, crate::alarms::audience);
-    a.register("admin", &["user.", "device."], |_rtx, viewer| {
+    a.register("admin", &["user.", "device.", "site."], |_rtx, viewer| {
         Ok(Box::new(ByRole::new(viewer, Role::Admin, ADMIN_STREAMS)))
     });
     a

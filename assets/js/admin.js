@@ -38,7 +38,7 @@ export function adminScreen(go) {
       clear(table, r.users.map((u) => {
         const self = u.username === S.me.username;
         const role = h('select', { 'aria-label': `Role of ${u.username}`, disabled: self },
-          ['viewer', 'operator', 'admin'].map((x) => h('option', { value: x, selected: x === u.role }, x)));
+          ['viewer', 'auditor', 'operator', 'admin'].map((x) => h('option', { value: x, selected: x === u.role }, x)));
         role.addEventListener('change', () => act(() => users.setRole(u.username, role.value), 'Role changed'));
         return h('tr', { dataset: { user: u.username } },
           h('td', {}, u.username), h('td', {}, u.display_name), h('td', {}, role), h('td', {}, u.status),
@@ -53,7 +53,7 @@ export function adminScreen(go) {
   paint();
   const uname = h('input', { required: true, name: 'username', 'aria-label': 'Username', placeholder: 'username', autocapitalize: 'none' });
   const dname = h('input', { required: true, 'aria-label': 'Display name', placeholder: 'display name' });
-  const role = h('select', { 'aria-label': 'Role' }, ['operator', 'viewer', 'admin'].map((x) => h('option', { value: x }, x)));
+  const role = h('select', { 'aria-label': 'Role' }, ['operator', 'viewer', 'auditor', 'admin'].map((x) => h('option', { value: x }, x)));
   const form = h('form', { class: 'card inline', id: 'new-account' }, h('h3', {}, 'New account'), uname, dname, role, h('button', { class: 'primary' }, 'Create'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();

@@ -59,7 +59,7 @@ function virtualBody(scroller, cols, rowOf, empty) {
 }
 
 export function alarmsScreen(go) {
-  const operator = S.me.role !== 'viewer';
+  const operator = S.me.role === 'operator' || S.me.role === 'admin';
   const selected = new Set();
   let mode = 'standing';
   const journal = h('section', { class: 'card journal', 'aria-label': 'Journal' });

@@ -26,6 +26,7 @@ import './theme.js';
 import * as notifier from './notify.js';
 import { searchBox, searchScreen } from './search.js';
 import * as users from './api/users.js';
+import { allSitesScreen, siteScreen } from './sites.js';
 
 const root = document.getElementById('root');
 
@@ -110,6 +111,8 @@ function shell() {
   const nav = (path, label) => h('a', { href: path, class: 'nav', 'data-nav': path, onclick: (e) => { e.preventDefault(); go(path); } }, label);
   const links = [nav('/', 'Chats'), nav('/people', 'People'), nav('/channels', 'Channels'), nav('/alarms', 'Alarms'), nav('/events', 'Events'), nav('/incidents', 'Incidents'), nav('/profile', 'Me')];
   if (S.me.role === 'admin') links.push(adminNav(nav('/admin', 'Admin')));
+  // At HQ (`me.hq`), the all-sites screen.
+  if (S.me.hq) links.push(nav('/sites', 'Sites'));
   clear(root,
     h('header', { class: 'bar' },
       h('a', { class: 'brand', href: '/', onclick: (e) => { e.preventDefault(); go('/'); } }, 'plantwire'),
@@ -140,7 +143,7 @@ function route() {
   S.current = null;
   document.body.classList.toggle('pane-open', p !== '/');
   for (const a of document.querySelectorAll('[data-nav]')) {
-    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && (p === '/admin/devices' || p === '/admin/retention')) || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
+    a.classList.toggle('active', a.dataset.nav === p || (a.dataset.nav === '/' && p.startsWith('/c/')) || (a.dataset.nav === '/admin' && (p === '/admin/devices' || p === '/admin/retention')) || (a.dataset.nav === '/alarms' && p === '/alarms/kpis') || (a.dataset.nav === '/sites' && p.startsWith('/sites/')) || (a.dataset.nav === '/incidents' && (p.startsWith('/incidents/') || p === '/templates')));
   }
   let view;
   if (p.startsWith('/c/')) {
@@ -162,6 +165,8 @@ function route() {
   else if (p.startsWith('/incidents/')) view = incidentScreen(decodeURIComponent(p.slice(11)), go);
   else if (p === '/templates' && S.me.role === 'admin') view = templatesScreen();
   else if (p === '/search') view = searchScreen(go);
+  else if (p === '/sites') view = allSitesScreen(go);
+  else if (p.startsWith('/sites/')) view = siteScreen(decodeURIComponent(p.slice(7)), go);
   else view = { el: h('div', { class: 'empty' }, h('p', {}, 'Choose a conversation, or start one from People.')) };
   clear(pane, view.el);
   closeView = view.close || null;

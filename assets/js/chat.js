@@ -66,9 +66,9 @@ export function openConversation(id, go) {
   const suggest = h('ul', { class: 'suggest', role: 'listbox', hidden: true });
   const sendBtn = h('button', { class: 'primary', type: 'submit' }, 'Send');
   // Viewers read only: a notice instead of a composer (the server would refuse their messages).
-  const readOnly = S.me.role === 'viewer';
+  const readOnly = S.me.role === 'viewer' || S.me.role === 'auditor';
   const form = readOnly
-    ? h('p', { class: 'composer read-only', role: 'note' }, 'Read only: your role (viewer) can follow this conversation but not write in it. An administrator can change your role.')
+    ? h('p', { class: 'composer read-only', role: 'note' }, `Read only: your role (${S.me.role}) can follow this conversation but not write in it. An administrator can change your role.`)
     : h('form', { class: 'composer' }, replyBar, files.el, h('div', { class: 'row' }, files.button, h('div', { class: 'grow' }, suggest, ta), sendBtn));
   const back = h('button', { class: 'back', 'aria-label': 'Back to conversations', onclick: () => go('/') }, '←');
   const details = convDetails(id, go);

@@ -87,7 +87,7 @@ export function eventsScreen(go, openSeq) {
       const attrs = Object.entries(b.attributes || {});
       clear(detail,
         h('div', { class: 'row' }, h('h3', {}, `Event #${e.seq}`),
-          go && S.me.role !== 'viewer' ? h('button', { class: 'open-incident', onclick: () => go(`/incidents/new?event=${e.seq}`) }, 'Open incident') : null,
+          go && (S.me.role === 'operator' || S.me.role === 'admin') ? h('button', { class: 'open-incident', onclick: () => go(`/incidents/new?event=${e.seq}`) }, 'Open incident') : null,
           h('button', { class: 'ev-close', 'aria-label': 'Close details', onclick: () => { detail.hidden = true; selected = null; } }, '×')),
         h('dl', { class: 'ev-dl' },
           h('dt', {}, 'Seq'), h('dd', { id: 'detail-seq' }, String(e.seq)),

@@ -49,6 +49,9 @@ pub struct Me {
     pub status: UserStatus,
     pub must_change_password: bool,
     pub site: String,
+    /// In `GET /api/v1/auth/me` only: this server is an HQ (its `/api/v1/sites` routes answer).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hq: bool,
 }
 
 impl Me {
@@ -60,6 +63,7 @@ impl Me {
             status: u.status,
             must_change_password: u.must_change_password,
             site: site.to_string(),
+            hq: false,
         }
     }
 }
@@ -196,7 +200,9 @@ pub async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<Re
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, me: CurrentUser) -> Json<Me> {
-    Json(Me::of(&me.user, state.log().site()))
+    let mut out = Me::of(&me.user, state.log().site());
+    out.hq = state.replication().and_then(|r| r.hq()).is_some();
+    Json(out)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -98,6 +98,20 @@ const ALLOWED_BEFORE_PASSWORD_CHANGE: [&str; 3] = [
     "/api/v1/auth/logout",
 ];
 
+/// The only writes an auditor may make: to its own account (sign out, its password, ending one
+/// of its own sessions). Every other state-changing request is refused before its handler runs.
+fn auditor_may_write(method: &axum::http::Method, path: &str) -> bool {
+    match *method {
+        axum::http::Method::POST => {
+            matches!(path, "/api/v1/auth/logout" | "/api/v1/auth/password")
+        }
+        axum::http::Method::DELETE => path
+            .strip_prefix("/api/v1/auth/sessions/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        _ => false,
+    }
+}
+
 /// The value of cookie `name`, from any `Cookie` header.
 pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
@@ -185,6 +199,16 @@ impl FromRequestParts<AppState> for CurrentUser {
                 StatusCode::FORBIDDEN,
                 "password_change_required",
                 "set a new password first (POST /api/v1/auth/password)",
+            ));
+        }
+        if user.role == crate::store::Role::Auditor
+            && unsafe_method
+            && !auditor_may_write(&parts.method, parts.uri.path())
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "read_only_role",
+                "an auditor reads but changes nothing",
             ));
         }
         Ok(Self {

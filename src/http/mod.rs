@@ -329,6 +329,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(Method::GET, "/api/v1/sites", User, get(sites::list)),
         r(
+            Method::GET,
+            "/api/v1/sites/overview",
+            User,
+            get(sites::overview),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sites/{site}/entries",
+            User,
+            get(sites::entries),
+        ),
+        r(
             Method::POST,
             "/api/v1/admin/devices",
             User,

@@ -53,6 +53,8 @@ use super::{
         accounts::end_own_session,
         devices::list,
         sites::list,
+        sites::overview,
+        sites::entries,
         devices::add,
         devices::revoke,
         device_certs::renew,

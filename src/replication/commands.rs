@@ -1,4 +1,4 @@
-//! The replication admin commands (`site add|list|revoke`, `replication status`,
+//! The replication admin commands (`site add|list|revoke|grant|ungrant|grants`, `replication status`,
 //! `audit verify --site`), run by `admin::execute` online (control socket) and offline alike.
 
 use std::fmt::Write as _;
@@ -30,6 +30,22 @@ pub enum SiteCommand {
     },
     /// Cut a site off at once: its certificate is refused and its connections close.
     Revoke { name: String },
+    /// Let an HQ user read one site (or change the role of their grant). A site's own users do not
+    /// exist at HQ: create the HQ user first (`plantwire user add`).
+    Grant {
+        site: String,
+        user: String,
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: super::grants::GrantRole,
+    },
+    /// Take back an HQ user's grant on one site (their next request no longer sees it).
+    Ungrant { site: String, user: String },
+    /// The per-site grants, of one site or of all.
+    Grants {
+        site: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print this site's checkpoint-signing public key (the line `audit verify --public-key`
     /// reads); any role.
     Key,
@@ -161,6 +177,41 @@ async fn site_inner(
             writeln!(out, "site {name} revoked; its connections are closed")?;
         }
         SiteCommand::Key => crate::audit::key::print(env.log, out)?,
+        SiteCommand::Grant { site, user, role } => {
+            let g = super::grants::grant(env.log, replicas, site, user, *role, env.by).await?;
+            writeln!(
+                out,
+                "{} may now read site {} (role {})",
+                g.user,
+                g.site,
+                role_name(g.role)
+            )?;
+        }
+        SiteCommand::Ungrant { site, user } => {
+            super::grants::ungrant(env.log, site, user, env.by).await?;
+            writeln!(out, "{user} no longer has a grant on site {site}")?;
+        }
+        SiteCommand::Grants { site, json } => {
+            let list = super::grants::list(env.log, site.as_deref())?;
+            if *json {
+                let rows: Vec<GrantView<'_>> = list.iter().map(GrantView::of).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<32} {:<9} granted by",
+                    "site", "user", "role"
+                )?;
+                for g in &list {
+                    let v = GrantView::of(g);
+                    writeln!(
+                        out,
+                        "{:<24} {:<32} {:<9} {}",
+                        v.site, v.user, v.role, v.granted_by
+                    )?;
+                }
+            }
+        }
         SiteCommand::Retention { name, command } => {
             if !replicas.has_replica(name) {
                 return Err(Rejection::not_found(
@@ -175,6 +226,38 @@ async fn site_inner(
         }
     }
     Ok(())
+}
+
+/// One grant as `site grants --json` prints it.
+#[derive(Serialize)]
+struct GrantView<'a> {
+    site: &'a str,
+    user: &'a str,
+    role: &'static str,
+    granted_at_us: i64,
+    granted_by: &'a str,
+}
+
+impl<'a> GrantView<'a> {
+    fn of(g: &'a crate::store::SiteGrantRow) -> Self {
+        Self {
+            site: &g.site,
+            user: &g.user,
+            role: role_name(g.role),
+            granted_at_us: g.granted_at_us,
+            granted_by: &g.granted_by,
+        }
+    }
+}
+
+fn role_name(r: crate::store::Role) -> &'static str {
+    use crate::store::Role;
+    match r {
+        Role::Viewer => "viewer",
+        Role::Auditor => "auditor",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
 }
 
 /// `replication status` (edge).

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod edge;
+pub mod grants;
 pub mod hq;
 pub mod nats;
 pub mod net;
@@ -10,6 +11,7 @@ pub mod retention;
 pub mod runtime;
 pub mod ship;
 pub mod sites;
+pub mod views;
 pub mod wire;
 pub mod witness;
 

@@ -30,6 +30,8 @@ pub struct HqRuntime {
     /// Bound at start; the server takes them.
     listeners: Mutex<Vec<TcpListener>>,
     pub advertise: Option<String>,
+    /// The all-sites overview's alarm counts, carried between requests.
+    pub tallies: Arc<super::views::Tallies>,
 }
 
 /// The edge's shipper status: HQ's acknowledged seq and whether it is connected.
@@ -168,6 +170,7 @@ pub fn start(
                 }),
                 listeners: Mutex::new(listeners),
                 advertise,
+                tallies: Arc::default(),
             })))
         }
     }

@@ -22,6 +22,7 @@ mod rows;
 mod schema;
 pub mod seal;
 mod search;
+mod site_grants;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use retention::PurgeOutcome;
 pub use rows::{ChainHead, DeviceRow, Role, SessionRow, UserRow, UserStatus};
 pub use schema::SCHEMA_VERSION;
 pub use seal::{DataKey, SealError, Sealed};
+pub use site_grants::SiteGrantRow;
 use table::Table;
 
 // The table registry. Names are `<key>_<value>`; the comment gives the key layout.
@@ -195,6 +197,9 @@ pub(crate) const ATTACHMENT_REFS: TableDefinition<(u64, &str), ()> =
 /// attachment and its chunks are removed.
 pub(crate) const ATTACHMENT_REF_COUNTS: TableDefinition<&str, u32> =
     TableDefinition::new("attachmentrefcounts_id_count");
+/// (lower-cased username, site) → site_grants::SiteGrantRow v1: HQ's per-site grants.
+pub(crate) const SITE_GRANTS: Table<(&str, &str), SiteGrantRow> =
+    Table::new("sitegrants_usersite_row");
 
 /// The one table list: every table with the schema version it first appears in. Creation and
 /// migrations (`schema.rs`), backup (`backup.rs`) and the docs check read it; a new table is one
@@ -249,6 +254,7 @@ macro_rules! for_each_table {
         $f($($arg,)* ATTACHMENT_REFS, 7)?;
         $f($($arg,)* ATTACHMENT_REF_COUNTS, 7)?;
         $f($($arg,)* PURGED_VIEWS, 8)?;
+        $f($($arg,)* SITE_GRANTS.def(), 9)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -101,13 +101,17 @@ mod hex_32 {
     }
 }
 
-/// A person's role; the order is the order of privilege.
+/// A person's role; the order is the order of privilege. An auditor ranks above a viewer and
+/// below an operator: it passes every read a viewer may do and no operator or admin check, and
+/// `http::extract::CurrentUser` refuses it every write but its own account's. At HQ it also
+/// reads every site (`replication::grants`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
+    Auditor,
     Operator,
     Admin,
 }

@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -34,6 +34,8 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         create_tables(txn, 8)?;
         backfill_attachments(txn)
     },
+    // v9: HQ's per-site grants.
+    |txn| create_tables(txn, 9),
 ];
 
 /// Creates every table of the list that first appears in `version`.

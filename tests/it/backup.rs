@@ -274,7 +274,8 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
     // Not a backup at all.
     let out = restore(b"hello, world, not a backup", "garbage");
     assert!(out.contains("not a plantwire backup"), "{out}");
-    // A newer schema (same length, so only the number differs).
+    // A newer schema: only the number differs (and the manifest's length prefix, bytes 12..16,
+    // when the number gains a digit).
     let text = String::from_utf8_lossy(&good).into_owned();
     let current = format!("\"schema_version\":{}", plantwire::store::SCHEMA_VERSION);
     assert!(text.contains(&current));
@@ -282,9 +283,16 @@ fn damaged_or_newer_backups_are_refused_and_leave_nothing_behind() {
         .windows(current.len())
         .position(|w| w == current.as_bytes())
         .unwrap();
-    let mut newer = good.clone();
-    let last = pos + current.len() - 1;
-    newer[last] = b'9';
+    let bumped = format!(
+        "\"schema_version\":{}",
+        plantwire::store::SCHEMA_VERSION + 1
+    );
+    let mut newer = good[..pos].to_vec();
+    newer.extend_from_slice(bumped.as_bytes());
+    newer.extend_from_slice(&good[pos + current.len()..]);
+    let grown = u32::try_from(bumped.len() - current.len()).unwrap();
+    let len = u32::from_be_bytes(newer[12..16].try_into().unwrap()) + grown;
+    newer[12..16].copy_from_slice(&len.to_be_bytes());
     let out = restore(&newer, "newer schema");
     assert!(out.contains("newer than this build"), "{out}");
     // A data key that is not the backup's is refused before anything is written.

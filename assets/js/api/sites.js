@@ -1,0 +1,15 @@
+// Paths of /api/v1/sites (HQ only; 404 elsewhere): the sites the signed-in person may read (all
+// for admins and auditors, the granted ones for others), the all-sites overview, one site's entries.
+
+import { get } from './http.js';
+
+export const list = () => get('/api/v1/sites');
+export const overview = () => get('/api/v1/sites/overview');
+
+// `q`: { since | before, limit, kind } (kind `alarm.` takes every alarm kind).
+export function entries(site, q) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q || {})) if (v !== undefined && v !== null && v !== '') p.set(k, String(v));
+  const qs = p.toString();
+  return get(`/api/v1/sites/${encodeURIComponent(site)}/entries${qs ? `?${qs}` : ''}`);
+}

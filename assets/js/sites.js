@@ -1,0 +1,100 @@
+// HQ's site screens, read-only: "All sites" (per site connected, lag, last checkpoint and the
+// unacknowledged alarms by priority) and one site's replicated entries, with a site switcher.
+
+import { h, clear, toast } from './dom.js';
+import * as sites from './api/sites.js';
+
+const time = (us) => new Date(us / 1000).toLocaleString();
+// Each priority has a shape and a label besides its colour, as in the alarm banner.
+const PRIORITIES = [['critical', '◆'], ['high', '▲'], ['medium', '■'], ['low', '●']];
+const KINDS = [['', 'all kinds'], ['event', 'events'], ['alarm.', 'alarms'], ['incident.', 'incidents'], ['message.', 'messages']];
+
+
+function switcher(go, current) {
+  const sel = h('select', { id: 'site-switcher', 'aria-label': 'Site' },
+    h('option', { value: '' }, 'All sites'));
+  sites.list().then((r) => {
+    for (const s of r.sites) sel.append(h('option', { value: s.site, selected: s.site === current }, s.site));
+  }, (e) => toast(e.message, 'error'));
+  sel.addEventListener('change', () => go(sel.value ? `/sites/${encodeURIComponent(sel.value)}` : '/sites'));
+  return h('label', { class: 'row' }, 'Site ', sel);
+}
+
+function unackedCell(u) {
+  const parts = PRIORITIES.filter(([p]) => u[p] > 0).map(([p, shape]) =>
+    h('span', { class: `prio ${p}`, title: `${u[p]} unacknowledged ${p}` }, `${shape} ${p} ${u[p]}`));
+  return parts.length ? parts : h('span', { class: 'muted' }, 'none');
+}
+
+export function allSitesScreen(go) {
+  const body = h('tbody', {});
+  const note = h('p', { class: 'muted', role: 'status' }, 'Loading…');
+  const table = h('table', { class: 'sites', id: 'all-sites' },
+    h('caption', {}, 'Every site you may read: replication and unacknowledged alarms'),
+    h('thead', {}, h('tr', {}, ['Site', 'Connected', 'Lag', 'Last checkpoint', 'Unacknowledged alarms', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    body);
+  const paint = async () => {
+    try {
+      const r = await sites.overview();
+      note.textContent = r.sites.length ? '' : 'No site to show: none is enrolled, or none is granted to you.';
+      clear(body, r.sites.map((s) => h('tr', { dataset: { site: s.site } },
+        h('th', { scope: 'row' }, s.site, s.history_rewritten ? h('span', { class: 'prio critical' }, ' history rewritten') : null),
+        h('td', { class: 'connected', dataset: { connected: String(s.connected) } },
+          s.revoked ? 'revoked' : s.connected ? '● connected' : `○ silent ${s.silent_seconds} s`),
+        h('td', {}, `${s.lag_entries} entries, ${s.lag_seconds} s`),
+        h('td', {}, s.checkpoint ? `${s.checkpoint.size} at ${time(s.checkpoint.witnessed_s * 1e6)}` : '—'),
+        h('td', { class: 'unacked' }, unackedCell(s.unacked)),
+        h('td', {}, h('a', { href: `/sites/${encodeURIComponent(s.site)}`, onclick: (e) => { e.preventDefault(); go(`/sites/${encodeURIComponent(s.site)}`); } }, `Open ${s.site}`)))));
+    } catch (e) { note.textContent = e.message; }
+  };
+  paint();
+  const timer = setInterval(paint, 15000);
+  return {
+    el: h('div', { class: 'screen all-sites' }, h('h2', {}, 'All sites'), switcher(go, ''), note, table),
+    close: () => clearInterval(timer),
+  };
+}
+
+function summary(e) {
+  if (e.purged) return 'purged by retention';
+  const b = e.body;
+  if (b && typeof b === 'object') return b.message || b.text || (b.alarm && `${b.alarm.source} ${b.alarm.condition}: ${b.state}`) || JSON.stringify(b).slice(0, 200);
+  return String(b).slice(0, 200);
+}
+
+export function siteScreen(site, go) {
+  const body = h('tbody', {});
+  const note = h('p', { class: 'muted', role: 'status' });
+  const kind = h('select', { 'aria-label': 'Kind' }, KINDS.map(([v, l]) => h('option', { value: v }, l)));
+  const more = h('button', { id: 'site-older', hidden: true }, 'Older entries');
+  let next = null;
+  const load = async (reset) => {
+    try {
+      const r = await sites.entries(site, { kind: kind.value, limit: 100, before: reset ? null : next });
+      if (reset) clear(body);
+      for (const e of r.entries) {
+        body.append(h('tr', { dataset: { seq: String(e.seq) } },
+          h('td', {}, String(e.seq)), h('td', {}, time(e.ts_us)), h('td', {}, e.kind),
+          h('td', {}, e.author), h('td', { class: 'summary' }, summary(e))));
+      }
+      next = r.next || null;
+      more.hidden = !next;
+      note.textContent = body.children.length ? '' : 'No entries here yet.';
+    } catch (e) { note.textContent = e.status === 404 ? 'No such site, or not one you may read.' : e.message; }
+  };
+  kind.addEventListener('change', () => load(true));
+  more.addEventListener('click', () => load(false));
+  load(true);
+  return {
+    el: h('div', { class: 'screen site-entries' },
+      h('h2', {}, `Site ${site}`),
+      h('p', { class: 'read-only', role: 'note' }, 'Read only: what this site replicated to HQ, newest first.'),
+      h('div', { class: 'row' }, switcher(go, site), kind),
+      note,
+      h('table', { class: 'entries', id: 'site-entries' },
+        h('caption', {}, `Entries of ${site}`),
+        h('thead', {}, h('tr', {}, ['Seq', 'Time', 'Kind', 'Author', 'What'].map((t) => h('th', { scope: 'col' }, t)))),
+        body),
+      more),
+  };
+}
