@@ -7,7 +7,7 @@ B="${PLANTWIRE_BIN:-$(dirname "$0")/../target/release/plantwire}"
 # Every other PLANTWIRE_* variable is server configuration, and unknown keys are refused.
 unset PLANTWIRE_BIN
 D=$(mktemp -d /var/tmp/pwchat.XXXX)
-PORT=18556
+PORT=${PORT:-18556}
 ulimit -n 8192
 # 1,000 idle sockets over 20 users need more than the default 16 per user.
 PLANTWIRE_CHAT__WS_MAX_PER_USER=64 PLANTWIRE_SERVER__MAX_CONNECTIONS=4096 PLANTWIRE_SERVER__MAX_CONNECTIONS_PER_ADDRESS=4096 PLANTWIRE_DISCOVERY__ENABLED=false \

@@ -1250,6 +1250,16 @@ async fn bench_chat(
         r.delivery.max_us
     );
     println!("deliveries: {}; lost: {}", r.deliveries, r.lost);
+    if let Some(cpu) = r.server_cpu_us {
+        let client = r.client_cpu_us.map_or("?".to_string(), |c| {
+            format!("{:.1}", c as f64 / r.acked.max(1) as f64)
+        });
+        println!(
+            "server CPU: {:.1} µs per message, {:.2} µs per delivered frame; client CPU: {client} µs per message",
+            cpu as f64 / r.acked.max(1) as f64,
+            cpu as f64 / r.deliveries.max(1) as f64,
+        );
+    }
     if let Some(f) = fsync {
         let bound = b.senders as f64 * 1e6 / f.p50_us.max(1) as f64;
         println!(
@@ -1285,6 +1295,13 @@ async fn bench_chat(
             println!(
                 "fan-out to every idle socket: p50 {} µs, p99 {} µs, max {} µs",
                 d.p50_us, d.p99_us, d.max_us
+            );
+        }
+        if let Some(cpu) = r.idle_server_cpu_us {
+            println!(
+                "fan-out server CPU: {:.2} µs per delivered frame ({} frames to idle sockets)",
+                cpu as f64 / r.idle_frames.max(1) as f64,
+                r.idle_frames
             );
         }
     }

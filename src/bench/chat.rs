@@ -23,6 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use super::ingest::process_cpu_us;
 use super::{Latencies, percentiles};
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,13 @@ pub struct ChatResult {
     pub idle_delivery: Option<Latencies>,
     pub rss_before_idle_kib: Option<u64>,
     pub rss_with_idle_kib: Option<u64>,
+    /// CPU time (user + system, µs) of the server and of this client over the send phase, from
+    /// the first send until every receiver is done.
+    pub server_cpu_us: Option<u64>,
+    pub client_cpu_us: Option<u64>,
+    /// The server's CPU time over the fan-out to the idle sockets, and the frames it delivered.
+    pub idle_server_cpu_us: Option<u64>,
+    pub idle_frames: usize,
 }
 
 pub(super) type Ws = WebSocketStream<TlsStream<TcpStream>>;
@@ -349,6 +357,8 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
             drop(tx);
         }
     }
+    let server_cpu0 = b.server_pid.and_then(process_cpu_us);
+    let client_cpu0 = process_cpu_us(std::process::id());
     let t0 = Instant::now();
     let mut loops = Vec::new();
     for (tx, acks, numbers) in senders {
@@ -377,6 +387,11 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
             delivery.extend(seen.iter().map(|(_, l)| *l));
         }
     }
+    let since = |before: Option<u64>, after: Option<u64>| {
+        before.zip(after).map(|(b, a)| a.saturating_sub(b))
+    };
+    let server_cpu_us = since(server_cpu0, b.server_pid.and_then(process_cpu_us));
+    let client_cpu_us = since(client_cpu0, process_cpu_us(std::process::id()));
 
     // Idle sockets: open them, read the server's memory, then time one fan-out to all of them.
     let rss_before_idle_kib = b.server_pid.and_then(rss_kib);
@@ -390,6 +405,8 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     }
     let mut idle_delivery = None;
     let mut rss_with_idle_kib = None;
+    let mut idle_server_cpu_us = None;
+    let mut idle_frames = 0;
     if !idle.is_empty() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss_with_idle_kib = b.server_pid.and_then(rss_kib);
@@ -403,11 +420,14 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         let (ack_tx, ack_rx) = mpsc::channel(4);
         let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 20));
         let numbers: Vec<u64> = (1_000_000..1_000_020).collect();
+        let cpu0 = b.server_pid.and_then(process_cpu_us);
         send_loop(tx, ack_rx, conv.clone(), numbers, start).await?;
         let mut lat = Vec::new();
         for w in waits {
             lat.extend(w.await?.into_iter().map(|(_, l)| l));
         }
+        idle_server_cpu_us = since(cpu0, b.server_pid.and_then(process_cpu_us));
+        idle_frames = lat.len();
         keep.abort();
         idle_delivery = Some(percentiles(lat));
     }
@@ -423,5 +443,9 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         idle_delivery,
         rss_before_idle_kib,
         rss_with_idle_kib,
+        server_cpu_us,
+        client_cpu_us,
+        idle_server_cpu_us,
+        idle_frames,
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use futures_util::SinkExt;
@@ -22,7 +22,7 @@ use crate::chat::messages::{self, SendMessage};
 use crate::chat::presence::{Connection, TYPING_TTL_MS};
 use crate::chat::replay::{self, Visibility};
 use crate::chat::{Actor, Ephemeral, PresenceStatus, validate_conv_id};
-use crate::log::{Entry, FollowError, Follower, Log};
+use crate::log::{Entry, FollowError, Follower, Live, Log};
 use crate::state::AppState;
 use crate::store::{Role, StoreError};
 
@@ -245,6 +245,13 @@ fn frame_text(f: &ServerFrame<'_>) -> String {
     serde_json::to_string(f).unwrap_or_else(|_| "{}".into())
 }
 
+/// The `entry` frame of a live entry, rendered once for every socket that takes it: the frame
+/// depends on the entry alone (what a viewer may see is decided before), and every socket sends
+/// the same reference-counted bytes. Replay renders its own (a redaction since may scrub it).
+fn live_frame(e: &Live) -> Utf8Bytes {
+    e.shared(|e| Utf8Bytes::from(entry_frame(e, None)))
+}
+
 /// One `entry` frame. `author` is the name within its kind (a username for people) and
 /// `author_kind` says which kind: `user`, `device`, `cli`, `site`, `system` or `anonymous`.
 fn entry_frame(e: &Entry, body: Option<&[u8]>) -> String {
@@ -365,7 +372,7 @@ impl Conn {
     /// one per entry, and a bounded amount of work before the task yields. An entry that may end
     /// this user's sessions (sign-out, disable, role or password change) re-checks the session at
     /// once, so the socket closes with the change, not at the next ping.
-    async fn on_entries(&mut self, first: Result<Arc<Entry>, FollowError>) -> Option<End> {
+    async fn on_entries(&mut self, first: Result<Arc<Live>, FollowError>) -> Option<End> {
         let mut next = Some(first);
         let mut taken = 0usize;
         let mut fed = 0usize;
@@ -381,7 +388,7 @@ impl Conn {
                     }
                     self.chat.admit(&e);
                     if self.filter.admit(&e) && self.subscribed {
-                        let frame = Message::Text(entry_frame(&e, None).into());
+                        let frame = Message::Text(live_frame(&e));
                         if !self.feed(frame).await {
                             return Some(End::Close(CLOSE_TOO_SLOW, "too slow"));
                         }
@@ -762,4 +769,44 @@ enum ReplayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Read(#[from] crate::log::read::ReadError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: &str) -> Entry {
+        Entry {
+            site: "p1".into(),
+            seq: 42,
+            ts: 1_700_000_000_000_000,
+            kind: "chat.message".into(),
+            stream: "conv\"1".into(),
+            author: "user:ann".into(),
+            body: body.as_bytes().to_vec(),
+            prev: [0; 32],
+            hash: [1; 32],
+        }
+    }
+
+    /// The shared frame is the per-socket rendering, byte for byte, and the same bytes for every
+    /// socket that asks.
+    #[test]
+    fn the_shared_frame_is_the_per_socket_rendering() {
+        let body = r#"{"conv":"c","text":"quote \" ünï ⚙"}"#;
+        let e = entry(body);
+        let live = Live::new(e.clone());
+        let one = live_frame(&live);
+        let two = live_frame(&live);
+        assert_eq!(one.as_str(), entry_frame(&e, None));
+        assert_eq!(
+            one.as_bytes().as_ptr(),
+            two.as_bytes().as_ptr(),
+            "not rendered twice"
+        );
+        assert_eq!(
+            one.as_str(),
+            r#"{"type":"entry","seq":42,"ts_us":1700000000000000,"kind":"chat.message","stream":"conv\"1","author":"ann","author_kind":"user","body":{"conv":"c","text":"quote \" ünï ⚙"}}"#
+        );
+    }
 }

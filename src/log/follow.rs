@@ -11,6 +11,7 @@ use crate::store::{ReadTx, StoreError};
 
 use super::entry::Entry;
 use super::handle::Log;
+use super::hub::Live;
 use super::read::ReadError;
 
 /// Entries read from one snapshot while replaying; each batch takes a fresh one, so a slow
@@ -43,13 +44,13 @@ enum Replay {
 /// The state of one `follow(since)`; see the module header.
 pub struct Follower {
     log: Log,
-    rx: broadcast::Receiver<Arc<Entry>>,
+    rx: broadcast::Receiver<Arc<Live>>,
     head: u64,
     snapshot: Option<ReadTx>,
     replay: Replay,
     /// The last seq handed out (replayed or live).
     last: u64,
-    ready: VecDeque<Arc<Entry>>,
+    ready: VecDeque<Arc<Live>>,
     /// A lag was seen but starting over failed (the store was unavailable): `next` tries again
     /// before it reads anything, so a retry never goes live past the gap.
     restart: bool,
@@ -141,7 +142,7 @@ impl Follower {
     /// The next live entry after `head`. Cancel-safe: nothing is lost if the future is dropped.
     /// A seq that does not follow the last one handed out (an entry the hub never carried) is
     /// reported as a lag: start over from the log.
-    pub async fn recv_live(&mut self) -> Result<Arc<Entry>, FollowError> {
+    pub async fn recv_live(&mut self) -> Result<Arc<Live>, FollowError> {
         loop {
             match self.rx.recv().await {
                 Ok(e) if e.seq <= self.head => {}
@@ -153,7 +154,7 @@ impl Follower {
     }
 
     /// A live entry the ring already holds, without waiting; `None` when there is none.
-    pub fn try_recv_live(&mut self) -> Option<Result<Arc<Entry>, FollowError>> {
+    pub fn try_recv_live(&mut self) -> Option<Result<Arc<Live>, FollowError>> {
         loop {
             match self.rx.try_recv() {
                 Ok(e) if e.seq <= self.head => {}
@@ -167,7 +168,7 @@ impl Follower {
         }
     }
 
-    fn take_live(&mut self, e: Arc<Entry>) -> Result<Arc<Entry>, FollowError> {
+    fn take_live(&mut self, e: Arc<Live>) -> Result<Arc<Live>, FollowError> {
         let expected = self.last.max(self.head) + 1;
         if e.seq != expected {
             return Err(FollowError::Lagged {
@@ -181,7 +182,7 @@ impl Follower {
     /// Every entry after `since`, one at a time: replay, then live. A follower that lags behind
     /// the live ring starts over from the last seq it handed out, so nothing is skipped or
     /// repeated. Cancel-safe: entries read but not yet returned stay queued for the next call.
-    pub async fn next(&mut self) -> Result<Arc<Entry>, FollowError> {
+    pub async fn next(&mut self) -> Result<Arc<Live>, FollowError> {
         loop {
             if let Some(e) = self.ready.pop_front() {
                 return Ok(e);
@@ -192,7 +193,8 @@ impl Follower {
                 continue;
             }
             if let Some(batch) = self.replay_batch()? {
-                self.ready.extend(batch.into_iter().map(Arc::new));
+                self.ready
+                    .extend(batch.into_iter().map(|e| Arc::new(Live::new(e))));
                 continue;
             }
             match self.recv_live().await {

@@ -15,6 +15,7 @@ use crate::store::{DataKey, ReadTx, SealError, Store, StoreError};
 use super::entry::Entry;
 use super::follow::Follower;
 use super::hub::Hub;
+use super::hub::Live;
 use super::read::{self, ReadError};
 use super::sequencer::{Sequencer, SequencerConfig, SubmitError};
 use super::tx::{AppendError, Tx};
@@ -199,7 +200,7 @@ impl Log {
 
     /// Committed entries from now on, as they commit. A receiver that falls behind the bounded
     /// ring gets `Lagged` and must resume from the log: use [`Log::follow`] for that.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
         self.inner.hub.subscribe()
     }
 

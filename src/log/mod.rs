@@ -17,7 +17,7 @@ pub use author::Author;
 pub use entry::{Entry, NewEntry};
 pub use follow::{FollowError, Follower};
 pub use handle::{Log, LogOptions};
-pub use hub::Hub;
+pub use hub::{Hub, Live};
 pub use sequencer::{Sequencer, SequencerConfig, SubmitError};
 pub use tx::{AppendError, Tx};
 pub use verify::{Problem, VerifyReport, verify};

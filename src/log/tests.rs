@@ -71,12 +71,20 @@ async fn hold_writer(log: &Log) -> (std::sync::mpsc::Sender<()>, tokio::task::Jo
 async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_batch_commits() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), "north");
+    let mut hub = log.subscribe();
     let (release, held) = hold_writer(&log).await;
+    // An ack comes after the commit: a fresh snapshot taken on the ack already holds the entry.
+    let acked_after_commit = |log: Log, n: u64| async move {
+        let seq = log.submit(move |tx| tx.append(event(n))).await?;
+        let rtx = log.read().unwrap();
+        assert!(
+            log.entry(&rtx, seq).unwrap().is_some(),
+            "acked before commit"
+        );
+        Ok::<u64, SubmitError>(seq)
+    };
 
-    let a = tokio::spawn({
-        let log = log.clone();
-        async move { log.submit(|tx| tx.append(event(1))).await }
-    });
+    let a = tokio::spawn(acked_after_commit(log.clone(), 1));
     let b = tokio::spawn({
         let log = log.clone();
         async move {
@@ -95,10 +103,7 @@ async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_bat
             .await
         }
     });
-    let c = tokio::spawn({
-        let log = log.clone();
-        async move { log.submit(|tx| tx.append(event(3))).await }
-    });
+    let c = tokio::spawn(acked_after_commit(log.clone(), 3));
     // Let all three reach the queue, then let the writer take them as one batch.
     while log.queue_depth() < 3 {
         tokio::task::yield_now().await;
@@ -122,7 +127,20 @@ async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_bat
         serde_json::from_slice::<serde_json::Value>(&e.body).unwrap()["n"].clone()
     };
     assert_eq!((body(1), body(2)), (1.into(), 3.into()));
+    // The hub carried exactly the two committed entries, in order and as stored, and nothing of
+    // the refused job (it publishes after answering, so it is read with `recv`; the next entry
+    // it carries is the one committed after them).
+    let stored: Vec<_> = (1..=2)
+        .map(|seq| log.entry(&rtx, seq).unwrap().unwrap())
+        .collect();
     drop(rtx);
+    log.submit(|tx| tx.append(event(4))).await.unwrap();
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(hub.recv().await.unwrap().entry().clone());
+    }
+    assert_eq!(live[..2], stored[..]);
+    assert_eq!(live[2].seq, 3);
     log.close().await;
     drop(log);
     let store = Store::open(&dir.path().join("plantwire.redb"), 1 << 20).unwrap();

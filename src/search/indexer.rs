@@ -274,7 +274,7 @@ async fn follow(log: &Log, stop: &CancellationToken) -> Result<(), IndexError> {
             }
         }
         let to = batch.last().map_or(0, |e| e.seq);
-        let prepared = Prepared::new(log, batch.iter().map(|e| e.as_ref()));
+        let prepared = Prepared::new(log, batch.iter().map(|e| e.entry()));
         let cursor = commit(log, prepared).await?;
         if cursor != to {
             // Cleared (a reindex) or moved past by a catch-up: follow from the cursor.

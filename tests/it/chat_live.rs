@@ -499,3 +499,59 @@ async fn replay_shows_only_what_was_seen_while_a_member() {
     assert_eq!(seqs, [m2, m4]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_gets_the_same_bytes_live_and_on_replay() {
+    let server = TestServer::start().await;
+    let p = people(&server, &["alice", "bob", "carol"], &[]).await;
+    let (alice, bob, carol) = (&p[0], &p[1], &p[2]);
+    let g = alice.group("Shared frames", &["bob", "carol"]).await;
+    let mut sockets = vec![alice.ws().await, bob.ws().await, carol.ws().await];
+    // A second socket of one user: sockets, not users, share the rendering.
+    sockets.push(bob.ws().await);
+    for w in sockets.iter_mut() {
+        let head = w.head();
+        assert!(w.subscribe(head).await.is_empty());
+    }
+    // Text that needs escaping, and several entries in one burst.
+    let texts = [
+        "plain",
+        "quote \" and \\ backslash",
+        "ünïcödé ⚙ \n newline",
+        "<b>&amp;</b>",
+    ];
+    let mut seqs = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        seqs.push(alice.say(&g, &format!("k{i}"), t).await);
+    }
+    let mut live: Vec<Vec<String>> = Vec::new();
+    for w in sockets.iter_mut() {
+        let mut got = Vec::new();
+        for _ in &texts {
+            got.push(w.next_entry_text("chat.message").await);
+        }
+        live.push(got);
+    }
+    for (i, t) in texts.iter().enumerate() {
+        let v: Value = serde_json::from_str(&live[0][i]).unwrap();
+        assert_eq!(v["seq"], seqs[i]);
+        assert_eq!(v["body"]["text"], *t);
+        assert_eq!(v["author"], "alice");
+        for other in &live[1..] {
+            assert_eq!(other[i], live[0][i], "every socket gets identical bytes");
+        }
+    }
+    // A socket that replays the same entries from the log gets the same bytes as live.
+    let mut late = carol.ws().await;
+    let since = seqs[0] - 1;
+    late.send(json!({"type": "subscribe", "since": since}))
+        .await;
+    for (i, frame) in live[0].iter().enumerate() {
+        assert_eq!(
+            &late.next_entry_text("chat.message").await,
+            frame,
+            "replayed entry {i} is byte-identical to its live frame"
+        );
+    }
+    server.stop().await;
+}

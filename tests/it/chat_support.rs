@@ -211,6 +211,23 @@ impl Ws {
         }
     }
 
+    /// The text of the next `entry` frame whose kind is `kind`, byte for byte as it came.
+    pub async fn next_entry_text(&mut self, kind: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("no entry within 10 s")
+                .expect("the stream ended");
+            if let Message::Text(t) = msg.unwrap() {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "entry" && v["kind"] == kind {
+                    return t.as_str().to_string();
+                }
+            }
+        }
+    }
+
     /// The next frame of type `t`, skipping others (typing, presence, receipts…).
     pub async fn next_of(&mut self, t: &str) -> Value {
         loop {
