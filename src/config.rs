@@ -207,6 +207,9 @@ pub struct ReplicationConfig {
     pub batch_bytes: usize,
     /// Edge: bytes per second on the link to HQ; 0 = no cap.
     pub bandwidth_bytes_per_sec: u64,
+    /// Edge: the stream classes shipped whole (events, alarms, incidents, chat, admin); the
+    /// entries of the others travel as hash-only stubs. Default: every class.
+    pub ship: Vec<String>,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,
 }
@@ -221,6 +224,10 @@ impl Default for ReplicationConfig {
             batch_entries: 512,
             batch_bytes: 1 << 20,
             bandwidth_bytes_per_sec: 0,
+            ship: crate::retention::Class::ALL
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
             nats: NatsConfig::default(),
         }
     }
@@ -860,6 +867,19 @@ impl Config {
         bounded("replication.max_open_sites", r.max_open_sites, 1, 10_000)?;
         bounded("replication.batch_entries", r.batch_entries, 1, 10_000)?;
         bounded("replication.batch_bytes", r.batch_bytes, 4096, 16 << 20)?;
+        bounded("replication.ship", r.ship.len(), 0, 5)?;
+        if let Some(bad) = r
+            .ship
+            .iter()
+            .find(|n| crate::retention::Class::parse(n).is_none())
+        {
+            return Err(invalid(
+                "replication.ship",
+                format!(
+                    "unknown class {bad:?}: a class is one of events, alarms, incidents, chat, admin"
+                ),
+            ));
+        }
         if r.role == ReplicationRole::Hq && r.listen.is_empty() {
             return Err(invalid(
                 "replication.listen",
