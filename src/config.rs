@@ -1249,6 +1249,22 @@ mod tests {
     }
 
     #[test]
+    fn replication_ship_takes_class_names_and_refuses_others() {
+        assert_eq!(Config::default().replication.ship.len(), 5);
+        let one = Config::from_toml_str("[replication]\nship = [\"events\"]\n").unwrap();
+        assert_eq!(one.replication.ship, vec!["events".to_string()]);
+        let none = Config::from_toml_str("[replication]\nship = []\n").unwrap();
+        assert!(none.replication.ship.is_empty());
+        let err =
+            Config::from_toml_str("[replication]\nship = [\"events\", \"gossip\"]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("replication.ship") && text.contains("\"gossip\""),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn both_key_forms_refused() {
         let err = Config::from_toml_str("[storage]\ndata_key = \"x\"\ndata_key_file = \"/k\"\n")
             .unwrap_err();
