@@ -565,6 +565,17 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
             assert_eq!(held.map(|e| e.body), Some(original.body), "seq {seq}");
         }
     }
+    // The NATS forwarder sends a stub with its hashes and nothing of the entry.
+    let m = super::nats::message::build(&replica, &r_rtx, stubbed[0][0]).unwrap();
+    assert_eq!(m.subject, "plantwire.north.events");
+    assert_eq!(
+        m.headers.get("Plantwire-State").map(|v| v.as_str()),
+        Some("stub")
+    );
+    let p: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(p["state"], "stub");
+    assert!(p.get("kind").is_none() && p.get("stream").is_none() && p.get("body").is_none());
+    assert!(p["hash"].is_string() && p["prev"].is_string());
     drop((e_rtx, r_rtx));
     let report = replica.verify().unwrap();
     assert!(report.ok(), "{:?}", report.problem);

@@ -1,5 +1,5 @@
-//! The replication wire format v2 (v1 still read): one batch of a site's entries and hash-only stubs
-//! (with the edge's newest signed checkpoint), deflated; byte-exact, documented in `docs/replication.md`.
+//! The replication wire format v2 (v1 still read): one batch of a site's entries and hash-only
+//! stubs with the edge's newest signed checkpoint, deflated; byte-exact, `docs/replication.md`.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::log::Entry;
 pub const MAGIC: &[u8; 3] = b"PWR";
 /// The version of the frame and payload below (what is written).
 pub const VERSION: u8 = 2;
-/// Version 1: every item a whole entry, no tag byte (still read: an older edge ships to a newer HQ).
+/// Version 1: every item a whole entry, no tag byte (still read: older edges ship to a newer HQ).
 pub const VERSION_1: u8 = 1;
 /// Item tag of a whole entry.
 const TAG_ENTRY: u8 = 0;

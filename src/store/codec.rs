@@ -2,8 +2,8 @@
 //! Layout v1, all integers big-endian:
 //!   version u8 = 1 | ts i64 (UTC µs) | kind: u8 len + bytes | stream: u16 len + bytes |
 //!   author: u16 len + bytes | prev [32] | hash [32] | key_id u32 | nonce [12] | ciphertext (rest, incl. GCM tag)
-//! Layout v2, an entry whose payload retention purged: v1 up to and including `hash`, nothing after;
-//! a replicated stub (a class the site does not ship) is v2 with empty kind, stream and author.
+//! Layout v2, an entry whose payload retention purged: v1 up to and including `hash`, nothing
+//! after; a replicated stub (a class the site does not ship) is v2 with empty kind, stream, author.
 
 use super::seal::Sealed;
 
