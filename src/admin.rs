@@ -283,6 +283,12 @@ pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
             "purged:  {a}..={b} (payload removed by retention; links checked)"
         );
     }
+    for [a, b] in &report.stubbed {
+        let _ = writeln!(
+            s,
+            "stubbed: {a}..={b} (class not shipped by the site: hash only; links checked)"
+        );
+    }
     let _ = match &report.problem {
         None => writeln!(s, "result:  OK, the chain verifies"),
         Some(p) => writeln!(s, "result:  FAILED: {p}"),

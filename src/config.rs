@@ -207,6 +207,9 @@ pub struct ReplicationConfig {
     pub batch_bytes: usize,
     /// Edge: bytes per second on the link to HQ; 0 = no cap.
     pub bandwidth_bytes_per_sec: u64,
+    /// Edge: the stream classes shipped whole (events, alarms, incidents, chat, admin); the
+    /// entries of the others travel as hash-only stubs. Default: every class.
+    pub ship: Vec<String>,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,
 }
@@ -221,6 +224,10 @@ impl Default for ReplicationConfig {
             batch_entries: 512,
             batch_bytes: 1 << 20,
             bandwidth_bytes_per_sec: 0,
+            ship: crate::retention::Class::ALL
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
             nats: NatsConfig::default(),
         }
     }
@@ -860,6 +867,19 @@ impl Config {
         bounded("replication.max_open_sites", r.max_open_sites, 1, 10_000)?;
         bounded("replication.batch_entries", r.batch_entries, 1, 10_000)?;
         bounded("replication.batch_bytes", r.batch_bytes, 4096, 16 << 20)?;
+        bounded("replication.ship", r.ship.len(), 0, 5)?;
+        if let Some(bad) = r
+            .ship
+            .iter()
+            .find(|n| crate::retention::Class::parse(n).is_none())
+        {
+            return Err(invalid(
+                "replication.ship",
+                format!(
+                    "unknown class {bad:?}: a class is one of events, alarms, incidents, chat, admin"
+                ),
+            ));
+        }
         if r.role == ReplicationRole::Hq && r.listen.is_empty() {
             return Err(invalid(
                 "replication.listen",
@@ -1226,6 +1246,22 @@ mod tests {
     fn unknown_key_is_named() {
         let err = Config::from_toml_str("version = 1\n[server]\nlisten_port = 1\n").unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn replication_ship_takes_class_names_and_refuses_others() {
+        assert_eq!(Config::default().replication.ship.len(), 5);
+        let one = Config::from_toml_str("[replication]\nship = [\"events\"]\n").unwrap();
+        assert_eq!(one.replication.ship, vec!["events".to_string()]);
+        let none = Config::from_toml_str("[replication]\nship = []\n").unwrap();
+        assert!(none.replication.ship.is_empty());
+        let err =
+            Config::from_toml_str("[replication]\nship = [\"events\", \"gossip\"]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("replication.ship") && text.contains("\"gossip\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::log::{Author, Log, NewEntry};
 use crate::metrics::Metrics;
-use crate::replication::edge::next_batch;
+use crate::replication::edge::{ShipClasses, next_batch};
 use crate::replication::net::{self, Hq};
 use crate::replication::ship::{self, ShipOptions};
 use crate::replication::sites::Sites;
@@ -284,16 +284,17 @@ pub fn wire_bytes(
     let mut w = WireBytes::default();
     let mut at = after;
     while at < head {
-        let batch = next_batch(log, at, batch_entries, batch_bytes)?;
+        let batch = next_batch(log, at, batch_entries, batch_bytes, ShipClasses::ALL)?;
         let Some(last) = batch.entries.last() else {
             break;
         };
-        at = last.seq;
+        at = last.seq();
         w.entries += batch.entries.len() as u64;
         w.batches += 1;
         w.body_json += batch
             .entries
             .iter()
+            .filter_map(|e| e.entry())
             .map(|e| e.body.len() as u64)
             .sum::<u64>();
         w.frame_plain += wire::encode(&batch, false).len() as u64;
@@ -348,6 +349,7 @@ fn opts(b: &ReplicationBench, bandwidth: u64) -> ShipOptions {
         batch_entries: b.batch_entries,
         batch_bytes: b.batch_bytes,
         bandwidth,
+        ship: ShipClasses::ALL,
     }
 }
 

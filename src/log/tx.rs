@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Rejection;
 use crate::log::Author;
-use crate::store::{ChainHead, DataKey, LogRecord, StoreError, WriteTx};
+use crate::store::{ChainHead, DataKey, LogRecord, RecordMeta, StoreError, WriteTx};
 
 use super::entry::{
     Entry, MAX_BODY_LEN, MAX_KIND_LEN, MAX_NAME_LEN, NewEntry, canonical, chain_hash, seal_aad,
@@ -74,6 +74,8 @@ pub struct Tx<'a> {
     now_us: i64,
     wall_us: i64,
     entries: Vec<Entry>,
+    /// Whether a stub was appended (it is not in `entries`, and moves the head too).
+    stubbed: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -92,6 +94,7 @@ impl<'a> Tx<'a> {
             now_us: now_us.max(chain.last_ts),
             wall_us: now_us,
             entries: Vec::new(),
+            stubbed: false,
         }
     }
 
@@ -255,6 +258,47 @@ impl<'a> Tx<'a> {
         Ok(e.seq)
     }
 
+    /// Appends a stub of another site's entry for its replica: only seq, ts, prev and hash (the
+    /// site does not ship the entry's class). It must be the next seq and link to the head; its
+    /// hash cannot be recomputed (the next entry's `prev` and the site's checkpoints commit to
+    /// it). Stored like an entry whose payload retention purged, in no stream, never broadcast.
+    pub fn append_stub(
+        &mut self,
+        seq: u64,
+        ts: i64,
+        prev: [u8; 32],
+        hash: [u8; 32],
+    ) -> Result<u64, AppendError> {
+        if seq != self.chain.next_seq {
+            return Err(Rejection::conflict(
+                "out_of_order",
+                format!("expected seq {}, got {seq}", self.chain.next_seq),
+            )
+            .into());
+        }
+        if prev != self.chain.head {
+            return Err(Rejection::conflict(
+                "broken_link",
+                format!("entry {seq} does not link to the stored head"),
+            )
+            .into());
+        }
+        if ts < self.chain.last_ts {
+            return Err(Rejection::invalid(
+                "time_backwards",
+                format!("entry {seq} is older than the one before it"),
+            )
+            .into());
+        }
+        self.store
+            .put_log(seq, RecordMeta::stub_record(ts, &prev, &hash))?;
+        self.stubbed = true;
+        self.chain.next_seq += 1;
+        self.chain.head = hash;
+        self.chain.last_ts = ts;
+        Ok(seq)
+    }
+
     /// Appends a `clock.stepped` entry when the wall clock reads more than `threshold_us` before
     /// what the previous batch read (or, at start, the newest entry's `ts`). `ts` stays where it
     /// was until the clock passes it again; the entry keeps both readings. Once per step: the
@@ -285,11 +329,12 @@ impl<'a> Tx<'a> {
     /// Writes the chain head into `meta` and hands back what the batch appended.
     pub(crate) fn finish(mut self) -> Result<(ChainState, Vec<Entry>), StoreError> {
         self.chain.last_wall = self.wall_us;
-        if let Some(last) = self.entries.last() {
+        if !self.entries.is_empty() || self.stubbed {
+            // The chain state is the last append's, entry or stub.
             self.store.set_chain_head(&ChainHead {
-                seq: last.seq,
-                hash: last.hash,
-                ts: last.ts,
+                seq: self.chain.next_seq - 1,
+                hash: self.chain.head,
+                ts: self.chain.last_ts,
             })?;
         }
         Ok((self.chain, self.entries))

@@ -25,6 +25,9 @@ pub struct VerifyReport {
     /// Runs `[first, last]` of entries whose payload retention purged: their links were checked,
     /// their hashes cannot be recomputed without the body.
     pub purged: Vec<[u64; 2]>,
+    /// At HQ: runs of stubs, entries of a class the site does not ship (hash only). Like purged
+    /// ones, their links were checked and their hashes cannot be recomputed.
+    pub stubbed: Vec<[u64; 2]>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
 }
@@ -99,6 +102,7 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         head: None,
         checkpoints: 0,
         purged: Vec::new(),
+        stubbed: Vec::new(),
         problem: None,
     };
     let origin = super::checkpoint::origin(site);
@@ -131,9 +135,14 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
                 report.problem = Some(Problem::BrokenLink { seq });
                 return false;
             }
-            match report.purged.last_mut() {
+            let runs = if meta.is_stub() {
+                &mut report.stubbed
+            } else {
+                &mut report.purged
+            };
+            match runs.last_mut() {
                 Some(run) if run[1] + 1 == seq => run[1] = seq,
-                _ => report.purged.push([seq, seq]),
+                _ => runs.push([seq, seq]),
             }
             prev_hash = Some(meta.hash);
             report.head = Some(hex::encode(meta.hash));

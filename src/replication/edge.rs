@@ -1,15 +1,64 @@
-//! The edge's side: batches read from the log after the acknowledged cursor, the cursor itself
-//! (a meta row written only when HQ acknowledges), the edge's status and its bandwidth cap.
+//! The edge's side: batches read from the log after the acknowledged cursor (unshipped classes as
+//! stubs), the cursor (a meta row written only when HQ acknowledges), status and bandwidth cap.
 
 use serde::{Deserialize, Serialize};
 
 use super::ReplicationError;
 use super::hq::Ack;
-use super::wire::Batch;
+use super::wire::{Batch, Shipped, Stub};
 use crate::error::Rejection;
-use crate::log::Log;
-use crate::log::checkpoint::{KIND_CHECKPOINT, STREAM};
+use crate::log::checkpoint::{KIND_CHECKPOINT, KIND_SIGNING_KEY, STREAM};
 use crate::log::checkpointer::CheckpointBody;
+use crate::log::{Entry, Log};
+use crate::retention::Class;
+
+/// The stream classes whose entries travel whole (`[replication] ship`); the others travel as
+/// stubs. The chain's own entries (checkpoints, signing keys, `system/*`) always travel whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShipClasses([bool; 5]);
+
+impl ShipClasses {
+    /// Every class, as before `ship` existed.
+    pub const ALL: Self = Self([true; 5]);
+
+    /// The set of `names` (already checked by the config; an unknown name ships nothing more).
+    pub fn of<S: AsRef<str>>(names: &[S]) -> Self {
+        let mut set = [false; 5];
+        for (i, class) in Class::ALL.into_iter().enumerate() {
+            set[i] = names.iter().any(|n| n.as_ref() == class.name());
+        }
+        Self(set)
+    }
+
+    pub fn ships(self, class: Class) -> bool {
+        Class::ALL
+            .into_iter()
+            .position(|c| c == class)
+            .is_some_and(|i| self.0[i])
+    }
+
+    /// Whether `e` travels whole.
+    pub fn ships_entry(self, e: &Entry) -> bool {
+        e.kind == KIND_CHECKPOINT
+            || e.kind == KIND_SIGNING_KEY
+            || e.stream.starts_with("system/")
+            || self.ships(Class::of(&e.stream))
+    }
+
+    /// `e` as it travels: whole, or as its stub.
+    pub fn ship(self, e: Entry) -> Shipped {
+        if self.ships_entry(&e) {
+            Shipped::Entry(e)
+        } else {
+            Shipped::Stub(Stub {
+                seq: e.seq,
+                ts: e.ts,
+                prev: e.prev,
+                hash: e.hash,
+            })
+        }
+    }
+}
 
 /// The highest seq HQ acknowledged (0: nothing yet).
 pub fn acked(log: &Log) -> Result<u64, ReplicationError> {
@@ -57,12 +106,13 @@ pub async fn record_ack(log: &Log, ack: &Ack) -> Result<u64, ReplicationError> {
 }
 
 /// The entries after `after`, at most `max_entries` and about `max_bytes` of bodies (at least
-/// one entry), with the newest checkpoint note of the log.
+/// one entry), those of a class outside `ship` as stubs, with the newest checkpoint note.
 pub fn next_batch(
     log: &Log,
     after: u64,
     max_entries: usize,
     max_bytes: usize,
+    ship: ShipClasses,
 ) -> Result<Batch, ReplicationError> {
     let rtx = log.read()?;
     let head = log.head(&rtx)?;
@@ -73,8 +123,12 @@ pub fn next_batch(
         let Some(e) = log.entry(&rtx, seq)? else {
             break;
         };
-        bytes += e.body.len() + e.kind.len() + e.stream.len() + e.author.len() + 96;
-        entries.push(e);
+        let item = ship.ship(e);
+        bytes += match &item {
+            Shipped::Entry(e) => e.body.len() + e.kind.len() + e.stream.len() + e.author.len() + 97,
+            Shipped::Stub(_) => 81,
+        };
+        entries.push(item);
         if bytes >= max_bytes {
             break;
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::ReplicationError;
-use super::wire::Batch;
+use super::wire::{Batch, Shipped};
 use super::witness::{self, Witnessed};
 use crate::clock::Clock;
 use crate::error::Rejection;
@@ -254,9 +254,13 @@ impl Replicas {
         let job_witnessed = witnessed.clone();
         replica
             .submit(move |tx| {
-                if job_entries.first().map(|e| e.seq) == Some(tx.next_seq()) {
-                    for e in job_entries.iter() {
-                        tx.append_replicated(e)?;
+                if job_entries.first().map(Shipped::seq) == Some(tx.next_seq()) {
+                    for item in job_entries.iter() {
+                        match item {
+                            Shipped::Entry(e) => tx.append_replicated(e)?,
+                            // Stored like an entry whose payload retention purged.
+                            Shipped::Stub(s) => tx.append_stub(s.seq, s.ts, s.prev, s.hash)?,
+                        };
                     }
                 }
                 let head = tx.next_seq() - 1;

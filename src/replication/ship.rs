@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::ReplicationError;
-use super::edge::{Bucket, acked, next_batch, record_ack};
+use super::edge::{Bucket, ShipClasses, acked, next_batch, record_ack};
 use super::hq::Ack;
 use super::net::{self, Conn, EnrolAnswer, EnrolRequest, NetError};
 use super::sites::EnrolCode;
@@ -138,6 +138,8 @@ pub struct ShipOptions {
     pub batch_bytes: usize,
     /// Bytes per second on the wire; 0 = no cap.
     pub bandwidth: u64,
+    /// The classes that travel whole; the others as stubs.
+    pub ship: ShipClasses,
 }
 
 /// What the shipper reports: HQ's acknowledged seq and whether it is connected.
@@ -242,7 +244,13 @@ async fn session(
     // does one every HELLO_EVERY while idle, so HQ can tell an idle site from a silent one.
     let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
-        let batch = next_batch(log, acked(log)?, opts.batch_entries, opts.batch_bytes)?;
+        let batch = next_batch(
+            log,
+            acked(log)?,
+            opts.batch_entries,
+            opts.batch_bytes,
+            opts.ship,
+        )?;
         if batch.entries.is_empty() && last_sent.is_some_and(|t| t.elapsed() < HELLO_EVERY) {
             // Wait for anything new (or a periodic look, in case the hub lagged).
             tokio::select! {
@@ -279,7 +287,7 @@ pub async fn probe(log: &Log, state_dir: &Path) -> Result<Ack, ReplicationError>
     let Some(id) = load_identity(state_dir)? else {
         return Err(Rejection::not_found("not_enrolled", "this site is not enrolled at HQ").into());
     };
-    let mut batch = next_batch(log, 0, 1, 0)?;
+    let mut batch = next_batch(log, 0, 1, 0, ShipClasses::ALL)?;
     batch.entries.clear();
     let mut conn = Conn::open(&id.hq, id.config).await?;
     let answer = conn

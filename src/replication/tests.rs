@@ -12,7 +12,7 @@ use crate::log::{Log, LogOptions};
 use crate::metrics::Metrics;
 use crate::store::DataKey;
 
-use super::edge::{acked, next_batch, record_ack};
+use super::edge::{ShipClasses, acked, next_batch, record_ack};
 use super::hq::{Ack, Replicas, ReplicasConfig};
 use super::wire;
 
@@ -47,7 +47,7 @@ async fn edge_with(dir: &Path, first: u64, n: u64) -> Log {
 
 /// One round trip through the wire format (deflated), as the transport carries it.
 async fn ship(edge: &Log, hq: &Replicas, max: usize) -> Result<Ack, super::ReplicationError> {
-    let batch = next_batch(edge, acked(edge)?, max, 1 << 20)?;
+    let batch = next_batch(edge, acked(edge)?, max, 1 << 20, ShipClasses::ALL)?;
     let bytes = wire::encode(&batch, true);
     hq.receive("north", wire::decode(&bytes)?).await
 }
@@ -197,7 +197,7 @@ async fn a_rewritten_history_is_refused_and_the_site_flagged() {
             checkpoint_now(&forged, &signer).await.unwrap();
         }
         // The forger sends from HQ's cursor on, with its newest (validly signed) checkpoint.
-        let batch = next_batch(&forged, ack.head, 100, 1 << 20).unwrap();
+        let batch = next_batch(&forged, ack.head, 100, 1 << 20, ShipClasses::ALL).unwrap();
         let before = hashes(&hq.replica("north").await.unwrap());
         let err = hq.receive("north", batch).await.unwrap_err();
         assert_eq!(
@@ -243,7 +243,7 @@ async fn unknown_or_mismatched_sites_are_refused() {
     let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let edge = edge_with(e_dir.path(), 0, 2).await;
     let hq = replicas(h_dir.path(), None);
-    let batch = next_batch(&edge, 0, 10, 1 << 20).unwrap();
+    let batch = next_batch(&edge, 0, 10, 1 << 20, ShipClasses::ALL).unwrap();
     let err = hq.receive("north", batch.clone()).await.unwrap_err();
     assert_eq!(err.rejection().map(|r| r.code), Some("unknown_site"));
     hq.create_site("south").unwrap();
@@ -296,7 +296,7 @@ fn deflate_earns_its_keep_on_300_byte_events() {
         site: "north".into(),
         head: 256,
         checkpoint: None,
-        entries,
+        entries: entries.into_iter().map(wire::Shipped::Entry).collect(),
     };
     let raw = wire::encode(&batch, false);
     let per = |n: usize| n as f64 / 256.0;
@@ -466,4 +466,127 @@ async fn the_overview_counts_unacknowledged_alarms_from_the_replicated_entries()
     let (counts, upto) = tallies.update("north", &replica).unwrap();
     assert_eq!((counts.high, counts.low), (1, 1));
     assert_eq!(upto, hashes(&replica).len() as u64);
+}
+
+/// `ship = ["events"]` at an edge whose log holds events and chat: HQ's replica has every seq
+/// with the edge's hashes, the chat entries as stubs without bodies (reported as stubbed runs),
+/// its chain verifies and the checkpoint (signing a stub) is witnessed. A stub whose hash was
+/// altered breaks the next entry's link: the batch is refused and nothing is stored.
+#[tokio::test]
+async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
+    use crate::log::{Author, NewEntry};
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
+    let edge = open(e_dir.path(), "north");
+    ensure_key_logged(&edge, &signer).await.unwrap();
+    for i in 0..4u64 {
+        let ev = NewEntry::json(
+            "event",
+            "events/pump",
+            &Author::System,
+            &serde_json::json!({ "n": i }),
+        )
+        .unwrap();
+        let chat = NewEntry::json(
+            "chat.message",
+            "conv/general",
+            &Author::System,
+            &serde_json::json!({ "text": format!("secret words {i}") }),
+        )
+        .unwrap();
+        edge.submit(move |tx| tx.append(ev.clone())).await.unwrap();
+        edge.submit(move |tx| tx.append(chat.clone()))
+            .await
+            .unwrap();
+    }
+    checkpoint_now(&edge, &signer).await.unwrap();
+    let head = hashes(&edge).len() as u64;
+    let only_events = ShipClasses::of(&["events"]);
+
+    // First the altered stub, into a fresh HQ: refused, nothing stored.
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad_hq = replicas(bad_dir.path(), None);
+    bad_hq.create_site("north").unwrap();
+    let mut batch = next_batch(&edge, 0, 100, 1 << 20, only_events).unwrap();
+    let stub = batch
+        .entries
+        .iter_mut()
+        .find_map(|i| match i {
+            wire::Shipped::Stub(s) => Some(s),
+            wire::Shipped::Entry(_) => None,
+        })
+        .expect("a chat entry travels as a stub");
+    stub.hash[0] ^= 1;
+    let bytes = wire::encode(&batch, true);
+    let err = bad_hq
+        .receive("north", wire::decode(&bytes).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.rejection().map(|r| r.code), Some("broken_link"));
+    assert_eq!(bad_hq.status("north").await.unwrap().seq, 0);
+    bad_hq.close_all().await;
+
+    // Then the genuine batches, in small steps.
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    let mut rounds = 0;
+    while acked(&edge).unwrap() < head {
+        let batch = next_batch(&edge, acked(&edge).unwrap(), 3, 1 << 20, only_events).unwrap();
+        let bytes = wire::encode(&batch, true);
+        assert!(
+            !bytes.windows(6).any(|w| w == b"secret"),
+            "chat text on the wire"
+        );
+        let ack = hq
+            .receive("north", wire::decode(&bytes).unwrap())
+            .await
+            .unwrap();
+        record_ack(&edge, &ack).await.unwrap();
+        rounds += 1;
+        assert!(rounds < 20);
+    }
+    let replica = hq.replica("north").await.unwrap();
+    let (e_rtx, r_rtx) = (edge.read().unwrap(), replica.read().unwrap());
+    let mut stubbed = Vec::new();
+    for seq in 1..=head {
+        let original = edge.entry(&e_rtx, seq).unwrap().unwrap();
+        let meta = r_rtx
+            .log_meta(seq)
+            .unwrap()
+            .expect("every seq is replicated");
+        assert_eq!((meta.hash, meta.prev), (original.hash, original.prev));
+        let held = replica.entry(&r_rtx, seq).unwrap();
+        if original.stream.starts_with("conv/") {
+            assert!(meta.is_stub(), "seq {seq}");
+            assert!(meta.kind.is_empty() && meta.stream.is_empty() && meta.author.is_empty());
+            assert!(held.is_none(), "a stub has no body");
+            stubbed.push([seq, seq]);
+        } else {
+            assert_eq!(held.map(|e| e.body), Some(original.body), "seq {seq}");
+        }
+    }
+    // The NATS forwarder sends a stub with its hashes and nothing of the entry.
+    let m = super::nats::message::build(&replica, &r_rtx, stubbed[0][0]).unwrap();
+    assert_eq!(m.subject, "plantwire.north.events");
+    assert_eq!(
+        m.headers.get("Plantwire-State").map(|v| v.as_str()),
+        Some("stub")
+    );
+    let p: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(p["state"], "stub");
+    assert!(p.get("kind").is_none() && p.get("stream").is_none() && p.get("body").is_none());
+    assert!(p["hash"].is_string() && p["prev"].is_string());
+    drop((e_rtx, r_rtx));
+    let report = replica.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problem);
+    assert_eq!(report.stubbed, stubbed);
+    assert!(report.purged.is_empty());
+    let status = hq.status("north").await.unwrap();
+    assert_eq!((status.seq, status.lag_entries), (head, 0));
+    let w = status
+        .checkpoint
+        .expect("the checkpoint over a stub is witnessed");
+    assert_eq!(w.size, head - 1);
+    hq.close_all().await;
+    edge.close().await;
 }

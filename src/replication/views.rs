@@ -35,10 +35,14 @@ pub struct SiteEntry {
     pub stream: String,
     pub author: String,
     /// The body as the site wrote it (JSON; a body that is not JSON comes as a string);
-    /// `null` when retention purged it.
+    /// `null` when retention purged it or it is a stub.
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
     pub purged: bool,
+    /// A stub: the site does not ship this entry's class (`[replication] ship`), so HQ holds only
+    /// its seq, ts and hashes; kind, stream and author are empty.
+    #[serde(default)]
+    pub stub: bool,
     /// Hex of the entry's hash.
     pub hash: String,
 }
@@ -84,6 +88,7 @@ fn take(
     if !kind_matches(filter, &meta.kind) {
         return Ok(());
     }
+    let stub = meta.is_stub();
     let body = if meta.purged {
         serde_json::Value::Null
     } else {
@@ -98,7 +103,8 @@ fn take(
         stream: meta.stream,
         author: meta.author,
         body,
-        purged: meta.purged,
+        purged: meta.purged && !stub,
+        stub,
         hash: hex::encode(meta.hash),
     });
     Ok(())

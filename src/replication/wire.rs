@@ -1,5 +1,5 @@
-//! The replication wire format v1: one batch of a site's entries (with the edge's newest signed
-//! checkpoint) as the edge sends it, deflated; byte-exact and documented in `docs/replication.md`.
+//! The replication wire format v2 (v1 still read): one batch of a site's entries and hash-only
+//! stubs with the edge's newest signed checkpoint, deflated; byte-exact, `docs/replication.md`.
 
 use std::sync::Arc;
 
@@ -7,8 +7,14 @@ use crate::log::Entry;
 
 /// The first three bytes of every batch.
 pub const MAGIC: &[u8; 3] = b"PWR";
-/// The version of the frame and payload below.
-pub const VERSION: u8 = 1;
+/// The version of the frame and payload below (what is written).
+pub const VERSION: u8 = 2;
+/// Version 1: every item a whole entry, no tag byte (still read: older edges ship to a newer HQ).
+pub const VERSION_1: u8 = 1;
+/// Item tag of a whole entry.
+const TAG_ENTRY: u8 = 0;
+/// Item tag of a stub: seq, ts, prev and hash only (its class is not shipped).
+const TAG_STUB: u8 = 1;
 /// Flag bit 0: the payload is raw deflate (RFC 1951).
 pub const FLAG_DEFLATE: u8 = 0x01;
 /// The largest payload a receiver inflates (a batch is bounded far below this).
@@ -23,15 +29,75 @@ pub struct Batch {
     /// The edge's newest seq when it sent the batch (HQ's lag in entries).
     pub head: u64,
     pub checkpoint: Option<String>,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Shipped>,
+}
+
+/// What stands for an entry whose class the edge does not ship: only what the chain needs.
+/// HQ cannot recompute `hash` (the rest of the entry stays at the edge); the next entry's `prev`
+/// and the site's signed checkpoints commit to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stub {
+    pub seq: u64,
+    pub ts: i64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// One item of a batch: a whole entry, or a stub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shipped {
+    Entry(Entry),
+    Stub(Stub),
+}
+
+impl Shipped {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Entry(e) => e.seq,
+            Self::Stub(s) => s.seq,
+        }
+    }
+
+    pub fn ts(&self) -> i64 {
+        match self {
+            Self::Entry(e) => e.ts,
+            Self::Stub(s) => s.ts,
+        }
+    }
+
+    pub fn prev(&self) -> [u8; 32] {
+        match self {
+            Self::Entry(e) => e.prev,
+            Self::Stub(s) => s.prev,
+        }
+    }
+
+    pub fn hash(&self) -> [u8; 32] {
+        match self {
+            Self::Entry(e) => e.hash,
+            Self::Stub(s) => s.hash,
+        }
+    }
+
+    /// The whole entry, `None` for a stub.
+    pub fn entry(&self) -> Option<&Entry> {
+        match self {
+            Self::Entry(e) => Some(e),
+            Self::Stub(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("not a replication batch (bad magic)")]
     Magic,
-    #[error("unsupported batch version {0}")]
+    #[error(
+        "unsupported batch version {0}: this side reads versions 1 and 2 (upgrade HQ before its edges)"
+    )]
     Version(u8),
+    #[error("unknown item tag {0} in the batch")]
+    Tag(u8),
     #[error("unknown batch flags {0:#04x}")]
     Flags(u8),
     #[error("the batch is truncated")]
@@ -69,9 +135,10 @@ pub fn encode(batch: &Batch, compress: bool) -> Vec<u8> {
     out
 }
 
-/// The uncompressed payload: `site | head u64 | checkpoint | count u32 | entries`, each entry
-/// `seq u64 | ts i64 | kind | stream | author | body | prev [32] | hash [32]`; strings and
-/// bytes as u32 big-endian length + bytes, an absent checkpoint as length 0.
+/// The uncompressed payload: `site | head u64 | checkpoint | count u32 | items`, each item
+/// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0) goes on `kind | stream | author | body |
+/// prev [32] | hash [32]`, a stub (tag 1) on `prev [32] | hash [32]`; strings and bytes as u32
+/// big-endian length + bytes, an absent checkpoint as length 0.
 fn payload(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
     put(&mut out, batch.site.as_bytes());
@@ -81,15 +148,21 @@ fn payload(batch: &Batch) -> Vec<u8> {
         batch.checkpoint.as_deref().unwrap_or_default().as_bytes(),
     );
     out.extend_from_slice(&(batch.entries.len() as u32).to_be_bytes());
-    for e in &batch.entries {
-        out.extend_from_slice(&e.seq.to_be_bytes());
-        out.extend_from_slice(&e.ts.to_be_bytes());
-        put(&mut out, e.kind.as_bytes());
-        put(&mut out, e.stream.as_bytes());
-        put(&mut out, e.author.as_bytes());
-        put(&mut out, &e.body);
-        out.extend_from_slice(&e.prev);
-        out.extend_from_slice(&e.hash);
+    for item in &batch.entries {
+        out.push(match item {
+            Shipped::Entry(_) => TAG_ENTRY,
+            Shipped::Stub(_) => TAG_STUB,
+        });
+        out.extend_from_slice(&item.seq().to_be_bytes());
+        out.extend_from_slice(&item.ts().to_be_bytes());
+        if let Shipped::Entry(e) = item {
+            put(&mut out, e.kind.as_bytes());
+            put(&mut out, e.stream.as_bytes());
+            put(&mut out, e.author.as_bytes());
+            put(&mut out, &e.body);
+        }
+        out.extend_from_slice(&item.prev());
+        out.extend_from_slice(&item.hash());
     }
     out
 }
@@ -107,8 +180,9 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
     if &bytes[..3] != MAGIC {
         return Err(WireError::Magic);
     }
-    if bytes[3] != VERSION {
-        return Err(WireError::Version(bytes[3]));
+    let version = bytes[3];
+    if version != VERSION && version != VERSION_1 {
+        return Err(WireError::Version(version));
     }
     let flags = bytes[4];
     if flags & !FLAG_DEFLATE != 0 {
@@ -136,18 +210,38 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
     let checkpoint = Some(r.string()?).filter(|c| !c.is_empty());
     let count = r.u32()? as usize;
     let site_arc: Arc<str> = site.as_str().into();
-    // Each entry takes at least 96 bytes: the count cannot make us reserve more than the payload.
-    let mut entries = Vec::with_capacity(count.min(payload.len() / 96));
+    // Each item takes at least 81 bytes: the count cannot make us reserve more than the payload.
+    let mut entries = Vec::with_capacity(count.min(payload.len() / 81));
     for _ in 0..count {
+        let tag = if version == VERSION_1 {
+            TAG_ENTRY
+        } else {
+            r.take(1)?[0]
+        };
         let seq = r.u64()?;
         let ts = r.u64()? as i64;
+        match tag {
+            TAG_ENTRY => {}
+            TAG_STUB => {
+                let prev = r.hash()?;
+                let hash = r.hash()?;
+                entries.push(Shipped::Stub(Stub {
+                    seq,
+                    ts,
+                    prev,
+                    hash,
+                }));
+                continue;
+            }
+            other => return Err(WireError::Tag(other)),
+        }
         let kind = r.string()?;
         let stream = r.string()?;
         let author = r.string()?;
         let body = r.bytes()?.to_vec();
         let prev = r.hash()?;
         let hash = r.hash()?;
-        entries.push(Entry {
+        entries.push(Shipped::Entry(Entry {
             site: site_arc.clone(),
             seq,
             ts,
@@ -157,7 +251,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             body,
             prev,
             hash,
-        });
+        }));
     }
     if !r.b.is_empty() {
         return Err(WireError::Trailing);
@@ -223,17 +317,25 @@ mod tests {
             site: "north".into(),
             head: 8,
             checkpoint: Some("n\n".into()),
-            entries: vec![Entry {
-                site,
-                seq: 7,
-                ts: 9,
-                kind: "k".into(),
-                stream: "s".into(),
-                author: "a".into(),
-                body: b"{}".to_vec(),
-                prev: [1; 32],
-                hash: [2; 32],
-            }],
+            entries: vec![
+                Shipped::Entry(Entry {
+                    site,
+                    seq: 7,
+                    ts: 9,
+                    kind: "k".into(),
+                    stream: "s".into(),
+                    author: "a".into(),
+                    body: b"{}".to_vec(),
+                    prev: [1; 32],
+                    hash: [2; 32],
+                }),
+                Shipped::Stub(Stub {
+                    seq: 8,
+                    ts: 10,
+                    prev: [2; 32],
+                    hash: [3; 32],
+                }),
+            ],
         }
     }
 
@@ -244,15 +346,16 @@ mod tests {
         let bytes = encode(&sample(), false);
         let golden = concat!(
             "505752",
-            "01",
+            "02",
             "00",
-            "00000080", // magic, version, flags, payload length
+            "000000d2", // magic, version, flags, payload length
             "00000005",
             "6e6f727468",       // site "north"
             "0000000000000008", // the edge's head
             "00000002",
             "6e0a",     // checkpoint "n\n"
-            "00000001", // one entry
+            "00000002", // two items
+            "00",       // an entry
             "0000000000000007",
             "0000000000000009", // seq, ts
             "000000016b",
@@ -261,9 +364,42 @@ mod tests {
             "000000027b7d", // kind, stream, author, body
             "0101010101010101010101010101010101010101010101010101010101010101", // prev
             "0202020202020202020202020202020202020202020202020202020202020202", // hash
+            "01",           // a stub
+            "0000000000000008",
+            "000000000000000a", // seq, ts
+            "0202020202020202020202020202020202020202020202020202020202020202", // prev
+            "0303030303030303030303030303030303030303030303030303030303030303", // hash
         );
         assert_eq!(hex::encode(&bytes), golden);
         assert_eq!(decode(&bytes).unwrap(), sample());
+    }
+
+    /// A version 1 frame (an older edge) still decodes: every item a whole entry, no tag.
+    #[test]
+    fn a_version_1_frame_is_still_read() {
+        let v1 = concat!(
+            "505752",
+            "01",
+            "00",
+            "00000080",
+            "00000005",
+            "6e6f727468",
+            "0000000000000008",
+            "00000002",
+            "6e0a",
+            "00000001",
+            "0000000000000007",
+            "0000000000000009",
+            "000000016b",
+            "0000000173",
+            "0000000161",
+            "000000027b7d",
+            "0101010101010101010101010101010101010101010101010101010101010101",
+            "0202020202020202020202020202020202020202020202020202020202020202",
+        );
+        let mut want = sample();
+        want.entries.truncate(1);
+        assert_eq!(decode(&hex::decode(v1).unwrap()).unwrap(), want);
     }
 
     #[test]
@@ -273,9 +409,13 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), sample());
         let plain = encode(&sample(), false);
         assert_eq!(decode(&plain[..plain.len() - 1]), Err(WireError::Length));
-        let mut v2 = plain.clone();
-        v2[3] = 2;
-        assert_eq!(decode(&v2), Err(WireError::Version(2)));
+        let mut v3 = plain.clone();
+        v3[3] = 3;
+        assert_eq!(decode(&v3), Err(WireError::Version(3)));
+        let mut tag = plain.clone();
+        // The first item's tag: after the header, site, head, checkpoint and count.
+        tag[9 + 9 + 8 + 6 + 4] = 7;
+        assert_eq!(decode(&tag), Err(WireError::Tag(7)));
         let mut flags = plain.clone();
         flags[4] = 0x80;
         assert_eq!(decode(&flags), Err(WireError::Flags(0x80)));

@@ -6,10 +6,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use super::ReplicationError;
+use super::wire::Shipped;
 use crate::error::Rejection;
+use crate::log::Log;
 use crate::log::checkpoint::{self, KIND_SIGNING_KEY, Signer};
 use crate::log::checkpointer::{SigningKeyBody, logged_key};
-use crate::log::{Entry, Log};
 
 /// A checkpoint HQ verified and cosigned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -69,12 +70,13 @@ pub async fn store_evidence(replica: &Log, evidence: &Evidence) -> Result<(), Re
 
 /// The site's signing key: the newest one replicated, else one logged in this batch (the first
 /// batch carries it: a key is logged before any checkpoint).
-fn site_key(replica: &Log, entries: &[Entry]) -> Result<Option<[u8; 32]>, ReplicationError> {
+fn site_key(replica: &Log, entries: &[Shipped]) -> Result<Option<[u8; 32]>, ReplicationError> {
     let body = match logged_key(replica).map_err(ReplicationError::from_checkpoint)? {
         Some(b) => Some(b),
         None => entries
             .iter()
             .rev()
+            .filter_map(Shipped::entry)
             .find(|e| e.kind == KIND_SIGNING_KEY)
             .and_then(|e| serde_json::from_slice::<SigningKeyBody>(&e.body).ok()),
     };
@@ -83,18 +85,22 @@ fn site_key(replica: &Log, entries: &[Entry]) -> Result<Option<[u8; 32]>, Replic
         .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()))
 }
 
-/// The entries `from..=to` of the batch when they are there, each matching its hash and linking
-/// to the one before.
-fn signed_prefix(entries: &[Entry], from: u64, to: u64) -> Option<&[Entry]> {
+/// The items `from..=to` of the batch when they are there, each whole entry matching its hash
+/// (a stub's cannot be recomputed: what follows it commits to it) and each linking to the one
+/// before.
+fn signed_prefix(entries: &[Shipped], from: u64, to: u64) -> Option<&[Shipped]> {
     let first = entries.first()?;
-    if first.seq != from || to < from {
+    if first.seq() != from || to < from {
         return None;
     }
     let signed = entries.get(..usize::try_from(to - from + 1).ok()?)?;
-    let chained = signed.iter().all(|e| e.computed_hash() == e.hash)
+    let chained = signed
+        .iter()
+        .filter_map(Shipped::entry)
+        .all(|e| e.computed_hash() == e.hash)
         && signed
             .windows(2)
-            .all(|w| w[1].prev == w[0].hash && w[1].seq == w[0].seq + 1);
+            .all(|w| w[1].prev() == w[0].hash() && w[1].seq() == w[0].seq() + 1);
     chained.then_some(signed)
 }
 
@@ -102,7 +108,7 @@ fn signed_prefix(entries: &[Entry], from: u64, to: u64) -> Option<&[Entry]> {
 pub async fn check(
     replica: &Log,
     note: &str,
-    entries: &[Entry],
+    entries: &[Shipped],
     hq: &Signer,
     now_s: u64,
 ) -> Result<Checked, ReplicationError> {
@@ -126,7 +132,8 @@ pub async fn check(
         }))
     };
     if cp.size <= head {
-        let Some(held) = replica.entry(&rtx, cp.size)?.map(|e| e.hash) else {
+        // The clear fields: a stub's or a purged entry's hash is kept without its body.
+        let Some(held) = rtx.log_meta(cp.size)?.map(|m| m.hash) else {
             return Ok(Checked::Ahead);
         };
         if held != cp.root {
@@ -138,7 +145,7 @@ pub async fn check(
         let Some(signed) = signed_prefix(entries, head + 1, cp.size) else {
             return Ok(Checked::Ahead);
         };
-        if signed.last().map(|e| e.hash) != Some(cp.root) {
+        if signed.last().map(Shipped::hash) != Some(cp.root) {
             return Err(Rejection::invalid(
                 "bad_checkpoint",
                 "the checkpoint does not match the batch's entries",
@@ -148,7 +155,7 @@ pub async fn check(
         let held = rtx
             .chain_head()?
             .map_or(crate::log::entry::GENESIS, |h| h.hash);
-        if signed.first().map(|e| e.prev) != Some(held) {
+        if signed.first().map(Shipped::prev) != Some(held) {
             return rewritten(head, held);
         }
     }

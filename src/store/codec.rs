@@ -2,7 +2,8 @@
 //! Layout v1, all integers big-endian:
 //!   version u8 = 1 | ts i64 (UTC µs) | kind: u8 len + bytes | stream: u16 len + bytes |
 //!   author: u16 len + bytes | prev [32] | hash [32] | key_id u32 | nonce [12] | ciphertext (rest, incl. GCM tag)
-//! Layout v2, an entry whose payload retention purged: v1 up to and including `hash`, nothing after.
+//! Layout v2, an entry whose payload retention purged: v1 up to and including `hash`, nothing
+//! after; a replicated stub (a class the site does not ship) is v2 with empty kind, stream, author.
 
 use super::seal::Sealed;
 
@@ -68,6 +69,24 @@ impl RecordMeta {
             purged,
         };
         Ok((meta, bytes.len() - r.buf.len()))
+    }
+
+    /// Whether this is a replicated stub: v2 with no kind (a real entry always has one).
+    pub fn is_stub(&self) -> bool {
+        self.purged && self.kind.is_empty()
+    }
+
+    /// The v2 record of a replicated stub: `ts`, `prev` and `hash`; kind, stream and author empty.
+    pub fn stub_record(ts: i64, prev: &[u8; 32], hash: &[u8; 32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 8 + 1 + 2 + 2 + 64);
+        out.push(PURGED_RECORD_VERSION);
+        out.extend_from_slice(&ts.to_be_bytes());
+        out.push(0);
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(prev);
+        out.extend_from_slice(hash);
+        out
     }
 
     /// The v2 (purged) record of a v1 record: its clear fields, no body.
@@ -243,5 +262,15 @@ mod tests {
         assert_eq!(RecordMeta::purged_record(&v2), Err(CodecError::Purged));
         let (meta, _) = RecordMeta::decode(&v1).unwrap();
         assert!(!meta.purged);
+    }
+
+    #[test]
+    fn a_stub_record_is_a_purged_record_without_kind() {
+        let v2 = RecordMeta::stub_record(5, &[1; 32], &[2; 32]);
+        let (meta, len) = RecordMeta::decode(&v2).unwrap();
+        assert_eq!(len, v2.len());
+        assert!(meta.purged && meta.is_stub());
+        assert_eq!((meta.ts, meta.prev, meta.hash), (5, [1; 32], [2; 32]));
+        assert_eq!(LogRecord::decode(&v2), Err(CodecError::Purged));
     }
 }

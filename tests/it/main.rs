@@ -57,6 +57,7 @@ mod replication;
 mod replication_chaos;
 mod retention;
 mod search;
+mod ship_classes;
 mod storage;
 mod tls;
 mod ui;

@@ -23,8 +23,9 @@ pub struct Message {
 }
 
 /// The JSON payload. `state` is `entry` (all fields), `purged` (retention removed the body at
-/// HQ: the clear fields and hashes stay, `body` is absent) or `absent` (no record at this seq:
-/// only `site` and `seq`). Hashes are lower-case hex; `body` is the entry's own JSON body.
+/// HQ: the clear fields and hashes stay, `body` is absent), `stub` (the site does not ship the
+/// entry's class: `ts`, `prev` and `hash` only) or `absent` (no record at this seq: only `site`
+/// and `seq`). Hashes are lower-case hex; `body` is the entry's own JSON body.
 #[derive(Debug, Serialize)]
 struct Payload<'a> {
     v: u8,
@@ -104,7 +105,17 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
             let (meta, _) =
                 RecordMeta::decode(&raw).map_err(|source| MessageError::Meta { seq, source })?;
             let class = Class::of(&meta.stream);
-            if meta.purged {
+            if meta.is_stub() {
+                // Its class is not shipped, so unknown here: filed like an absent record.
+                let p = Payload {
+                    state: "stub",
+                    ts: Some(meta.ts),
+                    prev: Some(hex::encode(meta.prev)),
+                    hash: Some(hex::encode(meta.hash)),
+                    ..blank
+                };
+                (Class::Events, "stub", serde_json::to_vec(&p)?)
+            } else if meta.purged {
                 let p = Payload {
                     state: "purged",
                     ts: Some(meta.ts),
