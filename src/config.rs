@@ -374,7 +374,8 @@ pub struct StorageConfig {
     pub queue_capacity: usize,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
-    /// redb page cache.
+    /// redb page cache, MiB. The process holds up to about twice this under sustained writes (the
+    /// allocator's free space around the page buffers; docs/deployment.md, "Memory").
     pub cache_mib: usize,
     /// Committed entries kept for live subscribers that fall behind.
     pub hub_capacity: usize,
@@ -512,7 +513,7 @@ impl Default for StorageConfig {
             data_key_file: None,
             queue_capacity: 8192,
             max_batch: 1024,
-            cache_mib: 64,
+            cache_mib: 32,
             hub_capacity: 4096,
             clock_step_secs: 60,
             checkpoint_every: 1000,
