@@ -595,6 +595,10 @@ impl Conn {
                 true
             }
             ClientFrame::Presence { status } => {
+                // Presence changes what others see: an auditor changes nothing.
+                if let Err(r) = self.actor.require_not_auditor() {
+                    return self.reply_error(None, r.code, &r.message).await;
+                }
                 if let Some(c) = &self.conn {
                     c.set_status(status, self.chat.convs());
                 }
