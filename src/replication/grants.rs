@@ -168,4 +168,14 @@ impl SiteScope {
             Self::Granted(m) => m.contains_key(site),
         }
     }
+
+    /// Whether every kind of `site`'s entries reads whole: for admins and auditors (the audit
+    /// role reads all) and a site grant of admin. A grant below admin reads the site-wide kinds
+    /// only (`views::SITE_WIDE_KINDS`); the rest come withheld.
+    pub fn reads_all_kinds(&self, site: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Granted(m) => m.get(site) == Some(&Role::Admin),
+        }
+    }
 }

@@ -377,11 +377,26 @@ async fn a_replicas_entries_page_both_ways_and_filter_by_kind() {
     let notes = page(EntryQuery {
         kind: Some("test.note".into()),
         limit: Some(500),
+        all_kinds: true,
         ..Default::default()
     })
     .unwrap();
     assert_eq!(notes.entries.len(), 10);
     assert_eq!(notes.entries[0].body["n"], 9);
+    // Read without every kind, a note (not a site-wide kind) comes withheld.
+    let withheld = page(EntryQuery {
+        kind: Some("test.note".into()),
+        limit: Some(500),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(withheld.entries.len(), 10);
+    assert!(
+        withheld
+            .entries
+            .iter()
+            .all(|e| e.withheld && e.body.is_null() && e.stream.is_empty() && e.author.is_empty())
+    );
     assert!(notes.next.is_none());
     let by_prefix = page(EntryQuery {
         kind: Some("test.".into()),

@@ -43,8 +43,22 @@ pub struct SiteEntry {
     /// its seq, ts and hashes; kind, stream and author are empty.
     #[serde(default)]
     pub stub: bool,
+    /// Withheld from this caller: a kind that is not site-wide (chat, contacts, users, devices,
+    /// sessions, admin entries) read with a site grant below admin. Only seq, ts, kind and hash
+    /// come; stream and author are empty and the body is `null` (`docs/replication.md`).
+    #[serde(default)]
+    pub withheld: bool,
     /// Hex of the entry's hash.
     pub hash: String,
+}
+
+/// The kinds every reader of a site gets whole: events, alarms and incidents (exact kind, or a
+/// prefix ending in `.`). Everything else a grant below admin gets withheld.
+pub const SITE_WIDE_KINDS: [&str; 3] = ["event", "alarm.", "incident."];
+
+/// Whether `kind` is one every reader of a site may read.
+pub fn site_wide(kind: &str) -> bool {
+    SITE_WIDE_KINDS.iter().any(|k| kind_matches(Some(k), kind))
 }
 
 /// A page of entries.
@@ -66,6 +80,9 @@ pub struct EntryQuery {
     pub before: Option<u64>,
     pub limit: Option<usize>,
     pub kind: Option<String>,
+    /// The caller reads every kind whole (admins and auditors at HQ, a site grant of admin);
+    /// otherwise only `SITE_WIDE_KINDS` come whole and the rest are withheld.
+    pub all_kinds: bool,
 }
 
 fn kind_matches(filter: Option<&str>, kind: &str) -> bool {
@@ -76,10 +93,12 @@ fn kind_matches(filter: Option<&str>, kind: &str) -> bool {
     }
 }
 
-/// Adds the entry at `seq` to `out` when its kind matches.
+/// Adds the entry at `seq` to `out` when its kind matches; withheld (not decrypted) when the
+/// caller does not read every kind and the kind is not site-wide.
 fn take(
     replica: &Log,
     filter: Option<&str>,
+    all_kinds: bool,
     seq: u64,
     raw: &[u8],
     out: &mut Vec<SiteEntry>,
@@ -89,6 +108,21 @@ fn take(
         return Ok(());
     }
     let stub = meta.is_stub();
+    if !stub && !all_kinds && !site_wide(&meta.kind) {
+        out.push(SiteEntry {
+            seq,
+            ts_us: meta.ts,
+            kind: meta.kind,
+            stream: String::new(),
+            author: String::new(),
+            body: serde_json::Value::Null,
+            purged: false,
+            stub: false,
+            withheld: true,
+            hash: hex::encode(meta.hash),
+        });
+        return Ok(());
+    }
     let body = if meta.purged {
         serde_json::Value::Null
     } else {
@@ -105,6 +139,7 @@ fn take(
         body,
         purged: meta.purged && !stub,
         stub,
+        withheld: false,
         hash: hex::encode(meta.hash),
     });
     Ok(())
@@ -144,7 +179,7 @@ pub fn entries(site: &str, replica: &Log, q: &EntryQuery) -> Result<EntryPage, R
         rtx.scan_log(since.saturating_add(1), |seq, raw| {
             scanned += 1;
             last = seq;
-            if let Err(e) = take(replica, filter, seq, raw, &mut out) {
+            if let Err(e) = take(replica, filter, q.all_kinds, seq, raw, &mut out) {
                 failed = Some(e);
             }
             failed.is_none() && out.len() < limit && scanned < SCAN_BOUND
@@ -159,7 +194,7 @@ pub fn entries(site: &str, replica: &Log, q: &EntryQuery) -> Result<EntryPage, R
             scanned += 1;
             last = seq;
             if let Some(raw) = rtx.log_raw(seq)? {
-                take(replica, filter, seq, &raw, &mut out)?;
+                take(replica, filter, q.all_kinds, seq, &raw, &mut out)?;
             }
             seq -= 1;
         }
