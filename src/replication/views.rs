@@ -256,11 +256,18 @@ impl Tallies {
         site: &str,
         replica: &Log,
     ) -> Result<(Unacked, u64), ReplicationError> {
-        let (mut upto, mut unacked) = {
-            let mut m = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-            let t = m.entry(site.to_string()).or_default();
-            (t.upto, std::mem::take(&mut t.unacked))
-        };
+        // The whole tally comes out, `upto` with the map: a concurrent overview meanwhile, or
+        // this one failing (nothing is put back on any error path), counts the site again from
+        // zero instead of keeping an advanced `upto` with an empty map.
+        let Tally {
+            mut upto,
+            mut unacked,
+        } = self
+            .sites
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(site)
+            .unwrap_or_default();
         let rtx = replica.read()?;
         let head = replica.head(&rtx)?;
         if head < upto {
@@ -297,14 +304,14 @@ impl Tallies {
             };
             *n += 1;
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         self.sites
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(site.to_string(), Tally { upto, unacked });
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((counts, upto)),
-        }
+        Ok((counts, upto))
     }
 }
 
