@@ -483,6 +483,54 @@ async fn the_overview_counts_unacknowledged_alarms_from_the_replicated_entries()
     assert_eq!(upto, hashes(&replica).len() as u64);
 }
 
+/// A page of large bodies ends at the byte budget (`PAGE_BYTES`) with `next` set, whatever the
+/// limit, and the next page goes on from there.
+#[tokio::test]
+async fn a_page_of_entries_stops_at_its_byte_budget() {
+    use super::views::{EntryQuery, PAGE_BYTES, entries};
+    use crate::log::{Author, NewEntry};
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 0).await;
+    let pad = "x".repeat(900 << 10);
+    for n in 0..6u64 {
+        let big = NewEntry::json(
+            "event",
+            "events/big",
+            &Author::System,
+            &serde_json::json!({ "n": n, "pad": pad }),
+        )
+        .unwrap();
+        edge.submit(move |tx| tx.append(big.clone())).await.unwrap();
+    }
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    ship_all(&edge, &hq).await;
+    let replica = hq.replica("north").await.unwrap();
+    let q = EntryQuery {
+        since: Some(0),
+        limit: Some(500),
+        kind: Some("event".into()),
+        ..Default::default()
+    };
+    let first = entries("north", &replica, &q).unwrap();
+    // 900 KiB each: the fifth passes 4 MiB and ends the page.
+    assert_eq!(first.entries.len(), 5);
+    assert!(5 * (900 << 10) >= PAGE_BYTES);
+    let next = first.next.expect("more follow");
+    let rest = entries(
+        "north",
+        &replica,
+        &EntryQuery {
+            since: Some(next),
+            ..q
+        },
+    )
+    .unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].body["n"], 5);
+    assert!(rest.next.is_none());
+}
+
 /// `ship = ["events"]` at an edge whose log holds events and chat: HQ's replica has every seq
 /// with the edge's hashes, the chat entries as stubs without bodies (reported as stubbed runs),
 /// its chain verifies and the checkpoint (signing a stub) is witnessed. A stub whose hash was
