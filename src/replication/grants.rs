@@ -126,14 +126,12 @@ pub async fn ungrant(
         .await?)
 }
 
-/// The grants, of one site or all, ordered by site then user.
-pub fn list(log: &Log, site: Option<&str>) -> Result<Vec<SiteGrantRow>, StoreError> {
-    let mut all = log.read()?.site_grants(MAX_LISTED)?;
-    if let Some(s) = site {
-        all.retain(|g| g.site == s);
-    }
+/// The grants, of one site or all (filtered during the scan), ordered by site then user; at most
+/// `MAX_LISTED`, the flag saying more exist.
+pub fn list(log: &Log, site: Option<&str>) -> Result<(Vec<SiteGrantRow>, bool), StoreError> {
+    let (mut all, capped) = log.read()?.site_grants(site, MAX_LISTED)?;
     all.sort_by(|a, b| (&a.site, &a.user).cmp(&(&b.site, &b.user)));
-    Ok(all)
+    Ok((all, capped))
 }
 
 /// Which sites a person at HQ may read.
