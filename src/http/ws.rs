@@ -249,8 +249,14 @@ fn frame_text(f: &ServerFrame<'_>) -> String {
 /// depends on the entry alone (what a viewer may see is decided before), and every socket sends
 /// the same reference-counted bytes. Replay renders its own (a redaction since may scrub it).
 fn live_frame(e: &Live) -> Utf8Bytes {
-    e.shared(|e| Utf8Bytes::from(entry_frame(e, None)))
+    e.shared(|e| WsEntryFrame(Utf8Bytes::from(entry_frame(e, None))))
+        .0
 }
+
+/// The shared slot's key: private to this file, so no other caller of `Live::shared` can get (or
+/// fill) the WebSocket frame by asking for the same type.
+#[derive(Clone)]
+struct WsEntryFrame(Utf8Bytes);
 
 /// One `entry` frame. `author` is the name within its kind (a username for people) and
 /// `author_kind` says which kind: `user`, `device`, `cli`, `site`, `system` or `anonymous`.
