@@ -297,7 +297,8 @@ export function openConversation(id, go) {
     if (!last || !c || last.seq <= readSent) return;
     if (last.seq <= (c.last_read_seq || 0) && !c.unread) return;
     readSent = last.seq;
-    if (!live.send({ type: 'read', conv: id, seq: last.seq })) {
+    // An auditor changes nothing: its read marker stays local (the server refuses it anyway).
+    if (S.me.role !== 'auditor' && !live.send({ type: 'read', conv: id, seq: last.seq })) {
       conversations.markRead(id, last.seq).catch(() => { readSent = 0; });
     }
     c.unread = 0; c.mentions = 0;

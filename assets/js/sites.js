@@ -58,6 +58,7 @@ export function allSitesScreen(go) {
 function summary(e) {
   if (e.purged) return 'purged by retention';
   if (e.stub) return 'not shipped by the site (hash only)';
+  if (e.withheld) return 'withheld: your grant on this site reads events, alarms and incidents only';
   const b = e.body;
   if (b && typeof b === 'object') return b.message || b.text || (b.alarm && `${b.alarm.source} ${b.alarm.condition}: ${b.state}`) || JSON.stringify(b).slice(0, 200);
   return String(b).slice(0, 200);

@@ -484,12 +484,14 @@ pub async fn react(
 }
 
 /// Moves the caller's read marker forward to `seq` (never back); others see it as a receipt.
+/// An auditor is refused (`read_only_role`): the marker is an entry others see.
 pub async fn mark_read(
     log: &Log,
     actor: &Actor,
     conv: &str,
     seq: u64,
 ) -> Result<ReadMarker, SubmitError> {
+    actor.require_not_auditor()?;
     let me = actor.user.clone();
     let id = conv.to_string();
     log.submit(move |tx| {

@@ -151,6 +151,18 @@ impl Actor {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// An auditor reads but changes nothing, whichever transport it comes by (HTTP or socket).
+    pub fn require_not_auditor(&self) -> Result<(), Rejection> {
+        if self.role == Role::Auditor {
+            Err(Rejection::forbidden(
+                "read_only_role",
+                "an auditor reads but changes nothing",
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 pub fn conv_stream(conv: &str) -> String {

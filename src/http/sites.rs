@@ -106,7 +106,8 @@ pub async fn entries(
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<EntryPage>, ApiError> {
     let h = hq(&state)?;
-    if !scope(&state, &me)?.allows(&site)
+    let scope = scope(&state, &me)?;
+    if !scope.allows(&site)
         || !h
             .hq
             .replicas
@@ -122,6 +123,7 @@ pub async fn entries(
         before: q.before,
         limit: q.limit,
         kind: q.kind,
+        all_kinds: scope.reads_all_kinds(&site),
     };
     if !h.hq.replicas.has_replica(&site) {
         // Enrolled, nothing shipped yet.

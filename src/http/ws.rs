@@ -249,8 +249,14 @@ fn frame_text(f: &ServerFrame<'_>) -> String {
 /// depends on the entry alone (what a viewer may see is decided before), and every socket sends
 /// the same reference-counted bytes. Replay renders its own (a redaction since may scrub it).
 fn live_frame(e: &Live) -> Utf8Bytes {
-    e.shared(|e| Utf8Bytes::from(entry_frame(e, None)))
+    e.shared(|e| WsEntryFrame(Utf8Bytes::from(entry_frame(e, None))))
+        .0
 }
+
+/// The shared slot's key: private to this file, so no other caller of `Live::shared` can get (or
+/// fill) the WebSocket frame by asking for the same type.
+#[derive(Clone)]
+struct WsEntryFrame(Utf8Bytes);
 
 /// One `entry` frame. `author` is the name within its kind (a username for people) and
 /// `author_kind` says which kind: `user`, `device`, `cli`, `site`, `system` or `anonymous`.
@@ -595,6 +601,10 @@ impl Conn {
                 true
             }
             ClientFrame::Presence { status } => {
+                // Presence changes what others see: an auditor changes nothing.
+                if let Err(r) = self.actor.require_not_auditor() {
+                    return self.reply_error(None, r.code, &r.message).await;
+                }
                 if let Some(c) = &self.conn {
                     c.set_status(status, self.chat.convs());
                 }

@@ -192,7 +192,13 @@ async fn site_inner(
             writeln!(out, "{user} no longer has a grant on site {site}")?;
         }
         SiteCommand::Grants { site, json } => {
-            let list = super::grants::list(env.log, site.as_deref())?;
+            let (list, capped) = super::grants::list(env.log, site.as_deref())?;
+            if capped {
+                tracing::warn!(
+                    listed = list.len(),
+                    "site grants: the listing stops at its cap; more grants exist"
+                );
+            }
             if *json {
                 let rows: Vec<GrantView<'_>> = list.iter().map(GrantView::of).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
@@ -208,6 +214,13 @@ async fn site_inner(
                         out,
                         "{:<24} {:<32} {:<9} {}",
                         v.site, v.user, v.role, v.granted_by
+                    )?;
+                }
+                if capped {
+                    writeln!(
+                        out,
+                        "(the first {} grants only: more exist)",
+                        super::grants::MAX_LISTED
                     )?;
                 }
             }

@@ -126,14 +126,12 @@ pub async fn ungrant(
         .await?)
 }
 
-/// The grants, of one site or all, ordered by site then user.
-pub fn list(log: &Log, site: Option<&str>) -> Result<Vec<SiteGrantRow>, StoreError> {
-    let mut all = log.read()?.site_grants(MAX_LISTED)?;
-    if let Some(s) = site {
-        all.retain(|g| g.site == s);
-    }
+/// The grants, of one site or all (filtered during the scan), ordered by site then user; at most
+/// `MAX_LISTED`, the flag saying more exist.
+pub fn list(log: &Log, site: Option<&str>) -> Result<(Vec<SiteGrantRow>, bool), StoreError> {
+    let (mut all, capped) = log.read()?.site_grants(site, MAX_LISTED)?;
     all.sort_by(|a, b| (&a.site, &a.user).cmp(&(&b.site, &b.user)));
-    Ok(all)
+    Ok((all, capped))
 }
 
 /// Which sites a person at HQ may read.
@@ -166,6 +164,16 @@ impl SiteScope {
         match self {
             Self::All => true,
             Self::Granted(m) => m.contains_key(site),
+        }
+    }
+
+    /// Whether every kind of `site`'s entries reads whole: for admins and auditors (the audit
+    /// role reads all) and a site grant of admin. A grant below admin reads the site-wide kinds
+    /// only (`views::SITE_WIDE_KINDS`); the rest come withheld.
+    pub fn reads_all_kinds(&self, site: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Granted(m) => m.get(site) == Some(&Role::Admin),
         }
     }
 }

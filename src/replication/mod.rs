@@ -50,6 +50,8 @@ pub enum ReplicationError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error("a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("cannot use {path}: {source}")]
     Io {
         path: std::path::PathBuf,

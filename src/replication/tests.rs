@@ -377,11 +377,26 @@ async fn a_replicas_entries_page_both_ways_and_filter_by_kind() {
     let notes = page(EntryQuery {
         kind: Some("test.note".into()),
         limit: Some(500),
+        all_kinds: true,
         ..Default::default()
     })
     .unwrap();
     assert_eq!(notes.entries.len(), 10);
     assert_eq!(notes.entries[0].body["n"], 9);
+    // Read without every kind, a note (not a site-wide kind) comes withheld.
+    let withheld = page(EntryQuery {
+        kind: Some("test.note".into()),
+        limit: Some(500),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(withheld.entries.len(), 10);
+    assert!(
+        withheld
+            .entries
+            .iter()
+            .all(|e| e.withheld && e.body.is_null() && e.stream.is_empty() && e.author.is_empty())
+    );
     assert!(notes.next.is_none());
     let by_prefix = page(EntryQuery {
         kind: Some("test.".into()),
@@ -466,6 +481,54 @@ async fn the_overview_counts_unacknowledged_alarms_from_the_replicated_entries()
     let (counts, upto) = tallies.update("north", &replica).unwrap();
     assert_eq!((counts.high, counts.low), (1, 1));
     assert_eq!(upto, hashes(&replica).len() as u64);
+}
+
+/// A page of large bodies ends at the byte budget (`PAGE_BYTES`) with `next` set, whatever the
+/// limit, and the next page goes on from there.
+#[tokio::test]
+async fn a_page_of_entries_stops_at_its_byte_budget() {
+    use super::views::{EntryQuery, PAGE_BYTES, entries};
+    use crate::log::{Author, NewEntry};
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let edge = edge_with(e_dir.path(), 0, 0).await;
+    let pad = "x".repeat(900 << 10);
+    for n in 0..6u64 {
+        let big = NewEntry::json(
+            "event",
+            "events/big",
+            &Author::System,
+            &serde_json::json!({ "n": n, "pad": pad }),
+        )
+        .unwrap();
+        edge.submit(move |tx| tx.append(big.clone())).await.unwrap();
+    }
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    ship_all(&edge, &hq).await;
+    let replica = hq.replica("north").await.unwrap();
+    let q = EntryQuery {
+        since: Some(0),
+        limit: Some(500),
+        kind: Some("event".into()),
+        ..Default::default()
+    };
+    let first = entries("north", &replica, &q).unwrap();
+    // 900 KiB each: the fifth passes 4 MiB and ends the page.
+    assert_eq!(first.entries.len(), 5);
+    assert_eq!(PAGE_BYTES.div_ceil(pad.len()), 5);
+    let next = first.next.expect("more follow");
+    let rest = entries(
+        "north",
+        &replica,
+        &EntryQuery {
+            since: Some(next),
+            ..q
+        },
+    )
+    .unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].body["n"], 5);
+    assert!(rest.next.is_none());
 }
 
 /// `ship = ["events"]` at an edge whose log holds events and chat: HQ's replica has every seq

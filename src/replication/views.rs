@@ -2,7 +2,7 @@
 //! all-sites overview (status, connected, unacknowledged alarms by priority). Never writes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -20,6 +20,9 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The most log rows one page looks at (a `kind` filter may skip many): past it the page ends
 /// early with `next` set.
 pub const SCAN_BOUND: usize = 20_000;
+/// The most body bytes one page carries (bodies are up to 1 MiB each): past it the page ends
+/// early with `next` set. A page always holds at least one entry.
+pub const PAGE_BYTES: usize = 4 << 20;
 /// The most alarm entries one overview reads per site; the rest wait for the next overview.
 pub const TALLY_STEP: usize = 20_000;
 /// An edge sends at least an empty batch every 30 s: silent for longer than this, it counts as
@@ -43,8 +46,22 @@ pub struct SiteEntry {
     /// its seq, ts and hashes; kind, stream and author are empty.
     #[serde(default)]
     pub stub: bool,
+    /// Withheld from this caller: a kind that is not site-wide (chat, contacts, users, devices,
+    /// sessions, admin entries) read with a site grant below admin. Only seq, ts, kind and hash
+    /// come; stream and author are empty and the body is `null` (`docs/replication.md`).
+    #[serde(default)]
+    pub withheld: bool,
     /// Hex of the entry's hash.
     pub hash: String,
+}
+
+/// The kinds every reader of a site gets whole: events, alarms and incidents (exact kind, or a
+/// prefix ending in `.`). Everything else a grant below admin gets withheld.
+pub const SITE_WIDE_KINDS: [&str; 3] = ["event", "alarm.", "incident."];
+
+/// Whether `kind` is one every reader of a site may read.
+pub fn site_wide(kind: &str) -> bool {
+    SITE_WIDE_KINDS.iter().any(|k| kind_matches(Some(k), kind))
 }
 
 /// A page of entries.
@@ -66,6 +83,9 @@ pub struct EntryQuery {
     pub before: Option<u64>,
     pub limit: Option<usize>,
     pub kind: Option<String>,
+    /// The caller reads every kind whole (admins and auditors at HQ, a site grant of admin);
+    /// otherwise only `SITE_WIDE_KINDS` come whole and the rest are withheld.
+    pub all_kinds: bool,
 }
 
 fn kind_matches(filter: Option<&str>, kind: &str) -> bool {
@@ -76,25 +96,43 @@ fn kind_matches(filter: Option<&str>, kind: &str) -> bool {
     }
 }
 
-/// Adds the entry at `seq` to `out` when its kind matches.
+/// Adds the entry at `seq` to `out` when its kind matches; withheld (not decrypted) when the
+/// caller does not read every kind and the kind is not site-wide. Returns the body bytes added.
 fn take(
     replica: &Log,
     filter: Option<&str>,
+    all_kinds: bool,
     seq: u64,
     raw: &[u8],
     out: &mut Vec<SiteEntry>,
-) -> Result<(), ReplicationError> {
+) -> Result<usize, ReplicationError> {
     let (meta, _) = RecordMeta::decode(raw).map_err(crate::store::StoreError::from)?;
     if !kind_matches(filter, &meta.kind) {
-        return Ok(());
+        return Ok(0);
     }
     let stub = meta.is_stub();
-    let body = if meta.purged {
-        serde_json::Value::Null
+    if !stub && !all_kinds && !site_wide(&meta.kind) {
+        out.push(SiteEntry {
+            seq,
+            ts_us: meta.ts,
+            kind: meta.kind,
+            stream: String::new(),
+            author: String::new(),
+            body: serde_json::Value::Null,
+            purged: false,
+            stub: false,
+            withheld: true,
+            hash: hex::encode(meta.hash),
+        });
+        return Ok(0);
+    }
+    let (body, bytes) = if meta.purged {
+        (serde_json::Value::Null, 0)
     } else {
         let e = replica.decode(seq, raw)?;
-        serde_json::from_slice(&e.body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.body).into()))
+        let body = serde_json::from_slice(&e.body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.body).into()));
+        (body, e.body.len())
     };
     out.push(SiteEntry {
         seq,
@@ -105,9 +143,10 @@ fn take(
         body,
         purged: meta.purged && !stub,
         stub,
+        withheld: false,
         hash: hex::encode(meta.hash),
     });
-    Ok(())
+    Ok(bytes)
 }
 
 /// Checks a query's parameters: `invalid_limit`, `invalid_query`, `invalid_kind`.
@@ -137,6 +176,7 @@ pub fn entries(site: &str, replica: &Log, q: &EntryQuery) -> Result<EntryPage, R
     let head = replica.head(&rtx)?;
     let mut out = Vec::new();
     let mut scanned = 0usize;
+    let mut bytes = 0usize;
     // The last seq looked at; more may follow when the page stopped before the end.
     let mut last = 0u64;
     let next = if let Some(since) = q.since {
@@ -144,22 +184,24 @@ pub fn entries(site: &str, replica: &Log, q: &EntryQuery) -> Result<EntryPage, R
         rtx.scan_log(since.saturating_add(1), |seq, raw| {
             scanned += 1;
             last = seq;
-            if let Err(e) = take(replica, filter, seq, raw, &mut out) {
-                failed = Some(e);
+            match take(replica, filter, q.all_kinds, seq, raw, &mut out) {
+                Ok(n) => bytes += n,
+                Err(e) => failed = Some(e),
             }
-            failed.is_none() && out.len() < limit && scanned < SCAN_BOUND
+            failed.is_none() && out.len() < limit && scanned < SCAN_BOUND && bytes < PAGE_BYTES
         })?;
         if let Some(e) = failed {
             return Err(e);
         }
-        (last < head && (out.len() >= limit || scanned >= SCAN_BOUND)).then_some(last)
+        let full = out.len() >= limit || scanned >= SCAN_BOUND || bytes >= PAGE_BYTES;
+        (last < head && full).then_some(last)
     } else {
         let mut seq = q.before.map_or(head, |b| b.saturating_sub(1).min(head));
-        while seq > 0 && out.len() < limit && scanned < SCAN_BOUND {
+        while seq > 0 && out.len() < limit && scanned < SCAN_BOUND && bytes < PAGE_BYTES {
             scanned += 1;
             last = seq;
             if let Some(raw) = rtx.log_raw(seq)? {
-                take(replica, filter, seq, &raw, &mut out)?;
+                bytes += take(replica, filter, q.all_kinds, seq, &raw, &mut out)?;
             }
             seq -= 1;
         }
@@ -221,11 +263,18 @@ impl Tallies {
         site: &str,
         replica: &Log,
     ) -> Result<(Unacked, u64), ReplicationError> {
-        let (mut upto, mut unacked) = {
-            let mut m = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-            let t = m.entry(site.to_string()).or_default();
-            (t.upto, std::mem::take(&mut t.unacked))
-        };
+        // The whole tally comes out, `upto` with the map: a concurrent overview meanwhile, or
+        // this one failing (nothing is put back on any error path), counts the site again from
+        // zero instead of keeping an advanced `upto` with an empty map.
+        let Tally {
+            mut upto,
+            mut unacked,
+        } = self
+            .sites
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(site)
+            .unwrap_or_default();
         let rtx = replica.read()?;
         let head = replica.head(&rtx)?;
         if head < upto {
@@ -262,14 +311,14 @@ impl Tallies {
             };
             *n += 1;
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         self.sites
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(site.to_string(), Tally { upto, unacked });
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((counts, upto)),
-        }
+        Ok((counts, upto))
     }
 }
 
@@ -288,7 +337,7 @@ fn alarm_of(replica: &Log, seq: u64, raw: &[u8]) -> Result<Option<AlarmEntry>, R
 pub async fn overview(
     replicas: &Replicas,
     sites: &Sites,
-    tallies: &Tallies,
+    tallies: &Arc<Tallies>,
     allowed: impl Fn(&str) -> bool,
 ) -> Result<Vec<SiteOverview>, ReplicationError> {
     let mut out = Vec::new();
@@ -298,8 +347,10 @@ pub async fn overview(
         let replica = replicas.replica(&site).await?;
         let contacted = replica.read()?.replication_meta("contact_us")?.is_some();
         let connected = contacted && !revoked && status.silent_seconds <= CONNECTED_WITHIN_S;
-        // Bounded by `TALLY_STEP` entries, like the status reads beside it.
-        let (unacked, alarms_counted_to) = tallies.update(&site, &replica)?;
+        // Up to `TALLY_STEP` reads and decrypts: off the async threads.
+        let (t, name, r) = (Arc::clone(tallies), site.clone(), replica.clone());
+        let (unacked, alarms_counted_to) =
+            tokio::task::spawn_blocking(move || t.update(&name, &r)).await??;
         out.push(SiteOverview {
             status,
             connected,

@@ -55,14 +55,26 @@ impl ReadTx {
         Ok(out)
     }
 
-    /// Every grant (by user, then site), at most `limit`.
-    pub fn site_grants(&self, limit: usize) -> Result<Vec<SiteGrantRow>, StoreError> {
+    /// Every grant (by user, then site), of `site` only when given, at most `limit`; the flag
+    /// says the limit cut the scan short (more may exist).
+    pub fn site_grants(
+        &self,
+        site: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SiteGrantRow>, bool), StoreError> {
         let mut out = Vec::new();
+        let mut capped = false;
         SITE_GRANTS.range::<(&str, &str)>(self, .., |_, g| {
-            out.push(g);
-            out.len() < limit
+            if site.is_none_or(|s| g.site == s) {
+                if out.len() == limit {
+                    capped = true;
+                    return false;
+                }
+                out.push(g);
+            }
+            true
         })?;
-        Ok(out)
+        Ok((out, capped))
     }
 }
 

@@ -555,3 +555,48 @@ async fn every_socket_gets_the_same_bytes_live_and_on_replay() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_changes_nothing_over_the_socket() {
+    let server = TestServer::start().await;
+    let p = people(&server, &["alice", "vic"], &["vic"]).await;
+    let (alice, vic) = (&p[0], &p[1]);
+    server
+        .user("audrey", plantwire::store::Role::Auditor, PW)
+        .await;
+    let audrey = Api::login(&server.client(), "audrey", PW).await;
+    let g = alice.group("Audit", &["audrey", "vic"]).await;
+    let seq = alice.say(&g, "a1", "read me").await;
+    let reads = |s: &TestServer| {
+        let log = s.state().log();
+        let rtx = log.read().unwrap();
+        (1..=log.head(&rtx).unwrap())
+            .filter_map(|n| log.entry(&rtx, n).unwrap())
+            .filter(|e| e.kind == "chat.read")
+            .count()
+    };
+
+    let mut wa = audrey.ws().await;
+    let head = server.head_seq();
+    wa.send(json!({"type": "read", "id": 7, "conv": g, "seq": seq}))
+        .await;
+    let err = wa.next_of("error").await;
+    assert_eq!(
+        (err["id"].as_u64(), err["code"].as_str()),
+        (Some(7), Some("read_only_role"))
+    );
+    wa.send(json!({"type": "presence", "status": "away"})).await;
+    assert_eq!(wa.next_of("error").await["code"], "read_only_role");
+    // Nothing was written: no read entry, no receipt, the head did not move.
+    assert_eq!(server.head_seq(), head);
+    assert_eq!(reads(&server), 0);
+
+    // The same frame from a viewer is a read marker: the check is the auditor's, not the frame's.
+    let mut wv = vic.ws().await;
+    wv.send(json!({"type": "read", "id": 8, "conv": g, "seq": seq}))
+        .await;
+    let ack = wv.next_of("read_ack").await;
+    assert_eq!(ack["last_read_seq"], seq);
+    assert_eq!(reads(&server), 1);
+    server.stop().await;
+}

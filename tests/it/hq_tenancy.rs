@@ -21,6 +21,8 @@ use plantwire::store::Role;
 
 const ALPHA_MARK: &str = "alpha-marker-5c1e9d";
 const BRAVO_MARK: &str = "bravo-marker-8f3a2b";
+/// The text of a direct message at alpha: no viewer grant reads it.
+const ALPHA_CHAT: &str = "alpha-dm-text-71d04e";
 
 pub(crate) async fn start_hq() -> TestServer {
     TestServer::start_with(|c| {
@@ -73,6 +75,17 @@ pub(crate) async fn edge(hq: &TestServer, site: &str, mark: &str) -> TestServer 
     edge
 }
 
+/// Waits until HQ acknowledged the whole log of `edge`.
+async fn shipped(edge: &TestServer) {
+    let head = edge.head_seq();
+    let rt = edge.state().replication().unwrap().clone();
+    let mut acked = rt.edge().unwrap().acked.subscribe();
+    tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|&a| a >= head))
+        .await
+        .expect("the edge ships to HQ")
+        .unwrap();
+}
+
 async fn site_cmd(hq: &TestServer, cmd: SiteCommand) -> plantwire::admin::Outcome {
     admin(hq, Request::Site { site: cmd }).await
 }
@@ -119,6 +132,13 @@ async fn a_user_granted_one_site_sees_nothing_of_another_and_the_auditor_reads_a
     let hq = start_hq().await;
     let alpha = edge(&hq, "alpha", ALPHA_MARK).await;
     let bravo = edge(&hq, "bravo", BRAVO_MARK).await;
+    // A direct message at alpha: chat is not a site-wide kind.
+    alpha.user("oscar", Role::Operator, PW).await;
+    alpha.user("olga", Role::Operator, PW).await;
+    let oscar = Api::login(&alpha.client(), "oscar", PW).await;
+    let dm = oscar.direct("olga").await;
+    oscar.say(&dm, "c1", ALPHA_CHAT).await;
+    shipped(&alpha).await;
     hq.user("alice", Role::Viewer, PW).await;
     hq.user("audrey", Role::Auditor, PW).await;
     hq.user("boss", Role::Admin, PW).await;
@@ -210,6 +230,31 @@ async fn a_user_granted_one_site_sees_nothing_of_another_and_the_auditor_reads_a
     let own = alice.get("/api/v1/sites/alpha/entries?limit=500").await;
     assert_eq!(own.status, 200, "{:?}", own.body);
     assert!(String::from_utf8_lossy(&own.body).contains(ALPHA_MARK));
+    // A viewer grant reads the site-wide kinds only: the direct message, its members, the user
+    // and session entries come withheld (kind and hash, nothing else).
+    let own_text = String::from_utf8_lossy(&own.body);
+    assert!(!own_text.contains(ALPHA_CHAT), "{own_text}");
+    assert!(!own_text.contains("oscar"), "{own_text}");
+    let chat = alice
+        .get("/api/v1/sites/alpha/entries?kind=chat.message")
+        .await
+        .json();
+    let m = &chat["entries"][0];
+    assert_eq!(
+        (
+            m["withheld"].as_bool(),
+            m["stream"].as_str(),
+            m["author"].as_str()
+        ),
+        (Some(true), Some(""), Some("")),
+        "{m}"
+    );
+    assert!(m["body"].is_null(), "{m}");
+    let alarms = alice
+        .get("/api/v1/sites/alpha/entries?kind=alarm.")
+        .await
+        .json();
+    assert_eq!(alarms["entries"][0]["withheld"], false);
     let overview = alice.get("/api/v1/sites/overview").await;
     assert_eq!(overview.json()["sites"][0]["unacked"]["critical"], 1);
 
@@ -280,6 +325,13 @@ async fn a_user_granted_one_site_sees_nothing_of_another_and_the_auditor_reads_a
         assert_eq!(page.status, 200, "{site}: {:?}", page.body);
         assert_eq!(page.json()["entries"][0]["body"]["text"], mark);
     }
+    // Whole, chat included: the auditor is the audit role.
+    let chat = audrey
+        .get("/api/v1/sites/alpha/entries?kind=chat.message")
+        .await
+        .json();
+    assert!(chat.to_string().contains(ALPHA_CHAT), "{chat}");
+    assert_eq!(chat["entries"][0]["withheld"], false);
     let all = audrey.get("/api/v1/sites/overview").await.json();
     let names: Vec<&str> = all["sites"]
         .as_array()
