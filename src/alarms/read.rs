@@ -8,6 +8,7 @@ use crate::log::{Entry, Log};
 use crate::store::{AlarmRow, Priority, ReadTx, StoreError};
 
 use super::machine::{State, state_of};
+use super::scope::AlarmScope;
 use super::{AlarmEntry, KIND_PREFIX, stream_of};
 
 /// Why a read failed.
@@ -54,12 +55,14 @@ pub struct Filter {
     pub shelved: Option<bool>,
 }
 
-/// The newest occurrence of every condition that matches, highest priority first, then newest.
-pub fn list(log: &Log, f: &Filter) -> Result<Vec<AlarmView>, ReadError> {
+/// The newest occurrence of every condition that matches and is in `scope`, highest priority
+/// first, then newest.
+pub fn list(log: &Log, f: &Filter, scope: &AlarmScope) -> Result<Vec<AlarmView>, ReadError> {
     let rtx = log.read()?;
     let mut out: Vec<AlarmView> = rtx
         .alarm_currents(f.source.as_deref())?
         .into_iter()
+        .filter(|r| scope.sees(&r.source))
         .map(AlarmView::from)
         .filter(|v| match f.state {
             Some(s) => v.state == s,
@@ -98,10 +101,14 @@ fn body(e: &Entry) -> Result<AlarmEntry, ReadError> {
     serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq: e.seq, source })
 }
 
-/// Alarm `id` with its journal, oldest first.
-pub fn get(log: &Log, id: u64) -> Result<Option<(AlarmView, Vec<JournalItem>)>, ReadError> {
+/// Alarm `id` with its journal, oldest first; `None` also when it is out of `scope`.
+pub fn get(
+    log: &Log,
+    id: u64,
+    scope: &AlarmScope,
+) -> Result<Option<(AlarmView, Vec<JournalItem>)>, ReadError> {
     let rtx = log.read()?;
-    let Some(row) = rtx.alarm(id)? else {
+    let Some(row) = rtx.alarm(id)?.filter(|r| scope.sees(&r.source)) else {
         return Ok(None);
     };
     let head = log.head(&rtx)?;
@@ -166,8 +173,8 @@ const SCAN_LIMIT: usize = 50_000;
 
 /// Alarm transitions logged in the time range, oldest first, at most `q.limit` per page. At most
 /// [`SCAN_LIMIT`] index rows are read; `next` says where to go on, so a wide filtered range is
-/// never cut short silently.
-pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
+/// never cut short silently. Transitions of alarms out of `scope` are left out.
+pub fn history(log: &Log, q: &HistoryQuery, scope: &AlarmScope) -> Result<HistoryPage, ReadError> {
     let rtx = log.read()?;
     let until = q.until_us.unwrap_or(i64::MAX);
     let mut from = (q.since_us.unwrap_or(i64::MIN), 0u64);
@@ -199,6 +206,7 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
             };
             let b = body(&e)?;
             if q.source.as_ref().is_some_and(|s| *s != b.alarm.source)
+                || !scope.sees(&b.alarm.source)
                 || q.priority.is_some_and(|p| p != b.alarm.priority)
             {
                 continue;
@@ -248,11 +256,41 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
 pub const KINDS: &[&str] = &[KIND_PREFIX];
 
 /// The alarm domain's audience factory, registered in the composition root as domain `alarms`.
-/// Everyone signed in at the site sees every alarm transition; replay reads the alarm index.
-pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
-    Ok(Box::new(SiteWide(|rtx, lo, hi, limit| {
-        rtx.alarm_seqs(lo, hi, limit)
-    })))
+/// Everyone signed in sees every alarm transition in their [`AlarmScope`]; replay reads the
+/// alarm index, and every replayed entry passes `admit` as well, which leaves out the rest.
+pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
+    let index = SiteWide(|rtx, lo, hi, limit| rtx.alarm_seqs(lo, hi, limit));
+    Ok(Box::new(Scoped {
+        scope: AlarmScope::of(rtx, &viewer.user, viewer.role)?,
+        index,
+    }))
+}
+
+/// The alarms audience of one socket: the alarm index, narrowed to the viewer's scope.
+struct Scoped {
+    scope: AlarmScope,
+    index: SiteWide,
+}
+
+impl Audience for Scoped {
+    fn admit(&mut self, e: &Entry) -> bool {
+        match self.scope {
+            AlarmScope::All => true,
+            // An undecodable alarm entry is not shown to a narrowed viewer.
+            AlarmScope::Sites(_) => serde_json::from_slice::<AlarmEntry>(&e.body)
+                .is_ok_and(|b| self.scope.sees(&b.alarm.source)),
+        }
+    }
+
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        self.index.replay(rtx, since, head, room)
+    }
 }
 
 /// One CSV field of text someone wrote: the event export's formula guard and RFC 4180 quoting.
