@@ -1,11 +1,13 @@
 //! Reading alarms: the current occurrences with filters, one alarm with its journal (its stream),
 //! the history of transitions by time, and the live-socket audience of the `alarms` domain.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::audience::{Audience, SiteWide, Viewer};
 use crate::log::{Entry, Log};
-use crate::store::{AlarmRow, Priority, ReadTx, StoreError};
+use crate::store::{AlarmRow, LogRecord, Priority, ReadTx, StoreError};
 
 use super::machine::{State, state_of};
 use super::scope::AlarmScope;
@@ -257,7 +259,7 @@ pub const KINDS: &[&str] = &[KIND_PREFIX];
 
 /// The alarm domain's audience factory, registered in the composition root as domain `alarms`.
 /// Everyone signed in sees every alarm transition in their [`AlarmScope`]; replay reads the
-/// alarm index, and every replayed entry passes `admit` as well, which leaves out the rest.
+/// alarm index; for a narrowed viewer, replay and `admit` leave out the alarms out of scope.
 pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
     let index = SiteWide(|rtx, lo, hi, limit| rtx.alarm_seqs(lo, hi, limit));
     Ok(Box::new(Scoped {
@@ -289,7 +291,41 @@ impl Audience for Scoped {
         head: u64,
         room: usize,
     ) -> Result<Option<Vec<u64>>, StoreError> {
-        self.index.replay(rtx, since, head, room)
+        let Some(mut seqs) = self.index.replay(rtx, since, head, room)? else {
+            return Ok(None);
+        };
+        if self.scope != AlarmScope::All {
+            // Each entry's stream names its occurrence, whose row names the source: only the
+            // record's clear header and the alarm rows are read, never a body.
+            let mut seen: HashMap<u64, bool> = HashMap::new();
+            let mut keep = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let Some(raw) = rtx.log_raw(seq)? else {
+                    continue;
+                };
+                let Some(id) = LogRecord::decode(&raw)
+                    .ok()
+                    .and_then(|r| r.stream.strip_prefix("alarms/")?.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let visible = match seen.get(&id) {
+                    Some(v) => *v,
+                    None => {
+                        let v = rtx
+                            .alarm(id)?
+                            .is_some_and(|row| self.scope.sees(&row.source));
+                        seen.insert(id, v);
+                        v
+                    }
+                };
+                if visible {
+                    keep.push(seq);
+                }
+            }
+            seqs = keep;
+        }
+        Ok(Some(seqs))
     }
 }
 
