@@ -127,8 +127,8 @@ async fn the_kpi_rows_give_exactly_the_kpis_of_the_full_read_on_random_histories
         let mut annunciated = 0;
         for (a, b) in ranges {
             assert!(log.read().unwrap().alarm_kpis_cover(a, b).unwrap());
-            let fast = kpis_fast(&log, a, b).unwrap();
-            let full = kpis_full(&log, a, b).unwrap();
+            let fast = kpis_fast(&log, a, b, &crate::alarms::AlarmScope::All).unwrap();
+            let full = kpis_full(&log, a, b, &crate::alarms::AlarmScope::All).unwrap();
             assert_eq!(fast, full, "seed {seed}, range {a}..{b}");
             annunciated += full.annunciated;
         }

@@ -12,6 +12,7 @@ use crate::store::{AlarmRow, KPI_ACK, KPI_ACTIVATION, KPI_ANNUNCIATED, Priority}
 use super::AlarmEntry;
 use super::machine::{KIND_ACK, KIND_RAISE};
 use super::read::ReadError;
+use super::scope::AlarmScope;
 
 /// The period the rates count over: 10 minutes.
 pub const PERIOD_US: i64 = 10 * 60_000_000;
@@ -340,12 +341,18 @@ impl Acc {
 }
 
 /// The KPIs of `[since_us, until_us]` from the log, with what stands now: from the KPI rows
-/// when they cover the range, else from every alarm entry in it.
-pub fn kpis(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
+/// when they cover the range, else from every alarm entry in it. Alarms out of `scope` count
+/// nowhere.
+pub fn kpis(
+    log: &Log,
+    since_us: i64,
+    until_us: i64,
+    scope: &AlarmScope,
+) -> Result<Kpis, ReadError> {
     if log.read()?.alarm_kpis_cover(since_us, until_us)? {
-        kpis_fast(log, since_us, until_us)
+        kpis_fast(log, since_us, until_us, scope)
     } else {
-        kpis_full(log, since_us, until_us)
+        kpis_full(log, since_us, until_us, scope)
     }
 }
 
@@ -374,10 +381,18 @@ impl std::hash::Hasher for Fnv {
 type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// The KPIs from the KPI rows alone: no entry is unsealed or decoded.
-pub fn kpis_fast(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
+pub fn kpis_fast(
+    log: &Log,
+    since_us: i64,
+    until_us: i64,
+    scope: &AlarmScope,
+) -> Result<Kpis, ReadError> {
     let rtx = log.read()?;
     let mut acc = Acc::new(since_us, until_us);
     let visited = rtx.alarm_kpi_facts(since_us, until_us, SCAN_LIMIT, |f| {
+        if !scope.sees(f.source) {
+            return;
+        }
         let key = acc.names.id(f.source, f.condition);
         acc.add(
             key,
@@ -389,14 +404,20 @@ pub fn kpis_fast(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadEr
             },
         );
     })?;
-    let rows = rtx.alarm_currents(None)?;
+    let mut rows = rtx.alarm_currents(None)?;
+    rows.retain(|r| scope.sees(&r.source));
     let mut k = acc.finish(&rows, log.now_us());
     k.truncated = visited >= SCAN_LIMIT;
     Ok(k)
 }
 
 /// The KPIs from every alarm entry in the range, unsealed and decoded.
-pub fn kpis_full(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadError> {
+pub fn kpis_full(
+    log: &Log,
+    since_us: i64,
+    until_us: i64,
+    scope: &AlarmScope,
+) -> Result<Kpis, ReadError> {
     let rtx = log.read()?;
     let seqs = rtx.alarm_seqs_by_time(since_us, until_us, SCAN_LIMIT)?;
     let mut transitions = Vec::with_capacity(seqs.len());
@@ -406,13 +427,17 @@ pub fn kpis_full(log: &Log, since_us: i64, until_us: i64) -> Result<Kpis, ReadEr
         };
         let body: AlarmEntry =
             serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq, source })?;
+        if !scope.sees(&body.alarm.source) {
+            continue;
+        }
         transitions.push(Transition {
             ts_us: e.ts,
             kind: e.kind,
             body,
         });
     }
-    let rows = rtx.alarm_currents(None)?;
+    let mut rows = rtx.alarm_currents(None)?;
+    rows.retain(|r| scope.sees(&r.source));
     let mut k = compute(&transitions, since_us, until_us, &rows, log.now_us());
     k.truncated = seqs.len() >= SCAN_LIMIT;
     Ok(k)

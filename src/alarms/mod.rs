@@ -10,6 +10,7 @@ pub mod kpis;
 mod machine;
 pub mod ntfy;
 mod read;
+pub mod scope;
 pub mod system;
 pub mod system_checks;
 pub mod timers;
@@ -30,6 +31,7 @@ pub use read::{
     AlarmView, Counts, Filter, HistoryItem, HistoryPage, HistoryQuery, JournalItem, KINDS,
     ReadError, audience, counts, get, history, history_csv, list,
 };
+pub use scope::AlarmScope;
 
 /// The kinds of alarm entries all start with this (the `alarms` socket domain claims them).
 pub const KIND_PREFIX: &str = "alarm.";

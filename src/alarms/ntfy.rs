@@ -92,13 +92,22 @@ pub fn keepalive(topic: &str, now_us: i64) -> NtfyEvent {
     control("keepalive", topic, now_us)
 }
 
-/// The message an alarm entry is on `topic` (floor `floor`), if it is one there.
-pub fn message_of(e: &Entry, topic: &str, floor: Priority) -> Option<NtfyEvent> {
+/// The message an alarm entry is on `topic` (floor `floor`) for a subscriber who sees `scope`,
+/// if it is one there.
+pub fn message_of(
+    e: &Entry,
+    topic: &str,
+    floor: Priority,
+    scope: &super::AlarmScope,
+) -> Option<NtfyEvent> {
     if !e.kind.starts_with(super::KIND_PREFIX) {
         return None;
     }
     let body: AlarmEntry = serde_json::from_slice(&e.body).ok()?;
     let a = &body.alarm;
+    if !scope.sees(&a.source) {
+        return None;
+    }
     let annunciated = a.priority != Priority::Diagnostic
         && a.priority >= floor
         && a.shelf.is_none()

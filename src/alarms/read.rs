@@ -1,13 +1,16 @@
 //! Reading alarms: the current occurrences with filters, one alarm with its journal (its stream),
 //! the history of transitions by time, and the live-socket audience of the `alarms` domain.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::audience::{Audience, SiteWide, Viewer};
 use crate::log::{Entry, Log};
-use crate::store::{AlarmRow, Priority, ReadTx, StoreError};
+use crate::store::{AlarmRow, LogRecord, Priority, ReadTx, StoreError};
 
 use super::machine::{State, state_of};
+use super::scope::AlarmScope;
 use super::{AlarmEntry, KIND_PREFIX, stream_of};
 
 /// Why a read failed.
@@ -54,12 +57,14 @@ pub struct Filter {
     pub shelved: Option<bool>,
 }
 
-/// The newest occurrence of every condition that matches, highest priority first, then newest.
-pub fn list(log: &Log, f: &Filter) -> Result<Vec<AlarmView>, ReadError> {
+/// The newest occurrence of every condition that matches and is in `scope`, highest priority
+/// first, then newest.
+pub fn list(log: &Log, f: &Filter, scope: &AlarmScope) -> Result<Vec<AlarmView>, ReadError> {
     let rtx = log.read()?;
     let mut out: Vec<AlarmView> = rtx
         .alarm_currents(f.source.as_deref())?
         .into_iter()
+        .filter(|r| scope.sees(&r.source))
         .map(AlarmView::from)
         .filter(|v| match f.state {
             Some(s) => v.state == s,
@@ -98,10 +103,14 @@ fn body(e: &Entry) -> Result<AlarmEntry, ReadError> {
     serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq: e.seq, source })
 }
 
-/// Alarm `id` with its journal, oldest first.
-pub fn get(log: &Log, id: u64) -> Result<Option<(AlarmView, Vec<JournalItem>)>, ReadError> {
+/// Alarm `id` with its journal, oldest first; `None` also when it is out of `scope`.
+pub fn get(
+    log: &Log,
+    id: u64,
+    scope: &AlarmScope,
+) -> Result<Option<(AlarmView, Vec<JournalItem>)>, ReadError> {
     let rtx = log.read()?;
-    let Some(row) = rtx.alarm(id)? else {
+    let Some(row) = rtx.alarm(id)?.filter(|r| scope.sees(&r.source)) else {
         return Ok(None);
     };
     let head = log.head(&rtx)?;
@@ -166,8 +175,8 @@ const SCAN_LIMIT: usize = 50_000;
 
 /// Alarm transitions logged in the time range, oldest first, at most `q.limit` per page. At most
 /// [`SCAN_LIMIT`] index rows are read; `next` says where to go on, so a wide filtered range is
-/// never cut short silently.
-pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
+/// never cut short silently. Transitions of alarms out of `scope` are left out.
+pub fn history(log: &Log, q: &HistoryQuery, scope: &AlarmScope) -> Result<HistoryPage, ReadError> {
     let rtx = log.read()?;
     let until = q.until_us.unwrap_or(i64::MAX);
     let mut from = (q.since_us.unwrap_or(i64::MIN), 0u64);
@@ -199,6 +208,7 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
             };
             let b = body(&e)?;
             if q.source.as_ref().is_some_and(|s| *s != b.alarm.source)
+                || !scope.sees(&b.alarm.source)
                 || q.priority.is_some_and(|p| p != b.alarm.priority)
             {
                 continue;
@@ -248,11 +258,75 @@ pub fn history(log: &Log, q: &HistoryQuery) -> Result<HistoryPage, ReadError> {
 pub const KINDS: &[&str] = &[KIND_PREFIX];
 
 /// The alarm domain's audience factory, registered in the composition root as domain `alarms`.
-/// Everyone signed in at the site sees every alarm transition; replay reads the alarm index.
-pub fn audience(_rtx: &ReadTx, _viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
-    Ok(Box::new(SiteWide(|rtx, lo, hi, limit| {
-        rtx.alarm_seqs(lo, hi, limit)
-    })))
+/// Everyone signed in sees every alarm transition in their [`AlarmScope`]; replay reads the
+/// alarm index; for a narrowed viewer, replay and `admit` leave out the alarms out of scope.
+pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, StoreError> {
+    let index = SiteWide(|rtx, lo, hi, limit| rtx.alarm_seqs(lo, hi, limit));
+    Ok(Box::new(Scoped {
+        scope: AlarmScope::of(rtx, &viewer.user, viewer.role)?,
+        index,
+    }))
+}
+
+/// The alarms audience of one socket: the alarm index, narrowed to the viewer's scope.
+struct Scoped {
+    scope: AlarmScope,
+    index: SiteWide,
+}
+
+impl Audience for Scoped {
+    fn admit(&mut self, e: &Entry) -> bool {
+        match self.scope {
+            AlarmScope::All => true,
+            // An undecodable alarm entry is not shown to a narrowed viewer.
+            AlarmScope::Sites(_) => serde_json::from_slice::<AlarmEntry>(&e.body)
+                .is_ok_and(|b| self.scope.sees(&b.alarm.source)),
+        }
+    }
+
+    fn replay(
+        &self,
+        rtx: &ReadTx,
+        since: u64,
+        head: u64,
+        room: usize,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let Some(mut seqs) = self.index.replay(rtx, since, head, room)? else {
+            return Ok(None);
+        };
+        if self.scope != AlarmScope::All {
+            // Each entry's stream names its occurrence, whose row names the source: only the
+            // record's clear header and the alarm rows are read, never a body.
+            let mut seen: HashMap<u64, bool> = HashMap::new();
+            let mut keep = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let Some(raw) = rtx.log_raw(seq)? else {
+                    continue;
+                };
+                let Some(id) = LogRecord::decode(&raw)
+                    .ok()
+                    .and_then(|r| r.stream.strip_prefix("alarms/")?.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let visible = match seen.get(&id) {
+                    Some(v) => *v,
+                    None => {
+                        let v = rtx
+                            .alarm(id)?
+                            .is_some_and(|row| self.scope.sees(&row.source));
+                        seen.insert(id, v);
+                        v
+                    }
+                };
+                if visible {
+                    keep.push(seq);
+                }
+            }
+            seqs = keep;
+        }
+        Ok(Some(seqs))
+    }
 }
 
 /// One CSV field of text someone wrote: the event export's formula guard and RFC 4180 quoting.

@@ -118,25 +118,31 @@ pub fn flood_signal(count: usize) -> Signal {
     )
 }
 
-/// The lag alarm of `site`: active while replication is more than `limit_secs` behind.
-pub fn lag_signal(site: &str, behind_secs: u64, limit_secs: u64) -> Signal {
-    signal(
+/// The lag alarm of `site` checked at site `here`: active while replication is more than
+/// `limit_secs` behind. About another site (at HQ) its source is `site/<site>`, so only those
+/// who may read that site see it ([`super::AlarmScope`]); about this site it is `plantwire`'s.
+pub fn lag_signal(site: &str, behind_secs: u64, limit_secs: u64, here: &str) -> Signal {
+    let mut s = signal(
         &format!("{REPLICATION_LAG}.{site}"),
         behind_secs > limit_secs,
         Priority::High,
         format!(
             "replication of site {site} is {behind_secs} s behind (alarm above {limit_secs} s)"
         ),
-    )
+    );
+    if site != here {
+        s.source = super::scope::site_source(site);
+    }
+    s
 }
 
 fn storage(e: impl Into<crate::store::StoreError>) -> SubmitError {
     SubmitError::Storage(Arc::new(e.into()))
 }
 
-fn current(log: &Log, condition: &str) -> Result<Option<AlarmRow>, SubmitError> {
+fn current(log: &Log, source: &str, condition: &str) -> Result<Option<AlarmRow>, SubmitError> {
     let rtx = log.read().map_err(storage)?;
-    match rtx.alarm_current(SOURCE, condition).map_err(storage)? {
+    match rtx.alarm_current(source, condition).map_err(storage)? {
         Some(id) => rtx.alarm(id).map_err(storage),
         None => Ok(None),
     }
@@ -144,7 +150,7 @@ fn current(log: &Log, condition: &str) -> Result<Option<AlarmRow>, SubmitError> 
 
 /// Raises or clears `signal` as `system` only when the input changes (no job otherwise).
 pub async fn sync(log: &Log, signal: Signal) -> Result<(), SubmitError> {
-    let now = current(log, &signal.condition)?;
+    let now = current(log, &signal.source, &signal.condition)?;
     if now
         .as_ref()
         .map_or(!signal.active, |c| c.input_active == signal.active)
@@ -154,12 +160,13 @@ pub async fn sync(log: &Log, signal: Signal) -> Result<(), SubmitError> {
     super::raise(log, &Author::System, signal).await.map(|_| ())
 }
 
-/// Annunciated alarms (not plantwire's own) logged in the window ending now, counted up to one
+/// Annunciated alarms (not plantwire's own, nor HQ's about a site) logged in the window ending now, counted up to one
 /// over the flood limit.
 fn flood_count(log: &Log) -> Result<usize, ReadError> {
     let rtx = log.read()?;
     let now = log.now_us();
     let seqs = rtx.alarm_seqs_by_time(now.saturating_sub(FLOOD_WINDOW_US), now, FLOOD_SCAN)?;
+    let system = Author::System.to_string();
     let mut n = 0;
     for seq in seqs {
         let Some(e) = log.entry(&rtx, seq)? else {
@@ -172,6 +179,7 @@ fn flood_count(log: &Log) -> Result<usize, ReadError> {
             serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq, source })?;
         let a = &b.alarm;
         if a.source != SOURCE
+            && !(e.author == system && super::scope::site_of(&a.source).is_some())
             && a.active
             && a.priority != Priority::Diagnostic
             && a.shelf.is_none()
@@ -219,7 +227,7 @@ async fn clock_check(log: &Log) -> Result<(), SubmitError> {
             return Ok(());
         }
     };
-    if current(log, CLOCK_STEPPED)?.is_some_and(|r| r.last_seq > step) {
+    if current(log, SOURCE, CLOCK_STEPPED)?.is_some_and(|r| r.last_seq > step) {
         return Ok(());
     }
     let raise = signal(CLOCK_STEPPED, true, Priority::Medium, msg);
@@ -276,7 +284,8 @@ pub async fn check_all(
         && let Some(lag) = &probes.replication_lag
     {
         for (site, behind) in lag().await {
-            sync(log, lag_signal(&site, behind, cfg.replication_lag_secs)).await?;
+            let signal = lag_signal(&site, behind, cfg.replication_lag_secs, log.site());
+            sync(log, signal).await?;
         }
     }
     Ok(())
@@ -296,10 +305,13 @@ mod tests {
         assert!(!cert_signal(&[("a", now + 15 * DAY_US)], now, 14).active);
         assert!(!cert_signal(&[], now, 14).active);
         assert!(!flood_signal(10).active && flood_signal(11).active);
-        assert!(!lag_signal("north", 600, 600).active && lag_signal("north", 601, 600).active);
-        assert_eq!(
-            lag_signal("north", 0, 600).condition,
-            "replication.lag.north"
+        assert!(
+            !lag_signal("north", 600, 600, "hq").active
+                && lag_signal("north", 601, 600, "hq").active
         );
+        let at_hq = lag_signal("north", 0, 600, "hq");
+        assert_eq!(at_hq.condition, "replication.lag.north");
+        assert_eq!(at_hq.source, "site/north");
+        assert_eq!(lag_signal("north", 0, 600, "north").source, SOURCE);
     }
 }

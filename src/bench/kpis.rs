@@ -98,7 +98,7 @@ pub async fn run(b: &KpiBench) -> anyhow::Result<(f64, Vec<KpiResult>)> {
     let end = clock.now_us();
     let day = 24 * 3600 * 1_000_000;
     let mut out = Vec::new();
-    type Read = fn(&Log, i64, i64) -> Result<kpis::Kpis, alarms::ReadError>;
+    type Read = fn(&Log, i64, i64, &alarms::AlarmScope) -> Result<kpis::Kpis, alarms::ReadError>;
     let shapes: [(&str, i64, Read, usize); 3] = [
         ("whole range, KPI rows", T0, kpis::kpis_fast, b.runs),
         ("last 24 h, KPI rows", end - day, kpis::kpis_fast, b.runs),
@@ -110,7 +110,10 @@ pub async fn run(b: &KpiBench) -> anyhow::Result<(f64, Vec<KpiResult>)> {
         for _ in 0..runs {
             let log = log.clone();
             let t = Instant::now();
-            let k = tokio::task::spawn_blocking(move || read(&log, since, end)).await??;
+            let k = tokio::task::spawn_blocking(move || {
+                read(&log, since, end, &alarms::AlarmScope::All)
+            })
+            .await??;
             lat.push(t.elapsed().as_micros() as u64);
             annunciated = k.annunciated;
         }

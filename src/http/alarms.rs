@@ -39,6 +39,16 @@ fn user(me: &CurrentUser) -> Author {
     Author::User(crate::users::key(&me.user.username))
 }
 
+/// The alarms `me` may read (HQ's alarms about a site need a grant on it).
+fn scope(state: &AppState, me: &CurrentUser) -> Result<alarms::AlarmScope, ApiError> {
+    let rtx = state.log().read()?;
+    Ok(alarms::AlarmScope::of(
+        &rtx,
+        &crate::users::key(&me.user.username),
+        me.user.role,
+    )?)
+}
+
 fn read_error(e: alarms::ReadError) -> ApiError {
     match e {
         alarms::ReadError::Store(s) => ApiError::from(s),
@@ -103,16 +113,17 @@ pub struct AlarmList {
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms", params(ListQuery), responses((status = 200, body = AlarmList)))]
 pub async fn list(
     State(state): State<AppState>,
-    _me: RequireRole<Viewer>,
+    RequireRole(me, _): RequireRole<Viewer>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<AlarmList>, ApiError> {
+    let scope = scope(&state, &me)?;
     let filter = alarms::Filter {
         state: q.state,
         priority: q.priority,
         source: q.source,
         shelved: q.shelved,
     };
-    let alarms = alarms::list(state.log(), &filter).map_err(read_error)?;
+    let alarms = alarms::list(state.log(), &filter, &scope).map_err(read_error)?;
     Ok(Json(AlarmList { alarms }))
 }
 
@@ -130,10 +141,11 @@ pub struct AlarmDetail {
 #[utoipa::path(get, path = "/api/v1/alarms/{id}", tag = "alarms", params(("id" = u64, Path)), responses((status = 200, body = AlarmDetail), (status = 404, body = super::error::ErrorResponse)))]
 pub async fn get(
     State(state): State<AppState>,
-    _me: RequireRole<Viewer>,
+    RequireRole(me, _): RequireRole<Viewer>,
     Path(id): Path<u64>,
 ) -> Result<Json<AlarmDetail>, ApiError> {
-    match alarms::get(state.log(), id).map_err(read_error)? {
+    let scope = scope(&state, &me)?;
+    match alarms::get(state.log(), id, &scope).map_err(read_error)? {
         Some((alarm, journal)) => Ok(Json(AlarmDetail {
             incident: crate::incidents::read::of_alarm(state.log(), id)?,
             alarm,
@@ -395,10 +407,11 @@ pub const NEXT_HEADER: &str = "x-next-after";
 #[utoipa::path(get, path = "/api/v1/alarms/history", tag = "alarms", params(HistoryParams), responses((status = 200, body = History, content_type = "application/json"), (status = 200, description = "the same rows as CSV", content_type = "text/csv")))]
 pub async fn history(
     State(state): State<AppState>,
-    _me: RequireRole<Viewer>,
+    RequireRole(me, _): RequireRole<Viewer>,
     headers: HeaderMap,
     Query(q): Query<HistoryParams>,
 ) -> Result<Response, ApiError> {
+    let scope = scope(&state, &me)?;
     let query = alarms::HistoryQuery {
         since_us: q.since,
         until_us: q.until,
@@ -408,7 +421,7 @@ pub async fn history(
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
     let log = state.log().clone();
-    let page = tokio::task::spawn_blocking(move || alarms::history(&log, &query))
+    let page = tokio::task::spawn_blocking(move || alarms::history(&log, &query, &scope))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(read_error)?;
@@ -445,9 +458,10 @@ pub struct KpiParams {
 #[utoipa::path(get, path = "/api/v1/alarms/kpis", tag = "alarms", params(KpiParams), responses((status = 200, body = alarms::kpis::Kpis), (status = 400, body = super::error::ErrorResponse, description = "`invalid_range`")))]
 pub async fn kpis(
     State(state): State<AppState>,
-    _me: RequireRole<Viewer>,
+    RequireRole(me, _): RequireRole<Viewer>,
     Query(q): Query<KpiParams>,
 ) -> Result<Json<alarms::kpis::Kpis>, ApiError> {
+    let scope = scope(&state, &me)?;
     let until = q.until.unwrap_or_else(|| state.log().now_us());
     let since = q
         .since
@@ -459,7 +473,7 @@ pub async fn kpis(
         ));
     }
     let log = state.log().clone();
-    let k = tokio::task::spawn_blocking(move || alarms::kpis::kpis(&log, since, until))
+    let k = tokio::task::spawn_blocking(move || alarms::kpis::kpis(&log, since, until, &scope))
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(read_error)?;

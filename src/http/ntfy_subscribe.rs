@@ -105,6 +105,8 @@ struct Sub {
     closing: tokio_util::sync::CancellationToken,
     /// The user's key and the `auth_version` their credential was checked against.
     user: String,
+    /// The alarms the user may see (HQ's alarms about a site need a grant on it).
+    scope: crate::alarms::AlarmScope,
     auth_version: u64,
     _slot: Slot,
 }
@@ -130,7 +132,7 @@ impl Sub {
             self.done = true;
             return;
         }
-        if let Some(m) = message_of(e, &self.topic, self.floor) {
+        if let Some(m) = message_of(e, &self.topic, self.floor, &self.scope) {
             self.ready.push_back(encode(self.format, &m));
         }
     }
@@ -193,6 +195,7 @@ fn prepare(
     let slot = Slot::take(&state.sockets().ntfy_open, &user)?;
     let mut follower = log.follow(0)?;
     let head = follower.head();
+    let scope = crate::alarms::AlarmScope::of(&log.read()?, &user, me.user.role)?;
     let seqs = match follower.snapshot() {
         Some(rtx) => {
             let after = start_after(rtx, since, head)?;
@@ -214,6 +217,7 @@ fn prepare(
         done: false,
         closing: state.sockets().closing.clone(),
         user,
+        scope,
         auth_version: me.auth_version,
         _slot: slot,
     };

@@ -327,7 +327,7 @@ impl Replicas {
         witness::store_evidence(replica, evidence).await?;
         if let Some(log) = &self.alarms {
             let signal = crate::alarms::Signal {
-                source: format!("site/{site}"),
+                source: crate::alarms::scope::site_source(site),
                 condition: "history.rewritten".into(),
                 active: true,
                 priority: Some(crate::alarms::Priority::Critical),

@@ -353,6 +353,7 @@ pub fn search(
         query,
         terms: &terms,
         convs: HashMap::new(),
+        alarms: crate::alarms::AlarmScope::of(rtx, &viewer.user, viewer.role)?,
     };
     let mut hits = Vec::new();
     loop {
@@ -435,6 +436,8 @@ struct Context<'a> {
     terms: &'a [Term],
     /// Per conversation: the ranges of seqs the viewer may read (`None`: not a member).
     convs: HashMap<String, Option<Vec<(u64, u64)>>>,
+    /// The alarms the viewer may see (HQ's alarms about a site need a grant on it).
+    alarms: crate::alarms::AlarmScope,
 }
 
 impl Context<'_> {
@@ -494,6 +497,14 @@ impl Context<'_> {
         let Ok(body) = serde_json::from_slice::<serde_json::Value>(&entry.body) else {
             return Ok(Verdict::Skip);
         };
+        if kind == HitKind::Alarm {
+            let source = body
+                .pointer("/alarm/source")
+                .and_then(serde_json::Value::as_str);
+            if !source.is_some_and(|s| self.alarms.sees(s)) {
+                return Ok(Verdict::Skip);
+            }
+        }
         let author = Author::parse(&rec.author);
         let mut hit_seq = seq;
         // An incident answer is its own entry (an amendment is another): the whole body is the

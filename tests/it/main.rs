@@ -38,6 +38,7 @@ mod event_query;
 mod events;
 mod foundations;
 mod history_policy;
+mod hq_alarm_scope;
 mod hq_retention;
 mod hq_tenancy;
 mod incidents;

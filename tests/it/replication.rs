@@ -386,11 +386,18 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
     assert!(wrong.stderr.contains("not an HQ"), "{}", wrong.stderr);
 }
 
-/// Whether `server`'s system alarm `replication.lag.<site>` exists and is active.
+/// Whether `server`'s system alarm `replication.lag.<site>` exists and is active (source
+/// `plantwire` about the server's own site, `site/<site>` about another).
 fn lag_alarm(server: &TestServer, site: &str) -> Option<bool> {
-    let rtx = server.state().log().read().unwrap();
+    let log = server.state().log();
+    let source = if &**log.site() == site {
+        "plantwire".to_string()
+    } else {
+        format!("site/{site}")
+    };
+    let rtx = log.read().unwrap();
     let id = rtx
-        .alarm_current("plantwire", &format!("replication.lag.{site}"))
+        .alarm_current(&source, &format!("replication.lag.{site}"))
         .unwrap()?;
     Some(rtx.alarm(id).unwrap().unwrap().input_active)
 }

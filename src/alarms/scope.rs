@@ -1,0 +1,70 @@
+//! Which alarms a reader sees: HQ's own alarms about a replicated site (source `site/<name>`) only
+//! admins, auditors and the users granted that site; every other alarm everyone signed in.
+
+use std::collections::BTreeSet;
+
+use crate::store::{ReadTx, Role, StoreError};
+
+/// The source prefix of an alarm about one replicated site (`site/<name>`).
+pub const SITE_SOURCE_PREFIX: &str = "site/";
+
+/// The source of an alarm about replicated site `site`.
+pub fn site_source(site: &str) -> String {
+    format!("{SITE_SOURCE_PREFIX}{site}")
+}
+
+/// The site an alarm source names, if it is a per-site source.
+pub fn site_of(source: &str) -> Option<&str> {
+    source.strip_prefix(SITE_SOURCE_PREFIX)
+}
+
+/// The alarms one reader may see: every alarm not about a site, and the per-site alarms of the
+/// sites in scope. The one predicate of every alarm reader (list, detail, history, KPIs, the
+/// socket, search, ntfy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlarmScope {
+    /// Admins and auditors (and the system): every alarm.
+    All,
+    /// Everyone else: the per-site alarms of these sites only (their grants at HQ).
+    Sites(BTreeSet<String>),
+}
+
+impl AlarmScope {
+    /// Of user `user` (lower-cased key) with role `role`, as of `rtx` (a grant taken back counts
+    /// at once).
+    pub fn of(rtx: &ReadTx, user: &str, role: Role) -> Result<Self, StoreError> {
+        if matches!(role, Role::Admin | Role::Auditor) {
+            return Ok(Self::All);
+        }
+        Ok(Self::Sites(
+            rtx.site_grants_of(user)?
+                .into_iter()
+                .map(|g| g.site)
+                .collect(),
+        ))
+    }
+
+    /// Whether an alarm of `source` is in scope.
+    pub fn sees(&self, source: &str) -> bool {
+        match (self, site_of(source)) {
+            (Self::All, _) | (_, None) => true,
+            (Self::Sites(s), Some(site)) => s.contains(site),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_site_alarms_need_the_site() {
+        let alpha = AlarmScope::Sites(BTreeSet::from(["alpha".to_string()]));
+        assert!(alpha.sees("site/alpha"));
+        assert!(!alpha.sees("site/bravo"));
+        assert!(alpha.sees("plantwire"));
+        assert!(alpha.sees("pump-7"));
+        assert!(AlarmScope::All.sees("site/bravo"));
+        assert!(!AlarmScope::Sites(BTreeSet::new()).sees(&site_source("bravo")));
+    }
+}
