@@ -191,7 +191,7 @@ pub fn note_stubs(tx: &mut Tx<'_>, entries: &[Shipped]) -> Result<(), AppendErro
     let Some(low) = seqs.next() else {
         return Ok(());
     };
-    let high = seqs.last().unwrap_or(low);
+    let high = seqs.next_back().unwrap_or(low);
     let views = tx.views();
     if meta_u64(views.replication_meta_in_tx(STUBS_FIRST)?).is_none() {
         views.set_replication_meta(STUBS_FIRST, &low.to_be_bytes())?;
