@@ -210,6 +210,10 @@ pub struct ReplicationConfig {
     /// Edge: the stream classes shipped whole (events, alarms, incidents, chat, admin); the
     /// entries of the others travel as hash-only stubs. Default: every class.
     pub ship: Vec<String>,
+    /// HQ: take hash-only stubs (entries of a class a site does not ship). Off by default: HQ
+    /// cannot check a stub's seq, ts or prev against its hash, so a batch holding one is refused
+    /// (`stubs_refused`); when on, a checkpoint covering a stub is not witnessed.
+    pub accept_stubs: bool,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,
 }
@@ -228,6 +232,7 @@ impl Default for ReplicationConfig {
                 .iter()
                 .map(|c| c.name().to_string())
                 .collect(),
+            accept_stubs: false,
             nats: NatsConfig::default(),
         }
     }
@@ -881,6 +886,12 @@ impl Config {
                 ),
             ));
         }
+        if r.accept_stubs && r.role != ReplicationRole::Hq {
+            return Err(invalid(
+                "replication.accept_stubs",
+                "only an HQ (role = \"hq\") takes stubs",
+            ));
+        }
         if r.role == ReplicationRole::Hq && r.listen.is_empty() {
             return Err(invalid(
                 "replication.listen",
@@ -1262,6 +1273,20 @@ mod tests {
         assert!(
             text.contains("replication.ship") && text.contains("\"gossip\""),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn replication_accept_stubs_is_off_by_default_and_only_for_an_hq() {
+        assert!(!Config::default().replication.accept_stubs);
+        let hq =
+            Config::from_toml_str("[replication]\nrole = \"hq\"\naccept_stubs = true\n").unwrap();
+        assert!(hq.replication.accept_stubs);
+        let err = Config::from_toml_str("[replication]\nrole = \"edge\"\naccept_stubs = true\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("replication.accept_stubs"),
+            "{err}"
         );
     }
 

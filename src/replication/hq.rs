@@ -63,6 +63,7 @@ pub struct Replicas {
     opts: LogOptions,
     max_open: usize,
     witness: Arc<Signer>,
+    accept_stubs: bool,
     /// HQ's own log, where a rewritten history raises its system alarm.
     alarms: Option<Log>,
     open: Mutex<HashMap<String, Log>>,
@@ -94,8 +95,15 @@ pub struct ReplicasConfig {
     pub max_open: usize,
     /// HQ's Ed25519 key, cosigning checkpoints under HQ's own origin.
     pub witness: Arc<Signer>,
+    /// `[replication] accept_stubs`: take hash-only stubs (never witnessing a checkpoint over
+    /// one); when false a batch holding one is refused.
+    pub accept_stubs: bool,
     pub alarms: Option<Log>,
 }
+
+/// How far past HQ's clock a stub's `ts` may be: nothing else bounds it, and a replica holding
+/// a stub from the future would refuse every later entry as going back in time.
+pub const STUB_TS_SKEW_US: i64 = 5 * 60 * 1_000_000;
 
 /// A site name as a directory name: the config's rule for sites.
 pub fn valid_site(site: &str) -> bool {
@@ -120,6 +128,7 @@ impl Replicas {
             },
             max_open: cfg.max_open.max(1),
             witness: cfg.witness,
+            accept_stubs: cfg.accept_stubs,
             alarms: cfg.alarms,
             open: Mutex::new(HashMap::new()),
             changed: std::sync::Mutex::new(BTreeSet::new()),
@@ -221,6 +230,7 @@ impl Replicas {
         if batch.site != site {
             return Err(Rejection::invalid("wrong_site", "the batch names another site").into());
         }
+        self.check_stubs(&batch)?;
         let replica = self.replica(site).await?;
         if witness::rewritten(&replica)?.is_some() {
             return Err(Rejection::conflict(
@@ -247,6 +257,17 @@ impl Replicas {
             Some(witness::Checked::Witnessed(w)) => Some(w),
             _ => None,
         };
+        let witnessed = match witnessed {
+            Some(w) if witness::covers_stub(&replica, &batch.entries, w.size)? => {
+                tracing::warn!(
+                    site,
+                    size = w.size,
+                    "checkpoint covers a hash-only stub: not witnessed"
+                );
+                None
+            }
+            w => w,
+        };
         let entries = Arc::new(batch.entries);
         let edge_head = batch.head;
         let contact_us = self.clock.now_us();
@@ -262,6 +283,7 @@ impl Replicas {
                             Shipped::Stub(s) => tx.append_stub(s.seq, s.ts, s.prev, s.hash)?,
                         };
                     }
+                    witness::note_stubs(tx, &job_entries)?;
                 }
                 let head = tx.next_seq() - 1;
                 tx.views()
@@ -288,6 +310,38 @@ impl Replicas {
             head_hash: hex::encode(hash),
             cosignature: witnessed.filter(|w| w.size <= seq).map(|w| w.cosignature),
         })
+    }
+
+    /// Refuses, before anything is stored, a batch holding a stub when this HQ does not take
+    /// them, or a stub dated more than `STUB_TS_SKEW_US` past HQ's clock.
+    fn check_stubs(&self, batch: &Batch) -> Result<(), ReplicationError> {
+        let mut stubs = batch.entries.iter().filter(|i| i.entry().is_none());
+        let Some(first) = stubs.next() else {
+            return Ok(());
+        };
+        if !self.accept_stubs {
+            return Err(Rejection::conflict(
+                "stubs_refused",
+                format!(
+                    "this HQ does not accept hash-only stubs (seq {}): ship every class at the \
+                     site, or set [replication] accept_stubs = true at HQ (docs/replication.md)",
+                    first.seq()
+                ),
+            )
+            .into());
+        }
+        let limit = self.clock.now_us().saturating_add(STUB_TS_SKEW_US);
+        if let Some(late) = std::iter::once(first).chain(stubs).find(|s| s.ts() > limit) {
+            return Err(Rejection::invalid(
+                "stub_from_future",
+                format!(
+                    "the stub at seq {} is dated more than 5 minutes past HQ's clock",
+                    late.seq()
+                ),
+            )
+            .into());
+        }
+        Ok(())
     }
 
     fn mark_changed(&self, site: &str) {

@@ -98,6 +98,7 @@ pub fn hq_parts(
         log: LogOptionsFor::replica(config),
         max_open: config.replication.max_open_sites,
         witness,
+        accept_stubs: config.replication.accept_stubs,
         alarms,
     }));
     Ok((replicas, sites))

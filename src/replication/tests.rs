@@ -20,6 +20,15 @@ const SITE_SEED: [u8; 32] = [1; 32];
 const HQ_SEED: [u8; 32] = [5; 32];
 
 fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
+    replicas_with(root, alarms, false)
+}
+
+/// An HQ with `[replication] accept_stubs = true`.
+fn stub_taking_replicas(root: &Path) -> Replicas {
+    replicas_with(root, None, true)
+}
+
+fn replicas_with(root: &Path, alarms: Option<Log>, accept_stubs: bool) -> Replicas {
     Replicas::new(ReplicasConfig {
         root: root.join("sites"),
         key: Arc::new(|| Ok(DataKey::from_bytes(&[9u8; 32]).unwrap())),
@@ -28,6 +37,7 @@ fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
         log: LogOptions { ..options() },
         max_open: 2,
         witness: Arc::new(Signer::from_seed("hq", &HQ_SEED).unwrap()),
+        accept_stubs,
         alarms,
     })
 }
@@ -531,10 +541,63 @@ async fn a_page_of_entries_stops_at_its_byte_budget() {
     assert!(rest.next.is_none());
 }
 
-/// `ship = ["events"]` at an edge whose log holds events and chat: HQ's replica has every seq
-/// with the edge's hashes, the chat entries as stubs without bodies (reported as stubbed runs),
-/// its chain verifies and the checkpoint (signing a stub) is witnessed. A stub whose hash was
-/// altered breaks the next entry's link: the batch is refused and nothing is stored.
+/// Appends `events` events then `chats` chat messages to `edge`.
+async fn events_and_chat(edge: &Log, events: u64, chats: u64) {
+    use crate::log::{Author, NewEntry};
+    for i in 0..events {
+        let ev = NewEntry::json(
+            "event",
+            "events/pump",
+            &Author::System,
+            &serde_json::json!({ "n": i }),
+        )
+        .unwrap();
+        edge.submit(move |tx| tx.append(ev.clone())).await.unwrap();
+    }
+    for i in 0..chats {
+        let chat = NewEntry::json(
+            "chat.message",
+            "conv/general",
+            &Author::System,
+            &serde_json::json!({ "text": format!("secret words {i}") }),
+        )
+        .unwrap();
+        edge.submit(move |tx| tx.append(chat.clone()))
+            .await
+            .unwrap();
+    }
+}
+
+/// An edge log `north` with its key logged, events and chat, and a checkpoint at its head.
+async fn edge_with_chat(dir: &Path) -> (Log, Arc<Signer>) {
+    let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
+    let edge = open(dir, "north");
+    ensure_key_logged(&edge, &signer).await.unwrap();
+    for _ in 0..2 {
+        events_and_chat(&edge, 1, 1).await;
+    }
+    checkpoint_now(&edge, &signer).await.unwrap();
+    (edge, signer)
+}
+
+/// One batch of `edge` from its cursor, `events` only, through the wire format.
+fn events_batch(edge: &Log, max: usize) -> wire::Batch {
+    let batch = next_batch(
+        edge,
+        acked(edge).unwrap(),
+        max,
+        1 << 20,
+        ShipClasses::of(&["events"]),
+    )
+    .unwrap();
+    wire::decode(&wire::encode(&batch, true)).unwrap()
+}
+
+/// `ship = ["events"]` at an edge whose log holds events and chat, to an HQ with
+/// `accept_stubs = true`: HQ's replica has every seq with the edge's hashes, the chat entries as
+/// stubs without bodies (reported as stubbed runs), its chain verifies, and the checkpoint (over
+/// a stub) is not witnessed. A stub whose hash was altered breaks the next entry's link: the
+/// batch is refused and nothing is stored.
 #[tokio::test]
 async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
     use crate::log::{Author, NewEntry};
@@ -568,7 +631,7 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
 
     // First the altered stub, into a fresh HQ: refused, nothing stored.
     let bad_dir = tempfile::tempdir().unwrap();
-    let bad_hq = replicas(bad_dir.path(), None);
+    let bad_hq = stub_taking_replicas(bad_dir.path());
     bad_hq.create_site("north").unwrap();
     let mut batch = next_batch(&edge, 0, 100, 1 << 20, only_events).unwrap();
     let stub = batch
@@ -590,7 +653,7 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
     bad_hq.close_all().await;
 
     // Then the genuine batches, in small steps.
-    let hq = replicas(h_dir.path(), None);
+    let hq = stub_taking_replicas(h_dir.path());
     hq.create_site("north").unwrap();
     let mut rounds = 0;
     while acked(&edge).unwrap() < head {
@@ -646,10 +709,111 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
     assert!(report.purged.is_empty());
     let status = hq.status("north").await.unwrap();
     assert_eq!((status.seq, status.lag_entries), (head, 0));
-    let w = status
-        .checkpoint
-        .expect("the checkpoint over a stub is witnessed");
-    assert_eq!(w.size, head - 1);
+    assert!(
+        status.checkpoint.is_none(),
+        "the checkpoint over a stub is not witnessed: {:?}",
+        status.checkpoint
+    );
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// An HQ with the default `accept_stubs = false` refuses a batch holding a stub with 409
+/// `stubs_refused` and stores nothing of it (not even the whole entries before the stub).
+#[tokio::test]
+async fn an_hq_refuses_stubs_by_default_and_stores_nothing() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (edge, _signer) = edge_with_chat(e_dir.path()).await;
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    let batch = events_batch(&edge, 100);
+    assert!(batch.entries.first().is_some_and(|i| i.entry().is_some()));
+    assert!(batch.entries.iter().any(|i| i.entry().is_none()));
+    let err = hq.receive("north", batch).await.unwrap_err();
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(
+        (r.kind, r.code),
+        (crate::error::RejectKind::Conflict, "stubs_refused")
+    );
+    assert!(r.message.contains("accept_stubs"), "{}", r.message);
+    let status = hq.status("north").await.unwrap();
+    assert_eq!(status.seq, 0);
+    assert!(status.checkpoint.is_none());
+    // Everything shipped whole is still taken.
+    let ack = ship(&edge, &hq, 100).await.unwrap();
+    assert_eq!(ack.head, hashes(&edge).len() as u64);
+    assert!(ack.cosignature.is_some());
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// With `accept_stubs = true`, a checkpoint is witnessed while it covers no stub; once one
+/// covers a stub (in its batch, or stored by an earlier one) HQ answers no cosignature and
+/// keeps the last witnessed checkpoint, though the entries are stored.
+#[tokio::test]
+async fn a_checkpoint_covering_a_stub_is_not_countersigned() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
+    let edge = open(e_dir.path(), "north");
+    ensure_key_logged(&edge, &signer).await.unwrap();
+    events_and_chat(&edge, 2, 0).await;
+    checkpoint_now(&edge, &signer).await.unwrap();
+    let hq = stub_taking_replicas(h_dir.path());
+    hq.create_site("north").unwrap();
+    let first = hq.receive("north", events_batch(&edge, 100)).await.unwrap();
+    assert!(first.cosignature.is_some(), "no stub yet: witnessed");
+    record_ack(&edge, &first).await.unwrap();
+    let witnessed = hq.status("north").await.unwrap().checkpoint.unwrap();
+
+    // A stub and a checkpoint over it in one batch.
+    events_and_chat(&edge, 1, 1).await;
+    checkpoint_now(&edge, &signer).await.unwrap();
+    let batch = events_batch(&edge, 100);
+    assert!(batch.checkpoint.is_some());
+    assert!(batch.entries.iter().any(|i| i.entry().is_none()));
+    let second = hq.receive("north", batch).await.unwrap();
+    assert_eq!(second.cosignature, None);
+    assert_eq!(second.head, hashes(&edge).len() as u64);
+    record_ack(&edge, &second).await.unwrap();
+
+    // Then no stub in the batch, but a checkpoint still covering the stored one.
+    events_and_chat(&edge, 1, 0).await;
+    checkpoint_now(&edge, &signer).await.unwrap();
+    let batch = events_batch(&edge, 100);
+    assert!(batch.entries.iter().all(|i| i.entry().is_some()));
+    let third = hq.receive("north", batch).await.unwrap();
+    assert_eq!(third.cosignature, None);
+    assert_eq!(third.head, hashes(&edge).len() as u64);
+    let status = hq.status("north").await.unwrap();
+    assert_eq!(status.checkpoint, Some(witnessed));
+    hq.close_all().await;
+    edge.close().await;
+}
+
+/// A stub dated far past HQ's clock (which would make every later entry go back in time) is
+/// refused with `stub_from_future`, even at an HQ taking stubs, and nothing is stored.
+#[tokio::test]
+async fn a_stub_dated_in_the_future_is_refused() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (edge, _signer) = edge_with_chat(e_dir.path()).await;
+    let hq = stub_taking_replicas(h_dir.path());
+    hq.create_site("north").unwrap();
+    let mut batch = events_batch(&edge, 100);
+    for item in &mut batch.entries {
+        if let wire::Shipped::Stub(s) = item {
+            s.ts = i64::MAX;
+        }
+    }
+    let err = hq.receive("north", batch).await.unwrap_err();
+    let r = err.rejection().expect("a rejection");
+    assert_eq!(
+        (r.kind, r.code),
+        (crate::error::RejectKind::Invalid, "stub_from_future")
+    );
+    assert_eq!(hq.status("north").await.unwrap().seq, 0);
+    // The same batch as the edge sent it is taken.
+    let ack = hq.receive("north", events_batch(&edge, 100)).await.unwrap();
+    assert_eq!(ack.head, hashes(&edge).len() as u64);
     hq.close_all().await;
     edge.close().await;
 }

@@ -1,5 +1,5 @@
-//! HQ as a witness of a site's checkpoints: verify the note against the site's logged signing key,
-//! compare it with the replicated history, cosign it with a timestamp, keep evidence of a rewrite.
+//! HQ as a witness of a site's checkpoints: verify the note against the site's logged key and
+//! the replicated history, cosign it with a timestamp (never over a stub), keep rewrite evidence.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::ReplicationError;
 use super::wire::Shipped;
 use crate::error::Rejection;
-use crate::log::Log;
 use crate::log::checkpoint::{self, KIND_SIGNING_KEY, Signer};
 use crate::log::checkpointer::{SigningKeyBody, logged_key};
+use crate::log::{AppendError, Log, Tx};
 
 /// A checkpoint HQ verified and cosigned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -169,4 +169,58 @@ pub async fn check(
         cosignature,
         witnessed_s: now_s,
     }))
+}
+
+/// Replica meta rows: the lowest and the highest seq stored as a stub.
+const STUBS_FIRST: &str = "stubs_first";
+const STUBS_LAST: &str = "stubs_last";
+
+fn meta_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+}
+
+/// Records the batch's stubs just appended in `tx` (their lowest and highest seq), so a later
+/// checkpoint over them is known to cover a stub without reading the replica back.
+pub fn note_stubs(tx: &mut Tx<'_>, entries: &[Shipped]) -> Result<(), AppendError> {
+    let mut seqs = entries
+        .iter()
+        .filter(|i| i.entry().is_none())
+        .map(Shipped::seq);
+    let Some(low) = seqs.next() else {
+        return Ok(());
+    };
+    let high = seqs.next_back().unwrap_or(low);
+    let views = tx.views();
+    if meta_u64(views.replication_meta_in_tx(STUBS_FIRST)?).is_none() {
+        views.set_replication_meta(STUBS_FIRST, &low.to_be_bytes())?;
+    }
+    views.set_replication_meta(STUBS_LAST, &high.to_be_bytes())?;
+    Ok(())
+}
+
+/// Whether a checkpoint of `size` would vouch for a stub HQ has not vouched for already: one of
+/// seq in (last witnessed size, `size`], stored or in this batch. Conservative: with stubs
+/// stored on both sides of that range and none in it, the answer is still yes.
+pub fn covers_stub(
+    replica: &Log,
+    entries: &[Shipped],
+    size: u64,
+) -> Result<bool, ReplicationError> {
+    let rtx = replica.read()?;
+    let witnessed = rtx
+        .replication_meta("checkpoint")?
+        .and_then(|b| serde_json::from_slice::<Witnessed>(&b).ok())
+        .map_or(0, |w| w.size);
+    let in_range = |seq: u64| seq > witnessed && seq <= size;
+    if entries
+        .iter()
+        .any(|i| i.entry().is_none() && in_range(i.seq()))
+    {
+        return Ok(true);
+    }
+    let first = meta_u64(rtx.replication_meta(STUBS_FIRST)?);
+    let last = meta_u64(rtx.replication_meta(STUBS_LAST)?);
+    Ok(matches!((first, last), (Some(f), Some(l)) if f <= size && l > witnessed))
 }

@@ -41,6 +41,7 @@ async fn start_hq(hq: &TestServer) -> HqSide {
         log: plantwire::state::log_options(st.config()),
         max_open: 4,
         witness: st.signer().clone(),
+        accept_stubs: false,
         alarms: Some(st.log().clone()),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,5 @@
 //! `[replication] ship` over real TLS: an edge shipping only `events` to an HQ (both servers in
-//! process, started by role): chat travels as hash-only stubs, events whole, and HQ's audit passes.
+//! process, started by role, HQ with `accept_stubs`): chat travels as stubs, HQ's audit passes.
 
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use plantwire::store::Role;
 use serde_json::json;
 
 use crate::chat_support::{Api, PW, people};
-use crate::hq_tenancy::start_hq;
 use crate::replication::{admin, enrolled};
 use crate::support::TestServer;
 
@@ -24,7 +23,13 @@ const EVENT_MARK: &str = "event-marker-9d2c05";
 /// and names the stubbed seqs.
 #[tokio::test]
 async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies() {
-    let hq = start_hq().await;
+    let hq = TestServer::start_with(|c| {
+        c.site = Some("hq".into());
+        c.replication.role = ReplicationRole::Hq;
+        c.replication.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.replication.accept_stubs = true;
+    })
+    .await;
     let dir = enrolled(&hq, "north").await;
     let edge = TestServer::start_in(dir, |c| {
         c.site = Some("north".into());
