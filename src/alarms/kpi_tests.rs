@@ -101,7 +101,7 @@ async fn history(log: &Log, clock: &ManualClock, seed: u64, steps: usize) {
             other => other,
         };
         // Refusals (already acked, not shelved, …) write nothing; that is part of the walk.
-        let _ = super::act(log, &cfg, &by, id, cmd).await;
+        let _ = super::act(log, &cfg, &by, &super::AlarmScope::All, id, cmd).await;
         if rng.below(8) == 0 {
             let _ = super::timers::expire_due(log).await;
         }

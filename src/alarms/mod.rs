@@ -29,7 +29,7 @@ pub use crate::store::{AlarmRow, Priority, ShelveMode};
 pub use machine::{Action, State, no_such_alarm, state_of};
 pub use read::{
     AlarmView, Counts, Filter, HistoryItem, HistoryPage, HistoryQuery, JournalItem, KINDS,
-    ReadError, audience, counts, get, history, history_csv, list,
+    ReadError, audience, counts, get, history, history_csv, list, sees,
 };
 pub use scope::AlarmScope;
 
@@ -172,6 +172,13 @@ fn invalid(msg: &str) -> Rejection {
     Rejection::invalid("invalid_alarm", msg)
 }
 
+/// The server's own sources: its system alarms (`plantwire`) and, at HQ, its alarms about a site
+/// (`site/<name>`). Only the server raises or clears them, so no device or person can fake or
+/// silence one (a cleared "history rewritten", say).
+fn reserved_source(source: &str) -> bool {
+    source == system::SOURCE || scope::site_of(source).is_some()
+}
+
 /// Checks a signal's fields against the limits.
 pub fn validate(s: &Signal) -> Result<(), Rejection> {
     if s.source.is_empty() || s.source.len() > MAX_NAME || s.source.chars().any(char::is_control) {
@@ -303,6 +310,13 @@ fn record(
 /// `by`. A repeat that changes nothing writes nothing.
 pub fn apply_in_tx(tx: &mut Tx<'_>, by: &Author, signal: &Signal) -> Result<Applied, AppendError> {
     validate(signal)?;
+    if *by != Author::System && reserved_source(&signal.source) {
+        return Err(Rejection::forbidden(
+            "reserved_source",
+            "sources `plantwire` and `site/…` are the server's own system alarms",
+        )
+        .into());
+    }
     let prev = match tx
         .views()
         .alarm_current(&signal.source, &signal.condition)?
@@ -425,13 +439,26 @@ pub async fn act(
     log: &Log,
     cfg: &AlarmsConfig,
     by: &Author,
+    scope: &AlarmScope,
     id: u64,
     cmd: Command,
 ) -> Result<Transition, SubmitError> {
     check_command(cfg, &cmd).map_err(SubmitError::Rejected)?;
-    let (cfg, by) = (cfg.clone(), by.clone());
-    log.submit(move |tx| act_in_tx(tx, &cfg, &by, id, &cmd))
-        .await
+    let (cfg, by, scope) = (cfg.clone(), by.clone(), scope.clone());
+    log.submit(move |tx| {
+        in_scope(tx, id, &scope)?;
+        act_in_tx(tx, &cfg, &by, id, &cmd)
+    })
+    .await
+}
+
+/// An alarm out of the actor's scope (HQ's alarm about a site it has no grant on) is answered as
+/// one that does not exist: nobody acts on, or learns of, another tenant's alarm.
+fn in_scope(tx: &mut Tx<'_>, id: u64, scope: &AlarmScope) -> Result<(), AppendError> {
+    match tx.views().alarm(id)? {
+        Some(row) if !scope.sees(&row.source) => Err(machine::no_such_alarm().into()),
+        _ => Ok(()),
+    }
 }
 
 /// What acknowledging one of several alarms did.
@@ -450,6 +477,7 @@ pub async fn ack_many(
     log: &Log,
     cfg: &AlarmsConfig,
     by: &Author,
+    scope: &AlarmScope,
     ids: Vec<u64>,
     comment: Option<String>,
 ) -> Result<Vec<(u64, AckResult)>, SubmitError> {
@@ -461,11 +489,11 @@ pub async fn ack_many(
             format!("name 1-{MAX_ACK_IDS} alarm ids"),
         )));
     }
-    let (cfg, by) = (cfg.clone(), by.clone());
+    let (cfg, by, scope) = (cfg.clone(), by.clone(), scope.clone());
     log.submit(move |tx| {
         let mut out = Vec::with_capacity(ids.len());
         for &id in &ids {
-            match act_in_tx(tx, &cfg, &by, id, &cmd) {
+            match in_scope(tx, id, &scope).and_then(|()| act_in_tx(tx, &cfg, &by, id, &cmd)) {
                 Ok(t) => out.push((id, AckResult::Acked(Box::new(t)))),
                 Err(AppendError::Rejected(r)) => out.push((id, AckResult::Refused(r))),
                 Err(e) => return Err(e),

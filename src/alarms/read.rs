@@ -103,6 +103,15 @@ fn body(e: &Entry) -> Result<AlarmEntry, ReadError> {
     serde_json::from_slice(&e.body).map_err(|source| ReadError::Body { seq: e.seq, source })
 }
 
+/// Whether alarm `id` exists and `scope` sees it (an incident opened from it shows its source,
+/// condition and attributes, so opening one needs the alarm in scope).
+pub fn sees(log: &Log, id: u64, scope: &AlarmScope) -> Result<bool, StoreError> {
+    Ok(log
+        .read()?
+        .alarm(id)?
+        .is_some_and(|r| scope.sees(&r.source)))
+}
+
 /// Alarm `id` with its journal, oldest first; `None` also when it is out of `scope`.
 pub fn get(
     log: &Log,

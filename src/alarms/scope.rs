@@ -30,8 +30,9 @@ pub enum AlarmScope {
 }
 
 impl AlarmScope {
-    /// Of user `user` (lower-cased key) with role `role`, as of `rtx` (a grant taken back counts
-    /// at once).
+    /// Of user `user` (lower-cased key) with role `role`, as of `rtx`: each request reads it anew,
+    /// so a grant given or taken back counts at the next request; an open socket or ntfy stream
+    /// keeps the scope it opened with until it reconnects.
     pub fn of(rtx: &ReadTx, user: &str, role: Role) -> Result<Self, StoreError> {
         if matches!(role, Role::Admin | Role::Auditor) {
             return Ok(Self::All);

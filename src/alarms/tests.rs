@@ -293,7 +293,7 @@ async fn run_seed(seed: u64, steps: usize) {
                         _ => Command::Reset,
                     };
                     let id = models[c].id.unwrap_or(u64::MAX);
-                    match super::act(&log, &cfg, &by, id, cmd).await {
+                    match super::act(&log, &cfg, &by, &super::AlarmScope::All, id, cmd).await {
                         Ok(_) => Want::Written,
                         Err(SubmitError::Rejected(r)) => Want::Refused(r.code),
                         Err(e) => panic!("{ctx}: {e}"),

@@ -40,7 +40,7 @@ fn user(me: &CurrentUser) -> Author {
 }
 
 /// The alarms `me` may read (HQ's alarms about a site need a grant on it).
-fn scope(state: &AppState, me: &CurrentUser) -> Result<alarms::AlarmScope, ApiError> {
+pub(super) fn scope(state: &AppState, me: &CurrentUser) -> Result<alarms::AlarmScope, ApiError> {
     let rtx = state.log().read()?;
     Ok(alarms::AlarmScope::of(
         &rtx,
@@ -177,13 +177,23 @@ impl From<Transition> for Acted {
     }
 }
 
+/// One command on alarm `id` by `me`; an alarm `me` may not read is `404 no_such_alarm`.
 async fn act(
     state: &AppState,
-    by: &Author,
+    me: &CurrentUser,
     id: u64,
     cmd: Command,
 ) -> Result<Json<Acted>, ApiError> {
-    let t = alarms::act(state.log(), &state.config().alarms, by, id, cmd).await?;
+    let scope = scope(state, me)?;
+    let t = alarms::act(
+        state.log(),
+        &state.config().alarms,
+        &user(me),
+        &scope,
+        id,
+        cmd,
+    )
+    .await?;
     Ok(Json(t.into()))
 }
 
@@ -202,7 +212,7 @@ pub async fn ack(
     Path(id): Path<u64>,
     ApiJson(b): ApiJson<AckBody>,
 ) -> Result<Json<Acted>, ApiError> {
-    act(&state, &user(&me), id, Command::Ack { comment: b.comment }).await
+    act(&state, &me, id, Command::Ack { comment: b.comment }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -238,10 +248,12 @@ pub async fn ack_many(
     RequireRole(me, _): RequireRole<Operator>,
     ApiJson(b): ApiJson<AckManyBody>,
 ) -> Result<Json<AckMany>, ApiError> {
+    let scope = scope(&state, &me)?;
     let results = alarms::ack_many(
         state.log(),
         &state.config().alarms,
         &user(&me),
+        &scope,
         b.ids,
         b.comment,
     )
@@ -291,7 +303,7 @@ pub async fn shelve(
         minutes: b.minutes,
         reason: b.reason,
     };
-    act(&state, &user(&me), id, cmd).await
+    act(&state, &me, id, cmd).await
 }
 
 /// Unshelves by hand: the alarm comes back acknowledged.
@@ -301,7 +313,7 @@ pub async fn unshelve(
     RequireRole(me, _): RequireRole<Operator>,
     Path(id): Path<u64>,
 ) -> Result<Json<Acted>, ApiError> {
-    act(&state, &user(&me), id, Command::Unshelve).await
+    act(&state, &me, id, Command::Unshelve).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -330,13 +342,7 @@ pub async fn out_of_service(
     ApiJson(b): ApiJson<ReasonBody>,
 ) -> Result<Json<Acted>, ApiError> {
     may_take_out_of_service(&state, &me)?;
-    act(
-        &state,
-        &user(&me),
-        id,
-        Command::OutOfService { reason: b.reason },
-    )
-    .await
+    act(&state, &me, id, Command::OutOfService { reason: b.reason }).await
 }
 
 /// Returns an alarm to service.
@@ -347,7 +353,7 @@ pub async fn return_to_service(
     Path(id): Path<u64>,
 ) -> Result<Json<Acted>, ApiError> {
     may_take_out_of_service(&state, &me)?;
-    act(&state, &user(&me), id, Command::ReturnToService).await
+    act(&state, &me, id, Command::ReturnToService).await
 }
 
 /// Resets a latched alarm whose input has cleared.
@@ -357,7 +363,7 @@ pub async fn reset(
     RequireRole(me, _): RequireRole<Operator>,
     Path(id): Path<u64>,
 ) -> Result<Json<Acted>, ApiError> {
-    act(&state, &user(&me), id, Command::Reset).await
+    act(&state, &me, id, Command::Reset).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -374,7 +380,7 @@ pub async fn comment(
     Path(id): Path<u64>,
     ApiJson(b): ApiJson<CommentBody>,
 ) -> Result<Json<Acted>, ApiError> {
-    act(&state, &user(&me), id, Command::Comment { text: b.text }).await
+    act(&state, &me, id, Command::Comment { text: b.text }).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

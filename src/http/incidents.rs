@@ -40,6 +40,14 @@ pub async fn open(
     me: RequireRole<Operator>,
     ApiJson(req): ApiJson<OpenRequest>,
 ) -> Result<(StatusCode, Json<Opened>), ApiError> {
+    // An alarm out of the opener's scope (HQ's alarm about a site it has no grant on) is one
+    // that does not exist: the incident would show its source, condition and attributes.
+    if let Some(id) = req.alarm {
+        let scope = super::alarms::scope(&state, &me.0)?;
+        if !crate::alarms::sees(state.log(), id, &scope)? {
+            return Err(crate::alarms::no_such_alarm().into());
+        }
+    }
     let opened = open::open(state.log(), &actor(&me).user, req).await?;
     Ok((StatusCode::CREATED, Json(opened)))
 }

@@ -189,6 +189,44 @@ async fn hq_alarms_about_a_site_reach_only_those_who_may_read_it() {
     // HQ's other alarms still reach alice.
     assert!(String::from_utf8_lossy(&alice.get("/api/v1/alarms").await.body).contains("hq-marker"));
 
+    // Nor can alice act on it, open an incident from it, or fake or clear a site's alarm.
+    let acked = alice
+        .post(
+            &format!("/api/v1/alarms/{id}/ack"),
+            json!({ "comment": "x" }),
+        )
+        .await;
+    assert_eq!(acked.status, 404, "{:?}", acked.body);
+    assert_eq!(acked.json()["code"], "no_such_alarm");
+    let many = alice
+        .post("/api/v1/alarms/ack", json!({ "ids": [id] }))
+        .await;
+    assert_eq!(many.status, 200, "{:?}", many.body);
+    assert_eq!(many.json()["acked"], 0);
+    assert_eq!(many.json()["results"][0]["code"], "no_such_alarm");
+    assert!(!names_bravo(&String::from_utf8_lossy(&many.body)));
+    let opened = alice
+        .post(
+            "/api/v1/incidents",
+            json!({ "template": "any", "alarm": id }),
+        )
+        .await;
+    assert_eq!(opened.status, 404, "{:?}", opened.body);
+    assert_eq!(opened.json()["code"], "no_such_alarm");
+    for source in ["site/bravo", "plantwire"] {
+        let faked = alice
+            .post(
+                "/api/v1/alarms",
+                json!({ "source": source, "condition": "history.rewritten", "active": false }),
+            )
+            .await;
+        assert_eq!(faked.status, 403, "{source}: {:?}", faked.body);
+        assert_eq!(faked.json()["code"], "reserved_source");
+    }
+    let still = boss.get(&detail).await;
+    assert_eq!(still.status, 200);
+    assert_eq!(still.json()["state"], "unack", "{:?}", still.body);
+
     // A grant on bravo shows its alarm at once.
     grant(&hq, "bravo", "alice").await;
     let listed = alice.get("/api/v1/alarms").await;
