@@ -145,25 +145,7 @@ async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
         }
         assert_eq!(replica.head(&rtx).unwrap(), head, "the chain is not cut");
     }
-    let verified = admin(
-        &hq,
-        Request::SiteVerify {
-            site: "north".into(),
-            json: true,
-        },
-    )
-    .await;
-    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    let v: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
-    let purged: Vec<u64> = v["purged"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            let (a, b) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
-            a..=b
-        })
-        .collect();
+    let (v, purged) = crate::replication::verify_site(&hq, "north", "purged").await;
     assert_eq!(&purged, events, "{v}");
 
     // HQ's own log records what was done to the site; the replica's chain took no new entry.

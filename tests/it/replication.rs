@@ -207,6 +207,32 @@ async fn a_device_certificate_is_not_a_site() {
     side.stop.cancel();
 }
 
+/// `audit verify --site SITE --json` at `hq`, which must pass: the report, and the seqs of the
+/// ranges it lists under `key` (`purged`, `stubbed`), each range `[first, last]` expanded.
+pub(crate) async fn verify_site(
+    hq: &TestServer,
+    site: &str,
+    key: &str,
+) -> (serde_json::Value, Vec<u64>) {
+    let verified = admin(
+        hq,
+        plantwire::admin::Request::SiteVerify {
+            site: site.into(),
+            json: true,
+        },
+    )
+    .await;
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let report: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
+    let seqs = report[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r[0].as_u64().unwrap()..=r[1].as_u64().unwrap())
+        .collect();
+    (report, seqs)
+}
+
 pub(crate) async fn admin(
     server: &TestServer,
     request: plantwire::admin::Request,
@@ -316,15 +342,7 @@ async fn the_servers_replicate_by_role_and_the_commands_report_it() {
     assert_eq!(v[0]["site"], "north");
     assert_eq!(v[0]["seq"], head);
     assert_eq!(v[0]["history_rewritten"], false);
-    let verified = admin(
-        &hq,
-        Request::SiteVerify {
-            site: "north".into(),
-            json: true,
-        },
-    )
-    .await;
-    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    verify_site(&hq, "north", "purged").await;
     let missing = admin(
         &hq,
         Request::SiteVerify {
