@@ -32,7 +32,7 @@ async fn admin(server: &TestServer, name: &str) -> Api {
 }
 
 /// A socket following the `alarms` domain from `since`; returns it once caught up.
-async fn alarm_socket(api: &Api, since: u64) -> (Ws, Vec<Value>) {
+pub(crate) async fn alarm_socket(api: &Api, since: u64) -> (Ws, Vec<Value>) {
     let mut ws = api.ws().await;
     ws.send(json!({"type": "subscribe", "since": since, "domains": ["alarms"]}))
         .await;

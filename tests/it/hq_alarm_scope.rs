@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::alarms::alarm_socket;
 use crate::chat_support::{Api, PW, Ws};
 use crate::hq_tenancy::edge;
 use crate::replication::admin;
@@ -53,22 +54,6 @@ async fn lag_alarm(hq: &TestServer, site: &str) -> u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no active replication.lag.{site} at HQ");
-}
-
-/// A socket following the `alarms` domain from `since`, with what it replayed.
-async fn alarm_socket(api: &Api, since: u64) -> (Ws, Vec<Value>) {
-    let mut ws = api.ws().await;
-    ws.send(json!({"type": "subscribe", "since": since, "domains": ["alarms"]}))
-        .await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = ws.next().await;
-        match f["type"].as_str().unwrap() {
-            "entry" => replayed.push(f),
-            "caught_up" => return (ws, replayed),
-            _ => {}
-        }
-    }
 }
 
 /// Every frame up to the `alarm.raise` entry of source `marker`.
