@@ -131,6 +131,9 @@ pub enum ReplicationCommand {
     /// Enrol this site at HQ with the code `plantwire site add` printed there: makes a key, gets
     /// a certificate, pins HQ's CA; files go to <state_dir>/replication (0600).
     Enroll { code: String },
+    /// Renew the site certificate at HQ now, over the current one (the shipper also renews by
+    /// itself once a third of the certificate's life is left); works with the server running.
+    Renew,
     /// Cursor (acknowledged by HQ), lag and connection; through the running server when it runs.
     Status {
         #[arg(long)]
@@ -676,6 +679,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "site {site} enrolled at HQ; files in {}; with [replication] role = \"edge\" the server ships its log",
                         crate::replication::ship::identity_dir(&state_dir).display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("plantwire: error: {e}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
+        }
+        Command::Replication {
+            command: ReplicationCommand::Renew,
+        } => {
+            let config = load_config(&cli, Vec::new())?;
+            crate::telemetry::init("warn");
+            let state_dir = config.state_dir();
+            let site = config.site();
+            match runtime()?.block_on(crate::replication::renew::renew_now(&site, &state_dir)) {
+                Ok(v) => {
+                    println!(
+                        "site {site}: certificate renewed at HQ, valid until {}",
+                        crate::clock::rfc3339_us(v.not_after_us)
                     );
                     Ok(ExitCode::SUCCESS)
                 }

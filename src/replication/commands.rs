@@ -290,9 +290,11 @@ pub fn status(env: &Env<'_>, json: bool, out: &mut String) -> anyhow::Result<()>
     let enrolled = super::ship::identity_dir(env.state_dir)
         .join("hq.txt")
         .exists();
+    let cert = super::renew::validity(env.state_dir)?;
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["enrolled"] = serde_json::Value::Bool(enrolled);
+        v["certificate_not_after_us"] = serde_json::json!(cert.map(|c| c.not_after_us));
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         writeln!(
@@ -300,6 +302,14 @@ pub fn status(env: &Env<'_>, json: bool, out: &mut String) -> anyhow::Result<()>
             "enrolled: {enrolled}\nconnected: {}\ncursor (acknowledged by HQ): {}\nhead: {}\nlag: {} entries, {} s",
             s.connected, s.cursor, s.head, s.lag_entries, s.lag_seconds
         )?;
+        if let Some(c) = cert {
+            writeln!(
+                out,
+                "site certificate valid until: {} (renewed by itself from {})",
+                crate::clock::rfc3339_us(c.not_after_us),
+                crate::clock::rfc3339_us(c.renew_from_us())
+            )?;
+        }
     }
     Ok(())
 }

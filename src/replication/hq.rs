@@ -163,6 +163,12 @@ impl Replicas {
         std::fs::create_dir_all(&dir).map_err(|source| ReplicationError::Io { path: dir, source })
     }
 
+    /// Pins `key` as `site`'s checkpoint-signing key (enrolment): from then on HQ verifies the
+    /// site's checkpoints with it and refuses a log carrying another key.
+    pub async fn pin_signing_key(&self, site: &str, key: [u8; 32]) -> Result<(), ReplicationError> {
+        witness::pin_key(&self.replica(site).await?, key).await
+    }
+
     /// The enrolled sites (directories under the root), sorted.
     pub fn sites(&self) -> Result<Vec<String>, ReplicationError> {
         let rd = match std::fs::read_dir(&self.root) {

@@ -7,6 +7,7 @@ pub mod grants;
 pub mod hq;
 pub mod nats;
 pub mod net;
+pub mod renew;
 pub mod retention;
 pub mod runtime;
 pub mod ship;

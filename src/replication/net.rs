@@ -27,6 +27,8 @@ use crate::tls::issue::DeviceCa;
 
 pub const PATH_BATCH: &str = "/replication/v1/batch";
 pub const PATH_ENROLL: &str = "/replication/v1/enroll";
+/// A site renews its certificate over its current one (same key, a new CSR).
+pub const PATH_RENEW: &str = "/replication/v1/renew";
 /// The largest request body HQ reads.
 pub const MAX_BODY: usize = 64 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,11 +70,22 @@ pub struct Hq {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The enrolment request: the site, the one-time token and a CSR for the site's key.
+/// The enrolment request: the site, the one-time token, a CSR for the site's key and the site's
+/// checkpoint-signing public key, which HQ pins (absent from edges older than the pin: HQ then
+/// trusts the first key the site's log carries, as before).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EnrolRequest {
     pub site: String,
     pub token: String,
+    pub csr_pem: String,
+    /// Base64 of the 32-byte Ed25519 public key.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+}
+
+/// The renewal request, sent over the site's current certificate: a CSR for the same key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RenewRequest {
     pub csr_pem: String,
 }
 
@@ -241,20 +254,43 @@ async fn handle(hq: &Hq, cert: Option<&[u8]>, req: Request<Incoming>) -> Respons
                 Err(e) => failed(&e),
             }
         }
-        PATH_ENROLL => match enrol(hq, &body) {
+        PATH_ENROLL => match enrol(hq, &body).await {
             Ok(a) => reply(StatusCode::OK, serde_json::to_vec(&a).unwrap_or_default()),
             Err(e) => failed(&e),
         },
+        PATH_RENEW => {
+            let Some((site, cert)) = cert.and_then(|c| hq.sites.site_of(c).map(|s| (s, c))) else {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "unknown_certificate",
+                    "no enrolled site has this certificate",
+                );
+            };
+            match renew(hq, &site, cert, &body) {
+                Ok(a) => reply(StatusCode::OK, serde_json::to_vec(&a).unwrap_or_default()),
+                Err(e) => failed(&e),
+            }
+        }
         _ => refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
 }
 
-fn enrol(hq: &Hq, body: &[u8]) -> Result<EnrolAnswer, ReplicationError> {
-    let req: EnrolRequest = serde_json::from_slice(body)
-        .map_err(|_| Rejection::invalid("bad_request", "not an enrolment request"))?;
+fn now_of(hq: &Hq) -> (i64, time::OffsetDateTime) {
     let now_us = hq.clock.now_us();
     let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_us) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (now_us, now)
+}
+
+async fn enrol(hq: &Hq, body: &[u8]) -> Result<EnrolAnswer, ReplicationError> {
+    let req: EnrolRequest = serde_json::from_slice(body)
+        .map_err(|_| Rejection::invalid("bad_request", "not an enrolment request"))?;
+    let pin = req
+        .signing_key
+        .as_deref()
+        .map(super::witness::parse_key)
+        .transpose()?;
+    let (now_us, now) = now_of(hq);
     let cert_pem = hq.sites.redeem(&req.site, &req.token, now_us, || {
         let issued = hq
             .ca
@@ -262,7 +298,36 @@ fn enrol(hq: &Hq, body: &[u8]) -> Result<EnrolAnswer, ReplicationError> {
         Ok((issued.cert_der.to_vec(), issued.cert_pem))
     })?;
     hq.replicas.create_site(&req.site)?;
+    match pin {
+        Some(key) => hq.replicas.pin_signing_key(&req.site, key).await?,
+        None => tracing::warn!(
+            site = %req.site,
+            "the edge sent no signing key to pin (an older release): HQ trusts the first key its log carries"
+        ),
+    }
     tracing::info!(site = %req.site, "site enrolled");
+    Ok(EnrolAnswer {
+        cert_pem,
+        ca_pem: hq.ca.cert_pem().to_string(),
+    })
+}
+
+fn renew(
+    hq: &Hq,
+    site: &str,
+    presented: &[u8],
+    body: &[u8],
+) -> Result<EnrolAnswer, ReplicationError> {
+    let req: RenewRequest = serde_json::from_slice(body)
+        .map_err(|_| Rejection::invalid("bad_request", "not a renewal request"))?;
+    let (_, now) = now_of(hq);
+    let cert_pem = hq.sites.renew(site, presented, || {
+        let issued = hq
+            .ca
+            .issue_from_csr(site, &req.csr_pem, now, hq.cert_days)?;
+        Ok((issued.cert_der.to_vec(), issued.cert_pem))
+    })?;
+    tracing::info!(site, "site certificate renewed");
     Ok(EnrolAnswer {
         cert_pem,
         ca_pem: hq.ca.cert_pem().to_string(),

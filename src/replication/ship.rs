@@ -25,10 +25,10 @@ pub fn identity_dir(state_dir: &Path) -> PathBuf {
 }
 const HQ_FILE: &str = "hq.txt";
 const CA_FILE: &str = "hq-ca.pem";
-const CERT_FILE: &str = "site.crt";
-const KEY_FILE: &str = "site.key";
+pub(super) const CERT_FILE: &str = "site.crt";
+pub(super) const KEY_FILE: &str = "site.key";
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), ReplicationError> {
+pub(super) fn write_private(path: &Path, data: &[u8]) -> Result<(), ReplicationError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| ReplicationError::Io {
@@ -70,12 +70,24 @@ pub async fn enroll(code: &str, site: &str, state_dir: &Path) -> Result<(), Repl
         .serialize_request(&key)
         .and_then(|r| r.pem())
         .map_err(|e| Rejection::invalid("key_failed", e.to_string()))?;
+    // HQ pins the key the site signs its checkpoints with (made here if the server never ran).
+    let signer = crate::bootstrap::ensure_signing_key(state_dir)
+        .map_err(|e| Rejection::invalid("bad_signing_key", e.to_string()))
+        .and_then(|der| {
+            crate::log::checkpoint::Signer::from_pkcs8(site, &der)
+                .map_err(|e| Rejection::invalid("bad_signing_key", e.to_string()))
+        })?;
+    let signing_key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(signer.public_key())
+    };
     let config = net::client_config(&code.ca_sha256, None)?;
     let mut conn = Conn::open(&code.hq, config).await?;
     let body = serde_json::to_vec(&EnrolRequest {
         site: site.to_string(),
         token: code.token.clone(),
         csr_pem,
+        signing_key: Some(signing_key),
     })?;
     let answer: EnrolAnswer = serde_json::from_slice(&conn.post(net::PATH_ENROLL, body).await?)?;
     let ca = CertificateDer::from_pem_slice(answer.ca_pem.as_bytes())
@@ -101,12 +113,12 @@ pub async fn enroll(code: &str, site: &str, state_dir: &Path) -> Result<(), Repl
 }
 
 /// The enrolled identity: HQ's address, its CA's SHA-256, and a client config with our key.
-struct Identity {
-    hq: String,
-    config: Arc<rustls::ClientConfig>,
+pub(super) struct Identity {
+    pub(super) hq: String,
+    pub(super) config: Arc<rustls::ClientConfig>,
 }
 
-fn load_identity(state_dir: &Path) -> Result<Option<Identity>, ReplicationError> {
+pub(super) fn load_identity(state_dir: &Path) -> Result<Option<Identity>, ReplicationError> {
     let dir = identity_dir(state_dir);
     let read = |name: &str| {
         let path = dir.join(name);
@@ -182,11 +194,19 @@ pub fn spawn_with(
     tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         let mut bucket = Bucket::new(opts.bandwidth);
+        let mut renewal: Option<tokio::time::Instant> = None;
         if let Ok(a) = acked(&log) {
             acked_tx.send_replace(a);
         }
         while !stop.is_cancelled() {
-            let session = session(&log, &state_dir, opts, &mut bucket, &acked_tx, &conn_tx);
+            let session = session(
+                &log,
+                &state_dir,
+                opts,
+                (&mut bucket, &mut renewal),
+                &acked_tx,
+                &conn_tx,
+            );
             let result = tokio::select! {
                 r = session => r,
                 () = stop.cancelled() => Ok(true),
@@ -225,12 +245,17 @@ fn note_lag(log: &Log, connected: bool) {
 /// How often an idle edge sends an empty batch (HQ records when it last heard from a site).
 pub const HELLO_EVERY: Duration = Duration::from_secs(30);
 
-/// One connection's worth of shipping. `Ok(false)`: not enrolled yet.
+/// How long after a renewal attempt the shipper tries again (a failed one, or one whose new
+/// certificate is already due because HQ's clock and the edge's differ).
+pub const RENEW_RETRY: Duration = Duration::from_secs(3600);
+
+/// One connection's worth of shipping. `Ok(false)`: not enrolled yet. `renewal` is when the
+/// shipper last tried to renew the site certificate.
 async fn session(
     log: &Log,
     state_dir: &Path,
     opts: ShipOptions,
-    bucket: &mut Bucket,
+    (bucket, renewal): (&mut Bucket, &mut Option<tokio::time::Instant>),
     acked_tx: &watch::Sender<u64>,
     conn_tx: &watch::Sender<bool>,
 ) -> Result<bool, ReplicationError> {
@@ -239,6 +264,19 @@ async fn session(
     };
     let mut conn = Conn::open(&id.hq, id.config).await?;
     conn_tx.send_replace(true);
+    let may_renew = renewal.is_none_or(|t| t.elapsed() >= RENEW_RETRY);
+    if may_renew && super::renew::validity(state_dir)?.is_some_and(|v| v.due(log.now_us())) {
+        // A third of the certificate's life is left: renew, then reconnect with the new one. A
+        // failure is logged and shipping goes on with the current certificate.
+        *renewal = Some(tokio::time::Instant::now());
+        match super::renew::renew(log.site(), state_dir, &mut conn).await {
+            Ok(v) => {
+                tracing::info!(not_after_us = v.not_after_us, "site certificate renewed");
+                return Ok(true);
+            }
+            Err(e) => tracing::warn!(error = %e, "site certificate renewal failed"),
+        }
+    }
     let mut live = log.subscribe();
     // The first batch of a session goes out even when empty (HQ answers its cursor), and so
     // does one every HELLO_EVERY while idle, so HQ can tell an idle site from a silent one.

@@ -57,6 +57,10 @@ pub struct SiteRecord {
     pub token_expires_us: i64,
     /// SHA-256 of the site certificate's DER, hex.
     pub cert_sha256: Option<String>,
+    /// SHA-256 of the certificate the site renewed from: still taken until it expires, so an
+    /// edge that crashed before storing its renewed certificate keeps shipping (and renews again).
+    #[serde(default)]
+    pub previous_cert_sha256: Option<String>,
     pub revoked: bool,
 }
 
@@ -100,8 +104,14 @@ impl Sites {
                     continue;
                 }
                 if let Some(rec) = self.record(&name)? {
-                    if let (Some(fp), false) = (rec.cert_sha256, rec.revoked) {
-                        map.insert(fp, name);
+                    if rec.revoked {
+                        continue;
+                    }
+                    for fp in [rec.cert_sha256, rec.previous_cert_sha256]
+                        .into_iter()
+                        .flatten()
+                    {
+                        map.insert(fp, name.clone());
                     }
                 }
             }
@@ -187,6 +197,7 @@ impl Sites {
                 token_sha256: Some(sha256_hex(token.as_bytes())),
                 token_expires_us: now_us.saturating_add(CODE_TTL_US),
                 cert_sha256: None,
+                previous_cert_sha256: None,
                 revoked: false,
             },
         )?;
@@ -222,7 +233,40 @@ impl Sites {
         let (der, pem) = issue()?;
         rec.token_sha256 = None;
         rec.cert_sha256 = Some(sha256_hex(&der));
+        rec.previous_cert_sha256 = None;
         rec.revoked = false;
+        self.save(site, &rec)?;
+        self.reload()?;
+        Ok(pem)
+    }
+
+    /// Renews the certificate of `site`, which presented `presented` (a certificate DER this
+    /// registry maps to `site`): stores the one `issue` returns as current and `presented` as the
+    /// previous one (still taken until it expires), and hands back its PEM.
+    pub fn renew(
+        &self,
+        site: &str,
+        presented: &[u8],
+        issue: impl FnOnce() -> Result<(Vec<u8>, String), ReplicationError>,
+    ) -> Result<String, ReplicationError> {
+        let refused = || {
+            Rejection::forbidden(
+                "unknown_certificate",
+                "no enrolled site has this certificate",
+            )
+        };
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.record(site)?.ok_or_else(refused)?;
+        let fp = sha256_hex(presented);
+        let known = [&rec.cert_sha256, &rec.previous_cert_sha256]
+            .into_iter()
+            .any(|c| c.as_deref() == Some(fp.as_str()));
+        if rec.revoked || !known {
+            return Err(refused().into());
+        }
+        let (der, pem) = issue()?;
+        rec.previous_cert_sha256 = Some(fp);
+        rec.cert_sha256 = Some(sha256_hex(&der));
         self.save(site, &rec)?;
         self.reload()?;
         Ok(pem)

@@ -68,21 +68,73 @@ pub async fn store_evidence(replica: &Log, evidence: &Evidence) -> Result<(), Re
     Ok(())
 }
 
-/// The site's signing key: the newest one replicated, else one logged in this batch (the first
-/// batch carries it: a key is logged before any checkpoint).
+/// Replica meta row: the site's checkpoint-signing public key (32 bytes), pinned at enrolment.
+const PINNED_KEY: &str = "signing_key_pin";
+
+/// The 32-byte Ed25519 public key in `b64` (standard base64), as `log.signing_key` and the
+/// enrolment request carry it.
+pub fn parse_key(b64: &str) -> Result<[u8; 32], ReplicationError> {
+    STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "bad_signing_key",
+                "the signing key is not 32 bytes of base64",
+            )
+            .into()
+        })
+}
+
+/// Pins `key` as the site's checkpoint-signing key (at enrolment, re-enrolment replaces it).
+pub async fn pin_key(replica: &Log, key: [u8; 32]) -> Result<(), ReplicationError> {
+    replica
+        .submit(move |tx| {
+            tx.views().set_replication_meta(PINNED_KEY, &key)?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The key pinned at enrolment, if the site sent one.
+pub fn pinned_key(replica: &Log) -> Result<Option<[u8; 32]>, ReplicationError> {
+    Ok(replica
+        .read()?
+        .replication_meta(PINNED_KEY)?
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()))
+}
+
+/// The site's signing key: the one pinned at enrolment; for a site enrolled before pinning, the
+/// newest one replicated, else one logged in this batch (the first batch carries it: a key is
+/// logged before any checkpoint). With a pin, a logged key (replicated or in this batch) that is
+/// another key is refused (`signing_key_not_pinned`): the edge's checkpointer never changes its
+/// key, so a different one means the log was not written by the enrolled site.
 fn site_key(replica: &Log, entries: &[Shipped]) -> Result<Option<[u8; 32]>, ReplicationError> {
-    let body = match logged_key(replica).map_err(ReplicationError::from_checkpoint)? {
-        Some(b) => Some(b),
-        None => entries
-            .iter()
-            .rev()
-            .filter_map(Shipped::entry)
-            .find(|e| e.kind == KIND_SIGNING_KEY)
-            .and_then(|e| serde_json::from_slice::<SigningKeyBody>(&e.body).ok()),
+    let logged = |b: SigningKeyBody| parse_key(&b.public_key).ok();
+    let replicated = logged_key(replica)
+        .map_err(ReplicationError::from_checkpoint)?
+        .and_then(logged);
+    let in_batch: Vec<[u8; 32]> = entries
+        .iter()
+        .filter_map(Shipped::entry)
+        .filter(|e| e.kind == KIND_SIGNING_KEY)
+        .filter_map(|e| serde_json::from_slice::<SigningKeyBody>(&e.body).ok())
+        .filter_map(logged)
+        .collect();
+    let Some(pin) = pinned_key(replica)? else {
+        return Ok(replicated.or_else(|| in_batch.last().copied()));
     };
-    Ok(body
-        .and_then(|b| STANDARD.decode(b.public_key).ok())
-        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()))
+    if replicated.iter().chain(in_batch.iter()).any(|k| *k != pin) {
+        return Err(Rejection::conflict(
+            "signing_key_not_pinned",
+            "the site's log carries a signing key other than the one pinned at enrolment \
+             (re-enrol the site if its key was replaced on purpose)",
+        )
+        .into());
+    }
+    Ok(Some(pin))
 }
 
 /// The items `from..=to` of the batch when they are there, each whole entry matching its hash

@@ -19,16 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::TestServer;
 
-struct HqSide {
-    replicas: Arc<Replicas>,
-    sites: Arc<Sites>,
-    addr: String,
-    ca_sha256: String,
-    stop: CancellationToken,
+pub(crate) struct HqSide {
+    pub(crate) replicas: Arc<Replicas>,
+    pub(crate) sites: Arc<Sites>,
+    pub(crate) addr: String,
+    pub(crate) ca_sha256: String,
+    pub(crate) stop: CancellationToken,
 }
 
 /// HQ's replication listener on a loopback port, beside the HQ test server.
-async fn start_hq(hq: &TestServer) -> HqSide {
+pub(crate) async fn start_hq(hq: &TestServer) -> HqSide {
     let st = hq.state();
     let ca = Arc::new(DeviceCa::load(st.config(), st.state_dir(), "hq").unwrap());
     let root = st.state_dir().join("sites");
@@ -70,14 +70,14 @@ async fn start_hq(hq: &TestServer) -> HqSide {
     }
 }
 
-fn refused_code(e: &ReplicationError) -> Option<&str> {
+pub(crate) fn refused_code(e: &ReplicationError) -> Option<&str> {
     match e {
         ReplicationError::Net(NetError::Refused { code, .. }) => Some(code),
         _ => None,
     }
 }
 
-async fn events(server: &TestServer, n: u64) {
+pub(crate) async fn events(server: &TestServer, n: u64) {
     for i in 0..n {
         let e = NewEntry::json(
             "test.note",
@@ -95,7 +95,7 @@ async fn events(server: &TestServer, n: u64) {
     }
 }
 
-fn hashes(log: &plantwire::log::Log) -> Vec<(u64, [u8; 32])> {
+pub(crate) fn hashes(log: &plantwire::log::Log) -> Vec<(u64, [u8; 32])> {
     let rtx = log.read().unwrap();
     let head = log.head(&rtx).unwrap();
     (1..=head)
