@@ -391,15 +391,16 @@ impl AppState {
     }
 }
 
-/// Retention over `log`: on an edge, nothing above HQ's acknowledged seq is purged (an unreadable
-/// cursor purges nothing).
+/// Retention over `log`: on an edge, nothing above HQ's acknowledged seq, nor above the
+/// attachments that followed it, is purged (an unreadable cursor purges nothing).
 pub fn retention(config: &Config, log: &Log) -> crate::retention::Retention {
-    let floor: crate::retention::Floor =
-        if config.replication.role == crate::config::ReplicationRole::Edge {
-            let edge_log = log.clone();
-            Arc::new(move || Some(crate::replication::edge::acked(&edge_log).unwrap_or(0)))
-        } else {
-            Arc::new(|| None)
-        };
+    let floor: crate::retention::Floor = if config.replication.role
+        == crate::config::ReplicationRole::Edge
+    {
+        let edge_log = log.clone();
+        Arc::new(move || Some(crate::replication::edge::retention_floor(&edge_log).unwrap_or(0)))
+    } else {
+        Arc::new(|| None)
+    };
     crate::retention::Retention::new(log.clone(), config.retention.clone(), floor)
 }

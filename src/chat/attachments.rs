@@ -108,7 +108,8 @@ pub fn clean_name(name: &str, mime: &str) -> String {
     }
 }
 
-fn aad(id: &str, n: u32) -> Vec<u8> {
+/// The associated data sealing chunk `n` of attachment `id` (HQ seals replicated ones alike).
+pub fn chunk_aad(id: &str, n: u32) -> Vec<u8> {
     format!("att/{id}/{n}").into_bytes()
 }
 
@@ -142,7 +143,7 @@ pub async fn store(
         let n = u32::try_from(n)
             .map_err(|_| Rejection::invalid("too_large", "the upload is too large"))?;
         let sealed = log
-            .seal_view(&aad(&id, n), part)
+            .seal_view(&chunk_aad(&id, n), part)
             .map_err(StoreError::Seal)?;
         chunks.push(sealed);
     }
@@ -249,7 +250,7 @@ pub fn chunk(log: &Log, row: &AttachmentRow, n: u32) -> Result<Vec<u8>, StoreErr
                 id: row.id.clone(),
                 n,
             })?;
-    Ok(log.open_view(&aad(&row.id, n), &sealed)?)
+    Ok(log.open_view(&chunk_aad(&row.id, n), &sealed)?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use super::error::ApiError;
 use super::extract::{RequireRole, Viewer};
 use crate::chat::Actor;
 use crate::chat::attachments::{self, AttachmentInfo};
+use crate::log::Log;
 use crate::state::AppState;
+use crate::store::AttachmentRow;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +233,12 @@ pub async fn download(
         return Err(ApiError::not_found());
     }
     let row = attachments::open_for(state.log(), &Actor::of(&me.user).user, &id)?;
+    file_response(state.log().clone(), row)
+}
+
+/// An attachment's content as a download: its sniffed type, its name, a sandboxing CSP, its
+/// SHA-256 as the ETag, streamed chunk by chunk from `log` (a replica's at HQ).
+pub(super) fn file_response(log: Log, row: AttachmentRow) -> Result<Response, ApiError> {
     let mime = if row.mime.starts_with("text/") {
         format!("{}; charset=utf-8", row.mime)
     } else {
@@ -254,11 +262,10 @@ pub async fn download(
         rfc8187(&row.name)
     );
     let (size, etag, chunks) = (row.size, format!("\"{}\"", row.sha256), row.chunks);
-    let st = state.clone();
     let body = futures_util::stream::iter(0..chunks).then(move |n| {
-        let (st, row) = (st.clone(), row.clone());
+        let (log, row) = (log.clone(), row.clone());
         async move {
-            attachments::chunk(st.log(), &row, n)
+            attachments::chunk(&log, &row, n)
                 .map(bytes::Bytes::from)
                 .map_err(|e| {
                     tracing::error!(error = %e, "attachment read failed");

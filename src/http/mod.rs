@@ -28,6 +28,7 @@ pub mod openapi;
 mod presence;
 mod retention;
 mod search;
+mod site_attachments;
 mod sites;
 mod templates;
 mod ui;
@@ -339,6 +340,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/sites/{site}/entries",
             User,
             get(sites::entries),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/sites/{site}/attachments/{id}",
+            User,
+            get(site_attachments::download),
         ),
         r(
             Method::POST,

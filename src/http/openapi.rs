@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{
     accounts, alarms, attachments, auth, contacts, conversations, device_certs, devices, events,
-    events_export, health, ingest, messages, metrics, presence, sites, users, ws,
+    events_export, health, ingest, messages, metrics, presence, site_attachments, sites, users, ws,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,7 @@ use super::{
         sites::list,
         sites::overview,
         sites::entries,
+        site_attachments::download,
         devices::add,
         devices::revoke,
         device_certs::renew,

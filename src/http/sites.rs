@@ -26,14 +26,14 @@ pub struct OverviewList {
     pub sites: Vec<SiteOverview>,
 }
 
-fn hq(state: &AppState) -> Result<&HqRuntime, ApiError> {
+pub(super) fn hq(state: &AppState) -> Result<&HqRuntime, ApiError> {
     state
         .replication()
         .and_then(|r| r.hq())
         .ok_or_else(ApiError::not_found)
 }
 
-fn replication_error(e: ReplicationError) -> ApiError {
+pub(super) fn replication_error(e: ReplicationError) -> ApiError {
     match e {
         ReplicationError::Rejected(r) => ApiError::from(r),
         ReplicationError::Store(s) => ApiError::from(s),
@@ -43,11 +43,11 @@ fn replication_error(e: ReplicationError) -> ApiError {
 
 /// The one answer for a site that does not exist and for one the caller may not see, so that
 /// neither leaks the other.
-fn unknown_site() -> ApiError {
+pub(super) fn unknown_site() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "unknown_site", "no such site")
 }
 
-fn scope(state: &AppState, me: &CurrentUser) -> Result<SiteScope, ApiError> {
+pub(super) fn scope(state: &AppState, me: &CurrentUser) -> Result<SiteScope, ApiError> {
     Ok(SiteScope::of(state.log(), &me.user)?)
 }
 

@@ -69,6 +69,12 @@ pub fn acked(log: &Log) -> Result<u64, ReplicationError> {
         .map_or(0, u64::from_be_bytes))
 }
 
+/// What retention at the edge may purge up to: HQ's acknowledged seq, and no entry whose
+/// attachments have not followed it yet (`blobs::retention_floor`).
+pub fn retention_floor(log: &Log) -> Result<u64, ReplicationError> {
+    super::blobs::retention_floor(log, acked(log)?)
+}
+
 /// Records HQ's answer as the cursor: HQ's head is the truth, even below the old cursor (HQ
 /// restored from a backup takes the missing entries again). An answer whose head hash is not
 /// ours is refused: HQ holds another history than this log.

@@ -29,6 +29,10 @@ pub const PATH_BATCH: &str = "/replication/v1/batch";
 pub const PATH_ENROLL: &str = "/replication/v1/enroll";
 /// A site renews its certificate over its current one (same key, a new CSR).
 pub const PATH_RENEW: &str = "/replication/v1/renew";
+/// Which attachment contents HQ lacks (`blobs::Wanted` → `blobs::WantedAnswer`).
+pub const PATH_BLOBS_WANTED: &str = "/replication/v1/blobs/wanted";
+/// One attachment's content (`blobs::blob_body`).
+pub const PATH_BLOB: &str = "/replication/v1/blob";
 /// The largest request body HQ reads.
 pub const MAX_BODY: usize = 64 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -258,6 +262,19 @@ async fn handle(hq: &Hq, cert: Option<&[u8]>, req: Request<Incoming>) -> Respons
             Ok(a) => reply(StatusCode::OK, serde_json::to_vec(&a).unwrap_or_default()),
             Err(e) => failed(&e),
         },
+        PATH_BLOBS_WANTED | PATH_BLOB => {
+            let Some(site) = cert.and_then(|c| hq.sites.site_of(c)) else {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "unknown_certificate",
+                    "no enrolled site has this certificate",
+                );
+            };
+            match blob_request(hq, &site, &path, &body).await {
+                Ok(b) => reply(StatusCode::OK, b),
+                Err(e) => failed(&e),
+            }
+        }
         PATH_RENEW => {
             let Some((site, cert)) = cert.and_then(|c| hq.sites.site_of(c).map(|s| (s, c))) else {
                 return refuse(
@@ -273,6 +290,24 @@ async fn handle(hq: &Hq, cert: Option<&[u8]>, req: Request<Incoming>) -> Respons
         }
         _ => refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     }
+}
+
+async fn blob_request(
+    hq: &Hq,
+    site: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ReplicationError> {
+    let replica = hq.replicas.replica(site).await?;
+    if path == PATH_BLOB {
+        super::blobs::store(&replica, body).await?;
+        return Ok(b"{}".to_vec());
+    }
+    let req: super::blobs::Wanted = serde_json::from_slice(body)
+        .map_err(|_| Rejection::invalid("bad_blob", "not a list of attachment references"))?;
+    Ok(serde_json::to_vec(
+        &super::blobs::wanted(&replica, req.refs).await?,
+    )?)
 }
 
 fn now_of(hq: &Hq) -> (i64, time::OffsetDateTime) {

@@ -310,6 +310,8 @@ async fn session(
         let head = record_ack(log, &ack).await?;
         note_lag(log, true);
         acked_tx.send_replace(head);
+        // The attachments of what HQ now holds follow, by content hash.
+        super::blobs::ship(log, &mut conn, bucket, head, opts.ship).await?;
     }
 }
 

@@ -817,3 +817,26 @@ async fn a_stub_dated_in_the_future_is_refused() {
     hq.close_all().await;
     edge.close().await;
 }
+
+/// Retention at the edge waits for attachments: its floor is HQ's ack, except that no entry
+/// referencing an attachment above the blob cursor may go; a log without attachment references
+/// needs no cursor write at all.
+#[tokio::test]
+async fn the_edges_retention_floor_waits_for_the_attachments_to_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with(dir.path(), 0, 10).await;
+    assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 8);
+    edge.submit(|tx| {
+        tx.views().put_attachment_ref(4, "a-one")?;
+        tx.views().put_attachment_ref(6, "a-two")?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 3);
+    assert_eq!(super::blobs::retention_floor(&edge, 2).unwrap(), 2);
+    super::blobs::set_cursor(&edge, 4).await.unwrap();
+    assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 5);
+    super::blobs::set_cursor(&edge, 6).await.unwrap();
+    assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 8);
+}

@@ -9,6 +9,32 @@ use super::{
 };
 
 impl ReadTx {
+    /// The (seq, attachment id) references of the entries in (`after`, `upto`], oldest first:
+    /// about `max` of them (the last seq's are never split), and the seq they cover up to
+    /// (`upto` when they are all).
+    pub fn attachment_refs_in(
+        &self,
+        after: u64,
+        upto: u64,
+        max: usize,
+    ) -> Result<(Vec<(u64, String)>, u64), StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_REFS)?;
+        let mut out: Vec<(u64, String)> = Vec::new();
+        for r in t.range((after.saturating_add(1), "")..)? {
+            let (k, _) = r?;
+            let (seq, id) = k.value();
+            if seq > upto {
+                break;
+            }
+            if out.len() >= max && out.last().is_some_and(|(s, _)| *s != seq) {
+                let covered = out.last().map_or(upto, |(s, _)| *s);
+                return Ok((out, covered));
+            }
+            out.push((seq, id.to_string()));
+        }
+        Ok((out, upto))
+    }
+
     /// Bytes of attachments `user` uploaded that still exist.
     pub fn attachment_usage(&self, user: &str) -> Result<u64, StoreError> {
         let t = self.txn.open_table(ATTACHMENT_USAGE)?;

@@ -659,13 +659,13 @@ async fn contact_requests_and_contacts_only_direct_messages() {
 }
 
 /// A PNG-looking file of `n` bytes.
-fn png(n: usize) -> Vec<u8> {
+pub(crate) fn png(n: usize) -> Vec<u8> {
     let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
     v.extend((0..n.saturating_sub(8)).map(|i| (i * 31 % 251) as u8));
     v
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
 }
 
@@ -682,7 +682,7 @@ fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Streamed {
     StreamBody::new(s.boxed())
 }
 
-async fn upload(api: &Api, name: &str, data: Vec<u8>) -> crate::support::Resp {
+pub(crate) async fn upload(api: &Api, name: &str, data: Vec<u8>) -> crate::support::Resp {
     let req = api
         .client
         .request(Method::POST, &format!("/api/v1/attachments?name={name}"))

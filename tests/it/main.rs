@@ -59,6 +59,7 @@ mod replication_chaos;
 mod retention;
 mod search;
 mod ship_classes;
+mod site_attachments;
 mod site_identity;
 mod storage;
 mod tls;
