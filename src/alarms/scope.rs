@@ -1,8 +1,13 @@
 //! Which alarms a reader sees: HQ's own alarms about a replicated site (source `site/<name>`) only
-//! admins, auditors and the users granted that site; every other alarm everyone signed in.
+//! admins, auditors and the users granted that site; every other alarm everyone signed in. An open
+//! socket or ntfy stream follows grant changes from the entries it sees ([`AlarmScope::follow`]).
 
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
+
+use crate::log::Entry;
+use crate::replication::grants::{KIND_GRANTED, KIND_UNGRANTED};
 use crate::store::{ReadTx, Role, StoreError};
 
 /// The source prefix of an alarm about one replicated site (`site/<name>`).
@@ -32,7 +37,7 @@ pub enum AlarmScope {
 impl AlarmScope {
     /// Of user `user` (lower-cased key) with role `role`, as of `rtx`: each request reads it anew,
     /// so a grant given or taken back counts at the next request; an open socket or ntfy stream
-    /// keeps the scope it opened with until it reconnects.
+    /// reads it once and then applies the grant entries it follows ([`AlarmScope::follow`]).
     pub fn of(rtx: &ReadTx, user: &str, role: Role) -> Result<Self, StoreError> {
         if matches!(role, Role::Admin | Role::Auditor) {
             return Ok(Self::All);
@@ -45,6 +50,32 @@ impl AlarmScope {
         ))
     }
 
+    /// Applies live entry `e` to the scope of `user` (lower-cased key): a `site.granted` naming
+    /// the user adds the site, a `site.ungranted` takes it away, at the entry's seq, without a
+    /// store read; every other entry costs one comparison of its kind. Admins and auditors see
+    /// all whatever the grants (a role change ends the user's sessions and sockets).
+    pub fn follow(&mut self, user: &str, e: &Entry) {
+        let granted = match e.kind.as_str() {
+            KIND_GRANTED => true,
+            KIND_UNGRANTED => false,
+            _ => return,
+        };
+        let Self::Sites(sites) = self else {
+            return;
+        };
+        let Ok(g) = serde_json::from_slice::<GrantNote>(&e.body) else {
+            return;
+        };
+        if crate::users::key(&g.user) != user {
+            return;
+        }
+        if granted {
+            sites.insert(g.site);
+        } else {
+            sites.remove(&g.site);
+        }
+    }
+
     /// Whether an alarm of `source` is in scope.
     pub fn sees(&self, source: &str) -> bool {
         match (self, site_of(source)) {
@@ -52,6 +83,13 @@ impl AlarmScope {
             (Self::Sites(s), Some(site)) => s.contains(site),
         }
     }
+}
+
+/// What the scope reads of a grant entry's body.
+#[derive(Deserialize)]
+struct GrantNote {
+    site: String,
+    user: String,
 }
 
 #[cfg(test)]
