@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::log::Entry;
 use crate::replication::grants::{KIND_GRANTED, KIND_UNGRANTED};
-use crate::store::{ReadTx, Role, StoreError};
+use crate::store::{ReadTx, Role, StoreError, WriteTx};
 
 /// The source prefix of an alarm about one replicated site (`site/<name>`).
 pub const SITE_SOURCE_PREFIX: &str = "site/";
@@ -39,7 +39,7 @@ impl AlarmScope {
     /// so a grant given or taken back counts at the next request; an open socket or ntfy stream
     /// reads it once and then applies the grant entries it follows ([`AlarmScope::follow`]).
     pub fn of(rtx: &ReadTx, user: &str, role: Role) -> Result<Self, StoreError> {
-        if matches!(role, Role::Admin | Role::Auditor) {
+        if sees_every_site(role) {
             return Ok(Self::All);
         }
         Ok(Self::Sites(
@@ -83,6 +83,29 @@ impl AlarmScope {
             (Self::Sites(s), Some(site)) => s.contains(site),
         }
     }
+}
+
+/// Admins and auditors see every site's alarms whatever the grants.
+fn sees_every_site(role: Role) -> bool {
+    matches!(role, Role::Admin | Role::Auditor)
+}
+
+/// The predicate of [`AlarmScope`] for one site inside a write: whether user `user` (lower-cased
+/// key) of role `role` sees the alarms about `site`.
+pub fn sees_site(tx: &WriteTx, user: &str, role: Role, site: &str) -> Result<bool, StoreError> {
+    Ok(sees_every_site(role) || tx.site_grant(user, site)?.is_some())
+}
+
+/// The site that alarm occurrences `alarms` are about: the first whose source is `site/<name>`.
+pub fn site_of_alarms(tx: &WriteTx, alarms: &[u64]) -> Result<Option<String>, StoreError> {
+    for id in alarms {
+        if let Some(row) = tx.alarm(*id)?
+            && let Some(site) = site_of(&row.source)
+        {
+            return Ok(Some(site.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 /// What the scope reads of a grant entry's body.
