@@ -129,4 +129,61 @@ mod tests {
         assert!(AlarmScope::All.sees("site/bravo"));
         assert!(!AlarmScope::Sites(BTreeSet::new()).sees(&site_source("bravo")));
     }
+
+    fn entry(kind: &str, body: serde_json::Value) -> Entry {
+        Entry {
+            site: "hq".into(),
+            seq: 1,
+            ts: 0,
+            kind: kind.into(),
+            stream: crate::replication::grants::STREAM.into(),
+            author: "system".into(),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            prev: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn a_followed_scope_applies_the_grant_entries_naming_its_user_only() {
+        let mut s = AlarmScope::Sites(BTreeSet::new());
+        let granted = |site: &str, user: &str| {
+            entry(
+                KIND_GRANTED,
+                serde_json::json!({"site": site, "user": user, "role": "viewer"}),
+            )
+        };
+        // Another user's grant, another kind, an undecodable body: nothing changes.
+        s.follow("alice", &granted("bravo", "bob"));
+        s.follow(
+            "alice",
+            &entry(
+                "alarm.raise",
+                serde_json::json!({"site": "bravo", "user": "alice"}),
+            ),
+        );
+        s.follow("alice", &entry(KIND_GRANTED, serde_json::json!([1])));
+        assert!(!s.sees("site/bravo"));
+        // The user's own (named as stored, any case) adds the site; an ungrant takes it away.
+        s.follow("alice", &granted("bravo", "Alice"));
+        assert!(s.sees("site/bravo") && !s.sees("site/alpha"));
+        s.follow(
+            "alice",
+            &entry(
+                KIND_UNGRANTED,
+                serde_json::json!({"site": "bravo", "user": "alice"}),
+            ),
+        );
+        assert!(!s.sees("site/bravo"));
+        // Admins and auditors see all whatever passes.
+        let mut all = AlarmScope::All;
+        all.follow(
+            "boss",
+            &entry(
+                KIND_UNGRANTED,
+                serde_json::json!({"site": "bravo", "user": "boss"}),
+            ),
+        );
+        assert_eq!(all, AlarmScope::All);
+    }
 }
