@@ -1,12 +1,13 @@
 //! HQ's grants over HTTP, over real TLS: an admin grants and takes back a site with `PUT` and
 //! `DELETE /api/v1/sites/{site}/grants/{user}` (the same `site.granted|ungranted` entries as the
-//! CLI), the user sees the site at once, an open `alarms` socket follows each change without
-//! reconnecting; auditors, operators and bad input are refused with nothing written.
+//! CLI), the user sees the site at once, an open `alarms` socket and an ntfy stream follow each
+//! change without reconnecting; auditors, operators and bad input are refused with nothing written.
 
 use hyper::Method;
 use serde_json::{Value, json};
 
 use crate::alarms::alarm_socket;
+use crate::alarms_ntfy::{Stream, get_stream};
 use crate::chat_support::{Api, PW, Ws};
 use crate::hq_tenancy::{edge, start_hq};
 use crate::support::TestServer;
@@ -40,6 +41,20 @@ async fn site_alarm(hq: &TestServer, site: &str, cond: &str) {
     )
     .await
     .unwrap();
+}
+
+/// The lines of ntfy stream `s` up to the message of alarm source `marker` (raised by
+/// `frames_through` just before).
+async fn lines_through(s: &mut Stream, marker: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let line = s.until("\n").await;
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains(marker) {
+            return out;
+        }
+    }
 }
 
 /// The live frames of `ws` up to the raise of the everyone-visible alarm `marker`, raised by
@@ -81,12 +96,16 @@ async fn an_admin_grants_and_takes_back_a_site_over_http_and_open_sockets_follow
     );
     let since = hq.head_seq();
     let (mut alice_ws, _) = alarm_socket(&alice, since).await;
+    let (status, mut alice_ntfy) = get_stream(&c, "/ntfy/alarms/json", Some(&alice.token)).await;
+    assert_eq!(status, 200);
 
     // Before: alice sees no site, and HQ's alarm about alpha does not reach her socket.
     assert_eq!(alice.get("/api/v1/sites").await.json()["sites"], json!([]));
     site_alarm(&hq, "alpha", "cond.before").await;
     let seen = frames_through(&mut alice_ws, &boss, "marker-1").await;
     assert!(!seen.contains("cond.before"), "{seen}");
+    let lines = lines_through(&mut alice_ntfy, "marker-1").await;
+    assert!(!lines.contains("cond.before"), "{lines}");
 
     // The admin grants: one `site.granted` entry, alpha visible at once, and the open socket
     // gets the next alarm about alpha.
@@ -107,6 +126,8 @@ async fn an_admin_grants_and_takes_back_a_site_over_http_and_open_sockets_follow
     site_alarm(&hq, "alpha", "cond.granted").await;
     let seen = frames_through(&mut alice_ws, &boss, "marker-2").await;
     assert!(seen.contains("cond.granted"), "{seen}");
+    let lines = lines_through(&mut alice_ntfy, "marker-2").await;
+    assert!(lines.contains("cond.granted"), "{lines}");
 
     // Admins and auditors read the grants; nobody else does.
     for api in [&boss, &audrey] {
@@ -266,6 +287,8 @@ async fn an_admin_grants_and_takes_back_a_site_over_http_and_open_sockets_follow
     site_alarm(&hq, "alpha", "cond.ungranted").await;
     let seen = frames_through(&mut alice_ws, &boss, "marker-3").await;
     assert!(!seen.contains("cond.ungranted"), "{seen}");
+    let lines = lines_through(&mut alice_ntfy, "marker-3").await;
+    assert!(!lines.contains("cond.ungranted"), "{lines}");
 
     // Granted again: the same socket gets it again.
     let put = boss
@@ -279,6 +302,8 @@ async fn an_admin_grants_and_takes_back_a_site_over_http_and_open_sockets_follow
     site_alarm(&hq, "alpha", "cond.regranted").await;
     let seen = frames_through(&mut alice_ws, &boss, "marker-4").await;
     assert!(seen.contains("cond.regranted"), "{seen}");
+    let lines = lines_through(&mut alice_ntfy, "marker-4").await;
+    assert!(lines.contains("cond.regranted"), "{lines}");
 
     alpha.stop().await;
     hq.stop().await;
