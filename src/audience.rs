@@ -22,6 +22,10 @@ pub struct Viewer {
 pub trait Audience: Send {
     fn admit(&mut self, e: &Entry) -> bool;
 
+    /// Sees every live entry of the socket before it is dispatched, whichever domain claims
+    /// it, so a rule can follow what changes it (a grant); it must stay cheap (no store read).
+    fn observe(&mut self, _e: &Entry) {}
+
     /// `Ok(None)` when there are more than `room` seqs: too far behind to replay.
     fn replay(
         &self,
@@ -164,6 +168,9 @@ impl std::fmt::Debug for ViewerFilter {
 impl ViewerFilter {
     /// Whether the viewer sees `e`; an entry no domain claims is seen by nobody.
     pub fn admit(&mut self, e: &Entry) -> bool {
+        for (_, a) in &mut self.domains {
+            a.observe(e);
+        }
         self.domains
             .iter_mut()
             .find(|(kinds, _)| kinds.iter().any(|k| e.kind.starts_with(k)))

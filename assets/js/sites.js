@@ -1,12 +1,15 @@
-// HQ's site screens, read-only: "All sites" (per site connected, lag, last checkpoint and the
-// unacknowledged alarms by priority) and one site's replicated entries, with a site switcher.
+// HQ's site screens: "All sites" (per site connected, lag, last checkpoint and the unacknowledged
+// alarms by priority; for admins and auditors each site's grants, which admins give and take
+// back) and one site's replicated entries, read-only, with a site switcher.
 
 import { h, clear, toast } from './dom.js';
+import { S } from './model.js';
 import * as sites from './api/sites.js';
 
 const time = (us) => new Date(us / 1000).toLocaleString();
 // Each priority has a shape and a label besides its colour, as in the alarm banner.
 const PRIORITIES = [['critical', '◆'], ['high', '▲'], ['medium', '■'], ['low', '●']];
+const GRANT_ROLES = ['viewer', 'operator', 'admin'];
 const KINDS = [['', 'all kinds'], ['event', 'events'], ['alarm.', 'alarms'], ['incident.', 'incidents'], ['message.', 'messages']];
 
 
@@ -24,6 +27,49 @@ function unackedCell(u) {
   const parts = PRIORITIES.filter(([p]) => u[p] > 0).map(([p, shape]) =>
     h('span', { class: `prio ${p}`, title: `${u[p]} unacknowledged ${p}` }, `${shape} ${p} ${u[p]}`));
   return parts.length ? parts : h('span', { class: 'muted' }, 'none');
+}
+
+// One site's grants: who holds which role; an admin gets a form to grant (or change a role) and
+// a button per grant to take it back. Repainted after each change, not on the overview's timer,
+// so a half-typed name survives.
+function siteGrants(site, admin) {
+  const list = h('ul', { class: 'grants' });
+  const note = h('p', { class: 'muted', role: 'status' });
+  const act = async (f, msg) => {
+    try { await f(); toast(msg); paint(); } catch (e) { toast(e.message, 'error'); }
+  };
+  const paint = async () => {
+    try {
+      const r = await sites.grants(site);
+      note.textContent = r.grants.length ? '' : 'No grants: only admins and auditors read this site.';
+      clear(list, r.grants.map((g) => h('li', { dataset: { user: g.user, role: g.role } },
+        h('span', {}, `${g.user}: ${g.role}`),
+        admin ? h('button', { class: 'danger', 'aria-label': `Take back ${g.user}'s grant on ${site}`, onclick: () => act(() => sites.ungrant(site, g.user), `Took back ${g.user}'s grant on ${site}`) }, 'Take back') : null)));
+    } catch (e) { note.textContent = e.message; }
+  };
+  paint();
+  let form = null;
+  if (admin) {
+    const user = h('input', { required: true, name: 'user', 'aria-label': `User to grant ${site}`, placeholder: 'HQ user', autocapitalize: 'none' });
+    const role = h('select', { name: 'role', 'aria-label': `Role on ${site}` }, GRANT_ROLES.map((r) => h('option', { value: r }, r)));
+    form = h('form', { class: 'row grant' }, user, role, h('button', { class: 'primary' }, 'Grant'));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const u = user.value.trim();
+      act(() => sites.grant(site, u, role.value).then(() => { user.value = ''; }), `Granted ${site} to ${u}`);
+    });
+  }
+  return h('section', { class: 'card site-grants', dataset: { site } }, h('h4', {}, `Grants on ${site}`), note, list, form);
+}
+
+// The grants of every site, for admins (who change them) and auditors (who read them).
+function grantsPanel() {
+  const admin = S.me && S.me.role === 'admin';
+  const panel = h('section', { id: 'site-grants', 'aria-label': 'Grants' }, h('h3', {}, 'Who may read which site'));
+  sites.list().then((r) => {
+    for (const s of r.sites) panel.append(siteGrants(s.site, admin));
+  }, (e) => toast(e.message, 'error'));
+  return panel;
 }
 
 export function allSitesScreen(go) {
@@ -50,7 +96,8 @@ export function allSitesScreen(go) {
   paint();
   const timer = setInterval(paint, 15000);
   return {
-    el: h('div', { class: 'screen all-sites' }, h('h2', {}, 'All sites'), switcher(go, ''), note, table),
+    el: h('div', { class: 'screen all-sites' }, h('h2', {}, 'All sites'), switcher(go, ''), note, table,
+      S.me && (S.me.role === 'admin' || S.me.role === 'auditor') ? grantsPanel() : null),
     close: () => clearInterval(timer),
   };
 }

@@ -273,17 +273,24 @@ pub fn audience(rtx: &ReadTx, viewer: &Viewer) -> Result<Box<dyn Audience>, Stor
     let index = SiteWide(|rtx, lo, hi, limit| rtx.alarm_seqs(lo, hi, limit));
     Ok(Box::new(Scoped {
         scope: AlarmScope::of(rtx, &viewer.user, viewer.role)?,
+        user: viewer.user.clone(),
         index,
     }))
 }
 
-/// The alarms audience of one socket: the alarm index, narrowed to the viewer's scope.
+/// The alarms audience of one socket: the alarm index, narrowed to the viewer's scope, which
+/// follows the grant entries passing through the socket.
 struct Scoped {
     scope: AlarmScope,
+    user: String,
     index: SiteWide,
 }
 
 impl Audience for Scoped {
+    fn observe(&mut self, e: &Entry) {
+        self.scope.follow(&self.user, e);
+    }
+
     fn admit(&mut self, e: &Entry) -> bool {
         match self.scope {
             AlarmScope::All => true,

@@ -136,6 +136,42 @@ pub fn lag_signal(site: &str, behind_secs: u64, limit_secs: u64, here: &str) -> 
     s
 }
 
+/// Clears the lag alarms HQ raised about other sites before they took source `site/<name>`:
+/// then HQ raised `replication.lag.<site>` on source `plantwire`, and today's checks (on
+/// `site/<site>`) never clear those, so one still active would stand forever and every user
+/// would see it, grant or not. Each is cleared as `system` with a message saying why (its
+/// `alarm.*` entry like every transition); the lag alarm of this site itself (an edge's own,
+/// on `plantwire`) is not legacy and is left alone. One read when there is nothing to clear.
+/// Returns how many it cleared.
+pub async fn clear_legacy_lag(log: &Log) -> Result<usize, SubmitError> {
+    let prefix = format!("{REPLICATION_LAG}.");
+    let own = format!("{prefix}{}", log.site());
+    let rows = log
+        .read()
+        .map_err(storage)?
+        .alarm_currents(Some(SOURCE))
+        .map_err(storage)?;
+    let mut cleared = 0;
+    for row in rows {
+        let Some(site) = row.condition.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !row.input_active || row.condition == own {
+            continue;
+        }
+        let message = format!(
+            "cleared: a lag alarm from before site-scoped alarms; site {site}'s replication lag is \
+             now raised on source {}",
+            super::scope::site_source(site)
+        );
+        let mut s = signal(&row.condition, false, row.priority, message);
+        s.source = SOURCE.into();
+        super::raise(log, &Author::System, s).await?;
+        cleared += 1;
+    }
+    Ok(cleared)
+}
+
 fn storage(e: impl Into<crate::store::StoreError>) -> SubmitError {
     SubmitError::Storage(Arc::new(e.into()))
 }
@@ -280,6 +316,9 @@ pub async fn check_all(
             Err(e) => tracing::warn!(error = %e, "counting annunciated alarms failed"),
         }
     }
+    if probes.replication_lag.is_some() {
+        clear_legacy_lag(log).await?;
+    }
     if on(SystemAlarm::ReplicationLag)
         && let Some(lag) = &probes.replication_lag
     {
@@ -313,5 +352,75 @@ mod tests {
         assert_eq!(at_hq.condition, "replication.lag.north");
         assert_eq!(at_hq.source, "site/north");
         assert_eq!(lag_signal("north", 0, 600, "north").source, SOURCE);
+    }
+
+    /// HQ `north` with a legacy lag alarm about `east` (source `plantwire`) standing, one about
+    /// `west` already cleared, its own lag alarm on `plantwire`, and today's `site/east` alarm.
+    #[tokio::test]
+    async fn legacy_lag_alarms_about_other_sites_are_cleared_with_a_reason_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(crate::clock::ManualClock::new(1_700_000_000_000_000));
+        let log = crate::alarms::tests::open(dir.path(), clock);
+        let legacy = |site: &str, active: bool| {
+            signal(
+                &format!("{REPLICATION_LAG}.{site}"),
+                active,
+                Priority::High,
+                format!("replication of site {site} is far behind"),
+            )
+        };
+        for s in [
+            legacy("east", true),
+            legacy("west", true),
+            legacy("west", false),
+            legacy("north", true),
+            lag_signal("east", 900, 600, "north"),
+        ] {
+            crate::alarms::raise(&log, &Author::System, s)
+                .await
+                .unwrap();
+        }
+        let head = {
+            let rtx = log.read().unwrap();
+            log.head(&rtx).unwrap()
+        };
+
+        assert_eq!(clear_legacy_lag(&log).await.unwrap(), 1);
+
+        let rtx = log.read().unwrap();
+        let row = |source: &str, site: &str| {
+            let id = rtx
+                .alarm_current(source, &format!("{REPLICATION_LAG}.{site}"))
+                .unwrap()
+                .unwrap();
+            rtx.alarm(id).unwrap().unwrap()
+        };
+        assert!(!row(SOURCE, "east").input_active);
+        assert!(
+            row(SOURCE, "north").input_active,
+            "this site's own is not legacy"
+        );
+        assert!(
+            row("site/east", "east").input_active,
+            "today's alarm stands"
+        );
+        // One entry, by the system, saying why.
+        let new: Vec<_> = ((head + 1)..=log.head(&rtx).unwrap())
+            .map(|s| log.entry(&rtx, s).unwrap().unwrap())
+            .collect();
+        assert_eq!(new.len(), 1);
+        assert!(new[0].kind.starts_with(crate::alarms::KIND_PREFIX));
+        assert_eq!(new[0].author, Author::System.to_string());
+        let body: AlarmEntry = serde_json::from_slice(&new[0].body).unwrap();
+        assert_eq!(body.alarm.source, SOURCE);
+        assert_eq!(body.alarm.condition, "replication.lag.east");
+        assert!(
+            body.alarm.message.contains("source site/east"),
+            "{}",
+            body.alarm.message
+        );
+        drop(rtx);
+        // Nothing left: the next check writes nothing.
+        assert_eq!(clear_legacy_lag(&log).await.unwrap(), 0);
     }
 }

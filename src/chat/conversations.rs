@@ -428,9 +428,16 @@ pub async fn add_members(
             }
             _ => {}
         }
+        let site = match c.kind {
+            ConvKind::Incident => crate::incidents::site_scope::site_of(tx.views(), &id)?,
+            _ => None,
+        };
         let mut new = Vec::new();
         for u in &users {
             active_user(tx, u)?;
+            if !crate::incidents::site_scope::may_take_part(tx.views(), site.as_deref(), u)? {
+                return Err(crate::incidents::site_scope::not_granted(u).into());
+            }
             if !tx.views().member(&id, u)?.is_some_and(|m| m.active) {
                 new.push(u.clone());
             }
@@ -484,42 +491,67 @@ pub async fn remove_member(
         let Some(row) = tx.views().member(&id, &target)?.filter(|m| m.active) else {
             return Err(Rejection::not_found("not_a_member", "this user is not a member").into());
         };
-        // When the last owner leaves, the longest-standing member takes over.
-        let mut new_owner = None;
-        if row.role == MemberRole::Owner {
-            let members = tx.views().members(&id)?;
-            let owners_left = members
-                .iter()
-                .filter(|m| m.active && m.role == MemberRole::Owner && m.user != target)
-                .count();
-            if owners_left == 0 {
-                new_owner = members
-                    .iter()
-                    .filter(|m| m.active && m.user != target)
-                    .min_by_key(|m| m.spans.last().map_or(0, |s| s.from))
-                    .cloned();
-            }
-        }
-        let seq = append(
-            tx,
-            &me,
-            &ChatBody::Left {
-                conv: id.clone(),
-                users: vec![target.clone()],
-                by: me.clone(),
-                new_owner: new_owner.as_ref().map(|m| m.user.clone()),
-            },
-        )?;
-        dismiss(tx, &mut c, row, seq)?;
-        if let Some(mut o) = new_owner {
-            o.role = MemberRole::Owner;
-            tx.views().put_member(&o)?;
-        }
-        c.last_seq = seq;
-        tx.views().put_conv(&c)?;
-        Ok(())
+        leave(tx, &mut c, row, &me)
     })
     .await
+}
+
+/// Takes `user` out of conversation `conv` by `by` in the job, as [`remove_member`] does once
+/// its checks passed; `false` when `user` is not an active member.
+pub(crate) fn remove_in_tx(
+    tx: &mut Tx<'_>,
+    conv: &str,
+    user: &str,
+    by: &str,
+) -> Result<bool, AppendError> {
+    let Some(mut c) = tx.views().conv(conv)? else {
+        return Ok(false);
+    };
+    let Some(row) = tx.views().member(conv, user)?.filter(|m| m.active) else {
+        return Ok(false);
+    };
+    leave(tx, &mut c, row, by)?;
+    Ok(true)
+}
+
+/// Ends membership `row` of `c` with a `chat.left` entry by `me`.
+fn leave(tx: &mut Tx<'_>, c: &mut ConvRow, row: MemberRow, me: &str) -> Result<(), AppendError> {
+    let id = c.id.clone();
+    let target = row.user.clone();
+    // When the last owner leaves, the longest-standing member takes over.
+    let mut new_owner = None;
+    if row.role == MemberRole::Owner {
+        let members = tx.views().members(&id)?;
+        let owners_left = members
+            .iter()
+            .filter(|m| m.active && m.role == MemberRole::Owner && m.user != target)
+            .count();
+        if owners_left == 0 {
+            new_owner = members
+                .iter()
+                .filter(|m| m.active && m.user != target)
+                .min_by_key(|m| m.spans.last().map_or(0, |s| s.from))
+                .cloned();
+        }
+    }
+    let seq = append(
+        tx,
+        me,
+        &ChatBody::Left {
+            conv: id,
+            users: vec![target],
+            by: me.to_string(),
+            new_owner: new_owner.as_ref().map(|m| m.user.clone()),
+        },
+    )?;
+    dismiss(tx, c, row, seq)?;
+    if let Some(mut o) = new_owner {
+        o.role = MemberRole::Owner;
+        tx.views().put_member(&o)?;
+    }
+    c.last_seq = seq;
+    tx.views().put_conv(c)?;
+    Ok(())
 }
 
 /// Renames a group or channel (owner or admin).

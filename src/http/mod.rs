@@ -29,6 +29,7 @@ mod presence;
 mod retention;
 mod search;
 mod site_attachments;
+mod site_grants;
 mod sites;
 mod templates;
 mod ui;
@@ -340,6 +341,25 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/sites/{site}/entries",
             User,
             get(sites::entries),
+        ),
+        // Grants at HQ: admins and auditors read them, admins change them.
+        r(
+            Method::GET,
+            "/api/v1/sites/{site}/grants",
+            User,
+            get(site_grants::list),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/sites/{site}/grants/{user}",
+            User,
+            put(site_grants::put),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/sites/{site}/grants/{user}",
+            User,
+            delete(site_grants::delete),
         ),
         r(
             Method::GET,

@@ -132,6 +132,7 @@ impl Sub {
             self.done = true;
             return;
         }
+        self.scope.follow(&self.user, e);
         if let Some(m) = message_of(e, &self.topic, self.floor, &self.scope) {
             self.ready.push_back(encode(self.format, &m));
         }

@@ -348,7 +348,12 @@ pub async fn assign(
                 Some("") => None,
                 Some(a) => {
                     match tx.views().user(a)? {
-                        Some(u) if u.status == UserStatus::Active => {}
+                        Some(u) if u.status == UserStatus::Active => {
+                            let site = super::site_scope::site_of(tx.views(), &id)?;
+                            if !super::site_scope::may_take_part(tx.views(), site.as_deref(), a)? {
+                                return Err(super::site_scope::not_granted(a).into());
+                            }
+                        }
                         _ => {
                             return Err(Rejection::not_found(
                                 "no_such_user",

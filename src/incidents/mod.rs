@@ -14,6 +14,7 @@ pub mod placeholders;
 pub mod read;
 pub mod report;
 pub mod rules;
+pub mod site_scope;
 pub mod templates;
 
 use std::collections::BTreeMap;

@@ -257,10 +257,21 @@ pub fn open_in_tx(
     if tpl.archived {
         return Err(Rejection::conflict("template_archived", "this template is archived").into());
     }
+    // About a site: only who may read it takes part (a rule leaves the others out).
+    let site = match p.alarm {
+        Some(a) => crate::alarms::scope::site_of_alarms(tx.views(), &[a])?,
+        None => None,
+    };
     let mut people: Vec<String> = Vec::new();
     for m in &p.members {
         match tx.views().user(m)? {
-            Some(u) if u.status == UserStatus::Active => people.push(m.clone()),
+            Some(u) if u.status == UserStatus::Active => {
+                if super::site_scope::may_take_part(tx.views(), site.as_deref(), m)? {
+                    people.push(m.clone());
+                } else if !quiet {
+                    return Err(super::site_scope::not_granted(m).into());
+                }
+            }
             _ if quiet => {}
             _ => {
                 return Err(

@@ -94,7 +94,8 @@ pub async fn grant(
         .await?)
 }
 
-/// Takes back the grant of `username` on `site`; `no_grant` when there is none.
+/// Takes back the grant of `username` on `site` and takes them out of the incidents about the
+/// site (`incidents::site_scope`); `no_grant` when there is none.
 pub async fn ungrant(
     log: &Log,
     site: &str,
@@ -121,6 +122,12 @@ pub async fn ungrant(
             let entry = NewEntry::json(KIND_UNGRANTED, STREAM, &by, &body)?;
             tx.views().remove_site_grant(&user, &site)?;
             tx.append(entry)?;
+            // Out of the site's scope, out of its incidents too (`incidents::site_scope`).
+            let by_name = match &by {
+                Author::User(u) => u.as_str(),
+                _ => "system",
+            };
+            crate::incidents::site_scope::dismiss_from_site(tx, &user, &site, by_name)?;
             Ok(())
         })
         .await?)

@@ -150,7 +150,7 @@ impl Replicas {
         self.site_dir(site).join("plantwire.redb").exists()
     }
 
-    /// Creates the site's directory (enrolment); its replica file appears with the first batch.
+    /// Creates the site's directory (enrolment, which then opens its replica to pin its key).
     pub fn create_site(&self, site: &str) -> Result<(), ReplicationError> {
         if !valid_site(site) {
             return Err(Rejection::invalid(

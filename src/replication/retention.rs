@@ -38,7 +38,7 @@ pub async fn run(config: Config, replicas: Arc<Replicas>, hq: Log, stop: Cancell
             if stop.is_cancelled() {
                 return;
             }
-            // A site enrolled but not shipped yet has no replica file: nothing to purge.
+            // A site added but not enrolled yet has no replica file: nothing to purge.
             if !replicas.has_replica(&site) {
                 continue;
             }

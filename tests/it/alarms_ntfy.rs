@@ -14,7 +14,7 @@ use crate::chat_support::{Api, PW, people};
 use crate::support::{Client, TestServer, test_author};
 
 /// An open streaming response, read chunk by chunk.
-struct Stream {
+pub(crate) struct Stream {
     body: Incoming,
     buf: String,
     _conn: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -22,7 +22,7 @@ struct Stream {
 
 impl Stream {
     /// Reads until `sep` and returns what came before it (without it).
-    async fn until(&mut self, sep: &str) -> String {
+    pub(crate) async fn until(&mut self, sep: &str) -> String {
         loop {
             if let Some(i) = self.buf.find(sep) {
                 let out = self.buf[..i].to_string();
@@ -72,7 +72,11 @@ impl Stream {
     }
 }
 
-async fn get_stream(c: &Client, path: &str, token: Option<&str>) -> (StatusCode, Stream) {
+pub(crate) async fn get_stream(
+    c: &Client,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Stream) {
     let (s, _, st) = get_stream_as(c, path, token.map(|t| format!("Bearer {t}"))).await;
     (s, st)
 }

@@ -70,7 +70,7 @@ async fn write(edge: &TestServer, streams: &[&str], n: usize) -> Vec<Vec<u64>> {
 /// HQ sets `north`'s events to one day (the class default is forever) and, two days later,
 /// purges the replica's events and nothing else; `audit verify --site north` passes and names
 /// the purged seqs; HQ's log holds `retention.scope` and `retention.purged` with `"site":
-/// "north"`; the edge still reads every entry. A site with no replica is `unknown_site`, and
+/// "north"`; the edge still reads every entry. A site not enrolled yet has no replica, and
 /// `--class` with an unknown class is refused.
 #[tokio::test]
 async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
@@ -82,8 +82,18 @@ async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
         c.retention.pause_ms = 0;
     })
     .await;
-    // Before its first batch a site has no replica to bound.
-    let _south = enrolled(&hq, "south").await;
+    // A site added but not enrolled has no replica to bound (enrolment makes it, pinning the
+    // site's signing key there).
+    let added = admin(
+        &hq,
+        Request::Site {
+            site: SiteCommand::Add {
+                name: "south".into(),
+            },
+        },
+    )
+    .await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
     let early = admin(&hq, at_hq("south", RetentionCommand::Status)).await;
     assert_ne!(early.code, 0);
     assert!(early.stderr.contains("no replica"), "{}", early.stderr);

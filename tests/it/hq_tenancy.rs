@@ -98,6 +98,7 @@ fn fill(path: &str, site: &str) -> String {
         .replace("{topic}", site)
         .replace("{name}", site)
         .replace("{username}", site)
+        .replace("{user}", site)
         .replace("{id}", "1")
         .replace("{seq}", "1")
         .replace("{sequence_id}", "1")

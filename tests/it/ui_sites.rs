@@ -1,6 +1,7 @@
 //! HQ's site screens in a real headless Chromium: an HQ admin opens **Sites** from the bar, sees
-//! the enrolled site connected with its unacknowledged critical alarm, switches to the site and
-//! reads its replicated entries; axe-core finds nothing serious on either screen.
+//! the enrolled site connected with its unacknowledged critical alarm, grants the site to a user
+//! and takes the grant back, switches to the site and reads its replicated entries; axe-core
+//! finds nothing serious on either screen.
 
 use serde_json::json;
 
@@ -24,6 +25,7 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
     let hq = start_hq().await;
     let alpha = edge(&hq, "alpha", "ui-marker-41d7").await;
     hq.user("ada", Role::Admin, PW).await;
+    hq.user("vera", Role::Viewer, PW).await;
     let base = origin(&hq);
     let driver = Driver::start(&driver_bin, &browser_bin).await;
     let b = driver.session(&spki_hash(&hq).await).await;
@@ -39,8 +41,54 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
         )
         .await;
     assert_eq!(row, json!(["true", "◆ critical 1"]));
+
+    // Grant alpha to vera as an operator through the form, then take it back.
+    let grants = "#site-grants section[data-site='alpha']";
+    b.find(&format!("{grants} form.grant")).await;
+    b.type_into(&format!("{grants} input[name='user']"), "vera")
+        .await;
+    b.js(
+        "const s = document.querySelector(\"#site-grants section[data-site='alpha'] select[name='role']\");
+         s.value = 'operator';",
+        json!([]),
+    )
+    .await;
+    b.click(&format!("{grants} form.grant button")).await;
+    b.find(&format!(
+        "{grants} li[data-user='vera'][data-role='operator']"
+    ))
+    .await;
+    let granted = hq
+        .state()
+        .log()
+        .read()
+        .unwrap()
+        .site_grants_of("vera")
+        .unwrap();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(
+        (granted[0].site.as_str(), granted[0].role),
+        ("alpha", Role::Operator)
+    );
     let violations = axe(&b).await;
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+    b.click(&format!("{grants} li[data-user='vera'] button"))
+        .await;
+    b.wait_for(
+        "the grant taken back",
+        "return !document.querySelector(\"#site-grants li[data-user='vera']\")",
+        json!([]),
+    )
+    .await;
+    assert!(
+        hq.state()
+            .log()
+            .read()
+            .unwrap()
+            .site_grants_of("vera")
+            .unwrap()
+            .is_empty()
+    );
 
     b.js(
         "const s = document.getElementById('site-switcher');

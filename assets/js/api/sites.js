@@ -1,7 +1,8 @@
 // Paths of /api/v1/sites (HQ only; 404 elsewhere): the sites the signed-in person may read (all
-// for admins and auditors, the granted ones for others), the all-sites overview, one site's entries.
+// for admins and auditors, the granted ones for others), the all-sites overview, one site's
+// entries, and a site's grants (admins and auditors read them, admins change them).
 
-import { get } from './http.js';
+import { get, put, del, enc } from './http.js';
 
 export const list = () => get('/api/v1/sites');
 export const overview = () => get('/api/v1/sites/overview');
@@ -13,3 +14,8 @@ export function entries(site, q) {
   const qs = p.toString();
   return get(`/api/v1/sites/${encodeURIComponent(site)}/entries${qs ? `?${qs}` : ''}`);
 }
+
+export const grants = (site) => get(`/api/v1/sites/${enc(site)}/grants`);
+// `role`: viewer | operator | admin.
+export const grant = (site, user, role) => put(`/api/v1/sites/${enc(site)}/grants/${enc(user)}`, { role });
+export const ungrant = (site, user) => del(`/api/v1/sites/${enc(site)}/grants/${enc(user)}`);
