@@ -7,7 +7,7 @@ use axum::response::Response;
 use super::attachments::file_response;
 use super::error::ApiError;
 use super::extract::{RequireRole, Viewer};
-use super::sites::{hq, replication_error, scope, unknown_site};
+use super::sites::{readable_site, replication_error};
 use crate::replication::blobs;
 use crate::state::AppState;
 
@@ -22,19 +22,7 @@ pub async fn download(
     RequireRole(me, _): RequireRole<Viewer>,
     Path((site, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let h = hq(&state)?;
-    let scope = scope(&state, &me)?;
-    if !scope.allows(&site)
-        || !scope.reads_all_kinds(&site)
-        || !h
-            .hq
-            .replicas
-            .sites()
-            .map_err(replication_error)?
-            .contains(&site)
-    {
-        return Err(unknown_site());
-    }
+    let (h, _) = readable_site(&state, &me, &site, true)?;
     let replica =
         h.hq.replicas
             .replica(&site)

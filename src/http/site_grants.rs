@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser};
+use super::sites::{hq, replication_error, unknown_site};
 use crate::log::Author;
-use crate::replication::ReplicationError;
 use crate::replication::grants::{self, GrantRole, SiteScope};
-use crate::replication::runtime::HqRuntime;
 use crate::state::AppState;
 use crate::store::{Role, SiteGrantRow};
 
@@ -52,26 +51,6 @@ pub struct GrantList {
 pub struct GrantRequest {
     #[schema(value_type = String, example = "viewer")]
     pub role: GrantRole,
-}
-
-fn hq(state: &AppState) -> Result<&HqRuntime, ApiError> {
-    state
-        .replication()
-        .and_then(|r| r.hq())
-        .ok_or_else(ApiError::not_found)
-}
-
-fn replication_error(e: ReplicationError) -> ApiError {
-    match e {
-        ReplicationError::Rejected(r) => ApiError::from(r),
-        ReplicationError::Store(s) => ApiError::from(s),
-        ReplicationError::Submit(s) => ApiError::from(s),
-        other => ApiError::internal(&other),
-    }
-}
-
-fn unknown_site() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "unknown_site", "no such site")
 }
 
 /// A site the caller may not read answers as one that does not exist (as every site route);

@@ -37,6 +37,7 @@ pub(super) fn replication_error(e: ReplicationError) -> ApiError {
     match e {
         ReplicationError::Rejected(r) => ApiError::from(r),
         ReplicationError::Store(s) => ApiError::from(s),
+        ReplicationError::Submit(s) => ApiError::from(s),
         other => ApiError::internal(&other),
     }
 }
@@ -49,6 +50,30 @@ pub(super) fn unknown_site() -> ApiError {
 
 pub(super) fn scope(state: &AppState, me: &CurrentUser) -> Result<SiteScope, ApiError> {
     Ok(SiteScope::of(state.log(), &me.user)?)
+}
+
+/// HQ's runtime and the caller's scope when `site` is enrolled and the caller may read it
+/// (`whole`: its entries whole, not withheld); otherwise the one `unknown_site` answer.
+pub(super) fn readable_site<'a>(
+    state: &'a AppState,
+    me: &CurrentUser,
+    site: &str,
+    whole: bool,
+) -> Result<(&'a HqRuntime, SiteScope), ApiError> {
+    let h = hq(state)?;
+    let scope = scope(state, me)?;
+    let enrolled = || -> Result<bool, ApiError> {
+        Ok(h.hq
+            .replicas
+            .sites()
+            .map_err(replication_error)?
+            .iter()
+            .any(|s| s == site))
+    };
+    if !scope.allows(site) || (whole && !scope.reads_all_kinds(site)) || !enrolled()? {
+        return Err(unknown_site());
+    }
+    Ok((h, scope))
 }
 
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", responses((status = 200, body = SiteList, description = "the sites the caller may read: all for admins and auditors, the granted ones for others"), (status = 404, body = super::error::ErrorResponse, description = "this server is not an HQ")))]
@@ -105,18 +130,7 @@ pub async fn entries(
     Path(site): Path<String>,
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<EntryPage>, ApiError> {
-    let h = hq(&state)?;
-    let scope = scope(&state, &me)?;
-    if !scope.allows(&site)
-        || !h
-            .hq
-            .replicas
-            .sites()
-            .map_err(replication_error)?
-            .contains(&site)
-    {
-        return Err(unknown_site());
-    }
+    let (h, scope) = readable_site(&state, &me, &site, false)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let query = views::EntryQuery {
         since: q.since,

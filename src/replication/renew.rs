@@ -78,14 +78,7 @@ pub async fn renew(
     })?;
     let key = rcgen::KeyPair::from_pem(&key_pem)
         .map_err(|_| Rejection::invalid("bad_identity", "the site key is not a PEM key"))?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, site);
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| Rejection::invalid("key_failed", e.to_string()))?;
+    let csr_pem = super::ship::csr(&key, site)?;
     let body = serde_json::to_vec(&RenewRequest { csr_pem })?;
     let answer: EnrolAnswer = serde_json::from_slice(&conn.post(net::PATH_RENEW, body).await?)?;
     let validity = validity_of(answer.cert_pem.as_bytes())?;

@@ -46,6 +46,18 @@ pub(super) fn write_private(path: &Path, data: &[u8]) -> Result<(), ReplicationE
     f.sync_all().map_err(io)
 }
 
+/// A CSR (PEM) for `key`, named `site` (HQ sets everything else).
+pub(super) fn csr(key: &rcgen::KeyPair, site: &str) -> Result<String, ReplicationError> {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, site);
+    Ok(params
+        .serialize_request(key)
+        .and_then(|r| r.pem())
+        .map_err(|e| Rejection::invalid("key_failed", e.to_string()))?)
+}
+
 /// `replication enroll CODE` for the site `site`: makes a P-256 key, sends a CSR with the token
 /// to HQ over TLS pinned to the code's CA fingerprint, and stores what HQ answers.
 pub async fn enroll(code: &str, site: &str, state_dir: &Path) -> Result<(), ReplicationError> {
@@ -62,14 +74,7 @@ pub async fn enroll(code: &str, site: &str, state_dir: &Path) -> Result<(), Repl
     }
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| Rejection::invalid("key_failed", e.to_string()))?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, site);
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| Rejection::invalid("key_failed", e.to_string()))?;
+    let csr_pem = csr(&key, site)?;
     // HQ pins the key the site signs its checkpoints with (made here if the server never ran).
     let signer = crate::bootstrap::ensure_signing_key(state_dir)
         .map_err(|e| Rejection::invalid("bad_signing_key", e.to_string()))
