@@ -643,7 +643,14 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
         })
         .expect("a chat entry travels as a stub");
     stub.hash[0] ^= 1;
+    // In v3 the next entry's hash is recomputed from the stub's, and the next stub carries
+    // the prev the edge had: the batch does not even decode.
     let bytes = wire::encode(&batch, true);
+    let err = wire::decode(&bytes).unwrap_err();
+    assert!(matches!(err, wire::WireError::StubPrev(_)), "{err}");
+    assert_eq!(err.code(), "broken_link");
+    // In v2 (hashes carried) HQ finds the broken link itself.
+    let bytes = wire::encode_v2(&batch, true);
     let err = bad_hq
         .receive("north", wire::decode(&bytes).unwrap())
         .await
