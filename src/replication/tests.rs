@@ -310,6 +310,10 @@ fn deflate_earns_its_keep_on_300_byte_events() {
     };
     let raw = wire::encode(&batch, false);
     let per = |n: usize| n as f64 / 256.0;
+    println!(
+        "v2 deflated {:.1} B/event",
+        per(wire::encode_v2(&batch, true).len())
+    );
     let mut line = format!(
         "body JSON {:.0} B/event, raw frame {:.0} B/event",
         per(json_bytes),
