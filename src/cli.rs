@@ -512,6 +512,10 @@ pub enum BenchCommand {
         edge: bool,
         #[arg(long, default_value = "replication-code.txt")]
         code_file: PathBuf,
+        /// The `nats-server` for the JetStream row (default: `nats-server` on PATH; the row says
+        /// skipped when there is none).
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
     },
 }
 
@@ -960,6 +964,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     hq_listen,
                     edge,
                     code_file,
+                    nats_server,
                 },
         } => {
             use crate::bench::replication::{Mode, Payload, ReplicationBench};
@@ -990,6 +995,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 payload,
                 batch_entries: *batch_entries,
                 batch_bytes: *batch_bytes,
+                nats_server: nats_server.clone(),
             };
             runtime()?.block_on(crate::bench::replication::report(b))?;
             Ok(ExitCode::SUCCESS)

@@ -5,11 +5,13 @@ pub mod alarms;
 pub mod chat;
 pub mod incidents;
 pub mod ingest;
+pub mod jetstream;
 pub mod kpis;
 pub mod query;
 pub mod replication;
 pub mod report;
 pub mod search;
+pub mod wire_codecs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -21,6 +21,8 @@ use crate::state::AppState;
 use crate::tls::issue::DeviceCa;
 
 use super::ingest::process_cpu_us;
+use super::jetstream;
+use super::wire_codecs::{self, CodecRow};
 
 /// What the bench runs: both sides in this process, or one side of a two-process run.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct ReplicationBench {
     pub payload: Payload,
     pub batch_entries: usize,
     pub batch_bytes: usize,
+    /// `nats-server` for the JetStream row (`None`: the one on PATH, if any).
+    pub nats_server: Option<PathBuf>,
 }
 
 /// One shipping run: `entries` waiting at the edge, drained to HQ in `seconds`.
@@ -76,6 +80,8 @@ pub struct WireBytes {
     pub body_json: u64,
     pub frame_plain: u64,
     pub frame_deflated: u64,
+    /// The same batches as wire v2 deflated (what edges before v3 sent).
+    pub frame_v2_deflated: u64,
 }
 
 const EDGE_SITE: &str = "edge";
@@ -299,6 +305,7 @@ pub fn wire_bytes(
             .sum::<u64>();
         w.frame_plain += wire::encode(&batch, false).len() as u64;
         w.frame_deflated += wire::encode(&batch, true).len() as u64;
+        w.frame_v2_deflated += wire::encode_v2(&batch, true).len() as u64;
     }
     Ok(w)
 }
@@ -342,6 +349,9 @@ async fn measured(
 pub struct Outcome {
     pub runs: Vec<Run>,
     pub wire: WireBytes,
+    pub codecs: Vec<CodecRow>,
+    /// HQ's forwarding into JetStream (both sides in one process only).
+    pub jetstream: Option<jetstream::Outcome>,
 }
 
 fn opts(b: &ReplicationBench, bandwidth: u64) -> ShipOptions {
@@ -376,6 +386,8 @@ pub async fn run_both(b: &ReplicationBench) -> anyhow::Result<Outcome> {
     let before = head_of(&log)?;
     runs.push(measured("loopback", &log, &edge_dir, opts(b, 0), b.events, b).await?);
     let wire = wire_bytes(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
+    let codecs =
+        wire_codecs::compare(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
     if b.backlog > 0 {
         let r = measured("catch-up", &log, &edge_dir, opts(b, 0), b.backlog, b);
         runs.push(r.await?);
@@ -385,11 +397,19 @@ pub async fn run_both(b: &ReplicationBench) -> anyhow::Result<Outcome> {
         let r = measured("shipper cap", &log, &edge_dir, o, b.capped_events, b);
         runs.push(r.await?);
     }
+    let js = jetstream::run(&side.replicas, b.nats_server.as_deref(), scratch.path())
+        .await
+        .unwrap_or_else(|e| jetstream::Outcome::Skipped(format!("failed: {e:#}")));
     side.stop.cancel();
     side.replicas.close_all().await;
     edge.log().close().await;
     hq.log().close().await;
-    Ok(Outcome { runs, wire })
+    Ok(Outcome {
+        runs,
+        wire,
+        codecs,
+        jetstream: Some(js),
+    })
 }
 
 /// HQ alone: serves until SIGINT or SIGTERM.
@@ -432,10 +452,14 @@ async fn run_edge(b: &ReplicationBench, code_file: &Path) -> anyhow::Result<Outc
     let before = head_of(&log)?;
     let run = measured("link", &log, &edge_dir, opts(b, 0), b.events, b).await?;
     let wire = wire_bytes(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
+    let codecs =
+        wire_codecs::compare(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
     edge.log().close().await;
     Ok(Outcome {
         runs: vec![run],
         wire,
+        codecs,
+        jetstream: None,
     })
 }
 
@@ -453,6 +477,23 @@ fn print(b: &ReplicationBench, o: &Outcome) {
             r.name, r.entries, r.fill_seconds, r.seconds, r.per_second, cpu
         );
     }
+    match &o.jetstream {
+        Some(jetstream::Outcome::Forwarded {
+            entries,
+            seconds,
+            cpu_us_per_entry,
+        }) => println!(
+            "{:<12} {:>8} {:>8} {:>9.2} {:>10.0} {:>14}",
+            "jetstream",
+            entries,
+            "-",
+            seconds,
+            *entries as f64 / seconds.max(1e-9),
+            cpu_us_per_entry.map_or_else(|| "-".to_string(), |c| format!("{c:.1}"))
+        ),
+        Some(jetstream::Outcome::Skipped(why)) => println!("{:<12} {why}", "jetstream"),
+        None => {}
+    }
     let w = &o.wire;
     let per = |x: u64| x as f64 / w.entries.max(1) as f64;
     println!(
@@ -466,6 +507,12 @@ fn print(b: &ReplicationBench, o: &Outcome) {
         per(w.frame_deflated),
         w.body_json as f64 / w.frame_deflated.max(1) as f64
     );
+    println!(
+        "wire v3 deflated {:.1} B/event against v2 deflated {:.1} B/event",
+        per(w.frame_deflated),
+        per(w.frame_v2_deflated)
+    );
+    wire_codecs::print(&o.codecs);
     if w.frame_deflated > 0 {
         println!(
             "at 1 Mbit/s (125,000 B/s of payload, before TCP/TLS/HTTP overhead) that is at most {:.0} events/s",

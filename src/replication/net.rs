@@ -251,7 +251,7 @@ async fn handle(hq: &Hq, cert: Option<&[u8]>, req: Request<Incoming>) -> Respons
             };
             let batch = match wire::decode(&body) {
                 Ok(b) => b,
-                Err(e) => return refuse(StatusCode::BAD_REQUEST, "bad_batch", &e.to_string()),
+                Err(e) => return refuse(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
             };
             match hq.replicas.receive(&site, batch).await {
                 Ok(ack) => reply(StatusCode::OK, serde_json::to_vec(&ack).unwrap_or_default()),

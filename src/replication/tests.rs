@@ -310,6 +310,10 @@ fn deflate_earns_its_keep_on_300_byte_events() {
     };
     let raw = wire::encode(&batch, false);
     let per = |n: usize| n as f64 / 256.0;
+    println!(
+        "v2 deflated {:.1} B/event",
+        per(wire::encode_v2(&batch, true).len())
+    );
     let mut line = format!(
         "body JSON {:.0} B/event, raw frame {:.0} B/event",
         per(json_bytes),
@@ -643,7 +647,14 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
         })
         .expect("a chat entry travels as a stub");
     stub.hash[0] ^= 1;
+    // In v3 the next entry's hash is recomputed from the stub's, and the next stub carries
+    // the prev the edge had: the batch does not even decode.
     let bytes = wire::encode(&batch, true);
+    let err = wire::decode(&bytes).unwrap_err();
+    assert!(matches!(err, wire::WireError::StubPrev(_)), "{err}");
+    assert_eq!(err.code(), "broken_link");
+    // In v2 (hashes carried) HQ finds the broken link itself.
+    let bytes = wire::encode_v2(&batch, true);
     let err = bad_hq
         .receive("north", wire::decode(&bytes).unwrap())
         .await

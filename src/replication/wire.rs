@@ -1,5 +1,6 @@
-//! The replication wire format v2 (v1 still read): one batch of a site's entries and hash-only
-//! stubs with the edge's newest signed checkpoint, deflated; byte-exact, `docs/replication.md`.
+//! The replication wire format v3 (v1 and v2 still read): one batch of a site's entries and
+//! hash-only stubs with the edge's newest signed checkpoint, deflated; byte-exact,
+//! `docs/replication.md`. It never carries a whole entry's hash: the receiver recomputes them.
 
 use std::sync::Arc;
 
@@ -8,15 +9,25 @@ use crate::log::Entry;
 /// The first three bytes of every batch.
 pub const MAGIC: &[u8; 3] = b"PWR";
 /// The version of the frame and payload below (what is written).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// Version 2: every item with its seq, ts, prev and hash in full (still read).
+pub const VERSION_2: u8 = 2;
 /// Version 1: every item a whole entry, no tag byte (still read: older edges ship to a newer HQ).
 pub const VERSION_1: u8 = 1;
-/// Item tag of a whole entry.
+/// Item tag of a whole entry hashed with chain v1.
 const TAG_ENTRY: u8 = 0;
-/// Item tag of a stub: seq, ts, prev and hash only (its class is not shipped).
+/// Item tag of a stub of a chain-v1 entry: ts and hash only (its class is not shipped).
 const TAG_STUB: u8 = 1;
-/// Flag bit 0: the payload is raw deflate (RFC 1951).
+/// Reserved (v3): a whole entry hashed with chain v2.
+const TAG_ENTRY_CHAIN2: u8 = 2;
+/// Reserved (v3): the stub of a chain-v2 entry (ts and a content digest).
+const TAG_STUB_CHAIN2: u8 = 3;
+/// Codec (the flags byte): the body is the payload as it is.
+pub const FLAG_RAW: u8 = 0x00;
+/// Codec (the flags byte): the body is raw deflate (RFC 1951) of the payload.
 pub const FLAG_DEFLATE: u8 = 0x01;
+/// The deflate level the edge writes (levels 6 and 9 measured, docs/benchmarks.md).
+const DEFLATE_LEVEL: u8 = 6;
 /// The largest payload a receiver inflates (a batch is bounded far below this).
 pub const MAX_PAYLOAD: usize = 64 << 20;
 const HEADER_LEN: usize = 3 + 1 + 1 + 4;
@@ -93,7 +104,7 @@ pub enum WireError {
     #[error("not a replication batch (bad magic)")]
     Magic,
     #[error(
-        "unsupported batch version {0}: this side reads versions 1 and 2 (upgrade HQ before its edges)"
+        "unsupported batch version {0}: this side reads versions 1, 2 and 3 (upgrade HQ before its edges)"
     )]
     Version(u8),
     #[error("unknown item tag {0} in the batch")]
@@ -110,24 +121,58 @@ pub enum WireError {
     Length,
     #[error("a string in the batch is not UTF-8")]
     Utf8,
+    #[error("a varint in the batch is longer than 10 bytes or overflows 64 bits")]
+    Varint,
+    #[error("the batch's seqs run past the largest seq")]
+    SeqOverflow,
+    #[error(
+        "the batch's last hash does not match its entries chained from its first prev: the batch was altered or its entries are not the ones the edge hashed"
+    )]
+    LastHash,
+    #[error(
+        "the stub at seq {0} does not link to the item before it as recomputed: the batch was altered"
+    )]
+    StubPrev(u64),
     #[error("trailing bytes after the last entry")]
     Trailing,
 }
 
-/// Encodes `batch`, deflated when `compress` (level 6).
+impl WireError {
+    /// The stable refusal code HQ answers with (400).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::LastHash => "bad_last_hash",
+            Self::StubPrev(_) => "broken_link",
+            _ => "bad_batch",
+        }
+    }
+}
+
+/// Encodes `batch` as version 3, deflated when `compress` (level 6). The items must be the
+/// consecutive seqs of a chain (each `prev` the hash before it), as `edge::next_batch` reads
+/// them: the receiver recomputes every whole entry's hash from the first `prev`.
 pub fn encode(batch: &Batch, compress: bool) -> Vec<u8> {
-    let payload = payload(batch);
+    frame(VERSION, &payload(batch), compress)
+}
+
+/// Encodes `batch` as version 2 (what edges before v3 wrote): kept for the tests that show
+/// HQ still reads it, and for the bench's comparison.
+pub fn encode_v2(batch: &Batch, compress: bool) -> Vec<u8> {
+    frame(VERSION_2, &payload_v2(batch), compress)
+}
+
+fn frame(version: u8, payload: &[u8], compress: bool) -> Vec<u8> {
     let (flags, body) = if compress {
         (
             FLAG_DEFLATE,
-            miniz_oxide::deflate::compress_to_vec(&payload, 6),
+            miniz_oxide::deflate::compress_to_vec(payload, DEFLATE_LEVEL),
         )
     } else {
-        (0, payload.clone())
+        (FLAG_RAW, payload.to_vec())
     };
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    out.push(version);
     out.push(flags);
     // Payloads are bounded by MAX_PAYLOAD (batch size times the entry limits).
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -135,11 +180,71 @@ pub fn encode(batch: &Batch, compress: bool) -> Vec<u8> {
     out
 }
 
-/// The uncompressed payload: `site | head u64 | checkpoint | count u32 | items`, each item
+/// The version 3 payload; `varint` is unsigned LEB128 (7 bits a byte, low first, at most 10
+/// bytes), `str`/`bytes` a varint length then the bytes:
+/// `site str | head varint | checkpoint str | count varint`, then when count > 0:
+/// `first seq varint | first prev [32] | count × item | last hash [32]`. An item is
+/// `tag u8 | ts delta varint` (from the item before; the first from 0; wrapping u64) then, for
+/// tag 0 (an entry), `kind str | stream str | author str | body bytes`, for tag 1 (a stub)
+/// `prev [32] | hash [32]` (its hash cannot be recomputed; its prev binds what precedes it).
+/// Seqs run on from the first; each entry's `prev` is the hash of the item before.
+fn payload(batch: &Batch) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_str(&mut out, batch.site.as_bytes());
+    put_varint(&mut out, batch.head);
+    put_str(
+        &mut out,
+        batch.checkpoint.as_deref().unwrap_or_default().as_bytes(),
+    );
+    put_varint(&mut out, batch.entries.len() as u64);
+    let (Some(first), Some(last)) = (batch.entries.first(), batch.entries.last()) else {
+        return out;
+    };
+    put_varint(&mut out, first.seq());
+    out.extend_from_slice(&first.prev());
+    let mut ts = 0i64;
+    for item in &batch.entries {
+        out.push(match item {
+            Shipped::Entry(_) => TAG_ENTRY,
+            Shipped::Stub(_) => TAG_STUB,
+        });
+        put_varint(&mut out, (item.ts() as u64).wrapping_sub(ts as u64));
+        ts = item.ts();
+        match item {
+            Shipped::Entry(e) => {
+                put_str(&mut out, e.kind.as_bytes());
+                put_str(&mut out, e.stream.as_bytes());
+                put_str(&mut out, e.author.as_bytes());
+                put_str(&mut out, &e.body);
+            }
+            Shipped::Stub(s) => {
+                out.extend_from_slice(&s.prev);
+                out.extend_from_slice(&s.hash);
+            }
+        }
+    }
+    out.extend_from_slice(&last.hash());
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// The version 2 payload: `site | head u64 | checkpoint | count u32 | items`, each item
 /// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0) goes on `kind | stream | author | body |
 /// prev [32] | hash [32]`, a stub (tag 1) on `prev [32] | hash [32]`; strings and bytes as u32
 /// big-endian length + bytes, an absent checkpoint as length 0.
-fn payload(batch: &Batch) -> Vec<u8> {
+fn payload_v2(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
     put(&mut out, batch.site.as_bytes());
     out.extend_from_slice(&batch.head.to_be_bytes());
@@ -172,7 +277,9 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Decodes a batch; every bound is checked before anything is allocated on its say-so.
+/// Decodes a batch of version 1, 2 or 3; every bound is checked before anything is allocated on
+/// its say-so. A version 3 batch comes back linked: each whole entry's hash recomputed from the
+/// batch's first prev, and the last one checked against the batch's last hash.
 pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
     if bytes.len() < HEADER_LEN {
         return Err(WireError::Truncated);
@@ -181,11 +288,11 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         return Err(WireError::Magic);
     }
     let version = bytes[3];
-    if version != VERSION && version != VERSION_1 {
+    if !matches!(version, VERSION | VERSION_2 | VERSION_1) {
         return Err(WireError::Version(version));
     }
     let flags = bytes[4];
-    if flags & !FLAG_DEFLATE != 0 {
+    if !matches!(flags, FLAG_RAW | FLAG_DEFLATE) {
         return Err(WireError::Flags(flags));
     }
     let len = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize;
@@ -194,7 +301,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
     }
     let body = &bytes[HEADER_LEN..];
     let inflated;
-    let payload = if flags & FLAG_DEFLATE != 0 {
+    let payload = if flags == FLAG_DEFLATE {
         inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(body, len)
             .map_err(|_| WireError::Inflate)?;
         &inflated[..]
@@ -205,13 +312,92 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         return Err(WireError::Length);
     }
     let mut r = Reader { b: payload };
+    let batch = if version == VERSION {
+        decode_v3(&mut r)?
+    } else {
+        decode_v2(&mut r, version)?
+    };
+    if !r.b.is_empty() {
+        return Err(WireError::Trailing);
+    }
+    Ok(batch)
+}
+
+fn decode_v3(r: &mut Reader<'_>) -> Result<Batch, WireError> {
+    let site = r.str_v()?;
+    let head = r.varint()?;
+    let checkpoint = Some(r.str_v()?).filter(|c| !c.is_empty());
+    let count = r.varint()?;
+    let mut batch = Batch {
+        site,
+        head,
+        checkpoint,
+        entries: Vec::new(),
+    };
+    if count == 0 {
+        return Ok(batch);
+    }
+    // Each item takes at least 2 bytes: the count cannot make us reserve more than the payload.
+    let count = usize::try_from(count).map_err(|_| WireError::Truncated)?;
+    batch.entries.reserve(count.min(r.b.len() / 2));
+    let site_arc: Arc<str> = batch.site.as_str().into();
+    let mut seq = r.varint()?;
+    let mut prev = r.hash()?;
+    let mut ts = 0i64;
+    for i in 0..count {
+        if i > 0 {
+            seq = seq.checked_add(1).ok_or(WireError::SeqOverflow)?;
+        }
+        let tag = r.take(1)?[0];
+        ts = (ts as u64).wrapping_add(r.varint()?) as i64;
+        let item = match tag {
+            TAG_ENTRY => {
+                let mut e = Entry {
+                    site: site_arc.clone(),
+                    seq,
+                    ts,
+                    kind: r.str_v()?,
+                    stream: r.str_v()?,
+                    author: r.str_v()?,
+                    body: r.bytes_v()?.to_vec(),
+                    prev,
+                    hash: [0; 32],
+                };
+                e.hash = e.computed_hash();
+                Shipped::Entry(e)
+            }
+            TAG_STUB => {
+                if r.hash()? != prev {
+                    return Err(WireError::StubPrev(seq));
+                }
+                Shipped::Stub(Stub {
+                    seq,
+                    ts,
+                    prev,
+                    hash: r.hash()?,
+                })
+            }
+            // Chain v2 items are reserved for the chain version 2 (not read by this side yet).
+            TAG_ENTRY_CHAIN2 | TAG_STUB_CHAIN2 => return Err(WireError::Tag(tag)),
+            other => return Err(WireError::Tag(other)),
+        };
+        prev = item.hash();
+        batch.entries.push(item);
+    }
+    if r.hash()? != prev {
+        return Err(WireError::LastHash);
+    }
+    Ok(batch)
+}
+
+fn decode_v2(r: &mut Reader<'_>, version: u8) -> Result<Batch, WireError> {
     let site = r.string()?;
     let head = r.u64()?;
     let checkpoint = Some(r.string()?).filter(|c| !c.is_empty());
     let count = r.u32()? as usize;
     let site_arc: Arc<str> = site.as_str().into();
     // Each item takes at least 81 bytes: the count cannot make us reserve more than the payload.
-    let mut entries = Vec::with_capacity(count.min(payload.len() / 81));
+    let mut entries = Vec::with_capacity(count.min(r.b.len() / 81));
     for _ in 0..count {
         let tag = if version == VERSION_1 {
             TAG_ENTRY
@@ -253,9 +439,6 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             hash,
         }));
     }
-    if !r.b.is_empty() {
-        return Err(WireError::Trailing);
-    }
     Ok(Batch {
         site,
         head,
@@ -289,6 +472,22 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(WireError::Varint);
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError::Varint)
+    }
+
     fn hash(&mut self) -> Result<[u8; 32], WireError> {
         let mut a = [0u8; 32];
         a.copy_from_slice(self.take(32)?);
@@ -301,16 +500,30 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self) -> Result<String, WireError> {
-        std::str::from_utf8(self.bytes()?)
-            .map(str::to_string)
-            .map_err(|_| WireError::Utf8)
+        utf8(self.bytes()?)
     }
+
+    fn bytes_v(&mut self) -> Result<&'a [u8], WireError> {
+        let n = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated)?;
+        self.take(n)
+    }
+
+    fn str_v(&mut self) -> Result<String, WireError> {
+        utf8(self.bytes_v()?)
+    }
+}
+
+fn utf8(b: &[u8]) -> Result<String, WireError> {
+    std::str::from_utf8(b)
+        .map(str::to_string)
+        .map_err(|_| WireError::Utf8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The v1/v2 sample: hashes as given (v2 carries them, nothing recomputes them).
     fn sample() -> Batch {
         let site: Arc<str> = "north".into();
         Batch {
@@ -339,11 +552,58 @@ mod tests {
         }
     }
 
-    /// The byte-exact frame of a fixed batch: if this fails, the wire format changed and needs
-    /// a new version (and `docs/replication.md` a new section).
+    /// The v3 sample: the same items chained for real (the entry's hash is SHA-256 over it).
+    fn sample_v3() -> Batch {
+        let mut b = sample();
+        let Shipped::Entry(e) = &mut b.entries[0] else {
+            unreachable!()
+        };
+        e.hash = e.computed_hash();
+        let hash = e.hash;
+        let Shipped::Stub(s) = &mut b.entries[1] else {
+            unreachable!()
+        };
+        s.prev = hash;
+        b
+    }
+
+    /// The byte-exact v3 frame of a fixed batch: if this fails, the wire format changed and
+    /// needs a new version (and `docs/replication.md` a new section).
     #[test]
-    fn the_uncompressed_frame_is_byte_exact() {
-        let bytes = encode(&sample(), false);
+    fn the_v3_frame_is_byte_exact() {
+        let bytes = encode(&sample_v3(), false);
+        let golden = concat!(
+            "505752",
+            "03",
+            "00",
+            "00000099", // magic, version, flags, payload length
+            "05",
+            "6e6f727468", // site "north"
+            "08",         // the edge's head
+            "02",
+            "6e0a", // checkpoint "n\n"
+            "02",   // two items
+            "07",   // the first seq
+            "0101010101010101010101010101010101010101010101010101010101010101", // first prev
+            "00",
+            "09", // an entry, ts 9 (delta from 0)
+            "016b",
+            "0173",
+            "0161",
+            "027b7d", // kind, stream, author, body
+            "01",
+            "01", // a stub, ts 10 (delta 1)
+            "f5a2bd7c6d2d2e78b8c58725941771a434ce46e6f85a748e4b30eced2d5c3795", // its prev
+            "0303030303030303030303030303030303030303030303030303030303030303", // its hash
+            "0303030303030303030303030303030303030303030303030303030303030303", // last hash
+        );
+        assert_eq!(hex::encode(&bytes), golden);
+        assert_eq!(decode(&bytes).unwrap(), sample_v3());
+    }
+
+    /// The v2 frame edges before v3 wrote is still read, hashes as carried.
+    #[test]
+    fn a_version_2_frame_is_still_read() {
         let golden = concat!(
             "505752",
             "02",
@@ -370,8 +630,10 @@ mod tests {
             "0202020202020202020202020202020202020202020202020202020202020202", // prev
             "0303030303030303030303030303030303030303030303030303030303030303", // hash
         );
-        assert_eq!(hex::encode(&bytes), golden);
-        assert_eq!(decode(&bytes).unwrap(), sample());
+        assert_eq!(hex::encode(encode_v2(&sample(), false)), golden);
+        assert_eq!(decode(&hex::decode(golden).unwrap()).unwrap(), sample());
+        let deflated = encode_v2(&sample(), true);
+        assert_eq!(decode(&deflated).unwrap(), sample());
     }
 
     /// A version 1 frame (an older edge) still decodes: every item a whole entry, no tag.
@@ -402,29 +664,116 @@ mod tests {
         assert_eq!(decode(&hex::decode(v1).unwrap()).unwrap(), want);
     }
 
+    /// An empty batch (the edge's hello) carries no first seq, prev or last hash.
     #[test]
-    fn a_deflated_batch_round_trips_and_bad_frames_are_refused() {
-        let bytes = encode(&sample(), true);
+    fn an_empty_v3_batch_round_trips() {
+        let mut b = sample_v3();
+        b.entries.clear();
+        b.checkpoint = None;
+        let bytes = encode(&b, false);
+        assert_eq!(hex::encode(&bytes[9..]), "056e6f727468080000");
+        assert_eq!(decode(&bytes).unwrap(), b);
+        assert_eq!(decode(&encode(&b, true)).unwrap(), b);
+    }
+
+    #[test]
+    fn a_deflated_v3_batch_round_trips_and_every_truncation_is_refused() {
+        let bytes = encode(&sample_v3(), true);
         assert_eq!(bytes[4], FLAG_DEFLATE);
-        assert_eq!(decode(&bytes).unwrap(), sample());
-        let plain = encode(&sample(), false);
-        assert_eq!(decode(&plain[..plain.len() - 1]), Err(WireError::Length));
-        let mut v3 = plain.clone();
-        v3[3] = 3;
-        assert_eq!(decode(&v3), Err(WireError::Version(3)));
-        let mut tag = plain.clone();
-        // The first item's tag: after the header, site, head, checkpoint and count.
-        tag[9 + 9 + 8 + 6 + 4] = 7;
-        assert_eq!(decode(&tag), Err(WireError::Tag(7)));
-        let mut flags = plain.clone();
-        flags[4] = 0x80;
-        assert_eq!(decode(&flags), Err(WireError::Flags(0x80)));
-        assert_eq!(decode(b"XYZ\x01\x00\0\0\0\0"), Err(WireError::Magic));
+        assert_eq!(decode(&bytes).unwrap(), sample_v3());
+        let plain = encode(&sample_v3(), false);
+        for cut in 0..plain.len() {
+            assert!(decode(&plain[..cut]).is_err(), "cut at {cut}");
+            // A shorter payload with a matching header length: truncated inside the payload.
+            let mut short = plain[..cut.max(HEADER_LEN)].to_vec();
+            let n = (short.len() - HEADER_LEN) as u32;
+            short[5..9].copy_from_slice(&n.to_be_bytes());
+            assert_eq!(decode(&short), Err(WireError::Truncated), "cut at {cut}");
+        }
+        let mut trailing = plain.clone();
+        trailing.push(0);
+        trailing[5..9].copy_from_slice(&((plain.len() - HEADER_LEN + 1) as u32).to_be_bytes());
+        assert_eq!(decode(&trailing), Err(WireError::Trailing));
+    }
+
+    /// The last hash is what binds a v3 batch: a changed body, a changed stub hash or a changed
+    /// first prev gives another last hash, and the batch is refused as `bad_last_hash`.
+    #[test]
+    fn a_v3_batch_whose_last_hash_does_not_match_is_refused() {
+        let plain = encode(&sample_v3(), false);
+        let body_at = plain.len() - 32 - 66 - 1; // the body's last byte, '}'
+        assert_eq!(plain[body_at], b'}');
+        let mut body = plain.clone();
+        body[body_at] = b']';
+        let mut first_prev = plain.clone();
+        first_prev[9 + 6 + 1 + 3 + 1 + 1] ^= 1;
+        let mut last = plain.clone();
+        let n = last.len();
+        last[n - 1] ^= 1;
+        let mut stub = plain.clone();
+        stub[n - 33] ^= 1;
+        // A changed stub hash: the batch's last hash (the stub's own) no longer matches.
+        for bad in [last, stub] {
+            let err = decode(&bad).unwrap_err();
+            assert_eq!(err, WireError::LastHash);
+            assert_eq!(err.code(), "bad_last_hash");
+        }
+        // A changed entry (body or first prev) before a stub: the stub's prev, the edge's
+        // hash of that entry, no longer matches the one recomputed.
+        for bad in [body, first_prev] {
+            let err = decode(&bad).unwrap_err();
+            assert_eq!(err, WireError::StubPrev(8));
+            assert_eq!(err.code(), "broken_link");
+        }
+    }
+
+    /// Tags 2 and 3 are reserved for chain version 2 and not read yet; unknown flags, versions
+    /// and magic are refused, and no length makes the receiver inflate past its bound.
+    #[test]
+    fn bad_v3_frames_are_refused() {
+        let plain = encode(&sample_v3(), false);
+        // The first item's tag: after the header, site, head, checkpoint, count, seq and prev.
+        let tag_at = 9 + 6 + 1 + 3 + 1 + 1 + 32;
+        assert_eq!(plain[tag_at], TAG_ENTRY);
+        for tag in [TAG_ENTRY_CHAIN2, TAG_STUB_CHAIN2, 7] {
+            let mut t = plain.clone();
+            t[tag_at] = tag;
+            assert_eq!(decode(&t), Err(WireError::Tag(tag)));
+        }
+        let mut v4 = plain.clone();
+        v4[3] = 4;
+        assert_eq!(decode(&v4), Err(WireError::Version(4)));
+        for f in [0x02, 0x03, 0x80] {
+            let mut flags = plain.clone();
+            flags[4] = f;
+            assert_eq!(decode(&flags), Err(WireError::Flags(f)));
+        }
+        assert_eq!(decode(b"XYZ\x03\x00\0\0\0\0"), Err(WireError::Magic));
         let mut huge = plain.clone();
         huge[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(decode(&huge), Err(WireError::TooLarge));
-        let mut bomb = encode(&sample(), true);
+        let mut bomb = encode(&sample_v3(), true);
         bomb[5..9].copy_from_slice(&10u32.to_be_bytes());
         assert_eq!(decode(&bomb), Err(WireError::Inflate));
+        let mut r = Reader { b: &[0xff; 11] };
+        assert_eq!(r.varint(), Err(WireError::Varint));
+        let mut r = Reader {
+            b: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+        };
+        assert_eq!(r.varint(), Err(WireError::Varint));
+        let mut r = Reader {
+            b: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+        };
+        assert_eq!(r.varint(), Ok(u64::MAX));
+    }
+
+    /// Timestamps that go back (never in a real log) and the extremes still round-trip.
+    #[test]
+    fn ts_deltas_wrap_without_loss() {
+        let mut b = sample_v3();
+        if let Shipped::Stub(s) = &mut b.entries[1] {
+            s.ts = i64::MIN;
+        }
+        assert_eq!(decode(&encode(&b, false)).unwrap(), b);
     }
 }
