@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::log::Entry;
+use crate::log::entry::{ChainVersion, hash_v2};
 
 /// The first three bytes of every batch.
 pub const MAGIC: &[u8; 3] = b"PWR";
@@ -11,10 +12,17 @@ pub const MAGIC: &[u8; 3] = b"PWR";
 pub const VERSION: u8 = 2;
 /// Version 1: every item a whole entry, no tag byte (still read: older edges ship to a newer HQ).
 pub const VERSION_1: u8 = 1;
-/// Item tag of a whole entry.
+/// Item tag of a whole entry hashed with chain v1.
 const TAG_ENTRY: u8 = 0;
-/// Item tag of a stub: seq, ts, prev and hash only (its class is not shipped).
+/// Item tag of a legacy stub: seq, ts, prev and hash only (its class is not shipped; a chain-v1
+/// entry, so its hash cannot be recomputed).
 const TAG_STUB: u8 = 1;
+/// Item tag of a whole entry hashed with chain v2 (same fields as tag 0).
+const TAG_ENTRY_V2: u8 = 2;
+/// Item tag of a stub of a chain-v2 entry: seq, ts, prev and its content digest; the receiver
+/// recomputes its hash. A reader that does not know tags 2 and 3 refuses the batch with
+/// `WireError::Tag` (an HQ older than chain v2: upgrade HQ before its edges).
+const TAG_STUB_V2: u8 = 3;
 /// Flag bit 0: the payload is raw deflate (RFC 1951).
 pub const FLAG_DEFLATE: u8 = 0x01;
 /// The largest payload a receiver inflates (a batch is bounded far below this).
@@ -33,14 +41,25 @@ pub struct Batch {
 }
 
 /// What stands for an entry whose class the edge does not ship: only what the chain needs.
-/// HQ cannot recompute `hash` (the rest of the entry stays at the edge); the next entry's `prev`
-/// and the site's signed checkpoints commit to it.
+/// Of a chain-v2 entry it carries the content digest, and `hash` is recomputed from it (the
+/// decoder does; tag 3 does not carry the hash). Of a chain-v1 entry (a legacy stub, `digest`
+/// `None`) HQ cannot recompute `hash`; the next entry's `prev` and the site's signed
+/// checkpoints commit to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stub {
     pub seq: u64,
     pub ts: i64,
     pub prev: [u8; 32],
     pub hash: [u8; 32],
+    /// `SHA-256(kind | stream | author | body)` of a chain-v2 entry; `None` for a legacy stub.
+    pub digest: Option<[u8; 32]>,
+}
+
+impl Stub {
+    /// Whether its hash can be recomputed (a chain-v2 stub).
+    pub fn verifiable(&self) -> bool {
+        self.digest.is_some()
+    }
 }
 
 /// One item of a batch: a whole entry, or a stub.
@@ -85,6 +104,11 @@ impl Shipped {
             Self::Entry(e) => Some(e),
             Self::Stub(_) => None,
         }
+    }
+
+    /// Whether this is a legacy stub (of a chain-v1 entry: its hash cannot be recomputed).
+    pub fn is_legacy_stub(&self) -> bool {
+        matches!(self, Self::Stub(s) if !s.verifiable())
     }
 }
 
@@ -136,8 +160,9 @@ pub fn encode(batch: &Batch, compress: bool) -> Vec<u8> {
 }
 
 /// The uncompressed payload: `site | head u64 | checkpoint | count u32 | items`, each item
-/// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0) goes on `kind | stream | author | body |
-/// prev [32] | hash [32]`, a stub (tag 1) on `prev [32] | hash [32]`; strings and bytes as u32
+/// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0 chain v1, tag 2 chain v2) goes on `kind |
+/// stream | author | body | prev [32] | hash [32]`, a legacy stub (tag 1) on `prev [32] | hash
+/// [32]`, a chain-v2 stub (tag 3) on `prev [32] | digest [32]`; strings and bytes as u32
 /// big-endian length + bytes, an absent checkpoint as length 0.
 fn payload(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
@@ -150,7 +175,9 @@ fn payload(batch: &Batch) -> Vec<u8> {
     out.extend_from_slice(&(batch.entries.len() as u32).to_be_bytes());
     for item in &batch.entries {
         out.push(match item {
-            Shipped::Entry(_) => TAG_ENTRY,
+            Shipped::Entry(e) if e.chain == ChainVersion::V1 => TAG_ENTRY,
+            Shipped::Entry(_) => TAG_ENTRY_V2,
+            Shipped::Stub(s) if s.verifiable() => TAG_STUB_V2,
             Shipped::Stub(_) => TAG_STUB,
         });
         out.extend_from_slice(&item.seq().to_be_bytes());
@@ -162,7 +189,12 @@ fn payload(batch: &Batch) -> Vec<u8> {
             put(&mut out, &e.body);
         }
         out.extend_from_slice(&item.prev());
-        out.extend_from_slice(&item.hash());
+        match item {
+            Shipped::Stub(Stub {
+                digest: Some(d), ..
+            }) => out.extend_from_slice(d),
+            _ => out.extend_from_slice(&item.hash()),
+        }
     }
     out
 }
@@ -220,8 +252,9 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         };
         let seq = r.u64()?;
         let ts = r.u64()? as i64;
-        match tag {
-            TAG_ENTRY => {}
+        let chain = match tag {
+            TAG_ENTRY => ChainVersion::V1,
+            TAG_ENTRY_V2 => ChainVersion::V2,
             TAG_STUB => {
                 let prev = r.hash()?;
                 let hash = r.hash()?;
@@ -230,11 +263,24 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
                     ts,
                     prev,
                     hash,
+                    digest: None,
+                }));
+                continue;
+            }
+            TAG_STUB_V2 => {
+                let prev = r.hash()?;
+                let digest = r.hash()?;
+                entries.push(Shipped::Stub(Stub {
+                    seq,
+                    ts,
+                    prev,
+                    hash: hash_v2(&prev, &site, seq, ts, &digest),
+                    digest: Some(digest),
                 }));
                 continue;
             }
             other => return Err(WireError::Tag(other)),
-        }
+        };
         let kind = r.string()?;
         let stream = r.string()?;
         let author = r.string()?;
@@ -251,6 +297,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             body,
             prev,
             hash,
+            chain,
         }));
     }
     if !r.b.is_empty() {
@@ -328,12 +375,14 @@ mod tests {
                     body: b"{}".to_vec(),
                     prev: [1; 32],
                     hash: [2; 32],
+                    chain: ChainVersion::V1,
                 }),
                 Shipped::Stub(Stub {
                     seq: 8,
                     ts: 10,
                     prev: [2; 32],
                     hash: [3; 32],
+                    digest: None,
                 }),
             ],
         }
