@@ -423,6 +423,54 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), sample());
     }
 
+    /// Tags 2 and 3: a whole chain-v2 entry (the fields of tag 0) and a chain-v2 stub carrying
+    /// its content digest where a legacy stub has its hash; the decoder recomputes that hash.
+    #[test]
+    fn chain_v2_items_are_byte_exact_and_a_stub_hash_is_recomputed() {
+        let mut batch = sample();
+        if let Shipped::Entry(e) = &mut batch.entries[0] {
+            e.chain = ChainVersion::V2;
+        }
+        let digest = [4u8; 32];
+        batch.entries[1] = Shipped::Stub(Stub {
+            seq: 8,
+            ts: 10,
+            prev: [2; 32],
+            hash: hash_v2(&[2; 32], "north", 8, 10, &digest),
+            digest: Some(digest),
+        });
+        let bytes = encode(&batch, false);
+        let golden = concat!(
+            "505752",
+            "02",
+            "00",
+            "000000d2",
+            "00000005",
+            "6e6f727468",
+            "0000000000000008",
+            "00000002",
+            "6e0a",
+            "00000002",
+            "02", // a whole chain-v2 entry
+            "0000000000000007",
+            "0000000000000009",
+            "000000016b",
+            "0000000173",
+            "0000000161",
+            "000000027b7d",
+            "0101010101010101010101010101010101010101010101010101010101010101",
+            "0202020202020202020202020202020202020202020202020202020202020202",
+            "03", // a chain-v2 stub: prev, then the digest
+            "0000000000000008",
+            "000000000000000a",
+            "0202020202020202020202020202020202020202020202020202020202020202",
+            "0404040404040404040404040404040404040404040404040404040404040404",
+        );
+        assert_eq!(hex::encode(&bytes), golden);
+        assert_eq!(decode(&bytes).unwrap(), batch);
+        assert!(batch.entries[1].hash() != [3; 32] && !batch.entries[1].is_legacy_stub());
+    }
+
     /// A version 1 frame (an older edge) still decodes: every item a whole entry, no tag.
     #[test]
     fn a_version_1_frame_is_still_read() {
