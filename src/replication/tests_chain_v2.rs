@@ -153,7 +153,8 @@ async fn an_altered_chain_v2_stub_is_refused_and_nothing_is_stored() {
     let (edge, _chats) = edge_v2(e_dir.path()).await;
     let hq = replicas(h_dir.path(), None);
     hq.create_site("north").unwrap();
-    let alter: [(&str, fn(&mut wire::Stub)); 3] = [
+    type Alter = (&'static str, fn(&mut wire::Stub));
+    let alter: [Alter; 3] = [
         ("digest", |s| {
             if let Some(d) = s.digest.as_mut() {
                 d[0] ^= 1;
@@ -225,6 +226,12 @@ async fn a_purged_chain_v2_entry_travels_as_a_verifiable_stub() {
     assert_eq!(report.purged, runs(&[purged]));
     let hq = replicas(h_dir.path(), None);
     hq.create_site("north").unwrap();
+    // Up to the purged entry first: HQ's ack then names it, and the edge takes that ack.
+    let batch = next_batch(&edge, 0, purged as usize, 1 << 20, ShipClasses::ALL).unwrap();
+    assert!(batch.entries.last().is_some_and(|i| i.entry().is_none()));
+    let ack = hq.receive("north", batch).await.unwrap();
+    assert_eq!(ack.head, purged);
+    assert_eq!(record_ack(&edge, &ack).await.unwrap(), purged);
     let ack = ship(&edge, &hq, 100).await.unwrap();
     let head = edge.head(&edge.read().unwrap()).unwrap();
     assert_eq!(ack.head, head);
