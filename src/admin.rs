@@ -283,10 +283,18 @@ pub fn render_verify(report: &VerifyReport, json: bool) -> Outcome {
             "purged:  {a}..={b} (payload removed by retention; links checked)"
         );
     }
+    for [a, b] in &report.stubs_verified {
+        let _ = writeln!(
+            s,
+            "stubs:   {a}..={b} (class not shipped by the site: content digest only; hashes \
+             recomputed, links checked)"
+        );
+    }
     for [a, b] in &report.stubbed {
         let _ = writeln!(
             s,
-            "stubbed: {a}..={b} (class not shipped by the site: hash only; links checked)"
+            "stubbed: {a}..={b} (class not shipped by the site, logged before chain v2: hash \
+             only; links checked)"
         );
     }
     let _ = match &report.problem {

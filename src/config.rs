@@ -208,11 +208,13 @@ pub struct ReplicationConfig {
     /// Edge: bytes per second on the link to HQ; 0 = no cap.
     pub bandwidth_bytes_per_sec: u64,
     /// Edge: the stream classes shipped whole (events, alarms, incidents, chat, admin); the
-    /// entries of the others travel as hash-only stubs. Default: every class.
+    /// entries of the others travel as stubs (chain v2: with their content digest, re-hashed by
+    /// HQ; chain v1: hash only). Default: every class.
     pub ship: Vec<String>,
-    /// HQ: take hash-only stubs (entries of a class a site does not ship). Off by default: HQ
-    /// cannot check a stub's seq, ts or prev against its hash, so a batch holding one is refused
-    /// (`stubs_refused`); when on, a checkpoint covering a stub is not witnessed.
+    /// HQ: take legacy hash-only stubs (chain-v1 entries of a class a site does not ship). Off by
+    /// default: HQ cannot check such a stub's seq, ts or prev against its hash, so a batch
+    /// holding one is refused (`stubs_refused`); when on, a checkpoint covering one is not
+    /// witnessed. Chain-v2 stubs are re-hashed and always taken.
     pub accept_stubs: bool,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,

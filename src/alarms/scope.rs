@@ -141,6 +141,7 @@ mod tests {
             body: serde_json::to_vec(&body).unwrap_or_default(),
             prev: [0; 32],
             hash: [0; 32],
+            chain: crate::log::entry::ChainVersion::V2,
         }
     }
 

@@ -9,7 +9,7 @@ use super::format::{self, EntryLine, Header, Withheld};
 use super::key::SiteKey;
 use crate::log::checkpoint::{self, KIND_CHECKPOINT};
 use crate::log::checkpointer::CheckpointBody;
-use crate::log::entry::{GENESIS, canonical, chain_hash};
+use crate::log::entry::{GENESIS, canonical, chain_hash, content_digest, hash_v2};
 
 /// Longest line read (a 1 MiB body escaped as JSON stays well below).
 const MAX_LINE: u64 = 16 << 20;
@@ -25,7 +25,8 @@ pub struct CheckReport {
     pub entries: u64,
     /// Entries whose body was exported and re-hashed.
     pub opened: u64,
-    /// Entries exported without a body (checked by their links only).
+    /// Entries exported without a body (chain v1: checked by their links only; chain v2: also
+    /// re-hashed from their digest).
     pub withheld: u64,
     pub checkpoints: u64,
     /// The highest seq a checkpoint signs.
@@ -95,12 +96,15 @@ pub fn check(input: &mut dyn BufRead, key: &SiteKey) -> Result<CheckReport, Chec
         return fail(1, "the export is empty");
     };
     let header: Header = parse_canonical(&raw, 1)?;
-    if header.format != format::FORMAT || header.version != format::VERSION {
+    if header.format != format::FORMAT
+        || (header.version != format::VERSION && header.version != format::VERSION_1)
+    {
         return fail(
             1,
             format!(
-                "not a {} version {} export",
+                "not a {} version {} or {} export",
                 format::FORMAT,
+                format::VERSION_1,
                 format::VERSION
             ),
         );
@@ -130,6 +134,8 @@ pub fn check(input: &mut dyn BufRead, key: &SiteKey) -> Result<CheckReport, Chec
 
 struct Walk<'a> {
     key: &'a SiteKey,
+    /// The header's version: a version 1 export has no chain-v2 line.
+    version: u32,
     origin: String,
     report: CheckReport,
     prev_hash: Option<[u8; 32]>,
@@ -140,6 +146,7 @@ impl<'a> Walk<'a> {
     fn new(h: Header, key: &'a SiteKey) -> Self {
         Self {
             key,
+            version: h.version,
             origin: checkpoint::origin(&h.site),
             expected: h.from,
             report: CheckReport {
@@ -187,6 +194,19 @@ impl<'a> Walk<'a> {
                 format!("prev does not link to the hash of entry {}", e.seq - 1),
             );
         }
+        // Chain v1 lines carry neither `chain` nor `digest`; chain v2 lines both.
+        let digest = match (e.chain, &e.digest) {
+            (None, None) => None,
+            (Some(format::CHAIN_V2), Some(d)) if self.version >= format::VERSION => {
+                Some(hash32(d, "digest", n)?)
+            }
+            _ => {
+                return fail(
+                    n,
+                    "chain and digest do not agree with each other or the header",
+                );
+            }
+        };
         let checkpoint = e.kind == KIND_CHECKPOINT;
         let in_stream = r.stream.as_deref().is_none_or(|s| s == e.stream);
         let body = match (&e.body, &e.body_base64, e.withheld) {
@@ -243,8 +263,23 @@ impl<'a> Walk<'a> {
                     r.checkpoints += 1;
                     r.signed_to = c.size;
                 }
-                let c = canonical(&r.site, e.seq, e.ts, &e.kind, &e.stream, &e.author, &body);
-                if chain_hash(&prev, &c) != hash {
+                let computed = match &digest {
+                    None => {
+                        let c =
+                            canonical(&r.site, e.seq, e.ts, &e.kind, &e.stream, &e.author, &body);
+                        chain_hash(&prev, &c)
+                    }
+                    Some(d) => {
+                        if content_digest(&e.kind, &e.stream, &e.author, &body) != *d {
+                            return fail(
+                                n,
+                                format!("entry {} does not match its digest (altered)", e.seq),
+                            );
+                        }
+                        hash_v2(&prev, &r.site, e.seq, e.ts, d)
+                    }
+                };
+                if computed != hash {
                     return fail(
                         n,
                         format!("entry {} does not match its hash (altered)", e.seq),
@@ -252,7 +287,18 @@ impl<'a> Walk<'a> {
                 }
                 r.opened += 1;
             }
-            None => r.withheld += 1,
+            None => {
+                // Without a body a chain-v2 entry is still re-hashed, from its digest.
+                if let Some(d) = &digest
+                    && hash_v2(&prev, &r.site, e.seq, e.ts, d) != hash
+                {
+                    return fail(
+                        n,
+                        format!("entry {} does not match its hash (altered)", e.seq),
+                    );
+                }
+                r.withheld += 1;
+            }
         }
         r.entries += 1;
         self.prev_hash = Some(hash);

@@ -257,6 +257,7 @@ impl Walk {
                     author: &rec.author,
                     prev: &rec.prev,
                     hash: &rec.hash,
+                    digest: rec.digest.as_ref(),
                 },
                 why,
             ),

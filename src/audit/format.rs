@@ -5,11 +5,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::log::Entry;
+use crate::log::entry::ChainVersion;
 
 /// `format` of the header line.
 pub const FORMAT: &str = "plantwire-audit-export";
-/// Version of this format; a change to any line's shape is a new number.
-pub const VERSION: u32 = 1;
+/// Version of this format written; a change to any line's shape is a new number. Version 2
+/// adds `chain` and `digest` to the lines of chain-v2 entries.
+pub const VERSION: u32 = 2;
+/// Version 1: every entry of chain v1, no `chain` or `digest` field (still checked).
+pub const VERSION_1: u32 = 1;
+/// `chain` of a line whose entry is hashed with chain v2 (chain v1 lines carry no `chain`).
+pub const CHAIN_V2: u8 = 2;
 
 /// Line 1: what the export holds. Every field is checked against the lines that follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +59,12 @@ pub struct EntryLine {
     pub prev: String,
     /// Hex of this entry's 32-byte hash.
     pub hash: String,
+    /// `2` for an entry hashed with chain v2; absent for chain v1 (and in a version 1 export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<u8>,
+    /// Hex of a chain-v2 entry's content digest (what its hash is over, with body or without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The body's bytes as a JSON string, when they are UTF-8 (every body plantwire writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -82,6 +94,8 @@ impl EntryLine {
             author: e.author.clone(),
             prev: hex::encode(e.prev),
             hash: hex::encode(e.hash),
+            chain: (e.chain == ChainVersion::V2).then_some(CHAIN_V2),
+            digest: (e.chain == ChainVersion::V2).then(|| hex::encode(e.content_digest())),
             body,
             body_base64,
             withheld: None,
@@ -98,6 +112,8 @@ impl EntryLine {
             author: meta.author.to_string(),
             prev: hex::encode(meta.prev),
             hash: hex::encode(meta.hash),
+            chain: meta.digest.map(|_| CHAIN_V2),
+            digest: meta.digest.map(hex::encode),
             body: None,
             body_base64: None,
             withheld: Some(why),
@@ -115,6 +131,8 @@ pub struct Meta<'a> {
     pub author: &'a str,
     pub prev: &'a [u8; 32],
     pub hash: &'a [u8; 32],
+    /// A chain-v2 entry's content digest; `None` for chain v1.
+    pub digest: Option<&'a [u8; 32]>,
 }
 
 /// Appends `line` in its canonical form and a newline.

@@ -8,7 +8,7 @@ use super::key::SiteKey;
 use super::{CheckFailure, check};
 use crate::log::Entry;
 use crate::log::checkpoint::Signer;
-use crate::log::entry::GENESIS;
+use crate::log::entry::{ChainVersion, GENESIS};
 
 const SITE: &str = "plant-a";
 
@@ -23,6 +23,7 @@ fn entry(seq: u64, prev: [u8; 32], kind: &str, stream: &str, body: &str) -> Entr
         body: body.as_bytes().to_vec(),
         prev,
         hash: [0; 32],
+        chain: ChainVersion::V1,
     };
     e.hash = e.computed_hash();
     e
@@ -44,7 +45,7 @@ fn golden_export() -> (String, SiteKey) {
     let mut out = Vec::new();
     let header = Header {
         format: format::FORMAT.into(),
-        version: format::VERSION,
+        version: format::VERSION_1,
         site: SITE.into(),
         from: 1,
         to: 1,
@@ -130,4 +131,63 @@ fn a_purged_entry_is_reported_not_damage_but_a_kept_one_is_still_checked() {
     let changed = purged.replacen("\"prev\":\"0", "\"prev\":\"1", 1);
     let text = [lines[0], &changed, lines[2]].join("\n") + "\n";
     assert_eq!(fails_at(&text, &key), 2);
+}
+
+/// A version 2 export of chain-v2 entries: their lines carry `chain` and `digest` and verify.
+/// Withheld, such an entry is still re-hashed from its digest (a changed `ts` fails on its own
+/// line, where a chain-v1 line would pass); a line without `chain` and `digest`, or a chain-v2
+/// line under a version 1 header, fails where it is.
+#[test]
+fn a_version_2_export_rehashes_chain_v2_entries_even_withheld() {
+    let signer = Signer::from_seed(SITE, &[7; 32]).unwrap();
+    let v2 = |mut e: Entry| {
+        e.chain = ChainVersion::V2;
+        e.hash = e.computed_hash();
+        e
+    };
+    let e1 = v2(entry(1, GENESIS, "event", "events/pump-7", "{}"));
+    let body = serde_json::json!({ "note": signer.sign(1, &e1.hash) }).to_string();
+    let e2 = v2(entry(
+        2,
+        e1.hash,
+        "log.checkpoint",
+        "system/checkpoints",
+        &body,
+    ));
+    let key = SiteKey::new(SITE, signer.public_key());
+    let header = |version| Header {
+        format: format::FORMAT.into(),
+        version,
+        site: SITE.into(),
+        from: 1,
+        to: 1,
+        end: 2,
+        stream: None,
+    };
+    let export = |version, first: &EntryLine| {
+        let mut out = Vec::new();
+        format::write_line(&mut out, &header(version)).unwrap();
+        format::write_line(&mut out, first).unwrap();
+        format::write_line(&mut out, &EntryLine::opened(&e2)).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let opened = EntryLine::opened(&e1);
+    let text = export(format::VERSION, &opened);
+    assert!(text.contains(",\"chain\":2,\"digest\":\""), "{text}");
+    let r = check(&mut text.as_bytes(), &key).unwrap();
+    assert_eq!((r.opened, r.checkpoints, r.signed_to), (2, 1, 1));
+
+    let mut withheld = opened.clone();
+    withheld.body = None;
+    withheld.withheld = Some(format::Withheld::Purged);
+    let r = check(&mut export(format::VERSION, &withheld).as_bytes(), &key).unwrap();
+    assert_eq!((r.opened, r.withheld, r.purged), (1, 1, vec![[1, 1]]));
+    let mut late = withheld.clone();
+    late.ts += 1;
+    assert_eq!(fails_at(&export(format::VERSION, &late), &key), 2);
+
+    let mut bare = opened.clone();
+    (bare.chain, bare.digest) = (None, None);
+    assert_eq!(fails_at(&export(format::VERSION, &bare), &key), 2);
+    assert_eq!(fails_at(&export(format::VERSION_1, &opened), &key), 2);
 }

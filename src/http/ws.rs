@@ -796,6 +796,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             prev: [0; 32],
             hash: [1; 32],
+            chain: crate::log::entry::ChainVersion::V2,
         }
     }
 

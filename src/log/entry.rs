@@ -8,8 +8,10 @@ use serde::Serialize;
 
 use super::author::Author;
 
-/// Version of the canonical encoding below.
+/// Version of the canonical encoding v1 (the whole entry).
 pub const CANONICAL_VERSION: u8 = 1;
+/// Version of the canonical encoding v2 (the entry's content as one digest).
+pub const CANONICAL_VERSION_2: u8 = 2;
 /// The `prev` of the first entry of a log.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -43,6 +45,30 @@ impl NewEntry {
     }
 }
 
+/// Which canonical encoding an entry's hash is over. Stored with the entry (its record version),
+/// never guessed: a log holds v1 entries written before chain v2 and v2 entries after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChainVersion {
+    /// `hash = SHA-256(prev ‖ canonical v1)`: the whole entry (see [`canonical`]).
+    V1,
+    /// `hash = SHA-256(prev ‖ canonical v2)`: seq, ts and the content digest (see
+    /// [`canonical_v2`]), so a hash-only stub carrying the digest can be re-hashed.
+    V2,
+}
+
+impl ChainVersion {
+    /// What every new entry is written with.
+    pub const CURRENT: Self = Self::V2;
+
+    /// The version byte of its canonical encoding.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V1 => CANONICAL_VERSION,
+            Self::V2 => CANONICAL_VERSION_2,
+        }
+    }
+}
+
 /// A committed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -56,6 +82,8 @@ pub struct Entry {
     pub body: Vec<u8>,
     pub prev: [u8; 32],
     pub hash: [u8; 32],
+    /// Which canonical encoding `hash` is over.
+    pub chain: ChainVersion,
 }
 
 impl Entry {
@@ -64,11 +92,16 @@ impl Entry {
         Author::parse(&self.author)
     }
 
-    /// `SHA-256(prev ‖ canonical)`, what `hash` must equal.
+    /// `SHA-256(kind | stream | author | body)`: what a chain-v2 hash commits to (and a stub
+    /// of a chain-v2 entry carries).
+    pub fn content_digest(&self) -> [u8; 32] {
+        content_digest(&self.kind, &self.stream, &self.author, &self.body)
+    }
+
+    /// `SHA-256(prev ‖ canonical)` in the entry's chain version, what `hash` must equal.
     pub fn computed_hash(&self) -> [u8; 32] {
-        chain_hash(
-            &self.prev,
-            &canonical(
+        let canon = match self.chain {
+            ChainVersion::V1 => canonical(
                 &self.site,
                 self.seq,
                 self.ts,
@@ -77,7 +110,9 @@ impl Entry {
                 &self.author,
                 &self.body,
             ),
-        )
+            ChainVersion::V2 => canonical_v2(&self.site, self.seq, self.ts, &self.content_digest()),
+        };
+        chain_hash(&self.prev, &canon)
     }
 }
 
@@ -104,6 +139,39 @@ pub fn canonical(
     put_bytes(&mut out, author.as_bytes());
     put_bytes(&mut out, body);
     out
+}
+
+/// The content digest of chain v2, with v1's string encoding (u32 big-endian length + bytes):
+/// `SHA-256(kind | stream | author | body)`, each field as u32 length + bytes.
+pub fn content_digest(kind: &str, stream: &str, author: &str, body: &[u8]) -> [u8; 32] {
+    let mut ctx = Context::new(&SHA256);
+    for field in [kind.as_bytes(), stream.as_bytes(), author.as_bytes(), body] {
+        // Lengths are bounded far below u32::MAX by the append limits.
+        ctx.update(&(field.len() as u32).to_be_bytes());
+        ctx.update(field);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Canonical encoding v2, integers big-endian, the site as u32 length + UTF-8 bytes:
+/// `version u8 = 2 | site | seq u64 | ts i64 | content digest [32]` (see [`content_digest`]).
+/// The hash is `SHA-256(prev ‖ canonical v2)`: anyone holding the site name, seq, ts, prev and
+/// digest (a stub) recomputes it without the entry's kind, stream, author or body.
+pub fn canonical_v2(site: &str, seq: u64, ts: i64, digest: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 4 + site.len() + 16 + 32);
+    out.push(CANONICAL_VERSION_2);
+    put_bytes(&mut out, site.as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(digest);
+    out
+}
+
+/// The chain-v2 hash of an entry known by its digest (a stub, a purged record).
+pub fn hash_v2(prev: &[u8; 32], site: &str, seq: u64, ts: i64, digest: &[u8; 32]) -> [u8; 32] {
+    chain_hash(prev, &canonical_v2(site, seq, ts, digest))
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -150,4 +218,50 @@ mod tests {
     }
 
     const GOLDEN: &str = "146c4b797d1bd6f4cc2f4bc8946cb5e25341a3432f547b6e3a5f513a592aa227";
+
+    /// Chain v2's fixed vector: the content digest's input, the canonical bytes and the hash.
+    /// If this fails, chain v2 changed and needs a new version.
+    #[test]
+    fn canonical_v2_encoding_is_stable() {
+        let mut digest_input = Vec::new();
+        digest_input.extend_from_slice(&[0, 0, 0, 5, b'e', b'v', b'e', b'n', b't']);
+        digest_input.extend_from_slice(&[0, 0, 0, 1, b's', 0, 0, 0, 1, b'a']);
+        digest_input.extend_from_slice(&[0, 0, 0, 2, b'{', b'}']);
+        let d = content_digest("event", "s", "a", b"{}");
+        assert_eq!(
+            d[..],
+            *aws_lc_rs::digest::digest(&SHA256, &digest_input).as_ref()
+        );
+        assert_eq!(hex::encode(d), GOLDEN_DIGEST);
+        let c = canonical_v2("p1", 1, 2, &d);
+        let mut expected = vec![2u8];
+        expected.extend_from_slice(&[0, 0, 0, 2, b'p', b'1']);
+        expected.extend_from_slice(&1u64.to_be_bytes());
+        expected.extend_from_slice(&2i64.to_be_bytes());
+        expected.extend_from_slice(&d);
+        assert_eq!(c, expected);
+        assert_eq!(hex::encode(chain_hash(&GENESIS, &c)), GOLDEN_V2);
+        let e = Entry {
+            site: "p1".into(),
+            seq: 1,
+            ts: 2,
+            kind: "event".into(),
+            stream: "s".into(),
+            author: "a".into(),
+            body: b"{}".to_vec(),
+            prev: GENESIS,
+            hash: [0; 32],
+            chain: ChainVersion::V2,
+        };
+        assert_eq!(hex::encode(e.computed_hash()), GOLDEN_V2);
+        assert_eq!(hash_v2(&GENESIS, "p1", 1, 2, &d), e.computed_hash());
+        let v1 = Entry {
+            chain: ChainVersion::V1,
+            ..e
+        };
+        assert_eq!(hex::encode(v1.computed_hash()), GOLDEN);
+    }
+
+    const GOLDEN_DIGEST: &str = "cba3a8964b5ad59fa907211dfe809d726eea273ef88d01d8fddf453a2a8046ba";
+    const GOLDEN_V2: &str = "e819455968d0c5a537acbd5ce59e17706d35a1bf698e09c0a4fa4acfcaf56cfe";
 }

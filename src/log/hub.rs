@@ -94,6 +94,7 @@ mod tests {
             body: b"{}".to_vec(),
             prev: [0; 32],
             hash: [1; 32],
+            chain: crate::log::entry::ChainVersion::V2,
         }
     }
 

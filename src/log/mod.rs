@@ -24,3 +24,5 @@ pub use verify::{Problem, VerifyReport, verify};
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_chain;

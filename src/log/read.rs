@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::store::{CodecError, DataKey, LogRecord, ReadTx, RecordMeta, SealError, StoreError};
 
-use super::entry::{Entry, seal_aad};
+use super::entry::{ChainVersion, Entry, seal_aad};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -59,6 +59,12 @@ pub fn decode_entry(
         body,
         prev: rec.prev,
         hash: rec.hash,
+        // The record's version says which chain the entry is hashed with (v3: chain v2).
+        chain: if rec.digest.is_some() {
+            ChainVersion::V2
+        } else {
+            ChainVersion::V1
+        },
     })
 }
 

@@ -8,7 +8,8 @@ use crate::log::Author;
 use crate::store::{ChainHead, DataKey, LogRecord, RecordMeta, StoreError, WriteTx};
 
 use super::entry::{
-    Entry, MAX_BODY_LEN, MAX_KIND_LEN, MAX_NAME_LEN, NewEntry, canonical, chain_hash, seal_aad,
+    ChainVersion, Entry, MAX_BODY_LEN, MAX_KIND_LEN, MAX_NAME_LEN, NewEntry, content_digest,
+    hash_v2, seal_aad,
 };
 
 /// Where the chain stands: the next seq to give and the hash it links to.
@@ -38,6 +39,14 @@ impl ChainState {
                 last_wall: 0,
             },
         }
+    }
+}
+
+/// The digest a record keeps: a chain-v2 entry's content digest (record v3), none for chain v1.
+fn record_digest(e: &Entry) -> Option<[u8; 32]> {
+    match e.chain {
+        ChainVersion::V1 => None,
+        ChainVersion::V2 => Some(content_digest(&e.kind, &e.stream, &e.author, &e.body)),
     }
 }
 
@@ -128,7 +137,19 @@ impl<'a> Tx<'a> {
     }
 
     /// Appends one entry and returns its seq. Limits are checked before anything is written.
+    /// Every new entry is hashed with chain v2 ([`ChainVersion::CURRENT`]).
     pub fn append(&mut self, e: NewEntry) -> Result<u64, AppendError> {
+        self.append_in(e, ChainVersion::CURRENT)
+    }
+
+    /// Appends one entry hashed with chain v1, as a log written before chain v2 holds them (tests
+    /// of mixed logs and of legacy stubs only).
+    #[cfg(test)]
+    pub(crate) fn append_chain_v1(&mut self, e: NewEntry) -> Result<u64, AppendError> {
+        self.append_in(e, ChainVersion::V1)
+    }
+
+    fn append_in(&mut self, e: NewEntry, chain: ChainVersion) -> Result<u64, AppendError> {
         if e.kind.is_empty() || e.kind.len() > MAX_KIND_LEN {
             return Err(
                 Rejection::invalid("invalid_kind", "entry kind is empty or too long").into(),
@@ -142,27 +163,37 @@ impl<'a> Tx<'a> {
             return Err(Rejection::invalid("too_large", "entry body is too large").into());
         }
         let seq = self.chain.next_seq;
-        let canon = canonical(
-            self.site,
+        let mut entry = Entry {
+            site: self.site.clone(),
             seq,
-            self.now_us,
-            &e.kind,
-            &e.stream,
-            &author,
-            &e.body,
-        );
-        let hash = chain_hash(&self.chain.head, &canon);
-        let sealed = self
-            .key
-            .seal(&seal_aad(self.site, seq), &e.body)
-            .map_err(StoreError::Seal)?;
-        let record = LogRecord {
             ts: self.now_us,
             kind: e.kind,
             stream: e.stream,
             author,
+            body: e.body,
+            prev: self.chain.head,
+            hash: [0; 32],
+            chain,
+        };
+        // One pass over the body: the digest goes into both the hash and the record.
+        let digest = record_digest(&entry);
+        entry.hash = match &digest {
+            Some(d) => hash_v2(&entry.prev, self.site, seq, entry.ts, d),
+            None => entry.computed_hash(),
+        };
+        let hash = entry.hash;
+        let sealed = self
+            .key
+            .seal(&seal_aad(self.site, seq), &entry.body)
+            .map_err(StoreError::Seal)?;
+        let record = LogRecord {
+            ts: self.now_us,
+            kind: entry.kind.clone(),
+            stream: entry.stream.clone(),
+            author: entry.author.clone(),
             prev: self.chain.head,
             hash,
+            digest,
             sealed,
         };
         let bytes = record
@@ -170,17 +201,7 @@ impl<'a> Tx<'a> {
             .map_err(|err| Rejection::invalid("too_long", err.to_string()))?;
         self.store.put_log(seq, bytes)?;
         self.store.put_stream_index(&record.stream, seq)?;
-        self.entries.push(Entry {
-            site: self.site.clone(),
-            seq,
-            ts: self.now_us,
-            kind: record.kind,
-            stream: record.stream,
-            author: record.author,
-            body: e.body,
-            prev: self.chain.head,
-            hash,
-        });
+        self.entries.push(entry);
         self.chain.next_seq += 1;
         self.chain.head = hash;
         self.chain.last_ts = self.now_us;
@@ -244,6 +265,7 @@ impl<'a> Tx<'a> {
             author: e.author.clone(),
             prev: e.prev,
             hash: e.hash,
+            digest: record_digest(e),
             sealed,
         };
         let bytes = record
@@ -258,16 +280,19 @@ impl<'a> Tx<'a> {
         Ok(e.seq)
     }
 
-    /// Appends a stub of another site's entry for its replica: only seq, ts, prev and hash (the
-    /// site does not ship the entry's class). It must be the next seq and link to the head; its
-    /// hash cannot be recomputed (the next entry's `prev` and the site's checkpoints commit to
-    /// it). Stored like an entry whose payload retention purged, in no stream, never broadcast.
+    /// Appends a stub of another site's entry for its replica: only seq, ts, prev, hash and, for
+    /// a chain-v2 entry, its content digest (the site does not ship the entry's class). It must
+    /// be the next seq and link to the head. A chain-v2 stub's hash is recomputed from the
+    /// digest and must match; a legacy stub's (`digest = None`) cannot be (the next entry's
+    /// `prev` and the site's checkpoints commit to it). Stored like an entry whose payload
+    /// retention purged (keeping the digest), in no stream, never broadcast.
     pub fn append_stub(
         &mut self,
         seq: u64,
         ts: i64,
         prev: [u8; 32],
         hash: [u8; 32],
+        digest: Option<[u8; 32]>,
     ) -> Result<u64, AppendError> {
         if seq != self.chain.next_seq {
             return Err(Rejection::conflict(
@@ -283,6 +308,15 @@ impl<'a> Tx<'a> {
             )
             .into());
         }
+        if let Some(d) = &digest
+            && hash_v2(&prev, self.site, seq, ts, d) != hash
+        {
+            return Err(Rejection::invalid(
+                "hash_mismatch",
+                format!("stub {seq} does not match its hash"),
+            )
+            .into());
+        }
         if ts < self.chain.last_ts {
             return Err(Rejection::invalid(
                 "time_backwards",
@@ -290,8 +324,10 @@ impl<'a> Tx<'a> {
             )
             .into());
         }
-        self.store
-            .put_log(seq, RecordMeta::stub_record(ts, &prev, &hash))?;
+        self.store.put_log(
+            seq,
+            RecordMeta::stub_record(ts, &prev, &hash, digest.as_ref()),
+        )?;
         self.stubbed = true;
         self.chain.next_seq += 1;
         self.chain.head = hash;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::store::{DataKey, RecordMeta, Store, StoreError};
 
-use super::entry::GENESIS;
+use super::entry::{GENESIS, hash_v2};
 use super::read::{ReadError, decode_entry};
 
 /// The outcome of a walk over the log.
@@ -22,12 +22,16 @@ pub struct VerifyReport {
     pub head: Option<String>,
     /// Signed checkpoints whose signature and head matched.
     pub checkpoints: u64,
-    /// Runs `[first, last]` of entries whose payload retention purged: their links were checked,
-    /// their hashes cannot be recomputed without the body.
+    /// Runs `[first, last]` of entries whose payload retention purged: their links were checked;
+    /// a chain-v1 one's hash cannot be recomputed without the body, a chain-v2 one's was, from
+    /// the content digest its record keeps.
     pub purged: Vec<[u64; 2]>,
-    /// At HQ: runs of stubs, entries of a class the site does not ship (hash only). Like purged
-    /// ones, their links were checked and their hashes cannot be recomputed.
+    /// At HQ: runs of legacy stubs, chain-v1 entries of a class the site does not ship (hash
+    /// only). Like purged ones, their links were checked and their hashes cannot be recomputed.
     pub stubbed: Vec<[u64; 2]>,
+    /// At HQ: runs of chain-v2 stubs (a class the site does not ship): their links were checked
+    /// and their hashes recomputed from the content digest, as for a whole entry.
+    pub stubs_verified: Vec<[u64; 2]>,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
 }
@@ -45,7 +49,8 @@ pub enum Problem {
     StoreDamaged { detail: String },
     /// A record could not be decoded or its body did not open.
     Unreadable { seq: u64, detail: String },
-    /// The stored hash is not SHA-256(prev ‖ canonical entry).
+    /// The stored hash is not SHA-256(prev ‖ canonical entry) in the entry's chain version (or
+    /// a chain-v2 record's kept digest is not its content's).
     HashMismatch { seq: u64 },
     /// The entry's `prev` is not the hash of the entry before it.
     BrokenLink { seq: u64 },
@@ -103,6 +108,7 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
         checkpoints: 0,
         purged: Vec::new(),
         stubbed: Vec::new(),
+        stubs_verified: Vec::new(),
         problem: None,
     };
     let origin = super::checkpoint::origin(site);
@@ -124,9 +130,8 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
             });
             return false;
         }
-        if let Ok((meta, _)) = RecordMeta::decode(raw)
-            && meta.purged
-        {
+        let meta = RecordMeta::decode(raw).ok().map(|(m, _)| m);
+        if let Some(meta) = meta.as_ref().filter(|m| m.purged) {
             let linked = match prev_hash {
                 Some(p) => meta.prev == p,
                 None => seq != 1 || meta.prev == GENESIS,
@@ -135,8 +140,17 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
                 report.problem = Some(Problem::BrokenLink { seq });
                 return false;
             }
-            let runs = if meta.is_stub() {
+            // Chain v2: the kept digest is what the hash is over.
+            if let Some(d) = &meta.digest
+                && hash_v2(&meta.prev, site, seq, meta.ts, d) != meta.hash
+            {
+                report.problem = Some(Problem::HashMismatch { seq });
+                return false;
+            }
+            let runs = if meta.is_legacy_stub() {
                 &mut report.stubbed
+            } else if meta.is_stub() {
+                &mut report.stubs_verified
             } else {
                 &mut report.purged
             };
@@ -176,7 +190,12 @@ pub fn verify(store: &Store, site: &Arc<str>, key: &DataKey) -> Result<VerifyRep
             report.problem = Some(Problem::BrokenLink { seq });
             return false;
         }
-        if entry.computed_hash() != entry.hash {
+        // A chain-v2 record's kept digest must be the body's too: a purge keeps only it.
+        let digest_ok = meta
+            .as_ref()
+            .and_then(|m| m.digest)
+            .is_none_or(|d| d == entry.content_digest());
+        if !digest_ok || entry.computed_hash() != entry.hash {
             report.problem = Some(Problem::HashMismatch { seq });
             return false;
         }

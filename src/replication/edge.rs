@@ -9,6 +9,7 @@ use super::wire::{Batch, Shipped, Stub};
 use crate::error::Rejection;
 use crate::log::checkpoint::{KIND_CHECKPOINT, KIND_SIGNING_KEY, STREAM};
 use crate::log::checkpointer::CheckpointBody;
+use crate::log::entry::ChainVersion;
 use crate::log::{Entry, Log};
 use crate::retention::Class;
 
@@ -45,18 +46,23 @@ impl ShipClasses {
             || self.ships(Class::of(&e.stream))
     }
 
-    /// `e` as it travels: whole, or as its stub.
+    /// `e` as it travels: whole, or as its stub: of a chain-v2 entry with its content digest
+    /// (HQ re-hashes it), of a chain-v1 entry a legacy stub (hash only; HQ needs `accept_stubs`).
     pub fn ship(self, e: Entry) -> Shipped {
         if self.ships_entry(&e) {
-            Shipped::Entry(e)
-        } else {
-            Shipped::Stub(Stub {
-                seq: e.seq,
-                ts: e.ts,
-                prev: e.prev,
-                hash: e.hash,
-            })
+            return Shipped::Entry(e);
         }
+        let digest = match e.chain {
+            ChainVersion::V1 => None,
+            ChainVersion::V2 => Some(e.content_digest()),
+        };
+        Shipped::Stub(Stub {
+            seq: e.seq,
+            ts: e.ts,
+            prev: e.prev,
+            hash: e.hash,
+            digest,
+        })
     }
 }
 
@@ -80,10 +86,11 @@ pub fn retention_floor(log: &Log) -> Result<u64, ReplicationError> {
 /// ours is refused: HQ holds another history than this log.
 pub async fn record_ack(log: &Log, ack: &Ack) -> Result<u64, ReplicationError> {
     let rtx = log.read()?;
+    // The clear fields: an acknowledged entry may since have had its payload purged.
     let ours = if ack.head == 0 {
         Some([0u8; 32])
     } else {
-        log.entry(&rtx, ack.head)?.map(|e| e.hash)
+        rtx.log_meta(ack.head)?.map(|m| m.hash)
     };
     if ours.map(hex::encode).as_deref() != Some(ack.head_hash.as_str()) {
         return Err(Rejection::conflict(
@@ -112,7 +119,8 @@ pub async fn record_ack(log: &Log, ack: &Ack) -> Result<u64, ReplicationError> {
 }
 
 /// The entries after `after`, at most `max_entries` and about `max_bytes` of bodies (at least
-/// one entry), those of a class outside `ship` as stubs, with the newest checkpoint note.
+/// one entry), those of a class outside `ship` (and those whose payload was purged) as stubs,
+/// with the newest checkpoint note.
 pub fn next_batch(
     log: &Log,
     after: u64,
@@ -126,10 +134,21 @@ pub fn next_batch(
     let mut bytes = 0usize;
     let mut seq = after + 1;
     while seq <= head && entries.len() < max_entries.max(1) {
-        let Some(e) = log.entry(&rtx, seq)? else {
-            break;
+        let item = match log.entry(&rtx, seq)? {
+            Some(e) => ship.ship(e),
+            // Retention purged its payload (HQ had it, and lost it: restored from a backup):
+            // it travels as a stub, verifiable when the record kept its chain-v2 digest.
+            None => match rtx.log_meta(seq)? {
+                Some(m) if m.purged => Shipped::Stub(Stub {
+                    seq,
+                    ts: m.ts,
+                    prev: m.prev,
+                    hash: m.hash,
+                    digest: m.digest,
+                }),
+                _ => break,
+            },
         };
-        let item = ship.ship(e);
         bytes += match &item {
             Shipped::Entry(e) => e.body.len() + e.kind.len() + e.stream.len() + e.author.len() + 97,
             Shipped::Stub(_) => 81,

@@ -95,8 +95,9 @@ pub struct ReplicasConfig {
     pub max_open: usize,
     /// HQ's Ed25519 key, cosigning checkpoints under HQ's own origin.
     pub witness: Arc<Signer>,
-    /// `[replication] accept_stubs`: take hash-only stubs (never witnessing a checkpoint over
-    /// one); when false a batch holding one is refused.
+    /// `[replication] accept_stubs`: take legacy hash-only stubs (of chain-v1 entries; never
+    /// witnessing a checkpoint over one); when false a batch holding one is refused. Chain-v2
+    /// stubs are verified and always taken.
     pub accept_stubs: bool,
     pub alarms: Option<Log>,
 }
@@ -268,7 +269,7 @@ impl Replicas {
                 tracing::warn!(
                     site,
                     size = w.size,
-                    "checkpoint covers a hash-only stub: not witnessed"
+                    "checkpoint covers a legacy hash-only stub: not witnessed"
                 );
                 None
             }
@@ -286,7 +287,9 @@ impl Replicas {
                         match item {
                             Shipped::Entry(e) => tx.append_replicated(e)?,
                             // Stored like an entry whose payload retention purged.
-                            Shipped::Stub(s) => tx.append_stub(s.seq, s.ts, s.prev, s.hash)?,
+                            Shipped::Stub(s) => {
+                                tx.append_stub(s.seq, s.ts, s.prev, s.hash, s.digest)?
+                            }
                         };
                     }
                     witness::note_stubs(tx, &job_entries)?;
@@ -318,26 +321,28 @@ impl Replicas {
         })
     }
 
-    /// Refuses, before anything is stored, a batch holding a stub when this HQ does not take
-    /// them, or a stub dated more than `STUB_TS_SKEW_US` past HQ's clock.
+    /// Refuses, before anything is stored, a batch holding a legacy stub (of a chain-v1 entry,
+    /// whose hash cannot be recomputed) when this HQ does not take them, or any stub dated more
+    /// than `STUB_TS_SKEW_US` past HQ's clock. Chain-v2 stubs are checked like whole entries
+    /// when appended and need no `accept_stubs`.
     fn check_stubs(&self, batch: &Batch) -> Result<(), ReplicationError> {
-        let mut stubs = batch.entries.iter().filter(|i| i.entry().is_none());
-        let Some(first) = stubs.next() else {
-            return Ok(());
-        };
-        if !self.accept_stubs {
+        if !self.accept_stubs
+            && let Some(legacy) = batch.entries.iter().find(|i| i.is_legacy_stub())
+        {
             return Err(Rejection::conflict(
                 "stubs_refused",
                 format!(
-                    "this HQ does not accept hash-only stubs (seq {}): ship every class at the \
-                     site, or set [replication] accept_stubs = true at HQ (docs/replication.md)",
-                    first.seq()
+                    "this HQ does not accept hash-only stubs of entries logged before chain v2 \
+                     (seq {}): ship every class at the site until those are sent, or set \
+                     [replication] accept_stubs = true at HQ (docs/replication.md)",
+                    legacy.seq()
                 ),
             )
             .into());
         }
         let limit = self.clock.now_us().saturating_add(STUB_TS_SKEW_US);
-        if let Some(late) = std::iter::once(first).chain(stubs).find(|s| s.ts() > limit) {
+        let mut stubs = batch.entries.iter().filter(|i| i.entry().is_none());
+        if let Some(late) = stubs.find(|s| s.ts() > limit) {
             return Err(Rejection::invalid(
                 "stub_from_future",
                 format!(

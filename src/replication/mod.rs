@@ -87,3 +87,5 @@ impl ReplicationError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_chain_v2;

@@ -16,10 +16,10 @@ use super::edge::{ShipClasses, acked, next_batch, record_ack};
 use super::hq::{Ack, Replicas, ReplicasConfig};
 use super::wire;
 
-const SITE_SEED: [u8; 32] = [1; 32];
-const HQ_SEED: [u8; 32] = [5; 32];
+pub(super) const SITE_SEED: [u8; 32] = [1; 32];
+pub(super) const HQ_SEED: [u8; 32] = [5; 32];
 
-fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
+pub(super) fn replicas(root: &Path, alarms: Option<Log>) -> Replicas {
     replicas_with(root, alarms, false)
 }
 
@@ -56,13 +56,17 @@ async fn edge_with(dir: &Path, first: u64, n: u64) -> Log {
 }
 
 /// One round trip through the wire format (deflated), as the transport carries it.
-async fn ship(edge: &Log, hq: &Replicas, max: usize) -> Result<Ack, super::ReplicationError> {
+pub(super) async fn ship(
+    edge: &Log,
+    hq: &Replicas,
+    max: usize,
+) -> Result<Ack, super::ReplicationError> {
     let batch = next_batch(edge, acked(edge)?, max, 1 << 20, ShipClasses::ALL)?;
     let bytes = wire::encode(&batch, true);
     hq.receive("north", wire::decode(&bytes)?).await
 }
 
-fn hashes(log: &Log) -> Vec<(u64, [u8; 32])> {
+pub(super) fn hashes(log: &Log) -> Vec<(u64, [u8; 32])> {
     let rtx = log.read().unwrap();
     let head = log.head(&rtx).unwrap();
     (1..=head)
@@ -297,6 +301,7 @@ fn deflate_earns_its_keep_on_300_byte_events() {
             body,
             prev,
             hash: [0; 32],
+            chain: crate::log::entry::ChainVersion::V2,
         };
         e.hash = e.computed_hash();
         prev = e.hash;
@@ -545,8 +550,9 @@ async fn a_page_of_entries_stops_at_its_byte_budget() {
     assert!(rest.next.is_none());
 }
 
-/// Appends `events` events then `chats` chat messages to `edge`.
-async fn events_and_chat(edge: &Log, events: u64, chats: u64) {
+/// Appends `events` events then `chats` chat messages to `edge`, the chat hashed with chain v1
+/// as a log written before chain v2 holds it: unshipped, it travels as legacy stubs.
+pub(super) async fn events_and_chat(edge: &Log, events: u64, chats: u64) {
     use crate::log::{Author, NewEntry};
     for i in 0..events {
         let ev = NewEntry::json(
@@ -566,13 +572,14 @@ async fn events_and_chat(edge: &Log, events: u64, chats: u64) {
             &serde_json::json!({ "text": format!("secret words {i}") }),
         )
         .unwrap();
-        edge.submit(move |tx| tx.append(chat.clone()))
+        edge.submit(move |tx| tx.append_chain_v1(chat.clone()))
             .await
             .unwrap();
     }
 }
 
-/// An edge log `north` with its key logged, events and chat, and a checkpoint at its head.
+/// An edge log `north` with its key logged, events and chain-v1 chat, and a checkpoint at its
+/// head.
 async fn edge_with_chat(dir: &Path) -> (Log, Arc<Signer>) {
     let signer = Arc::new(Signer::from_seed("north", &SITE_SEED).unwrap());
     let edge = open(dir, "north");
@@ -585,7 +592,7 @@ async fn edge_with_chat(dir: &Path) -> (Log, Arc<Signer>) {
 }
 
 /// One batch of `edge` from its cursor, `events` only, through the wire format.
-fn events_batch(edge: &Log, max: usize) -> wire::Batch {
+pub(super) fn events_batch(edge: &Log, max: usize) -> wire::Batch {
     let batch = next_batch(
         edge,
         acked(edge).unwrap(),
@@ -597,11 +604,11 @@ fn events_batch(edge: &Log, max: usize) -> wire::Batch {
     wire::decode(&wire::encode(&batch, true)).unwrap()
 }
 
-/// `ship = ["events"]` at an edge whose log holds events and chat, to an HQ with
-/// `accept_stubs = true`: HQ's replica has every seq with the edge's hashes, the chat entries as
-/// stubs without bodies (reported as stubbed runs), its chain verifies, and the checkpoint (over
-/// a stub) is not witnessed. A stub whose hash was altered breaks the next entry's link: the
-/// batch is refused and nothing is stored.
+/// `ship = ["events"]` at an edge whose log holds events and chat logged before chain v2, to an
+/// HQ with `accept_stubs = true`: HQ's replica has every seq with the edge's hashes, the chat
+/// entries as legacy stubs without bodies (reported as stubbed runs), its chain verifies, and
+/// the checkpoint (over a legacy stub) is not witnessed. A stub whose hash was altered breaks the
+/// next entry's link: the batch is refused and nothing is stored.
 #[tokio::test]
 async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
     use crate::log::{Author, NewEntry};
@@ -625,7 +632,7 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
         )
         .unwrap();
         edge.submit(move |tx| tx.append(ev.clone())).await.unwrap();
-        edge.submit(move |tx| tx.append(chat.clone()))
+        edge.submit(move |tx| tx.append_chain_v1(chat.clone()))
             .await
             .unwrap();
     }
@@ -694,7 +701,7 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
         assert_eq!((meta.hash, meta.prev), (original.hash, original.prev));
         let held = replica.entry(&r_rtx, seq).unwrap();
         if original.stream.starts_with("conv/") {
-            assert!(meta.is_stub(), "seq {seq}");
+            assert!(meta.is_legacy_stub(), "seq {seq}");
             assert!(meta.kind.is_empty() && meta.stream.is_empty() && meta.author.is_empty());
             assert!(held.is_none(), "a stub has no body");
             stubbed.push([seq, seq]);
@@ -717,7 +724,7 @@ async fn unshipped_classes_travel_as_stubs_and_the_chain_still_verifies() {
     let report = replica.verify().unwrap();
     assert!(report.ok(), "{:?}", report.problem);
     assert_eq!(report.stubbed, stubbed);
-    assert!(report.purged.is_empty());
+    assert!(report.purged.is_empty() && report.stubs_verified.is_empty());
     let status = hq.status("north").await.unwrap();
     assert_eq!((status.seq, status.lag_entries), (head, 0));
     assert!(

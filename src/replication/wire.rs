@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::log::Entry;
+use crate::log::entry::{ChainVersion, hash_v2};
 
 /// The first three bytes of every batch.
 pub const MAGIC: &[u8; 3] = b"PWR";
@@ -16,12 +17,15 @@ pub const VERSION_2: u8 = 2;
 pub const VERSION_1: u8 = 1;
 /// Item tag of a whole entry hashed with chain v1.
 const TAG_ENTRY: u8 = 0;
-/// Item tag of a stub of a chain-v1 entry: ts and hash only (its class is not shipped).
+/// Item tag of a legacy stub (of a chain-v1 entry): its hash cannot be recomputed, so it is
+/// carried (its class is not shipped).
 const TAG_STUB: u8 = 1;
-/// Reserved (v3): a whole entry hashed with chain v2.
-const TAG_ENTRY_CHAIN2: u8 = 2;
-/// Reserved (v3): the stub of a chain-v2 entry (ts and a content digest).
-const TAG_STUB_CHAIN2: u8 = 3;
+/// Item tag of a whole entry hashed with chain v2 (same fields as tag 0).
+const TAG_ENTRY_V2: u8 = 2;
+/// Item tag of a stub of a chain-v2 entry: its content digest; the receiver recomputes its hash.
+/// A reader that does not know tags 2 and 3 refuses the batch with `WireError::Tag` (an HQ
+/// older than chain v2: upgrade HQ before its edges).
+const TAG_STUB_V2: u8 = 3;
 /// Codec (the flags byte): the body is the payload as it is.
 pub const FLAG_RAW: u8 = 0x00;
 /// Codec (the flags byte): the body is raw deflate (RFC 1951) of the payload.
@@ -44,14 +48,25 @@ pub struct Batch {
 }
 
 /// What stands for an entry whose class the edge does not ship: only what the chain needs.
-/// HQ cannot recompute `hash` (the rest of the entry stays at the edge); the next entry's `prev`
-/// and the site's signed checkpoints commit to it.
+/// Of a chain-v2 entry it carries the content digest, and `hash` is recomputed from it (the
+/// decoder does; tag 3 does not carry the hash). Of a chain-v1 entry (a legacy stub, `digest`
+/// `None`) HQ cannot recompute `hash`; the next entry's `prev` and the site's signed
+/// checkpoints commit to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stub {
     pub seq: u64,
     pub ts: i64,
     pub prev: [u8; 32],
     pub hash: [u8; 32],
+    /// `SHA-256(kind | stream | author | body)` of a chain-v2 entry; `None` for a legacy stub.
+    pub digest: Option<[u8; 32]>,
+}
+
+impl Stub {
+    /// Whether its hash can be recomputed (a chain-v2 stub).
+    pub fn verifiable(&self) -> bool {
+        self.digest.is_some()
+    }
 }
 
 /// One item of a batch: a whole entry, or a stub.
@@ -96,6 +111,11 @@ impl Shipped {
             Self::Entry(e) => Some(e),
             Self::Stub(_) => None,
         }
+    }
+
+    /// Whether this is a legacy stub (of a chain-v1 entry: its hash cannot be recomputed).
+    pub fn is_legacy_stub(&self) -> bool {
+        matches!(self, Self::Stub(s) if !s.verifiable())
     }
 }
 
@@ -185,8 +205,9 @@ fn frame(version: u8, payload: &[u8], compress: bool) -> Vec<u8> {
 /// `site str | head varint | checkpoint str | count varint`, then when count > 0:
 /// `first seq varint | first prev [32] | count × item | last hash [32]`. An item is
 /// `tag u8 | ts delta varint` (from the item before; the first from 0; wrapping u64) then, for
-/// tag 0 (an entry), `kind str | stream str | author str | body bytes`, for tag 1 (a stub)
-/// `prev [32] | hash [32]` (its hash cannot be recomputed; its prev binds what precedes it).
+/// tag 0 (an entry hashed with chain v1) and tag 2 (chain v2), `kind str | stream str | author
+/// str | body bytes`; for tag 1 (a legacy stub) `prev [32] | hash [32]` (its hash cannot be
+/// recomputed; its prev binds what precedes it); for tag 3 (a chain-v2 stub) `digest [32]`.
 /// Seqs run on from the first; each entry's `prev` is the hash of the item before.
 fn payload(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
@@ -204,10 +225,7 @@ fn payload(batch: &Batch) -> Vec<u8> {
     out.extend_from_slice(&first.prev());
     let mut ts = 0i64;
     for item in &batch.entries {
-        out.push(match item {
-            Shipped::Entry(_) => TAG_ENTRY,
-            Shipped::Stub(_) => TAG_STUB,
-        });
+        out.push(tag(item));
         put_varint(&mut out, (item.ts() as u64).wrapping_sub(ts as u64));
         ts = item.ts();
         match item {
@@ -217,6 +235,9 @@ fn payload(batch: &Batch) -> Vec<u8> {
                 put_str(&mut out, e.author.as_bytes());
                 put_str(&mut out, &e.body);
             }
+            Shipped::Stub(Stub {
+                digest: Some(d), ..
+            }) => out.extend_from_slice(d),
             Shipped::Stub(s) => {
                 out.extend_from_slice(&s.prev);
                 out.extend_from_slice(&s.hash);
@@ -225,6 +246,16 @@ fn payload(batch: &Batch) -> Vec<u8> {
     }
     out.extend_from_slice(&last.hash());
     out
+}
+
+/// The item tag of `item` (the same in versions 2 and 3).
+fn tag(item: &Shipped) -> u8 {
+    match item {
+        Shipped::Entry(e) if e.chain == ChainVersion::V1 => TAG_ENTRY,
+        Shipped::Entry(_) => TAG_ENTRY_V2,
+        Shipped::Stub(s) if s.verifiable() => TAG_STUB_V2,
+        Shipped::Stub(_) => TAG_STUB,
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -241,8 +272,9 @@ fn put_str(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// The version 2 payload: `site | head u64 | checkpoint | count u32 | items`, each item
-/// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0) goes on `kind | stream | author | body |
-/// prev [32] | hash [32]`, a stub (tag 1) on `prev [32] | hash [32]`; strings and bytes as u32
+/// `tag u8 | seq u64 | ts i64 | ...`: an entry (tag 0 chain v1, tag 2 chain v2) goes on `kind |
+/// stream | author | body | prev [32] | hash [32]`, a legacy stub (tag 1) on `prev [32] | hash
+/// [32]`, a chain-v2 stub (tag 3) on `prev [32] | digest [32]`; strings and bytes as u32
 /// big-endian length + bytes, an absent checkpoint as length 0.
 fn payload_v2(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
@@ -254,10 +286,7 @@ fn payload_v2(batch: &Batch) -> Vec<u8> {
     );
     out.extend_from_slice(&(batch.entries.len() as u32).to_be_bytes());
     for item in &batch.entries {
-        out.push(match item {
-            Shipped::Entry(_) => TAG_ENTRY,
-            Shipped::Stub(_) => TAG_STUB,
-        });
+        out.push(tag(item));
         out.extend_from_slice(&item.seq().to_be_bytes());
         out.extend_from_slice(&item.ts().to_be_bytes());
         if let Shipped::Entry(e) = item {
@@ -267,7 +296,12 @@ fn payload_v2(batch: &Batch) -> Vec<u8> {
             put(&mut out, &e.body);
         }
         out.extend_from_slice(&item.prev());
-        out.extend_from_slice(&item.hash());
+        match item {
+            Shipped::Stub(Stub {
+                digest: Some(d), ..
+            }) => out.extend_from_slice(d),
+            _ => out.extend_from_slice(&item.hash()),
+        }
     }
     out
 }
@@ -351,7 +385,7 @@ fn decode_v3(r: &mut Reader<'_>) -> Result<Batch, WireError> {
         let tag = r.take(1)?[0];
         ts = (ts as u64).wrapping_add(r.varint()?) as i64;
         let item = match tag {
-            TAG_ENTRY => {
+            TAG_ENTRY | TAG_ENTRY_V2 => {
                 let mut e = Entry {
                     site: site_arc.clone(),
                     seq,
@@ -362,6 +396,11 @@ fn decode_v3(r: &mut Reader<'_>) -> Result<Batch, WireError> {
                     body: r.bytes_v()?.to_vec(),
                     prev,
                     hash: [0; 32],
+                    chain: if tag == TAG_ENTRY {
+                        ChainVersion::V1
+                    } else {
+                        ChainVersion::V2
+                    },
                 };
                 e.hash = e.computed_hash();
                 Shipped::Entry(e)
@@ -375,10 +414,19 @@ fn decode_v3(r: &mut Reader<'_>) -> Result<Batch, WireError> {
                     ts,
                     prev,
                     hash: r.hash()?,
+                    digest: None,
                 })
             }
-            // Chain v2 items are reserved for the chain version 2 (not read by this side yet).
-            TAG_ENTRY_CHAIN2 | TAG_STUB_CHAIN2 => return Err(WireError::Tag(tag)),
+            TAG_STUB_V2 => {
+                let digest = r.hash()?;
+                Shipped::Stub(Stub {
+                    seq,
+                    ts,
+                    prev,
+                    hash: hash_v2(&prev, &batch.site, seq, ts, &digest),
+                    digest: Some(digest),
+                })
+            }
             other => return Err(WireError::Tag(other)),
         };
         prev = item.hash();
@@ -406,8 +454,9 @@ fn decode_v2(r: &mut Reader<'_>, version: u8) -> Result<Batch, WireError> {
         };
         let seq = r.u64()?;
         let ts = r.u64()? as i64;
-        match tag {
-            TAG_ENTRY => {}
+        let chain = match tag {
+            TAG_ENTRY => ChainVersion::V1,
+            TAG_ENTRY_V2 => ChainVersion::V2,
             TAG_STUB => {
                 let prev = r.hash()?;
                 let hash = r.hash()?;
@@ -416,11 +465,24 @@ fn decode_v2(r: &mut Reader<'_>, version: u8) -> Result<Batch, WireError> {
                     ts,
                     prev,
                     hash,
+                    digest: None,
+                }));
+                continue;
+            }
+            TAG_STUB_V2 => {
+                let prev = r.hash()?;
+                let digest = r.hash()?;
+                entries.push(Shipped::Stub(Stub {
+                    seq,
+                    ts,
+                    prev,
+                    hash: hash_v2(&prev, &site, seq, ts, &digest),
+                    digest: Some(digest),
                 }));
                 continue;
             }
             other => return Err(WireError::Tag(other)),
-        }
+        };
         let kind = r.string()?;
         let stream = r.string()?;
         let author = r.string()?;
@@ -437,6 +499,7 @@ fn decode_v2(r: &mut Reader<'_>, version: u8) -> Result<Batch, WireError> {
             body,
             prev,
             hash,
+            chain,
         }));
     }
     Ok(Batch {
@@ -541,12 +604,14 @@ mod tests {
                     body: b"{}".to_vec(),
                     prev: [1; 32],
                     hash: [2; 32],
+                    chain: ChainVersion::V1,
                 }),
                 Shipped::Stub(Stub {
                     seq: 8,
                     ts: 10,
                     prev: [2; 32],
                     hash: [3; 32],
+                    digest: None,
                 }),
             ],
         }
@@ -565,6 +630,42 @@ mod tests {
         };
         s.prev = hash;
         b
+    }
+
+    /// Version 3 with chain v2: a whole chain-v2 entry and a chain-v2 stub (only its digest on
+    /// the wire) round-trip, the stub's hash recomputed from the entry's; a changed digest no
+    /// longer reaches the batch's last hash.
+    #[test]
+    fn v3_carries_chain_v2_entries_and_stubs_by_digest() {
+        let mut b = sample();
+        let Shipped::Entry(e) = &mut b.entries[0] else {
+            unreachable!()
+        };
+        e.chain = ChainVersion::V2;
+        e.hash = e.computed_hash();
+        let prev = e.hash;
+        let digest = [4u8; 32];
+        b.entries[1] = Shipped::Stub(Stub {
+            seq: 8,
+            ts: 10,
+            prev,
+            hash: hash_v2(&prev, "north", 8, 10, &digest),
+            digest: Some(digest),
+        });
+        let bytes = encode(&b, false);
+        let tag_at = 9 + 6 + 1 + 3 + 1 + 1 + 32;
+        assert_eq!(bytes[tag_at], TAG_ENTRY_V2);
+        assert_eq!(decode(&bytes).unwrap(), b);
+        let legacy = encode(&sample_v3(), false);
+        assert_eq!(
+            bytes.len() + 32,
+            legacy.len(),
+            "a chain-v2 stub carries only its digest"
+        );
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 33] ^= 1;
+        assert_eq!(decode(&bad), Err(WireError::LastHash));
     }
 
     /// The byte-exact v3 frame of a fixed batch: if this fails, the wire format changed and
@@ -634,6 +735,54 @@ mod tests {
         assert_eq!(decode(&hex::decode(golden).unwrap()).unwrap(), sample());
         let deflated = encode_v2(&sample(), true);
         assert_eq!(decode(&deflated).unwrap(), sample());
+    }
+
+    /// Tags 2 and 3: a whole chain-v2 entry (the fields of tag 0) and a chain-v2 stub carrying
+    /// its content digest where a legacy stub has its hash; the decoder recomputes that hash.
+    #[test]
+    fn chain_v2_items_are_byte_exact_and_a_stub_hash_is_recomputed() {
+        let mut batch = sample();
+        if let Shipped::Entry(e) = &mut batch.entries[0] {
+            e.chain = ChainVersion::V2;
+        }
+        let digest = [4u8; 32];
+        batch.entries[1] = Shipped::Stub(Stub {
+            seq: 8,
+            ts: 10,
+            prev: [2; 32],
+            hash: hash_v2(&[2; 32], "north", 8, 10, &digest),
+            digest: Some(digest),
+        });
+        let bytes = encode_v2(&batch, false);
+        let golden = concat!(
+            "505752",
+            "02",
+            "00",
+            "000000d2",
+            "00000005",
+            "6e6f727468",
+            "0000000000000008",
+            "00000002",
+            "6e0a",
+            "00000002",
+            "02", // a whole chain-v2 entry
+            "0000000000000007",
+            "0000000000000009",
+            "000000016b",
+            "0000000173",
+            "0000000161",
+            "000000027b7d",
+            "0101010101010101010101010101010101010101010101010101010101010101",
+            "0202020202020202020202020202020202020202020202020202020202020202",
+            "03", // a chain-v2 stub: prev, then the digest
+            "0000000000000008",
+            "000000000000000a",
+            "0202020202020202020202020202020202020202020202020202020202020202",
+            "0404040404040404040404040404040404040404040404040404040404040404",
+        );
+        assert_eq!(hex::encode(&bytes), golden);
+        assert_eq!(decode(&bytes).unwrap(), batch);
+        assert!(batch.entries[1].hash() != [3; 32] && !batch.entries[1].is_legacy_stub());
     }
 
     /// A version 1 frame (an older edge) still decodes: every item a whole entry, no tag.
@@ -727,19 +876,24 @@ mod tests {
         }
     }
 
-    /// Tags 2 and 3 are reserved for chain version 2 and not read yet; unknown flags, versions
-    /// and magic are refused, and no length makes the receiver inflate past its bound.
+    /// Unknown tags, flags, versions and magic are refused; an entry's tag changed from chain v1
+    /// to v2 no longer links to what follows; no length makes the receiver inflate past its
+    /// bound.
     #[test]
     fn bad_v3_frames_are_refused() {
         let plain = encode(&sample_v3(), false);
         // The first item's tag: after the header, site, head, checkpoint, count, seq and prev.
         let tag_at = 9 + 6 + 1 + 3 + 1 + 1 + 32;
         assert_eq!(plain[tag_at], TAG_ENTRY);
-        for tag in [TAG_ENTRY_CHAIN2, TAG_STUB_CHAIN2, 7] {
+        for tag in [4, 7, 255] {
             let mut t = plain.clone();
             t[tag_at] = tag;
             assert_eq!(decode(&t), Err(WireError::Tag(tag)));
         }
+        // Read as chain v2, the entry hashes differently: the stub after it no longer links.
+        let mut v2_tag = plain.clone();
+        v2_tag[tag_at] = TAG_ENTRY_V2;
+        assert_eq!(decode(&v2_tag), Err(WireError::StubPrev(8)));
         let mut v4 = plain.clone();
         v4[3] = 4;
         assert_eq!(decode(&v4), Err(WireError::Version(4)));

@@ -1,5 +1,5 @@
 //! HQ as a witness of a site's checkpoints: verify the note against the site's logged key and
-//! the replicated history, cosign it with a timestamp (never over a stub), keep rewrite evidence.
+//! the replicated history, cosign it with a timestamp (never over a legacy stub), keep evidence.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -138,8 +138,8 @@ fn site_key(replica: &Log, entries: &[Shipped]) -> Result<Option<[u8; 32]>, Repl
 }
 
 /// The items `from..=to` of the batch when they are there, each whole entry matching its hash
-/// (a stub's cannot be recomputed: what follows it commits to it) and each linking to the one
-/// before.
+/// (a chain-v2 stub's was recomputed when decoded and is again when appended; a legacy stub's
+/// cannot be: what follows it commits to it) and each linking to the one before.
 fn signed_prefix(entries: &[Shipped], from: u64, to: u64) -> Option<&[Shipped]> {
     let first = entries.first()?;
     if first.seq() != from || to < from {
@@ -233,12 +233,13 @@ fn meta_u64(bytes: Option<Vec<u8>>) -> Option<u64> {
         .map(u64::from_be_bytes)
 }
 
-/// Records the batch's stubs just appended in `tx` (their lowest and highest seq), so a later
-/// checkpoint over them is known to cover a stub without reading the replica back.
+/// Records the batch's legacy stubs just appended in `tx` (their lowest and highest seq), so a
+/// later checkpoint over them is known to cover one without reading the replica back. Chain-v2
+/// stubs are verified like whole entries: a checkpoint over them is witnessed as usual.
 pub fn note_stubs(tx: &mut Tx<'_>, entries: &[Shipped]) -> Result<(), AppendError> {
     let mut seqs = entries
         .iter()
-        .filter(|i| i.entry().is_none())
+        .filter(|i| i.is_legacy_stub())
         .map(Shipped::seq);
     let Some(low) = seqs.next() else {
         return Ok(());
@@ -252,9 +253,9 @@ pub fn note_stubs(tx: &mut Tx<'_>, entries: &[Shipped]) -> Result<(), AppendErro
     Ok(())
 }
 
-/// Whether a checkpoint of `size` would vouch for a stub HQ has not vouched for already: one of
-/// seq in (last witnessed size, `size`], stored or in this batch. Conservative: with stubs
-/// stored on both sides of that range and none in it, the answer is still yes.
+/// Whether a checkpoint of `size` would vouch for a legacy stub HQ has not vouched for already:
+/// one of seq in (last witnessed size, `size`], stored or in this batch. Conservative: with
+/// legacy stubs stored on both sides of that range and none in it, the answer is still yes.
 pub fn covers_stub(
     replica: &Log,
     entries: &[Shipped],
@@ -268,7 +269,7 @@ pub fn covers_stub(
     let in_range = |seq: u64| seq > witnessed && seq <= size;
     if entries
         .iter()
-        .any(|i| i.entry().is_none() && in_range(i.seq()))
+        .any(|i| i.is_legacy_stub() && in_range(i.seq()))
     {
         return Ok(true);
     }

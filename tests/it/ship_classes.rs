@@ -1,5 +1,6 @@
 //! `[replication] ship` over real TLS: an edge shipping only `events` to an HQ (both servers in
-//! process, started by role, HQ with `accept_stubs`): chat travels as stubs, HQ's audit passes.
+//! process, started by role, HQ with default settings): chat travels as chain-v2 stubs, HQ
+//! re-hashes them and its audit passes.
 
 use std::time::Duration;
 
@@ -17,17 +18,21 @@ use crate::support::TestServer;
 const CHAT_MARK: &str = "chat-marker-3b7e41";
 const EVENT_MARK: &str = "event-marker-9d2c05";
 
-/// The edge ships only `events`: its chat messages reach HQ as stubs (every seq is there, with
-/// the edge's hashes), the chat text is in no decrypted body of the replica and in no page of
-/// `GET /api/v1/sites/north/entries`, the events are, and `audit verify --site north` passes
-/// and names the stubbed seqs.
+/// The edge ships only `events`: its chat messages reach HQ as chain-v2 stubs, taken without
+/// `accept_stubs` (every seq is there, with the edge's hashes and the stubs' digests), the chat
+/// text is in no decrypted body of the replica and in no page of
+/// `GET /api/v1/sites/north/entries`, the events are, and `audit verify --site north` passes,
+/// naming the stubs as re-hashed (`stubs_verified`), none as unverifiable (`stubbed`).
 #[tokio::test]
 async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies() {
     let hq = TestServer::start_with(|c| {
         c.site = Some("hq".into());
         c.replication.role = ReplicationRole::Hq;
         c.replication.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        c.replication.accept_stubs = true;
+        assert!(
+            !c.replication.accept_stubs,
+            "chain-v2 stubs need no accept_stubs"
+        );
     })
     .await;
     let dir = enrolled(&hq, "north").await;
@@ -90,6 +95,9 @@ async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies(
             let stub = !only_events.ships_entry(&ours);
             assert_eq!(meta.is_stub(), stub, "seq {seq} {}", ours.stream);
             if stub {
+                assert_eq!(meta.digest, Some(ours.content_digest()), "seq {seq}");
+            }
+            if stub {
                 want.push(seq);
             }
             if chat_seqs.contains(&seq) {
@@ -124,9 +132,10 @@ async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies(
     got.sort_unstable();
     assert_eq!(got, want);
 
-    // The audit at HQ passes and reports the stubbed seqs.
-    let (_, stubbed) = crate::replication::verify_site(&hq, "north", "stubbed").await;
-    assert_eq!(stubbed, want);
+    // The audit at HQ passes, re-hashing the stubs: none is an unverifiable run.
+    let (report, verified) = crate::replication::verify_site(&hq, "north", "stubs_verified").await;
+    assert_eq!(verified, want);
+    assert_eq!(report["stubbed"], json!([]));
     let text = admin(
         &hq,
         Request::SiteVerify {
@@ -135,5 +144,6 @@ async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies(
         },
     )
     .await;
-    assert!(text.stdout.contains("stubbed:"), "{}", text.stdout);
+    assert!(text.stdout.contains("stubs:"), "{}", text.stdout);
+    assert!(!text.stdout.contains("stubbed:"), "{}", text.stdout);
 }
