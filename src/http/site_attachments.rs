@@ -23,17 +23,21 @@ pub async fn download(
     Path((site, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (h, _) = readable_site(&state, &me, &site, true)?;
-    let replica =
-        h.hq.replicas
-            .replica(&site)
-            .await
-            .map_err(replication_error)?;
-    let row = blobs::open(&replica, &id)?.ok_or_else(|| {
+    let missing = || {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "no_such_attachment",
             "no attachment with this id",
         )
-    })?;
+    };
+    if !h.hq.replicas.has_replica(&site) {
+        return Err(missing());
+    }
+    let replica =
+        h.hq.replicas
+            .replica(&site)
+            .await
+            .map_err(replication_error)?;
+    let row = blobs::open(&replica, &id)?.ok_or_else(missing)?;
     file_response(replica, row)
 }

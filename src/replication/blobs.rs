@@ -11,7 +11,7 @@ use super::ReplicationError;
 use super::edge::{Bucket, ShipClasses};
 use super::net::{self, Conn, NetError};
 use super::wire::Shipped;
-use crate::chat::attachments::{CHUNK, chunk, chunk_aad};
+use crate::chat::attachments::{CHUNK, chunk, chunk_aad, clean_name, sniff};
 use crate::error::Rejection;
 use crate::log::Log;
 use crate::store::{AttachmentRow, StoreError};
@@ -19,10 +19,19 @@ use crate::store::{AttachmentRow, StoreError};
 /// Replication meta row (edge): every attachment referenced at or below this seq is at HQ, or
 /// was gone at the edge, or belongs to an entry shipped as a stub.
 const CURSOR: &str = "blobs";
-/// Most references asked about in one `wanted` request.
+/// The references the edge asks about in one `wanted` request (a page ends before the entry that
+/// would pass it, unless that entry is the page's first).
 pub const MAX_REFS: usize = 256;
-/// The largest attachment HQ takes (the chat upload bound is far below it).
-pub const MAX_BLOB: u64 = 32 << 20;
+/// The most references HQ takes in one request: a page plus one entry's worth, with room.
+pub const MAX_REFS_TAKEN: usize = 1024;
+/// The largest attachment HQ takes: the largest `chat.max_attachment_bytes` allows.
+pub const MAX_BLOB: u64 = 64 << 20;
+/// The longest name HQ takes, in bytes (uploads keep 128 characters).
+const MAX_NAME_BYTES: usize = 1024;
+/// Refusals of one blob that sending it again cannot change: it stays missing at HQ and the
+/// edge goes on. Every other refusal (a storage fault at HQ, a full queue, a revoked site) keeps
+/// the cursor where it is, to try again after the next acknowledgement.
+const FINAL: &[&str] = &["blob_mismatch", "unreferenced_blob", "unsupported_type"];
 /// The id prefix of a content row at HQ: `h/<sha256 hex>`, its chunks sealed like an upload's.
 const CONTENT_PREFIX: &str = "h/";
 
@@ -60,6 +69,24 @@ pub fn cursor(log: &Log) -> Result<u64, ReplicationError> {
         .replication_meta(CURSOR)?
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
         .map_or(0, u64::from_be_bytes))
+}
+
+/// Lowers the blob cursor to `head` (HQ's acknowledged head went back: a restore), in the
+/// transaction that records the acknowledgement.
+pub(super) fn lower_cursor(
+    tx: &mut crate::log::Tx<'_>,
+    head: u64,
+) -> Result<(), crate::log::AppendError> {
+    let at = tx
+        .views()
+        .replication_meta_in_tx(CURSOR)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes);
+    if at > head {
+        tx.views()
+            .set_replication_meta(CURSOR, &head.to_be_bytes())?;
+    }
+    Ok(())
 }
 
 pub(super) async fn set_cursor(log: &Log, seq: u64) -> Result<(), ReplicationError> {
@@ -163,18 +190,8 @@ pub(super) async fn ship(
         };
         if !refs.is_empty() {
             let body = serde_json::to_vec(&Wanted { refs: refs.clone() })?;
-            let answer = match conn.post(net::PATH_BLOBS_WANTED, body).await {
-                Ok(a) => serde_json::from_slice::<WantedAnswer>(&a)?,
-                Err(e @ NetError::Refused { .. }) => {
-                    // HQ will not take these references: they stay missing there, and the
-                    // log goes on (a transport error instead ends the session).
-                    tracing::warn!(error = %e, after, covered, "HQ refused attachment references");
-                    WantedAnswer {
-                        missing: Vec::new(),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let answer: WantedAnswer =
+                serde_json::from_slice(&conn.post(net::PATH_BLOBS_WANTED, body).await?)?;
             let missing: BTreeSet<String> = answer.missing.into_iter().collect();
             let mut sent = BTreeSet::new();
             let mut same_content = Vec::new();
@@ -194,8 +211,10 @@ pub(super) async fn ship(
                 }
                 match conn.post(net::PATH_BLOB, body).await {
                     Ok(_) => {}
-                    Err(e @ NetError::Refused { .. }) => {
-                        tracing::warn!(error = %e, id = %r.id, "HQ refused an attachment; it stays missing there");
+                    Err(NetError::Refused { code, message, .. })
+                        if FINAL.contains(&code.as_str()) =>
+                    {
+                        tracing::warn!(code, message, id = %r.id, "HQ refused an attachment for good; it stays missing there");
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -203,13 +222,7 @@ pub(super) async fn ship(
             if !same_content.is_empty() {
                 // HQ holds those contents now: asking again maps these ids to them.
                 let body = serde_json::to_vec(&Wanted { refs: same_content })?;
-                match conn.post(net::PATH_BLOBS_WANTED, body).await {
-                    Ok(_) => {}
-                    Err(e @ NetError::Refused { .. }) => {
-                        tracing::warn!(error = %e, "HQ refused attachment references");
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                conn.post(net::PATH_BLOBS_WANTED, body).await?;
             }
         }
         set_cursor(log, covered).await?;
@@ -226,7 +239,7 @@ fn valid_ref(r: &BlobRef) -> bool {
         && !r.id.is_empty()
         && r.id.len() <= 64
         && !r.id.starts_with(CONTENT_PREFIX)
-        && r.name.len() <= 256
+        && r.name.len() <= MAX_NAME_BYTES
         && r.mime.len() <= 128
         && r.size > 0
         && r.size <= MAX_BLOB
@@ -253,15 +266,18 @@ fn pointer(r: &BlobRef, site: &str, now_us: i64) -> AttachmentRow {
 /// HQ: which contents of `refs` the replica lacks; the ids of those it has are mapped to them
 /// at once (deduplicated: one content per SHA-256 per site).
 pub async fn wanted(replica: &Log, refs: Vec<BlobRef>) -> Result<WantedAnswer, ReplicationError> {
-    if refs.len() > MAX_REFS || !refs.iter().all(valid_ref) {
+    if refs.len() > MAX_REFS_TAKEN || !refs.iter().all(valid_ref) {
         return Err(bad_blob("the references are malformed or too many"));
     }
     // A reference HQ cannot bind (its entry purged at HQ, or not naming the id) is skipped: it
     // is neither wanted nor mapped.
-    let refs: Vec<BlobRef> = refs
-        .into_iter()
-        .filter(|r| check_named(replica, r).is_ok())
-        .collect();
+    let mut named = Vec::with_capacity(refs.len());
+    for r in refs {
+        if names(replica, &r)? {
+            named.push(r);
+        }
+    }
+    let refs = named;
     let site = replica.site().to_string();
     let now_us = replica.now_us();
     let missing = replica
@@ -270,7 +286,14 @@ pub async fn wanted(replica: &Log, refs: Vec<BlobRef>) -> Result<WantedAnswer, R
             for r in &refs {
                 let cid = format!("{CONTENT_PREFIX}{}", r.sha256);
                 match tx.views().attachment(&cid)? {
-                    Some(c) if c.size == r.size => refer(tx, r, &site, now_us)?,
+                    Some(c) if c.size == r.size => {
+                        let r = BlobRef {
+                            name: clean_name(&r.name, &c.mime),
+                            mime: c.mime,
+                            ..r.clone()
+                        };
+                        refer(tx, &r, &site, now_us)?;
+                    }
                     _ => missing.push(r.sha256.clone()),
                 }
             }
@@ -297,14 +320,32 @@ fn refer(
     Ok(())
 }
 
-/// The entry `r.seq` must be in the replica, whole, and name the attachment `r.id`.
-fn check_named(replica: &Log, r: &BlobRef) -> Result<(), ReplicationError> {
+/// Whether the entry `r.seq` is in the replica, whole, and names the attachment `r.id`: a
+/// string of its body equal to the id (a chat message's `attachments[].id`, an incident file
+/// answer's value), not a part of a longer text.
+fn names(replica: &Log, r: &BlobRef) -> Result<bool, ReplicationError> {
     let rtx = replica.read()?;
-    let quoted = format!("\"{}\"", r.id);
-    let named = replica
-        .entry(&rtx, r.seq)?
-        .is_some_and(|e| e.body.windows(quoted.len()).any(|w| w == quoted.as_bytes()));
-    if !named {
+    let Some(e) = replica.entry(&rtx, r.seq)? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_slice::<serde_json::Value>(&e.body)
+        .is_ok_and(|v| holds_string(&v, &r.id, 0)))
+}
+
+/// Whether `v` holds the string `s` as a value (at most 8 levels down).
+fn holds_string(v: &serde_json::Value, s: &str, depth: u8) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(x) => x == s,
+        Value::Object(m) if depth < 8 => m.values().any(|x| holds_string(x, s, depth + 1)),
+        Value::Array(a) if depth < 8 => a.iter().any(|x| holds_string(x, s, depth + 1)),
+        _ => false,
+    }
+}
+
+/// The entry `r.seq` must name the attachment `r.id` (`unreferenced_blob` otherwise).
+fn check_named(replica: &Log, r: &BlobRef) -> Result<(), ReplicationError> {
+    if !names(replica, r)? {
         return Err(Rejection::invalid(
             "unreferenced_blob",
             format!("entry {} at HQ does not name attachment {:?}", r.seq, r.id),
@@ -338,6 +379,19 @@ pub async fn store(replica: &Log, body: &[u8]) -> Result<(), ReplicationError> {
         )
         .into());
     }
+    // HQ judges the type by the content, as an upload is judged, never by the edge's word.
+    let Some(mime) = sniff(data, &r.name) else {
+        return Err(Rejection::invalid(
+            "unsupported_type",
+            "the content is not of a type an upload may have",
+        )
+        .into());
+    };
+    let r = BlobRef {
+        mime: mime.to_string(),
+        name: clean_name(&r.name, mime),
+        ..r
+    };
     let cid = format!("{CONTENT_PREFIX}{}", r.sha256);
     let mut chunks = Vec::new();
     for (n, part) in data.chunks(CHUNK).enumerate() {
@@ -381,9 +435,6 @@ pub fn open(replica: &Log, id: &str) -> Result<Option<AttachmentRow>, StoreError
     let Some(c) = rtx.attachment(&format!("{CONTENT_PREFIX}{}", p.sha256))? else {
         return Ok(None);
     };
-    Ok(Some(AttachmentRow {
-        name: p.name,
-        mime: p.mime,
-        ..c
-    }))
+    // The type is the content's, sniffed at HQ; the name the site's, cleaned for that type.
+    Ok(Some(AttachmentRow { name: p.name, ..c }))
 }

@@ -108,6 +108,8 @@ pub async fn record_ack(log: &Log, ack: &Ack) -> Result<u64, ReplicationError> {
     log.submit(move |tx| {
         tx.views()
             .set_replication_meta("acked", &head.to_be_bytes())?;
+        // HQ's head going back (a restore) takes the attachments above it again too.
+        super::blobs::lower_cursor(tx, head)?;
         if let Some(c) = &cosig {
             tx.views()
                 .set_replication_meta("cosignature", c.as_bytes())?;

@@ -165,8 +165,13 @@ impl Replicas {
     }
 
     /// Pins `key` as `site`'s checkpoint-signing key (enrolment): from then on HQ verifies the
-    /// site's checkpoints with it and refuses a log carrying another key.
-    pub async fn pin_signing_key(&self, site: &str, key: [u8; 32]) -> Result<(), ReplicationError> {
+    /// site's checkpoints with it and refuses a log carrying another key. `None` (an edge older
+    /// than the pin re-enrolled) clears an earlier pin.
+    pub async fn pin_signing_key(
+        &self,
+        site: &str,
+        key: Option<[u8; 32]>,
+    ) -> Result<(), ReplicationError> {
         witness::pin_key(&self.replica(site).await?, key).await
     }
 
@@ -239,6 +244,7 @@ impl Replicas {
         }
         self.check_stubs(&batch)?;
         let replica = self.replica(site).await?;
+        witness::check_pinned(&replica, &batch.entries)?;
         if witness::rewritten(&replica)?.is_some() {
             return Err(Rejection::conflict(
                 "history_rewritten",

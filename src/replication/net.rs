@@ -24,6 +24,7 @@ use super::{ReplicationError, wire};
 use crate::clock::Clock;
 use crate::error::{RejectKind, Rejection};
 use crate::tls::issue::DeviceCa;
+use crate::tls::issue::IssueError;
 
 pub const PATH_BATCH: &str = "/replication/v1/batch";
 pub const PATH_ENROLL: &str = "/replication/v1/enroll";
@@ -34,7 +35,7 @@ pub const PATH_BLOBS_WANTED: &str = "/replication/v1/blobs/wanted";
 /// One attachment's content (`blobs::blob_body`).
 pub const PATH_BLOB: &str = "/replication/v1/blob";
 /// The largest request body HQ reads.
-pub const MAX_BODY: usize = 64 << 20;
+pub const MAX_BODY: usize = (64 << 20) + (64 << 10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -333,18 +334,39 @@ async fn enrol(hq: &Hq, body: &[u8]) -> Result<EnrolAnswer, ReplicationError> {
         Ok((issued.cert_der.to_vec(), issued.cert_pem))
     })?;
     hq.replicas.create_site(&req.site)?;
-    match pin {
-        Some(key) => hq.replicas.pin_signing_key(&req.site, key).await?,
-        None => tracing::warn!(
+    if pin.is_none() {
+        tracing::warn!(
             site = %req.site,
             "the edge sent no signing key to pin (an older release): HQ trusts the first key its log carries"
-        ),
+        );
     }
+    hq.replicas.pin_signing_key(&req.site, pin).await?;
     tracing::info!(site = %req.site, "site enrolled");
     Ok(EnrolAnswer {
         cert_pem,
         ca_pem: hq.ca.cert_pem().to_string(),
     })
+}
+
+/// A renewal keeps the site's key: the CSR's public key must be the one of the certificate the
+/// site presented (`400 bad_csr` otherwise), so a copy of a site certificate cannot be turned
+/// into one for another key.
+fn same_key(presented: &[u8], csr_pem: &str) -> Result<(), ReplicationError> {
+    use rustls_pki_types::CertificateSigningRequestDer;
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::FromDer;
+    let bad = |m: &str| Rejection::invalid("bad_csr", m.to_string());
+    let csr = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|_| bad("the CSR is not PEM"))?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(csr.as_ref())
+            .map_err(|_| bad("the CSR does not parse"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(presented)
+        .map_err(|_| bad("the presented certificate does not parse"))?;
+    if req.certification_request_info.subject_pki.raw != cert.public_key().raw {
+        return Err(bad("a renewal keeps the site's key: the CSR names another key").into());
+    }
+    Ok(())
 }
 
 fn renew(
@@ -355,11 +377,18 @@ fn renew(
 ) -> Result<EnrolAnswer, ReplicationError> {
     let req: RenewRequest = serde_json::from_slice(body)
         .map_err(|_| Rejection::invalid("bad_request", "not a renewal request"))?;
+    same_key(presented, &req.csr_pem)?;
     let (_, now) = now_of(hq);
     let cert_pem = hq.sites.renew(site, presented, || {
         let issued = hq
             .ca
-            .issue_from_csr(site, &req.csr_pem, now, hq.cert_days)?;
+            .issue_from_csr(site, &req.csr_pem, now, hq.cert_days)
+            .map_err(|e| match e {
+                IssueError::BadCsr(_) | IssueError::CsrTooLarge => {
+                    ReplicationError::from(Rejection::invalid("bad_csr", e.to_string()))
+                }
+                other => other.into(),
+            })?;
         Ok((issued.cert_der.to_vec(), issued.cert_pem))
     })?;
     tracing::info!(site, "site certificate renewed");
@@ -548,4 +577,30 @@ pub fn client_config(
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr_for(key: &rcgen::KeyPair) -> String {
+        super::super::ship::csr(key, "north").unwrap()
+    }
+
+    /// A renewal keeps the key: a CSR for the presented certificate's key passes, one for
+    /// another key is `bad_csr`, and so is one that is not a CSR.
+    #[test]
+    fn a_renewal_must_keep_the_sites_key() {
+        let key = || rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (mine, other) = (key(), key());
+        let cert = rcgen::CertificateParams::new(vec!["north".to_string()])
+            .unwrap()
+            .self_signed(&mine)
+            .unwrap();
+        assert!(same_key(cert.der(), &csr_for(&mine)).is_ok());
+        for csr in [csr_for(&other), "not a csr".to_string()] {
+            let err = same_key(cert.der(), &csr).unwrap_err();
+            assert_eq!(err.rejection().map(|r| r.code), Some("bad_csr"));
+        }
+    }
 }

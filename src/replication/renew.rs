@@ -12,6 +12,9 @@ use super::net::{self, Conn, EnrolAnswer, RenewRequest};
 use super::ship::{CERT_FILE, KEY_FILE, identity_dir, write_private};
 use crate::error::Rejection;
 
+/// Held while a renewal runs.
+const LOCK_FILE: &str = "renew.lock";
+
 /// When the site's certificate is valid (UTC µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Validity {
@@ -61,9 +64,9 @@ pub fn validity(state_dir: &Path) -> Result<Option<Validity>, ReplicationError> 
     }
 }
 
-/// Renews over `conn` (opened with the current certificate): a CSR for the site's key, HQ's
-/// answer checked (a certificate for this key, from the CA we pin), written to a temporary file
-/// and renamed over the old one. Returns the new validity. The running shipper uses the new
+/// Renews over `conn` (opened with the current certificate, to HQ's pinned CA): a CSR for the
+/// site's key, HQ's answer checked to be a certificate for this key, written to a temporary
+/// file and renamed over the old one. Returns the new validity. The running shipper uses the new
 /// certificate from its next connection.
 pub async fn renew(
     site: &str,
@@ -71,6 +74,25 @@ pub async fn renew(
     conn: &mut Conn,
 ) -> Result<Validity, ReplicationError> {
     let dir = identity_dir(state_dir);
+    // One renewal at a time (the shipper's and `replication renew`): two would each be answered
+    // over the same old certificate, and HQ keeps only the newest.
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| ReplicationError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    if lock.try_lock().is_err() {
+        return Err(Rejection::conflict(
+            "renewal_in_progress",
+            "another renewal of the site certificate is running",
+        )
+        .into());
+    }
     let key_path = dir.join(KEY_FILE);
     let key_pem = std::fs::read_to_string(&key_path).map_err(|source| ReplicationError::Io {
         path: key_path,

@@ -247,6 +247,9 @@ fn note_lag(log: &Log, connected: bool) {
     }
 }
 
+/// How long the shipper waits before offering attachments again after HQ refused them.
+const BLOBS_RETRY: Duration = Duration::from_secs(30);
+
 /// How often an idle edge sends an empty batch (HQ records when it last heard from a site).
 pub const HELLO_EVERY: Duration = Duration::from_secs(30);
 
@@ -286,6 +289,7 @@ async fn session(
     // The first batch of a session goes out even when empty (HQ answers its cursor), and so
     // does one every HELLO_EVERY while idle, so HQ can tell an idle site from a silent one.
     let mut last_sent: Option<tokio::time::Instant> = None;
+    let mut blobs_after = tokio::time::Instant::now();
     loop {
         let batch = next_batch(
             log,
@@ -315,8 +319,18 @@ async fn session(
         let head = record_ack(log, &ack).await?;
         note_lag(log, true);
         acked_tx.send_replace(head);
-        // The attachments of what HQ now holds follow, by content hash.
-        super::blobs::ship(log, &mut conn, bucket, head, opts.ship).await?;
+        // The attachments of what HQ now holds follow, by content hash. A refusal (a fault at
+        // HQ) keeps the blob cursor and is tried again 30 s later, while the log ships on.
+        if tokio::time::Instant::now() >= blobs_after {
+            match super::blobs::ship(log, &mut conn, bucket, head, opts.ship).await {
+                Ok(()) => {}
+                Err(ReplicationError::Net(e @ NetError::Refused { .. })) => {
+                    tracing::warn!(error = %e, "HQ refused attachments; trying again in 30 s");
+                    blobs_after = tokio::time::Instant::now() + BLOBS_RETRY;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

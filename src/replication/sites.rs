@@ -159,7 +159,11 @@ impl Sites {
             f.write_all(&serde_json::to_vec(rec)?).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
-        std::fs::rename(&tmp, &path).map_err(io)
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        // Durable before anyone is answered: a renewal HQ acknowledged must survive a power cut.
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| ReplicationError::Io { path: dir, source })
     }
 
     /// `site add`: a new site (or a new code for a site not enrolled yet). A site that has a

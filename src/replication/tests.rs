@@ -837,8 +837,7 @@ async fn a_stub_dated_in_the_future_is_refused() {
 }
 
 /// Retention at the edge waits for attachments: its floor is HQ's ack, except that no entry
-/// referencing an attachment above the blob cursor may go; a log without attachment references
-/// needs no cursor write at all.
+/// referencing an attachment above the blob cursor may go.
 #[tokio::test]
 async fn the_edges_retention_floor_waits_for_the_attachments_to_follow() {
     let dir = tempfile::tempdir().unwrap();
@@ -857,4 +856,57 @@ async fn the_edges_retention_floor_waits_for_the_attachments_to_follow() {
     assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 5);
     super::blobs::set_cursor(&edge, 6).await.unwrap();
     assert_eq!(super::blobs::retention_floor(&edge, 8).unwrap(), 8);
+}
+
+/// HQ's head going back (a restore) lowers the blob cursor with the acknowledged seq, so the
+/// attachments above it follow again.
+#[tokio::test]
+async fn an_ack_below_the_blob_cursor_lowers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with(dir.path(), 0, 10).await;
+    super::blobs::set_cursor(&edge, 8).await.unwrap();
+    let hash3 = {
+        let rtx = edge.read().unwrap();
+        edge.entry(&rtx, 3).unwrap().unwrap().hash
+    };
+    let ack = Ack {
+        head: 3,
+        head_hash: hex::encode(hash3),
+        cosignature: None,
+    };
+    record_ack(&edge, &ack).await.unwrap();
+    assert_eq!(
+        (acked(&edge).unwrap(), super::blobs::cursor(&edge).unwrap()),
+        (3, 3)
+    );
+}
+
+/// A page of attachment references never splits an entry's and stays within its bound, unless
+/// one entry alone passes it.
+#[tokio::test]
+async fn attachment_reference_pages_keep_entries_whole_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = edge_with(dir.path(), 0, 2).await;
+    edge.submit(|tx| {
+        for seq in 1..=100u64 {
+            for n in 0..3 {
+                tx.views()
+                    .put_attachment_ref(seq, &format!("a-{seq}-{n}"))?;
+            }
+        }
+        for n in 0..300 {
+            tx.views().put_attachment_ref(200, &format!("b-{n:03}"))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let rtx = edge.read().unwrap();
+    let (page, covered) = rtx.attachment_refs_in(0, 1000, 256).unwrap();
+    assert_eq!((page.len(), covered), (255, 85));
+    let (page, covered) = rtx.attachment_refs_in(85, 1000, 256).unwrap();
+    assert_eq!((page.len(), covered), (45, 100));
+    let (page, covered) = rtx.attachment_refs_in(100, 1000, 256).unwrap();
+    assert_eq!((page.len(), covered), (300, 1000));
+    assert!(page.iter().all(|(s, _)| *s == 200));
 }

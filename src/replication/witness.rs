@@ -87,11 +87,13 @@ pub fn parse_key(b64: &str) -> Result<[u8; 32], ReplicationError> {
         })
 }
 
-/// Pins `key` as the site's checkpoint-signing key (at enrolment, re-enrolment replaces it).
-pub async fn pin_key(replica: &Log, key: [u8; 32]) -> Result<(), ReplicationError> {
+/// Pins `key` as the site's checkpoint-signing key (at enrolment; re-enrolment replaces it, and
+/// `None` clears it: an empty row reads as no pin).
+pub async fn pin_key(replica: &Log, key: Option<[u8; 32]>) -> Result<(), ReplicationError> {
     replica
         .submit(move |tx| {
-            tx.views().set_replication_meta(PINNED_KEY, &key)?;
+            tx.views()
+                .set_replication_meta(PINNED_KEY, key.as_ref().map_or(&[][..], |k| &k[..]))?;
             Ok(())
         })
         .await?;
@@ -104,6 +106,32 @@ pub fn pinned_key(replica: &Log) -> Result<Option<[u8; 32]>, ReplicationError> {
         .read()?
         .replication_meta(PINNED_KEY)?
         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()))
+}
+
+/// Refuses, before anything is stored, a batch logging a signing key other than the pinned one
+/// (`signing_key_not_pinned`), whether or not it carries a checkpoint.
+pub fn check_pinned(replica: &Log, entries: &[Shipped]) -> Result<(), ReplicationError> {
+    let Some(pin) = pinned_key(replica)? else {
+        return Ok(());
+    };
+    let foreign = entries
+        .iter()
+        .filter_map(Shipped::entry)
+        .filter(|e| e.kind == KIND_SIGNING_KEY)
+        .filter_map(|e| serde_json::from_slice::<SigningKeyBody>(&e.body).ok())
+        .any(|b| parse_key(&b.public_key).ok() != Some(pin));
+    if foreign {
+        return Err(not_pinned());
+    }
+    Ok(())
+}
+
+fn not_pinned() -> ReplicationError {
+    Rejection::conflict(
+        "signing_key_not_pinned",
+        "the site's log carries a signing key other than the one pinned at enrolment",
+    )
+    .into()
 }
 
 /// The site's signing key: the one pinned at enrolment; for a site enrolled before pinning, the
@@ -127,12 +155,7 @@ fn site_key(replica: &Log, entries: &[Shipped]) -> Result<Option<[u8; 32]>, Repl
         return Ok(replicated.or_else(|| in_batch.last().copied()));
     };
     if replicated.iter().chain(in_batch.iter()).any(|k| *k != pin) {
-        return Err(Rejection::conflict(
-            "signing_key_not_pinned",
-            "the site's log carries a signing key other than the one pinned at enrolment \
-             (re-enrol the site if its key was replaced on purpose)",
-        )
-        .into());
+        return Err(not_pinned());
     }
     Ok(Some(pin))
 }

@@ -9,9 +9,9 @@ use super::{
 };
 
 impl ReadTx {
-    /// The (seq, attachment id) references of the entries in (`after`, `upto`], oldest first:
-    /// about `max` of them (the last seq's are never split), and the seq they cover up to
-    /// (`upto` when they are all).
+    /// The (seq, attachment id) references of the entries in (`after`, `upto`], oldest first: at
+    /// most `max` of them, whole entries only (an entry with more than `max` comes alone), and
+    /// the seq they cover up to (`upto` when they are all).
     pub fn attachment_refs_in(
         &self,
         after: u64,
@@ -20,18 +20,27 @@ impl ReadTx {
     ) -> Result<(Vec<(u64, String)>, u64), StoreError> {
         let t = self.txn.open_table(ATTACHMENT_REFS)?;
         let mut out: Vec<(u64, String)> = Vec::new();
+        let mut group: Vec<(u64, String)> = Vec::new();
         for r in t.range((after.saturating_add(1), "")..)? {
             let (k, _) = r?;
             let (seq, id) = k.value();
             if seq > upto {
                 break;
             }
-            if out.len() >= max && out.last().is_some_and(|(s, _)| *s != seq) {
-                let covered = out.last().map_or(upto, |(s, _)| *s);
-                return Ok((out, covered));
+            if group.first().is_some_and(|(s, _)| *s != seq) {
+                if !out.is_empty() && out.len() + group.len() > max {
+                    let covered = out.last().map_or(after, |(s, _)| *s);
+                    return Ok((out, covered));
+                }
+                out.append(&mut group);
             }
-            out.push((seq, id.to_string()));
+            group.push((seq, id.to_string()));
         }
+        if !out.is_empty() && out.len() + group.len() > max {
+            let covered = out.last().map_or(after, |(s, _)| *s);
+            return Ok((out, covered));
+        }
+        out.append(&mut group);
         Ok((out, upto))
     }
 

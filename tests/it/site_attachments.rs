@@ -18,9 +18,10 @@ use crate::support::TestServer;
 
 /// Two messages at the edge carry the same picture (two uploads, one content) and a third a
 /// text file; once HQ acknowledges them, the attachments follow: an HQ admin downloads each by
-/// the id the site's entry names, byte for byte; the picture is stored once at HQ; a viewer
+/// the id the site's entry names, byte for byte; both picture ids resolve to one content row; a viewer
 /// granted the site (who does not read its chat) gets 404; a blob that does not match its hash
-/// is refused and stores nothing; and retention at the edge waits for the attachments.
+/// is refused and stores nothing; and retention at the edge may purge up to HQ's ack once they
+/// followed (`replication::tests` shows it waiting for them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_follow_their_entries_to_hq_once_per_content_and_scoped() {
     let hq = TestServer::start_with(|c| {

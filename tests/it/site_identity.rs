@@ -54,7 +54,7 @@ fn der(pem: &[u8]) -> Vec<u8> {
 }
 
 /// Enrolment pins the edge's signing key at HQ. A log carrying another key than the pinned one is
-/// refused whole (`signing_key_not_pinned`, nothing stored); with the site's own key pinned the
+/// refused whole (`signing_key_not_pinned`, nothing stored), with or without a checkpoint; with the site's own key pinned the
 /// same batch is taken and its checkpoint witnessed.
 #[tokio::test]
 async fn hq_pins_the_sites_signing_key_at_enrolment_and_refuses_a_log_under_another() {
@@ -71,7 +71,7 @@ async fn hq_pins_the_sites_signing_key_at_enrolment_and_refuses_a_log_under_anot
     assert!(batch.checkpoint.is_some());
 
     side.replicas
-        .pin_signing_key("north", [7u8; 32])
+        .pin_signing_key("north", Some([7u8; 32]))
         .await
         .unwrap();
     let err = side
@@ -88,8 +88,21 @@ async fn hq_pins_the_sites_signing_key_at_enrolment_and_refuses_a_log_under_anot
         hashes(&replica).is_empty(),
         "nothing of the batch is stored"
     );
+    // Without a checkpoint too: the logged key itself is refused.
+    let mut bare = batch.clone();
+    bare.checkpoint = None;
+    let err = side.replicas.receive("north", bare).await.unwrap_err();
+    assert_eq!(
+        err.rejection().map(|r| r.code),
+        Some("signing_key_not_pinned"),
+        "{err}"
+    );
+    assert!(hashes(&replica).is_empty());
 
-    side.replicas.pin_signing_key("north", own).await.unwrap();
+    side.replicas
+        .pin_signing_key("north", Some(own))
+        .await
+        .unwrap();
     let ack = side.replicas.receive("north", batch).await.unwrap();
     assert_eq!(ack.head, edge.head_seq());
     assert!(ack.cosignature.is_some(), "the checkpoint is witnessed");
