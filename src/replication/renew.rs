@@ -86,7 +86,8 @@ pub async fn renew(
             path: lock_path.clone(),
             source,
         })?;
-    if lock.try_lock().is_err() {
+    // Released when `lock` closes, also when the process dies.
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         return Err(Rejection::conflict(
             "renewal_in_progress",
             "another renewal of the site certificate is running",
