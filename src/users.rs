@@ -9,7 +9,7 @@ use crate::auth::Auth;
 use crate::auth::password::{self, HashError, check_policy};
 use crate::config::Registration;
 use crate::error::Rejection;
-use crate::log::{Author, Log, NewEntry, SubmitError};
+use crate::log::{AppendError, Author, Log, NewEntry, SubmitError, Tx};
 use crate::store::{Role, StoreError, UserRow, UserStatus, WriteTx};
 
 pub const STREAM: &str = "admin/users";
@@ -161,33 +161,43 @@ async fn update(
 ) -> Result<UserRow, SubmitError> {
     let k = key(username);
     let by = by.clone();
-    log.submit(move |tx| {
-        let Some(mut row) = tx.views().user(&k)? else {
-            return Err(Rejection::not_found("no_such_user", "no user with this name").into());
-        };
-        let was_admin = is_active_admin(&row);
-        change(&mut row)?;
-        if was_admin && !is_active_admin(&row) && !other_active_admin(tx.views(), &k)? {
-            return Err(Rejection::conflict(
-                "last_admin",
-                "this is the last active admin; make another account admin first (or use `plantwire user reset-admin`)",
-            )
-            .into());
-        }
-        if bump {
-            row.auth_version += 1;
-        }
-        let body = Changed {
-            username: &row.username,
-            role: (kind == KIND_ROLE_CHANGED).then_some(row.role),
-            status: (kind == KIND_STATUS_CHANGED).then_some(row.status),
-        };
-        let entry = NewEntry::json(kind, STREAM, &by, &body)?;
-        tx.views().put_user(&row)?;
-        tx.append(entry)?;
-        Ok(row)
-    })
-    .await
+    log.submit(move |tx| update_in_tx(tx, &k, &by, kind, bump, &mut change))
+        .await
+}
+
+/// [`update`] in the job, for the user with key `k`.
+fn update_in_tx(
+    tx: &mut Tx<'_>,
+    k: &str,
+    by: &Author,
+    kind: &'static str,
+    bump: bool,
+    change: impl FnOnce(&mut UserRow) -> Result<(), Rejection>,
+) -> Result<UserRow, AppendError> {
+    let Some(mut row) = tx.views().user(k)? else {
+        return Err(Rejection::not_found("no_such_user", "no user with this name").into());
+    };
+    let was_admin = is_active_admin(&row);
+    change(&mut row)?;
+    if was_admin && !is_active_admin(&row) && !other_active_admin(tx.views(), k)? {
+        return Err(Rejection::conflict(
+            "last_admin",
+            "this is the last active admin; make another account admin first (or use `plantwire user reset-admin`)",
+        )
+        .into());
+    }
+    if bump {
+        row.auth_version += 1;
+    }
+    let body = Changed {
+        username: &row.username,
+        role: (kind == KIND_ROLE_CHANGED).then_some(row.role),
+        status: (kind == KIND_STATUS_CHANGED).then_some(row.status),
+    };
+    let entry = NewEntry::json(kind, STREAM, by, &body)?;
+    tx.views().put_user(&row)?;
+    tx.append(entry)?;
+    Ok(row)
 }
 
 fn is_active_admin(u: &UserRow) -> bool {
@@ -210,9 +220,23 @@ pub async fn set_role(
     role: Role,
     by: &Author,
 ) -> Result<UserRow, SubmitError> {
-    update(log, username, by, KIND_ROLE_CHANGED, true, move |row| {
-        row.role = role;
-        Ok(())
+    let k = key(username);
+    let by = by.clone();
+    log.submit(move |tx| {
+        let row = update_in_tx(tx, &k, &by, KIND_ROLE_CHANGED, true, |row| {
+            row.role = role;
+            Ok(())
+        })?;
+        // Below auditor: out of the incidents about the sites they no longer read (the same
+        // commit; `incidents::site_scope`).
+        if !crate::alarms::scope::sees_every_site(role) {
+            let by_name = match &by {
+                Author::User(u) => u.as_str(),
+                _ => "system",
+            };
+            crate::incidents::site_scope::dismiss_out_of_scope(tx, &k, by_name)?;
+        }
+        Ok(row)
     })
     .await
 }

@@ -86,7 +86,7 @@ impl AlarmScope {
 }
 
 /// Admins and auditors see every site's alarms whatever the grants.
-fn sees_every_site(role: Role) -> bool {
+pub fn sees_every_site(role: Role) -> bool {
     matches!(role, Role::Admin | Role::Auditor)
 }
 

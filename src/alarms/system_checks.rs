@@ -317,7 +317,10 @@ pub async fn check_all(
         }
     }
     if probes.replication_lag.is_some() {
-        clear_legacy_lag(log).await?;
+        // A failure here must not cost this tick its lag checks: logged, retried next tick.
+        if let Err(e) = clear_legacy_lag(log).await {
+            tracing::warn!(error = %e, "clearing legacy lag alarms failed");
+        }
     }
     if on(SystemAlarm::ReplicationLag)
         && let Some(lag) = &probes.replication_lag

@@ -335,16 +335,14 @@ pub async fn assign(
     Ok(log
         .submit(move |tx| {
             let mut row = changer(tx, &id, &actor)?;
-            let severity = req
-                .severity
-                .or_else(|| {
-                    Priority::ALL
-                        .into_iter()
-                        .find(|p| p.as_str() == row.severity)
-                })
-                .unwrap_or(Priority::Medium);
+            let severity = req.severity.unwrap_or_else(|| severity_of(&row));
             let new_assignee = match assignee.as_deref() {
-                None => row.assignee.clone(),
+                // The assignee kept, unless they are to come back as a member of an incident
+                // about a site they may no longer read: then none.
+                None => match row.assignee.clone() {
+                    Some(a) if !kept_in_scope(tx, &id, &a)? => None,
+                    kept => kept,
+                },
                 Some("") => None,
                 Some(a) => {
                     match tx.views().user(a)? {
@@ -399,4 +397,51 @@ pub async fn assign(
             })
         })
         .await?)
+}
+
+/// Whether the kept assignee `a` of incident `id` may stay so: an active member, or one who may
+/// take part in it (`site_scope`), as they would come back as a member.
+fn kept_in_scope(tx: &mut Tx<'_>, id: &str, a: &str) -> Result<bool, AppendError> {
+    if tx.views().member(id, a)?.is_some_and(|m| m.active) {
+        return Ok(true);
+    }
+    let site = super::site_scope::site_of(tx.views(), id)?;
+    Ok(super::site_scope::may_take_part(
+        tx.views(),
+        site.as_deref(),
+        a,
+    )?)
+}
+
+/// The incident's severity (medium if the stored one is unknown).
+fn severity_of(row: &IncidentRow) -> Priority {
+    Priority::ALL
+        .into_iter()
+        .find(|p| p.as_str() == row.severity)
+        .unwrap_or(Priority::Medium)
+}
+
+/// Clears `user` as the assignee of incident `id` (they were just taken out of it) with an
+/// `incident.assigned` entry by `by` naming no assignee; `false` when they are not its assignee.
+pub(super) fn unassign_in_tx(
+    tx: &mut Tx<'_>,
+    id: &str,
+    user: &str,
+    by: &str,
+) -> Result<bool, AppendError> {
+    let Some(mut row) = tx.views().incident(id)? else {
+        return Ok(false);
+    };
+    if row.assignee.as_deref() != Some(user) {
+        return Ok(false);
+    }
+    let body = IncidentBody::Assigned {
+        incident: id.to_string(),
+        assignee: None,
+        severity: severity_of(&row),
+    };
+    append(tx, &mut row, by, &body)?;
+    row.assignee = None;
+    tx.views().put_incident(&row)?;
+    Ok(true)
 }

@@ -262,6 +262,12 @@ pub fn open_in_tx(
         Some(a) => crate::alarms::scope::site_of_alarms(tx.views(), &[a])?,
         None => None,
     };
+    // The opener too: the HTTP check ran before this job, and a grant may be gone since.
+    if let Some(o) = opener
+        && !super::site_scope::may_take_part(tx.views(), site.as_deref(), o)?
+    {
+        return Err(super::site_scope::not_granted(o).into());
+    }
     let mut people: Vec<String> = Vec::new();
     for m in &p.members {
         match tx.views().user(m)? {
@@ -280,6 +286,11 @@ pub fn open_in_tx(
             }
         }
     }
+    // An assignee left out (a rule naming someone out of the site's scope) is not recorded.
+    let assignee = p
+        .assignee
+        .clone()
+        .filter(|a| people.contains(a) || Some(a.as_str()) == opener);
     let id = crate::chat::random_id("i")?;
     let author = opener.map_or(Author::System, Author::user);
     let mut all: Vec<String> = opener.map(str::to_string).into_iter().collect();
@@ -321,7 +332,7 @@ pub fn open_in_tx(
         version: p.version,
         title: p.title.clone(),
         severity: p.severity,
-        assignee: p.assignee.clone(),
+        assignee: assignee.clone(),
         context: Box::new(p.context.clone()),
         alarms: p.alarm.into_iter().collect(),
         events: p.event.into_iter().collect(),
@@ -337,7 +348,7 @@ pub fn open_in_tx(
         title: p.title.clone(),
         state: State::Open.as_str().to_string(),
         severity: p.severity.as_str().to_string(),
-        assignee: p.assignee.clone(),
+        assignee: assignee.clone(),
         alarms: p.alarm.into_iter().collect(),
         events: p.event.into_iter().collect(),
         opened_seq: opened,
@@ -381,4 +392,116 @@ pub async fn open(log: &Log, user: &str, req: OpenRequest) -> Result<Opened, Inc
         severity: p.severity,
         seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::log::SubmitError;
+    use crate::metrics::Metrics;
+    use crate::store::{DataKey, Role};
+
+    /// HQ with bravo's lag alarm (source `site/bravo`) standing, template `lag`, operator bob
+    /// (no grant on bravo) and admin boss; the log and the alarm's id.
+    async fn hq(dir: &std::path::Path) -> (Log, u64) {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+        let log = Log::open(
+            &dir.join("plantwire.redb"),
+            "hq",
+            DataKey::from_bytes(&[7u8; 32]).unwrap(),
+            clock,
+            &crate::log::tests::options(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let signal = crate::alarms::system_checks::lag_signal("bravo", 900, 600, "hq");
+        crate::alarms::raise(&log, &Author::System, signal)
+            .await
+            .unwrap();
+        let alarm = log
+            .read()
+            .unwrap()
+            .alarm_current("site/bravo", "replication.lag.bravo")
+            .unwrap()
+            .unwrap();
+        let t = serde_json::from_value(serde_json::json!({
+            "id": "lag", "name": "Lag", "title": "{source} lagging",
+            "questions": [{"id": "notes", "label": "Notes", "type": "text"}]
+        }))
+        .unwrap();
+        templates::create(&log, &Author::System, t).await.unwrap();
+        for (name, role) in [("bob", Role::Operator), ("boss", Role::Admin)] {
+            let new = crate::users::NewUser {
+                username: name.into(),
+                display_name: name.into(),
+                password_hash: "x".into(),
+                role,
+                status: UserStatus::Active,
+                must_change_password: false,
+            };
+            crate::users::create(&log, new, &Author::System)
+                .await
+                .unwrap();
+        }
+        (log, alarm)
+    }
+
+    fn request(alarm: u64) -> OpenRequest {
+        serde_json::from_value(serde_json::json!({ "template": "lag", "alarm": alarm })).unwrap()
+    }
+
+    /// The opener is checked inside the write (the HTTP check ran before it, and a grant may be
+    /// gone since): an opener who may not read the site is refused and nothing is written.
+    #[tokio::test]
+    async fn an_opener_out_of_the_site_scope_is_refused_inside_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, alarm) = hq(dir.path()).await;
+        let head = |log: &Log| {
+            let rtx = log.read().unwrap();
+            log.head(&rtx).unwrap()
+        };
+        let before = head(&log);
+        match open(&log, "bob", request(alarm)).await {
+            Err(IncidentError::Submit(SubmitError::Rejected(r))) => {
+                assert_eq!(r.code, "not_granted");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(head(&log), before);
+        assert!(
+            log.read()
+                .unwrap()
+                .incident_of_alarm(alarm)
+                .unwrap()
+                .is_none()
+        );
+        let opened = open(&log, "boss", request(alarm)).await.unwrap();
+        assert_eq!(
+            log.read().unwrap().incident_of_alarm(alarm).unwrap(),
+            Some(opened.id)
+        );
+    }
+
+    /// A rule (quiet, no opener) naming an assignee out of the site's scope leaves them out of
+    /// the members and records no assignee.
+    #[tokio::test]
+    async fn a_rule_records_no_assignee_it_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, alarm) = hq(dir.path()).await;
+        let mut req = request(alarm);
+        req.assignee = Some("bob".into());
+        let p = prepare(&log, req, None).unwrap();
+        let (row, _) = log
+            .submit(move |tx| open_in_tx(tx, &p, None, true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.assignee, None);
+        let rtx = log.read().unwrap();
+        assert_eq!(rtx.incident(&row.id).unwrap().unwrap().assignee, None);
+        assert!(rtx.member(&row.id, "bob").unwrap().is_none());
+    }
 }

@@ -2,7 +2,8 @@
 //! `site/<name>`) are read only by who may read the site, the predicate of `AlarmScope`: every
 //! reader of an incident (list, detail, history, socket, search) goes by active membership (and
 //! admins), so the rule is kept here, on membership: no write makes a user out of the site's scope
-//! an active member (open, assign, add members), and an ungrant takes the user out of them.
+//! an active member (open, assign, add members), and an ungrant or a role dropped below auditor
+//! takes the user out of them (and off their assignee).
 
 use crate::alarms::scope::{sees_site, site_of_alarms};
 use crate::error::Rejection;
@@ -39,24 +40,42 @@ pub fn not_granted(user: &str) -> Rejection {
 }
 
 /// Takes `user` out of every incident about `site` they are an active member of (their grant on
-/// it was just taken back), each a `chat.left` entry by `by`. Reads the user's conversations
-/// only. Returns how many.
+/// it was just taken back), each a `chat.left` entry by `by`, and clears them as its assignee.
+/// Reads the user's conversations only. Returns how many.
 pub fn dismiss_from_site(
     tx: &mut Tx<'_>,
     user: &str,
     site: &str,
     by: &str,
 ) -> Result<usize, AppendError> {
+    dismiss(tx, user, Some(site), by)
+}
+
+/// Takes `user` out of every incident about a site they may no longer read (their role just
+/// dropped below auditor), as [`dismiss_from_site`] does. Returns how many.
+pub fn dismiss_out_of_scope(tx: &mut Tx<'_>, user: &str, by: &str) -> Result<usize, AppendError> {
+    dismiss(tx, user, None, by)
+}
+
+/// Out of the incidents about `only` (`None`: about any site) that `user` may not read.
+fn dismiss(
+    tx: &mut Tx<'_>,
+    user: &str,
+    only: Option<&str>,
+    by: &str,
+) -> Result<usize, AppendError> {
     let mut n = 0;
     for conv in tx.views().user_convs(user)? {
-        if site_of(tx.views(), &conv)?.as_deref() != Some(site)
-            || may_take_part(tx.views(), Some(site), user)?
-        {
+        let Some(site) = site_of(tx.views(), &conv)? else {
+            continue;
+        };
+        if only.is_some_and(|o| o != site) || may_take_part(tx.views(), Some(&site), user)? {
             continue;
         }
         if crate::chat::conversations::remove_in_tx(tx, &conv, user, by)? {
             n += 1;
         }
+        super::lifecycle::unassign_in_tx(tx, &conv, user, by)?;
     }
     Ok(n)
 }

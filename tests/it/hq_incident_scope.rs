@@ -1,7 +1,8 @@
 //! Incidents HQ's alarm rules open from its alarm about a site are scoped by grant: with
 //! `replication.lag.bravo` raised at HQ (bravo's edge stopped, HQ's clock moved on) and a rule
 //! naming alice (granted bravo) and bob (not), the incident reaches alice and the admin only; bob
-//! can be neither added nor assigned, and taking alice's grant back takes her out of it.
+//! can be neither added nor assigned, and taking alice's grant back (or a role dropped below
+//! auditor) takes her out of it and off its assignee.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +51,10 @@ fn listed(api_list: &serde_json::Value, id: &str) -> bool {
     api_list.as_array().unwrap().iter().any(|i| i["id"] == id)
 }
 
-#[tokio::test]
-async fn incidents_about_a_site_reach_only_those_who_may_read_it() {
+/// HQ with bravo's edge, alice (operator, granted bravo), bob (operator, not) and the admin
+/// boss, once its rule opened the incident about bravo's lag alarm: the server, the three
+/// sessions and the incident's id.
+async fn scoped_incident() -> (TestServer, Api, Api, Api, String) {
     // Certificates are checked against the real time, so HQ's test clock starts at it.
     let t0 = i64::try_from(
         std::time::SystemTime::now()
@@ -109,6 +112,12 @@ async fn incidents_about_a_site_reach_only_those_who_may_read_it() {
     clock.advance_us(11 * MINUTE);
     let alarm = lag_alarm(&hq, "bravo").await;
     let id = incident_of(&boss, alarm).await;
+    (hq, alice, bob, boss, id)
+}
+
+#[tokio::test]
+async fn incidents_about_a_site_reach_only_those_who_may_read_it() {
+    let (hq, alice, bob, boss, id) = scoped_incident().await;
     let detail = format!("/api/v1/incidents/{id}");
     let history = format!("/api/v1/conversations/{id}/messages");
 
@@ -166,6 +175,88 @@ async fn incidents_about_a_site_reach_only_those_who_may_read_it() {
     assert_eq!(alice.get(&history).await.status, 404);
     assert!(listed(
         &boss.ok("/api/v1/incidents").await["incidents"],
+        &id
+    ));
+
+    hq.stop().await;
+}
+
+/// An ungrant takes alice off the incident's assignee too, so an assignment that names only a
+/// severity cannot bring her back.
+#[tokio::test]
+async fn an_ungrant_clears_the_assignee_for_good() {
+    let (hq, alice, _bob, boss, id) = scoped_incident().await;
+    let detail = format!("/api/v1/incidents/{id}");
+    let assign = format!("/api/v1/incidents/{id}/assign");
+
+    let a = boss.post(&assign, json!({ "assignee": "alice" })).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(boss.ok(&detail).await["assignee"], "alice");
+    let del = boss
+        .call(Method::DELETE, "/api/v1/sites/bravo/grants/alice", None)
+        .await;
+    assert_eq!(del.status, 204, "{:?}", del.body);
+    assert_eq!(alice.get(&detail).await.status, 404);
+    assert!(boss.ok(&detail).await["assignee"].is_null());
+    let s = boss.post(&assign, json!({ "severity": "high" })).await;
+    assert_eq!(s.status, 200, "{:?}", s.body);
+    assert!(s.json()["assignee"].is_null(), "{:?}", s.body);
+    assert_eq!(alice.get(&detail).await.status, 404);
+    assert!(!listed(
+        &alice.ok("/api/v1/incidents").await["incidents"],
+        &id
+    ));
+
+    hq.stop().await;
+}
+
+/// A role dropped below auditor takes the HQ auditor (no grant) out of the incident in the same
+/// commit, and leaves the demoted admin who holds a grant on bravo in.
+#[tokio::test]
+async fn a_role_dropped_below_auditor_leaves_site_incidents() {
+    let (hq, _alice, _bob, boss, id) = scoped_incident().await;
+    let detail = format!("/api/v1/incidents/{id}");
+    // Carol (auditor) and dave (admin, also granted bravo) are members; both drop below auditor.
+    hq.user("carol", Role::Auditor, PW).await;
+    hq.user("dave", Role::Admin, PW).await;
+    let g = boss
+        .call(
+            Method::PUT,
+            "/api/v1/sites/bravo/grants/dave",
+            Some(json!({ "role": "operator" })),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{:?}", g.body);
+    let added = boss
+        .post(
+            &format!("/api/v1/conversations/{id}/members"),
+            json!({ "users": ["carol", "dave"] }),
+        )
+        .await;
+    assert!(added.status.is_success(), "{:?}", added.body);
+    for (user, role) in [("carol", "viewer"), ("dave", "operator")] {
+        let r = boss
+            .call(
+                Method::PUT,
+                &format!("/api/v1/admin/users/{user}/role"),
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let c = hq.client();
+    let (carol, dave) = (
+        Api::login(&c, "carol", PW).await,
+        Api::login(&c, "dave", PW).await,
+    );
+    assert_eq!(carol.get(&detail).await.status, 404);
+    assert!(!listed(
+        &carol.ok("/api/v1/incidents").await["incidents"],
+        &id
+    ));
+    assert_eq!(dave.get(&detail).await.status, 200);
+    assert!(listed(
+        &dave.ok("/api/v1/incidents").await["incidents"],
         &id
     ));
 
