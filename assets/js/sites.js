@@ -2,7 +2,7 @@
 // alarms by priority; for admins and auditors each site's grants, which admins give and take
 // back) and one site's replicated entries, read-only, with a site switcher.
 
-import { h, clear, toast } from './dom.js';
+import { h, clear, size, toast } from './dom.js';
 import { S } from './model.js';
 import * as sites from './api/sites.js';
 
@@ -107,8 +107,40 @@ function summary(e) {
   if (e.stub) return 'not shipped by the site (hash only)';
   if (e.withheld) return 'withheld: your grant on this site reads events, alarms and incidents only';
   const b = e.body;
+  if (b && typeof b === 'object' && typeof b.text === 'string' && Array.isArray(b.attachments)) return b.text;
   if (b && typeof b === 'object') return b.message || b.text || (b.alarm && `${b.alarm.source} ${b.alarm.condition}: ${b.state}`) || JSON.stringify(b).slice(0, 200);
   return String(b).slice(0, 200);
+}
+
+// The attachments an entry's body names (a message's `attachments`, an incident answer's file):
+// objects shaped like {id, name, mime, size}, looked for a few levels deep, at most 20.
+function attachmentsOf(body) {
+  const found = [];
+  const walk = (v, depth) => {
+    if (!v || typeof v !== 'object' || depth > 4 || found.length >= 20) return;
+    if (typeof v.id === 'string' && typeof v.name === 'string' && typeof v.mime === 'string' && typeof v.size === 'number') {
+      found.push(v);
+      return;
+    }
+    for (const x of Array.isArray(v) ? v : Object.values(v)) walk(x, depth + 1);
+  };
+  walk(body, 0);
+  return found;
+}
+
+// The "What" cell: the summary, then each attachment as a download link when the caller may
+// download the site's attachments, else by name only.
+function what(site, e, downloads) {
+  const files = e.body ? attachmentsOf(e.body) : [];
+  const cell = h('td', { class: 'summary' }, summary(e));
+  if (files.length) {
+    cell.append(h('ul', { class: 'site-attachments' }, files.map((a) => h('li', {},
+      downloads
+        ? h('a', { href: sites.attachmentUrl(site, a.id), download: a.name }, a.name)
+        : h('span', { title: 'downloads need a grant that reads this site whole' }, a.name),
+      ` · ${size(a.size)}`))));
+  }
+  return cell;
 }
 
 export function siteScreen(site, go) {
@@ -124,7 +156,7 @@ export function siteScreen(site, go) {
       for (const e of r.entries) {
         body.append(h('tr', { dataset: { seq: String(e.seq) } },
           h('td', {}, String(e.seq)), h('td', {}, time(e.ts_us)), h('td', {}, e.kind),
-          h('td', {}, e.author), h('td', { class: 'summary' }, summary(e))));
+          h('td', {}, e.author), what(site, e, r.attachments)));
       }
       next = r.next || null;
       more.hidden = !next;

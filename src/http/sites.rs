@@ -146,6 +146,7 @@ pub async fn entries(
             site,
             entries: Vec::new(),
             next: None,
+            attachments: query.all_kinds,
         }));
     }
     let replica =

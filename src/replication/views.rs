@@ -73,6 +73,9 @@ pub struct EntryPage {
     /// (newest first) set to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
+    /// The caller may download the attachments these entries name
+    /// (`GET /api/v1/sites/{site}/attachments/{id}`): it reads every kind of the site whole.
+    pub attachments: bool,
 }
 
 /// Which entries: after `since` oldest first, else before `before` (or from the head) newest
@@ -211,6 +214,7 @@ pub fn entries(site: &str, replica: &Log, q: &EntryQuery) -> Result<EntryPage, R
         site: site.to_string(),
         entries: out,
         next,
+        attachments: q.all_kinds,
     })
 }
 

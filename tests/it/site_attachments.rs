@@ -143,6 +143,13 @@ async fn attachments_follow_their_entries_to_hq_once_per_content_and_scoped() {
         (hidden.status.as_u16(), hidden.error_code().as_str()),
         (404, "unknown_site")
     );
+    // The entries pages say who may download (the UI links files only then).
+    let page = |api: &Api| {
+        let api = api.clone();
+        async move { api.get("/api/v1/sites/north/entries?limit=5").await.json()["attachments"].clone() }
+    };
+    assert_eq!(page(&boss).await, json!(true));
+    assert_eq!(page(&vic).await, json!(false));
 
     // A blob whose content does not match its SHA-256 changes nothing, and one that no entry
     // at HQ names is refused.

@@ -5,7 +5,10 @@
 
 use serde_json::json;
 
-use crate::chat_support::PW;
+use std::time::Duration;
+
+use crate::chat::upload;
+use crate::chat_support::{Api, PW};
 use crate::hq_tenancy::{edge, start_hq};
 use crate::ui::{BROWSER, origin, sign_in, spki_hash};
 use crate::ui_chat_product::axe;
@@ -90,6 +93,31 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
             .is_empty()
     );
 
+    // A message at alpha with a file: once it and its attachment have followed to HQ, the site's
+    // screen links the file, and the link downloads it byte for byte.
+    alpha.user("alice", Role::Operator, PW).await;
+    let alice = Api::login(&alpha.client(), "alice", PW).await;
+    let g = alice.group("Shift", &[]).await;
+    let up = upload(&alice, "valve-notes.txt", b"valve 7 closed\n".to_vec()).await;
+    assert_eq!(up.status, 201, "{:?}", up.body);
+    let id = up.json()["id"].as_str().unwrap().to_string();
+    let sent = alice
+        .post(
+            &format!("/api/v1/conversations/{g}/messages"),
+            json!({"key": "k1", "text": "see file", "attachments": [id]}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    let head = alpha.head_seq();
+    let log = alpha.state().log().clone();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while plantwire::replication::edge::retention_floor(&log).unwrap() < head {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the message and its attachment follow to HQ");
+
     b.js(
         "const s = document.getElementById('site-switcher');
          s.value = 'alpha'; s.dispatchEvent(new Event('change'));",
@@ -104,6 +132,23 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
     .await;
     let path = b.js("return location.pathname", json!([])).await;
     assert_eq!(path, "/sites/alpha");
+    let link = "#site-entries ul.site-attachments a[download='valve-notes.txt']";
+    b.find(link).await;
+    let href = b
+        .js(
+            "return document.querySelector(arguments[0]).getAttribute('href')",
+            json!([link]),
+        )
+        .await;
+    assert_eq!(href, json!(format!("/api/v1/sites/alpha/attachments/{id}")));
+    let got = b
+        .js_async(
+            "const done = arguments[1];
+             fetch(document.querySelector(arguments[0]).href).then(r => r.text()).then(done, e => done('error ' + e))",
+            json!([link]),
+        )
+        .await;
+    assert_eq!(got, json!("valve 7 closed\n"));
     // Read-only: no form and no button but paging on the site's screen.
     let controls = b
         .js(

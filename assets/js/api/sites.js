@@ -15,6 +15,9 @@ export function entries(site, q) {
   return get(`/api/v1/sites/${encodeURIComponent(site)}/entries${qs ? `?${qs}` : ''}`);
 }
 
+// Download URL of an attachment a site's entry names (for callers reading the site whole).
+export const attachmentUrl = (site, id) => `/api/v1/sites/${enc(site)}/attachments/${enc(id)}`;
+
 export const grants = (site) => get(`/api/v1/sites/${enc(site)}/grants`);
 // `role`: viewer | operator | admin.
 export const grant = (site, user, role) => put(`/api/v1/sites/${enc(site)}/grants/${enc(user)}`, { role });
