@@ -216,6 +216,10 @@ pub struct ReplicationConfig {
     /// holding one is refused (`stubs_refused`); when on, a checkpoint covering one is not
     /// witnessed. Chain-v2 stubs are re-hashed and always taken.
     pub accept_stubs: bool,
+    /// Edge: `never` (default), or `N days`: retention may then purge, by its normal rules,
+    /// entries older than that which HQ has not acknowledged, each purge batch writing a signed
+    /// `replication.gap` record in the same commit (src/replication/gap.rs).
+    pub drop_unreplicated_after: crate::replication::gap::DropAfter,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,
 }
@@ -235,6 +239,7 @@ impl Default for ReplicationConfig {
                 .map(|c| c.name().to_string())
                 .collect(),
             accept_stubs: false,
+            drop_unreplicated_after: crate::replication::gap::DropAfter::default(),
             nats: NatsConfig::default(),
         }
     }
@@ -892,6 +897,12 @@ impl Config {
             return Err(invalid(
                 "replication.accept_stubs",
                 "only an HQ (role = \"hq\") takes stubs",
+            ));
+        }
+        if r.drop_unreplicated_after.0.is_some() && r.role != ReplicationRole::Edge {
+            return Err(invalid(
+                "replication.drop_unreplicated_after",
+                "only an edge (role = \"edge\") drops what HQ has not acknowledged",
             ));
         }
         if r.role == ReplicationRole::Hq && r.listen.is_empty() {
