@@ -27,8 +27,9 @@ fn edge_config(c: &mut plantwire::config::Config) {
     c.retention.pause_ms = 0;
 }
 
-#[tokio::test]
-async fn an_edge_dropping_unreplicated_events_signs_a_gap_that_hq_verifies_and_shows() {
+/// An HQ and the edge `north`, which dropped five events before it was enrolled and has since
+/// shipped everything; returns them and the dropped range.
+pub(crate) async fn hq_with_a_gap() -> (TestServer, TestServer, u64, u64) {
     let hq = TestServer::start_with(|c| {
         c.site = Some("hq".into());
         c.replication.role = ReplicationRole::Hq;
@@ -92,6 +93,12 @@ async fn an_edge_dropping_unreplicated_events_signs_a_gap_that_hq_verifies_and_s
         .await
         .expect("the edge ships to HQ")
         .unwrap();
+    (hq, edge, from, to)
+}
+
+#[tokio::test]
+async fn an_edge_dropping_unreplicated_events_signs_a_gap_that_hq_verifies_and_shows() {
+    let (hq, edge, from, to) = hq_with_a_gap().await;
 
     // The replica verifies; the dropped events are stubs there.
     let (_, stubs) = verify_site(&hq, "north", "stubs_verified").await;
