@@ -1290,6 +1290,30 @@ mod tests {
     }
 
     #[test]
+    fn drop_unreplicated_after_is_never_by_default_and_only_for_an_edge() {
+        use crate::replication::gap::DropAfter;
+        assert_eq!(
+            Config::default().replication.drop_unreplicated_after,
+            DropAfter(None)
+        );
+        let edge = Config::from_toml_str(
+            "[replication]\nrole = \"edge\"\ndrop_unreplicated_after = \"30 days\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            edge.replication.drop_unreplicated_after,
+            DropAfter(Some(30))
+        );
+        for bad in [
+            "[replication]\nrole = \"hq\"\ndrop_unreplicated_after = \"30 days\"\n",
+            "[replication]\nrole = \"edge\"\ndrop_unreplicated_after = \"forever\"\n",
+        ] {
+            let err = Config::from_toml_str(bad).unwrap_err();
+            assert!(err.to_string().contains("drop_unreplicated_after"), "{err}");
+        }
+    }
+
+    #[test]
     fn replication_accept_stubs_is_off_by_default_and_only_for_an_hq() {
         assert!(!Config::default().replication.accept_stubs);
         let hq =
