@@ -163,7 +163,12 @@ pub async fn execute(ctx: &Ctx<'_>, req: &Request) -> Outcome {
             json,
         } => return audit_log_outcome(ctx.log, kind, *since, *limit, *json),
         Request::Retention { retention } => {
-            let r = crate::state::retention(ctx.config, ctx.log);
+            // Without the key (unreadable) nothing unacknowledged is dropped: no gap record.
+            let signer = crate::state::site_signer(ctx.state_dir, ctx.log.site())
+                .map_err(|e| tracing::warn!(error = %e, "cannot load the site signing key"))
+                .ok()
+                .map(Arc::new);
+            let r = crate::state::retention(ctx.config, ctx.log, signer);
             crate::retention::commands::run(&r, retention, &ctx.by, &mut out.stdout).await
         }
     };

@@ -216,6 +216,10 @@ pub struct ReplicationConfig {
     /// holding one is refused (`stubs_refused`); when on, a checkpoint covering one is not
     /// witnessed. Chain-v2 stubs are re-hashed and always taken.
     pub accept_stubs: bool,
+    /// Edge: `never` (default), or `N days`: retention may then purge, by its normal rules,
+    /// entries older than that which HQ has not acknowledged, each purge batch writing a signed
+    /// `replication.gap` record in the same commit (src/replication/gap.rs).
+    pub drop_unreplicated_after: crate::replication::gap::DropAfter,
     /// HQ: forward every replicated entry to NATS JetStream (off while `url` is absent).
     pub nats: NatsConfig,
 }
@@ -235,6 +239,7 @@ impl Default for ReplicationConfig {
                 .map(|c| c.name().to_string())
                 .collect(),
             accept_stubs: false,
+            drop_unreplicated_after: crate::replication::gap::DropAfter::default(),
             nats: NatsConfig::default(),
         }
     }
@@ -894,6 +899,12 @@ impl Config {
                 "only an HQ (role = \"hq\") takes stubs",
             ));
         }
+        if r.drop_unreplicated_after.0.is_some() && r.role != ReplicationRole::Edge {
+            return Err(invalid(
+                "replication.drop_unreplicated_after",
+                "only an edge (role = \"edge\") drops what HQ has not acknowledged",
+            ));
+        }
         if r.role == ReplicationRole::Hq && r.listen.is_empty() {
             return Err(invalid(
                 "replication.listen",
@@ -1276,6 +1287,30 @@ mod tests {
             text.contains("replication.ship") && text.contains("\"gossip\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn drop_unreplicated_after_is_never_by_default_and_only_for_an_edge() {
+        use crate::replication::gap::DropAfter;
+        assert_eq!(
+            Config::default().replication.drop_unreplicated_after,
+            DropAfter(None)
+        );
+        let edge = Config::from_toml_str(
+            "[replication]\nrole = \"edge\"\ndrop_unreplicated_after = \"30 days\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            edge.replication.drop_unreplicated_after,
+            DropAfter(Some(30))
+        );
+        for bad in [
+            "[replication]\nrole = \"hq\"\ndrop_unreplicated_after = \"30 days\"\n",
+            "[replication]\nrole = \"edge\"\ndrop_unreplicated_after = \"forever\"\n",
+        ] {
+            let err = Config::from_toml_str(bad).unwrap_err();
+            assert!(err.to_string().contains("drop_unreplicated_after"), "{err}");
+        }
     }
 
     #[test]

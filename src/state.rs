@@ -1,7 +1,7 @@
 //! The composition root: opens the log, builds every service once and hands the HTTP layer its
 //! `AppState`. Only `http/`, `server.rs`, `cli.rs` and the process wiring import this module.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -274,7 +274,7 @@ impl AppState {
         };
         let live = Arc::new(Live::new(config.chat.ws_max_per_user));
         let devices = device_listener(&config, &state_dir, &log, device_listeners)?;
-        let retention = Arc::new(retention(&config, &log));
+        let retention = Arc::new(retention(&config, &log, Some(signer.clone())));
         let state = Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -392,15 +392,41 @@ impl AppState {
 }
 
 /// Retention over `log`: on an edge, nothing above HQ's acknowledged seq, nor above the
-/// attachments that followed it, is purged (an unreadable cursor purges nothing).
-pub fn retention(config: &Config, log: &Log) -> crate::retention::Retention {
-    let floor: crate::retention::Floor = if config.replication.role
-        == crate::config::ReplicationRole::Edge
-    {
+/// attachments that followed it, is purged (an unreadable cursor purges nothing), unless
+/// `[replication] drop_unreplicated_after` lets entries older than it go: then, and only with the
+/// site's signing key at hand, each batch dropping any is recorded in a signed gap entry.
+pub fn retention(
+    config: &Config,
+    log: &Log,
+    signer: Option<Arc<Signer>>,
+) -> crate::retention::Retention {
+    let edge = config.replication.role == crate::config::ReplicationRole::Edge;
+    let drop = config.replication.drop_unreplicated_after;
+    let aged = drop.micros().filter(|_| edge && signer.is_some());
+    let floor: crate::retention::Floor = if edge {
         let edge_log = log.clone();
-        Arc::new(move || Some(crate::replication::edge::retention_floor(&edge_log).unwrap_or(0)))
+        Arc::new(move || {
+            let acked = crate::replication::edge::retention_floor(&edge_log).unwrap_or(0);
+            // An unreadable log lifts nothing.
+            let old = aged.map_or(0, |age| {
+                crate::replication::gap::aged_floor(&edge_log, age).unwrap_or(0)
+            });
+            Some(acked.max(old))
+        })
     } else {
         Arc::new(|| None)
     };
-    crate::retention::Retention::new(log.clone(), config.retention.clone(), floor)
+    let mut r = crate::retention::Retention::new(log.clone(), config.retention.clone(), floor);
+    if let Some(signer) = signer.filter(|_| edge) {
+        r.add_hook(crate::replication::gap::edge_hook(signer, drop.reason()));
+    }
+    r
+}
+
+/// The site's checkpoint key from the state directory (made on first start).
+pub fn site_signer(state_dir: &Path, site: &str) -> Result<Signer, StartError> {
+    Ok(Signer::from_pkcs8(
+        site,
+        &bootstrap::ensure_signing_key(state_dir)?,
+    )?)
 }

@@ -72,6 +72,15 @@ function grantsPanel() {
   return panel;
 }
 
+// A site's gaps: ranges it dropped before HQ had them, named by signed gap records.
+function gapNote(g) {
+  if (!g || !g.count || !g.latest) return null;
+  const l = g.latest;
+  const unverified = g.unverified ? `, ${g.unverified} unverified` : '';
+  return h('span', { class: 'prio high gap', dataset: { from: String(l.from), to: String(l.to) } },
+    ` ${g.count} gap${g.count === 1 ? '' : 's'}: dropped before replication, latest seq ${l.from}–${l.to}${unverified}`);
+}
+
 export function allSitesScreen(go) {
   const body = h('tbody', {});
   const note = h('p', { class: 'muted', role: 'status' }, 'Loading…');
@@ -84,7 +93,8 @@ export function allSitesScreen(go) {
       const r = await sites.overview();
       note.textContent = r.sites.length ? '' : 'No site to show: none is enrolled, or none is granted to you.';
       clear(body, r.sites.map((s) => h('tr', { dataset: { site: s.site } },
-        h('th', { scope: 'row' }, s.site, s.history_rewritten ? h('span', { class: 'prio critical' }, ' history rewritten') : null),
+        h('th', { scope: 'row' }, s.site, s.history_rewritten ? h('span', { class: 'prio critical' }, ' history rewritten') : null,
+          gapNote(s.gaps)),
         h('td', { class: 'connected', dataset: { connected: String(s.connected) } },
           s.revoked ? 'revoked' : s.connected ? '● connected' : `○ silent ${s.silent_seconds} s`),
         h('td', {}, `${s.lag_entries} entries, ${s.lag_seconds} s`),

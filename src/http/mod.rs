@@ -342,6 +342,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             User,
             get(sites::entries),
         ),
+        r(
+            Method::GET,
+            "/api/v1/sites/{site}/gaps",
+            User,
+            get(sites::gaps),
+        ),
         // Grants at HQ: admins and auditors read them, admins change them.
         r(
             Method::GET,

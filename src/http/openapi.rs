@@ -55,6 +55,7 @@ use super::{
         sites::list,
         sites::overview,
         sites::entries,
+        sites::gaps,
         site_attachments::download,
         super::site_grants::list,
         super::site_grants::put,

@@ -1,6 +1,6 @@
 //! HQ's site routes, every one scoped by the caller's sites (admins and auditors: all; others:
 //! their grants): `GET /api/v1/sites` (replication status, as `plantwire site list --json`), the
-//! all-sites overview, and one site's replicated entries. Read-only; 404 when not an HQ.
+//! all-sites overview, one site's replicated entries and its gaps. Read-only; 404 when not an HQ.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{CurrentUser, RequireRole, Viewer};
+use crate::replication::gap::GapView;
 use crate::replication::grants::SiteScope;
 use crate::replication::runtime::HqRuntime;
 use crate::replication::views::{self, EntryPage, SiteOverview};
@@ -159,4 +160,50 @@ pub async fn entries(
         .map_err(|e| ApiError::internal(&e))?
         .map_err(replication_error)?;
     Ok(Json(page))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GapList {
+    pub site: String,
+    /// The newest gap records first (at most `limit`), each checked against the site's pinned
+    /// key and the hash HQ holds at its `to`.
+    pub gaps: Vec<GapView>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GapsQuery {
+    /// 1-500, default 100.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sites/{site}/gaps", tag = "sites", params(("site" = String, Path, description = "the site's name"), GapsQuery), responses((status = 200, body = GapList, description = "the ranges the site dropped before HQ had them, newest first"), (status = 400, body = super::error::ErrorResponse), (status = 404, body = super::error::ErrorResponse, description = "`unknown_site`: no such site, or not one the caller may read (the same answer)")))]
+pub async fn gaps(
+    State(state): State<AppState>,
+    RequireRole(me, _): RequireRole<Viewer>,
+    Path(site): Path<String>,
+    q: Result<Query<GapsQuery>, QueryRejection>,
+) -> Result<Json<GapList>, ApiError> {
+    let (h, _) = readable_site(&state, &me, &site, false)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit is 1-500"));
+    }
+    if !h.hq.replicas.has_replica(&site) {
+        return Ok(Json(GapList {
+            site,
+            gaps: Vec::new(),
+        }));
+    }
+    let replica =
+        h.hq.replicas
+            .replica(&site)
+            .await
+            .map_err(replication_error)?;
+    let gaps = tokio::task::spawn_blocking(move || crate::replication::gap::list(&replica, limit))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(replication_error)?;
+    Ok(Json(GapList { site, gaps }))
 }

@@ -117,7 +117,13 @@ impl Signer {
 
     /// The signed note of `size` and `root` for this site's log.
     pub fn sign(&self, size: u64, root: &[u8; 32]) -> String {
-        let body = body(&self.name, size, root);
+        self.sign_text(&body(&self.name, size, root))
+    }
+
+    /// Any signed-note `body` (lines ending in `\n`, the first naming this site's origin; its
+    /// second must tell the note's type apart from a checkpoint's decimal size), signed by the
+    /// site's key: the body, an empty line, the signature line. Gap records use it.
+    pub fn sign_text(&self, body: &str) -> String {
         let sig = self.key.sign(body.as_bytes());
         let mut blob = Vec::with_capacity(4 + 64);
         blob.extend_from_slice(&self.id);
@@ -212,18 +218,10 @@ pub fn verify(
     origin: &str,
     public_key: &[u8; 32],
 ) -> Result<Checkpoint, CheckpointError> {
-    let (text, sigs) = note
-        .split_once("\n\n")
-        .ok_or(CheckpointError::Malformed("no blank line after the body"))?;
-    let body_text = format!("{text}\n");
+    let text = verify_text(note, origin, public_key)?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
     let mut lines = text.split('\n');
-    let found = lines.next().unwrap_or_default();
-    if found != origin {
-        return Err(CheckpointError::WrongOrigin {
-            expected: origin.to_string(),
-            found: found.to_string(),
-        });
-    }
+    lines.next();
     let size_text = lines.next().ok_or(CheckpointError::Malformed("no size"))?;
     if size_text.is_empty()
         || (size_text.len() > 1 && size_text.starts_with('0'))
@@ -244,6 +242,31 @@ pub fn verify(
         .map_err(|_| CheckpointError::Malformed("the root is not 32 bytes"))?;
     if lines.next().is_some() {
         return Err(CheckpointError::Malformed("extension lines are not used"));
+    }
+    Ok(Checkpoint {
+        origin: origin.to_string(),
+        size,
+        root,
+    })
+}
+
+/// Checks any signed note's origin line and its signature by `origin`'s Ed25519 `public_key`,
+/// and returns the signed body (each line ending in `\n`). Other keys' lines are ignored.
+pub fn verify_text<'a>(
+    note: &'a str,
+    origin: &str,
+    public_key: &[u8; 32],
+) -> Result<&'a str, CheckpointError> {
+    let (text, sigs) = note
+        .split_once("\n\n")
+        .ok_or(CheckpointError::Malformed("no blank line after the body"))?;
+    let body_text = &note[..text.len() + 1];
+    let found = text.split('\n').next().unwrap_or_default();
+    if found != origin {
+        return Err(CheckpointError::WrongOrigin {
+            expected: origin.to_string(),
+            found: found.to_string(),
+        });
     }
     let want_id = key_id(origin, public_key);
     let key = UnparsedPublicKey::new(&ED25519, public_key);
@@ -266,11 +289,7 @@ pub fn verify(
         }
         return key
             .verify(body_text.as_bytes(), &blob[4..])
-            .map(|()| Checkpoint {
-                origin: origin.to_string(),
-                size,
-                root,
-            })
+            .map(|()| body_text)
             .map_err(|_| CheckpointError::BadSignature);
     }
     Err(CheckpointError::UnknownKey)

@@ -149,23 +149,35 @@ async fn site_inner(
             } else {
                 writeln!(
                     out,
-                    "{:<24} {:>10} {:>8} {:>8} {:>10}  head hash",
-                    "site", "seq", "lag", "lag s", "checkpoint"
+                    "{:<24} {:>10} {:>8} {:>8} {:>10} {:>6}  head hash",
+                    "site", "seq", "lag", "lag s", "checkpoint", "gaps"
                 )?;
                 for s in list {
                     let cp = s
                         .checkpoint
                         .as_ref()
                         .map_or("-".to_string(), |c| c.size.to_string());
-                    let flag = if s.history_rewritten {
-                        "  HISTORY REWRITTEN"
+                    let mut flag = if s.history_rewritten {
+                        "  HISTORY REWRITTEN".to_string()
                     } else {
-                        ""
+                        String::new()
                     };
+                    if let Some(g) = &s.gaps.latest {
+                        flag.push_str(&format!(
+                            "  DROPPED BEFORE REPLICATION: latest seq {}..={}{}",
+                            g.from,
+                            g.to,
+                            if s.gaps.unverified > 0 {
+                                format!(" ({} UNVERIFIED)", s.gaps.unverified)
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
                     writeln!(
                         out,
-                        "{:<24} {:>10} {:>8} {:>8} {:>10}  {}{flag}",
-                        s.site, s.seq, s.lag_entries, s.lag_seconds, cp, s.head_hash
+                        "{:<24} {:>10} {:>8} {:>8} {:>10} {:>6}  {}{flag}",
+                        s.site, s.seq, s.lag_entries, s.lag_seconds, cp, s.gaps.count, s.head_hash
                     )?;
                 }
             }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::ReplicationError;
+use super::gap::{self, GapSummary, GapView};
 use super::wire::{Batch, Shipped};
 use super::witness::{self, Witnessed};
 use crate::clock::Clock;
@@ -52,6 +53,10 @@ pub struct SiteStatus {
     pub checkpoint: Option<Witnessed>,
     /// Set when the site presented two different heads for one size: no batch is taken since.
     pub history_rewritten: bool,
+    /// Ranges the site dropped before HQ had them, each named by a signed `replication.gap`
+    /// record: how many, how many of those did not verify, and the newest.
+    #[serde(default)]
+    pub gaps: GapSummary,
 }
 
 /// The replicas of every enrolled site.
@@ -281,13 +286,17 @@ impl Replicas {
             }
             w => w,
         };
+        // The key a gap record is checked with: the pinned one (else the logged one).
+        let gap_key = witness::site_key(&replica, &batch.entries)?;
         let entries = Arc::new(batch.entries);
         let edge_head = batch.head;
+        let job_site = site.to_string();
         let contact_us = self.clock.now_us();
         let job_entries = entries.clone();
         let job_witnessed = witnessed.clone();
-        replica
+        let gaps = replica
             .submit(move |tx| {
+                let mut gaps = Vec::new();
                 if job_entries.first().map(Shipped::seq) == Some(tx.next_seq()) {
                     for item in job_entries.iter() {
                         match item {
@@ -299,6 +308,7 @@ impl Replicas {
                         };
                     }
                     witness::note_stubs(tx, &job_entries)?;
+                    gaps = gap::note_gaps(tx, &job_site, gap_key.as_ref(), &job_entries)?;
                 }
                 let head = tx.next_seq() - 1;
                 tx.views()
@@ -309,10 +319,13 @@ impl Replicas {
                     let bytes = serde_json::to_vec(w)?;
                     tx.views().set_replication_meta("checkpoint", &bytes)?;
                 }
-                Ok(())
+                Ok(gaps)
             })
             .await?;
         self.mark_changed(site);
+        for g in &gaps {
+            self.raise_gap(site, g).await;
+        }
         let rtx = replica.read()?;
         let head = rtx.chain_head()?;
         let (seq, hash) = head.map_or((0, [0u8; 32]), |h| (h.seq, h.hash));
@@ -417,6 +430,43 @@ impl Replicas {
         Ok(())
     }
 
+    /// Raises the site's "data dropped before replication" alarm for one gap record (high
+    /// priority, not latched: an operator acknowledges it; the gap stays in the site's status).
+    async fn raise_gap(&self, site: &str, g: &GapView) {
+        tracing::warn!(
+            site,
+            from = g.from,
+            to = g.to,
+            count = g.count,
+            verified = g.verified,
+            "site dropped entries before replication"
+        );
+        let Some(log) = &self.alarms else {
+            return;
+        };
+        let check = match &g.problem {
+            None => "signed gap record verified".to_string(),
+            Some(p) => format!("the gap record is UNVERIFIED: {p}"),
+        };
+        let signal = crate::alarms::Signal {
+            source: crate::alarms::scope::site_source(site),
+            condition: "replication.gap".into(),
+            active: true,
+            priority: Some(crate::alarms::Priority::High),
+            message: Some(format!(
+                "data dropped before replication: site {site} purged {} entries in seq {}..={} \
+                 that HQ had not received ({}; {check})",
+                g.count, g.from, g.to, g.reason
+            )),
+            attributes: Default::default(),
+            latched: None,
+            suppressed: None,
+        };
+        if let Err(e) = crate::alarms::raise(log, &crate::log::Author::System, signal).await {
+            tracing::error!(site, error = %e, "cannot raise the replication-gap alarm");
+        }
+    }
+
     fn now_s(&self) -> u64 {
         u64::try_from(self.clock.now_us() / 1_000_000).unwrap_or(0)
     }
@@ -450,6 +500,7 @@ impl Replicas {
             silent_seconds,
             checkpoint,
             history_rewritten: witness::rewritten(&replica)?.is_some(),
+            gaps: gap::summary(&rtx)?,
         })
     }
 

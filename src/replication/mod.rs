@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod commands;
 pub mod edge;
+pub mod gap;
 pub mod grants;
 pub mod hq;
 pub mod nats;
@@ -89,3 +90,5 @@ impl ReplicationError {
 mod tests;
 #[cfg(test)]
 mod tests_chain_v2;
+#[cfg(test)]
+mod tests_gap;

@@ -139,7 +139,10 @@ fn not_pinned() -> ReplicationError {
 /// logged before any checkpoint). With a pin, a logged key (replicated or in this batch) that is
 /// another key is refused (`signing_key_not_pinned`): the edge's checkpointer never changes its
 /// key, so a different one means the log was not written by the enrolled site.
-fn site_key(replica: &Log, entries: &[Shipped]) -> Result<Option<[u8; 32]>, ReplicationError> {
+pub(super) fn site_key(
+    replica: &Log,
+    entries: &[Shipped],
+) -> Result<Option<[u8; 32]>, ReplicationError> {
     let logged = |b: SigningKeyBody| parse_key(&b.public_key).ok();
     let replicated = logged_key(replica)
         .map_err(ReplicationError::from_checkpoint)?

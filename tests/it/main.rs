@@ -58,6 +58,7 @@ mod people_directory;
 mod powercut;
 mod replication;
 mod replication_chaos;
+mod replication_gap;
 mod retention;
 mod search;
 mod ship_classes;

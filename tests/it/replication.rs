@@ -563,7 +563,11 @@ async fn retention_on_an_edge_never_purges_what_hq_has_not_acknowledged() {
     config.replication.role = plantwire::config::ReplicationRole::Edge;
     config.retention.admin = Keep::Days(1);
     config.retention.pause_ms = 0;
-    let retention = plantwire::state::retention(&config, edge.state().log());
+    let retention = plantwire::state::retention(
+        &config,
+        edge.state().log(),
+        Some(edge.state().signer().clone()),
+    );
     let report = retention.pass(false, &Author::System).await.unwrap();
     assert_eq!(report.floor, acked);
     assert!(!report.purged.is_empty(), "{report:?}");

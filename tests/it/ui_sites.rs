@@ -1,7 +1,8 @@
 //! HQ's site screens in a real headless Chromium: an HQ admin opens **Sites** from the bar, sees
 //! the enrolled site connected with its unacknowledged critical alarm, grants the site to a user
 //! and takes the grant back, switches to the site and reads its replicated entries; axe-core
-//! finds nothing serious on either screen.
+//! finds nothing serious on either screen. A site that dropped entries before replication shows
+//! its gap on the All-sites screen.
 
 use serde_json::json;
 
@@ -162,5 +163,45 @@ async fn an_hq_admin_sees_every_site_and_opens_one_sites_entries_read_only() {
 
     b.quit().await;
     alpha.stop().await;
+    hq.stop().await;
+}
+
+/// A site that dropped entries before replication shows its gap on the All-sites screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pw_has_browser),
+    ignore = "needs chromium and chromedriver (CI runs it)"
+)]
+async fn the_all_sites_screen_shows_a_sites_gap() {
+    let Some((driver_bin, browser_bin)) = find_browser() else {
+        return;
+    };
+    let _one = BROWSER.lock().await;
+    let (hq, edge, from, to) = crate::replication_gap::hq_with_a_gap().await;
+    hq.user("ada", Role::Admin, PW).await;
+    let base = origin(&hq);
+    let driver = Driver::start(&driver_bin, &browser_bin).await;
+    let b = driver.session(&spki_hash(&hq).await).await;
+    sign_in(&b, &base, "ada").await;
+    b.click("[data-nav='/sites']").await;
+    b.find("#all-sites tr[data-site='north'] .gap").await;
+    let gap = b
+        .js(
+            "const g = document.querySelector('#all-sites tr[data-site=north] .gap');
+             return [g.dataset.from, g.dataset.to, g.textContent]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(gap[0], json!(from.to_string()));
+    assert_eq!(gap[1], json!(to.to_string()));
+    assert!(
+        gap[2]
+            .as_str()
+            .unwrap()
+            .contains("dropped before replication"),
+        "{gap}"
+    );
+    b.quit().await;
+    edge.stop().await;
     hq.stop().await;
 }
