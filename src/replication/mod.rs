@@ -54,6 +54,8 @@ pub enum ReplicationError {
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("a blocking task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    NatsAuth(#[from] nats::auth::NatsAuthError),
     #[error("cannot use {path}: {source}")]
     Io {
         path: std::path::PathBuf,
