@@ -196,6 +196,7 @@ async fn assert_stream_once(client: async_nats::Client, hq: &TestServer, head: u
         assert_eq!(v["seq"], seq);
         assert_eq!(v["site"], "north");
         assert_eq!(v["hash"], hex::encode(entry.hash));
+        assert_eq!(v["digest"], hex::encode(entry.content_digest()));
         assert_eq!(v["stream"], entry.stream.as_str());
     }
 }
