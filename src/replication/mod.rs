@@ -1,6 +1,7 @@
 //! Site-to-headquarters replication: the wire format, the edge's shipper and cursor, HQ's
 //! replicas of every site and its witnessing of their checkpoints, enrolment and the transport.
 
+pub mod backup;
 pub mod blobs;
 pub mod commands;
 pub mod edge;
