@@ -162,18 +162,37 @@ async fn serve(stream: UnixStream, state: AppState, owner: u32) -> std::io::Resu
     std_stream.set_nonblocking(false)?;
     let log = state.log().clone();
     let state_dir = state.state_dir().to_path_buf();
+    // At an HQ, every site's record files and replica follow HQ's own store.
+    let replicas = state
+        .replication()
+        .and_then(|rt| rt.hq())
+        .map(|h| h.hq.replicas.clone());
+    let runtime = tokio::runtime::Handle::current();
     let result = tokio::task::spawn_blocking(move || {
         let mut out = BufWriter::with_capacity(256 << 10, std_stream);
         let files = crate::site_files::collect(&state_dir, |aad, b| log.seal_view(aad, b))
             .map_err(std::io::Error::other)?;
+        let Some(replicas) = replicas else {
+            return log
+                .store()
+                .write_backup(&mut out, log.now_us(), &files)
+                .map_err(std::io::Error::other);
+        };
+        let sites = crate::replication::backup::site_names(replicas.root())
+            .map_err(std::io::Error::other)?;
+        let mut source = crate::replication::backup::OnlineSites { replicas, runtime };
         log.store()
-            .write_backup(&mut out, log.now_us(), &files)
+            .write_backup_with_sites(&mut out, log.now_us(), &files, &sites, &mut source)
             .map_err(std::io::Error::other)
     })
     .await;
     match result {
         Ok(Ok(m)) => {
-            tracing::info!(head = m.chain_head.map_or(0, |h| h.seq), "backup streamed");
+            tracing::info!(
+                head = m.chain_head.map_or(0, |h| h.seq),
+                sites = m.sites.len(),
+                "backup streamed"
+            );
             Ok(())
         }
         Ok(Err(e)) => Err(e),

@@ -49,8 +49,12 @@ fn describe(m: &Manifest) -> String {
         Some(h) => format!("entries up to seq {} (hash {})", h.seq, h.hash),
         None => "an empty log".to_string(),
     };
+    let sites = match m.sites.len() {
+        0 => String::new(),
+        n => format!(", with {n} enrolled site(s) and their replicas"),
+    };
     format!(
-        "site {}, schema {}, {head}, taken at {} by plantwire {}",
+        "site {}, schema {}, {head}{sites}, taken at {} by plantwire {}",
         m.site,
         m.schema_version,
         utc(m.created_at_us),
@@ -155,10 +159,19 @@ fn offline_backup(
         }
         Err(e) => return Err(e.into()),
     };
-    store.write_backup(
+    // An HQ's sites: each record and replica, the replicas opened here one at a time.
+    let root = crate::replication::runtime::sites_root(state_dir);
+    let sites = crate::replication::backup::site_names(&root)?;
+    let mut source = crate::replication::backup::OfflineSites {
+        root,
+        cache_bytes: 4 << 20,
+    };
+    store.write_backup_with_sites(
         out,
         crate::clock::Clock::now_us(&crate::clock::SystemClock),
         &files,
+        &sites,
+        &mut source,
     )?;
     Ok(())
 }
@@ -199,6 +212,14 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
         }
     }
     let dest = state_dir.join(STORE_FILE);
+    let sites_dir = crate::replication::runtime::sites_root(&state_dir);
+    let has_sites = std::fs::read_dir(&sites_dir).is_ok_and(|mut d| d.next().is_some());
+    if !manifest.sites.is_empty() && has_sites && !force {
+        bail!(
+            "{} holds sites; stop the server and pass --force to replace them (they are kept beside)",
+            sites_dir.display()
+        );
+    }
     if dest.exists() {
         if !force {
             bail!(
@@ -211,12 +232,51 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
     }
     let staging = state_dir.join(format!("{STORE_FILE}.restoring"));
     let _ = std::fs::remove_file(&staging);
+    let sites_staging = state_dir.join("sites.restoring");
+    let _ = std::fs::remove_dir_all(&sites_staging);
     let backup::Restored {
         manifest: restored,
         files,
-    } = backup::restore(&mut BufReader::new(std::fs::File::open(file)?), &staging)?;
+        sites,
+    } = backup::restore(
+        &mut BufReader::new(std::fs::File::open(file)?),
+        &staging,
+        backup::SitesTarget {
+            root: &sites_staging,
+            replica_file: crate::replication::backup::REPLICA_FILE,
+        },
+    )?;
+    let discard = || {
+        let _ = std::fs::remove_file(&staging);
+        let _ = std::fs::remove_dir_all(&sites_staging);
+    };
+    if let Some(odd) = sites
+        .iter()
+        .flat_map(|s| &s.files)
+        .find(|f| !crate::replication::backup::SITE_FILES.contains(&f.name.as_str()))
+    {
+        discard();
+        bail!(
+            "the backup carries an unexpected site file {:?}; nothing restored",
+            odd.name
+        );
+    }
     // Bring an older schema up to date now, so a failure shows here and not at the next start.
-    drop(Store::open(&staging, 1 << 20)?);
+    let migrated = Store::open(&staging, 1 << 20).map(drop).and_then(|()| {
+        sites
+            .iter()
+            .filter(|s| s.replica.is_some())
+            .try_for_each(|s| {
+                let path = sites_staging
+                    .join(&s.name)
+                    .join(crate::replication::backup::REPLICA_FILE);
+                Store::open(&path, 1 << 20).map(drop)
+            })
+    });
+    if let Err(e) = migrated {
+        discard();
+        return Err(e.into());
+    }
     let suffix = format!(
         "before-restore-{}",
         crate::clock::Clock::now_us(&crate::clock::SystemClock)
@@ -232,7 +292,7 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = std::fs::remove_file(&staging);
+                discard();
                 return Err(e.into());
             }
         }
@@ -243,6 +303,19 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> anyhow::Result<Exit
         println!("the previous store is kept as {}", aside.display());
     }
     std::fs::rename(&staging, &dest)?;
+    if !sites.is_empty() {
+        if sites_dir.exists() {
+            let aside = state_dir.join(format!("sites.{suffix}"));
+            std::fs::rename(&sites_dir, &aside)?;
+            println!("the previous sites are kept as {}", aside.display());
+        }
+        std::fs::rename(&sites_staging, &sites_dir)?;
+        println!(
+            "restored {} site(s) with their records and replicas into {}",
+            sites.len(),
+            sites_dir.display()
+        );
+    }
     std::fs::File::open(&state_dir)?.sync_all()?;
     println!(
         "restored into {} (schema {} -> {SCHEMA_VERSION})",

@@ -34,6 +34,13 @@ pub struct SiteLabels {
     pub site: String,
 }
 
+/// Labels of `plantwire_nats_forward_failures_total`: a fixed set of reasons (`auth`, `connect`,
+/// `stream`, `publish`, `site`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -60,6 +67,7 @@ pub struct Metrics {
     replication_lag_entries: Family<SiteLabels, Gauge>,
     replication_lag_seconds: Family<SiteLabels, Gauge>,
     nats_forward_lag_entries: Family<SiteLabels, Gauge>,
+    nats_forward_failures: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -173,6 +181,12 @@ impl Metrics {
             "Entries of a site's replica at HQ not yet acknowledged by NATS JetStream",
             nats_forward_lag_entries.clone(),
         );
+        let nats_forward_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "nats_forward_failures",
+            "Failed attempts of HQ's NATS forwarding (each retried with backoff), by reason",
+            nats_forward_failures.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -199,6 +213,7 @@ impl Metrics {
             replication_lag_entries,
             replication_lag_seconds,
             nats_forward_lag_entries,
+            nats_forward_failures,
         }
     }
 
@@ -224,6 +239,15 @@ impl Metrics {
         self.nats_forward_lag_entries
             .get_or_create(&labels)
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// One failed attempt of the NATS forwarding, for `reason`.
+    pub fn nats_forward_failed(&self, reason: &str) {
+        self.nats_forward_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// The alarm gauges, sampled at scrape time: standing, unacknowledged, shelved.

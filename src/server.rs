@@ -205,7 +205,8 @@ pub async fn run_supervised<F>(
                 nats.clone(),
                 h.hq.replicas.clone(),
                 state.metrics().clone(),
-            );
+            )
+            .with_auth(h.nats_auth.clone());
             supervisor.spawn("nats-forward", move |stop| forwarder.run(stop));
         }
     }

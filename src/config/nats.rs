@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, bounded, invalid};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
     /// `nats://host:port` (or `tls://…`); forwarding is off while absent.
@@ -32,6 +32,41 @@ pub struct NatsConfig {
     /// Every this many seconds every site is looked at, besides the sites whose replica took a
     /// batch (a safety net, and the retry of a site that failed on its own).
     pub sweep_secs: u64,
+    /// Authentication, at most one way: `user` with `password` or `password_file`; `token` or
+    /// `token_file`; `credentials_file` (a NATS `.creds` file: user JWT and nkey seed); or
+    /// `nkey_seed_file`. Files are secrets: refused when other users may read them.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub credentials_file: Option<PathBuf>,
+    pub nkey_seed_file: Option<PathBuf>,
+}
+
+/// Secrets are shown as set or not, never by value.
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsConfig")
+            .field("url", &self.url)
+            .field("stream", &self.stream)
+            .field("create_stream", &self.create_stream)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("ca_file", &self.ca_file)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("ack_timeout_secs", &self.ack_timeout_secs)
+            .field("persist_every", &self.persist_every)
+            .field("sweep_secs", &self.sweep_secs)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
+            .field("token", &hidden(&self.token))
+            .field("token_file", &self.token_file)
+            .field("credentials_file", &self.credentials_file)
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .finish()
+    }
 }
 
 impl Default for NatsConfig {
@@ -46,6 +81,13 @@ impl Default for NatsConfig {
             ack_timeout_secs: 10,
             persist_every: 256,
             sweep_secs: 60,
+            user: None,
+            password: None,
+            password_file: None,
+            token: None,
+            token_file: None,
+            credentials_file: None,
+            nkey_seed_file: None,
         }
     }
 }
@@ -58,6 +100,9 @@ impl NatsConfig {
 
     pub(super) fn validate(&self, hq: bool) -> Result<(), ConfigError> {
         let Some(url) = &self.url else {
+            if let Some(&key) = self.auth_keys().first() {
+                return Err(invalid(key, "only used together with replication.nats.url"));
+            }
             return Ok(());
         };
         if !hq {
@@ -106,6 +151,91 @@ impl NatsConfig {
             100_000,
         )?;
         bounded("replication.nats.sweep_secs", self.sweep_secs, 1, 3600)?;
+        self.validate_auth()
+    }
+
+    /// The authentication keys that are set, by their full names.
+    fn auth_keys(&self) -> Vec<&'static str> {
+        [
+            ("replication.nats.user", self.user.is_some()),
+            ("replication.nats.password", self.password.is_some()),
+            (
+                "replication.nats.password_file",
+                self.password_file.is_some(),
+            ),
+            ("replication.nats.token", self.token.is_some()),
+            ("replication.nats.token_file", self.token_file.is_some()),
+            (
+                "replication.nats.credentials_file",
+                self.credentials_file.is_some(),
+            ),
+            (
+                "replication.nats.nkey_seed_file",
+                self.nkey_seed_file.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// At most one way to authenticate; a secret is a value or a file, never both; no empty value.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err(invalid(
+                "replication.nats.password",
+                "set either password or password_file, not both",
+            ));
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(invalid(
+                "replication.nats.token",
+                "set either token or token_file, not both",
+            ));
+        }
+        let has_password = self.password.is_some() || self.password_file.is_some();
+        match &self.user {
+            Some(u) if u.trim().is_empty() || u.len() > 256 || u.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "replication.nats.user",
+                    "1-256 characters, no control characters",
+                ));
+            }
+            Some(_) if !has_password => {
+                return Err(invalid(
+                    "replication.nats.user",
+                    "needs password or password_file",
+                ));
+            }
+            None if has_password => {
+                return Err(invalid(
+                    "replication.nats.password",
+                    "only used together with replication.nats.user",
+                ));
+            }
+            _ => {}
+        }
+        for (key, v) in [
+            ("replication.nats.password", &self.password),
+            ("replication.nats.token", &self.token),
+        ] {
+            if v.as_ref().is_some_and(|s| s.is_empty() || s.len() > 4096) {
+                return Err(invalid(key, "1-4096 characters"));
+            }
+        }
+        let ways = [
+            self.user.is_some(),
+            self.token.is_some() || self.token_file.is_some(),
+            self.credentials_file.is_some(),
+            self.nkey_seed_file.is_some(),
+        ];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err(invalid(
+                "replication.nats",
+                "set one way to authenticate: user with password(_file), token(_file), \
+                 credentials_file or nkey_seed_file",
+            ));
+        }
         Ok(())
     }
 }
@@ -152,5 +282,51 @@ mod tests {
         }
         let unknown = "[replication.nats]\nsubject = \"x\"\n";
         assert!(Config::from_toml_str(unknown).is_err());
+    }
+
+    #[test]
+    fn one_way_to_authenticate_and_a_secret_is_a_value_or_a_file() {
+        let base = "[replication]\nrole = \"hq\"\n[replication.nats]\nurl = \"nats://n:4222\"\n";
+        for ok in [
+            "user = \"hq\"\npassword = \"p\"\n",
+            "user = \"hq\"\npassword_file = \"/p\"\n",
+            "token_file = \"/t\"\n",
+            "token = \"t\"\n",
+            "credentials_file = \"/c.creds\"\n",
+            "nkey_seed_file = \"/n\"\n",
+        ] {
+            let c = Config::from_toml_str(&format!("{base}{ok}")).unwrap();
+            c.validate().unwrap();
+        }
+        for (bad, key) in [
+            (
+                "user = \"hq\"\npassword = \"p\"\npassword_file = \"/p\"\n",
+                "replication.nats.password",
+            ),
+            (
+                "token = \"t\"\ntoken_file = \"/t\"\n",
+                "replication.nats.token",
+            ),
+            ("user = \"hq\"\n", "replication.nats.user"),
+            ("password = \"p\"\n", "replication.nats.password"),
+            ("user = \" \"\npassword = \"p\"\n", "replication.nats.user"),
+            ("token = \"\"\n", "replication.nats.token"),
+            (
+                "token = \"t\"\ncredentials_file = \"/c\"\n",
+                "one way to authenticate",
+            ),
+            (
+                "user = \"hq\"\npassword = \"p\"\nnkey_seed_file = \"/n\"\n",
+                "one way to authenticate",
+            ),
+        ] {
+            let err = Config::from_toml_str(&format!("{base}{bad}")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(key), "{bad}: {text}");
+            assert!(!text.contains("\"p\""), "{text}");
+        }
+        let no_url = "[replication.nats]\ntoken = \"t\"\n";
+        let err = Config::from_toml_str(no_url).unwrap_err();
+        assert!(err.to_string().contains("replication.nats.token"), "{err}");
     }
 }

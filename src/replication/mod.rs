@@ -1,6 +1,7 @@
 //! Site-to-headquarters replication: the wire format, the edge's shipper and cursor, HQ's
 //! replicas of every site and its witnessing of their checkpoints, enrolment and the transport.
 
+pub mod backup;
 pub mod blobs;
 pub mod commands;
 pub mod edge;
@@ -55,6 +56,8 @@ pub enum ReplicationError {
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error("a blocking task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    NatsAuth(#[from] nats::auth::NatsAuthError),
     #[error("cannot use {path}: {source}")]
     Io {
         path: std::path::PathBuf,

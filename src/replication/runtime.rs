@@ -32,6 +32,8 @@ pub struct HqRuntime {
     pub advertise: Option<String>,
     /// The all-sites overview's alarm counts, carried between requests.
     pub tallies: Arc<super::views::Tallies>,
+    /// The NATS forwarder's credentials, read at start (none while forwarding is off).
+    pub nats_auth: super::nats::auth::NatsAuth,
 }
 
 /// The edge's shipper status: HQ's acknowledged seq and whether it is connected.
@@ -135,6 +137,12 @@ pub fn start(
             connected: watch::channel(false).0,
         }))),
         ReplicationRole::Hq => {
+            // Read before anything binds: a bad secret file stops the start with its path.
+            let nats_auth = if config.replication.nats.enabled() {
+                super::nats::auth::NatsAuth::load(&config.replication.nats)?
+            } else {
+                super::nats::auth::NatsAuth::None
+            };
             let ca = Arc::new(DeviceCa::load(config, state_dir, log.site())?);
             let (replicas, sites) = hq_parts(
                 config,
@@ -172,6 +180,7 @@ pub fn start(
                 listeners: Mutex::new(listeners),
                 advertise,
                 tallies: Arc::default(),
+                nats_auth,
             })))
         }
     }

@@ -19,7 +19,7 @@ use crate::error::Rejection;
 /// How long an enrolment code is valid.
 pub const CODE_TTL_US: i64 = 3_600_000_000;
 const CODE_PREFIX: &str = "PWSITE1-";
-const RECORD_FILE: &str = "site.json";
+pub const RECORD_FILE: &str = "site.json";
 
 /// What `site add` prints: where HQ is, which CA to pin, and the one-time token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -252,3 +252,57 @@ async fn a_purged_chain_v2_entry_travels_as_a_verifiable_stub() {
     hq.close_all().await;
     edge.close().await;
 }
+
+/// What HQ's NATS forwarder publishes for a replica holding chain-v2 stubs: the stub's message
+/// carries its content digest (what its hash commits to) and nothing of its content; a whole
+/// chain-v2 entry carries the same digest beside its body.
+#[tokio::test]
+async fn nats_messages_of_chain_v2_stubs_carry_the_digest() {
+    let (e_dir, h_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (edge, chats) = edge_v2(e_dir.path()).await;
+    let head = hashes(&edge).len() as u64;
+    let hq = replicas(h_dir.path(), None);
+    hq.create_site("north").unwrap();
+    while acked(&edge).unwrap() < head {
+        let batch = next_batch(
+            &edge,
+            acked(&edge).unwrap(),
+            100,
+            1 << 20,
+            ShipClasses::of(&["events"]),
+        )
+        .unwrap();
+        let ack = hq.receive("north", batch).await.unwrap();
+        record_ack(&edge, &ack).await.unwrap();
+    }
+    let replica = hq.replica("north").await.unwrap();
+    let (e_rtx, r_rtx) = (edge.read().unwrap(), replica.read().unwrap());
+    for seq in 1..=head {
+        let original = edge.entry(&e_rtx, seq).unwrap().unwrap();
+        let m = super::nats::message::build(&replica, &r_rtx, seq).unwrap();
+        let state = m
+            .headers
+            .get("Plantwire-State")
+            .unwrap()
+            .as_str()
+            .to_string();
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            v["digest"],
+            hex::encode(original.content_digest()),
+            "seq {seq}"
+        );
+        assert_eq!(v["hash"], hex::encode(original.hash));
+        if chats.contains(&seq) {
+            assert_eq!(state, "stub");
+            assert!(v.get("body").is_none() && v.get("kind").is_none(), "{v}");
+            assert!(!m.payload.windows(6).any(|w| w == b"secret"));
+        } else {
+            assert_eq!(state, "entry");
+            assert!(v.get("body").is_some());
+        }
+    }
+    drop((e_rtx, r_rtx));
+    hq.close_all().await;
+    edge.close().await;
+}

@@ -1,14 +1,21 @@
 //! Backups: every table copied row by row from one read transaction (a consistent snapshot that
 //! never blocks the writer), and restore into a new file. Sealed bodies stay sealed; no key inside.
 //!
-//! Format v2, all integers big-endian:
-//!   "PWBACKUP" | format u32 (=2) | manifest length u32 | manifest (JSON, `Manifest`)
+//! Format v3, all integers big-endian:
+//!   "PWBACKUP" | format u32 (=3) | manifest length u32 | manifest (JSON, `Manifest`)
 //!   then file count u16, per file: name len u32 | name (UTF-8) | sealed len u32 | sealed bytes
 //!     (state-dir files such as the site CA, sealed by the caller; this layer only carries bytes)
-//!   then per row: 0x01 | table index u16 (into manifest.tables) | key len u32 | key | value len u32 | value
-//!   then 0x00 | row count u64 | SHA-256 of every byte before it ([32]).
-//! Tables are written whole, one after the other, in the order of `manifest.tables`.
-//! Format v1 is v2 without the file section; it is still read.
+//!   then the rows: per row 0x01 | table index u16 (into manifest.tables) | key len u32 | key |
+//!     value len u32 | value; then 0x00 | row count u64
+//!   then site count u16 (an HQ's enrolled sites, `manifest.sites`, in that order), per site:
+//!     name len u32 | name | file count u16 | per file: name len u32 | name | len u32 | bytes
+//!     (the site's record files, in clear: they hold hashes, no secret) | replica u8 (0: none
+//!     yet, 1: follows) | if 1: the replica's manifest (len u32 | JSON) and its rows, framed as
+//!     the store's above (its own table list, 0x00, row count)
+//!   then SHA-256 of every byte before it ([32]).
+//! Tables are written whole, one after the other, in the order of `manifest.tables`. Each store
+//! (HQ's own, then each replica) is read in one read transaction of its own.
+//! Format v2 is v3 without the site section, v1 is v2 without the file section; both are read.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -22,10 +29,23 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
+mod sites;
+pub use sites::SitesTarget;
+use sites::{NoSites, read_sites, write_site};
+
 const MAGIC: &[u8; 8] = b"PWBACKUP";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// The first format, without the file section: still restored.
 const FORMAT_V1: u32 = 1;
+/// The second, without the site section: still restored.
+const FORMAT_V2: u32 = 2;
+/// At most this many sites (`replication.max_open_sites` is at most 10,000), each with at most
+/// `MAX_SITE_FILES` record files.
+const MAX_SITES: u16 = 10_000;
+const MAX_SITE_FILES: u16 = 16;
+const MAX_SITE_NAME: u32 = 64;
+const NO_REPLICA: u8 = 0;
+const REPLICA: u8 = 1;
 /// At most this many files, each name and sealed body bounded.
 const MAX_FILES: u16 = 64;
 const MAX_FILE_NAME: u32 = 256;
@@ -43,7 +63,7 @@ pub enum BackupError {
     #[error("not a plantwire backup (bad magic)")]
     NotABackup,
     #[error(
-        "backup format {0} is not supported by this build (it reads formats {FORMAT_V1} and {FORMAT})"
+        "backup format {0} is not supported by this build (it reads formats {FORMAT_V1} to {FORMAT})"
     )]
     Format(u32),
     #[error(
@@ -71,6 +91,21 @@ pub enum BackupError {
     UnknownTable(String),
     #[error("{0} already exists")]
     Exists(std::path::PathBuf),
+    #[error("the backup is corrupt: {0:?} is not a site or site-file name")]
+    BadName(String),
+    /// The caller could not give a site's files or replica.
+    #[error("site {site}: {source}")]
+    Site {
+        site: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("backup I/O: {0}")]
     Io(std::io::Error),
     #[error(transparent)]
@@ -97,6 +132,31 @@ pub struct Manifest {
     /// Hex of the data key's fingerprint (never the key): which key the backup needs.
     pub data_key_fingerprint: Option<String>,
     pub tables: Vec<String>,
+    /// An HQ's enrolled sites whose records and replicas follow the store (format 3; none in a
+    /// site's own backup, or in a replica's manifest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<String>,
+}
+
+/// What an HQ backup carries per site, and from where: the caller knows the sites directory and
+/// how replicas are opened (offline, or through the running HQ); this layer only dumps a store.
+pub trait SiteSource {
+    /// Calls `visit` with `site`'s record files (read before its replica's snapshot starts) and
+    /// its replica's store, if it has one yet.
+    fn visit(&mut self, site: &str, visit: SiteVisit<'_>) -> Result<(), BackupError>;
+}
+
+/// See [`SiteSource::visit`].
+pub type SiteVisit<'a> =
+    &'a mut dyn FnMut(&[BackupFile], Option<&Store>) -> Result<(), BackupError>;
+
+/// One site a restore brought back: its record files (in clear) and whether its replica was
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredSite {
+    pub name: String,
+    pub files: Vec<BackupFile>,
+    pub replica: Option<Manifest>,
 }
 
 /// A state-dir file carried in a backup: its path relative to the state dir and its bytes, sealed
@@ -107,11 +167,24 @@ pub struct BackupFile {
     pub sealed: Vec<u8>,
 }
 
-/// What a restore brought back: the manifest and the carried files, still sealed.
+/// What a restore brought back: the manifest and the carried files, still sealed, and the sites
+/// (their replicas written where the caller said).
 #[derive(Debug)]
 pub struct Restored {
     pub manifest: Manifest,
     pub files: Vec<BackupFile>,
+    pub sites: Vec<RestoredSite>,
+}
+
+/// A site name or a site file name is one plain path component: 1-64 of a-z, 0-9, '-', '_', '.'
+/// (site files: also A-Z), not starting with '.'.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SITE_NAME as usize
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +204,7 @@ fn dump_all(rtx: &ReadTransaction, w: &mut RowWriter<'_>) -> Result<(), BackupEr
     Ok(())
 }
 
-fn load_all(db: &Database, r: &mut RowReader<'_>) -> Result<(), BackupError> {
+fn load_all(db: &Database, r: &mut RowReader<'_, '_>) -> Result<(), BackupError> {
     for_each_table!(load(db, r));
     Ok(())
 }
@@ -213,6 +286,64 @@ fn dump<K: Key + 'static, V: Value + 'static>(
     Ok(())
 }
 
+/// Refuses a store holding a table backups do not know.
+fn check_tables(rtx: &ReadTransaction, names: &[String]) -> Result<(), BackupError> {
+    for t in rtx.list_tables()? {
+        if !names.iter().any(|n| n == t.name()) {
+            return Err(BackupError::UnknownTable(t.name().to_string()));
+        }
+    }
+    if let Some(t) = rtx.list_multimap_tables()?.next() {
+        return Err(BackupError::UnknownTable(t.name().to_string()));
+    }
+    Ok(())
+}
+
+/// The manifest of the store `rtx` reads (no sites).
+fn manifest_of(
+    rtx: &ReadTransaction,
+    now_us: i64,
+    names: &[String],
+) -> Result<Manifest, BackupError> {
+    let meta = rtx.open_table(META)?;
+    let get = |k: &str| -> Result<Option<Vec<u8>>, BackupError> {
+        Ok(meta.get(k)?.map(|v| v.value().to_vec()))
+    };
+    let schema_version = get("schema_version")?
+        .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| BackupError::Corrupt("the store has no schema version"))?;
+    let head = get("chain_head")?
+        .map(|b| ChainHead::decode(&b))
+        .transpose()?;
+    Ok(Manifest {
+        format: FORMAT,
+        schema_version,
+        site: get("site")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default(),
+        chain_head: head.map(|h| HeadInfo {
+            seq: h.seq,
+            hash: hex::encode(h.hash),
+            ts_us: h.ts,
+        }),
+        created_at_us: now_us,
+        plantwire_version: env!("CARGO_PKG_VERSION").to_string(),
+        data_key_fingerprint: get("data_key_fp")?.map(hex::encode),
+        tables: names.to_vec(),
+        sites: Vec::new(),
+    })
+}
+
+/// Every row of the store `rtx` reads, the end marker and the row count.
+fn write_rows(rtx: &ReadTransaction, w: &mut RowWriter<'_>) -> Result<(), BackupError> {
+    w.rows = 0;
+    dump_all(rtx, w)?;
+    w.put(&[END])?;
+    let rows = w.rows.to_be_bytes();
+    w.put(&rows)
+}
+
 impl Store {
     /// Writes a backup of everything committed when it starts, from one read transaction: the
     /// writer goes on committing meanwhile, and none of that enters the backup. `files` (already
@@ -223,45 +354,31 @@ impl Store {
         now_us: i64,
         files: &[BackupFile],
     ) -> Result<Manifest, BackupError> {
+        self.write_backup_with_sites(out, now_us, files, &[], &mut NoSites)
+    }
+
+    /// [`Store::write_backup`] for an HQ: after its own store, each of `sites` (record files and
+    /// replica, from `source`), one at a time, each replica from its own read transaction.
+    pub fn write_backup_with_sites(
+        &self,
+        out: &mut dyn Write,
+        now_us: i64,
+        files: &[BackupFile],
+        sites: &[String],
+        source: &mut dyn SiteSource,
+    ) -> Result<Manifest, BackupError> {
+        let site_count = u16::try_from(sites.len())
+            .ok()
+            .filter(|n| *n <= MAX_SITES)
+            .ok_or(BackupError::Corrupt("too many sites to carry"))?;
+        if let Some(bad) = sites.iter().find(|s| !plain_name(s)) {
+            return Err(BackupError::BadName(bad.clone()));
+        }
         let rtx = self.db()?.begin_read()?;
         let names = table_names();
-        for t in rtx.list_tables()? {
-            if !names.iter().any(|n| n == t.name()) {
-                return Err(BackupError::UnknownTable(t.name().to_string()));
-            }
-        }
-        if let Some(t) = rtx.list_multimap_tables()?.next() {
-            return Err(BackupError::UnknownTable(t.name().to_string()));
-        }
-        let manifest = {
-            let meta = rtx.open_table(META)?;
-            let get = |k: &str| -> Result<Option<Vec<u8>>, BackupError> {
-                Ok(meta.get(k)?.map(|v| v.value().to_vec()))
-            };
-            let schema_version = get("schema_version")?
-                .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(|| BackupError::Corrupt("the store has no schema version"))?;
-            let head = get("chain_head")?
-                .map(|b| ChainHead::decode(&b))
-                .transpose()?;
-            Manifest {
-                format: FORMAT,
-                schema_version,
-                site: get("site")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default(),
-                chain_head: head.map(|h| HeadInfo {
-                    seq: h.seq,
-                    hash: hex::encode(h.hash),
-                    ts_us: h.ts,
-                }),
-                created_at_us: now_us,
-                plantwire_version: env!("CARGO_PKG_VERSION").to_string(),
-                data_key_fingerprint: get("data_key_fp")?.map(hex::encode),
-                tables: names.clone(),
-            }
-        };
+        check_tables(&rtx, &names)?;
+        let mut manifest = manifest_of(&rtx, now_us, &names)?;
+        manifest.sites = sites.to_vec();
         let json = serde_json::to_vec(&manifest).map_err(BackupError::Manifest)?;
         let mut w = RowWriter {
             out: HashingWriter {
@@ -276,10 +393,22 @@ impl Store {
         w.put(&(json.len() as u32).to_be_bytes())?;
         w.put(&json)?;
         write_files(&mut w, files)?;
-        dump_all(&rtx, &mut w)?;
-        w.put(&[END])?;
-        let rows = w.rows.to_be_bytes();
-        w.put(&rows)?;
+        write_rows(&rtx, &mut w)?;
+        drop(rtx);
+        w.put(&site_count.to_be_bytes())?;
+        for site in sites {
+            let mut visited = false;
+            source.visit(
+                site,
+                &mut |files: &[BackupFile], replica: Option<&Store>| {
+                    visited = true;
+                    write_site(&mut w, site, files, replica, now_us)
+                },
+            )?;
+            if !visited {
+                return Err(BackupError::Corrupt("the site source skipped a site"));
+            }
+        }
         let digest = w.out.hash.clone().finish();
         w.out
             .out
@@ -309,7 +438,7 @@ fn write_files(w: &mut RowWriter<'_>, files: &[BackupFile]) -> Result<(), Backup
     Ok(())
 }
 
-/// The file section of a format-2 backup (none in format 1).
+/// The file section of a format-2 or 3 backup (none in format 1).
 fn read_files(r: &mut HashingReader<'_>, format: u32) -> Result<Vec<BackupFile>, BackupError> {
     if format == FORMAT_V1 {
         return Ok(Vec::new());
@@ -376,7 +505,8 @@ impl HashingReader<'_> {
     }
 }
 
-/// Reads the header, manifest and carried files; refuses other formats and newer schemas.
+/// Reads the header, manifest and carried files; refuses other formats and newer schemas. The
+/// manifest's `format` is the header's (a format-1 file may carry another number inside).
 fn read_header(r: &mut HashingReader<'_>) -> Result<(Manifest, Vec<BackupFile>), BackupError> {
     let mut magic = [0u8; 8];
     r.exact(&mut magic).map_err(|_| BackupError::NotABackup)?;
@@ -384,9 +514,25 @@ fn read_header(r: &mut HashingReader<'_>) -> Result<(Manifest, Vec<BackupFile>),
         return Err(BackupError::NotABackup);
     }
     let format = r.u32()?;
-    if format != FORMAT && format != FORMAT_V1 {
+    if !(FORMAT_V1..=FORMAT).contains(&format) {
         return Err(BackupError::Format(format));
     }
+    let mut manifest = read_manifest_field(r)?;
+    manifest.format = format;
+    if format <= FORMAT_V2 && !manifest.sites.is_empty() {
+        return Err(BackupError::Corrupt(
+            "sites in a backup format without them",
+        ));
+    }
+    if manifest.sites.len() > usize::from(MAX_SITES) {
+        return Err(BackupError::Corrupt("too many sites"));
+    }
+    let files = read_files(r, format)?;
+    Ok((manifest, files))
+}
+
+/// A manifest (length and JSON) whose schema and tables this build knows.
+fn read_manifest_field(r: &mut HashingReader<'_>) -> Result<Manifest, BackupError> {
     let json = r.field(MAX_MANIFEST)?;
     let manifest: Manifest = serde_json::from_slice(&json).map_err(BackupError::Manifest)?;
     if manifest.schema_version > SCHEMA_VERSION {
@@ -399,8 +545,7 @@ fn read_header(r: &mut HashingReader<'_>) -> Result<(Manifest, Vec<BackupFile>),
     if let Some(t) = manifest.tables.iter().find(|t| !known.contains(t)) {
         return Err(BackupError::UnknownTable(t.clone()));
     }
-    let files = read_files(r, format)?;
-    Ok((manifest, files))
+    Ok(manifest)
 }
 
 /// Reads only the manifest (no checksum check).
@@ -412,8 +557,8 @@ pub fn read_manifest(input: &mut dyn Read) -> Result<Manifest, BackupError> {
     .map(|(m, _)| m)
 }
 
-struct RowReader<'a> {
-    input: HashingReader<'a>,
+struct RowReader<'r, 'a> {
+    input: &'r mut HashingReader<'a>,
     tables: Vec<String>,
     /// The table index of the row whose tag and index were read but not its key and value.
     pending: Option<u16>,
@@ -421,7 +566,17 @@ struct RowReader<'a> {
     rows: u64,
 }
 
-impl RowReader<'_> {
+impl<'r, 'a> RowReader<'r, 'a> {
+    fn new(input: &'r mut HashingReader<'a>, manifest: &Manifest) -> Self {
+        Self {
+            input,
+            tables: manifest.tables.clone(),
+            pending: None,
+            ended: false,
+            rows: 0,
+        }
+    }
+
     /// The table of the next row, or None at the end marker.
     fn peek(&mut self) -> Result<Option<&str>, BackupError> {
         if self.pending.is_none() && !self.ended {
@@ -449,20 +604,26 @@ impl RowReader<'_> {
 }
 
 /// Reads a whole backup without restoring it: format, manifest, row framing, table order, row
-/// count and checksum. What `plantwire backup` runs on the file it wrote before it says "done".
+/// counts, every site's record files and replica rows, and the checksum. What `plantwire backup`
+/// runs on the file it wrote before it says "done".
 pub fn verify(input: &mut dyn Read) -> Result<Manifest, BackupError> {
     let mut hr = HashingReader {
         input,
         hash: Context::new(&SHA256),
     };
     let (manifest, _) = read_header(&mut hr)?;
-    let mut rows = RowReader {
-        input: hr,
-        tables: manifest.tables.clone(),
-        pending: None,
-        ended: false,
-        rows: 0,
-    };
+    let mut counts_ok = walk_store(&mut hr, &manifest)?;
+    if manifest.format >= FORMAT {
+        counts_ok &= read_sites(&mut hr, &manifest, None)?.1;
+    }
+    checksum_end(&mut hr, counts_ok)?;
+    Ok(manifest)
+}
+
+/// One store's rows walked (table order checked) through the end marker; whether the row count
+/// matched (told after the checksum, which names a damaged file better).
+fn walk_store(hr: &mut HashingReader<'_>, manifest: &Manifest) -> Result<bool, BackupError> {
+    let mut rows = RowReader::new(hr, manifest);
     let mut last_table = 0usize;
     while let Some(table) = rows.peek()? {
         let index = manifest.tables.iter().position(|t| t == table).unwrap_or(0);
@@ -472,28 +633,31 @@ pub fn verify(input: &mut dyn Read) -> Result<Manifest, BackupError> {
         last_table = index;
         rows.take()?;
     }
-    finish(&mut rows)?;
-    Ok(manifest)
+    end_count(&mut rows)
 }
 
-/// After the end marker: the row count, the checksum, and nothing more.
-fn finish(rows: &mut RowReader<'_>) -> Result<(), BackupError> {
+/// After a store's end marker: its row count; whether it matches.
+fn end_count(rows: &mut RowReader<'_, '_>) -> Result<bool, BackupError> {
     let mut count = [0u8; 8];
     rows.input.exact(&mut count)?;
-    let expected = rows.input.hash.clone().finish();
+    Ok(u64::from_be_bytes(count) == rows.rows)
+}
+
+/// The checksum, and nothing after it; then the row counts.
+fn checksum_end(hr: &mut HashingReader<'_>, counts_ok: bool) -> Result<(), BackupError> {
+    let expected = hr.hash.clone().finish();
     let mut stored = [0u8; 32];
-    rows.input
-        .input
+    hr.input
         .read_exact(&mut stored)
         .map_err(|_| BackupError::Checksum)?;
     if stored.as_slice() != expected.as_ref() {
         return Err(BackupError::Checksum);
     }
-    if u64::from_be_bytes(count) != rows.rows {
+    if !counts_ok {
         return Err(BackupError::Corrupt("the row count does not match"));
     }
     let mut extra = [0u8; 1];
-    if rows.input.input.read(&mut extra).map_err(BackupError::Io)? != 0 {
+    if hr.input.read(&mut extra).map_err(BackupError::Io)? != 0 {
         return Err(BackupError::Corrupt("data after the checksum"));
     }
     Ok(())
@@ -501,7 +665,7 @@ fn finish(rows: &mut RowReader<'_>) -> Result<(), BackupError> {
 
 fn load<K: Key + 'static, V: Value + 'static>(
     db: &Database,
-    r: &mut RowReader<'_>,
+    r: &mut RowReader<'_, '_>,
     def: TableDefinition<K, V>,
     _since: u32,
 ) -> Result<(), BackupError> {
@@ -540,46 +704,85 @@ fn create_empty(wtx: &redb::WriteTransaction, version: u32) -> Result<(), Backup
     Ok(())
 }
 
-/// Restores a backup into a new store file at `dest`, which must not exist. The checksum is
-/// checked at the end; on any failure the partial file is removed and nothing else is touched.
-/// The carried files come back still sealed, for the caller to open and place.
-pub fn restore(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupError> {
+/// Restores a backup into a new store file at `dest`, which must not exist, and an HQ's sites
+/// (record files 0600, replicas) under `sites.root`, which must not exist either when the backup
+/// carries sites. The checksum is checked at the end; on any failure the partial files are
+/// removed and nothing else is touched. The carried files come back still sealed, for the caller
+/// to open and place.
+pub fn restore(
+    input: &mut dyn Read,
+    dest: &Path,
+    sites: SitesTarget<'_>,
+) -> Result<Restored, BackupError> {
     if dest.exists() {
         return Err(BackupError::Exists(dest.to_path_buf()));
     }
-    let result = restore_into(input, dest);
+    if sites.root.exists() {
+        return Err(BackupError::Exists(sites.root.to_path_buf()));
+    }
+    let result = restore_into(input, dest, sites);
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
+        let _ = std::fs::remove_dir_all(sites.root);
     }
     result
 }
 
-fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupError> {
+fn restore_into(
+    input: &mut dyn Read,
+    dest: &Path,
+    target: SitesTarget<'_>,
+) -> Result<Restored, BackupError> {
     let mut hr = HashingReader {
         input,
         hash: Context::new(&SHA256),
     };
     let (manifest, files) = read_header(&mut hr)?;
+    let mut counts_ok = load_store(&mut hr, &manifest, dest)?;
+    let sites = if manifest.format >= FORMAT {
+        let (sites, ok) = read_sites(&mut hr, &manifest, Some(target))?;
+        counts_ok &= ok;
+        sites
+    } else {
+        Vec::new()
+    };
+    checksum_end(&mut hr, counts_ok)?;
+    if !sites.is_empty() {
+        std::fs::File::open(target.root)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| BackupError::Write {
+                path: target.root.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(Restored {
+        manifest,
+        files,
+        sites,
+    })
+}
+
+/// One store's rows (through its end marker and row count) into a new file at `dest`, 0600;
+/// whether the row count matched.
+fn load_store(
+    hr: &mut HashingReader<'_>,
+    manifest: &Manifest,
+    dest: &Path,
+) -> Result<bool, BackupError> {
     let db = Database::create(dest).map_err(|e| BackupError::Store(StoreError::from(e)))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))
             .map_err(BackupError::Io)?;
     }
-    let mut rows = RowReader {
-        input: hr,
-        tables: manifest.tables.clone(),
-        pending: None,
-        ended: false,
-        rows: 0,
-    };
+    let mut rows = RowReader::new(hr, manifest);
     load_all(&db, &mut rows)?;
     if rows.peek()?.is_some() {
         return Err(BackupError::Corrupt(
             "rows out of table order or of an unknown table",
         ));
     }
-    finish(&mut rows)?;
+    let counts_ok = end_count(&mut rows)?;
     // Make everything durable with one final immediate commit, which also creates the tables of
     // the backup's schema that had no rows (a table with no rows has none in the stream, and the
     // store's schema version says its migrations already ran).
@@ -588,54 +791,8 @@ fn restore_into(input: &mut dyn Read, dest: &Path) -> Result<Restored, BackupErr
         .map_err(|e| BackupError::Store(StoreError::Redb(Box::new(e.into()))))?;
     create_empty(&wtx, manifest.schema_version)?;
     wtx.commit()?;
-    Ok(Restored { manifest, files })
+    Ok(counts_ok)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sha256(b: &[u8]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(aws_lc_rs::digest::digest(&SHA256, b).as_ref());
-        out
-    }
-
-    #[test]
-    fn carried_files_round_trip_and_format_1_is_still_restored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("a.redb"), 1 << 20).unwrap();
-        let files = vec![BackupFile {
-            name: "tls/ca.key".into(),
-            sealed: b"sealed bytes".to_vec(),
-        }];
-        let mut v2 = Vec::new();
-        store.write_backup(&mut v2, 7, &files).unwrap();
-        let restored = restore(&mut v2.as_slice(), &dir.path().join("b.redb")).unwrap();
-        assert_eq!(restored.manifest.format, FORMAT);
-        assert_eq!(restored.files, files);
-
-        // The same backup as format 1 wrote it: no file section, format 1, its own checksum.
-        let mut none = Vec::new();
-        store.write_backup(&mut none, 7, &[]).unwrap();
-        let manifest_len = u32::from_be_bytes(none[12..16].try_into().unwrap()) as usize;
-        let files_at = 16 + manifest_len;
-        assert_eq!(&none[files_at..files_at + 2], &[0, 0]);
-        let mut v1 = none[..files_at].to_vec();
-        v1[8..12].copy_from_slice(&FORMAT_V1.to_be_bytes());
-        v1.extend_from_slice(&none[files_at + 2..none.len() - 32]);
-        let sum = sha256(&v1);
-        v1.extend_from_slice(&sum);
-        verify(&mut v1.as_slice()).unwrap();
-        let old = restore(&mut v1.as_slice(), &dir.path().join("c.redb")).unwrap();
-        assert!(old.files.is_empty());
-        assert_eq!(old.manifest.site, restored.manifest.site);
-        // An unknown format is refused.
-        let mut v3 = v1.clone();
-        v3[8..12].copy_from_slice(&3u32.to_be_bytes());
-        assert!(matches!(
-            read_manifest(&mut v3.as_slice()),
-            Err(BackupError::Format(3))
-        ));
-    }
-}
+mod tests;

@@ -39,6 +39,7 @@ mod events;
 mod foundations;
 mod history_policy;
 mod hq_alarm_scope;
+mod hq_backup;
 mod hq_grants;
 mod hq_incident_scope;
 mod hq_retention;

@@ -23,9 +23,15 @@ struct NatsServer {
 impl NatsServer {
     /// Starts on `port` with its JetStream store in `dir`, and waits until it accepts.
     async fn start(port: u16, dir: &Path) -> Self {
+        Self::start_with(port, dir, &[]).await
+    }
+
+    /// [`NatsServer::start`] with more arguments (`--user`/`--pass`, `--auth TOKEN`).
+    async fn start_with(port: u16, dir: &Path, extra: &[&str]) -> Self {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -116,9 +122,14 @@ fn site_dir(hq: &TestServer) -> std::path::PathBuf {
 
 /// Waits until the forward cursor of `north` reaches `head`.
 async fn forwarded(hq: &TestServer, head: u64) {
+    forwarded_to(hq, STREAM, head).await;
+}
+
+/// Waits until `north`'s forward cursor for `stream` reaches `head`.
+async fn forwarded_to(hq: &TestServer, stream: &str, head: u64) {
     let dir = site_dir(hq);
     tokio::time::timeout(Duration::from_secs(60), async {
-        while cursor::load(&dir, STREAM).unwrap() < head {
+        while cursor::load(&dir, stream).unwrap() < head {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -137,6 +148,11 @@ fn lag(hq: &TestServer) -> Option<u64> {
 /// site's seq i, with its class's subject, its `Nats-Msg-Id` and its hash.
 async fn assert_exactly_once(url: &str, hq: &TestServer, head: u64) {
     let client = async_nats::connect(url).await.unwrap();
+    assert_stream_once(client, hq, head).await;
+}
+
+/// [`assert_exactly_once`] through a connected (and authenticated) client.
+async fn assert_stream_once(client: async_nats::Client, hq: &TestServer, head: u64) {
     let js = async_nats::jetstream::new(client);
     let stream = js.get_stream(STREAM).await.unwrap();
     let info = stream.get_info().await.unwrap();
@@ -180,6 +196,7 @@ async fn assert_exactly_once(url: &str, hq: &TestServer, head: u64) {
         assert_eq!(v["seq"], seq);
         assert_eq!(v["site"], "north");
         assert_eq!(v["hash"], hex::encode(entry.hash));
+        assert_eq!(v["digest"], hex::encode(entry.content_digest()));
         assert_eq!(v["stream"], entry.stream.as_str());
     }
 }
@@ -238,4 +255,129 @@ async fn hq_forwards_every_entry_to_jetstream_once_through_an_outage_and_a_resta
     assert_exactly_once(&url, &hq, head2).await;
     assert_eq!(lag(&hq), Some(0));
     drop(nats);
+}
+
+/// `plantwire_nats_forward_failures_total{reason}` at `hq`.
+fn failures(hq: &TestServer, reason: &str) -> u64 {
+    let text = hq.state().metrics().render(0, 0).unwrap();
+    let prefix = format!("plantwire_nats_forward_failures_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn secret_file(dir: &Path, name: &str, contents: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A nats-server that requires a user and password: HQ with the wrong password is refused (a
+/// clear error naming the way, never the secret; the failures metric counts `auth`; the cursor
+/// stays at 0); restarted with the right one, every entry arrives once. Then a nats-server that
+/// requires a token, on a fresh store: HQ with `token_file` forwards everything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(pw_has_nats), ignore = "needs nats-server (CI installs it)")]
+async fn hq_authenticates_to_nats_and_waits_while_its_credentials_are_refused() {
+    use plantwire::replication::nats::auth::NatsAuth;
+    use plantwire::replication::nats::{ForwardError, Forwarder};
+
+    let secrets = tempfile::tempdir().unwrap();
+    let pw_file = secret_file(secrets.path(), "nats.pw", "wrong-pw-7f3a\n");
+    let nats_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let nats = NatsServer::start_with(
+        port,
+        nats_dir.path(),
+        &["--user", "hq", "--pass", "right-pw-91c2"],
+    )
+    .await;
+    let url = format!("nats://127.0.0.1:{port}");
+    let with_password = |c: &mut Config, file: &Path| {
+        hq_config(c, &url);
+        c.replication.nats.user = Some("hq".into());
+        c.replication.nats.password_file = Some(file.to_path_buf());
+    };
+
+    let hq = TestServer::start_with(|c| with_password(c, &pw_file)).await;
+    let edge_dir = enrolled(&hq, "north").await;
+    let edge = TestServer::start_in(edge_dir, |c| {
+        c.site = Some("north".into());
+        c.replication.role = ReplicationRole::Edge;
+    })
+    .await;
+    publish(&edge, 12).await;
+    let head = shipped(&edge).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while failures(&hq, "auth") == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the refused credentials are counted");
+    assert_eq!(cursor::load(&site_dir(&hq), STREAM).unwrap(), 0);
+
+    // The error the forwarder logs: the way and the server's answer, not the password.
+    let mut cfg = hq.state().config().replication.nats.clone();
+    cfg.password_file = Some(pw_file.clone());
+    let replicas = hq
+        .state()
+        .replication()
+        .unwrap()
+        .hq()
+        .unwrap()
+        .hq
+        .replicas
+        .clone();
+    let forwarder = Forwarder::new(cfg.clone(), replicas, hq.state().metrics().clone())
+        .with_auth(NatsAuth::load(&cfg).unwrap());
+    let Err(err) = forwarder.connect().await else {
+        panic!("the wrong password is refused");
+    };
+    assert!(
+        matches!(err, ForwardError::Auth { way: "user", .. }),
+        "{err}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("refused the credentials"), "{shown}");
+    assert!(!shown.contains("wrong-pw"), "{shown}");
+    // It holds HQ's replicas, and through them HQ's own log: gone before HQ stops.
+    drop(forwarder);
+
+    // The right password: everything arrives once.
+    let dir = hq.stop().await;
+    let pw_file = secret_file(secrets.path(), "nats.pw2", "right-pw-91c2\n");
+    let hq = TestServer::start_in(dir, |c| with_password(c, &pw_file)).await;
+    forwarded(&hq, head).await;
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("hq".into(), "right-pw-91c2".into())
+            .connect(&url)
+            .await
+            .unwrap();
+    assert_stream_once(client, &hq, head).await;
+    assert_eq!(lag(&hq), Some(0));
+
+    // A token on a fresh NATS store: forwarded from seq 1 again.
+    let _edge_dir = edge.stop().await;
+    let dir = hq.stop().await;
+    nats.kill();
+    let nats_dir2 = tempfile::tempdir().unwrap();
+    let _nats = NatsServer::start_with(port, nats_dir2.path(), &["--auth", "tok-55e1"]).await;
+    cursor::store(&dir.path().join("sites").join("north"), STREAM, 0)
+        .await
+        .unwrap();
+    let token_file = secret_file(secrets.path(), "nats.token", "tok-55e1\n");
+    let hq = TestServer::start_in(dir, |c| {
+        hq_config(c, &url);
+        c.replication.nats.token_file = Some(token_file.clone());
+    })
+    .await;
+    forwarded(&hq, head).await;
+    let client = async_nats::ConnectOptions::with_token("tok-55e1".into())
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_stream_once(client, &hq, head).await;
 }

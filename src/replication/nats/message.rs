@@ -24,8 +24,12 @@ pub struct Message {
 
 /// The JSON payload. `state` is `entry` (all fields), `purged` (retention removed the body at
 /// HQ: the clear fields and hashes stay, `body` is absent), `stub` (the site does not ship the
-/// entry's class: `ts`, `prev` and `hash` only) or `absent` (no record at this seq: only `site`
-/// and `seq`). Hashes are lower-case hex; `body` is the entry's own JSON body.
+/// entry's class: `ts`, `prev`, `hash` and, for chain v2, `digest` only) or `absent` (no record
+/// at this seq: only `site` and `seq`). Hashes are lower-case hex; `body` is the entry's own JSON
+/// body. `digest` (chain-v2 entries, in every state that has a record) is the content digest
+/// `SHA-256(kind | stream | author | body)` that `hash` commits to instead of the body, so a
+/// consumer can check a stub's or a purged entry's link without its content; chain-v1 entries
+/// have none. Adding `digest` kept format 1: a reader that ignores unknown fields is unaffected.
 #[derive(Debug, Serialize)]
 struct Payload<'a> {
     v: u8,
@@ -46,6 +50,8 @@ struct Payload<'a> {
     prev: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +104,7 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
         body: None,
         prev: None,
         hash: None,
+        digest: None,
     };
     let (class, state, payload) = match rtx.log_raw(seq)? {
         None => (Class::Events, "absent", serde_json::to_vec(&blank)?),
@@ -105,6 +112,7 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
             let (meta, _) =
                 RecordMeta::decode(&raw).map_err(|source| MessageError::Meta { seq, source })?;
             let class = Class::of(&meta.stream);
+            let digest = meta.digest.map(hex::encode);
             if meta.is_stub() {
                 // Its class is not shipped, so unknown here: filed like an absent record.
                 let p = Payload {
@@ -112,6 +120,7 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
                     ts: Some(meta.ts),
                     prev: Some(hex::encode(meta.prev)),
                     hash: Some(hex::encode(meta.hash)),
+                    digest,
                     ..blank
                 };
                 (Class::Events, "stub", serde_json::to_vec(&p)?)
@@ -124,6 +133,7 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
                     author: Some(&meta.author),
                     prev: Some(hex::encode(meta.prev)),
                     hash: Some(hex::encode(meta.hash)),
+                    digest,
                     ..blank
                 };
                 (class, "purged", serde_json::to_vec(&p)?)
@@ -140,6 +150,7 @@ pub fn build(log: &Log, rtx: &ReadTx, seq: u64) -> Result<Message, MessageError>
                     body: Some(body),
                     prev: Some(hex::encode(e.prev)),
                     hash: Some(hex::encode(e.hash)),
+                    digest,
                     ..blank
                 };
                 (class, "entry", serde_json::to_vec(&p)?)

@@ -2,6 +2,7 @@
 //! `plantwire.<site>.<class>` with `Nats-Msg-Id = <site>:<seq>`. A site's cursor advances only
 //! past PubAcks and never skips a seq; while NATS is down it stays put and the lag grows.
 
+pub mod auth;
 pub mod cursor;
 pub mod message;
 
@@ -26,6 +27,7 @@ use crate::config::NatsConfig;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::store::{ReadTx, StoreError};
+use auth::NatsAuth;
 use cursor::CursorError;
 use message::MessageError;
 
@@ -37,6 +39,17 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// The server refused this HQ's credentials. Names the way, never the secret.
+    #[error(
+        "NATS refused the credentials (way: {way}): check replication.nats user/password, token, credentials_file or nkey_seed_file against the server's authorization: {source}"
+    )]
+    Auth {
+        way: &'static str,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot use the NATS credentials: {0}")]
+    Credentials(#[source] std::io::Error),
     #[error("cannot connect to NATS: {0}")]
     Connect(#[source] async_nats::ConnectError),
     #[error("cannot create the JetStream stream: {0}")]
@@ -62,25 +75,51 @@ impl ForwardError {
     fn is_nats(&self) -> bool {
         matches!(
             self,
-            Self::Connect(_) | Self::CreateStream(_) | Self::GetStream(_) | Self::Publish(_)
+            Self::Auth { .. }
+                | Self::Credentials(_)
+                | Self::Connect(_)
+                | Self::CreateStream(_)
+                | Self::GetStream(_)
+                | Self::Publish(_)
         )
+    }
+
+    /// The `reason` label of `plantwire_nats_forward_failures_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Auth { .. } | Self::Credentials(_) => "auth",
+            Self::Connect(_) => "connect",
+            Self::CreateStream(_) | Self::GetStream(_) => "stream",
+            Self::Publish(_) => "publish",
+            Self::Stopped => "stopped",
+            Self::Replica(_) | Self::Store(_) | Self::Message(_) | Self::Cursor(_) => "site",
+        }
     }
 }
 
 /// The forwarding task's parts.
 pub struct Forwarder {
     cfg: NatsConfig,
+    auth: NatsAuth,
     replicas: Arc<Replicas>,
     metrics: Arc<Metrics>,
 }
 
 impl Forwarder {
+    /// A forwarder without credentials; see [`Forwarder::with_auth`].
     pub fn new(cfg: NatsConfig, replicas: Arc<Replicas>, metrics: Arc<Metrics>) -> Self {
         Self {
             cfg,
+            auth: NatsAuth::None,
             replicas,
             metrics,
         }
+    }
+
+    /// The credentials to connect with (read at start by [`NatsAuth::load`]).
+    pub fn with_auth(mut self, auth: NatsAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Forwards until `stop`: connect and make sure of the stream, then forward the sites that
@@ -116,6 +155,7 @@ impl Forwarder {
                 }
                 Err(ForwardError::Stopped) => return,
                 Err(e) => {
+                    self.metrics.nats_forward_failed(e.reason());
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "NATS forwarding");
                     // The next attempt connects afresh and finds (or creates) the stream again,
                     // so a stream deleted under a running forwarder comes back.
@@ -140,7 +180,8 @@ impl Forwarder {
     }
 
     /// Connects and finds (or creates) the stream. The client reconnects by itself afterwards.
-    async fn connect(&self) -> Result<jetstream::Context, ForwardError> {
+    /// Refused credentials are [`ForwardError::Auth`].
+    pub async fn connect(&self) -> Result<jetstream::Context, ForwardError> {
         let url = self.cfg.url.as_deref().unwrap_or_default();
         let mut opts = async_nats::ConnectOptions::new()
             .name("plantwire-hq")
@@ -149,7 +190,17 @@ impl Forwarder {
         if let Some(ca) = &self.cfg.ca_file {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
         }
-        let client = opts.connect(url).await.map_err(ForwardError::Connect)?;
+        let opts = self.auth.apply(opts).map_err(ForwardError::Credentials)?;
+        let client = opts.connect(url).await.map_err(|e| {
+            if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
+                ForwardError::Auth {
+                    way: self.auth.way(),
+                    source: e,
+                }
+            } else {
+                ForwardError::Connect(e)
+            }
+        })?;
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(self.cfg.ack_timeout_secs))
             .max_ack_inflight(self.cfg.max_in_flight)
@@ -170,7 +221,7 @@ impl Forwarder {
                 .await
                 .map_err(ForwardError::GetStream)?;
         }
-        tracing::info!(url, stream = %self.cfg.stream, "forwarding to NATS JetStream");
+        tracing::info!(url, stream = %self.cfg.stream, auth = self.auth.way(), "forwarding to NATS JetStream");
         Ok(js)
     }
 
