@@ -603,12 +603,12 @@ fn print(b: &ReplicationBench, o: &Outcome) {
 fn batches(b: &ReplicationBench) -> String {
     if b.adaptive_batches {
         format!(
-            "{} growing to ≤ {} where round trips dominate",
+            "{} entries, growing to ≤ {} where round trips dominate",
             b.batch_entries,
             (b.batch_entries * 4).min(10_000).max(b.batch_entries)
         )
     } else {
-        format!("≤ {} (fixed)", b.batch_entries)
+        format!("≤ {} entries (fixed)", b.batch_entries)
     }
 }
 
@@ -621,7 +621,7 @@ pub async fn report(b: ReplicationBench) -> anyhow::Result<()> {
                 |l| format!("through the link emulator ({})", l.label()),
             );
             println!(
-                "replication edge -> HQ in one process {path} (real TLS, mutual certificates, real redb stores under {}): {} B {:?} events, batches of {} entries; CPU is the whole process (edge and HQ)",
+                "replication edge -> HQ in one process {path} (real TLS, mutual certificates, real redb stores under {}): {} B {:?} events, batches of {}; CPU is the whole process (edge and HQ)",
                 b.dir.display(),
                 b.body_bytes,
                 b.payload,
@@ -633,7 +633,7 @@ pub async fn report(b: ReplicationBench) -> anyhow::Result<()> {
         Mode::Hq { listen, code_file } => run_hq(&b, *listen, code_file).await?,
         Mode::Edge { code_file } => {
             println!(
-                "replication edge -> HQ over the network (edge process only; CPU is the edge's): {} B {:?} events, batches of {} entries",
+                "replication edge -> HQ over the network (edge process only; CPU is the edge's): {} B {:?} events, batches of {}",
                 b.body_bytes,
                 b.payload,
                 batches(&b)
