@@ -3,6 +3,8 @@
 # replication --hq-listen` and `--edge`) in two network namespaces joined by a veth pair, each
 # end shaped by `tc tbf` (default 1 Mbit/s). Prints the edge's table and HQ's CPU per event.
 # This kernel has no sch_netem, so no delay is added: the RTT is the veth's (well under 1 ms).
+# For a delay, `plantwire bench replication --link 1mbit,100ms` runs both sides in one process
+# through a userspace link emulator (src/bench/link.rs); this script stays the kernel-path figure.
 # Root needed. Usage:
 #   cargo build --release && sudo benches/replication.sh [extra edge flags, e.g. --events 20000]
 #   RATE=none benches/replication.sh   # two processes, unshaped veth

@@ -504,6 +504,10 @@ pub enum BenchCommand {
         batch_entries: usize,
         #[arg(long, default_value_t = 1 << 20)]
         batch_bytes: usize,
+        /// Cut every batch at `--batch-entries` (the shipper otherwise grows batches up to four
+        /// times that where round trips dominate, as the server does).
+        #[arg(long)]
+        fixed_batches: bool,
         /// Run HQ only, listening here, until SIGTERM; the enrolment code goes to `--code-file`.
         #[arg(long, conflicts_with = "edge")]
         hq_listen: Option<std::net::SocketAddr>,
@@ -516,6 +520,11 @@ pub enum BenchCommand {
         /// skipped when there is none).
         #[arg(long)]
         nats_server: Option<PathBuf>,
+        /// Both sides in this process only: the edge reaches HQ through a userspace link
+        /// emulator, RATE,RTT such as `1mbit,100ms` or `1mbit,0ms` (rate cap and half the RTT
+        /// each way, a buffer of the bandwidth-delay product plus 64 KiB; no loss model).
+        #[arg(long, conflicts_with_all = ["edge", "hq_listen"])]
+        link: Option<String>,
     },
 }
 
@@ -961,10 +970,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     payload,
                     batch_entries,
                     batch_bytes,
+                    fixed_batches,
                     hq_listen,
                     edge,
                     code_file,
                     nats_server,
+                    link,
                 },
         } => {
             use crate::bench::replication::{Mode, Payload, ReplicationBench};
@@ -995,7 +1006,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 payload,
                 batch_entries: *batch_entries,
                 batch_bytes: *batch_bytes,
+                adaptive_batches: !*fixed_batches,
                 nats_server: nats_server.clone(),
+                link: link
+                    .as_deref()
+                    .map(crate::bench::link::LinkSpec::parse)
+                    .transpose()?,
             };
             runtime()?.block_on(crate::bench::replication::report(b))?;
             Ok(ExitCode::SUCCESS)

@@ -201,7 +201,8 @@ pub struct ReplicationConfig {
     pub advertise: Option<String>,
     /// HQ: how many site replicas stay open at once.
     pub max_open_sites: usize,
-    /// Edge: at most this many entries per batch.
+    /// Edge: entries per batch; under a backlog on a long round trip the shipper grows batches
+    /// up to four times this (at most 10,000; `replication::sizer`).
     pub batch_entries: usize,
     /// Edge: a batch closes after about this many bytes of entries.
     pub batch_bytes: usize,

@@ -7,6 +7,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod jetstream;
 pub mod kpis;
+pub mod link;
 pub mod query;
 pub mod replication;
 pub mod report;

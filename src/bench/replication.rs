@@ -22,6 +22,7 @@ use crate::tls::issue::DeviceCa;
 
 use super::ingest::process_cpu_us;
 use super::jetstream;
+use super::link::{LinkSpec, Relay};
 use super::wire_codecs::{self, CodecRow};
 
 /// What the bench runs: both sides in this process, or one side of a two-process run.
@@ -56,8 +57,14 @@ pub struct ReplicationBench {
     pub payload: Payload,
     pub batch_entries: usize,
     pub batch_bytes: usize,
+    /// Let the shipper grow batches where round trips dominate, as the server does
+    /// (`ShipOptions::adaptive`); off: every batch is cut at `batch_entries`.
+    pub adaptive_batches: bool,
     /// `nats-server` for the JetStream row (`None`: the one on PATH, if any).
     pub nats_server: Option<PathBuf>,
+    /// Both sides in this process only: the edge reaches HQ through the link emulator
+    /// (`bench::link`) instead of straight over loopback.
+    pub link: Option<LinkSpec>,
 }
 
 /// One shipping run: `entries` waiting at the edge, drained to HQ in `seconds`.
@@ -70,6 +77,9 @@ pub struct Run {
     pub per_second: f64,
     /// Process CPU (user + system) per replicated entry, µs.
     pub cpu_us_per_entry: Option<f64>,
+    /// Through the link emulator: bytes it carried edge → HQ over the run (TLS records and
+    /// HTTP included) and HQ → edge.
+    pub link_bytes: Option<(u64, u64)>,
 }
 
 /// Bytes the shipper's batches take on the wire, against the events' JSON bodies.
@@ -315,24 +325,29 @@ fn head_of(log: &Log) -> anyhow::Result<u64> {
     Ok(log.head(&rtx)?)
 }
 
-/// Fills `n` events, ships them and measures.
+/// Fills `n` events, ships them (through `relay` when given) and measures.
 async fn measured(
     name: &'static str,
     log: &Log,
     dir: &Path,
     opts: ShipOptions,
     n: u64,
-    b: &ReplicationBench,
+    (b, relay): (&ReplicationBench, Option<&Relay>),
 ) -> anyhow::Result<Run> {
     let from = head_of(log)?;
     let fill_seconds = fill(log, from, n, b.body_bytes, b.payload).await?;
     let head = head_of(log)?;
     let pid = std::process::id();
     let cpu0 = process_cpu_us(pid);
+    let carried0 = relay.map(Relay::carried);
     let seconds = ship_to(log, dir, opts, head).await?;
     let cpu = process_cpu_us(pid)
         .zip(cpu0)
         .map(|(b, a)| b.saturating_sub(a));
+    let link_bytes = relay
+        .map(Relay::carried)
+        .zip(carried0)
+        .map(|(b, a)| (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)));
     let entries = head - from;
     Ok(Run {
         name,
@@ -341,6 +356,29 @@ async fn measured(
         seconds,
         per_second: entries as f64 / seconds.max(1e-9),
         cpu_us_per_entry: cpu.map(|c| c as f64 / entries.max(1) as f64),
+        link_bytes,
+    })
+}
+
+/// Each end's chain head once the runs are done: the same seq and hash means every entry
+/// arrived exactly once and in order (HQ checks each batch extends its chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heads {
+    pub edge_seq: u64,
+    pub edge_hash: String,
+    pub hq_seq: u64,
+    pub hq_hash: String,
+}
+
+async fn heads(edge: &Log, replicas: &Replicas) -> anyhow::Result<Heads> {
+    let rtx = edge.read()?;
+    let head = rtx.chain_head()?;
+    let hq = replicas.status(EDGE_SITE).await?;
+    Ok(Heads {
+        edge_seq: head.as_ref().map_or(0, |h| h.seq),
+        edge_hash: hex::encode(head.map_or([0; 32], |h| h.hash)),
+        hq_seq: hq.seq,
+        hq_hash: hq.head_hash,
     })
 }
 
@@ -352,6 +390,8 @@ pub struct Outcome {
     pub codecs: Vec<CodecRow>,
     /// HQ's forwarding into JetStream (both sides in one process only).
     pub jetstream: Option<jetstream::Outcome>,
+    /// Both ends' chain heads after the runs (both sides in one process only).
+    pub heads: Option<Heads>,
 }
 
 fn opts(b: &ReplicationBench, bandwidth: u64) -> ShipOptions {
@@ -360,6 +400,7 @@ fn opts(b: &ReplicationBench, bandwidth: u64) -> ShipOptions {
         batch_bytes: b.batch_bytes,
         bandwidth,
         ship: ShipClasses::ALL,
+        adaptive: b.adaptive_batches,
     }
 }
 
@@ -372,9 +413,17 @@ pub async fn run_both(b: &ReplicationBench) -> anyhow::Result<Outcome> {
     let hq = open_side(&scratch.path().join("hq"), HQ_SITE).await?;
     let edge = open_side(&scratch.path().join("edge"), EDGE_SITE).await?;
     let side = start_hq(&hq, "127.0.0.1:0".parse()?).await?;
+    // With a link, the edge enrols at (and ships to) the relay's port, never HQ's own.
+    let relay = match b.link {
+        Some(spec) => Some(Relay::start(side.addr.parse()?, spec).await?),
+        None => None,
+    };
+    let hq_addr = relay
+        .as_ref()
+        .map_or_else(|| side.addr.clone(), |r| r.addr().to_string());
     let code = side
         .sites
-        .add(EDGE_SITE, &side.addr, &side.ca_sha256, hq.log().now_us())?
+        .add(EDGE_SITE, &hq_addr, &side.ca_sha256, hq.log().now_us())?
         .encode()?;
     let edge_dir = edge.state_dir().to_path_buf();
     ship::enroll(&code, EDGE_SITE, &edge_dir).await?;
@@ -384,18 +433,24 @@ pub async fn run_both(b: &ReplicationBench) -> anyhow::Result<Outcome> {
 
     let mut runs = Vec::new();
     let before = head_of(&log)?;
-    runs.push(measured("loopback", &log, &edge_dir, opts(b, 0), b.events, b).await?);
+    let bench = (b, relay.as_ref());
+    let name = if relay.is_some() { "link" } else { "loopback" };
+    runs.push(measured(name, &log, &edge_dir, opts(b, 0), b.events, bench).await?);
     let wire = wire_bytes(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
     let codecs =
         wire_codecs::compare(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
     if b.backlog > 0 {
-        let r = measured("catch-up", &log, &edge_dir, opts(b, 0), b.backlog, b);
+        let r = measured("catch-up", &log, &edge_dir, opts(b, 0), b.backlog, bench);
         runs.push(r.await?);
     }
     if b.capped_events > 0 {
         let o = opts(b, b.cap_bytes_per_sec);
-        let r = measured("shipper cap", &log, &edge_dir, o, b.capped_events, b);
+        let r = measured("shipper cap", &log, &edge_dir, o, b.capped_events, bench);
         runs.push(r.await?);
+    }
+    let heads = heads(&log, &side.replicas).await?;
+    if let Some(r) = relay {
+        r.stop().await;
     }
     let js = jetstream::run(&side.replicas, b.nats_server.as_deref(), scratch.path())
         .await
@@ -409,6 +464,7 @@ pub async fn run_both(b: &ReplicationBench) -> anyhow::Result<Outcome> {
         wire,
         codecs,
         jetstream: Some(js),
+        heads: Some(heads),
     })
 }
 
@@ -450,7 +506,7 @@ async fn run_edge(b: &ReplicationBench, code_file: &Path) -> anyhow::Result<Outc
     let log = edge.log().clone();
     ship_to(&log, &edge_dir, opts(b, 0), head_of(&log)?).await?;
     let before = head_of(&log)?;
-    let run = measured("link", &log, &edge_dir, opts(b, 0), b.events, b).await?;
+    let run = measured("link", &log, &edge_dir, opts(b, 0), b.events, (b, None)).await?;
     let wire = wire_bytes(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
     let codecs =
         wire_codecs::compare(&log, before, head_of(&log)?, b.batch_entries, b.batch_bytes)?;
@@ -460,6 +516,7 @@ async fn run_edge(b: &ReplicationBench, code_file: &Path) -> anyhow::Result<Outc
         wire,
         codecs,
         jetstream: None,
+        heads: None,
     })
 }
 
@@ -494,6 +551,28 @@ fn print(b: &ReplicationBench, o: &Outcome) {
         Some(jetstream::Outcome::Skipped(why)) => println!("{:<12} {why}", "jetstream"),
         None => {}
     }
+    for r in &o.runs {
+        if let Some((up, down)) = r.link_bytes {
+            let n = r.entries.max(1) as f64;
+            println!(
+                "{}: the link carried {:.1} B/event edge -> HQ (TLS, HTTP and wire frame), {:.1} B/event back",
+                r.name,
+                up as f64 / n,
+                down as f64 / n
+            );
+        }
+    }
+    if let Some(h) = &o.heads {
+        let same = h.edge_seq == h.hq_seq && h.edge_hash == h.hq_hash;
+        println!(
+            "heads: edge seq {} {}, HQ's replica seq {} {}: {}",
+            h.edge_seq,
+            &h.edge_hash[..h.edge_hash.len().min(16)],
+            h.hq_seq,
+            &h.hq_hash[..h.hq_hash.len().min(16)],
+            if same { "the same" } else { "DIFFERENT" }
+        );
+    }
     let w = &o.wire;
     let per = |x: u64| x as f64 / w.entries.max(1) as f64;
     println!(
@@ -521,16 +600,32 @@ fn print(b: &ReplicationBench, o: &Outcome) {
     }
 }
 
+fn batches(b: &ReplicationBench) -> String {
+    if b.adaptive_batches {
+        format!(
+            "{} entries, growing to ≤ {} where round trips dominate",
+            b.batch_entries,
+            (b.batch_entries * 4).min(10_000).max(b.batch_entries)
+        )
+    } else {
+        format!("≤ {} entries (fixed)", b.batch_entries)
+    }
+}
+
 /// Runs the bench as `b.mode` says and prints its table.
 pub async fn report(b: ReplicationBench) -> anyhow::Result<()> {
     match &b.mode {
         Mode::Both => {
+            let path = b.link.map_or_else(
+                || "over loopback".to_string(),
+                |l| format!("through the link emulator ({})", l.label()),
+            );
             println!(
-                "replication edge -> HQ in one process over loopback (real TLS, mutual certificates, real redb stores under {}): {} B {:?} events, batches of ≤ {} entries; CPU is the whole process (edge and HQ)",
+                "replication edge -> HQ in one process {path} (real TLS, mutual certificates, real redb stores under {}): {} B {:?} events, batches of {}; CPU is the whole process (edge and HQ)",
                 b.dir.display(),
                 b.body_bytes,
                 b.payload,
-                b.batch_entries
+                batches(&b)
             );
             let o = run_both(&b).await?;
             print(&b, &o);
@@ -538,8 +633,10 @@ pub async fn report(b: ReplicationBench) -> anyhow::Result<()> {
         Mode::Hq { listen, code_file } => run_hq(&b, *listen, code_file).await?,
         Mode::Edge { code_file } => {
             println!(
-                "replication edge -> HQ over the network (edge process only; CPU is the edge's): {} B {:?} events",
-                b.body_bytes, b.payload
+                "replication edge -> HQ over the network (edge process only; CPU is the edge's): {} B {:?} events, batches of {}",
+                b.body_bytes,
+                b.payload,
+                batches(&b)
             );
             let o = run_edge(&b, code_file).await?;
             print(&b, &o);

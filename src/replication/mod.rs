@@ -15,6 +15,7 @@ pub mod retention;
 pub mod runtime;
 pub mod ship;
 pub mod sites;
+mod sizer;
 pub mod views;
 pub mod wire;
 pub mod witness;

@@ -194,6 +194,7 @@ pub fn ship_options(config: &Config) -> ShipOptions {
         batch_bytes: r.batch_bytes,
         bandwidth: r.bandwidth_bytes_per_sec,
         ship: super::edge::ShipClasses::of(&r.ship),
+        adaptive: true,
     }
 }
 

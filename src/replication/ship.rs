@@ -15,6 +15,7 @@ use super::edge::{Bucket, ShipClasses, acked, next_batch, record_ack};
 use super::hq::Ack;
 use super::net::{self, Conn, EnrolAnswer, EnrolRequest, NetError};
 use super::sites::EnrolCode;
+use super::sizer::Sizer;
 use super::wire;
 use crate::error::Rejection;
 use crate::log::Log;
@@ -157,6 +158,9 @@ pub struct ShipOptions {
     pub bandwidth: u64,
     /// The classes that travel whole; the others as stubs.
     pub ship: ShipClasses,
+    /// Grow batches up to four times `batch_entries` where round trips dominate (`sizer`);
+    /// off: every batch is cut at `batch_entries`.
+    pub adaptive: bool,
 }
 
 /// What the shipper reports: HQ's acknowledged seq and whether it is connected.
@@ -290,14 +294,9 @@ async fn session(
     // does one every HELLO_EVERY while idle, so HQ can tell an idle site from a silent one.
     let mut last_sent: Option<tokio::time::Instant> = None;
     let mut blobs_after = tokio::time::Instant::now();
+    let mut sizer = Sizer::new(opts.batch_entries, opts.adaptive);
     loop {
-        let batch = next_batch(
-            log,
-            acked(log)?,
-            opts.batch_entries,
-            opts.batch_bytes,
-            opts.ship,
-        )?;
+        let batch = next_batch(log, acked(log)?, sizer.limit(), opts.batch_bytes, opts.ship)?;
         if batch.entries.is_empty() && last_sent.is_some_and(|t| t.elapsed() < HELLO_EVERY) {
             // Wait for anything new (or a periodic look, in case the hub lagged).
             tokio::select! {
@@ -309,12 +308,15 @@ async fn session(
             continue;
         }
         last_sent = Some(tokio::time::Instant::now());
+        let entries = batch.entries.len();
         let bytes = wire::encode(&batch, true);
         let wait = bucket.take(bytes.len());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        let sent = tokio::time::Instant::now();
         let answer = conn.post(net::PATH_BATCH, bytes).await?;
+        sizer.record(entries, sent.elapsed());
         let ack: Ack = serde_json::from_slice(&answer)?;
         let head = record_ack(log, &ack).await?;
         note_lag(log, true);

@@ -146,6 +146,7 @@ async fn a_site_enrols_replicates_and_is_cut_off_when_revoked() {
         batch_bytes: 1 << 20,
         bandwidth: 0,
         ship: plantwire::replication::edge::ShipClasses::ALL,
+        adaptive: false,
     };
     let (task, mut watch) =
         ship::spawn(edge.state().log().clone(), dir.clone(), opts, stop.clone()).unwrap();
@@ -539,6 +540,7 @@ async fn retention_on_an_edge_never_purges_what_hq_has_not_acknowledged() {
         batch_bytes: 1 << 20,
         bandwidth: 0,
         ship: plantwire::replication::edge::ShipClasses::ALL,
+        adaptive: false,
     };
     let (task, mut watch) =
         ship::spawn(edge.state().log().clone(), dir.clone(), opts, stop.clone()).unwrap();

@@ -161,6 +161,7 @@ async fn a_site_renews_its_certificate_over_the_current_one_and_keeps_shipping()
         batch_bytes: 1 << 20,
         bandwidth: 0,
         ship: ShipClasses::ALL,
+        adaptive: false,
     };
     let (task, mut watch) =
         ship::spawn(edge.state().log().clone(), dir.clone(), opts, stop.clone()).unwrap();
