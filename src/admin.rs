@@ -245,12 +245,9 @@ fn audit_log(
     Ok(())
 }
 
-/// `config check`'s report: the effective configuration with the data key redacted.
+/// `config check`'s report: the effective configuration with its secrets redacted.
 pub fn render_config(config: &Config) -> String {
-    let mut shown = config.clone();
-    if shown.storage.data_key.is_some() {
-        shown.storage.data_key = Some("<redacted>".into());
-    }
+    let shown = config.redacted();
     match toml::to_string_pretty(&shown) {
         Ok(text) => format!("# configuration is valid\n{text}"),
         Err(e) => format!("# configuration is valid (cannot print it: {e})\n"),

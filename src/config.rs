@@ -755,17 +755,28 @@ impl Config {
         }
     }
 
+    /// A copy to show: every secret given by value (the data key, the Grafana HMAC secret, the
+    /// NATS password and token) replaced by `<redacted>`; secret files are shown by path.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        for secret in [
+            &mut shown.storage.data_key,
+            &mut shown.ingest.grafana.hmac_secret,
+            &mut shown.replication.nats.password,
+            &mut shown.replication.nats.token,
+        ] {
+            if secret.is_some() {
+                *secret = Some("<redacted>".into());
+            }
+        }
+        shown
+    }
+
     /// What `config check` prints for a loaded config: the file and environment variables it
     /// came from, the effective site and state directory, then every value (the data key
     /// redacted).
     pub fn check_report(&self, file: Option<&Path>) -> Result<String, toml::ser::Error> {
-        let mut shown = self.clone();
-        if shown.storage.data_key.is_some() {
-            shown.storage.data_key = Some("<redacted>".into());
-        }
-        if shown.ingest.grafana.hmac_secret.is_some() {
-            shown.ingest.grafana.hmac_secret = Some("<redacted>".into());
-        }
+        let shown = self.redacted();
         let file = match file {
             Some(f) => f.display().to_string(),
             None => format!("none ({DEFAULT_CONFIG_PATH} does not exist; defaults apply)"),

@@ -42,7 +42,7 @@ pub enum LinkSpecError {
         "--link {0:?}: expected RATE,RTT such as 1mbit,100ms (RATE: none or N with bit, kbit, mbit or gbit; RTT: N with ms or s)"
     )]
     Shape(String),
-    #[error("--link {0:?}: the rate must be at least 8 kbit and the RTT at most 10 s")]
+    #[error("--link {0:?}: the rate must be 8 kbit to 100 gbit and the RTT at most 10 s")]
     Bounds(String),
 }
 
@@ -66,7 +66,11 @@ impl LinkSpec {
             BUFFER_FREE
         } else {
             let bdp = u128::from(rate_bytes_per_sec) * rtt.as_micros() / 1_000_000;
-            usize::try_from(bdp).unwrap_or(usize::MAX / 2) + QUEUE_BYTES
+            // Within a semaphore's permits (a 32-bit target has far fewer).
+            usize::try_from(bdp)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS - QUEUE_BYTES)
+                + QUEUE_BYTES
         };
         Self {
             rate_bytes_per_sec,
@@ -102,7 +106,9 @@ impl LinkSpec {
             "s" => Duration::from_secs(n),
             _ => return Err(shape()),
         };
-        if (rate_bits != 0 && rate_bits < 8_000) || rtt > Duration::from_secs(10) {
+        if (rate_bits != 0 && !(8_000..=100_000_000_000).contains(&rate_bits))
+            || rtt > Duration::from_secs(10)
+        {
             return Err(LinkSpecError::Bounds(s.to_string()));
         }
         Ok(Self::new(rate_bits, rtt))
@@ -341,7 +347,12 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in ["100bit,1ms", "1mbit,11s"] {
+        for bad in [
+            "100bit,1ms",
+            "1mbit,11s",
+            "101gbit,10ms",
+            "2000000000gbit,10s",
+        ] {
             assert!(
                 matches!(LinkSpec::parse(bad), Err(LinkSpecError::Bounds(_))),
                 "{bad}"

@@ -244,6 +244,27 @@ impl NatsConfig {
 mod tests {
     use crate::config::{Config, ReplicationRole};
 
+    /// `config check` (offline and through the control socket) shows that a NATS password or
+    /// token is set, never its value.
+    #[test]
+    fn config_check_never_prints_a_nats_secret() {
+        let base = "[replication]\nrole = \"hq\"\n[replication.nats]\nurl = \"nats://n:4222\"\n";
+        for way in [
+            "user = \"hq\"\npassword = \"pw-9f3a\"\n",
+            "token = \"pw-9f3a\"\n",
+        ] {
+            let c = Config::from_toml_str(&format!("{base}{way}")).unwrap();
+            for shown in [
+                c.check_report(None).unwrap(),
+                // What the control socket's `config check` prints (`admin::render_config`).
+                toml::to_string_pretty(&c.redacted()).unwrap(),
+            ] {
+                assert!(!shown.contains("pw-9f3a"), "{shown}");
+                assert!(shown.contains("<redacted>"), "{shown}");
+            }
+        }
+    }
+
     #[test]
     fn forwarding_is_for_an_hq_with_bounded_settings() {
         let off = Config::from_toml_str("[replication.nats]\nstream = \"S\"\n").unwrap();

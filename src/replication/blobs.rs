@@ -18,7 +18,7 @@ use crate::store::{AttachmentRow, StoreError};
 
 /// Replication meta row (edge): every attachment referenced at or below this seq is at HQ, or
 /// was gone at the edge, or belongs to an entry shipped as a stub.
-const CURSOR: &str = "blobs";
+pub(super) const CURSOR: &str = "blobs";
 /// The references the edge asks about in one `wanted` request (a page ends before the entry that
 /// would pass it, unless that entry is the page's first).
 pub const MAX_REFS: usize = 256;

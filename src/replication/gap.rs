@@ -246,20 +246,28 @@ fn meta_u64(bytes: Option<Vec<u8>>) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// The edge's retention hook: in each purge batch's transaction, when any seq purged is above
-/// HQ's acknowledged cursor, appends one signed gap record spanning them (from the lowest to the
-/// highest such seq) in the same commit, so no payload is ever gone without its record.
+/// The edge's retention hook: in each purge batch's transaction, before the payloads go, when
+/// any seq to be purged is above HQ's acknowledged cursor, or at or below it with attachments
+/// that have not followed to HQ (above the blob cursor), appends one signed gap record spanning
+/// them (from the lowest to the highest such seq) in the same commit, so no payload or
+/// attachment is ever gone without its record.
 pub fn edge_hook(signer: Arc<Signer>, reason: String) -> Hook {
     Arc::new(move |tx: &mut Tx<'_>, change: Change, seqs: &[u64]| {
-        if change != Change::Purged {
+        if change != Change::Purging {
             return Ok(());
         }
         let acked = meta_u64(tx.views().replication_meta_in_tx("acked")?);
-        let mut dropped = seqs.iter().copied().filter(|s| *s > acked);
-        let Some(from) = dropped.next() else {
+        let followed = meta_u64(tx.views().replication_meta_in_tx(super::blobs::CURSOR)?);
+        let mut dropped = Vec::new();
+        for &s in seqs {
+            if s > acked || (s > followed && tx.views().has_attachment_refs(s)?) {
+                dropped.push(s);
+            }
+        }
+        let (Some(&from), Some(&to)) = (dropped.first(), dropped.last()) else {
             return Ok(());
         };
-        let (to, count) = dropped.fold((from, 1u64), |(_, n), s| (s, n + 1));
+        let count = u64::try_from(dropped.len()).unwrap_or(u64::MAX);
         // Cannot happen for a seq just purged; refusing purges nothing rather than silently.
         let missing = || {
             AppendError::from(crate::error::Rejection::conflict(

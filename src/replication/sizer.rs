@@ -56,7 +56,7 @@ impl Sizer {
     /// batches cut at the limit count: a shorter one means the edge has caught up (or hit
     /// `batch_bytes`), and says nothing about the link's pace under a backlog.
     pub fn record(&mut self, n: usize, took: Duration) {
-        if self.ceiling == self.floor || n < self.limit || n == 0 {
+        if self.settled || self.ceiling == self.floor || n < self.limit || n == 0 {
             return;
         }
         match self.last.replace((n, took)) {
@@ -64,8 +64,7 @@ impl Sizer {
                 self.limit = self.fit((n0, t0), (n, took));
                 self.settled = true;
             }
-            _ if !self.settled => self.limit = n.saturating_mul(2).min(self.ceiling),
-            _ => {}
+            _ => self.limit = n.saturating_mul(2).min(self.ceiling),
         }
     }
 
@@ -104,9 +103,19 @@ mod tests {
         assert_eq!(s.limit(), 1024, "a full batch probes twice the size");
         s.record(1024, rt(100, 400, 1024));
         assert_eq!(s.limit(), 2048);
-        // Settled: more full batches keep it.
+        // Settled: more full batches keep it, whatever they took.
         s.record(2048, rt(100, 400, 2048));
         assert_eq!(s.limit(), 2048);
+        s.record(2048, rt(1, 400, 2048));
+        s.record(2048, rt(1, 10, 2048));
+        assert_eq!(s.limit(), 2048);
+        // Settled below the ceiling, a full batch at the new size does not fit again.
+        let mut s = Sizer::new(512, true);
+        s.record(512, rt(20, 100, 512));
+        s.record(1024, rt(20, 100, 1024));
+        assert_eq!(s.limit(), 1800);
+        s.record(1800, rt(1, 400, 1800));
+        assert_eq!(s.limit(), 1800);
 
         // 1 Mbit/s, no added delay: 5 ms of fixed cost against 400 µs/entry → 113 → the floor.
         let mut s = Sizer::new(512, true);

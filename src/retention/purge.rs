@@ -21,6 +21,9 @@ pub type Floor = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 /// What a batch did to the seqs handed to a [`Hook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// Before a batch's payloads go, with the seqs that will go in the same transaction (each
+    /// exists and is not purged yet): a hook may still read what the purge removes.
+    Purging,
     Purged,
     Restored,
 }
@@ -389,16 +392,29 @@ impl Retention {
                         .map_err(AppendError::from)
                 };
                 let site = scope(tx, SITE_SCOPE)?.unwrap_or_default();
+                let mut due = Vec::with_capacity(seqs.len());
                 for &seq in &seqs {
                     let Some(meta) = tx.views().log_meta(seq)? else {
                         continue;
                     };
+                    if meta.purged {
+                        continue;
+                    }
                     let row = scope(tx, &policy::stream_scope(&meta.stream))?;
                     let keep =
                         policy::keep_us(&config, &site, row.as_ref(), &meta.kind, &meta.stream);
                     if keep.is_none_or(|k| meta.ts > now.saturating_sub(k)) {
                         continue;
                     }
+                    due.push(seq);
+                }
+                if due.is_empty() {
+                    return Ok(done);
+                }
+                for h in &hooks {
+                    h(tx, Change::Purging, &due)?;
+                }
+                for &seq in &due {
                     if tx.views().purge_payload(seq, now, !at_once)? == PurgeOutcome::Purged {
                         done.push(seq);
                     }

@@ -144,6 +144,16 @@ impl WriteTx {
         Ok(out)
     }
 
+    /// Whether the entry `seq` references any attachment (in the writer's transaction).
+    pub fn has_attachment_refs(&self, seq: u64) -> Result<bool, StoreError> {
+        let t = self.txn.open_table(ATTACHMENT_REFS)?;
+        let mut r = t.range((seq, "")..)?;
+        Ok(match r.next() {
+            Some(row) => row?.0.value().0 == seq,
+            None => false,
+        })
+    }
+
     /// The entry `seq` references the attachment `id` (each pair counted once).
     pub fn put_attachment_ref(&mut self, seq: u64, id: &str) -> Result<(), StoreError> {
         if self

@@ -104,6 +104,31 @@ async fn the_link_relay_carries_bytes_intact_both_ways() {
     let n = sent.len() as u64;
     assert_eq!(relay.carried(), (n, n));
     relay.stop().await;
+
+    // The delay alone, without a rate cap: a few bytes there and back take at least the RTT.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = echo.accept().await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(&b).await.unwrap();
+    });
+    let spec = LinkSpec::parse("none,40ms").unwrap();
+    let relay = Relay::start(echo_addr, spec).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    c.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(&b, b"ping");
+    assert!(
+        elapsed >= spec.rtt,
+        "4 bytes there and back through a {:?} RTT link took {elapsed:?}",
+        spec.rtt
+    );
+    relay.stop().await;
 }
 
 /// Replication through the link emulator: every event shipped once, both ends on the same head.
