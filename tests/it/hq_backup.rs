@@ -53,17 +53,7 @@ async fn north_head(hq: &TestServer) -> (u64, String) {
 
 /// Every seq of north's replica at `hq` has the edge's hash: nothing duplicated, nothing missing.
 async fn same_log(hq: &TestServer, edge: &TestServer, head: u64) {
-    let replica = hq
-        .state()
-        .replication()
-        .unwrap()
-        .hq()
-        .unwrap()
-        .hq
-        .replicas
-        .replica("north")
-        .await
-        .unwrap();
+    let replica = hq.replica("north").await;
     let (r, e) = (replica.read().unwrap(), edge.state().log().read().unwrap());
     assert_eq!(replica.head(&r).unwrap(), head);
     for seq in 1..=head {

@@ -126,17 +126,7 @@ async fn hq_purges_a_sites_replica_by_the_class_bounds_set_there() {
     // Not due yet: nothing goes.
     let soon = admin(&hq, at_hq("north", RetentionCommand::Purge { now: false })).await;
     assert_eq!(soon.code, 0, "{}", soon.stderr);
-    let replica = hq
-        .state()
-        .replication()
-        .unwrap()
-        .hq()
-        .unwrap()
-        .hq
-        .replicas
-        .replica("north")
-        .await
-        .unwrap();
+    let replica = hq.replica("north").await;
     assert!(replica.verify().unwrap().purged.is_empty());
 
     clock.advance_us(2 * DAY);

@@ -165,17 +165,7 @@ async fn assert_stream_once(client: async_nats::Client, hq: &TestServer, head: u
         (head, 1, head),
         "every seq once, nothing else"
     );
-    let replica = hq
-        .state()
-        .replication()
-        .unwrap()
-        .hq()
-        .unwrap()
-        .hq
-        .replicas
-        .replica("north")
-        .await
-        .unwrap();
+    let replica = hq.replica("north").await;
     let rtx = replica.read().unwrap();
     for seq in 1..=head {
         let m = stream.get_raw_message(seq).await.unwrap();

@@ -70,17 +70,7 @@ async fn an_edge_shipping_only_events_sends_chat_as_stubs_and_hq_still_verifies(
         .unwrap();
 
     // The replica: every seq with the edge's hash; no decrypted body holds the chat text.
-    let replica = hq
-        .state()
-        .replication()
-        .unwrap()
-        .hq()
-        .unwrap()
-        .hq
-        .replicas
-        .replica("north")
-        .await
-        .unwrap();
+    let replica = hq.replica("north").await;
     // Everything but events and the chain's own entries is stubbed (admin entries too).
     let only_events = ShipClasses::of(&["events"]);
     let mut want = Vec::new();

@@ -67,6 +67,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// At an HQ: `site`'s replica, opened through HQ's own cache of replicas.
+    pub async fn replica(&self, site: &str) -> plantwire::log::Log {
+        self.state()
+            .replication()
+            .unwrap()
+            .hq()
+            .unwrap()
+            .hq
+            .replicas
+            .replica(site)
+            .await
+            .unwrap()
+    }
+
     /// The seq of the newest entry in the log (0 when empty), read from the store.
     pub fn head_seq(&self) -> u64 {
         self.state()
