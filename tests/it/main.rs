@@ -60,6 +60,7 @@ mod powercut;
 mod replication;
 mod replication_chaos;
 mod replication_gap;
+mod replication_rewrite;
 mod retention;
 mod search;
 mod ship_classes;
