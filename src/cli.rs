@@ -318,6 +318,9 @@ pub enum BenchCommand {
         /// Most appends per commit.
         #[arg(long, default_value_t = 1024)]
         max_batch: usize,
+        /// Commit as `storage.quick_repair = true` does (allocator state recorded each commit).
+        #[arg(long)]
+        quick_repair: bool,
     },
     /// Fan-out over WebSockets against a running server: users in one group, closed-loop senders,
     /// delivery latency at every receiver, lost messages, and optionally many idle sockets.
@@ -761,6 +764,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     count,
                     body_bytes,
                     max_batch,
+                    quick_repair,
                 },
         } => {
             crate::telemetry::init("warn");
@@ -770,6 +774,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 count: *count,
                 body_bytes: *body_bytes,
                 max_batch: *max_batch,
+                quick_repair: *quick_repair,
             };
             runtime()?.block_on(bench_append(b))?;
             Ok(ExitCode::SUCCESS)

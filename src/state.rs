@@ -67,6 +67,7 @@ pub fn log_options(config: &Config) -> LogOptions {
         max_batch: st.max_batch,
         hub_capacity: st.hub_capacity,
         clock_step_us: i64::from(st.clock_step_secs) * 1_000_000,
+        quick_repair: st.quick_repair,
     }
 }
 

@@ -94,6 +94,7 @@ pub async fn run(b: &IncidentBench) -> anyhow::Result<IncidentResult> {
         max_batch: 256,
         hub_capacity: 4096,
         clock_step_us: i64::MAX,
+        quick_repair: false,
     };
     let (_scratch, log) = super::scratch_log(&b.dir, "incidents", &opts, Arc::new(SystemClock))?;
     let admin = Author::user("bench-admin");

@@ -89,6 +89,7 @@ pub async fn run(b: &KpiBench) -> anyhow::Result<(f64, Vec<KpiResult>)> {
         max_batch: 64,
         hub_capacity: 16,
         clock_step_us: i64::MAX,
+        quick_repair: false,
     };
     let clock = Arc::new(ManualClock::new(T0));
     let (_scratch, log) = super::scratch_log(&b.dir, "kpis", &opts, clock.clone())?;

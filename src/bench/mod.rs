@@ -58,6 +58,8 @@ pub struct AppendBench {
     pub count: usize,
     pub body_bytes: usize,
     pub max_batch: usize,
+    /// Commits record redb's allocator state (`storage.quick_repair`).
+    pub quick_repair: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +121,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
             .prefix("plantwire-bench-")
             .tempdir_in(&b.dir)?;
         let store = Arc::new(Store::open(&scratch.path().join("bench.redb"), 64 << 20)?);
+        store.set_quick_repair(b.quick_repair);
         let key = Arc::new(DataKey::from_bytes(&DataKey::generate_bytes()?)?);
         let site: Arc<str> = "bench".into();
         store.bind_identity(&site, &key)?;

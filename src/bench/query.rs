@@ -103,6 +103,7 @@ pub async fn run(b: &QueryBench) -> anyhow::Result<(f64, Vec<QueryResult>)> {
         max_batch: 64,
         hub_capacity: 16,
         clock_step_us: i64::MAX,
+        quick_repair: false,
     };
     let (_scratch, log) = super::scratch_log(&b.dir, "query", &opts, Arc::new(SystemClock))?;
     let seeding = Instant::now();

@@ -254,6 +254,7 @@ pub async fn run(b: &SearchBench) -> anyhow::Result<SearchResult> {
         max_batch: 256,
         hub_capacity: 1024,
         clock_step_us: i64::MAX,
+        quick_repair: false,
     };
     let (scratch, log) = super::scratch_log(&b.dir, "search", &opts, Arc::new(SystemClock))?;
     let path = scratch.path().join("bench.redb");

@@ -29,6 +29,8 @@ pub struct LogOptions {
     pub hub_capacity: usize,
     /// A backward step of the wall clock larger than this is recorded as `clock.stepped`.
     pub clock_step_us: i64,
+    /// Commits record redb's allocator state, for a quick open after a crash.
+    pub quick_repair: bool,
 }
 
 /// One site's log: submit, read, follow. Clones share everything.
@@ -70,6 +72,7 @@ impl Log {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let store = Arc::new(Store::open(path, opts.cache_bytes)?);
+        store.set_quick_repair(opts.quick_repair);
         let site: Arc<str> = site.into();
         let key = Arc::new(key);
         store.bind_identity(&site, &key)?;

@@ -18,6 +18,7 @@ pub(crate) fn options() -> LogOptions {
         max_batch: 256,
         hub_capacity: 16,
         clock_step_us: 60_000_000,
+        quick_repair: false,
     }
 }
 

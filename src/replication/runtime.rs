@@ -118,6 +118,7 @@ impl LogOptionsFor {
             max_batch: st.max_batch,
             hub_capacity: st.hub_capacity,
             clock_step_us: i64::MAX,
+            quick_repair: st.quick_repair,
         }
     }
 }

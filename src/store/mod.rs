@@ -26,7 +26,9 @@ mod site_grants;
 mod table;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use redb::{
     Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -389,11 +391,24 @@ pub struct Store {
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     cache_bytes: usize,
+    /// Whether commits record redb's allocator state (`storage.quick_repair`).
+    quick_repair: AtomicBool,
 }
 
+/// Opens the file. A file a crash left open is repaired first: redb walks every tree to verify
+/// the checksums and rebuild its allocator state, unless the last commit recorded that state
+/// (quick repair). How long the walk took is logged, since it is the start-up time after a
+/// power cut.
 fn open_db(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-    Database::builder()
+    let repair_started: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let seen = repair_started.clone();
+    let db = Database::builder()
         .set_cache_size(cache_bytes)
+        .set_repair_callback(move |_| {
+            if let Ok(mut first) = seen.lock() {
+                first.get_or_insert_with(Instant::now);
+            }
+        })
         .create(path)
         .map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_path_buf()),
@@ -401,7 +416,15 @@ fn open_db(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
                 path: path.to_path_buf(),
                 source: Box::new(other.into()),
             },
-        })
+        })?;
+    if let Some(started) = repair_started.lock().ok().and_then(|s| *s) {
+        tracing::warn!(
+            path = %path.display(),
+            repair_ms = started.elapsed().as_millis() as u64,
+            "the store was not closed cleanly: redb verified and repaired it on open"
+        );
+    }
+    Ok(db)
 }
 
 impl std::fmt::Debug for Store {
@@ -422,7 +445,15 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             cache_bytes,
+            quick_repair: AtomicBool::new(false),
         })
+    }
+
+    /// Makes every later commit record redb's allocator state, so that opening the file after a
+    /// crash skips the repair walk. It costs a second fsync and the state's pages per commit
+    /// (docs/benchmarks.md, "Recovery after SIGKILL").
+    pub fn set_quick_repair(&self, on: bool) {
+        self.quick_repair.store(on, Ordering::Relaxed);
     }
 
     /// Creates a store at an older schema `version`, as an earlier build wrote it (tests of the
@@ -435,6 +466,7 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             cache_bytes: 1 << 20,
+            quick_repair: AtomicBool::new(false),
         })
     }
 
@@ -533,6 +565,7 @@ impl Store {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| StoreError::Redb(Box::new(e.into())))?;
+        txn.set_quick_repair(self.quick_repair.load(Ordering::Relaxed));
         Ok(WriteTx {
             txn,
             dirty: false,

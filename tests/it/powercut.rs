@@ -129,12 +129,7 @@ async fn power_cuts_under_load_lose_nothing_acknowledged() {
     .unwrap();
     let mut fs = Lazyfs::mount_slow(&bin, &backing, &mnt, SYNC_DELAY_MS);
     crate::process::init(&cfg);
-    let out = command(&["device", "add", "pump", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).unwrap();
-    let token = token.lines().last().unwrap().trim().to_string();
+    let token = crate::process::add_device(&cfg, "pump");
 
     let mut tally = Tally::default();
     for cycle in 0..cycles() {

@@ -61,6 +61,16 @@ pub fn init(config: &Path) {
     assert!(out.status.success(), "init: {out:?}");
 }
 
+/// `plantwire device add NAME` against the stopped store of `config`: the device's token.
+pub fn add_device(config: &Path, name: &str) -> String {
+    let out = command(&["device", "add", name, "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "device add: {out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    token.lines().last().unwrap().trim().to_string()
+}
+
 pub fn default_server_section() -> &'static str {
     // The device listener first, so that what callers append still lands in [server].
     "[devices]\nlisten = [\"127.0.0.1:0\"]\n[server]\nlisten = [\"127.0.0.1:0\"]\ndrain_timeout_secs = 3\n"
