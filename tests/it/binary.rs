@@ -177,6 +177,24 @@ fn random_below(n: u64) -> u64 {
     u64::from_le_bytes(b) % n
 }
 
+/// With the server of `cfg` stopped: every acknowledged (seq, message) is there, whole, with its
+/// content, and the chain verifies.
+fn assert_kept(cfg: &Path, acked: &[(u64, String)], what: &str) {
+    let config = plantwire::Config::load(Some(cfg), &Default::default()).unwrap();
+    let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
+    let rtx = store.read().unwrap();
+    for (seq, msg) in acked {
+        let entry = plantwire::log::read::entry(&rtx, &site, &key, *seq)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: acknowledged seq {seq} is missing after SIGKILL"));
+        let body: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        assert_eq!(body["message"], msg.as_str());
+    }
+    drop(rtx);
+    let report = plantwire::log::verify(&store, &site, &key).unwrap();
+    assert!(report.ok(), "{what}: {report:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,21 +215,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         let acked = producers.acknowledged().await;
         acked_total += acked.len();
 
-        // Every acknowledged entry is there, whole, with its content.
-        let config = plantwire::Config::load(Some(&cfg), &Default::default()).unwrap();
-        let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
-        let rtx = store.read().unwrap();
-        for (seq, msg) in &acked {
-            let entry = plantwire::log::read::entry(&rtx, &site, &key, *seq)
-                .unwrap()
-                .unwrap_or_else(|| panic!("acknowledged seq {seq} is missing after SIGKILL"));
-            let body: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
-            assert_eq!(body["message"], msg.as_str());
-        }
-        let report = plantwire::log::verify(&store, &site, &key).unwrap();
-        assert!(report.ok(), "round {round}: {report:?}");
-        drop(rtx);
-        drop(store);
+        assert_kept(&cfg, &acked, &format!("round {round}"));
         let (ok, out) = stderr_of(&["audit", "verify", "--config", cfg.to_str().unwrap()]);
         assert!(ok, "{out}");
     }
@@ -265,19 +269,7 @@ async fn after_sigkill_the_repair_is_logged_and_quick_repair_skips_it() {
         server.signal("-TERM");
         assert!(server.wait(Duration::from_secs(10)).success());
 
-        let config = plantwire::Config::load(Some(&cfg), &Default::default()).unwrap();
-        let (store, key, site) = plantwire::state::open_offline(&config).unwrap();
-        let rtx = store.read().unwrap();
-        for (seq, msg) in &acked {
-            let entry = plantwire::log::read::entry(&rtx, &site, &key, *seq)
-                .unwrap()
-                .unwrap_or_else(|| panic!("acknowledged seq {seq} is missing after SIGKILL"));
-            let body: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
-            assert_eq!(body["message"], msg.as_str());
-        }
-        drop(rtx);
-        let report = plantwire::log::verify(&store, &site, &key).unwrap();
-        assert!(report.ok(), "quick_repair = {quick}: {report:?}");
+        assert_kept(&cfg, &acked, &format!("quick_repair = {quick}"));
     }
 }
 

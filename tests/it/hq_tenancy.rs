@@ -76,7 +76,7 @@ pub(crate) async fn edge(hq: &TestServer, site: &str, mark: &str) -> TestServer 
 }
 
 /// Waits until HQ acknowledged the whole log of `edge`.
-async fn shipped(edge: &TestServer) {
+pub(crate) async fn shipped(edge: &TestServer) {
     let head = edge.head_seq();
     let rt = edge.state().replication().unwrap().clone();
     let mut acked = rt.edge().unwrap().acked.subscribe();

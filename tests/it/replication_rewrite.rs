@@ -7,7 +7,7 @@ use std::time::Duration;
 use redb::{ReadableTable, TableDefinition};
 
 use crate::chat_support::{Api, PW};
-use crate::hq_tenancy::start_hq;
+use crate::hq_tenancy::{shipped, start_hq};
 use crate::replication::{enrolled, events, hashes};
 use crate::support::{TestServer, test_config};
 use plantwire::config::ReplicationRole;
@@ -94,14 +94,7 @@ async fn an_edge_whose_entry_is_rewritten_in_redb_is_caught_at_hq_by_its_checkpo
     let base = edge.head_seq();
     events(&edge, 6).await;
     let head = edge.head_seq();
-    let rt = edge.state().replication().unwrap().clone();
-    let mut acked = rt.edge().unwrap().acked.subscribe();
-    tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|&a| a >= head))
-        .await
-        .expect("the edge ships to HQ")
-        .unwrap();
-    drop(acked);
-    drop(rt);
+    shipped(&edge).await;
     let genuine = hashes(&hq.replica("north").await);
     assert_eq!(genuine.len() as u64, head);
     let dir = edge.stop().await;
