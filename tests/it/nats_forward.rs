@@ -312,15 +312,7 @@ async fn hq_authenticates_to_nats_and_waits_while_its_credentials_are_refused() 
     // The error the forwarder logs: the way and the server's answer, not the password.
     let mut cfg = hq.state().config().replication.nats.clone();
     cfg.password_file = Some(pw_file.clone());
-    let replicas = hq
-        .state()
-        .replication()
-        .unwrap()
-        .hq()
-        .unwrap()
-        .hq
-        .replicas
-        .clone();
+    let replicas = hq.replicas();
     let forwarder = Forwarder::new(cfg.clone(), replicas, hq.state().metrics().clone())
         .with_auth(NatsAuth::load(&cfg).unwrap());
     let Err(err) = forwarder.connect().await else {

@@ -67,8 +67,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// At an HQ: `site`'s replica, opened through HQ's own cache of replicas.
-    pub async fn replica(&self, site: &str) -> plantwire::log::Log {
+    /// At an HQ: its cache of site replicas.
+    pub fn replicas(&self) -> std::sync::Arc<plantwire::replication::hq::Replicas> {
         self.state()
             .replication()
             .unwrap()
@@ -76,9 +76,12 @@ impl TestServer {
             .unwrap()
             .hq
             .replicas
-            .replica(site)
-            .await
-            .unwrap()
+            .clone()
+    }
+
+    /// At an HQ: `site`'s replica, opened through HQ's own cache of replicas.
+    pub async fn replica(&self, site: &str) -> plantwire::log::Log {
+        self.replicas().replica(site).await.unwrap()
     }
 
     /// The seq of the newest entry in the log (0 when empty), read from the store.
