@@ -8,7 +8,11 @@ A last series kills the server with SIGKILL first, so redb has to recover on ope
 The store is filled through the running server (HTTPS, POST /api/v1/events/batch, 1000 events per
 request), so the entries are real sealed, hash-chained events.
 
+With --quick-repair the config sets `storage.quick_repair = true` (every commit records redb's
+allocator state, so the open after a crash loads it instead of walking the store).
+
 usage: benches/edge-figures.py BINARY [--entries 1000000] [--runs 5] [--dir /var/tmp/pw-figures]
+                               [--quick-repair]
 """
 import argparse
 import json
@@ -25,12 +29,14 @@ import time
 import urllib.request
 
 
-def config(dir_, port):
+def config(dir_, port, quick_repair):
     path = os.path.join(dir_, "plantwire.toml")
     with open(path, "w") as f:
         f.write(f'version = 1\nsite = "figures"\nstate_dir = "{dir_}/state"\n'
                 f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
                 f'[discovery]\nenabled = false\n')
+        if quick_repair:
+            f.write('[storage]\nquick_repair = true\n')
     return path
 
 
@@ -115,11 +121,13 @@ def main():
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", default="/var/tmp/pw-figures")
+    ap.add_argument("--quick-repair", action="store_true")
     a = ap.parse_args()
     shutil.rmtree(a.dir, ignore_errors=True)
     os.makedirs(a.dir)
     port = free_port()
-    cfg = config(a.dir, port)
+    cfg = config(a.dir, port, a.quick_repair)
+    print(f"storage.quick_repair: {str(a.quick_repair).lower()}")
 
     print(f"binary: {a.binary} ({os.path.getsize(a.binary)} bytes)")
     proc, first = start(a.binary, cfg)

@@ -15,8 +15,8 @@ use prometheus_client::registry::Registry;
 /// label set stays bounded), the method and the status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
 }
 
@@ -274,11 +274,11 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, method: &str, route: &str, status: u16) {
+    pub fn request(&self, method: &'static str, route: &'static str, status: u16) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
-                route: route.to_string(),
+                method,
+                route,
                 status,
             })
             .inc();

@@ -239,9 +239,7 @@ pub fn validate(ev: &EventIn, limits: &EventsConfig) -> Result<(), Rejection> {
             return bad("attribute numbers must be finite");
         }
     }
-    let size = serde_json::to_vec(ev)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = json_size(ev);
     if size > limits.max_event_bytes {
         return Err(Rejection::invalid(
             "event_too_large",
@@ -252,6 +250,26 @@ pub fn validate(ev: &EventIn, limits: &EventsConfig) -> Result<(), Rejection> {
         ));
     }
     Ok(())
+}
+
+/// The length of `ev`'s JSON, counted while serialising instead of building it (`usize::MAX` if
+/// it cannot be serialised).
+fn json_size(ev: &EventIn) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, ev) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The stream a device's events go to.

@@ -133,3 +133,29 @@ async fn a_listing_past_its_scan_bound_returns_a_cursor_that_finds_the_rest() {
     assert_eq!(second.next, None);
     log.close().await;
 }
+
+/// The size limit counts the event's JSON as `serde_json` writes it: an event of exactly the
+/// limit passes, one byte more is refused with `event_too_large`, and nothing else is judged.
+#[test]
+fn the_size_limit_counts_the_serialised_event_to_the_byte() {
+    let ev: super::EventIn = serde_json::from_value(serde_json::json!({
+        "source": "pump-7", "type": "pressure.high", "message": "é \"quoted\" \u{1}",
+        "attributes": {"bar": 4.5, "tag": "a\nb", "n": -3, "ok": true}
+    }))
+    .unwrap();
+    let exact = serde_json::to_vec(&ev).unwrap().len();
+    assert_eq!(super::json_size(&ev), exact);
+    let mut limits = crate::config::EventsConfig {
+        max_event_bytes: exact,
+        ..Default::default()
+    };
+    assert!(super::validate(&ev, &limits).is_ok());
+    limits.max_event_bytes = exact - 1;
+    let refused = super::validate(&ev, &limits).unwrap_err();
+    assert_eq!(refused.code, "event_too_large");
+    assert!(
+        refused.message.contains(&exact.to_string()),
+        "{}",
+        refused.message
+    );
+}

@@ -9,7 +9,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -32,41 +31,59 @@ pub struct Linger {
 
 type Leftover = Arc<Mutex<Option<Body>>>;
 
-/// Outermost layer: hands the request a body that, when dropped unfinished, comes back here; once
-/// the answer is ready, what is left is drained within the bounds before the answer goes out.
-pub async fn drain_unread(req: Request, next: Next) -> Response {
-    if hyper::body::Body::is_end_stream(req.body()) {
-        return next.run(req).await;
+/// What the edge layer keeps of a request with a body, to drain what the handler left unread.
+pub struct Unread {
+    declared: Option<u64>,
+    /// A client waiting for `100 Continue` has sent nothing yet; reading would only invite it.
+    waits: bool,
+    leftover: Leftover,
+}
+
+impl Unread {
+    /// Hands the request a body that, when dropped unfinished, comes back here. A request without
+    /// a body needs nothing (`None`).
+    pub fn wrap(req: Request) -> (Request, Option<Self>) {
+        if hyper::body::Body::is_end_stream(req.body()) {
+            return (req, None);
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let waits = req.headers().contains_key(header::EXPECT);
+        let leftover: Leftover = Arc::new(Mutex::new(None));
+        let (parts, body) = req.into_parts();
+        let body = Body::new(Returning {
+            inner: Some(body),
+            finished: false,
+            leftover: leftover.clone(),
+        });
+        let unread = Self {
+            declared,
+            waits,
+            leftover,
+        };
+        (Request::from_parts(parts, body), Some(unread))
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // A client waiting for `100 Continue` has sent nothing yet; reading would only invite it.
-    let waits = req.headers().contains_key(header::EXPECT);
-    let leftover: Leftover = Arc::new(Mutex::new(None));
-    let (parts, body) = req.into_parts();
-    let body = Body::new(Returning {
-        inner: Some(body),
-        finished: false,
-        leftover: leftover.clone(),
-    });
-    let mut res = next.run(Request::from_parts(parts, body)).await;
-    let linger = res.extensions_mut().remove::<Linger>();
-    if waits || res.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return res;
+
+    /// Once the answer is ready, drains what is left of the body within the bounds (the
+    /// handler's [`Linger`], else the defaults) before the answer goes out.
+    pub async fn drain(self, res: &mut Response) {
+        let linger = res.extensions_mut().remove::<Linger>();
+        if self.waits || res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return;
+        }
+        let (bytes, time) = match linger {
+            Some(l) => (l.bytes, l.time),
+            None if self.declared.is_some_and(|n| n > DRAIN_BYTES as u64) => return,
+            None => (DRAIN_BYTES, DRAIN_TIME),
+        };
+        let rest = self.leftover.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(rest) = rest {
+            discard(rest, bytes, time).await;
+        }
     }
-    let (bytes, time) = match linger {
-        Some(l) => (l.bytes, l.time),
-        None if declared.is_some_and(|n| n > DRAIN_BYTES as u64) => return res,
-        None => (DRAIN_BYTES, DRAIN_TIME),
-    };
-    let rest = leftover.lock().ok().and_then(|mut slot| slot.take());
-    if let Some(rest) = rest {
-        discard(rest, bytes, time).await;
-    }
-    res
 }
 
 /// Reads and drops up to `bytes` of `body` within `time`, stopping at a pause.
@@ -83,7 +100,7 @@ async fn discard(mut body: Body, bytes: usize, time: Duration) {
     let _ = tokio::time::timeout(time, drain).await;
 }
 
-/// A request body that gives itself back to `drain_unread` when dropped before its end.
+/// A request body that gives itself back to its [`Unread`] when dropped before its end.
 struct Returning {
     inner: Option<Body>,
     finished: bool,

@@ -1,10 +1,9 @@
-//! `/metrics` (Prometheus text) for an admin or a scraper's bearer token, and the layer that
-//! counts every answered request by route template, method and status.
+//! `/metrics` (Prometheus text) for an admin or a scraper's bearer token. Every answered request
+//! is counted by the edge layer (`middleware.rs`).
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -14,22 +13,6 @@ use crate::state::AppState;
 
 /// The content type of the Prometheus/OpenMetrics text exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Counts the response of every routed request; unmatched paths count as `unmatched`, so a
-/// scanner cannot grow the label set.
-pub async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let res = next.run(req).await;
-    state
-        .metrics()
-        .request(&method, &route, res.status().as_u16());
-    res
-}
 
 /// The metrics, for a signed-in admin or the configured scraper token.
 #[utoipa::path(get, path = "/metrics", tag = "health",

@@ -39,12 +39,9 @@ mod ws;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::state::AppState;
-use error::ApiError;
 
 pub use extract::{
     ACCESS_COOKIE, Admin, ApiJson, CurrentUser, DeviceAuth, MinRole, Operator, REFRESH_COOKIE,
@@ -697,48 +694,23 @@ pub fn route_specs() -> Vec<RouteSpec> {
     table().into_iter().map(|(spec, _)| spec).collect()
 }
 
-/// Every non-public route refuses a request that carries no credential at all, before any
-/// handler runs; the handlers' extractors then check the credential itself.
-async fn require_credentials(req: Request, next: Next) -> Response {
-    if extract::has_credentials(req.headers())
-        || ntfy_auth::has_auth_query(req.uri())
-        || req
-            .extensions()
-            .get::<crate::tls::gate::PeerCertificate>()
-            .is_some()
-    {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized("authentication required").into_response()
-    }
-}
-
 /// Builds the router from the table.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().server.max_body_bytes;
     let mut router = Router::new();
+    let mut specs = Vec::new();
     for (spec, handler) in table() {
-        let handler = match spec.access {
-            Access::Public => handler,
-            Access::Device | Access::User => {
-                handler.route_layer(axum::middleware::from_fn(require_credentials))
-            }
-        };
         router = router.route(spec.path, handler);
+        specs.push(spec);
     }
+    let edge = middleware::Edge::new(state.clone(), &specs);
     // The UI is the fallback rather than rows of the table: its paths are not API routes (the
     // OpenAPI document and `route_specs()` list only those), and it answers `/api/*` with the
     // same JSON 404 as before.
     let ui = std::sync::Arc::new(ui::Ui::build());
     router
         .fallback(move |req: Request| async move { ui.serve(&req) })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::count_requests,
-        ))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
-        .layer(axum::middleware::from_fn(middleware::finish))
-        .layer(axum::middleware::from_fn(drain::drain_unread))
+        .layer(axum::middleware::from_fn_with_state(edge, middleware::edge))
         .with_state(state)
 }

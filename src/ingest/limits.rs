@@ -55,10 +55,19 @@ impl RateLimiter {
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(device) {
             evict_idle(&mut buckets, now_us, rate, burst);
         }
-        let b = buckets.entry(device.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at_us: now_us,
-        });
+        // Looked up by `&str` first: a device already tracked costs no allocation per publish.
+        if !buckets.contains_key(device) {
+            buckets.insert(
+                device.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at_us: now_us,
+                },
+            );
+        }
+        let Some(b) = buckets.get_mut(device) else {
+            return Ok(());
+        };
         let elapsed = (now_us.saturating_sub(b.at_us)).max(0) as f64 / 1e6;
         b.tokens = (b.tokens + elapsed * rate).min(burst);
         b.at_us = now_us.max(b.at_us);

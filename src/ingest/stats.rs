@@ -52,7 +52,13 @@ impl Stats {
         let Ok(mut map) = self.devices.lock() else {
             return;
         };
-        let d = map.entry(device.to_string()).or_default();
+        // Looked up by `&str` first: a device already tracked costs no allocation per publish.
+        if !map.contains_key(device) {
+            map.insert(device.to_string(), Default::default());
+        }
+        let Some(d) = map.get_mut(device) else {
+            return;
+        };
         d.last_seen_us = Some(now_us);
         let sec = now_us.div_euclid(1_000_000);
         let i = sec.rem_euclid(SLOTS as i64) as usize;
