@@ -336,6 +336,9 @@ pub enum StoreError {
     /// `disk_full` says whether the failure was a full disk.
     #[error("the store is degraded after a failed commit and is being recovered")]
     Degraded { disk_full: bool },
+    /// The sequencer's writer thread could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("storage error: {0}")]
     Redb(Box<redb::Error>),
 }
