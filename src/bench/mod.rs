@@ -182,7 +182,7 @@ pub async fn run_append(b: &AppendBench) -> anyhow::Result<Vec<AppendResult>> {
         }
         let seconds = started.elapsed().as_secs_f64();
         stop.cancel();
-        writer.await?;
+        writer.ended().await;
         results.push(AppendResult {
             producers,
             appends: all.len(),

@@ -292,13 +292,13 @@ pub async fn send(
         // The sender has read what they wrote.
         mine.last_read_seq = seq;
         mine.read_count = c.message_count;
-        tx.views().put_member(&mine)?;
+        tx.views().update_member(&mine)?;
         if c.kind == ConvKind::Direct {
             // A new message brings a hidden direct conversation back.
             for mut m in tx.views().members(&id)? {
                 if m.hidden && m.user != me {
                     m.hidden = false;
-                    tx.views().put_member(&m)?;
+                    tx.views().update_member(&m)?;
                 }
             }
         }
@@ -524,7 +524,7 @@ pub async fn mark_read(
         )?;
         m.last_read_seq = seq;
         m.read_count = m.read_count.max(read_count);
-        tx.views().put_member(&m)?;
+        tx.views().update_member(&m)?;
         Ok(ReadMarker {
             conv: id.clone(),
             last_read_seq: seq,

@@ -5,7 +5,7 @@ use crate::audience::Audience;
 use crate::config::ChatConfig;
 use crate::log::tests::open;
 use crate::log::{Author, Log, SubmitError};
-use crate::store::{ConvKind, Role, UserStatus};
+use crate::store::{ConvKind, MemberRole, MemberRow, Role, StoreError, UserStatus};
 use crate::users::{self, NewUser};
 
 use super::Actor;
@@ -148,6 +148,65 @@ async fn replay_and_live_visibility_follow_membership_spans() {
         }
     }
     assert!(!seen.contains(&after.seq));
+    drop(rtx);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_send_moves_the_senders_read_marker_in_place_and_an_update_needs_a_stored_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), "north");
+    let cfg = ChatConfig::default();
+    let alice = person(&log, "alice", Role::Operator).await;
+    let bob = person(&log, "bob", Role::Operator).await;
+    let g = conversations::create(
+        &log,
+        &cfg,
+        &alice,
+        ConvKind::Group,
+        "Shift C",
+        vec!["bob".into()],
+    )
+    .await
+    .unwrap();
+    let sent = messages::send(&log, &cfg, &bob, &g.id, text("b1", "valve 3 closed"))
+        .await
+        .unwrap();
+    let rtx = log.read().unwrap();
+    let mine = rtx.member(&g.id, "bob").unwrap().unwrap();
+    assert_eq!((mine.last_read_seq, mine.read_count), (sent.seq, 1));
+    assert_eq!(rtx.user_convs("bob").unwrap(), vec![g.id.clone()]);
+    drop(rtx);
+
+    // The send path no longer writes the user->conversation index, so an update of a member
+    // that was never stored must be refused rather than leave a row no index points to.
+    let conv = g.id.clone();
+    let ghost = log
+        .submit(move |tx| {
+            tx.views().update_member(&MemberRow {
+                conv: conv.clone(),
+                user: "carol".into(),
+                role: MemberRole::Member,
+                active: true,
+                spans: Vec::new(),
+                last_read_seq: 0,
+                read_count: 0,
+                hidden: false,
+            })?;
+            Ok(())
+        })
+        .await;
+    match ghost {
+        Err(SubmitError::Storage(e)) => {
+            assert!(
+                matches!(*e, StoreError::NotStored { what: "member" }),
+                "{e}"
+            );
+        }
+        other => panic!("expected a refused update, got {other:?}"),
+    }
+    let rtx = log.read().unwrap();
+    assert!(rtx.member(&g.id, "carol").unwrap().is_none(), "rolled back");
     drop(rtx);
     log.close().await;
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, broadcast};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -17,7 +16,7 @@ use super::follow::Follower;
 use super::hub::Hub;
 use super::hub::Live;
 use super::read::{self, ReadError};
-use super::sequencer::{Sequencer, SequencerConfig, SubmitError};
+use super::sequencer::{Sequencer, SequencerConfig, SubmitError, WriterThread};
 use super::tx::{AppendError, Tx};
 
 /// How one log is opened: where, and the bounds of its queue, batch, cache and hub.
@@ -48,7 +47,7 @@ struct Inner {
     sequencer: Sequencer,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Mutex<Option<WriterThread>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -217,7 +216,7 @@ impl Log {
     pub async fn close(&self) {
         self.inner.stop.cancel();
         if let Some(writer) = self.inner.writer.lock().await.take() {
-            let _ = writer.await;
+            writer.ended().await;
         }
     }
 }

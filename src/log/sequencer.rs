@@ -1,12 +1,15 @@
 //! The single writer: takes jobs from a bounded queue, runs a batch of them in one redb write
 //! transaction (group commit), answers each caller only after the durable commit, then feeds the hub.
+//! It runs on its own OS thread, which owns the store's write path; it never runs on the runtime.
 
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -149,8 +152,27 @@ impl std::fmt::Debug for Sequencer {
     }
 }
 
+/// The running writer thread, for the one who stops it.
+#[derive(Debug)]
+pub struct WriterThread {
+    /// Never sent on: its sender is dropped when the thread ends, after everything the writer
+    /// held (the queue, the store handle), or when it dies.
+    ended: oneshot::Receiver<()>,
+}
+
+impl WriterThread {
+    /// Waits until the writer has ended (after `stop`, once the queue is drained).
+    pub async fn ended(self) {
+        let _ = self.ended.await;
+    }
+}
+
+/// The writer thread's name, as `top -H`, `perf` and panic messages show it.
+const THREAD_NAME: &str = "plantwire-writer";
+
 impl Sequencer {
-    /// Starts the writer task. It stops after `stop` is cancelled and the queue is drained.
+    /// Starts the writer thread. It stops after `stop` is cancelled and the queue is drained.
+    /// Failing to spawn the thread is an error here, before any job is taken.
     pub fn start(
         store: Arc<Store>,
         key: Arc<DataKey>,
@@ -159,7 +181,7 @@ impl Sequencer {
         hub: Hub,
         config: SequencerConfig,
         stop: CancellationToken,
-    ) -> Result<(Self, JoinHandle<()>), StoreError> {
+    ) -> Result<(Self, WriterThread), StoreError> {
         let chain = ChainState::from_head(store.read()?.chain_head()?);
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let health = Arc::new(Health::default());
@@ -178,8 +200,16 @@ impl Sequencer {
             max_batch: config.max_batch.max(1),
             clock_step_us: config.clock_step_us,
         };
-        let task = tokio::spawn(writer.run(rx, stop));
-        Ok((Self { queue: tx, health }, task))
+        let (ended_tx, ended) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || {
+                // Declared first, so dropped last: `ended` resolves only once the writer is gone.
+                let _ended = ended_tx;
+                writer.run(rx, stop);
+            })
+            .map_err(StoreError::Thread)?;
+        Ok((Self { queue: tx, health }, WriterThread { ended }))
     }
 
     /// Runs `f` in the next batch and returns its output once the batch is durably committed.
@@ -237,35 +267,22 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Job>>, stop: CancellationToken) {
+    fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Job>>, stop: CancellationToken) {
+        let mut wait = Wait::new(stop);
         loop {
-            let retry_at = self.next_recovery.map(tokio::time::Instant::from_std);
-            let first = tokio::select! {
-                job = rx.recv() => job,
-                () = stop.cancelled() => {
-                    // Refuse new work, then commit what was already accepted into the queue.
-                    rx.close();
-                    rx.recv().await
-                }
+            let first = match wait.next(&mut rx, self.next_recovery) {
+                Next::Job(job) => job,
+                Next::Drained => break,
                 // Degraded and idle: try to get the store back for readers too.
-                () = sleep_until(retry_at), if retry_at.is_some() => {
-                    self = match tokio::task::spawn_blocking(move || {
-                        self.recover();
-                        self
-                    })
-                    .await
-                    {
-                        Ok(w) => w,
-                        Err(e) => {
-                            tracing::error!(error = %e, "store recovery panicked; writer stopped");
-                            rx.close();
-                            return;
-                        }
-                    };
+                Next::Retry => {
+                    if catch_unwind(AssertUnwindSafe(|| self.recover())).is_err() {
+                        tracing::error!("store recovery panicked; writer stopped");
+                        rx.close();
+                        return;
+                    }
                     continue;
                 }
             };
-            let Some(first) = first else { break };
             let mut batch = Vec::with_capacity(self.max_batch.min(256));
             batch.push(first);
             while batch.len() < self.max_batch {
@@ -274,19 +291,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = tokio::task::spawn_blocking(move || {
-                self.commit_batch(batch);
-                self
-            })
-            .await;
-            match outcome {
-                Ok(writer) => self = writer,
-                Err(e) => {
-                    // A job panicked; the chain state went with it. Stop taking work.
-                    tracing::error!(error = %e, "sequencer batch panicked; writer stopped");
-                    rx.close();
-                    return;
-                }
+            if catch_unwind(AssertUnwindSafe(|| self.commit_batch(batch))).is_err() {
+                // A job panicked; the chain state went with it. Stop taking work.
+                tracing::error!("sequencer batch panicked; writer stopped");
+                rx.close();
+                return;
             }
         }
         tracing::debug!("sequencer stopped");
@@ -498,10 +507,77 @@ fn fail_all(batch: Vec<Box<dyn Job>>, rejected: Vec<(Box<dyn Job>, SubmitError)>
     }
 }
 
-/// Sleeps until `at`, or forever when there is nothing to wait for (a disabled select branch).
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// What the idle writer wakes up for.
+enum Next {
+    Job(Box<dyn Job>),
+    /// Stopped (or every handle dropped) and the queue is empty: the writer ends.
+    Drained,
+    /// The time to try reopening a degraded store has come.
+    Retry,
+}
+
+/// How the writer thread waits for work without a runtime: tokio's queue and cancellation token
+/// need only a waker, here one that unparks this thread. So the writer never depends on the
+/// runtime that feeds it still running, and a busy queue costs no wake-up at all.
+struct Wait {
+    stop: CancellationToken,
+    /// Set once `stop` was seen: the queue is closed to new jobs and is being drained.
+    closing: bool,
+    waker: Waker,
+}
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+impl Wait {
+    fn new(stop: CancellationToken) -> Self {
+        Self {
+            stop,
+            closing: false,
+            waker: Waker::from(Arc::new(Unpark(std::thread::current()))),
+        }
+    }
+
+    /// The next job, parking the thread while there is none; `retry_at` bounds the wait.
+    fn next(&mut self, rx: &mut mpsc::Receiver<Box<dyn Job>>, retry_at: Option<Instant>) -> Next {
+        let mut cx = Context::from_waker(&self.waker);
+        // Registered with the token only when the thread is about to park: a busy writer
+        // takes its next job without touching the token's lock.
+        let mut cancelled = std::pin::pin!(self.stop.cancelled());
+        loop {
+            // The stop is looked at before the queue, so a busy queue cannot hold it off;
+            // closing refuses new work, and what was accepted before is still committed.
+            if !self.closing && self.stop.is_cancelled() {
+                rx.close();
+                self.closing = true;
+            }
+            match rx.poll_recv(&mut cx) {
+                Poll::Ready(Some(job)) => return Next::Job(job),
+                Poll::Ready(None) => return Next::Drained,
+                Poll::Pending => {}
+            }
+            if !self.closing && cancelled.as_mut().poll(&mut cx).is_ready() {
+                continue;
+            }
+            match retry_at {
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        return Next::Retry;
+                    }
+                    std::thread::park_timeout(at - now);
+                }
+                None => std::thread::park(),
+            }
+        }
     }
 }

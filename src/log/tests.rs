@@ -23,13 +23,17 @@ pub(crate) fn options() -> LogOptions {
 }
 
 pub(crate) fn open(dir: &Path, site: &str) -> Log {
+    open_with(dir, site, &options())
+}
+
+fn open_with(dir: &Path, site: &str, opts: &LogOptions) -> Log {
     let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
     Log::open(
         &dir.join("plantwire.redb"),
         site,
         key,
         Arc::new(SystemClock),
-        &options(),
+        opts,
         Arc::new(Metrics::new()),
     )
     .unwrap()
@@ -148,6 +152,116 @@ async fn a_job_that_refuses_after_writing_is_rolled_back_and_the_rest_of_its_bat
     let key = DataKey::from_bytes(&[7u8; 32]).unwrap();
     let report = super::verify(&store, &Arc::<str>::from("north"), &key).unwrap();
     assert!(report.ok(), "{:?}", report.problem);
+}
+
+/// Many jobs queued at once, drained in small batches, some refusing after they wrote: what
+/// commits keeps the queue's order with dense seqs, a refusal leaves nothing behind, each ack
+/// comes after its commit, and the hub carries exactly what committed, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_batches_with_refusals_keep_queue_order_and_ack_only_after_commit() {
+    const JOBS: u64 = 120;
+    let refuses = |i: u64| i % 7 == 3;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(
+        dir.path(),
+        "north",
+        &LogOptions {
+            max_batch: 8,
+            hub_capacity: 256,
+            ..options()
+        },
+    );
+    let mut hub = log.subscribe();
+    let (release, held) = hold_writer(&log).await;
+    let mut jobs = Vec::new();
+    for i in 0..JOBS {
+        let mine = log.clone();
+        jobs.push(tokio::spawn(async move {
+            let log = mine;
+            let acked = log
+                .submit(move |tx| {
+                    if refuses(i) {
+                        // Writes a view row and an entry, then refuses: all of it must vanish.
+                        tx.views().put_device(&DeviceRow {
+                            name: format!("ghost-{i}"),
+                            token_hash: [1; 32],
+                            created_at_us: 0,
+                            created_by: "test".into(),
+                            revoked_at_us: None,
+                        })?;
+                        tx.append(event(i))?;
+                        return Err(Rejection::conflict("refused", "after writing").into());
+                    }
+                    tx.append(event(i))
+                })
+                .await;
+            // The snapshot is taken the moment the ack arrives: it must hold the entry.
+            let seen = acked
+                .as_ref()
+                .ok()
+                .map(|&seq| log.entry(&log.read().unwrap(), seq).unwrap());
+            (acked, seen)
+        }));
+        // One at a time into the queue, so its order is known.
+        while log.queue_depth() < jobs.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    release.send(()).unwrap();
+    held.await.unwrap();
+
+    let n_of = |e: &super::Entry| {
+        serde_json::from_slice::<serde_json::Value>(&e.body).unwrap()["n"]
+            .as_u64()
+            .unwrap()
+    };
+    let kept: Vec<u64> = (0..JOBS).filter(|&i| !refuses(i)).collect();
+    let mut next_seq = 1;
+    for (i, job) in (0..JOBS).zip(jobs) {
+        let (acked, seen) = job.await.unwrap();
+        if refuses(i) {
+            assert!(
+                matches!(acked, Err(SubmitError::Rejected(ref r)) if r.code == "refused"),
+                "job {i}: {acked:?}"
+            );
+            continue;
+        }
+        assert_eq!(acked.unwrap(), next_seq, "job {i} in queue order, dense");
+        let seen = seen
+            .unwrap()
+            .unwrap_or_else(|| panic!("job {i} acked before its commit"));
+        assert_eq!(n_of(&seen), i);
+        next_seq += 1;
+    }
+
+    let rtx = log.read().unwrap();
+    assert_eq!(log.head(&rtx).unwrap(), kept.len() as u64);
+    let stored: Vec<_> = (1..=kept.len() as u64)
+        .map(|seq| log.entry(&rtx, seq).unwrap().unwrap())
+        .collect();
+    assert_eq!(stored.iter().map(n_of).collect::<Vec<_>>(), kept);
+    for i in (0..JOBS).filter(|&i| refuses(i)) {
+        assert!(
+            rtx.device(&format!("ghost-{i}")).unwrap().is_none(),
+            "the view write of refused job {i} was rolled back"
+        );
+    }
+    drop(rtx);
+    // The hub publishes after answering: one more entry marks the end of what it carried.
+    let end = log.submit(|tx| tx.append(event(JOBS))).await.unwrap();
+    let mut live = Vec::new();
+    loop {
+        let e = hub.recv().await.unwrap().entry().clone();
+        if e.seq == end {
+            break;
+        }
+        live.push(e);
+    }
+    assert_eq!(
+        live, stored,
+        "the hub carried exactly the committed entries"
+    );
+    log.close().await;
 }
 
 #[tokio::test]

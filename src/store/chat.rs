@@ -229,6 +229,18 @@ impl WriteTx {
         self.put(USER_CONVS, (row.user.as_str(), row.conv.as_str()), ())
     }
 
+    /// Rewrites a member row that is already stored (read marker, hidden flag) and leaves the
+    /// user→conversation index alone: `put_member` wrote it with the row and no update changes
+    /// it, so a send touches one tree fewer. A row not stored yet is refused as a bug.
+    pub fn update_member(&mut self, row: &MemberRow) -> Result<(), StoreError> {
+        let conv_user = (row.conv.as_str(), row.user.as_str());
+        if MEMBERS.replace(self, conv_user, row)? {
+            Ok(())
+        } else {
+            Err(StoreError::NotStored { what: "member" })
+        }
+    }
+
     pub fn put_channel(&mut self, name: &str, conv: &str) -> Result<(), StoreError> {
         self.put(CHANNELS, name, conv)
     }

@@ -323,6 +323,9 @@ pub enum StoreError {
     Seal(#[from] SealError),
     #[error("a log record: {0}")]
     Codec(#[from] CodecError),
+    /// An update of a row that is not stored (a bug: updates follow a read of the row).
+    #[error("no stored {what} to update")]
+    NotStored { what: &'static str },
     /// A sealed attachment lacks one of its chunks.
     #[error("attachment {id} lacks chunk {n}")]
     MissingChunk { id: String, n: u32 },
@@ -333,6 +336,9 @@ pub enum StoreError {
     /// `disk_full` says whether the failure was a full disk.
     #[error("the store is degraded after a failed commit and is being recovered")]
     Degraded { disk_full: bool },
+    /// The sequencer's writer thread could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("storage error: {0}")]
     Redb(Box<redb::Error>),
 }
@@ -726,9 +732,9 @@ impl WriteTx {
         self.dirty = false;
     }
 
-    /// Writes one row of `table`. With [`WriteTx::remove`], the only two places that mark the
-    /// transaction dirty: every typed writer below goes through them, so the sequencer always
-    /// knows whether a refused job left writes behind (and rolls the batch back).
+    /// Writes one row of `table`. With [`WriteTx::replace`] and [`WriteTx::remove`], the only
+    /// places that mark a view write dirty: every typed writer below goes through them, so the
+    /// sequencer always knows whether a refused job left writes behind (and rolls the batch back).
     pub(crate) fn put<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
         &mut self,
         table: TableDefinition<'static, K, V>,
@@ -738,6 +744,20 @@ impl WriteTx {
         self.dirty = true;
         self.txn.open_table(table)?.insert(key, value)?;
         Ok(())
+    }
+
+    /// Overwrites one row of `table` (see [`WriteTx::put`]) and tells whether a row was there
+    /// before: a writer that only updates rows refuses the job when it was not (the write is
+    /// then rolled back with the job).
+    pub(crate) fn replace<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+        key: impl std::borrow::Borrow<K::SelfType<'k>>,
+        value: impl std::borrow::Borrow<V::SelfType<'v>>,
+    ) -> Result<bool, StoreError> {
+        self.dirty = true;
+        let existed = self.txn.open_table(table)?.insert(key, value)?.is_some();
+        Ok(existed)
     }
 
     /// Removes one row of `table` (see [`WriteTx::put`]).

@@ -1,6 +1,6 @@
 //! Typed tables: `Table<K, R>` is one redb table of versioned rows `R` under keys `K`, with get,
 //! put and range written once (no row is ever deleted today; index rows are removed through
-//! `WriteTx::remove`). Writes go through `WriteTx::put`/`remove`, the only places that mark a
+//! `WriteTx::remove`). Writes go through `WriteTx::put`/`replace`/`remove`, which mark the
 //! transaction dirty; reads work alike on a read snapshot and on the writer's transaction.
 
 use std::borrow::Borrow;
@@ -79,6 +79,16 @@ impl<K: Key + 'static, R: Row> Table<K, R> {
         row: &R,
     ) -> Result<(), StoreError> {
         w.put(self.def, key, row.encode()?.as_slice())
+    }
+
+    /// Overwrites a row that must already be stored; `Ok(false)` when there was none.
+    pub(crate) fn replace<'k>(
+        &self,
+        w: &mut WriteTx,
+        key: impl Borrow<K::SelfType<'k>>,
+        row: &R,
+    ) -> Result<bool, StoreError> {
+        w.replace(self.def, key, row.encode()?.as_slice())
     }
 
     /// Visits the rows of `range` in key order until `visit` returns false.
