@@ -34,7 +34,9 @@ def config(dir_, port, quick_repair):
     with open(path, "w") as f:
         f.write(f'version = 1\nsite = "figures"\nstate_dir = "{dir_}/state"\n'
                 f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
-                f'[discovery]\nenabled = false\n')
+                f'[discovery]\nenabled = false\n'
+                # The fill publishes far past a device's default token bucket (100/s).
+                f'[events]\nrate_per_sec = 1000000\nburst = 1000000\n')
         if quick_repair:
             f.write('[storage]\nquick_repair = true\n')
     return path

@@ -527,8 +527,14 @@ impl Store {
     }
 
     /// Records the site and key fingerprint on first use; afterwards refuses a different one.
+    ///
+    /// It commits only on first use: every commit without `storage.quick_repair` drops redb's
+    /// recorded allocator state, so a commit here at each start would make the first crash after
+    /// it walk the whole store even with quick repair on.
     pub fn bind_identity(&self, site: &str, key: &DataKey) -> Result<(), StoreError> {
-        let txn = self.db()?.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
+        txn.set_quick_repair(self.quick_repair.load(Ordering::Relaxed));
+        let mut changed = false;
         {
             let mut meta = txn.open_table(META)?;
             let stored_site = meta
@@ -544,6 +550,7 @@ impl Store {
                 Some(_) => {}
                 None => {
                     meta.insert("site", site.as_bytes())?;
+                    changed = true;
                 }
             }
             let fp = key.fingerprint();
@@ -553,10 +560,15 @@ impl Store {
                 Some(_) => {}
                 None => {
                     meta.insert("data_key_fp", fp.as_slice())?;
+                    changed = true;
                 }
             }
         }
-        txn.commit()?;
+        if changed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         Ok(())
     }
 

@@ -270,6 +270,21 @@ async fn after_sigkill_the_repair_is_logged_and_quick_repair_skips_it() {
         assert!(server.wait(Duration::from_secs(10)).success());
 
         assert_kept(&cfg, &acked, &format!("quick_repair = {quick}"));
+
+        // Killed idle, with nothing written since it started: start-up itself must not have
+        // committed without the allocator state (it once did, in binding the site identity).
+        let mut server = Running::start(&cfg);
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        let server = Running::start(&cfg);
+        let log = server.log_text();
+        assert_eq!(
+            log.contains(REPAIRED),
+            !quick,
+            "idle, quick_repair = {quick}: {log}"
+        );
+        server.signal("-TERM");
+        assert!(server.wait(Duration::from_secs(10)).success());
     }
 }
 
