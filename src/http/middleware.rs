@@ -201,12 +201,12 @@ pub async fn edge(State(edge): State<Edge>, req: Request, next: Next) -> Respons
     let ms = crate::telemetry::millis(started.elapsed());
     match access_level(&method, path, status) {
         tracing::Level::DEBUG => {
-            tracing::debug!(id = id_text, %method, path, status = status.as_u16(), ms, "request");
+            tracing::debug!(id = %id_text, %method, %path, status = status.as_u16(), ms, "request");
         }
         tracing::Level::WARN => {
-            tracing::warn!(id = id_text, %method, path, status = status.as_u16(), ms, "request");
+            tracing::warn!(id = %id_text, %method, %path, status = status.as_u16(), ms, "request");
         }
-        _ => tracing::info!(id = id_text, %method, path, status = status.as_u16(), ms, "request"),
+        _ => tracing::info!(id = %id_text, %method, %path, status = status.as_u16(), ms, "request"),
     }
     res
 }

@@ -271,9 +271,13 @@ async fn after_sigkill_the_repair_is_logged_and_quick_repair_skips_it() {
 
         assert_kept(&cfg, &acked, &format!("quick_repair = {quick}"));
 
-        // Killed idle after a clean stop, nothing written since it started: start-up itself
-        // commits nothing, so there is nothing to repair in either mode. (It once committed the
-        // site identity at every start, which left the file to be walked after any crash.)
+        if !quick {
+            continue;
+        }
+        // Killed idle: start-up must not commit without the allocator state. It once committed
+        // the site identity at every start, which left the store to be walked after any crash
+        // even with quick repair. (Without quick repair a commit of the search indexer, which
+        // may still owe the cursor of the last event, can legitimately dirty the store here.)
         let mut server = Running::start(&cfg);
         server.child.kill().unwrap(); // SIGKILL
         server.child.wait().unwrap();
