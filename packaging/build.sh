@@ -25,6 +25,10 @@ install_tools() {
 
 build() {
   local target=$1
+  # AWS-LC seeds its random generator from getrandom(2) instead of also running its CPU-jitter
+  # entropy source, whose one-time start costs ~40 ms of every start-up on a 2-core gateway
+  # (docs/benchmarks.md, "Recovery after SIGKILL": start to READY=1).
+  export AWS_LC_SYS_NO_JITTER_ENTROPY=1
   case "$target" in
     x86_64-unknown-linux-musl | aarch64-unknown-linux-musl)
       # Rust's musl targets link statically by default; zig provides the C compiler and linker
