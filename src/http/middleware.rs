@@ -27,9 +27,21 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestId(u64);
 
+impl RequestId {
+    /// The id as 16 lower-case hex digits in `buf`, without an allocation.
+    fn hex(self, buf: &mut [u8; 16]) -> &str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in buf.iter_mut().enumerate() {
+            let shift = 60 - 4 * i;
+            *b = HEX[((self.0 >> shift) & 0xf) as usize];
+        }
+        std::str::from_utf8(buf).unwrap_or("0000000000000000")
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        f.write_str(self.hex(&mut [0u8; 16]))
     }
 }
 
@@ -188,7 +200,7 @@ pub async fn edge(State(edge): State<Edge>, req: Request, next: Next) -> Respons
         .metrics()
         .request(method_label(&method), route, status.as_u16());
     let mut hex = [0u8; 16];
-    let id_text = render_id(id, &mut hex);
+    let id_text = id.hex(&mut hex);
     if status.is_client_error() || status.is_server_error() {
         error_body(&mut res, id_text);
     }
@@ -209,16 +221,6 @@ pub async fn edge(State(edge): State<Edge>, req: Request, next: Next) -> Respons
         _ => tracing::info!(id = %id_text, %method, %path, status = status.as_u16(), ms, "request"),
     }
     res
-}
-
-/// `id` as 16 lower-case hex digits in `buf`.
-fn render_id(id: RequestId, buf: &mut [u8; 16]) -> &str {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in buf.iter_mut().enumerate() {
-        let shift = 60 - 4 * i;
-        *b = HEX[((id.0 >> shift) & 0xf) as usize];
-    }
-    std::str::from_utf8(buf).unwrap_or("0000000000000000")
 }
 
 /// Replaces an error response's body with the JSON error (code, message, request id, fields).
@@ -246,7 +248,6 @@ fn error_body(res: &mut Response, id: &str) {
     *res.body_mut() = Body::from(body);
 }
 
-/// Whether a request is a device's publish (the `Device` routes of the table, all `POST`).
 /// The level of a request's access line. A machine may publish thousands of times a second: its
 /// successes, and the back-pressure answers a flooding device gets by the thousand (429
 /// rate_limited, 503 busy), are not worth a line each (the metrics count them per device and
@@ -264,6 +265,7 @@ fn access_level(method: &axum::http::Method, path: &str, status: StatusCode) -> 
     }
 }
 
+/// Whether a request is a device's publish (the `Device` routes of the table, all `POST`).
 fn is_device_publish(method: &axum::http::Method, path: &str) -> bool {
     *method == axum::http::Method::POST
         && (path == "/api/v1/events"
@@ -311,9 +313,7 @@ mod tests {
     use axum::http::StatusCode;
     use tracing::Level;
 
-    use super::{
-        RequestId, RequestIds, Routes, access_level, is_device_publish, method_label, render_id,
-    };
+    use super::{RequestId, RequestIds, Routes, access_level, is_device_publish, method_label};
     use crate::http::{Access, route_specs};
 
     #[test]
@@ -323,7 +323,7 @@ mod tests {
         for _ in 0..20_000 {
             let id = ids.next();
             let mut buf = [0u8; 16];
-            let text = render_id(id, &mut buf).to_string();
+            let text = id.hex(&mut buf).to_string();
             assert_eq!(text, id.to_string());
             assert_eq!(text.len(), 16);
             assert!(
@@ -336,7 +336,7 @@ mod tests {
         let (a, b) = (ids.next(), ids.next());
         assert_ne!(b.0.wrapping_sub(a.0), 1);
         let mut buf = [0u8; 16];
-        assert_eq!(render_id(RequestId(0xab), &mut buf), "00000000000000ab");
+        assert_eq!(RequestId(0xab).hex(&mut buf), "00000000000000ab");
     }
 
     #[test]

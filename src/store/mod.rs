@@ -753,9 +753,7 @@ impl WriteTx {
         key: impl std::borrow::Borrow<K::SelfType<'k>>,
         value: impl std::borrow::Borrow<V::SelfType<'v>>,
     ) -> Result<(), StoreError> {
-        self.dirty = true;
-        self.txn.open_table(table)?.insert(key, value)?;
-        Ok(())
+        self.replace(table, key, value).map(|_| ())
     }
 
     /// Overwrites one row of `table` (see [`WriteTx::put`]) and tells whether a row was there
