@@ -4,8 +4,8 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::{
-    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPES, META, ReadTx,
-    STREAM_INDEX, StoreError, WriteTx,
+    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPE_KEYS,
+    EVENT_TYPES, META, ReadTx, STREAM_INDEX, StoreError, WriteTx,
 };
 
 /// `meta` key: the last seq that the one-time backfill after the v4 migration must still index
@@ -18,14 +18,25 @@ pub(crate) const SEVERITY_BACKFILL_DONE_KEY: &str = "event_severity_indexed";
 /// The highest severity rank (`critical`); ranks run 0 (`debug`) to this.
 pub const MAX_SEVERITY_RANK: u8 = 5;
 
+/// The key under which a source or type name is indexed: the first 8 bytes of its SHA-256,
+/// big-endian. Stable across releases and architectures (it is stored); two names may share one,
+/// so an index read by name yields candidates that the reader checks against the entry.
+pub(crate) fn name_key(name: &str) -> u64 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_be_bytes(b)
+}
+
 /// Which index a listing reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventIndex {
     /// Every event, by seq.
     All,
-    /// One source's events.
+    /// One source's events, and possibly others whose source shares its name key: the reader
+    /// checks each entry's source.
     Source(String),
-    /// One type's events.
+    /// One type's events, and possibly others sharing its name key (checked by the reader).
     Type(String),
     /// Events whose log time is in `[from_us, to_us]`.
     Time { from_us: i64, to_us: i64 },
@@ -43,6 +54,29 @@ pub struct EventRange {
     pub hi: u64,
     pub newest_first: bool,
     pub limit: usize,
+}
+
+/// v10: the source and type indexes move from name keys to fixed-width name keys
+/// ([`name_key`]), in the migration's one transaction (a million events take a few seconds, once);
+/// the old tables stay, empty, so that a backup of a v9 store still restores and then migrates.
+pub(super) fn rekey_names(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    for (old, new) in [
+        (EVENT_SOURCES, EVENT_SOURCE_KEYS),
+        (EVENT_TYPES, EVENT_TYPE_KEYS),
+    ] {
+        {
+            let from = txn.open_table(old)?;
+            let mut to = txn.open_table(new)?;
+            for row in from.iter()? {
+                let (k, _) = row?;
+                let (name, seq) = k.value();
+                to.insert((name_key(name), seq), ())?;
+            }
+        }
+        txn.delete_table(old)?;
+        txn.open_table(old)?;
+    }
+    Ok(())
 }
 
 /// Visits a range in the asked order until `keep` says stop.
@@ -92,6 +126,29 @@ fn seqs_by_name(
     Ok(out)
 }
 
+fn seqs_by_name_key(
+    rtx: &ReadTx,
+    def: TableDefinition<(u64, u64), ()>,
+    name: &str,
+    r: EventRange,
+) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    if r.lo > r.hi {
+        return Ok(out);
+    }
+    let key = name_key(name);
+    let t = rtx.txn.open_table(def)?;
+    walk(
+        t.range((key, r.lo)..=(key, r.hi))?,
+        r.newest_first,
+        |(k, _)| {
+            out.push(k.value().1);
+            out.len() < r.limit
+        },
+    )?;
+    Ok(out)
+}
+
 impl ReadTx {
     /// Event seqs from one index, in the asked order and range.
     pub fn event_seqs(&self, index: &EventIndex, r: EventRange) -> Result<Vec<u64>, StoreError> {
@@ -107,8 +164,8 @@ impl ReadTx {
                     out.len() < r.limit
                 })?;
             }
-            EventIndex::Source(s) => return seqs_by_name(self, EVENT_SOURCES, s, r),
-            EventIndex::Type(t) => return seqs_by_name(self, EVENT_TYPES, t, r),
+            EventIndex::Source(s) => return seqs_by_name_key(self, EVENT_SOURCE_KEYS, s, r),
+            EventIndex::Type(t) => return seqs_by_name_key(self, EVENT_TYPE_KEYS, t, r),
             EventIndex::Stream(s) => return seqs_by_name(self, STREAM_INDEX, s, r),
             EventIndex::MinSeverity(min) => {
                 // One range per rank at or above `min`, each in order and at most `limit` long:
@@ -263,5 +320,15 @@ impl WriteTx {
             Some(seq) => self.put(META, EVENT_BACKFILL_KEY, seq.to_be_bytes().as_slice()),
             None => self.remove(META, EVENT_BACKFILL_KEY),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The name key is stored: it must never change between releases or architectures.
+    #[test]
+    fn a_name_key_is_the_first_8_bytes_of_the_names_sha256() {
+        assert_eq!(super::name_key("pump-1"), 3_494_352_926_934_544_046);
+        assert_ne!(super::name_key("pump-1"), super::name_key("pump-2"));
     }
 }

@@ -109,12 +109,23 @@ pub(crate) const EVENT_SEQS: TableDefinition<u64, ()> = TableDefinition::new("ev
 /// (ts µs, seq) → (): events by the log's time.
 pub(crate) const EVENT_TIMES: TableDefinition<(i64, u64), ()> =
     TableDefinition::new("eventtimes_tsseq_unit");
-/// (source, seq) → (): events by what raised them.
+/// (source, seq) → (): events by what raised them, up to v9; emptied by the v10 migration into
+/// `EVENT_SOURCE_KEYS` (kept, empty, so a v9 backup still restores and then migrates).
 pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventsources_sourceseq_unit");
-/// (type, seq) → (): events by their dotted type.
+/// (type, seq) → (): events by their dotted type, up to v9; emptied by v10 into `EVENT_TYPE_KEYS`.
 pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventtypes_typeseq_unit");
+/// (name key of the source, seq) → (): events by what raised them. The name key is
+/// `events::name_key` (the first 8 bytes of the source's SHA-256, big-endian): a fixed-width key,
+/// which redb inserts without rewriting a leaf's offset table (a variable-width key costs every
+/// insert an update of every later key's offset). Two names may share a key; readers check the
+/// entry's own source.
+pub(crate) const EVENT_SOURCE_KEYS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("eventsourcekeys_keyseq_unit");
+/// (name key of the type, seq) → (): events by their dotted type; as `EVENT_SOURCE_KEYS`.
+pub(crate) const EVENT_TYPE_KEYS: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("eventtypekeys_keyseq_unit");
 /// (device name, SHA-256 of adapter scope and idempotency key) → ingest::IngestKeyRow v1.
 pub(crate) const INGEST_KEYS: Table<(&str, &[u8]), IngestKeyRow> =
     Table::new("ingestkeys_devicekey_row");
@@ -257,6 +268,8 @@ macro_rules! for_each_table {
         $f($($arg,)* ATTACHMENT_REF_COUNTS, 7)?;
         $f($($arg,)* PURGED_VIEWS, 8)?;
         $f($($arg,)* SITE_GRANTS.def(), 9)?;
+        $f($($arg,)* EVENT_SOURCE_KEYS, 10)?;
+        $f($($arg,)* EVENT_TYPE_KEYS, 10)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -1,9 +1,10 @@
 //! The log and event-index rows a write transaction has taken but not yet inserted: kept in memory
 //! and written table by table (each table opened once per batch, not once per row) before reads.
 
+use super::events::name_key;
 use super::{
-    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPES, LOG, STREAM_INDEX,
-    StoreError,
+    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_TIMES, EVENT_TYPE_KEYS, LOG,
+    STREAM_INDEX, StoreError,
 };
 
 /// Rows of the append-only tables, in the order they were put (ascending seq within a batch).
@@ -11,8 +12,8 @@ use super::{
 pub(crate) struct Pending {
     log: Vec<(u64, Vec<u8>)>,
     stream: Vec<(String, u64)>,
-    /// seq, ts, source, type of each event.
-    events: Vec<(u64, i64, String, String)>,
+    /// seq, ts, and the name keys of the source and the type of each event.
+    events: Vec<(u64, i64, u64, u64)>,
     severities: Vec<(u8, u64)>,
 }
 
@@ -34,7 +35,7 @@ impl Pending {
 
     pub fn event(&mut self, seq: u64, ts: i64, source: &str, event_type: &str) {
         self.events
-            .push((seq, ts, source.to_string(), event_type.to_string()));
+            .push((seq, ts, name_key(source), name_key(event_type)));
     }
 
     pub fn severity(&mut self, seq: u64, rank: u8) {
@@ -72,14 +73,14 @@ impl Pending {
                 }
             }
             {
-                let mut t = txn.open_table(EVENT_SOURCES)?;
+                let mut t = txn.open_table(EVENT_SOURCE_KEYS)?;
                 for (seq, _, source, _) in &self.events {
-                    t.insert((source.as_str(), *seq), ())?;
+                    t.insert((*source, *seq), ())?;
                 }
             }
-            let mut t = txn.open_table(EVENT_TYPES)?;
+            let mut t = txn.open_table(EVENT_TYPE_KEYS)?;
             for (seq, _, _, event_type) in self.events.drain(..) {
-                t.insert((event_type.as_str(), seq), ())?;
+                t.insert((event_type, seq), ())?;
             }
         }
         if !self.severities.is_empty() {

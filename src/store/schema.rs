@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -36,6 +36,11 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     },
     // v9: HQ's per-site grants.
     |txn| create_tables(txn, 9),
+    // v10: the source and type indexes keyed by fixed-width name keys.
+    |txn| {
+        create_tables(txn, 10)?;
+        super::events::rekey_names(txn)
+    },
 ];
 
 /// Creates every table of the list that first appears in `version`.
@@ -206,5 +211,69 @@ mod tests {
         drop(r);
         let w = store.write().unwrap();
         assert_eq!(w.unposted_before(i64::MAX, 10).unwrap(), ["a2", "b1"]);
+    }
+
+    /// A v9 store indexed event sources and types by name; after the v10 migration the same seqs
+    /// are found by name key, in order, and the old tables are empty.
+    #[test]
+    fn event_names_indexed_before_v10_are_found_by_name_key_after() {
+        use super::super::events::{EventIndex, EventRange};
+        use super::super::{EVENT_SOURCES, EVENT_TYPES};
+        use redb::ReadableTableMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plantwire.redb");
+        {
+            let store = Store::create_at_version(&path, 9).unwrap();
+            let w = store.write().unwrap();
+            {
+                let mut sources = w.txn.open_table(EVENT_SOURCES).unwrap();
+                let mut types = w.txn.open_table(EVENT_TYPES).unwrap();
+                for (seq, source, kind) in [
+                    (3, "pump-1", "pressure.high"),
+                    (5, "pump-2", "pressure.high"),
+                    (8, "pump-1", "flow.low"),
+                ] {
+                    sources.insert((source, seq), ()).unwrap();
+                    types.insert((kind, seq), ()).unwrap();
+                }
+            }
+            w.commit().unwrap();
+        }
+        let store = Store::open(&path, 1 << 20).unwrap();
+        let r = store.read().unwrap();
+        let every = |newest_first| EventRange {
+            lo: 1,
+            hi: u64::MAX,
+            newest_first,
+            limit: 100,
+        };
+        let seqs = |index: EventIndex, newest_first| r.event_seqs(&index, every(newest_first));
+        assert_eq!(
+            seqs(EventIndex::Source("pump-1".into()), false).unwrap(),
+            [3, 8]
+        );
+        assert_eq!(
+            seqs(EventIndex::Source("pump-1".into()), true).unwrap(),
+            [8, 3]
+        );
+        assert_eq!(
+            seqs(EventIndex::Source("pump-2".into()), false).unwrap(),
+            [5]
+        );
+        assert_eq!(
+            seqs(EventIndex::Type("pressure.high".into()), false).unwrap(),
+            [3, 5]
+        );
+        assert_eq!(
+            seqs(EventIndex::Type("flow.low".into()), false).unwrap(),
+            [8]
+        );
+        assert!(
+            seqs(EventIndex::Source("pump-3".into()), false)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(r.txn.open_table(EVENT_SOURCES).unwrap().len().unwrap(), 0);
+        assert_eq!(r.txn.open_table(EVENT_TYPES).unwrap().len().unwrap(), 0);
     }
 }
