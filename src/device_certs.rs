@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::devices::AuthCache;
 use crate::error::Rejection;
 use crate::log::{Author, Log, NewEntry, SubmitError};
 use crate::store::{DeviceCertRow, DeviceRow, StoreError};
@@ -260,12 +261,20 @@ pub fn certs_of(log: &Log, name: &str) -> Result<Vec<DeviceCertRow>, CertError> 
 }
 
 /// The active device a verified peer certificate belongs to: its row must exist, be unrevoked,
-/// unexpired at `now_us`, and its device active. Checked on every request.
+/// unexpired at `now_us`, and its device active. Checked on every request: from `cache` while no
+/// device row has changed since it was read, but the expiry always against `now_us`, since time
+/// passes without a commit.
 pub fn authenticate(
     log: &Log,
+    cache: &AuthCache,
     fingerprint: &[u8; 32],
     now_us: i64,
 ) -> Result<Option<DeviceRow>, StoreError> {
+    // Read before the snapshot (see `devices::authenticate`).
+    let generation = log.devices_generation();
+    if let Some((device, not_after_us)) = cache.certificate(fingerprint, generation) {
+        return Ok((not_after_us >= now_us).then_some(device));
+    }
     let rtx = log.read()?;
     let Some(cert) = rtx.device_cert(fingerprint)? else {
         return Ok(None);
@@ -273,9 +282,13 @@ pub fn authenticate(
     if cert.revoked_at_us.is_some() || cert.not_after_us < now_us {
         return Ok(None);
     }
-    Ok(rtx
+    let device = rtx
         .device(&cert.device)?
-        .filter(|d| d.revoked_at_us.is_none()))
+        .filter(|d| d.revoked_at_us.is_none());
+    if let Some(d) = &device {
+        cache.insert_certificate(*fingerprint, generation, d.clone(), cert.not_after_us);
+    }
+    Ok(device)
 }
 
 /// The CRL's number and revoked serials, from one read snapshot.

@@ -1,5 +1,12 @@
 //! Machine identities: named devices that publish events with an API token. The token is shown
-//! once at creation and stored only as its SHA-256; revocation takes effect on the next request.
+//! once at creation and stored only as its SHA-256; revocation takes effect on the next request
+//! (the [`AuthCache`] is keyed to the store's devices generation, which every revocation moves).
+
+mod cache;
+#[cfg(test)]
+mod tests;
+
+pub use cache::{AuthCache, CAPACITY as AUTH_CACHE_CAPACITY};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -119,13 +126,31 @@ pub async fn revoke(log: &Log, name: &str, by: &Author) -> Result<u64, SubmitErr
     .await
 }
 
-/// The active device a token belongs to, if any.
-pub fn authenticate(log: &Log, token: &str) -> Result<Option<DeviceRow>, StoreError> {
+/// The active device a token belongs to, if any. Asked on every device request, so a known
+/// token is answered from `cache` while no device row has changed since it was read.
+pub fn authenticate(
+    log: &Log,
+    cache: &AuthCache,
+    token: &str,
+) -> Result<Option<DeviceRow>, StoreError> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
     }
-    let row = log.read()?.device_by_token_hash(&token_hash(token))?;
-    Ok(row.filter(|d| d.revoked_at_us.is_none()))
+    let hash = token_hash(token);
+    // Read before the snapshot: a revocation committed after this moves the generation past the
+    // one the answer is cached under, so it is never served again.
+    let generation = log.devices_generation();
+    if let Some(device) = cache.token(&hash, generation) {
+        return Ok(Some(device));
+    }
+    let row = log
+        .read()?
+        .device_by_token_hash(&hash)?
+        .filter(|d| d.revoked_at_us.is_none());
+    if let Some(device) = &row {
+        cache.insert_token(hash, generation, device.clone());
+    }
+    Ok(row)
 }
 
 pub fn list(log: &Log) -> Result<Vec<DeviceRow>, StoreError> {

@@ -74,7 +74,11 @@ struct ConnCtx {
     hard_stop: CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
     /// Set on the device listener: who may connect, and the log to map certificates to devices.
-    device: Option<(Arc<crate::tls::gate::DeviceGate>, crate::log::Log)>,
+    device: Option<(
+        Arc<crate::tls::gate::DeviceGate>,
+        crate::log::Log,
+        Arc<crate::devices::AuthCache>,
+    )>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, drains open connections for up to
@@ -342,7 +346,7 @@ fn device_ctx(state: &AppState, main: &ConnCtx) -> Option<Arc<ConnCtx>> {
         drain: main.drain.clone(),
         hard_stop: main.hard_stop.clone(),
         metrics: main.metrics.clone(),
-        device: Some((gate, state.log().clone())),
+        device: Some((gate, state.log().clone(), state.device_auth().clone())),
     }))
 }
 
@@ -357,12 +361,12 @@ fn admit_device(
     crate::tls::gate::PeerCertificate,
     Option<crate::tls::gate::LiveDevice>,
 )> {
-    let Some((gate, log)) = &ctx.device else {
+    let Some((gate, log, cache)) = &ctx.device else {
         return None;
     };
     let cert = tls.get_ref().1.peer_certificates()?.first()?;
     let id = crate::tls::gate::PeerCertificate::of(cert);
-    match crate::device_certs::authenticate(log, &id.fingerprint, log.now_us()) {
+    match crate::device_certs::authenticate(log, cache, &id.fingerprint, log.now_us()) {
         Ok(Some(device)) => Some((id, Some(gate.register(&device.name)))),
         Ok(None) => {
             tracing::info!(%peer, "device certificate of no active device; closing");

@@ -194,6 +194,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Per-device rate limits and ingest statistics (in memory).
     ingest: Arc<Ingest>,
+    /// Device authentications of `log`, valid while its devices generation stands (the device
+    /// listener's connections share it).
+    device_auth: Arc<crate::devices::AuthCache>,
     tls: TlsSetup,
     /// Signs checkpoints of the chain head (the checkpoint task holds the other reference).
     signer: Arc<Signer>,
@@ -286,6 +289,7 @@ impl AppState {
                 audiences: audiences(),
                 metrics,
                 ingest,
+                device_auth: Arc::default(),
                 tls,
                 signer,
                 ready: AtomicBool::new(false),
@@ -330,6 +334,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The device authentication cache of this site's log.
+    pub fn device_auth(&self) -> &Arc<crate::devices::AuthCache> {
+        &self.inner.device_auth
     }
 
     pub fn ingest(&self) -> &Arc<Ingest> {

@@ -71,7 +71,13 @@ impl FromRequestParts<AppState> for DeviceAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(peer) = parts.extensions.get::<crate::tls::gate::PeerCertificate>() {
             let log = state.log();
-            return match crate::device_certs::authenticate(log, &peer.fingerprint, log.now_us())? {
+            let cache = state.device_auth();
+            return match crate::device_certs::authenticate(
+                log,
+                cache,
+                &peer.fingerprint,
+                log.now_us(),
+            )? {
                 Some(device) => Ok(DeviceAuth(device)),
                 None => Err(ApiError::unauthorized(
                     "this device certificate is revoked, expired or unknown",
@@ -80,7 +86,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
         }
         let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("a device API token is required"))?;
-        match devices::authenticate(state.log(), &token)? {
+        match devices::authenticate(state.log(), state.device_auth(), &token)? {
             Some(device) => Ok(DeviceAuth(device)),
             None => Err(ApiError::unauthorized("unknown or revoked device token")),
         }

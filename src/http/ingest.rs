@@ -29,7 +29,7 @@ impl FromRequestParts<AppState> for IngestDevice {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = basic_password(&parts.headers) {
-            return match devices::authenticate(state.log(), &token)? {
+            return match devices::authenticate(state.log(), state.device_auth(), &token)? {
                 Some(d) => Ok(Self(d)),
                 None => Err(ApiError::unauthorized("unknown or revoked device token")),
             };

@@ -155,6 +155,12 @@ impl Log {
         self.inner.sequencer.queue_depth()
     }
 
+    /// Moves whenever a device row may have changed (see `Store::devices_generation`); read it
+    /// before the snapshot whose device answer is cached.
+    pub fn devices_generation(&self) -> u64 {
+        self.inner.store.devices_generation()
+    }
+
     /// A consistent read snapshot; never waits on the writer.
     pub fn read(&self) -> Result<ReadTx, StoreError> {
         self.inner.store.read()

@@ -26,7 +26,7 @@ mod site_grants;
 mod table;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -412,6 +412,8 @@ pub struct Store {
     cache_bytes: usize,
     /// Whether commits record redb's allocator state (`storage.quick_repair`).
     quick_repair: AtomicBool,
+    /// See [`Store::devices_generation`]; shared with every `WriteTx`, which bumps it.
+    devices_generation: Arc<AtomicU64>,
 }
 
 /// Opens the file. A file a crash left open is repaired first: redb walks every tree to verify
@@ -465,6 +467,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             quick_repair: AtomicBool::new(false),
+            devices_generation: Arc::default(),
         })
     }
 
@@ -486,6 +489,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes: 1 << 20,
             quick_repair: AtomicBool::new(false),
+            devices_generation: Arc::default(),
         })
     }
 
@@ -507,6 +511,9 @@ impl Store {
         // wait on the lock while the file is opened and repaired (which scans the whole file).
         let old = self.db.write().map_err(|_| degraded())?.take();
         drop(old);
+        // The failed commit may be durable after all (redb's repair keeps a commit whose header
+        // reached the disk), and it may have revoked a device: no cached answer survives this.
+        self.bump_devices_generation();
         let started = std::time::Instant::now();
         loop {
             match open_db(&self.path, self.cache_bytes) {
@@ -530,6 +537,20 @@ impl Store {
         w.commit()
     }
 
+    /// A number that moves whenever a device row may have changed: after every commit that put or
+    /// removed a row of `DEVICES`, `DEVICE_TOKENS` or `DEVICE_CERTS` (bumped in
+    /// [`WriteTx::commit`], before the sequencer answers the caller), and on [`Store::reopen`].
+    /// A cached device authentication is good only while this is unchanged. Read it *before* the
+    /// read snapshot whose answer is cached: a commit that lands in between then bumps it past
+    /// the cached value.
+    pub fn devices_generation(&self) -> u64 {
+        self.devices_generation.load(Ordering::SeqCst)
+    }
+
+    fn bump_devices_generation(&self) {
+        self.devices_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Whether the store is open (not waiting to be reopened).
     pub fn is_open(&self) -> bool {
         self.db.read().is_ok_and(|s| s.is_some())
@@ -540,6 +561,8 @@ impl Store {
     }
 
     /// Records the site and key fingerprint on first use; afterwards refuses a different one.
+    ///
+    /// It writes only `meta` (never a device table), so it leaves the devices generation alone.
     ///
     /// It commits only on first use: every commit without `storage.quick_repair` drops redb's
     /// recorded allocator state, so a commit here at each start would make the first crash after
@@ -600,6 +623,8 @@ impl Store {
         Ok(WriteTx {
             txn,
             dirty: false,
+            devices_written: false,
+            devices_generation: self.devices_generation.clone(),
             pending: pending::Pending::default(),
         })
     }
@@ -745,7 +770,19 @@ impl ReadTx {
 pub struct WriteTx {
     txn: WriteTransaction,
     dirty: bool,
+    /// Whether a row of a device table was put or removed: the commit then bumps the generation.
+    /// Unlike `dirty`, never cleared between jobs: it belongs to the whole transaction.
+    devices_written: bool,
+    devices_generation: Arc<AtomicU64>,
     pending: pending::Pending,
+}
+
+/// Whether `table` is one a device authentication reads (see [`Store::devices_generation`]).
+fn is_device_table(table: &str) -> bool {
+    use redb::TableHandle;
+    table == DEVICES.def().name()
+        || table == DEVICE_TOKENS.name()
+        || table == DEVICE_CERTS.def().name()
 }
 
 impl WriteTx {
@@ -778,7 +815,7 @@ impl WriteTx {
         key: impl std::borrow::Borrow<K::SelfType<'k>>,
         value: impl std::borrow::Borrow<V::SelfType<'v>>,
     ) -> Result<bool, StoreError> {
-        self.dirty = true;
+        self.mark_written(&table);
         let existed = self.txn.open_table(table)?.insert(key, value)?.is_some();
         Ok(existed)
     }
@@ -789,9 +826,18 @@ impl WriteTx {
         table: TableDefinition<'static, K, V>,
         key: impl std::borrow::Borrow<K::SelfType<'k>>,
     ) -> Result<(), StoreError> {
-        self.dirty = true;
+        self.mark_written(&table);
         self.txn.open_table(table)?.remove(key)?;
         Ok(())
+    }
+
+    /// The one place a view write is noted: dirty for the sequencer, and whether a device table
+    /// changed, for the devices generation.
+    fn mark_written(&mut self, table: &impl redb::TableHandle) {
+        self.dirty = true;
+        if !self.devices_written && is_device_table(table.name()) {
+            self.devices_written = true;
+        }
     }
 
     /// Takes the log row of `seq` (inserted at the latest at commit; see [`WriteTx`]).
@@ -882,9 +928,17 @@ impl WriteTx {
         )
     }
 
+    /// Commits durably. When a device table was written, the devices generation moves after the
+    /// commit returns (so no reader can cache the old row under the new number) and before the
+    /// caller hears of it (the sequencer answers after this). A failed commit moves it too: redb
+    /// may keep such a commit after all, and a needless move costs one store read per device.
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.flush()?;
-        self.txn.commit()?;
+        let committed = self.txn.commit();
+        if self.devices_written {
+            self.devices_generation.fetch_add(1, Ordering::SeqCst);
+        }
+        committed?;
         Ok(())
     }
 
