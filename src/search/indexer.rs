@@ -1,7 +1,7 @@
 //! Writing the index: entries become token MACs and sealed blocks outside the writer, then one
 //! sequencer job per batch inserts the blocks and moves the cursor (`meta.search_cursor`) in the same commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::store::seal::SEARCH_MAC_LEN;
 use crate::store::{LogRecord, StoreError};
 
 use super::postings::{self, AppendPostingsError};
-use super::tokenize;
+use super::walk::BodyKeys;
 
 /// Most entries one indexing job covers: bounds the time the writer spends on the index per
 /// batch (and the memory of one batch).
@@ -57,30 +57,53 @@ pub fn indexed_kind(kind: &str) -> bool {
     ) || kind.starts_with("alarm.")
 }
 
-/// The MACs of one entry's searchable text (none for other kinds or a body that is not JSON).
-pub fn entry_macs(log: &Log, e: &Entry) -> Vec<Mac> {
-    if !indexed_kind(&e.kind) {
-        return Vec::new();
+/// Turns the entries of one batch into the MACs of their searchable text. Its buffers and the
+/// MACs it has made serve the whole batch: a batch repeats most words (sources, severities,
+/// equipment), and one HMAC costs more than walking a whole body.
+struct EntryMacs<'l> {
+    log: &'l Log,
+    keys: BodyKeys,
+    known: HashMap<Box<[u8]>, Mac>,
+}
+
+impl<'l> EntryMacs<'l> {
+    fn new(log: &'l Log) -> Self {
+        Self {
+            log,
+            keys: BodyKeys::default(),
+            known: HashMap::new(),
+        }
     }
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&e.body) else {
-        return Vec::new();
-    };
-    tokenize::keys(tokenize::body_strings(&body))
-        .iter()
-        .map(|k| log.search_mac(k))
-        .collect()
+
+    /// The MACs of one entry's searchable text, one per distinct index key in key order (none
+    /// for other kinds or a body that is not JSON).
+    fn of(&mut self, e: &Entry) -> Vec<Mac> {
+        if !indexed_kind(&e.kind) {
+            return Vec::new();
+        }
+        self.keys.read(&e.body);
+        let (log, known) = (self.log, &mut self.known);
+        self.keys
+            .iter()
+            .map(|k| match known.get(k) {
+                Some(mac) => *mac,
+                None => *known.entry(k.into()).or_insert_with(|| log.search_mac(k)),
+            })
+            .collect()
+    }
 }
 
 impl Prepared {
     /// A batch over `entries`, which must be consecutive seqs.
     pub fn new<'a>(log: &Log, entries: impl IntoIterator<Item = &'a Entry>) -> Self {
         let mut p = Prepared::default();
+        let mut entry_macs = EntryMacs::new(log);
         for e in entries {
             if p.from == 0 {
                 p.from = e.seq;
             }
             p.to = e.seq;
-            let macs = entry_macs(log, e);
+            let macs = entry_macs.of(e);
             if !macs.is_empty() {
                 p.entries.push((e.seq, macs));
             }
@@ -171,6 +194,7 @@ pub async fn catch_up(log: &Log, max: u64) -> Result<u64, IndexError> {
         }
         let to = head.min(cursor + BATCH as u64);
         let mut entries = Vec::new();
+        let mut entry_macs = EntryMacs::new(log);
         let mut failed = None;
         rtx.scan_log(cursor + 1, |seq, raw| {
             if seq > to {
@@ -180,7 +204,7 @@ pub async fn catch_up(log: &Log, max: u64) -> Result<u64, IndexError> {
                 Ok(r) if !indexed_kind(&r.kind) => {}
                 _ => match log.decode(seq, raw) {
                     Ok(e) => {
-                        let macs = entry_macs(log, &e);
+                        let macs = entry_macs.of(&e);
                         if !macs.is_empty() {
                             entries.push((seq, macs));
                         }
@@ -280,5 +304,87 @@ async fn follow(log: &Log, stop: &CancellationToken) -> Result<(), IndexError> {
             // Cleared (a reindex) or moved past by a catch-up: follow from the cursor.
             follower = log.follow(cursor)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Author, NewEntry};
+    use crate::search::walk::tests::reference;
+
+    #[tokio::test]
+    async fn entry_macs_are_the_macs_of_the_reference_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::log::tests::open(dir.path(), "north");
+        let bodies: [(&str, &[u8]); 9] = [
+            (
+                "chat.message",
+                br#"{"type":"message","conv":"c1","key":"k1","text":"Pump P-101: pressure HIGH"}"#,
+            ),
+            (
+                "chat.edited",
+                br#"{"type":"edited","target":1,"text":"Pump P-101: pressure normal again"}"#,
+            ),
+            (
+                "event",
+                br#"{"by":"device:plc-3","source":"plc-3","type":"plc.trip","severity":"warning","message":"\u00dcberdruck an Pumpe 7","attributes":{"bar":7.5,"line":"L2"}}"#,
+            ),
+            (
+                crate::incidents::KIND_ANSWERED,
+                br#"{"incident":"i1","answers":{"cause":"worn seal","steps":["replaced gasket"]}}"#,
+            ),
+            (
+                "alarm.raise",
+                br#"{"text":"Kiln temperature high","by":"system"}"#,
+            ),
+            ("chat.message", b"not json at all"),
+            ("chat.message", br#"{"text":"same words","text":"pressure pump"}"#),
+            ("test.note", br#"{"text":"never indexed"}"#),
+            ("event", br#"{"message":"pressure at the pump again"}"#),
+        ];
+        for (kind, body) in bodies {
+            let e = NewEntry {
+                kind: kind.into(),
+                stream: "test/search".into(),
+                author: Author::System,
+                body: body.to_vec(),
+            };
+            log.submit(move |tx| tx.append(e.clone())).await.unwrap();
+        }
+        let rtx = log.read().unwrap();
+        let entries: Vec<Entry> = (1..=bodies.len() as u64)
+            .map(|seq| log.entry(&rtx, seq).unwrap().unwrap())
+            .collect();
+        // One EntryMacs for all, as in a batch: words repeat across entries, answered from
+        // what it has made before.
+        let mut macs = EntryMacs::new(&log);
+        let mut indexed = Vec::new();
+        for e in &entries {
+            let want: Vec<Mac> = if indexed_kind(&e.kind) {
+                reference(&e.body)
+                    .iter()
+                    .map(|k| log.search_mac(k))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                macs.of(e),
+                want,
+                "{} {:?}",
+                e.kind,
+                String::from_utf8_lossy(&e.body)
+            );
+            if !want.is_empty() {
+                indexed.push(e.seq);
+            }
+        }
+        assert_eq!(indexed, [1, 2, 3, 4, 5, 7, 9]);
+        let batch = Prepared::new(&log, &entries);
+        assert_eq!((batch.from, batch.to), (1, bodies.len() as u64));
+        let seqs: Vec<u64> = batch.entries.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, indexed);
+        log.close().await;
     }
 }

@@ -7,6 +7,7 @@ pub mod indexer;
 pub mod postings;
 pub mod query;
 pub mod tokenize;
+pub mod walk;
 
 pub use indexer::{IndexError, catch_up, reindex};
 pub use query::{Hit, HitKind, Query, Results, SearchError, search};

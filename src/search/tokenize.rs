@@ -1,8 +1,6 @@
 //! Words of a text for the blind index: lower-cased, split on anything that is not a letter or
 //! digit (Unicode-aware), bounded in length, plus the keyed prefixes that make prefix search work.
 
-use std::collections::BTreeSet;
-
 /// Tokens shorter than this (in characters) are neither indexed nor searched.
 pub const MIN_TOKEN: usize = 2;
 /// Longer tokens are cut to this many characters, when indexed and when searched alike.
@@ -39,25 +37,6 @@ pub fn prefix_key(prefix: &str) -> Vec<u8> {
     k
 }
 
-/// Every index key of `texts`: each distinct word and its indexed prefixes, once.
-pub fn keys<'a>(texts: impl IntoIterator<Item = &'a str>) -> BTreeSet<Vec<u8>> {
-    let mut out = BTreeSet::new();
-    for text in texts {
-        for w in words(text) {
-            let chars: Vec<char> = w.chars().collect();
-            // A word exactly as long as a prefix length is its own prefix: the word key serves
-            // (a prefix query of that length reads both lists).
-            for n in PREFIX_LENS {
-                if chars.len() > n {
-                    out.insert(prefix_key(&chars[..n].iter().collect::<String>()));
-                }
-            }
-            out.insert(word_key(&w));
-        }
-    }
-    out
-}
-
 /// Keys of a JSON body whose string values are never text to search: ids, idempotency keys,
 /// usernames and the body's type tag.
 const SKIP: &[&str] = &[
@@ -72,6 +51,11 @@ const SKIP: &[&str] = &[
     "event_id",
     "incident",
 ];
+
+/// Whether `body_strings` leaves out the value under this object key.
+pub fn skipped(key: &str) -> bool {
+    SKIP.contains(&key)
+}
 
 /// Every string value of a JSON body (nested objects and arrays included) except under
 /// [`SKIP`] keys: message text, event messages and attributes, alarm texts, and any structured
@@ -88,7 +72,7 @@ fn collect<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
         serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                if !SKIP.contains(&k.as_str()) {
+                if !skipped(k) {
                     collect(v, out);
                 }
             }
@@ -107,20 +91,6 @@ mod tests {
         assert_eq!(w, ["pumpe", "druck", "hoch", "überdruck", "x1", "ωmega"]);
         let long = "a".repeat(100);
         assert_eq!(words(&long).next().map(|w| w.len()), Some(MAX_TOKEN));
-    }
-
-    #[test]
-    fn keys_hold_words_and_prefixes_once() {
-        let k = keys(["pressure pressure", "pump", "bar filter"]);
-        assert!(k.contains(&word_key("pressure")));
-        assert!(k.contains(&prefix_key("pre")));
-        assert!(k.contains(&prefix_key("pressu")));
-        assert!(k.contains(&prefix_key("pum")));
-        assert!(!k.contains(&prefix_key("pump")));
-        // Words exactly 3 or 6 long are not indexed again as their own prefix.
-        assert!(k.contains(&word_key("bar")) && !k.contains(&prefix_key("bar")));
-        assert!(k.contains(&prefix_key("fil")) && !k.contains(&prefix_key("filter")));
-        assert_eq!(k.len(), 8);
     }
 
     #[test]
