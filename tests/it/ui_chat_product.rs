@@ -30,33 +30,27 @@ async fn wait_message(b: &Session<'_>, text: &str) {
 /// clicks the action with this label or aria-label.
 pub(crate) async fn act(s: &Session<'_>, text: &str, label: &str) {
     open_menu(s, text).await;
-    s.wait_for(
+    s.click_found(
         label,
         "const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
            .find(l => l.querySelector('.text')?.textContent === arguments[0]);
-         const b = li && [...li.querySelectorAll('.actions button')]
-           .find(x => x.textContent.trim() === arguments[1] || x.getAttribute('aria-label') === arguments[1]);
-         if (b) b.setAttribute('data-test-target', 'act');
-         return !!b",
+         return li && [...li.querySelectorAll('.actions button')]
+           .find(x => x.textContent.trim() === arguments[1] || x.getAttribute('aria-label') === arguments[1]);",
         json!([text, label]),
     )
     .await;
-    s.click("[data-test-target='act']").await;
 }
 
 /// Taps the delivered message with this text (its menu opens).
 async fn open_menu(s: &Session<'_>, text: &str) {
-    s.wait_for(
+    s.click_found(
         "the message",
-        "document.querySelectorAll('[data-test-target]').forEach(e => e.removeAttribute('data-test-target'));
-         const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
+        "const li = [...document.querySelectorAll('#messages .msg[data-seq]')]
            .find(l => l.querySelector('.text')?.textContent === arguments[0]);
-         if (li) li.querySelector('.meta').setAttribute('data-test-target', 'msg');
-         return !!li",
+         return li && li.querySelector('.meta')",
         json!([text]),
     )
     .await;
-    s.click("[data-test-target='msg']").await;
 }
 
 /// Every visible character outside ASCII under `#root` that draws exactly like a character no
@@ -989,14 +983,12 @@ async fn empty_states_say_what_to_do_people_browse_and_admins_see_pending_regist
 
     // Approving petra clears the badge.
     a.goto(&format!("{base}/admin")).await;
-    a.wait_for(
+    a.click_found(
         "petra's row",
-        "const b = [...document.querySelectorAll(\"tr[data-user='petra'] button\")].find(x => x.textContent === 'Approve');
-         if (b) b.setAttribute('data-test-target', 'approve'); return !!b",
+        "return [...document.querySelectorAll(\"tr[data-user='petra'] button\")].find(x => x.textContent === 'Approve')",
         json!([]),
     )
     .await;
-    a.click("[data-test-target='approve']").await;
     a.wait_for(
         "the badge gone",
         &format!("const v = (() => {{ {badge} }})(); return v && v[0]"),

@@ -315,6 +315,32 @@ impl Session<'_> {
             .to_string()
     }
 
+    /// Clicks the element `script` returns, as soon as it returns one. A re-render (a receipt, a
+    /// reaction) may replace the element between the script and the click; the click then fails
+    /// as stale and the script runs again. A marker attribute set by one script and found by a
+    /// second request would be lost with the replaced element.
+    pub async fn click_found(&self, what: &str, script: &str, args: Value) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let v = self.wait_for(what, script, args.clone()).await;
+            let el = v[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: the script returned {v}, not an element"));
+            let clicked = self
+                .cmd(
+                    Method::POST,
+                    &format!("/element/{el}/click"),
+                    Some(json!({})),
+                )
+                .await;
+            match clicked {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => panic!("could not click {what}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     pub async fn click(&self, css: &str) {
         let el = self.find(css).await;
         self.ok(
