@@ -1334,13 +1334,22 @@ async fn bench_chat(
         );
     }
     if r.idle_connected > 0 {
-        let kib =
-            |v: Option<u64>| v.map_or("?".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+        let mib =
+            |v: Option<u64>| v.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let per_socket = r.rss_before_idle_kib.zip(r.rss_with_idle_kib).map_or(
+            "?".to_string(),
+            |(before, with)| {
+                format!(
+                    "{:.1} KiB",
+                    with.saturating_sub(before) as f64 / r.idle_connected as f64
+                )
+            },
+        );
         println!(
-            "idle sockets: {}; server RSS before {} and with them {}",
+            "idle sockets: {}; server RSS before {} and with them {} ({per_socket} per socket)",
             r.idle_connected,
-            kib(r.rss_before_idle_kib),
-            kib(r.rss_with_idle_kib)
+            mib(r.rss_before_idle_kib),
+            mib(r.rss_with_idle_kib)
         );
         if let Some(d) = r.idle_delivery {
             println!(

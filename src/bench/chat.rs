@@ -394,6 +394,11 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     let client_cpu_us = since(client_cpu0, process_cpu_us(std::process::id()));
 
     // Idle sockets: open them, read the server's memory, then time one fan-out to all of them.
+    // Both readings come after 2 s of quiet, so the argon2 work areas of the sign-ins (freed
+    // after 1 s idle) are in neither and the difference is the sockets'.
+    if b.idle > 0 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let rss_before_idle_kib = b.server_pid.and_then(rss_kib);
     let mut idle = Vec::new();
     for i in 0..b.idle {
