@@ -104,39 +104,21 @@ where
     Ok(())
 }
 
-fn seqs_by_name(
+/// The seqs filed under `key` in an index keyed by `(key, seq)`: a stream's name, or a source's
+/// or type's name key.
+fn seqs_under<K: redb::Key + 'static>(
     rtx: &ReadTx,
-    def: TableDefinition<(&str, u64), ()>,
-    name: &str,
+    def: TableDefinition<(K, u64), ()>,
+    key: K::SelfType<'_>,
     r: EventRange,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Vec<u64>, StoreError>
+where
+    for<'a> K::SelfType<'a>: Copy,
+{
     let mut out = Vec::new();
     if r.lo > r.hi {
         return Ok(out);
     }
-    let t = rtx.txn.open_table(def)?;
-    walk(
-        t.range((name, r.lo)..=(name, r.hi))?,
-        r.newest_first,
-        |(k, _)| {
-            out.push(k.value().1);
-            out.len() < r.limit
-        },
-    )?;
-    Ok(out)
-}
-
-fn seqs_by_name_key(
-    rtx: &ReadTx,
-    def: TableDefinition<(u64, u64), ()>,
-    name: &str,
-    r: EventRange,
-) -> Result<Vec<u64>, StoreError> {
-    let mut out = Vec::new();
-    if r.lo > r.hi {
-        return Ok(out);
-    }
-    let key = name_key(name);
     let t = rtx.txn.open_table(def)?;
     walk(
         t.range((key, r.lo)..=(key, r.hi))?,
@@ -164,9 +146,9 @@ impl ReadTx {
                     out.len() < r.limit
                 })?;
             }
-            EventIndex::Source(s) => return seqs_by_name_key(self, EVENT_SOURCE_KEYS, s, r),
-            EventIndex::Type(t) => return seqs_by_name_key(self, EVENT_TYPE_KEYS, t, r),
-            EventIndex::Stream(s) => return seqs_by_name(self, STREAM_INDEX, s, r),
+            EventIndex::Source(s) => return seqs_under(self, EVENT_SOURCE_KEYS, name_key(s), r),
+            EventIndex::Type(t) => return seqs_under(self, EVENT_TYPE_KEYS, name_key(t), r),
+            EventIndex::Stream(s) => return seqs_under(self, STREAM_INDEX, s.as_str(), r),
             EventIndex::MinSeverity(min) => {
                 // One range per rank at or above `min`, each in order and at most `limit` long:
                 // the first `limit` of their union are the answer.
