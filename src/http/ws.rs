@@ -333,7 +333,9 @@ impl Conn {
                             return End::Close(1009, "frame too large or malformed");
                         }
                         Some(Ok(Message::Text(t))) => {
-                            if let Some(end) = self.on_text(t.as_str()).await {
+                            // Boxed, as is `on_entries`: their states are the largest of this
+                            // loop, and inline they would size every idle socket's task.
+                            if let Some(end) = Box::pin(self.on_text(t.as_str())).await {
                                 return end;
                             }
                         }
@@ -348,7 +350,7 @@ impl Conn {
                     }
                 }
                 entry = self.follower.recv_live() => {
-                    if let Some(end) = self.on_entries(entry).await {
+                    if let Some(end) = Box::pin(self.on_entries(entry)).await {
                         return end;
                     }
                 }
