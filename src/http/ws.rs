@@ -35,6 +35,12 @@ const CLOSE_SESSION_ENDED: u16 = 4401;
 const LIVE_BATCH: usize = 64;
 /// Typing signals one connection may pass on per second, over all conversations.
 const TYPING_PER_SECOND: u32 = 5;
+/// Bytes tungstenite allocates up front for a socket's incoming frames, and the most one read
+/// from the TLS stream takes. It does not bound a frame: a longer one grows the buffer to its
+/// length (up to `chat.ws_max_frame_bytes`). Every idle socket keeps this buffer, and a client
+/// frame (`send`, `read`, `typing`) is usually well under 1 KiB, so 1 KiB saves ~3 KiB per socket
+/// over 4 KiB; a large frame costs only more (cheap, in-memory) reads from the TLS layer.
+const WS_READ_BUFFER: usize = 1024;
 
 /// Frames the client sends. `id`, when given, is echoed in the reply.
 #[derive(Debug, Deserialize)]
@@ -178,7 +184,7 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(chat.ws_max_frame_bytes)
         .max_frame_size(chat.ws_max_frame_bytes)
-        .read_buffer_size(4096)
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(4096)
         .max_write_buffer_size(chat.ws_max_frame_bytes.max(64 << 10) * 4)
         .on_upgrade(move |socket| async move {
@@ -327,7 +333,9 @@ impl Conn {
                             return End::Close(1009, "frame too large or malformed");
                         }
                         Some(Ok(Message::Text(t))) => {
-                            if let Some(end) = self.on_text(t.as_str()).await {
+                            // Boxed, as is `on_entries`: their states are the largest of this
+                            // loop, and inline they would size every idle socket's task.
+                            if let Some(end) = Box::pin(self.on_text(t.as_str())).await {
                                 return end;
                             }
                         }
@@ -342,7 +350,7 @@ impl Conn {
                     }
                 }
                 entry = self.follower.recv_live() => {
-                    if let Some(end) = self.on_entries(entry).await {
+                    if let Some(end) = Box::pin(self.on_entries(entry)).await {
                         return end;
                     }
                 }

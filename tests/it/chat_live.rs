@@ -405,6 +405,49 @@ async fn bad_frames_get_errors_and_hurt_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_at_the_size_limit_is_taken_whole() {
+    // The server's read buffer is a small fraction of the limit, so a frame this long arrives
+    // over many TLS records and reads: it must still be taken whole, and more than once.
+    let server = TestServer::start().await;
+    let p = people(&server, &["alice", "bob"], &[]).await;
+    let alice = &p[0];
+    let g = alice.group("Long lines", &["bob"]).await;
+    let mut w = alice.ws().await;
+    let max = w.hello["max_frame_bytes"].as_u64().unwrap() as usize;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    // JSON whitespace before the closing brace brings the frame to an exact length.
+    let frame = |id: u64, len: usize| {
+        let mut f = json!({"type": "send", "id": id, "conv": g, "key": format!("k{id}"),
+            "text": "x".repeat(16 * 1024 - 64)})
+        .to_string();
+        assert!(f.len() <= len);
+        f.insert_str(f.len() - 1, &" ".repeat(len - f.len()));
+        assert_eq!(f.len(), len);
+        f
+    };
+    for id in [1, 2] {
+        w.stream.send(Message::text(frame(id, max))).await.unwrap();
+        let ack = w.next_of("ack").await;
+        assert_eq!(
+            (ack["id"].as_u64(), ack["duplicate"].as_bool()),
+            (Some(id), Some(false))
+        );
+    }
+    let texts: Vec<usize> = alice.history(&g, "").await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().len())
+        .collect();
+    assert_eq!(texts, [16 * 1024 - 64; 2]);
+    // One byte more is over the limit and ends the connection.
+    let _ = w.stream.send(Message::text(frame(3, max + 1))).await;
+    w.until_closed(Duration::from_secs(10)).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_websockets_need_this_servers_origin() {
     let server = TestServer::start().await;
     people(&server, &["alice"], &[]).await;
