@@ -28,6 +28,11 @@ use crate::store::Priority;
 
 /// Most subscriptions one user may hold open at once.
 pub const MAX_PER_USER: usize = 8;
+/// Largest frame a subscriber may send (ntfy clients send none; pings and closes fit).
+const WS_MAX_FRAME: usize = 4096;
+/// Bytes tungstenite allocates up front for a subscriber's incoming frames; its default is
+/// 128 KiB, held by every open subscription for frames that never come.
+const WS_READ_BUFFER: usize = 1024;
 
 type OpenCounts = Arc<Mutex<HashMap<String, usize>>>;
 
@@ -296,7 +301,9 @@ pub async fn ws(
 ) -> Result<Response, ApiError> {
     let mut sub = prepare(&state, &me, topic, q, Format::Json)?;
     Ok(upgrade
-        .max_message_size(4096)
+        .max_message_size(WS_MAX_FRAME)
+        .max_frame_size(WS_MAX_FRAME)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |mut socket| async move {
             loop {
                 tokio::select! {
