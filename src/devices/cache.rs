@@ -85,7 +85,7 @@ impl AuthCache {
         );
     }
 
-    /// How many credentials are held (tests, metrics).
+    /// How many credentials are held (the tests read it).
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.map.len())
     }
