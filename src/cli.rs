@@ -1364,6 +1364,20 @@ async fn bench_chat(
                 r.idle_frames
             );
         }
+        if let Some(p) = &r.paced {
+            let cpu = p.server_cpu_us.map_or("?".to_string(), |c| {
+                format!("{:.2}", c as f64 / p.frames.max(1) as f64)
+            });
+            println!(
+                "paced fan-out (one message at a time, the next once every idle socket has it; {} messages): send to last socket p50 {} µs, p99 {} µs, max {} µs; send to ack p50 {} µs; server CPU {cpu} µs per delivered frame ({} frames)",
+                p.messages,
+                p.to_last.p50_us,
+                p.to_last.p99_us,
+                p.to_last.max_us,
+                p.to_ack.p50_us,
+                p.frames
+            );
+        }
     }
     Ok(())
 }

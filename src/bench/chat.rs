@@ -59,6 +59,19 @@ pub struct ChatResult {
     /// The server's CPU time over the fan-out to the idle sockets, and the frames it delivered.
     pub idle_server_cpu_us: Option<u64>,
     pub idle_frames: usize,
+    /// The paced fan-out after it: one message at a time, the next only once every idle socket
+    /// has the last, so no message waits behind another's fan-out.
+    pub paced: Option<Paced>,
+}
+
+/// The paced fan-out, per message: from the send to the last idle socket, and to the ack.
+#[derive(Debug)]
+pub struct Paced {
+    pub messages: usize,
+    pub to_last: Latencies,
+    pub to_ack: Latencies,
+    pub server_cpu_us: Option<u64>,
+    pub frames: usize,
 }
 
 pub(super) type Ws = WebSocketStream<TlsStream<TcpStream>>;
@@ -228,13 +241,15 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
 /// What a receiver saw: (message number, latency µs) for every message entry.
 type Seen = Vec<(u64, u64)>;
 
-/// Reads one connection: message entries become (number, latency); acks go to `acks`.
+/// Reads one connection: message entries become (number, latency), each also passed to `tap`
+/// as it arrives when one is given; acks go to `acks`. Hands the stream back for the next phase.
 async fn receive(
     mut rx: SplitStream<Ws>,
     start: Instant,
     acks: Option<mpsc::Sender<u64>>,
     want: usize,
-) -> Seen {
+    tap: Option<mpsc::Sender<(u64, u64)>>,
+) -> (Seen, SplitStream<Ws>) {
     let mut seen = Vec::with_capacity(want);
     while seen.len() < want {
         let v = match tokio::time::timeout(Duration::from_secs(15), next_json(&mut rx)).await {
@@ -249,7 +264,11 @@ async fn receive(
                 let n = parts.next().and_then(|p| p.parse::<u64>().ok());
                 let at = parts.next().and_then(|p| p.parse::<u64>().ok());
                 if let (Some(n), Some(at)) = (n, at) {
-                    seen.push((n, now.saturating_sub(at)));
+                    let lat = now.saturating_sub(at);
+                    seen.push((n, lat));
+                    if let Some(tap) = &tap {
+                        let _ = tap.send((n, lat)).await;
+                    }
                 }
             }
             Some("ack") => {
@@ -261,7 +280,7 @@ async fn receive(
             _ => {}
         }
     }
-    seen
+    (seen, rx)
 }
 
 /// One closed-loop sender: send, wait for the ack, repeat. Returns ack latencies.
@@ -271,18 +290,63 @@ async fn send_loop(
     conv: String,
     numbers: Vec<u64>,
     start: Instant,
-) -> anyhow::Result<Vec<u64>> {
+) -> anyhow::Result<(Vec<u64>, SplitSink<Ws, Message>, mpsc::Receiver<u64>)> {
     let mut lat = Vec::with_capacity(numbers.len());
     for n in numbers {
-        let t0 = start.elapsed().as_micros() as u64;
-        let frame = json!({"type": "send", "conv": conv, "key": format!("bench-{n}-{}", random_token()), "text": format!("{n} {t0} fan-out benchmark message")});
-        tx.send(Message::text(frame.to_string())).await?;
-        tokio::time::timeout(Duration::from_secs(30), acks.recv())
-            .await?
-            .ok_or_else(|| anyhow!("connection ended"))?;
-        lat.push(start.elapsed().as_micros() as u64 - t0);
+        lat.push(send_one(&mut tx, &mut acks, &conv, n, start).await?);
     }
-    Ok(lat)
+    Ok((lat, tx, acks))
+}
+
+/// Sends message `n` (its text carries the send time) and waits for its ack; returns the ack
+/// latency in µs.
+async fn send_one(
+    tx: &mut SplitSink<Ws, Message>,
+    acks: &mut mpsc::Receiver<u64>,
+    conv: &str,
+    n: u64,
+    start: Instant,
+) -> anyhow::Result<u64> {
+    let t0 = start.elapsed().as_micros() as u64;
+    let frame = json!({"type": "send", "conv": conv, "key": format!("bench-{n}-{}", random_token()), "text": format!("{n} {t0} fan-out benchmark message")});
+    tx.send(Message::text(frame.to_string())).await?;
+    tokio::time::timeout(Duration::from_secs(30), acks.recv())
+        .await?
+        .ok_or_else(|| anyhow!("connection ended"))?;
+    Ok(start.elapsed().as_micros() as u64 - t0)
+}
+
+/// The paced fan-out: sends `numbers` one at a time over `tx`, each only once all `sockets`
+/// receivers have reported the one before on `tap`. Per message: the latency to the last
+/// socket (the largest of the receivers' send-to-arrival latencies) and to the ack.
+async fn paced(
+    tx: &mut SplitSink<Ws, Message>,
+    acks: &mut mpsc::Receiver<u64>,
+    tap: &mut mpsc::Receiver<(u64, u64)>,
+    conv: &str,
+    numbers: &[u64],
+    sockets: usize,
+    start: Instant,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+    let mut to_last = Vec::with_capacity(numbers.len());
+    let mut to_ack = Vec::with_capacity(numbers.len());
+    for &n in numbers {
+        to_ack.push(send_one(tx, acks, conv, n, start).await?);
+        let (mut got, mut last) = (0, 0);
+        while got < sockets {
+            let (m, lat) = tokio::time::timeout(Duration::from_secs(15), tap.recv())
+                .await
+                .context("paced fan-out: a socket did not get its message in 15 s")?
+                .ok_or_else(|| anyhow!("paced fan-out: the receivers ended"))?;
+            if m != n {
+                bail!("paced fan-out: message {m} arrived while waiting for {n}");
+            }
+            got += 1;
+            last = last.max(lat);
+        }
+        to_last.push(last);
+    }
+    Ok((to_last, to_ack))
 }
 
 pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
@@ -347,13 +411,16 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         if i < b.senders {
             let (ack_tx, ack_rx) = mpsc::channel(4);
             // A sender's own connection gets its acks and everyone's messages (its own included).
-            receivers.push((false, tokio::spawn(receive(rx, start, Some(ack_tx), total))));
+            receivers.push((
+                false,
+                tokio::spawn(receive(rx, start, Some(ack_tx), total, None)),
+            ));
             let numbers: Vec<u64> = (0..per_sender)
                 .map(|k| (k * b.senders + i) as u64)
                 .collect();
             senders.push((tx, ack_rx, numbers));
         } else {
-            receivers.push((true, tokio::spawn(receive(rx, start, None, total))));
+            receivers.push((true, tokio::spawn(receive(rx, start, None, total, None))));
             drop(tx);
         }
     }
@@ -372,14 +439,14 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     }
     let mut ack_lat = Vec::new();
     for l in loops {
-        ack_lat.extend(l.await??);
+        ack_lat.extend(l.await??.0);
     }
     let seconds = t0.elapsed().as_secs_f64();
     let mut delivery = Vec::new();
     let mut lost = 0;
     let mut deliveries = 0;
     for (pure, r) in receivers {
-        let seen = r.await?;
+        let (seen, _) = r.await?;
         let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
         lost += total - got.len().min(total);
         deliveries += seen.len();
@@ -412,29 +479,68 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     let mut rss_with_idle_kib = None;
     let mut idle_server_cpu_us = None;
     let mut idle_frames = 0;
+    let mut paced_result = None;
     if !idle.is_empty() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss_with_idle_kib = b.server_pid.and_then(rss_kib);
         let mut waits = Vec::new();
         for ws in idle {
             let (_, rx) = ws.split();
-            waits.push(tokio::spawn(receive(rx, start, None, 20)));
+            waits.push(tokio::spawn(receive(rx, start, None, 20, None)));
         }
         let (ws, _) = http.ws(&tokens[0]).await?;
         let (tx, rx) = ws.split();
         let (ack_tx, ack_rx) = mpsc::channel(4);
-        let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 20));
+        let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 40, None));
         let numbers: Vec<u64> = (1_000_000..1_000_020).collect();
         let cpu0 = b.server_pid.and_then(process_cpu_us);
-        send_loop(tx, ack_rx, conv.clone(), numbers, start).await?;
+        let (_, mut tx, mut ack_rx) = send_loop(tx, ack_rx, conv.clone(), numbers, start).await?;
         let mut lat = Vec::new();
+        let mut streams = Vec::new();
         for w in waits {
-            lat.extend(w.await?.into_iter().map(|(_, l)| l));
+            let (seen, rx) = w.await?;
+            lat.extend(seen.into_iter().map(|(_, l)| l));
+            streams.push(rx);
         }
         idle_server_cpu_us = since(cpu0, b.server_pid.and_then(process_cpu_us));
         idle_frames = lat.len();
-        keep.abort();
         idle_delivery = Some(percentiles(lat));
+
+        // Paced: the closed loop above sends the next message as soon as the last is acked,
+        // while its fan-out still runs; here each message has the sockets to itself.
+        let numbers: Vec<u64> = (2_000_000..2_000_020).collect();
+        let (tap_tx, mut tap_rx) = mpsc::channel(streams.len() * numbers.len());
+        let sockets = streams.len();
+        let mut waits = Vec::new();
+        for rx in streams {
+            let tap = Some(tap_tx.clone());
+            waits.push(tokio::spawn(receive(rx, start, None, numbers.len(), tap)));
+        }
+        drop(tap_tx);
+        let cpu0 = b.server_pid.and_then(process_cpu_us);
+        let (to_last, to_ack) = paced(
+            &mut tx,
+            &mut ack_rx,
+            &mut tap_rx,
+            &conv,
+            &numbers,
+            sockets,
+            start,
+        )
+        .await?;
+        let server_cpu_us = since(cpu0, b.server_pid.and_then(process_cpu_us));
+        let mut frames = 0;
+        for w in waits {
+            frames += w.await?.0.len();
+        }
+        keep.abort();
+        paced_result = Some(Paced {
+            messages: to_last.len(),
+            to_last: percentiles(to_last),
+            to_ack: percentiles(to_ack),
+            server_cpu_us,
+            frames,
+        });
     }
     Ok(ChatResult {
         acked: ack_lat.len(),
@@ -452,5 +558,6 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         client_cpu_us,
         idle_server_cpu_us,
         idle_frames,
+        paced: paced_result,
     })
 }

@@ -55,6 +55,18 @@ impl Visibility {
         self.convs.iter().cloned().collect()
     }
 
+    /// Applies `e` if it changes membership, as [`Visibility::admit`] would, without the verdict:
+    /// a socket that keeps this set only for typing and presence calls it for every live entry,
+    /// and a message (most entries) changes nothing, so it costs no lookup in the set.
+    pub fn observe(&mut self, e: &Entry) {
+        if matches!(
+            e.kind.as_str(),
+            "chat.created" | "chat.joined" | "chat.left"
+        ) {
+            let _ = self.admit(e);
+        }
+    }
+
     /// Whether the user sees `e`, applying membership changes in seq order: the user sees the
     /// entry that adds them and the one that removes them, nothing of the conversation after.
     pub fn admit(&mut self, e: &Entry) -> bool {

@@ -134,19 +134,31 @@ async fn replay_and_live_visibility_follow_membership_spans() {
 
     // Live: a socket that started before the removal sees the removal, then nothing more.
     let mut live = Visibility::load(&rtx, "bob").unwrap();
+    // `observe` (the socket's set for typing and presence) follows the same membership.
+    let mut observed = live.clone();
     drop(rtx);
     let rtx = log.read().unwrap();
     let mut seen = Vec::new();
     let all: Vec<u64> = (1..=head).collect();
     let mut follower = log.follow(0).unwrap();
     follower.only(all);
+    let mut was_member = false;
     while let Some(batch) = follower.replay_batch().unwrap() {
         for e in batch {
             if Audience::admit(&mut live, &e) {
                 seen.push(e.seq);
             }
+            observed.observe(&e);
+            assert_eq!(
+                observed.is_member(&g.id),
+                live.is_member(&g.id),
+                "at {}",
+                e.seq
+            );
+            was_member |= observed.is_member(&g.id);
         }
     }
+    assert!(was_member, "the walk saw bob join");
     assert!(!seen.contains(&after.seq));
     drop(rtx);
     log.close().await;

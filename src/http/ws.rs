@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -318,6 +319,10 @@ impl Conn {
 
     async fn serve(&mut self, ping_every: Duration) -> End {
         let closing = self.state.sockets().closing.clone();
+        // Waited on across iterations: a fresh wait per wake-up would register with (and then
+        // leave) the token's one lock, shared by every socket, for each entry each socket takes.
+        let closed = closing.cancelled();
+        tokio::pin!(closed);
         let mut ephemeral = self.state.live().subscribe();
         let mut ticker = tokio::time::interval(ping_every);
         ticker.tick().await;
@@ -376,7 +381,7 @@ impl Conn {
                         return End::Gone;
                     }
                 }
-                () = closing.cancelled() => return End::Close(1001, "server shutting down"),
+                () = &mut closed => return End::Close(1001, "server shutting down"),
             }
         }
     }
@@ -400,7 +405,7 @@ impl Conn {
                     {
                         return Some(End::Close(CLOSE_SESSION_ENDED, "session ended"));
                     }
-                    self.chat.admit(&e);
+                    self.chat.observe(&e);
                     if self.filter.admit(&e) && self.subscribed {
                         let frame = Message::Text(live_frame(&e));
                         if !self.feed(frame).await {
@@ -477,14 +482,23 @@ impl Conn {
         self.within_deadline(|socket| socket.flush()).await
     }
 
-    /// Runs a write on the socket within the configured send deadline.
+    /// Runs a write on the socket within the configured send deadline. The deadline's timer is
+    /// made only if the write does not complete at its first poll: a frame fed into the buffer,
+    /// or a flush to a socket with room, is most writes, and a timer per write per socket was a
+    /// measurable part of a fan-out (docs/benchmarks.md, issue 16 round 7).
     async fn within_deadline<'a, F>(&'a mut self, op: impl FnOnce(&'a mut WebSocket) -> F) -> bool
     where
         F: Future<Output = Result<(), axum::Error>> + 'a,
     {
         let limit = Duration::from_secs(self.state.config().chat.ws_send_timeout_secs);
         let user = &self.actor.user;
-        match tokio::time::timeout(limit, op(&mut self.socket)).await {
+        let mut op = std::pin::pin!(op(&mut self.socket));
+        let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+        let done = match first {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => tokio::time::timeout(limit, op).await,
+        };
+        match done {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
