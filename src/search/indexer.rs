@@ -173,9 +173,12 @@ pub async fn commit(log: &Log, batch: Prepared) -> Result<u64, IndexError> {
             if cursor != sealed.base {
                 return Ok(cursor);
             }
-            for (mac, first, block) in &sealed.blocks {
-                tx.views().put_search_block(mac, *first, block)?;
-            }
+            tx.views().put_search_blocks(
+                sealed
+                    .blocks
+                    .iter()
+                    .map(|(mac, first, block)| (mac.as_slice(), *first, block.as_slice())),
+            )?;
             tx.views().set_search_cursor(sealed.to)?;
             Ok(sealed.to)
         })

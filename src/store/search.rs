@@ -91,13 +91,18 @@ impl WriteTx {
         self.put(META, CURSOR, seq.to_be_bytes().as_slice())
     }
 
-    pub fn put_search_block(
+    /// Writes posting blocks, each `(mac, first seq, sealed block)`, opening the table once (a
+    /// batch holds thousands; opening it per block cost the writer 3 % of a batch ingest).
+    pub fn put_search_blocks<'a>(
         &mut self,
-        mac: &[u8],
-        first: u64,
-        sealed: &[u8],
+        blocks: impl IntoIterator<Item = (&'a [u8], u64, &'a [u8])>,
     ) -> Result<(), StoreError> {
-        self.put(SEARCH_POSTINGS, (mac, first), sealed)
+        self.mark_written(&SEARCH_POSTINGS);
+        let mut t = self.txn.open_table(SEARCH_POSTINGS)?;
+        for (mac, first, sealed) in blocks {
+            t.insert((mac, first), sealed)?;
+        }
+        Ok(())
     }
 
     pub fn put_search_forgotten(&mut self, seq: u64) -> Result<(), StoreError> {
