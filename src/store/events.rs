@@ -4,22 +4,9 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::{
-    EVENT_INDEX, EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_SOURCES, EVENT_TIMES,
-    EVENT_TYPE_KEYS, EVENT_TYPES, META, ReadTx, STREAM_INDEX, StoreError, WriteTx,
+    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_SOURCES, EVENT_TIMES, EVENT_TYPE_KEYS,
+    EVENT_TYPES, META, ReadTx, STREAM_INDEX, StoreError, WriteTx,
 };
-
-/// The tags of `EVENT_INDEX` (stored: never renumber).
-pub(crate) const TAG_ALL: u8 = 0;
-pub(crate) const TAG_TIME: u8 = 1;
-pub(crate) const TAG_SOURCE: u8 = 2;
-pub(crate) const TAG_TYPE: u8 = 3;
-pub(crate) const TAG_SEVERITY: u8 = 4;
-
-/// The `EVENT_INDEX` key of a log time: the sign bit flipped, so that the u64 order is the i64
-/// order (stored: never change).
-pub(crate) fn time_key(ts: i64) -> u64 {
-    (ts as u64) ^ (1 << 63)
-}
 
 /// `meta` key: the last seq that the one-time backfill after the v4 migration must still index
 /// (absent once done, or for a store created at v4 or later).
@@ -92,52 +79,6 @@ pub(super) fn rekey_names(txn: &redb::WriteTransaction) -> Result<(), StoreError
     Ok(())
 }
 
-/// v11: the five event indexes (every event, time, source, type, severity) move into the one
-/// tagged `EVENT_INDEX`, in the migration's one transaction; the old tables stay, empty, so that
-/// a backup of a v10 store still restores and then migrates.
-pub(super) fn merge_indexes(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut to = txn.open_table(EVENT_INDEX)?;
-    {
-        let from = txn.open_table(EVENT_SEQS)?;
-        for row in from.iter()? {
-            to.insert((TAG_ALL, 0, row?.0.value()), ())?;
-        }
-    }
-    {
-        let from = txn.open_table(EVENT_TIMES)?;
-        for row in from.iter()? {
-            let (ts, seq) = row?.0.value();
-            to.insert((TAG_TIME, time_key(ts), seq), ())?;
-        }
-    }
-    for (tag, def) in [(TAG_SOURCE, EVENT_SOURCE_KEYS), (TAG_TYPE, EVENT_TYPE_KEYS)] {
-        let from = txn.open_table(def)?;
-        for row in from.iter()? {
-            let (key, seq) = row?.0.value();
-            to.insert((tag, key, seq), ())?;
-        }
-    }
-    {
-        let from = txn.open_table(EVENT_SEVERITIES)?;
-        for row in from.iter()? {
-            let (rank, seq) = row?.0.value();
-            to.insert((TAG_SEVERITY, u64::from(rank), seq), ())?;
-        }
-    }
-    drop(to);
-    txn.delete_table(EVENT_SEQS)?;
-    txn.open_table(EVENT_SEQS)?;
-    txn.delete_table(EVENT_TIMES)?;
-    txn.open_table(EVENT_TIMES)?;
-    for def in [EVENT_SOURCE_KEYS, EVENT_TYPE_KEYS] {
-        txn.delete_table(def)?;
-        txn.open_table(def)?;
-    }
-    txn.delete_table(EVENT_SEVERITIES)?;
-    txn.open_table(EVENT_SEVERITIES)?;
-    Ok(())
-}
-
 /// Visits a range in the asked order until `keep` says stop.
 fn walk<I, T>(
     range: I,
@@ -163,7 +104,8 @@ where
     Ok(())
 }
 
-/// The seqs filed under `key` in the stream index (keyed by `(stream, seq)`).
+/// The seqs filed under `key` in an index keyed by `(key, seq)`: a stream's name, or a source's
+/// or type's name key.
 fn seqs_under<K: redb::Key + 'static>(
     rtx: &ReadTx,
     def: TableDefinition<(K, u64), ()>,
@@ -189,28 +131,6 @@ where
     Ok(out)
 }
 
-/// The seqs filed under `(tag, key)` in `EVENT_INDEX`, in the asked order and range.
-fn tagged(
-    t: &redb::ReadOnlyTable<(u8, u64, u64), ()>,
-    tag: u8,
-    key: u64,
-    r: EventRange,
-    out: &mut Vec<u64>,
-) -> Result<(), StoreError> {
-    let start = out.len();
-    if r.lo > r.hi || r.limit == 0 {
-        return Ok(());
-    }
-    walk(
-        t.range((tag, key, r.lo)..=(tag, key, r.hi))?,
-        r.newest_first,
-        |(k, _)| {
-            out.push(k.value().2);
-            out.len() - start < r.limit
-        },
-    )
-}
-
 impl ReadTx {
     /// Event seqs from one index, in the asked order and range.
     pub fn event_seqs(&self, index: &EventIndex, r: EventRange) -> Result<Vec<u64>, StoreError> {
@@ -219,32 +139,31 @@ impl ReadTx {
             return Ok(out);
         }
         match index {
-            EventIndex::Stream(s) => return seqs_under(self, STREAM_INDEX, s.as_str(), r),
-            EventIndex::Time { from_us, to_us } => {
-                // `ts` never decreases along the log, so a time window is a seq window: find its
-                // two ends in the time index, then read every event between them.
-                let Some((first, last)) = self.event_time_window(*from_us, *to_us)? else {
-                    return Ok(out);
-                };
-                let window = EventRange {
-                    lo: r.lo.max(first),
-                    hi: r.hi.min(last),
-                    ..r
-                };
-                return self.event_seqs(&EventIndex::All, window);
+            EventIndex::All => {
+                let t = self.txn.open_table(EVENT_SEQS)?;
+                walk(t.range(r.lo..=r.hi)?, r.newest_first, |(k, _)| {
+                    out.push(k.value());
+                    out.len() < r.limit
+                })?;
             }
-            _ => {}
-        }
-        let t = self.txn.open_table(EVENT_INDEX)?;
-        match index {
-            EventIndex::All => tagged(&t, TAG_ALL, 0, r, &mut out)?,
-            EventIndex::Source(s) => tagged(&t, TAG_SOURCE, name_key(s), r, &mut out)?,
-            EventIndex::Type(ty) => tagged(&t, TAG_TYPE, name_key(ty), r, &mut out)?,
+            EventIndex::Source(s) => return seqs_under(self, EVENT_SOURCE_KEYS, name_key(s), r),
+            EventIndex::Type(t) => return seqs_under(self, EVENT_TYPE_KEYS, name_key(t), r),
+            EventIndex::Stream(s) => return seqs_under(self, STREAM_INDEX, s.as_str(), r),
             EventIndex::MinSeverity(min) => {
                 // One range per rank at or above `min`, each in order and at most `limit` long:
                 // the first `limit` of their union are the answer.
+                let t = self.txn.open_table(EVENT_SEVERITIES)?;
                 for rank in *min..=MAX_SEVERITY_RANK {
-                    tagged(&t, TAG_SEVERITY, u64::from(rank), r, &mut out)?;
+                    let mut n = 0usize;
+                    walk(
+                        t.range((rank, r.lo)..=(rank, r.hi))?,
+                        r.newest_first,
+                        |(k, _)| {
+                            out.push(k.value().1);
+                            n += 1;
+                            n < r.limit
+                        },
+                    )?;
                 }
                 if r.newest_first {
                     out.sort_unstable_by(|a, b| b.cmp(a));
@@ -253,7 +172,25 @@ impl ReadTx {
                 }
                 out.truncate(r.limit);
             }
-            EventIndex::Stream(_) | EventIndex::Time { .. } => {}
+            EventIndex::Time { from_us, to_us } => {
+                if from_us > to_us {
+                    return Ok(out);
+                }
+                // `ts` never decreases along the log, so a time window is a seq window: find its
+                // two ends in the time index, then read the seq index between them.
+                let t = self.txn.open_table(EVENT_TIMES)?;
+                let first = t.range((*from_us, 0)..)?.next().transpose()?;
+                let last = t.range(..=(*to_us, u64::MAX))?.next_back().transpose()?;
+                let (Some((first, _)), Some((last, _))) = (first, last) else {
+                    return Ok(out);
+                };
+                let window = EventRange {
+                    lo: r.lo.max(first.value().1),
+                    hi: r.hi.min(last.value().1),
+                    ..r
+                };
+                return self.event_seqs(&EventIndex::All, window);
+            }
         }
         Ok(out)
     }
@@ -268,18 +205,12 @@ impl ReadTx {
         if from_us > to_us {
             return Ok(None);
         }
-        let t = self.txn.open_table(EVENT_INDEX)?;
-        let first = t
-            .range((TAG_TIME, time_key(from_us), 0)..=(TAG_TIME, u64::MAX, u64::MAX))?
-            .next()
-            .transpose()?;
-        let last = t
-            .range((TAG_TIME, 0, 0)..=(TAG_TIME, time_key(to_us), u64::MAX))?
-            .next_back()
-            .transpose()?;
+        let t = self.txn.open_table(EVENT_TIMES)?;
+        let first = t.range((from_us, 0)..)?.next().transpose()?;
+        let last = t.range(..=(to_us, u64::MAX))?.next_back().transpose()?;
         Ok(match (first, last) {
-            (Some((f, _)), Some((l, _))) if f.value().2 <= l.value().2 => {
-                Some((f.value().2, l.value().2))
+            (Some((f, _)), Some((l, _))) if f.value().1 <= l.value().1 => {
+                Some((f.value().1, l.value().1))
             }
             _ => None,
         })
@@ -288,16 +219,14 @@ impl ReadTx {
     /// Keeps the seqs whose event has severity rank `min` or above (point reads of the severity
     /// index: far cheaper than reading and unsealing the entries).
     pub fn retain_min_severity(&self, seqs: &mut Vec<u64>, min: u8) -> Result<(), StoreError> {
-        let t = self.txn.open_table(EVENT_INDEX)?;
+        let t = self.txn.open_table(EVENT_SEVERITIES)?;
         let mut failed = None;
         seqs.retain(|&seq| {
-            (min..=MAX_SEVERITY_RANK).any(|rank| {
-                match t.get((TAG_SEVERITY, u64::from(rank), seq)) {
-                    Ok(row) => row.is_some(),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        false
-                    }
+            (min..=MAX_SEVERITY_RANK).any(|rank| match t.get((rank, seq)) {
+                Ok(row) => row.is_some(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    false
                 }
             })
         });
@@ -309,13 +238,10 @@ impl ReadTx {
 
     /// Up to `limit` event seqs above `after`, oldest first, for the severity backfill.
     pub fn event_seqs_after(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let t = self.txn.open_table(EVENT_INDEX)?;
+        let t = self.txn.open_table(EVENT_SEQS)?;
         let mut out = Vec::new();
-        if after == u64::MAX {
-            return Ok(out);
-        }
-        for row in t.range((TAG_ALL, 0, after + 1)..=(TAG_ALL, 0, u64::MAX))? {
-            out.push(row?.0.value().2);
+        for row in t.range(after.saturating_add(1)..)? {
+            out.push(row?.0.value());
             if out.len() >= limit {
                 break;
             }
@@ -325,12 +251,8 @@ impl ReadTx {
 
     /// The newest indexed event seq, if any.
     pub fn last_event_seq(&self) -> Result<Option<u64>, StoreError> {
-        let t = self.txn.open_table(EVENT_INDEX)?;
-        let last = t
-            .range((TAG_ALL, 0, 0)..=(TAG_ALL, 0, u64::MAX))?
-            .next_back()
-            .transpose()?;
-        Ok(last.map(|(k, _)| k.value().2))
+        let t = self.txn.open_table(EVENT_SEQS)?;
+        Ok(t.last()?.map(|(k, _)| k.value()))
     }
 
     /// Whether every event has its severity row (the v5 backfill is done).
@@ -385,24 +307,6 @@ impl WriteTx {
 
 #[cfg(test)]
 mod tests {
-    /// The time key is stored, and must order as the log times do, negative ones included.
-    #[test]
-    fn time_keys_order_as_the_times_do() {
-        let times = [
-            i64::MIN,
-            -1_000_000,
-            -1,
-            0,
-            1,
-            1_764_000_000_000_000,
-            i64::MAX,
-        ];
-        for pair in times.windows(2) {
-            assert!(super::time_key(pair[0]) < super::time_key(pair[1]));
-        }
-        assert_eq!(super::time_key(0), 1 << 63);
-    }
-
     /// The name key is stored: it must never change between releases or architectures.
     #[test]
     fn a_name_key_is_the_first_8_bytes_of_the_names_sha256() {

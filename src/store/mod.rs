@@ -104,10 +104,9 @@ pub(crate) const ATTACHMENT_CHUNKS: TableDefinition<(&str, u32), &[u8]> =
 pub(crate) const ATTACHMENT_CONVS: TableDefinition<(&str, &str), u32> =
     TableDefinition::new("attachmentconvs_idconv_count");
 
-/// seq → (): the seq of every `event` entry, up to v10; emptied by the v11 migration into
-/// `EVENT_INDEX` (kept, empty, like the other pre-v11 event tables, so a v10 backup restores).
+/// seq → (): the seq of every `event` entry, so listings never scan other entries.
 pub(crate) const EVENT_SEQS: TableDefinition<u64, ()> = TableDefinition::new("eventseqs_seq_unit");
-/// (ts µs, seq) → (): events by the log's time, up to v10; emptied by v11 into `EVENT_INDEX`.
+/// (ts µs, seq) → (): events by the log's time.
 pub(crate) const EVENT_TIMES: TableDefinition<(i64, u64), ()> =
     TableDefinition::new("eventtimes_tsseq_unit");
 /// (source, seq) → (): events by what raised them, up to v9; emptied by the v10 migration into
@@ -117,25 +116,16 @@ pub(crate) const EVENT_SOURCES: TableDefinition<(&str, u64), ()> =
 /// (type, seq) → (): events by their dotted type, up to v9; emptied by v10 into `EVENT_TYPE_KEYS`.
 pub(crate) const EVENT_TYPES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("eventtypes_typeseq_unit");
-/// (name key of the source, seq) → (): events by what raised them, v10 only (emptied by v11 into
-/// `EVENT_INDEX`). The name key is
+/// (name key of the source, seq) → (): events by what raised them. The name key is
 /// `events::name_key` (the first 8 bytes of the source's SHA-256, big-endian): a fixed-width key,
 /// which redb inserts without rewriting a leaf's offset table (a variable-width key costs every
 /// insert an update of every later key's offset). Two names may share a key; readers check the
 /// entry's own source.
 pub(crate) const EVENT_SOURCE_KEYS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("eventsourcekeys_keyseq_unit");
-/// (name key of the type, seq) → (): events by their dotted type; as `EVENT_SOURCE_KEYS`, v10 only.
+/// (name key of the type, seq) → (): events by their dotted type; as `EVENT_SOURCE_KEYS`.
 pub(crate) const EVENT_TYPE_KEYS: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("eventtypekeys_keyseq_unit");
-/// (index tag, key, seq) → (): every event index in one tree, since v11 (`store::events`). Tags:
-/// 0 every event (key 0); 1 by the log's time (key: ts µs with the sign bit flipped, so the
-/// order is the i64 order); 2 by source and 3 by type (key: the name key, as `EVENT_SOURCE_KEYS`);
-/// 4 by severity (key: the rank, 0 = debug .. 5 = critical). One tree instead of five: a commit
-/// of a few events rewrites five leaves under one path and one table root, not five trees'
-/// (27 pages per commit with five trees at 4 publishers, `docs/benchmarks.md`).
-pub(crate) const EVENT_INDEX: TableDefinition<(u8, u64, u64), ()> =
-    TableDefinition::new("eventindex_tagkeyseq_unit");
 /// (device name, SHA-256 of adapter scope and idempotency key) → ingest::IngestKeyRow v1.
 pub(crate) const INGEST_KEYS: Table<(&str, &[u8]), IngestKeyRow> =
     Table::new("ingestkeys_devicekey_row");
@@ -174,8 +164,8 @@ pub(crate) const ALARM_TIMES: TableDefinition<(i64, u64), u64> =
 
 /// SHA-256 of a device certificate's DER ([32]) → device_certs::DeviceCertRow v1.
 pub(crate) const DEVICE_CERTS: Table<&[u8], DeviceCertRow> = Table::new("devicecerts_fp_row");
-/// (severity rank 0 = debug .. 5 = critical, seq) → (): events by severity, up to v10; emptied by
-/// v11 into `EVENT_INDEX`.
+/// (severity rank 0 = debug .. 5 = critical, seq) → (): events by severity, for minimum-severity
+/// queries.
 pub(crate) const EVENT_SEVERITIES: TableDefinition<(u8, u64), ()> =
     TableDefinition::new("eventseverities_rankseq_unit");
 /// (log ts µs, seq) → (flags, priority rank, occurrence raised_at µs, source, condition): what the
@@ -280,7 +270,6 @@ macro_rules! for_each_table {
         $f($($arg,)* SITE_GRANTS.def(), 9)?;
         $f($($arg,)* EVENT_SOURCE_KEYS, 10)?;
         $f($($arg,)* EVENT_TYPE_KEYS, 10)?;
-        $f($($arg,)* EVENT_INDEX, 11)?;
     }};
 }
 pub(crate) use for_each_table;

@@ -1,8 +1,11 @@
 //! The log and event-index rows a write transaction has taken but not yet inserted: kept in memory
 //! and written table by table (each table opened once per batch, not once per row) before reads.
 
-use super::events::{TAG_ALL, TAG_SEVERITY, TAG_SOURCE, TAG_TIME, TAG_TYPE, name_key, time_key};
-use super::{EVENT_INDEX, LOG, STREAM_INDEX, StoreError};
+use super::events::name_key;
+use super::{
+    EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_TIMES, EVENT_TYPE_KEYS, LOG,
+    STREAM_INDEX, StoreError,
+};
 
 /// Rows of the append-only tables, in the order they were put (ascending seq within a batch).
 #[derive(Debug, Default)]
@@ -56,24 +59,34 @@ impl Pending {
                 t.insert((stream.as_str(), seq), ())?;
             }
         }
-        if !self.events.is_empty() || !self.severities.is_empty() {
-            // One tree for every event index: rows of one tag go in together, each tag's in seq
-            // order, so every insert lands on the tag's last leaf.
-            let mut t = txn.open_table(EVENT_INDEX)?;
-            for (seq, ..) in &self.events {
-                t.insert((TAG_ALL, 0, *seq), ())?;
+        if !self.events.is_empty() {
+            {
+                let mut t = txn.open_table(EVENT_SEQS)?;
+                for (seq, ..) in &self.events {
+                    t.insert(*seq, ())?;
+                }
             }
-            for (seq, ts, ..) in &self.events {
-                t.insert((TAG_TIME, time_key(*ts), *seq), ())?;
+            {
+                let mut t = txn.open_table(EVENT_TIMES)?;
+                for (seq, ts, ..) in &self.events {
+                    t.insert((*ts, *seq), ())?;
+                }
             }
-            for (seq, _, source, _) in &self.events {
-                t.insert((TAG_SOURCE, *source, *seq), ())?;
+            {
+                let mut t = txn.open_table(EVENT_SOURCE_KEYS)?;
+                for (seq, _, source, _) in &self.events {
+                    t.insert((*source, *seq), ())?;
+                }
             }
+            let mut t = txn.open_table(EVENT_TYPE_KEYS)?;
             for (seq, _, _, event_type) in self.events.drain(..) {
-                t.insert((TAG_TYPE, event_type, seq), ())?;
+                t.insert((event_type, seq), ())?;
             }
+        }
+        if !self.severities.is_empty() {
+            let mut t = txn.open_table(EVENT_SEVERITIES)?;
             for (rank, seq) in self.severities.drain(..) {
-                t.insert((TAG_SEVERITY, u64::from(rank), seq), ())?;
+                t.insert((rank, seq), ())?;
             }
         }
         Ok(())

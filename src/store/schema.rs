@@ -9,7 +9,7 @@ use super::events::EVENT_BACKFILL_KEY;
 use super::*;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 10;
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -40,11 +40,6 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     |txn| {
         create_tables(txn, 10)?;
         super::events::rekey_names(txn)
-    },
-    // v11: the five event indexes in one tagged tree.
-    |txn| {
-        create_tables(txn, 11)?;
-        super::events::merge_indexes(txn)
     },
 ];
 
@@ -280,88 +275,5 @@ mod tests {
         );
         assert_eq!(r.txn.open_table(EVENT_SOURCES).unwrap().len().unwrap(), 0);
         assert_eq!(r.txn.open_table(EVENT_TYPES).unwrap().len().unwrap(), 0);
-    }
-
-    /// A v10 store kept five event indexes; after the v11 migration every listing finds the same
-    /// seqs, in order, in the one tagged tree, and the old tables are empty.
-    #[test]
-    fn event_indexes_of_a_v10_store_are_found_in_the_one_tree_after_v11() {
-        use super::super::events::{EventIndex, EventRange, name_key};
-        use super::super::{
-            EVENT_SEQS, EVENT_SEVERITIES, EVENT_SOURCE_KEYS, EVENT_TIMES, EVENT_TYPE_KEYS,
-        };
-        use redb::ReadableTableMetadata;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plantwire.redb");
-        // (seq, ts, source, type, severity rank)
-        let events = [
-            (3, 1_000, "pump-1", "pressure.high", 3),
-            (5, 2_000, "pump-2", "pressure.high", 1),
-            (8, 2_000, "pump-1", "flow.low", 5),
-            (13, 9_000, "valve-4", "flow.low", 0),
-        ];
-        {
-            let store = Store::create_at_version(&path, 10).unwrap();
-            let w = store.write().unwrap();
-            {
-                let mut seqs = w.txn.open_table(EVENT_SEQS).unwrap();
-                let mut times = w.txn.open_table(EVENT_TIMES).unwrap();
-                let mut sources = w.txn.open_table(EVENT_SOURCE_KEYS).unwrap();
-                let mut types = w.txn.open_table(EVENT_TYPE_KEYS).unwrap();
-                let mut ranks = w.txn.open_table(EVENT_SEVERITIES).unwrap();
-                for (seq, ts, source, kind, rank) in events {
-                    seqs.insert(seq, ()).unwrap();
-                    times.insert((ts, seq), ()).unwrap();
-                    sources.insert((name_key(source), seq), ()).unwrap();
-                    types.insert((name_key(kind), seq), ()).unwrap();
-                    ranks.insert((rank, seq), ()).unwrap();
-                }
-            }
-            w.commit().unwrap();
-        }
-        let store = Store::open(&path, 1 << 20).unwrap();
-        let r = store.read().unwrap();
-        let every = |newest_first| EventRange {
-            lo: 1,
-            hi: u64::MAX,
-            newest_first,
-            limit: 100,
-        };
-        let seqs = |index: EventIndex, newest_first| r.event_seqs(&index, every(newest_first));
-        assert_eq!(seqs(EventIndex::All, false).unwrap(), [3, 5, 8, 13]);
-        assert_eq!(seqs(EventIndex::All, true).unwrap(), [13, 8, 5, 3]);
-        assert_eq!(
-            seqs(EventIndex::Source("pump-1".into()), true).unwrap(),
-            [8, 3]
-        );
-        assert_eq!(
-            seqs(EventIndex::Type("flow.low".into()), false).unwrap(),
-            [8, 13]
-        );
-        assert_eq!(seqs(EventIndex::MinSeverity(3), false).unwrap(), [3, 8]);
-        assert_eq!(seqs(EventIndex::MinSeverity(1), true).unwrap(), [8, 5, 3]);
-        let window = EventIndex::Time {
-            from_us: 1_500,
-            to_us: 2_000,
-        };
-        assert_eq!(seqs(window, false).unwrap(), [5, 8]);
-        assert_eq!(r.event_time_window(2_001, 8_999).unwrap(), None);
-        assert_eq!(r.event_time_window(0, 1_000).unwrap(), Some((3, 3)));
-        assert_eq!(r.last_event_seq().unwrap(), Some(13));
-        assert_eq!(r.event_seqs_after(5, 10).unwrap(), [8, 13]);
-        let mut some = vec![3, 5, 8, 13];
-        r.retain_min_severity(&mut some, 3).unwrap();
-        assert_eq!(some, [3, 8]);
-        assert_eq!(r.txn.open_table(EVENT_SEQS).unwrap().len().unwrap(), 0);
-        assert_eq!(r.txn.open_table(EVENT_TIMES).unwrap().len().unwrap(), 0);
-        assert_eq!(
-            r.txn.open_table(EVENT_SOURCE_KEYS).unwrap().len().unwrap(),
-            0
-        );
-        assert_eq!(r.txn.open_table(EVENT_TYPE_KEYS).unwrap().len().unwrap(), 0);
-        assert_eq!(
-            r.txn.open_table(EVENT_SEVERITIES).unwrap().len().unwrap(),
-            0
-        );
     }
 }
