@@ -707,9 +707,8 @@ pub fn router(state: AppState) -> Router {
     // The UI is the fallback rather than rows of the table: its paths are not API routes (the
     // OpenAPI document and `route_specs()` list only those), and it answers `/api/*` with the
     // same JSON 404 as before.
-    let ui = std::sync::Arc::new(ui::Ui::build());
     router
-        .fallback(move |req: Request| async move { ui.serve(&req) })
+        .fallback(|req: Request| async move { ui::Ui::get().serve(&req) })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(edge, middleware::edge))
         .with_state(state)

@@ -59,10 +59,10 @@ fn mime_of(path: &str) -> &'static str {
     }
 }
 
-fn asset(body: Vec<u8>, mime: &'static str) -> Asset {
+fn asset(body: bytes::Bytes, mime: &'static str) -> Asset {
     let tag = format!("\"{}\"", &sha256_hex(&body)[..32]);
     Asset {
-        body: bytes::Bytes::from(body),
+        body,
         mime,
         etag: HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\"")),
     }
@@ -77,30 +77,38 @@ fn walk<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
 
 /// The version in the UI's asset URLs (`/assets/<version>/…`), computed once.
 pub fn version() -> &'static str {
-    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    VERSION.get_or_init(|| Ui::build().version)
+    &Ui::get().version
 }
 
 impl Ui {
+    /// The embedded UI, hashed on first use (the first page asked for, or a report naming its
+    /// stylesheet): a server that serves no browser never reads the files, so they stay out of
+    /// its memory. It depends on the binary alone, so one per process serves every router.
+    pub fn get() -> &'static Ui {
+        static UI: std::sync::OnceLock<Ui> = std::sync::OnceLock::new();
+        UI.get_or_init(Ui::build)
+    }
+
     /// Hashes every embedded file; the version is the hash of all of them, so any change to any
-    /// file gives every URL a new name and browsers may cache each one forever.
-    pub fn build() -> Self {
+    /// file gives every URL a new name and browsers may cache each one forever. The files are
+    /// served from the binary's read-only data, not copied to the heap.
+    fn build() -> Self {
         let mut all = Vec::new();
         walk(&ASSETS, &mut all);
         all.sort_by_key(|f| f.path());
         let mut whole = Vec::new();
         let mut files = HashMap::new();
-        let mut index_src = Vec::new();
-        let mut worker_src = Vec::new();
+        let mut index_src: &[u8] = &[];
+        let mut worker_src: &[u8] = &[];
         for f in all {
             let path = f.path().to_string_lossy().replace('\\', "/");
             if path == "index.html" {
-                index_src = f.contents().to_vec();
+                index_src = f.contents();
                 continue;
             }
             if path == "sw.js" {
-                worker_src = f.contents().to_vec();
-                whole.extend_from_slice(&worker_src);
+                worker_src = f.contents();
+                whole.extend_from_slice(worker_src);
                 continue;
             }
             if path.ends_with(".md") {
@@ -108,25 +116,26 @@ impl Ui {
             }
             whole.extend_from_slice(path.as_bytes());
             whole.extend_from_slice(sha256_hex(f.contents()).as_bytes());
-            files.insert(path.clone(), asset(f.contents().to_vec(), mime_of(&path)));
+            let body = bytes::Bytes::from_static(f.contents());
+            files.insert(path.clone(), asset(body, mime_of(&path)));
         }
-        whole.extend_from_slice(&index_src);
+        whole.extend_from_slice(index_src);
         let version = sha256_hex(&whole)[..16].to_string();
-        let index = String::from_utf8_lossy(&index_src)
-            .replace(PREFIX_MARK, &format!("/assets/{version}/"));
+        let index =
+            String::from_utf8_lossy(index_src).replace(PREFIX_MARK, &format!("/assets/{version}/"));
         // The worker learns this build's version and its shell: every versioned file.
         let mut shell: Vec<String> = files
             .keys()
             .map(|p| format!("\"/assets/{version}/{p}\""))
             .collect();
         shell.sort();
-        let worker = String::from_utf8_lossy(&worker_src)
+        let worker = String::from_utf8_lossy(worker_src)
             .replace("__VERSION__", &version)
             .replace("__SHELL__", &format!("[{}]", shell.join(", ")));
         Self {
             version,
-            index: asset(index.into_bytes(), "text/html; charset=utf-8"),
-            worker: asset(worker.into_bytes(), "text/javascript; charset=utf-8"),
+            index: asset(index.into_bytes().into(), "text/html; charset=utf-8"),
+            worker: asset(worker.into_bytes().into(), "text/javascript; charset=utf-8"),
             files,
         }
     }
@@ -193,4 +202,27 @@ fn respond(a: &Asset, headers: &HeaderMap, cache: &'static str) -> Response {
     h.insert(header::ETAG, a.etag.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file is served from the binary's own bytes (no heap copy per file), and the version
+    /// that `version()` gives is the one the index links to.
+    #[test]
+    fn files_are_served_from_the_embedded_bytes() {
+        let ui = Ui::get();
+        let mut all = Vec::new();
+        walk(&ASSETS, &mut all);
+        let css = all
+            .iter()
+            .find(|f| f.path().to_string_lossy() == "app.css")
+            .map(|f| f.contents());
+        let served = ui.files.get("app.css").map(|a| a.body.as_ptr());
+        assert_eq!(served, css.map(<[u8]>::as_ptr), "app.css is not copied");
+        let index = std::str::from_utf8(&ui.index.body).unwrap_or_default();
+        assert!(index.contains(&format!("/assets/{}/", version())));
+        assert!(!index.contains(PREFIX_MARK));
+    }
 }
