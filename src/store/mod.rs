@@ -794,8 +794,8 @@ impl WriteTx {
         self.dirty = false;
     }
 
-    /// Writes one row of `table`. With [`WriteTx::replace`] and [`WriteTx::remove`], the only
-    /// places that mark a view write dirty: every typed writer below goes through them, so the
+    /// Writes one row of `table`. With [`WriteTx::put_many`], [`WriteTx::replace`] and
+    /// [`WriteTx::remove`], the only places that mark a view write dirty: every typed writer below goes through them, so the
     /// sequencer always knows whether a refused job left writes behind (and rolls the batch back).
     pub(crate) fn put<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
         &mut self,
@@ -804,6 +804,30 @@ impl WriteTx {
         value: impl std::borrow::Borrow<V::SelfType<'v>>,
     ) -> Result<(), StoreError> {
         self.replace(table, key, value).map(|_| ())
+    }
+
+    /// Writes many rows of `table` with the table opened once (see [`WriteTx::put`]); no rows
+    /// leave the transaction as it was.
+    pub(crate) fn put_many<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        table: TableDefinition<'static, K, V>,
+        rows: impl IntoIterator<
+            Item = (
+                impl std::borrow::Borrow<K::SelfType<'k>>,
+                impl std::borrow::Borrow<V::SelfType<'v>>,
+            ),
+        >,
+    ) -> Result<(), StoreError> {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
+            return Ok(());
+        }
+        self.mark_written(&table);
+        let mut t = self.txn.open_table(table)?;
+        for (key, value) in rows {
+            t.insert(key, value)?;
+        }
+        Ok(())
     }
 
     /// Overwrites one row of `table` (see [`WriteTx::put`]) and tells whether a row was there

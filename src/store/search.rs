@@ -97,12 +97,10 @@ impl WriteTx {
         &mut self,
         blocks: impl IntoIterator<Item = (&'a [u8], u64, &'a [u8])>,
     ) -> Result<(), StoreError> {
-        self.mark_written(&SEARCH_POSTINGS);
-        let mut t = self.txn.open_table(SEARCH_POSTINGS)?;
-        for (mac, first, sealed) in blocks {
-            t.insert((mac, first), sealed)?;
-        }
-        Ok(())
+        let rows = blocks
+            .into_iter()
+            .map(|(mac, first, sealed)| ((mac, first), sealed));
+        self.put_many(SEARCH_POSTINGS, rows)
     }
 
     pub fn put_search_forgotten(&mut self, seq: u64) -> Result<(), StoreError> {

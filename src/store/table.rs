@@ -1,7 +1,7 @@
 //! Typed tables: `Table<K, R>` is one redb table of versioned rows `R` under keys `K`, with get,
 //! put and range written once (no row is ever deleted today; index rows are removed through
-//! `WriteTx::remove`). Writes go through `WriteTx::put`/`replace`/`remove`, which mark the
-//! transaction dirty; reads work alike on a read snapshot and on the writer's transaction.
+//! `WriteTx::remove`). Writes go through `WriteTx::put`/`put_many`/`replace`/`remove`, which mark
+//! the transaction dirty; reads work alike on a read snapshot and on the writer's transaction.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
