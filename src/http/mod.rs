@@ -708,7 +708,7 @@ pub fn router(state: AppState) -> Router {
     // OpenAPI document and `route_specs()` list only those), and it answers `/api/*` with the
     // same JSON 404 as before.
     router
-        .fallback(|req: Request| async move { ui::Ui::get().serve(&req) })
+        .fallback(|req: Request| async move { ui::Ui::serve(&req) })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(edge, middleware::edge))
         .with_state(state)

@@ -34,7 +34,7 @@ struct Asset {
     etag: HeaderValue,
 }
 
-/// The embedded files, hashed once when the router is built.
+/// The embedded files, hashed once on first use ([`Ui::get`]).
 pub struct Ui {
     version: String,
     index: Asset,
@@ -140,8 +140,9 @@ impl Ui {
         }
     }
 
-    /// The router's fallback: UI files, the SPA fallback, or the API's JSON 404.
-    pub fn serve(&self, req: &Request) -> Response {
+    /// The router's fallback: UI files, the SPA fallback, or the API's JSON 404 (answered
+    /// without building the UI, so API clients never make it read the files).
+    pub fn serve(req: &Request) -> Response {
         let path = req.uri().path();
         if (req.method() != Method::GET && req.method() != Method::HEAD)
             || path == "/api"
@@ -149,6 +150,11 @@ impl Ui {
         {
             return ApiError::not_found().into_response();
         }
+        Self::get().serve_file(req, path)
+    }
+
+    /// A UI file, the SPA's index for a page, or a 404.
+    fn serve_file(&self, req: &Request, path: &str) -> Response {
         if path == WORKER_PATH {
             let mut res = respond(&self.worker, req.headers(), "no-cache");
             res.headers_mut().insert(
