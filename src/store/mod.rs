@@ -795,8 +795,9 @@ impl WriteTx {
     }
 
     /// Writes one row of `table`. With [`WriteTx::put_many`], [`WriteTx::replace`] and
-    /// [`WriteTx::remove`], the only places that mark a view write dirty: every typed writer below goes through them, so the
-    /// sequencer always knows whether a refused job left writes behind (and rolls the batch back).
+    /// [`WriteTx::remove`], the only places that mark a view write dirty: every typed writer
+    /// below goes through them, so the sequencer always knows whether a refused job left writes
+    /// behind (and rolls the batch back).
     pub(crate) fn put<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
         &mut self,
         table: TableDefinition<'static, K, V>,
@@ -806,8 +807,8 @@ impl WriteTx {
         self.replace(table, key, value).map(|_| ())
     }
 
-    /// Writes many rows of `table` with the table opened once (see [`WriteTx::put`]); no rows
-    /// leave the transaction as it was.
+    /// Writes many rows of `table` with the table opened once (see [`WriteTx::put`]); given no
+    /// rows, it writes and marks nothing.
     pub(crate) fn put_many<'k, 'v, K: redb::Key + 'static, V: redb::Value + 'static>(
         &mut self,
         table: TableDefinition<'static, K, V>,
