@@ -238,6 +238,9 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Messages sent to the idle sockets in each of the closed-loop and the paced phases.
+const IDLE_MESSAGES: usize = 20;
+
 /// What a receiver saw: (message number, latency µs) for every message entry.
 type Seen = Vec<(u64, u64)>;
 
@@ -486,13 +489,13 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         let mut waits = Vec::new();
         for ws in idle {
             let (_, rx) = ws.split();
-            waits.push(tokio::spawn(receive(rx, start, None, 20, None)));
+            waits.push(tokio::spawn(receive(rx, start, None, IDLE_MESSAGES, None)));
         }
         let (ws, _) = http.ws(&tokens[0]).await?;
         let (tx, rx) = ws.split();
         let (ack_tx, ack_rx) = mpsc::channel(4);
-        let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 40, None));
-        let numbers: Vec<u64> = (1_000_000..1_000_020).collect();
+        let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 2 * IDLE_MESSAGES, None));
+        let numbers: Vec<u64> = (1_000_000..1_000_000 + IDLE_MESSAGES as u64).collect();
         let cpu0 = b.server_pid.and_then(process_cpu_us);
         let (_, mut tx, mut ack_rx) = send_loop(tx, ack_rx, conv.clone(), numbers, start).await?;
         let mut lat = Vec::new();
@@ -501,7 +504,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
             let (seen, rx) = w.await?;
             // Only a socket that got every message takes part in the paced phase: one that
             // timed out or was closed would hold it up, or hand it a late first-phase frame.
-            if seen.len() == 20 {
+            if seen.len() == IDLE_MESSAGES {
                 streams.push(rx);
             }
             lat.extend(seen.into_iter().map(|(_, l)| l));
@@ -512,7 +515,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
 
         // Paced: the closed loop above sends the next message as soon as the last is acked,
         // while its fan-out still runs; here each message has the sockets to itself.
-        let numbers: Vec<u64> = (2_000_000..2_000_020).collect();
+        let numbers: Vec<u64> = (2_000_000..2_000_000 + IDLE_MESSAGES as u64).collect();
         let (tap_tx, mut tap_rx) = mpsc::channel(streams.len() * numbers.len());
         let sockets = streams.len();
         let mut waits = Vec::new();

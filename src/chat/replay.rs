@@ -59,10 +59,7 @@ impl Visibility {
     /// a socket that keeps this set only for typing and presence calls it for every live entry,
     /// and a message (most entries) changes nothing, so it costs no lookup in the set.
     pub fn observe(&mut self, e: &Entry) {
-        if matches!(
-            e.kind.as_str(),
-            "chat.created" | "chat.joined" | "chat.left"
-        ) {
+        if changes_membership(&e.kind) {
             let _ = self.admit(e);
         }
     }
@@ -71,10 +68,8 @@ impl Visibility {
     /// entry that adds them and the one that removes them, nothing of the conversation after.
     pub fn admit(&mut self, e: &Entry) -> bool {
         if let Some(conv) = e.stream.strip_prefix(CONV_STREAM_PREFIX) {
-            if matches!(
-                e.kind.as_str(),
-                "chat.created" | "chat.joined" | "chat.left"
-            ) && let Ok(body) = serde_json::from_slice::<ChatBody>(&e.body)
+            if changes_membership(&e.kind)
+                && let Ok(body) = serde_json::from_slice::<ChatBody>(&e.body)
             {
                 match body {
                     ChatBody::Created { members: users, .. } | ChatBody::Joined { users, .. }
@@ -93,6 +88,11 @@ impl Visibility {
         }
         pair_of_stream(&e.stream).is_some_and(|(a, b)| a == self.user || b == self.user)
     }
+}
+
+/// The kinds whose body can add or remove members of a conversation.
+fn changes_membership(kind: &str) -> bool {
+    matches!(kind, "chat.created" | "chat.joined" | "chat.left")
 }
 
 /// How much of a conversation's past a member may read, after Matrix's `history_visibility`.
