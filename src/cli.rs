@@ -1301,8 +1301,8 @@ async fn bench_chat(
         r.delivery.max_us
     );
     println!("deliveries: {}; lost: {}", r.deliveries, r.lost);
-    if let Some(cpu) = r.server_cpu_us {
-        let client = r.client_cpu_us.map_or("?".to_string(), |c| {
+    if let Some(cpu) = r.cpu.server_us {
+        let client = r.cpu.client_us.map_or("?".to_string(), |c| {
             format!("{:.1}", c as f64 / r.acked.max(1) as f64)
         });
         println!(
@@ -1357,20 +1357,21 @@ async fn bench_chat(
                 d.p50_us, d.p99_us, d.max_us
             );
         }
-        if let Some(cpu) = r.idle_server_cpu_us {
-            println!(
-                "fan-out server CPU: {:.2} µs per delivered frame ({} frames to idle sockets)",
-                cpu as f64 / r.idle_frames.max(1) as f64,
-                r.idle_frames
-            );
-        }
+        let (server, client) = r.idle_cpu.per_frame(r.idle_frames);
+        println!(
+            "fan-out CPU per delivered frame: server {server} µs, client {client} µs ({} frames to idle sockets)",
+            r.idle_frames
+        );
         if let Some(p) = &r.paced {
-            let cpu = p.server_cpu_us.map_or("?".to_string(), |c| {
-                format!("{:.2}", c as f64 / p.frames.max(1) as f64)
-            });
+            let (server, client) = p.cpu.per_frame(p.frames);
             println!(
-                "paced fan-out (one message at a time, the next once every idle socket has it; {} messages): send to last socket p50 {} µs, max {} µs; send to ack p50 {} µs; server CPU {cpu} µs per delivered frame ({} frames)",
-                p.messages, p.to_last.p50_us, p.to_last.max_us, p.to_ack.p50_us, p.frames
+                "paced fan-out (one message at a time, the next once every idle socket has it; {} messages): send to last socket p50 {} µs, p99 {} µs, max {} µs; send to ack p50 {} µs; CPU per delivered frame: server {server} µs, client {client} µs ({} frames)",
+                p.messages,
+                p.to_last.p50_us,
+                p.to_last.p99_us,
+                p.to_last.max_us,
+                p.to_ack.p50_us,
+                p.frames
             );
         }
     }

@@ -1,27 +1,30 @@
 //! `plantwire bench chat`: the fan-out workload against a running server over TLS — users in one
 //! group on WebSockets, closed-loop senders, delivery latency at every receiver, and idle sockets.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ingest::process_cpu_us;
 use super::{Latencies, percentiles};
@@ -52,12 +55,10 @@ pub struct ChatResult {
     pub idle_delivery: Option<Latencies>,
     pub rss_before_idle_kib: Option<u64>,
     pub rss_with_idle_kib: Option<u64>,
-    /// CPU time (user + system, µs) of the server and of this client over the send phase, from
-    /// the first send until every receiver is done.
-    pub server_cpu_us: Option<u64>,
-    pub client_cpu_us: Option<u64>,
-    /// The server's CPU time over the fan-out to the idle sockets, and the frames it delivered.
-    pub idle_server_cpu_us: Option<u64>,
+    /// CPU time over the send phase, from the first send until every receiver is done.
+    pub cpu: Cpu,
+    /// CPU time over the fan-out to the idle sockets, and the frames delivered.
+    pub idle_cpu: Cpu,
     pub idle_frames: usize,
     /// The paced fan-out after it: one message at a time, the next only once every idle socket
     /// has the last, so no message waits behind another's fan-out.
@@ -70,8 +71,43 @@ pub struct Paced {
     pub messages: usize,
     pub to_last: Latencies,
     pub to_ack: Latencies,
-    pub server_cpu_us: Option<u64>,
+    pub cpu: Cpu,
     pub frames: usize,
+}
+
+/// CPU time (user + system, µs) of the server and of this client, each when it could be read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cpu {
+    pub server_us: Option<u64>,
+    pub client_us: Option<u64>,
+}
+
+impl Cpu {
+    fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server_us: server_pid.and_then(process_cpu_us),
+            client_us: process_cpu_us(std::process::id()),
+        }
+    }
+
+    /// The CPU spent from `before` to `self`.
+    fn since(self, before: Self) -> Self {
+        let d = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
+        Self {
+            server_us: d(self.server_us, before.server_us),
+            client_us: d(self.client_us, before.client_us),
+        }
+    }
+
+    /// Both, per `frames`, as text ("?" where unknown).
+    pub fn per_frame(&self, frames: usize) -> (String, String) {
+        let per = |v: Option<u64>| {
+            v.map_or("?".to_string(), |c| {
+                format!("{:.2}", c as f64 / frames.max(1) as f64)
+            })
+        };
+        (per(self.server_us), per(self.client_us))
+    }
 }
 
 pub(super) type Ws = WebSocketStream<TlsStream<TcpStream>>;
@@ -190,7 +226,10 @@ impl Http {
             format!("wss://localhost:{}/api/v1/ws", self.addr.port()).into_client_request()?;
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
-        let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await?;
+        // A frame here is well under 1 KiB; tungstenite's default 128 KiB read buffer per socket
+        // would be 128 MB over 1,000 idle sockets, each frame landing in a cold one.
+        let cfg = WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tls, Some(cfg)).await?;
         let hello = next_json(&mut ws).await?;
         let head = hello["head"]
             .as_u64()
@@ -238,116 +277,232 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Messages sent to the idle sockets in each of the closed-loop and the paced phases.
+/// The bench client's read buffer per WebSocket.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
+/// Messages sent to the idle sockets in the closed-loop phase.
 const IDLE_MESSAGES: usize = 20;
+
+/// Messages of the paced phase, one at a time: enough for a p99 that is not the maximum.
+const PACED_MESSAGES: usize = 100;
+
+/// How long a reader waits for its next frame before it gives up on the phase.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a receiver saw: (message number, latency µs) for every message entry.
 type Seen = Vec<(u64, u64)>;
 
-/// Reads one connection: message entries become (number, latency), each also passed to `tap`
-/// as it arrives when one is given; acks go to `acks`. Hands the stream back for the next phase.
-async fn receive(
-    mut rx: SplitStream<Ws>,
-    start: Instant,
-    acks: Option<mpsc::Sender<u64>>,
-    want: usize,
-    tap: Option<mpsc::Sender<(u64, u64)>>,
-) -> (Seen, SplitStream<Ws>) {
-    let mut seen = Vec::with_capacity(want);
-    while seen.len() < want {
-        let v = match tokio::time::timeout(Duration::from_secs(15), next_json(&mut rx)).await {
-            Ok(Ok(v)) => v,
-            _ => break,
+/// The fields of a server frame the bench reads. Everything else in the frame is skipped by the
+/// parser without being built, so a receiver spends little per frame beside the TLS record: the
+/// client must cost less than the server for the fan-out figures to be the server's.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    body: Option<FrameBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FrameBody<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// What one frame means to the bench.
+enum Arrival {
+    /// A chat message of the bench: its number and its send time (µs since `start`).
+    Message(u64, u64),
+    /// The ack of the send with this idempotency key.
+    Ack(String),
+    /// The server refused something or closed the socket: the phase ends for this socket.
+    Error,
+    Other,
+}
+
+/// Reads the next frame of `ws` and says what it is; `None` when the socket timed out, failed or
+/// was closed.
+async fn next_frame(ws: &mut Ws) -> Option<Arrival> {
+    loop {
+        let text = match tokio::time::timeout(READ_TIMEOUT, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
         };
-        match v["type"].as_str() {
-            Some("entry") if v["kind"] == "chat.message" => {
-                let now = start.elapsed().as_micros() as u64;
-                let text = v["body"]["text"].as_str().unwrap_or_default();
+        // A frame the bench cannot read is not one of its messages; a missing message is
+        // counted as lost at the end, so nothing is hidden by skipping it.
+        let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
+            return Some(Arrival::Other);
+        };
+        return Some(match (f.ty.as_ref(), f.kind.as_deref()) {
+            ("entry", Some("chat.message")) => {
+                let text = f.body.and_then(|b| b.text).unwrap_or_default();
                 let mut parts = text.split(' ');
                 let n = parts.next().and_then(|p| p.parse::<u64>().ok());
                 let at = parts.next().and_then(|p| p.parse::<u64>().ok());
-                if let (Some(n), Some(at)) = (n, at) {
-                    let lat = now.saturating_sub(at);
-                    seen.push((n, lat));
-                    if let Some(tap) = &tap {
-                        let _ = tap.send((n, lat)).await;
-                    }
+                match (n, at) {
+                    (Some(n), Some(at)) => Arrival::Message(n, at),
+                    _ => Arrival::Other,
                 }
             }
-            Some("ack") => {
-                if let (Some(tx), Some(seq)) = (&acks, v["seq"].as_u64()) {
-                    let _ = tx.send(seq).await;
-                }
-            }
-            Some("error") => break,
-            _ => {}
+            ("ack", _) => Arrival::Ack(f.key.unwrap_or_default().into_owned()),
+            ("error", _) => Arrival::Error,
+            _ => Arrival::Other,
+        });
+    }
+}
+
+fn since_start(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+/// The paced phase's tally, shared by every receiver: per message, how many sockets have it and
+/// the latest arrival. The receiver that completes a message wakes the sender.
+struct Pace {
+    first: u64,
+    sockets: usize,
+    got: Vec<AtomicUsize>,
+    last_us: Vec<AtomicU64>,
+    done: Notify,
+}
+
+impl Pace {
+    fn new(first: u64, messages: usize, sockets: usize) -> Self {
+        Self {
+            first,
+            sockets,
+            got: (0..messages).map(|_| AtomicUsize::new(0)).collect(),
+            last_us: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+            done: Notify::new(),
         }
     }
-    (seen, rx)
+
+    /// Message `n` reached one more socket, `lat` µs after it was sent. Numbers outside the
+    /// phase (a late frame of the phase before) are not counted.
+    fn arrived(&self, n: u64, lat: u64) {
+        let Some(i) = n.checked_sub(self.first).map(|i| i as usize) else {
+            return;
+        };
+        let (Some(got), Some(last)) = (self.got.get(i), self.last_us.get(i)) else {
+            return;
+        };
+        last.fetch_max(lat, Ordering::Relaxed);
+        if got.fetch_add(1, Ordering::AcqRel) + 1 == self.sockets {
+            self.done.notify_waiters();
+        }
+    }
 }
 
-/// One closed-loop sender: send, wait for the ack, repeat. Returns ack latencies.
+/// Reads one connection until it has `want` of the bench's messages: each becomes (number,
+/// latency), and is told to `pace` when one is given. Hands the socket back for the next phase.
+async fn receive(mut ws: Ws, start: Instant, want: usize, pace: Option<Arc<Pace>>) -> (Seen, Ws) {
+    let mut seen = Vec::with_capacity(want);
+    while seen.len() < want {
+        match next_frame(&mut ws).await {
+            Some(Arrival::Message(n, at)) => {
+                let lat = since_start(start).saturating_sub(at);
+                seen.push((n, lat));
+                if let Some(pace) = &pace {
+                    pace.arrived(n, lat);
+                }
+            }
+            Some(Arrival::Ack(_) | Arrival::Other) => {}
+            Some(Arrival::Error) | None => break,
+        }
+    }
+    (seen, ws)
+}
+
+/// One closed-loop sender on its own socket: send, read until the ack, repeat; then read on
+/// until the socket has `want` messages (everyone's, its own included). Returns the ack
+/// latencies and what the socket received.
 async fn send_loop(
-    mut tx: SplitSink<Ws, Message>,
-    mut acks: mpsc::Receiver<u64>,
+    mut ws: Ws,
     conv: String,
     numbers: Vec<u64>,
+    want: usize,
     start: Instant,
-) -> anyhow::Result<(Vec<u64>, SplitSink<Ws, Message>, mpsc::Receiver<u64>)> {
+) -> anyhow::Result<(Vec<u64>, Seen, Ws)> {
     let mut lat = Vec::with_capacity(numbers.len());
+    let mut seen = Vec::with_capacity(want);
     for n in numbers {
-        lat.push(send_one(&mut tx, &mut acks, &conv, n, start).await?);
+        lat.push(send_one(&mut ws, &conv, n, start, &mut seen).await?);
     }
-    Ok((lat, tx, acks))
+    while seen.len() < want {
+        match next_frame(&mut ws).await {
+            Some(Arrival::Message(n, at)) => seen.push((n, since_start(start).saturating_sub(at))),
+            Some(Arrival::Ack(_) | Arrival::Other) => {}
+            Some(Arrival::Error) | None => break,
+        }
+    }
+    Ok((lat, seen, ws))
 }
 
-/// Sends message `n` (its text carries the send time) and waits for its ack; returns the ack
-/// latency in µs.
+/// Sends message `n` (its text carries the send time) and reads until its ack, keeping the
+/// messages that arrive meanwhile in `seen`; returns the ack latency in µs.
 async fn send_one(
-    tx: &mut SplitSink<Ws, Message>,
-    acks: &mut mpsc::Receiver<u64>,
+    ws: &mut Ws,
     conv: &str,
     n: u64,
     start: Instant,
+    seen: &mut Seen,
 ) -> anyhow::Result<u64> {
-    let t0 = start.elapsed().as_micros() as u64;
-    let frame = json!({"type": "send", "conv": conv, "key": format!("bench-{n}-{}", random_token()), "text": format!("{n} {t0} fan-out benchmark message")});
-    tx.send(Message::text(frame.to_string())).await?;
-    tokio::time::timeout(Duration::from_secs(30), acks.recv())
-        .await?
-        .ok_or_else(|| anyhow!("connection ended"))?;
-    Ok(start.elapsed().as_micros() as u64 - t0)
+    let t0 = since_start(start);
+    let key = format!("bench-{n}-{}", random_token());
+    let frame = json!({"type": "send", "conv": conv, "key": key, "text": format!("{n} {t0} fan-out benchmark message")});
+    ws.send(Message::text(frame.to_string())).await?;
+    loop {
+        match next_frame(ws).await {
+            Some(Arrival::Ack(k)) if k == key => return Ok(since_start(start) - t0),
+            Some(Arrival::Message(m, at)) => seen.push((m, since_start(start).saturating_sub(at))),
+            Some(Arrival::Ack(_) | Arrival::Other) => {}
+            Some(Arrival::Error) => bail!("the server refused message {n}"),
+            None => bail!("no ack for message {n}: the socket timed out or closed"),
+        }
+    }
 }
 
-/// The paced fan-out: sends `numbers` one at a time over `tx`, each only once all `sockets`
-/// receivers have reported the one before on `tap`. Per message: the latency to the last
-/// socket (the largest of the receivers' send-to-arrival latencies) and to the ack.
+/// The paced fan-out: sends `pace`'s messages one at a time over `ws`, each only once every
+/// socket of `pace` has the one before. Per message: the latency to the last socket (the
+/// largest of the receivers' send-to-arrival latencies) and to the ack.
 async fn paced(
-    tx: &mut SplitSink<Ws, Message>,
-    acks: &mut mpsc::Receiver<u64>,
-    tap: &mut mpsc::Receiver<(u64, u64)>,
+    ws: &mut Ws,
+    pace: &Pace,
     conv: &str,
-    numbers: &[u64],
-    sockets: usize,
     start: Instant,
 ) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
-    let mut to_last = Vec::with_capacity(numbers.len());
-    let mut to_ack = Vec::with_capacity(numbers.len());
-    for &n in numbers {
-        to_ack.push(send_one(tx, acks, conv, n, start).await?);
-        let (mut got, mut last) = (0, 0);
-        while got < sockets {
-            let (m, lat) = tokio::time::timeout(Duration::from_secs(15), tap.recv())
-                .await
-                .context("paced fan-out: a socket did not get its message in 15 s")?
-                .ok_or_else(|| anyhow!("paced fan-out: the receivers ended"))?;
-            if m != n {
-                bail!("paced fan-out: message {m} arrived while waiting for {n}");
+    let messages = pace.got.len();
+    let mut to_last = Vec::with_capacity(messages);
+    let mut to_ack = Vec::with_capacity(messages);
+    let mut own = Vec::new();
+    for i in 0..messages {
+        let n = pace.first + i as u64;
+        to_ack.push(send_one(ws, conv, n, start, &mut own).await?);
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        loop {
+            // Registered before the count is read, so the last socket's wake-up is not missed.
+            let done = pace.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let got = pace.got[i].load(Ordering::Acquire);
+            if got >= pace.sockets {
+                break;
             }
-            got += 1;
-            last = last.max(lat);
+            tokio::time::timeout_at(deadline, done)
+                .await
+                .with_context(|| {
+                    format!(
+                        "paced fan-out: message {n} reached {got} of {} sockets in 15 s",
+                        pace.sockets
+                    )
+                })?;
         }
-        to_last.push(last);
+        to_last.push(pace.last_us[i].load(Ordering::Relaxed));
+        own.clear();
     }
     Ok((to_last, to_ack))
 }
@@ -410,58 +565,49 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     let mut senders = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         let (ws, _) = http.ws(token).await?;
-        let (tx, rx) = ws.split();
         if i < b.senders {
-            let (ack_tx, ack_rx) = mpsc::channel(4);
-            // A sender's own connection gets its acks and everyone's messages (its own included).
-            receivers.push((
-                false,
-                tokio::spawn(receive(rx, start, Some(ack_tx), total, None)),
-            ));
+            // A sender's own socket gets its acks and everyone's messages (its own included).
             let numbers: Vec<u64> = (0..per_sender)
                 .map(|k| (k * b.senders + i) as u64)
                 .collect();
-            senders.push((tx, ack_rx, numbers));
+            senders.push((ws, numbers));
         } else {
-            receivers.push((true, tokio::spawn(receive(rx, start, None, total, None))));
-            drop(tx);
+            receivers.push(tokio::spawn(receive(ws, start, total, None)));
         }
     }
-    let server_cpu0 = b.server_pid.and_then(process_cpu_us);
-    let client_cpu0 = process_cpu_us(std::process::id());
+    let cpu0 = Cpu::now(b.server_pid);
     let t0 = Instant::now();
     let mut loops = Vec::new();
-    for (tx, acks, numbers) in senders {
+    for (ws, numbers) in senders {
         loops.push(tokio::spawn(send_loop(
-            tx,
-            acks,
+            ws,
             conv.clone(),
             numbers,
+            total,
             start,
         )));
     }
     let mut ack_lat = Vec::new();
-    for l in loops {
-        ack_lat.extend(l.await??.0);
-    }
-    let seconds = t0.elapsed().as_secs_f64();
-    let mut delivery = Vec::new();
     let mut lost = 0;
     let mut deliveries = 0;
-    for (pure, r) in receivers {
-        let (seen, _) = r.await?;
+    let mut tally = |seen: &Seen| {
         let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
         lost += total - got.len().min(total);
         deliveries += seen.len();
-        if pure {
-            delivery.extend(seen.iter().map(|(_, l)| *l));
-        }
-    }
-    let since = |before: Option<u64>, after: Option<u64>| {
-        before.zip(after).map(|(b, a)| a.saturating_sub(b))
     };
-    let server_cpu_us = since(server_cpu0, b.server_pid.and_then(process_cpu_us));
-    let client_cpu_us = since(client_cpu0, process_cpu_us(std::process::id()));
+    for l in loops {
+        let (lat, seen, _) = l.await??;
+        ack_lat.extend(lat);
+        tally(&seen);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut delivery = Vec::new();
+    for r in receivers {
+        let (seen, _) = r.await?;
+        tally(&seen);
+        delivery.extend(seen.iter().map(|(_, l)| *l));
+    }
+    let cpu = Cpu::now(b.server_pid).since(cpu0);
 
     // Idle sockets: open them, read the server's memory, then time one fan-out to all of them.
     // Both readings come after 2 s of quiet, so the argon2 work areas of the sign-ins (freed
@@ -480,7 +626,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     }
     let mut idle_delivery = None;
     let mut rss_with_idle_kib = None;
-    let mut idle_server_cpu_us = None;
+    let mut idle_cpu = Cpu::default();
     let mut idle_frames = 0;
     let mut paced_result = None;
     if !idle.is_empty() {
@@ -488,55 +634,42 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         rss_with_idle_kib = b.server_pid.and_then(rss_kib);
         let mut waits = Vec::new();
         for ws in idle {
-            let (_, rx) = ws.split();
-            waits.push(tokio::spawn(receive(rx, start, None, IDLE_MESSAGES, None)));
+            waits.push(tokio::spawn(receive(ws, start, IDLE_MESSAGES, None)));
         }
         let (ws, _) = http.ws(&tokens[0]).await?;
-        let (tx, rx) = ws.split();
-        let (ack_tx, ack_rx) = mpsc::channel(4);
-        let keep = tokio::spawn(receive(rx, start, Some(ack_tx), 2 * IDLE_MESSAGES, None));
         let numbers: Vec<u64> = (1_000_000..1_000_000 + IDLE_MESSAGES as u64).collect();
-        let cpu0 = b.server_pid.and_then(process_cpu_us);
-        let (_, mut tx, mut ack_rx) = send_loop(tx, ack_rx, conv.clone(), numbers, start).await?;
+        let cpu0 = Cpu::now(b.server_pid);
+        let (_, _, mut ws) = send_loop(ws, conv.clone(), numbers, 0, start).await?;
         let mut lat = Vec::new();
-        let mut streams = Vec::new();
+        let mut sockets = Vec::new();
         for w in waits {
-            let (seen, rx) = w.await?;
+            let (seen, ws) = w.await?;
             // Only a socket that got every message takes part in the paced phase: one that
-            // timed out or was closed would hold it up, or hand it a late first-phase frame.
+            // timed out or was closed would hold it up.
             if seen.len() == IDLE_MESSAGES {
-                streams.push(rx);
+                sockets.push(ws);
             }
             lat.extend(seen.into_iter().map(|(_, l)| l));
         }
-        idle_server_cpu_us = since(cpu0, b.server_pid.and_then(process_cpu_us));
+        idle_cpu = Cpu::now(b.server_pid).since(cpu0);
         idle_frames = lat.len();
         idle_delivery = Some(percentiles(lat));
 
         // Paced: the closed loop above sends the next message as soon as the last is acked,
         // while its fan-out still runs; here each message has the sockets to itself.
-        let numbers: Vec<u64> = (2_000_000..2_000_000 + IDLE_MESSAGES as u64).collect();
-        let (tap_tx, mut tap_rx) = mpsc::channel(streams.len() * numbers.len());
-        let sockets = streams.len();
+        let pace = Arc::new(Pace::new(2_000_000, PACED_MESSAGES, sockets.len()));
         let mut waits = Vec::new();
-        for rx in streams {
-            let tap = Some(tap_tx.clone());
-            waits.push(tokio::spawn(receive(rx, start, None, numbers.len(), tap)));
+        for ws in sockets {
+            waits.push(tokio::spawn(receive(
+                ws,
+                start,
+                PACED_MESSAGES,
+                Some(pace.clone()),
+            )));
         }
-        drop(tap_tx);
-        let cpu0 = b.server_pid.and_then(process_cpu_us);
-        let outcome = paced(
-            &mut tx,
-            &mut ack_rx,
-            &mut tap_rx,
-            &conv,
-            &numbers,
-            sockets,
-            start,
-        )
-        .await;
-        let server_cpu_us = since(cpu0, b.server_pid.and_then(process_cpu_us));
-        keep.abort();
+        let cpu0 = Cpu::now(b.server_pid);
+        let outcome = paced(&mut ws, &pace, &conv, start).await;
+        let cpu = Cpu::now(b.server_pid).since(cpu0);
         match outcome {
             Ok((to_last, to_ack)) => {
                 let mut frames = 0;
@@ -547,7 +680,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
                     messages: to_last.len(),
                     to_last: percentiles(to_last),
                     to_ack: percentiles(to_ack),
-                    server_cpu_us,
+                    cpu,
                     frames,
                 });
             }
@@ -572,9 +705,8 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         idle_delivery,
         rss_before_idle_kib,
         rss_with_idle_kib,
-        server_cpu_us,
-        client_cpu_us,
-        idle_server_cpu_us,
+        cpu,
+        idle_cpu,
         idle_frames,
         paced: paced_result,
     })

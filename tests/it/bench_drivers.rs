@@ -1,6 +1,7 @@
 //! The benchmark drivers against a real server: `bench ingest` publishes exactly the events it
-//! counts, one per request and in batches, over HTTP/1.1 and HTTP/2; `bench search` sends and
-//! indexes exactly the chat it counts.
+//! counts, one per request and in batches, over HTTP/1.1 and HTTP/2; `bench chat` delivers every
+//! message it counts to every socket in all three phases; `bench search` sends and indexes
+//! exactly the chat it counts.
 
 use plantwire::bench::ingest::{Credential, IngestBench, Proto, run};
 
@@ -33,6 +34,49 @@ async fn bench_ingest_stores_every_event_it_counts_singly_and_in_batches() {
         }
         assert_eq!(server.head_seq() - before, 300, "{batch} per request");
     }
+}
+
+/// `bench chat` counts what really arrived: every message reaches every socket of the group in
+/// the closed loop, on the idle sockets and in the paced phase, and the server's log holds
+/// exactly the messages the bench says it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chat_delivers_every_message_it_counts_to_every_socket() {
+    use plantwire::bench::chat::{ChatBench, run};
+    let server = TestServer::start().await;
+    let ca_file = server.path().join("bench-ca.pem");
+    std::fs::write(&ca_file, server.state().tls().ca_pem().unwrap()).unwrap();
+    let b = ChatBench {
+        addr: server.addr,
+        ca_file,
+        admin_password: server.admin_otp(),
+        users: 4,
+        senders: 2,
+        messages: 40,
+        idle: 30,
+        server_pid: Some(std::process::id()),
+    };
+    let before = server.head_seq();
+    let r = run(&b).await.unwrap();
+    assert_eq!(r.acked, 40);
+    assert_eq!(r.lost, 0);
+    // Every one of the 4 sockets (the senders' own included) has all 40.
+    assert_eq!(r.deliveries, 4 * 40);
+    assert!(r.delivery.p50_us > 0 && r.delivery.max_us >= r.delivery.p99_us);
+    // 20 messages to each idle socket in the closed loop.
+    assert_eq!(r.idle_frames, 30 * 20);
+    let paced = r.paced.expect("the paced phase ran");
+    assert_eq!(paced.messages, 100);
+    assert_eq!(paced.frames, 30 * 100);
+    assert!(paced.to_last.p50_us > 0 && paced.to_last.max_us >= paced.to_last.p99_us);
+    assert!(paced.cpu.server_us.is_some() && paced.cpu.client_us.is_some());
+    // The log: 40 + 20 + 100 messages beside the set-up (users, sign-ins, the group).
+    let log = server.state().log();
+    let rtx = log.read().unwrap();
+    let messages = (before + 1..=log.head(&rtx).unwrap())
+        .filter_map(|n| log.entry(&rtx, n).unwrap())
+        .filter(|e| e.kind == "chat.message")
+        .count();
+    assert_eq!(messages, 160);
 }
 
 /// `bench search` sends exactly the messages it counts (its export holds one line for each, the
