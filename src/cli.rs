@@ -1359,14 +1359,15 @@ async fn bench_chat(
         }
         let (server, client) = r.idle_cpu.per_frame(r.idle_frames);
         println!(
-            "fan-out CPU per delivered frame: server {server} µs, client {client} µs ({} frames to idle sockets)",
-            r.idle_frames
+            "fan-out CPU per delivered frame: server {server} µs, client {client} µs ({} frames to idle sockets; lost: {})",
+            r.idle_frames, r.idle_lost
         );
         if let Some(p) = &r.paced {
             let (server, client) = p.cpu.per_frame(p.frames);
             println!(
-                "paced fan-out (one message at a time, the next once every idle socket has it; {} messages): send to last socket p50 {} µs, p99 {} µs, max {} µs; send to ack p50 {} µs; CPU per delivered frame: server {server} µs, client {client} µs ({} frames)",
+                "paced fan-out (one message at a time, the next once every idle socket has it; {} messages to {} sockets): send to last socket p50 {} µs, p99 {} µs, max {} µs; send to ack p50 {} µs; CPU per delivered frame: server {server} µs, client {client} µs ({} frames)",
                 p.messages,
+                p.sockets,
                 p.to_last.p50_us,
                 p.to_last.p99_us,
                 p.to_last.max_us,

@@ -64,7 +64,10 @@ async fn bench_chat_delivers_every_message_it_counts_to_every_socket() {
     assert!(r.delivery.p50_us > 0 && r.delivery.max_us >= r.delivery.p99_us);
     // 20 messages to each idle socket in the closed loop.
     assert_eq!(r.idle_frames, 30 * 20);
+    assert_eq!(r.idle_lost, 0);
+    // The paced phase went to every idle socket (it is left out otherwise).
     let paced = r.paced.expect("the paced phase ran");
+    assert_eq!(paced.sockets, 30);
     assert_eq!(paced.messages, 100);
     assert_eq!(paced.frames, 30 * 100);
     assert!(paced.to_last.p50_us > 0 && paced.to_last.max_us >= paced.to_last.p99_us);

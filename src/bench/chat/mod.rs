@@ -1,11 +1,9 @@
 //! `plantwire bench chat`: the fan-out workload against a running server over TLS — users in one
 //! group on WebSockets, closed-loop senders, delivery latency at every receiver, and idle sockets.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -15,10 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -28,6 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::ingest::process_cpu_us;
 use super::{Latencies, percentiles};
+
+mod socket;
+
+use socket::{Pace, Seen, paced, receive, send_loop};
 
 #[derive(Debug, Clone)]
 pub struct ChatBench {
@@ -60,6 +60,8 @@ pub struct ChatResult {
     /// CPU time over the fan-out to the idle sockets, and the frames delivered.
     pub idle_cpu: Cpu,
     pub idle_frames: usize,
+    /// Messages of the closed loop that did not reach an idle socket, over all of them.
+    pub idle_lost: usize,
     /// The paced fan-out after it: one message at a time, the next only once every idle socket
     /// has the last, so no message waits behind another's fan-out.
     pub paced: Option<Paced>,
@@ -69,6 +71,8 @@ pub struct ChatResult {
 #[derive(Debug)]
 pub struct Paced {
     pub messages: usize,
+    /// The idle sockets it went to: all of them, or the phase is left out.
+    pub sockets: usize,
     pub to_last: Latencies,
     pub to_ack: Latencies,
     pub cpu: Cpu,
@@ -286,227 +290,6 @@ const IDLE_MESSAGES: usize = 20;
 /// Messages of the paced phase, one at a time: enough for a p99 that is not the maximum.
 const PACED_MESSAGES: usize = 100;
 
-/// How long a reader waits for its next frame before it gives up on the phase.
-const READ_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// What a receiver saw: (message number, latency µs) for every message entry.
-type Seen = Vec<(u64, u64)>;
-
-/// The fields of a server frame the bench reads. Everything else in the frame is skipped by the
-/// parser without being built, so a receiver spends little per frame beside the TLS record: the
-/// client must cost less than the server for the fan-out figures to be the server's.
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
-    ty: Cow<'a, str>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    key: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    body: Option<FrameBody<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FrameBody<'a> {
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-}
-
-/// What one frame means to the bench.
-enum Arrival {
-    /// A chat message of the bench: its number and its send time (µs since `start`).
-    Message(u64, u64),
-    /// The ack of the send with this idempotency key.
-    Ack(String),
-    /// The server refused something or closed the socket: the phase ends for this socket.
-    Error,
-    Other,
-}
-
-/// Reads the next frame of `ws` and says what it is; `None` when the socket timed out, failed or
-/// was closed.
-async fn next_frame(ws: &mut Ws) -> Option<Arrival> {
-    loop {
-        let text = match tokio::time::timeout(READ_TIMEOUT, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => t,
-            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
-            Ok(Some(Ok(_))) => continue,
-        };
-        // A frame the bench cannot read is not one of its messages; a missing message is
-        // counted as lost at the end, so nothing is hidden by skipping it.
-        let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
-            return Some(Arrival::Other);
-        };
-        return Some(match (f.ty.as_ref(), f.kind.as_deref()) {
-            ("entry", Some("chat.message")) => {
-                let text = f.body.and_then(|b| b.text).unwrap_or_default();
-                let mut parts = text.split(' ');
-                let n = parts.next().and_then(|p| p.parse::<u64>().ok());
-                let at = parts.next().and_then(|p| p.parse::<u64>().ok());
-                match (n, at) {
-                    (Some(n), Some(at)) => Arrival::Message(n, at),
-                    _ => Arrival::Other,
-                }
-            }
-            ("ack", _) => Arrival::Ack(f.key.unwrap_or_default().into_owned()),
-            ("error", _) => Arrival::Error,
-            _ => Arrival::Other,
-        });
-    }
-}
-
-fn since_start(start: Instant) -> u64 {
-    start.elapsed().as_micros() as u64
-}
-
-/// The paced phase's tally, shared by every receiver: per message, how many sockets have it and
-/// the latest arrival. The receiver that completes a message wakes the sender.
-struct Pace {
-    first: u64,
-    sockets: usize,
-    got: Vec<AtomicUsize>,
-    last_us: Vec<AtomicU64>,
-    done: Notify,
-}
-
-impl Pace {
-    fn new(first: u64, messages: usize, sockets: usize) -> Self {
-        Self {
-            first,
-            sockets,
-            got: (0..messages).map(|_| AtomicUsize::new(0)).collect(),
-            last_us: (0..messages).map(|_| AtomicU64::new(0)).collect(),
-            done: Notify::new(),
-        }
-    }
-
-    /// Message `n` reached one more socket, `lat` µs after it was sent. Numbers outside the
-    /// phase (a late frame of the phase before) are not counted.
-    fn arrived(&self, n: u64, lat: u64) {
-        let Some(i) = n.checked_sub(self.first).map(|i| i as usize) else {
-            return;
-        };
-        let (Some(got), Some(last)) = (self.got.get(i), self.last_us.get(i)) else {
-            return;
-        };
-        last.fetch_max(lat, Ordering::Relaxed);
-        if got.fetch_add(1, Ordering::AcqRel) + 1 == self.sockets {
-            self.done.notify_waiters();
-        }
-    }
-}
-
-/// Reads one connection until it has `want` of the bench's messages: each becomes (number,
-/// latency), and is told to `pace` when one is given. Hands the socket back for the next phase.
-async fn receive(mut ws: Ws, start: Instant, want: usize, pace: Option<Arc<Pace>>) -> (Seen, Ws) {
-    let mut seen = Vec::with_capacity(want);
-    while seen.len() < want {
-        match next_frame(&mut ws).await {
-            Some(Arrival::Message(n, at)) => {
-                let lat = since_start(start).saturating_sub(at);
-                seen.push((n, lat));
-                if let Some(pace) = &pace {
-                    pace.arrived(n, lat);
-                }
-            }
-            Some(Arrival::Ack(_) | Arrival::Other) => {}
-            Some(Arrival::Error) | None => break,
-        }
-    }
-    (seen, ws)
-}
-
-/// One closed-loop sender on its own socket: send, read until the ack, repeat; then read on
-/// until the socket has `want` messages (everyone's, its own included). Returns the ack
-/// latencies and what the socket received.
-async fn send_loop(
-    mut ws: Ws,
-    conv: String,
-    numbers: Vec<u64>,
-    want: usize,
-    start: Instant,
-) -> anyhow::Result<(Vec<u64>, Seen, Ws)> {
-    let mut lat = Vec::with_capacity(numbers.len());
-    let mut seen = Vec::with_capacity(want);
-    for n in numbers {
-        lat.push(send_one(&mut ws, &conv, n, start, &mut seen).await?);
-    }
-    while seen.len() < want {
-        match next_frame(&mut ws).await {
-            Some(Arrival::Message(n, at)) => seen.push((n, since_start(start).saturating_sub(at))),
-            Some(Arrival::Ack(_) | Arrival::Other) => {}
-            Some(Arrival::Error) | None => break,
-        }
-    }
-    Ok((lat, seen, ws))
-}
-
-/// Sends message `n` (its text carries the send time) and reads until its ack, keeping the
-/// messages that arrive meanwhile in `seen`; returns the ack latency in µs.
-async fn send_one(
-    ws: &mut Ws,
-    conv: &str,
-    n: u64,
-    start: Instant,
-    seen: &mut Seen,
-) -> anyhow::Result<u64> {
-    let t0 = since_start(start);
-    let key = format!("bench-{n}-{}", random_token());
-    let frame = json!({"type": "send", "conv": conv, "key": key, "text": format!("{n} {t0} fan-out benchmark message")});
-    ws.send(Message::text(frame.to_string())).await?;
-    loop {
-        match next_frame(ws).await {
-            Some(Arrival::Ack(k)) if k == key => return Ok(since_start(start) - t0),
-            Some(Arrival::Message(m, at)) => seen.push((m, since_start(start).saturating_sub(at))),
-            Some(Arrival::Ack(_) | Arrival::Other) => {}
-            Some(Arrival::Error) => bail!("the server refused message {n}"),
-            None => bail!("no ack for message {n}: the socket timed out or closed"),
-        }
-    }
-}
-
-/// The paced fan-out: sends `pace`'s messages one at a time over `ws`, each only once every
-/// socket of `pace` has the one before. Per message: the latency to the last socket (the
-/// largest of the receivers' send-to-arrival latencies) and to the ack.
-async fn paced(
-    ws: &mut Ws,
-    pace: &Pace,
-    conv: &str,
-    start: Instant,
-) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
-    let messages = pace.got.len();
-    let mut to_last = Vec::with_capacity(messages);
-    let mut to_ack = Vec::with_capacity(messages);
-    let mut own = Vec::new();
-    for i in 0..messages {
-        let n = pace.first + i as u64;
-        to_ack.push(send_one(ws, conv, n, start, &mut own).await?);
-        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-        loop {
-            // Registered before the count is read, so the last socket's wake-up is not missed.
-            let done = pace.done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            let got = pace.got[i].load(Ordering::Acquire);
-            if got >= pace.sockets {
-                break;
-            }
-            tokio::time::timeout_at(deadline, done)
-                .await
-                .with_context(|| {
-                    format!(
-                        "paced fan-out: message {n} reached {got} of {} sockets in 15 s",
-                        pace.sockets
-                    )
-                })?;
-        }
-        to_last.push(pace.last_us[i].load(Ordering::Relaxed));
-        own.clear();
-    }
-    Ok((to_last, to_ack))
-}
-
 pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     if b.senders == 0 || b.senders > b.users || b.users < 2 {
         bail!("need 2 or more users and 1..=users senders");
@@ -595,12 +378,14 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         lost += total - got.len().min(total);
         deliveries += seen.len();
     };
+    let mut last_ack = t0;
     for l in loops {
-        let (lat, seen, _) = l.await??;
-        ack_lat.extend(lat);
-        tally(&seen);
+        let sent = l.await??;
+        ack_lat.extend(sent.acks);
+        last_ack = last_ack.max(sent.last_ack);
+        tally(&sent.seen);
     }
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = last_ack.duration_since(t0).as_secs_f64();
     let mut delivery = Vec::new();
     for r in receivers {
         let (seen, _) = r.await?;
@@ -628,6 +413,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     let mut rss_with_idle_kib = None;
     let mut idle_cpu = Cpu::default();
     let mut idle_frames = 0;
+    let mut idle_lost = 0;
     let mut paced_result = None;
     if !idle.is_empty() {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -639,14 +425,14 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         let (ws, _) = http.ws(&tokens[0]).await?;
         let numbers: Vec<u64> = (1_000_000..1_000_000 + IDLE_MESSAGES as u64).collect();
         let cpu0 = Cpu::now(b.server_pid);
-        let (_, _, mut ws) = send_loop(ws, conv.clone(), numbers, 0, start).await?;
+        let ws = send_loop(ws, conv.clone(), numbers, 0, start).await?.ws;
         let mut lat = Vec::new();
         let mut sockets = Vec::new();
         for w in waits {
             let (seen, ws) = w.await?;
-            // Only a socket that got every message takes part in the paced phase: one that
-            // timed out or was closed would hold it up.
-            if seen.len() == IDLE_MESSAGES {
+            let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
+            idle_lost += IDLE_MESSAGES - got.len().min(IDLE_MESSAGES);
+            if got.len() == IDLE_MESSAGES {
                 sockets.push(ws);
             }
             lat.extend(seen.into_iter().map(|(_, l)| l));
@@ -654,43 +440,16 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         idle_cpu = Cpu::now(b.server_pid).since(cpu0);
         idle_frames = lat.len();
         idle_delivery = Some(percentiles(lat));
-
-        // Paced: the closed loop above sends the next message as soon as the last is acked,
-        // while its fan-out still runs; here each message has the sockets to itself.
-        let pace = Arc::new(Pace::new(2_000_000, PACED_MESSAGES, sockets.len()));
-        let mut waits = Vec::new();
-        for ws in sockets {
-            waits.push(tokio::spawn(receive(
-                ws,
-                start,
-                PACED_MESSAGES,
-                Some(pace.clone()),
-            )));
-        }
-        let cpu0 = Cpu::now(b.server_pid);
-        let outcome = paced(&mut ws, &pace, &conv, start).await;
-        let cpu = Cpu::now(b.server_pid).since(cpu0);
-        match outcome {
-            Ok((to_last, to_ack)) => {
-                let mut frames = 0;
-                for w in waits {
-                    frames += w.await?.0.len();
-                }
-                paced_result = Some(Paced {
-                    messages: to_last.len(),
-                    to_last: percentiles(to_last),
-                    to_ack: percentiles(to_ack),
-                    cpu,
-                    frames,
-                });
-            }
-            // The figures measured so far stand; the paced one is left out, and said so.
-            Err(e) => {
-                for w in &waits {
-                    w.abort();
-                }
-                eprintln!("paced fan-out left out: {e:#}");
-            }
+        // A socket that lost a message (timed out, or closed by the server) would hold the
+        // paced phase up, and a phase over the others only would flatter it: left out.
+        if sockets.len() < b.idle {
+            eprintln!(
+                "paced fan-out left out: {} of {} idle sockets lost messages",
+                b.idle - sockets.len(),
+                b.idle
+            );
+        } else {
+            paced_result = paced_phase(ws, sockets, &conv, start, b.server_pid).await?;
         }
     }
     Ok(ChatResult {
@@ -708,6 +467,52 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         cpu,
         idle_cpu,
         idle_frames,
+        idle_lost,
         paced: paced_result,
     })
+}
+
+/// The paced fan-out over `sockets`, sending on `ws`: the closed loop before sends the next
+/// message as soon as the last is acked, while its fan-out still runs; here each message has
+/// the sockets to itself. `None` (and said so) when a message does not reach every socket.
+async fn paced_phase(
+    mut ws: Ws,
+    sockets: Vec<Ws>,
+    conv: &str,
+    start: Instant,
+    server_pid: Option<u32>,
+) -> anyhow::Result<Option<Paced>> {
+    let pace = Arc::new(Pace::new(2_000_000, PACED_MESSAGES, sockets.len()));
+    let mut waits = Vec::new();
+    for socket in sockets {
+        let pace = Some(pace.clone());
+        waits.push(tokio::spawn(receive(socket, start, PACED_MESSAGES, pace)));
+    }
+    let cpu0 = Cpu::now(server_pid);
+    let outcome = paced(&mut ws, &pace, conv, start).await;
+    let cpu = Cpu::now(server_pid).since(cpu0);
+    match outcome {
+        Ok((to_last, to_ack)) => {
+            let mut frames = 0;
+            for w in waits {
+                frames += w.await?.0.len();
+            }
+            Ok(Some(Paced {
+                messages: to_last.len(),
+                sockets: pace.sockets,
+                to_last: percentiles(to_last),
+                to_ack: percentiles(to_ack),
+                cpu,
+                frames,
+            }))
+        }
+        // The figures measured so far stand; the paced one is left out, and said so.
+        Err(e) => {
+            for w in &waits {
+                w.abort();
+            }
+            eprintln!("paced fan-out left out: {e:#}");
+            Ok(None)
+        }
+    }
 }
