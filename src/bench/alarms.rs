@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use http_body_util::{BodyExt, Full};
@@ -103,14 +103,7 @@ async fn device(
 }
 
 pub async fn run(b: &AlarmBench) -> anyhow::Result<AlarmResult> {
-    let ca = std::fs::read_to_string(&b.ca_file)
-        .with_context(|| format!("reading {}", b.ca_file.display()))?;
-    let http = Arc::new(Http::new(b.addr, &ca)?);
-    let admin_pw = format!("bench-admin-{}", random_token());
-    let admin = http.sign_in("admin", &b.admin_password, &admin_pw).await?;
-    if admin_pw != b.admin_password {
-        eprintln!("note: the admin's one-time password was replaced by {admin_pw}");
-    }
+    let (http, admin) = Http::as_admin(b.addr, &b.ca_file, &b.admin_password).await?;
 
     // The watcher: a WebSocket on domain `alarms`, live from the head.
     let tls = http.connect().await?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -137,6 +138,24 @@ impl Http {
             addr,
             tls: TlsConnector::from(Arc::new(cfg)),
         })
+    }
+
+    /// A client of the server at `addr` that trusts the CA in `ca_file`, and the admin signed in
+    /// with it (a one-time password is replaced first, and the new one printed).
+    pub(super) async fn as_admin(
+        addr: SocketAddr,
+        ca_file: &Path,
+        admin_password: &str,
+    ) -> anyhow::Result<(Arc<Self>, String)> {
+        let ca = std::fs::read_to_string(ca_file)
+            .with_context(|| format!("reading {}", ca_file.display()))?;
+        let http = Arc::new(Self::new(addr, &ca)?);
+        let admin_pw = format!("bench-admin-{}", random_token());
+        let admin = http.sign_in("admin", admin_password, &admin_pw).await?;
+        if admin_pw != admin_password {
+            eprintln!("note: the admin's one-time password was replaced by {admin_pw}");
+        }
+        Ok((http, admin))
     }
 
     pub(super) fn addr(&self) -> SocketAddr {
@@ -294,14 +313,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     if b.senders == 0 || b.senders > b.users || b.users < 2 {
         bail!("need 2 or more users and 1..=users senders");
     }
-    let ca = std::fs::read_to_string(&b.ca_file)
-        .with_context(|| format!("reading {}", b.ca_file.display()))?;
-    let http = Arc::new(Http::new(b.addr, &ca)?);
-    let admin_pw = format!("bench-admin-{}", random_token());
-    let admin = http.sign_in("admin", &b.admin_password, &admin_pw).await?;
-    if admin_pw != b.admin_password {
-        eprintln!("note: the admin's one-time password was replaced by {admin_pw}");
-    }
+    let (http, admin) = Http::as_admin(b.addr, &b.ca_file, &b.admin_password).await?;
     let run_id = &random_token()[..6];
     let mut tokens = Vec::new();
     let mut names = Vec::new();
