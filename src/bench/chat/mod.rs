@@ -1,7 +1,6 @@
 //! `plantwire bench chat`: the fan-out workload against a running server over TLS — users in one
 //! group on WebSockets, closed-loop senders, delivery latency at every receiver, and idle sockets.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use super::{Latencies, percentiles};
 
 mod socket;
 
-use socket::{Pace, Seen, paced, receive, send_loop};
+use socket::{Pace, Seen, missing, paced, receive, send_loop};
 
 #[derive(Debug, Clone)]
 pub struct ChatBench {
@@ -386,8 +385,7 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
     let mut lost = 0;
     let mut deliveries = 0;
     let mut tally = |seen: &Seen| {
-        let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
-        lost += total - got.len().min(total);
+        lost += missing(seen, total);
         deliveries += seen.len();
     };
     let mut last_ack = t0;
@@ -442,9 +440,9 @@ pub async fn run(b: &ChatBench) -> anyhow::Result<ChatResult> {
         let mut sockets = Vec::new();
         for w in waits {
             let (seen, ws) = w.await?;
-            let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
-            idle_lost += IDLE_MESSAGES - got.len().min(IDLE_MESSAGES);
-            if got.len() == IDLE_MESSAGES {
+            let lost = missing(&seen, IDLE_MESSAGES);
+            idle_lost += lost;
+            if lost == 0 {
                 sockets.push(ws);
             }
             lat.extend(seen.into_iter().map(|(_, l)| l));

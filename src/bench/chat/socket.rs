@@ -2,6 +2,7 @@
 //! closed-loop sends matched to their acks, and the paced phase's tally shared by every receiver.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -183,6 +184,13 @@ pub(super) async fn receive(
         }
     }
     (seen, ws)
+}
+
+/// How many of the `want` messages a socket was to get are not among those it `seen` (each
+/// counted once, however often it arrived).
+pub(super) fn missing(seen: &Seen, want: usize) -> usize {
+    let got: HashSet<u64> = seen.iter().map(|(n, _)| *n).collect();
+    want - got.len().min(want)
 }
 
 /// What one closed-loop sender did: its ack latencies, when its last ack came, and what its
